@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything a fresh Debian 12 machine needs to build, run and test the project.
+# Idempotent: packages already present are skipped, so a second run costs a few seconds.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config clang clang-format git ca-certificates curl
+  libevent-dev libjansson-dev libpq-dev libcurl4-openssl-dev libssl-dev libzstd-dev libcmocka-dev
+  postgresql-15 postgresql-client-15 zstd tar
+  python3 python3-pytest python3-requests python3-psycopg2 python3-pytest-xdist python3-cryptography
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# The postgresql package would create and start a default cluster; the project never uses it.
+if [ ! -e /etc/postgresql-common/createcluster.conf ] || ! grep -q '^create_main_cluster = false' /etc/postgresql-common/createcluster.conf 2>/dev/null; then
+  $SUDO mkdir -p /etc/postgresql-common
+  echo 'create_main_cluster = false' | $SUDO tee -a /etc/postgresql-common/createcluster.conf >/dev/null
+fi
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install-deps: done"

@@ -1,0 +1,30 @@
+/*
+ * fsutil.h: file helpers with the durability rules of the project: a file that must survive a
+ * crash is written to a temporary name, fsynced, renamed, and its directory fsynced. These block:
+ * call them from a worker thread, or at startup before the event loop runs.
+ */
+#ifndef SHARED_FSUTIL_H
+#define SHARED_FSUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "shared/err.h"
+
+/* fs_read_file: read a whole file (at most max_bytes, else ERR_PAYLOAD_TOO_LARGE) into a new
+ * NUL-terminated buffer the caller frees. Absent file -> ERR_NOT_FOUND. */
+bool fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len, Err *err) MUST_CHECK;
+
+/* fs_write_atomic: write to "<path>.tmp.<pid>.<n>", fsync, rename over path, fsync the directory.
+ */
+bool fs_write_atomic(const char *path, const void *data, size_t len, Err *err) MUST_CHECK;
+
+bool fs_fsync_dir(const char *dir, Err *err) MUST_CHECK;
+/* fs_mkdir_p: create a directory and its parents (existing ones are fine). */
+bool fs_mkdir_p(const char *path, mode_t mode, Err *err) MUST_CHECK;
+/* fs_remove_tree: remove a file or a directory tree; absent is success. */
+bool fs_remove_tree(const char *path, Err *err) MUST_CHECK;
+bool fs_exists(const char *path);
+
+#endif
