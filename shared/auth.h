@@ -27,8 +27,11 @@ typedef enum AuthScope {
 
 /* Which daemon's rules apply to a scope check. */
 typedef enum AuthPolicy {
-    AUTH_POLICY_STORCON,    /* the route's scope, or admin which passes everything */
-    AUTH_POLICY_PAGESERVER, /* pageserverapi passes everything; tenant only for its own tenant */
+    AUTH_POLICY_STORCON,    /* the route's scope, or admin which passes everything; a tenant
+                               token must also name the route's tenant */
+    AUTH_POLICY_PAGESERVER, /* any route needing a token (its scope is pageserverapi) accepts
+                               pageserverapi, and a tenant token only when the route names that
+                               tenant; every other scope, admin included, is refused */
     AUTH_POLICY_COUNT
 } AuthPolicy;
 
@@ -48,7 +51,8 @@ bool auth_new_from_file(const char *path, Auth **out, Err *err) MUST_CHECK;
 void auth_free(Auth *auth);
 
 /* auth_verify: verify "<header>.<payload>.<signature>" (alg EdDSA), decode the claims, check exp.
- * Malformed token -> ERR_UNAUTHORIZED; bad signature, unknown scope or expired -> ERR_FORBIDDEN. */
+ * Malformed token or another alg ("none" included) -> ERR_UNAUTHORIZED; bad signature, unknown
+ * scope, bad claims or expired -> ERR_FORBIDDEN. */
 bool auth_verify(const Auth *auth, const char *jwt, AuthClaims *out, Err *err) MUST_CHECK;
 
 /* auth_check: may these claims call a route that requires `required`? route_tenant is the
@@ -62,6 +66,7 @@ bool auth_check(AuthPolicy policy, AuthScope required, const AuthClaims *claims,
 bool auth_bearer_token(const char *header, const char **token, Err *err) MUST_CHECK;
 
 const char *auth_scope_name(AuthScope scope); /* "pageserverapi", ... ; "none" */
+/* auth_scope_parse: real scopes only ("none" is not one). */
 bool auth_scope_parse(const char *s, AuthScope *out);
 
 /* Signing with an Ed25519 private key (PEM). */

@@ -42,6 +42,8 @@ typedef struct HttpClientRequest {
 } HttpClientRequest;
 
 typedef struct HttpClientResponse {
+    const char *method; /* of the request, for messages; valid only during the callback */
+    const char *url;
     int status;       /* HTTP status of the last attempt; 0 = transport error or timeout */
     const char *body; /* NUL-terminated; valid only during the callback */
     size_t body_len;

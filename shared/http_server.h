@@ -14,6 +14,14 @@
  * the request stays valid (http_request_is_gone() turns true) and the reply call just frees it.
  * Every reply is logged with method, path, status and latency, and counted in the metrics
  * (http_requests_total{route,method,status}, http_request_duration_seconds{route,method}).
+ *
+ * Details: a {tenant_id} / {tenant_shard_id} value that does not parse does not stop auth, which
+ * then runs as if the route named no tenant (a tenant token is refused) and leaves the 400 to the
+ * handler. Bodies over max_body_bytes get a JSON 413 (bodies over twice that plus 64 KiB get
+ * evhttp's own 413 page). A sane client X-Request-Id is kept, otherwise a random one is made; it is
+ * echoed on every reply. After http_server_stop_accepting, requests on kept-alive connections get
+ * 503 with Connection: close. Replies are made on the event-loop thread only; requests still held
+ * by the app when http_server_free runs have been answered and freed by it.
  */
 #ifndef SHARED_HTTP_SERVER_H
 #define SHARED_HTTP_SERVER_H

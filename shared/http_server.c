@@ -1,0 +1,1036 @@
+/*
+ * http_server.c: the route-table HTTP server on libevent's evhttp (contract in http_server.h).
+ *
+ * Life of a request (all on the event-loop thread):
+ *   1. evhttp has read the whole request and calls on_request(). We pause reading on the
+ *      connection, arm a watcher that notices the client going away, and take copies of what the
+ *      handler needs (decoded path, parameters, query, body), so those stay valid even if
+ *      libevent's objects go away first.
+ *   2. Pre-handler checks, in this order: shutting down (503), route (404 / 405), path and query
+ *      decoding (400), auth (401 / 403), body size (413). Then the handler runs with the log
+ *      context (request id, tenant) set.
+ *   3. Exactly one reply (request_finish) sends the response, logs one line and counts it. A reply
+ *      made during dispatch frees the request when dispatch ends; a deferred reply puts it on a
+ *      graveyard emptied on the next loop iteration, so a buggy second reply in the same callback
+ *      is still detected (assert in debug builds, log_error in release) instead of touching freed
+ *      memory.
+ *
+ * Client disconnect before a deferred reply: the watcher (EV_READ|EV_CLOSED on the socket, with a
+ * MSG_PEEK to tell a close from pipelined bytes) marks the request gone; libevent's objects are
+ * kept until the reply call, which then frees the connection instead of writing to it. The
+ * connection close callback is the safety net if libevent drops the connection itself.
+ *
+ * Body limit: evhttp can only answer an oversized body with its own HTML page, so evhttp's limit
+ * is set above ours (twice the limit plus 64 KiB); bodies between the two are read and answered
+ * here with a JSON 413, anything beyond evhttp's hard cap gets evhttp's 413.
+ *
+ * Choices: when a {tenant_id} / {tenant_shard_id} parameter does not parse, auth runs as if the
+ * route named no tenant (a tenant-scoped token is then refused, any other token is checked
+ * normally) and the handler reports the bad id as 400. A client-supplied X-Request-Id (1-36
+ * characters of [A-Za-z0-9_.-]) is kept, so ids follow a request across daemons; otherwise the id
+ * is 12 random hex digits. After http_server_stop_accepting, requests arriving on kept-alive
+ * connections get 503 with Connection: close, so a graceful stop drains.
+ */
+#include "shared/http_server.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "shared/id.h"
+#include "shared/log.h"
+#include "shared/metrics.h"
+#include "shared/str.h"
+
+#define HTTP_MAX_SEGMENTS    16
+#define HTTP_MAX_PARAMS      8
+#define HTTP_TIMEOUT_SECS    60
+#define HTTP_REQUEST_ID_SIZE 37
+#define HTTP_RANDOM_ID_HEX   12
+#define HTTP_LOG_PATH_MAX    200
+
+typedef struct CompiledRoute {
+    const HttpRoute *route;
+    size_t n_segs;
+    char *seg[HTTP_MAX_SEGMENTS]; /* literal text, or the parameter name */
+    bool is_param[HTTP_MAX_SEGMENTS];
+    size_t n_params;
+    size_t param_seg[HTTP_MAX_PARAMS]; /* which segment holds parameter k */
+    uint32_t specificity;              /* bit 31-i set when segment i is literal */
+    char *label;                       /* the pattern, escaped for a metrics label */
+    bool health;                       /* logged at DEBUG when successful */
+} CompiledRoute;
+
+struct HttpServer {
+    struct event_base *base;
+    struct evhttp *http;
+    struct evhttp_bound_socket *sock;
+    HttpServerConfig cfg;
+    char name[64];
+    CompiledRoute *routes;
+    size_t max_body;
+    uint16_t port;
+    size_t inflight;
+    bool stopping;
+    bool freeing;
+    HttpRequest *pending;   /* received, not yet replied */
+    HttpRequest *graveyard; /* replied outside dispatch; freed by the reaper */
+    struct event *reaper;
+    uint64_t rng;
+};
+
+struct HttpRequest {
+    HttpServer *srv;
+    struct evhttp_request *evreq;    /* NULL once libevent freed it */
+    struct evhttp_connection *evcon; /* NULL once libevent freed it */
+    struct event *watch;             /* disconnect watcher while pending */
+    const CompiledRoute *route;      /* NULL: no route matched */
+    HttpMethod method;
+    bool method_known;
+    const char *method_name;
+    char *raw_path; /* as received (percent-encoded), for logs */
+    char *path;     /* decoded */
+    char *params[HTTP_MAX_PARAMS];
+    struct evkeyvalq query;
+    char *body;
+    size_t body_len;
+    char id[HTTP_REQUEST_ID_SIZE];
+    AuthClaims claims;
+    bool has_claims;
+    uint16_t allow; /* methods allowed on the path, for 405 */
+    void *data;
+    struct timespec start;
+    bool gone;
+    bool replied;
+    bool in_dispatch;
+    HttpRequest *prev, *next; /* pending list, then graveyard (next only) */
+};
+
+static const char *const METHOD_NAMES[HTTP_METHOD_COUNT] = {
+    [HTTP_GET] = "GET",       [HTTP_PUT] = "PUT",     [HTTP_POST] = "POST",
+    [HTTP_DELETE] = "DELETE", [HTTP_PATCH] = "PATCH",
+};
+
+static const char *const HEALTH_PATTERNS[] = {"/status", "/ready", "/live", "/metrics",
+                                              "/v1/status"};
+
+const char *http_method_name(HttpMethod m)
+{
+    if ((int)m < 0 || m >= HTTP_METHOD_COUNT)
+        return "UNKNOWN";
+    return METHOD_NAMES[m];
+}
+
+/* method_from_evhttp: our method for a libevent command; false for HEAD, OPTIONS and the rest,
+ * which no route serves (they get 405 or 404). */
+static bool method_from_evhttp(enum evhttp_cmd_type cmd, HttpMethod *out, const char **name)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET:
+        *out = HTTP_GET;
+        break;
+    case EVHTTP_REQ_PUT:
+        *out = HTTP_PUT;
+        break;
+    case EVHTTP_REQ_POST:
+        *out = HTTP_POST;
+        break;
+    case EVHTTP_REQ_DELETE:
+        *out = HTTP_DELETE;
+        break;
+    case EVHTTP_REQ_PATCH:
+        *out = HTTP_PATCH;
+        break;
+    case EVHTTP_REQ_HEAD:
+        *name = "HEAD";
+        return false;
+    case EVHTTP_REQ_OPTIONS:
+        *name = "OPTIONS";
+        return false;
+    case EVHTTP_REQ_TRACE:
+        *name = "TRACE";
+        return false;
+    case EVHTTP_REQ_CONNECT:
+        *name = "CONNECT";
+        return false;
+    default:
+        *name = "UNKNOWN";
+        return false;
+    }
+    *name = METHOD_NAMES[*out];
+    return true;
+}
+
+/* ---- route table ---- */
+
+static bool param_name_valid(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_'))
+            return false;
+    }
+    return true;
+}
+
+static void route_finish(CompiledRoute *r)
+{
+    for (size_t i = 0; i < r->n_segs; i++)
+        free(r->seg[i]);
+    free(r->label);
+}
+
+/* route_compile: split a pattern into literal and {param} segments, rejecting what could never
+ * match or would be ambiguous (empty segments, braces inside literals, repeated parameter names),
+ * so a typo in a route table fails at startup rather than as a mysterious 404. */
+static bool route_compile(const HttpRoute *route, CompiledRoute *out, Err *err)
+{
+    memset(out, 0, sizeof(*out));
+    out->route = route;
+    const char *p = route->pattern;
+    if (p == NULL || p[0] != '/' || route->handler == NULL || (int)route->method < 0 ||
+        route->method >= HTTP_METHOD_COUNT) {
+        err_set(err, ERR_INTERNAL, "route '%s': pattern must start with '/' and have a handler",
+                p ? p : "(null)");
+        return false;
+    }
+    if (strcmp(p, "/") != 0) {
+        p++;
+        while (true) {
+            const char *slash = strchr(p, '/');
+            size_t len = slash ? (size_t)(slash - p) : strlen(p);
+            if (len == 0 || out->n_segs >= HTTP_MAX_SEGMENTS) {
+                err_set(err, ERR_INTERNAL, "route '%s': empty segment or more than %d segments",
+                        route->pattern, HTTP_MAX_SEGMENTS);
+                goto fail;
+            }
+            size_t i = out->n_segs;
+            if (p[0] == '{') {
+                if (len < 3 || p[len - 1] != '}' || !param_name_valid(p + 1, len - 2) ||
+                    out->n_params >= HTTP_MAX_PARAMS) {
+                    err_set(err, ERR_INTERNAL, "route '%s': bad parameter segment '%.*s'",
+                            route->pattern, (int)len, p);
+                    goto fail;
+                }
+                out->seg[i] = xstrndup(p + 1, len - 2);
+                out->is_param[i] = true;
+                for (size_t k = 0; k < out->n_params; k++) {
+                    if (strcmp(out->seg[out->param_seg[k]], out->seg[i]) == 0) {
+                        out->n_segs++;
+                        err_set(err, ERR_INTERNAL, "route '%s': parameter {%s} appears twice",
+                                route->pattern, out->seg[i]);
+                        goto fail;
+                    }
+                }
+                out->param_seg[out->n_params++] = i;
+            } else {
+                if (memchr(p, '{', len) || memchr(p, '}', len)) {
+                    err_set(err, ERR_INTERNAL, "route '%s': brace inside literal segment",
+                            route->pattern);
+                    goto fail;
+                }
+                out->seg[i] = xstrndup(p, len);
+                out->specificity |= 1u << (31 - i);
+            }
+            out->n_segs++;
+            if (slash == NULL)
+                break;
+            p = slash + 1;
+        }
+    }
+    char label[512];
+    metrics_label_escape(route->pattern, label, sizeof(label));
+    out->label = xstrdup(label);
+    for (size_t i = 0; i < sizeof(HEALTH_PATTERNS) / sizeof(HEALTH_PATTERNS[0]); i++) {
+        if (strcmp(route->pattern, HEALTH_PATTERNS[i]) == 0)
+            out->health = true;
+    }
+    return true;
+fail:
+    route_finish(out);
+    memset(out, 0, sizeof(*out));
+    return false;
+}
+
+/* routes_same_shape: two patterns that match exactly the same paths. */
+static bool routes_same_shape(const CompiledRoute *a, const CompiledRoute *b)
+{
+    if (a->n_segs != b->n_segs)
+        return false;
+    for (size_t i = 0; i < a->n_segs; i++) {
+        if (a->is_param[i] != b->is_param[i])
+            return false;
+        if (!a->is_param[i] && strcmp(a->seg[i], b->seg[i]) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* ---- request ids ---- */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static bool request_id_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n >= HTTP_REQUEST_ID_SIZE)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '-' || c == '.'))
+            return false;
+    }
+    return true;
+}
+
+/* ---- request lifecycle ---- */
+
+static double elapsed_seconds(const struct timespec *start)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+static void request_destroy(HttpRequest *req)
+{
+    free(req->raw_path);
+    free(req->path);
+    for (size_t i = 0; i < HTTP_MAX_PARAMS; i++)
+        free(req->params[i]);
+    evhttp_clear_headers(&req->query);
+    free(req->body);
+    free(req);
+}
+
+static void pending_unlink(HttpServer *srv, HttpRequest *req)
+{
+    if (req->prev)
+        req->prev->next = req->next;
+    else
+        srv->pending = req->next;
+    if (req->next)
+        req->next->prev = req->prev;
+    req->prev = req->next = NULL;
+}
+
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    HttpServer *srv = arg;
+    HttpRequest *req = srv->graveyard;
+    srv->graveyard = NULL;
+    while (req != NULL) {
+        HttpRequest *next = req->next;
+        request_destroy(req);
+        req = next;
+    }
+}
+
+/* request_mark_gone: the client is no longer there; stop watching its socket. */
+static void request_mark_gone(HttpRequest *req, const char *why)
+{
+    if (req->watch != NULL) {
+        event_free(req->watch);
+        req->watch = NULL;
+    }
+    if (!req->gone) {
+        req->gone = true;
+        log_info("%s %.*s req=%s: client went away before the reply (%s)", req->method_name,
+                 HTTP_LOG_PATH_MAX, req->raw_path ? req->raw_path : "?", req->id, why);
+    }
+}
+
+/* on_watch: the socket of a pending request became readable or the peer hung up. A peek tells
+ * an orderly close or reset (gone) from bytes of a pipelined next request, which stay in the
+ * socket for evhttp; then only a hang-up (EV_CLOSED) can still tell us the client left. */
+static void on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    HttpRequest *req = arg;
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) {
+        request_mark_gone(req, "connection closed");
+        return;
+    }
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            return;
+        request_mark_gone(req, strerror(errno));
+        return;
+    }
+    if (what & EV_CLOSED) {
+        request_mark_gone(req, "peer hung up");
+        return;
+    }
+    event_del(req->watch);
+    bool early_close = (event_base_get_features(req->srv->base) & EV_FEATURE_EARLY_CLOSE) != 0;
+    if (early_close && event_assign(req->watch, req->srv->base, fd, EV_CLOSED, on_watch, req) == 0)
+        event_add(req->watch, NULL);
+}
+
+/* on_conn_close: libevent is freeing the connection of a pending request (a safety net; with
+ * reading paused it normally does not). If libevent detached the request it is ours to free,
+ * otherwise libevent frees it with the connection and we must forget it. */
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    HttpRequest *req = arg;
+    request_mark_gone(req, "connection freed");
+    if (req->evreq != NULL && evhttp_request_get_connection(req->evreq) != NULL)
+        req->evreq = NULL;
+    req->evcon = NULL;
+}
+
+static void count_metrics(HttpRequest *req, int status, double secs)
+{
+    MetricsRegistry *reg = req->srv->cfg.metrics;
+    if (reg == NULL)
+        return;
+    const char *route = req->route ? req->route->label : "unknown";
+    char labels[700];
+    str_printf(labels, sizeof(labels), "route=\"%s\",method=\"%s\",status=\"%d\"", route,
+               req->method_name, status); /* bounded labels; truncation cannot happen */
+    MetricCounter *c =
+        metrics_counter(reg, "http_requests_total", "HTTP requests answered", labels);
+    metric_counter_add(c, 1);
+    str_printf(labels, sizeof(labels), "route=\"%s\",method=\"%s\"", route, req->method_name);
+    MetricHistogram *h =
+        metrics_histogram(reg, "http_request_duration_seconds",
+                          "Time from request received to reply sent", labels, NULL, 0);
+    metric_histogram_observe(h, secs);
+}
+
+/* request_finish: the single exit of every request: send (unless the client is gone), log,
+ * count, and schedule the free. */
+static void request_finish(HttpRequest *req, int status, const char *content_type, const void *body,
+                           size_t len)
+{
+    if (req->replied) {
+        log_error("second reply (status %d) to request %s %s req=%s; ignored", status,
+                  req->method_name, req->raw_path ? req->raw_path : "?", req->id);
+        assert(!"exactly one reply per HTTP request");
+        return;
+    }
+    req->replied = true;
+    HttpServer *srv = req->srv;
+    double secs = elapsed_seconds(&req->start);
+    if (req->watch != NULL) {
+        event_free(req->watch);
+        req->watch = NULL;
+    }
+    if (req->evcon != NULL)
+        evhttp_connection_set_closecb(req->evcon, NULL, NULL);
+
+    if (!req->gone && req->evreq != NULL) {
+        struct evkeyvalq *out = evhttp_request_get_output_headers(req->evreq);
+        evhttp_add_header(out, "Content-Type", content_type);
+        evhttp_add_header(out, "X-Request-Id", req->id);
+        if (status == 401)
+            evhttp_add_header(out, "WWW-Authenticate", "Bearer");
+        if (status == 405 && req->allow != 0) {
+            char allow[64] = "";
+            size_t n = 0;
+            for (int m = 0; m < HTTP_METHOD_COUNT; m++) {
+                if (req->allow & (1u << m))
+                    n += (size_t)snprintf(allow + n, sizeof(allow) - n, "%s%s", n ? ", " : "",
+                                          METHOD_NAMES[m]);
+            }
+            evhttp_add_header(out, "Allow", allow);
+        }
+        if (srv->stopping)
+            evhttp_add_header(out, "Connection", "close");
+        struct evbuffer *buf = evbuffer_new();
+        if (buf != NULL && len > 0)
+            evbuffer_add(buf, body, len);
+        struct evhttp_connection *evcon = req->evcon;
+        evhttp_send_reply(req->evreq, status, NULL, buf);
+        evbuffer_free(buf);
+        if (srv->freeing && evcon != NULL) {
+            /* the loop will not run again for this connection: push the bytes out now
+             * (non-blocking socket; best effort) */
+            struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+            if (bev != NULL)
+                evbuffer_write(bufferevent_get_output(bev), bufferevent_getfd(bev));
+        }
+    } else if (req->evcon != NULL) {
+        evhttp_connection_free(req->evcon); /* frees req->evreq with it */
+    } else if (req->evreq != NULL) {
+        evhttp_request_free(req->evreq); /* detached by libevent: ours */
+    }
+    req->evreq = NULL;
+    req->evcon = NULL;
+
+    pending_unlink(srv, req);
+    srv->inflight--;
+
+    bool quiet = req->route && req->route->health && status < 400;
+    LogLevel level = quiet ? LOG_DEBUG : LOG_INFO;
+    if (level >= log_get_level()) {
+        /* during dispatch the log context already carries the request id */
+        if (req->in_dispatch)
+            log_write(level, __FILE__, __LINE__, "%s %.*s %d %.1f ms", req->method_name,
+                      HTTP_LOG_PATH_MAX, req->raw_path ? req->raw_path : "?", status, secs * 1e3);
+        else
+            log_write(level, __FILE__, __LINE__, "%s %.*s %d %.1f ms req=%s%s", req->method_name,
+                      HTTP_LOG_PATH_MAX, req->raw_path ? req->raw_path : "?", status, secs * 1e3,
+                      req->id, req->gone ? " (client gone)" : "");
+    }
+    count_metrics(req, status, secs);
+
+    if (!req->in_dispatch) {
+        req->next = srv->graveyard;
+        srv->graveyard = req;
+        event_active(srv->reaper, EV_TIMEOUT, 0);
+    }
+}
+
+/* reply_simple_error: a reply from the server itself. Refusals during shutdown are expected, so
+ * they are not logged as errors (the request line still records them). */
+static void reply_simple_error(HttpRequest *req, ErrCode code, const char *msg)
+{
+    Err err;
+    err_clear(&err);
+    err_set(&err, code, "%s", msg);
+    if (code != ERR_UNAVAILABLE) {
+        http_reply_error(req, &err);
+        return;
+    }
+    char *body = err_to_json_body(&err);
+    request_finish(req, err_http_status(code), "application/json", body, body ? strlen(body) : 0);
+    free(body);
+}
+
+/* route_lookup: match the decoded segments of the path against the table. Returns the
+ * best route for the method (most literal segments earliest, then table order) or NULL, filling
+ * req->allow with the methods that would match the path. */
+static const CompiledRoute *route_lookup(HttpServer *srv, HttpRequest *req, char **segs,
+                                         size_t n_segs)
+{
+    const CompiledRoute *best = NULL;
+    for (size_t r = 0; r < srv->cfg.n_routes; r++) {
+        const CompiledRoute *cr = &srv->routes[r];
+        if (cr->n_segs != n_segs)
+            continue;
+        bool match = true;
+        for (size_t i = 0; i < n_segs && match; i++) {
+            if (!cr->is_param[i] && strcmp(cr->seg[i], segs[i]) != 0)
+                match = false;
+        }
+        if (!match)
+            continue;
+        req->allow |= (uint16_t)(1u << cr->route->method);
+        if (req->method_known && cr->route->method == req->method &&
+            (best == NULL || cr->specificity > best->specificity))
+            best = cr;
+    }
+    return best;
+}
+
+/* request_route: decode the path into segments and pick the route; replies 400/404/405 itself
+ * and returns false when there is none. */
+static bool request_route(HttpServer *srv, HttpRequest *req, const char *raw)
+{
+    char *segs[HTTP_MAX_SEGMENTS + 1] = {0};
+    size_t n = 0;
+    bool too_many = false, empty = false, bad = false;
+    if (strcmp(raw, "/") != 0) {
+        const char *p = raw + 1;
+        while (true) {
+            const char *slash = strchr(p, '/');
+            size_t len = slash ? (size_t)(slash - p) : strlen(p);
+            if (n >= HTTP_MAX_SEGMENTS) {
+                too_many = true;
+                break;
+            }
+            if (len == 0)
+                empty = true;
+            char *enc = xstrndup(p, len);
+            size_t dec_len = 0;
+            char *dec = evhttp_uridecode(enc, 0, &dec_len);
+            free(enc);
+            if (dec == NULL || strlen(dec) != dec_len)
+                bad = true;
+            segs[n++] = dec;
+            if (slash == NULL)
+                break;
+            p = slash + 1;
+        }
+    }
+    bool ok = false;
+    if (bad) {
+        reply_simple_error(req, ERR_BAD_REQUEST, "invalid percent-encoding in the request path");
+    } else if (too_many || empty || (req->route = route_lookup(srv, req, segs, n)) == NULL) {
+        if (!too_many && !empty && req->allow != 0) {
+            Err err;
+            err_clear(&err);
+            err_set(&err, ERR_METHOD_NOT_ALLOWED, "method %s not allowed on %.200s",
+                    req->method_name, req->raw_path);
+            http_reply_error(req, &err);
+        } else {
+            Err err;
+            err_clear(&err);
+            err_set(&err, ERR_NOT_FOUND, "no route for %s %.200s", req->method_name, req->raw_path);
+            http_reply_error(req, &err);
+        }
+    } else {
+        for (size_t k = 0; k < req->route->n_params; k++) {
+            size_t i = req->route->param_seg[k];
+            req->params[k] = segs[i];
+            segs[i] = NULL;
+        }
+        ok = true;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(segs[i]);
+    return ok;
+}
+
+/* route_tenant: the tenant named by a {tenant_id} or {tenant_shard_id} parameter, formatted for
+ * the log context into ctx; false when there is none or it does not parse. */
+static bool route_tenant(const HttpRequest *req, TenantId *out, char ctx[TSID_STR_SIZE])
+{
+    Err err;
+    const char *t = http_request_param(req, "tenant_id");
+    if (t != NULL) {
+        if (!tenant_id_parse(t, out, &err))
+            return false;
+        tenant_id_format(out, ctx);
+        return true;
+    }
+    const char *ts = http_request_param(req, "tenant_shard_id");
+    if (ts != NULL) {
+        TenantShardId tsid;
+        if (!tsid_parse(ts, &tsid, &err))
+            return false;
+        *out = tsid.tenant_id;
+        tsid_format(&tsid, ctx);
+        return true;
+    }
+    return false;
+}
+
+/* request_authorize: when auth is on and the route needs a token: bearer token, signature and
+ * claims, then the policy's scope rule with the route's tenant. */
+static bool request_authorize(HttpServer *srv, HttpRequest *req, const TenantId *tenant, Err *err)
+{
+    if (srv->cfg.auth == NULL || req->route->route->scope == AUTH_SCOPE_NONE)
+        return true;
+    const char *token = NULL;
+    if (!auth_bearer_token(http_request_header(req, "Authorization"), &token, err))
+        return false;
+    if (!auth_verify(srv->cfg.auth, token, &req->claims, err))
+        return false;
+    req->has_claims = true;
+    return auth_check(srv->cfg.auth_policy, req->route->route->scope, &req->claims, tenant, err);
+}
+
+/* on_request: evhttp's callback for every complete request; see the file comment. */
+static void on_request(struct evhttp_request *evreq, void *arg)
+{
+    HttpServer *srv = arg;
+    HttpRequest *req = xcalloc(1, sizeof(*req));
+    clock_gettime(CLOCK_MONOTONIC, &req->start);
+    req->srv = srv;
+    req->evreq = evreq;
+    req->evcon = evhttp_request_get_connection(evreq);
+    req->in_dispatch = true;
+    TAILQ_INIT(&req->query);
+    req->method_known =
+        method_from_evhttp(evhttp_request_get_command(evreq), &req->method, &req->method_name);
+
+    struct evkeyvalq *in = evhttp_request_get_input_headers(evreq);
+    const char *rid = evhttp_find_header(in, "X-Request-Id");
+    if (rid != NULL && request_id_valid(rid)) {
+        str_copy(req->id, sizeof(req->id), rid);
+    } else {
+        uint64_t r = splitmix64(&srv->rng);
+        str_printf(req->id, sizeof(req->id), "%012llx",
+                   (unsigned long long)(r & 0xffffffffffffULL));
+    }
+
+    req->next = srv->pending;
+    if (srv->pending)
+        srv->pending->prev = req;
+    srv->pending = req;
+    srv->inflight++;
+
+    /* Pause reading until the reply (evhttp resumes after sending it) and watch for the client
+     * going away in the meantime. */
+    if (req->evcon != NULL) {
+        struct bufferevent *bev = evhttp_connection_get_bufferevent(req->evcon);
+        evutil_socket_t fd = bev ? bufferevent_getfd(bev) : -1;
+        if (bev != NULL)
+            bufferevent_disable(bev, EV_READ);
+        if (fd >= 0) {
+            req->watch = event_new(srv->base, fd, EV_READ | EV_CLOSED | EV_PERSIST, on_watch, req);
+            if (req->watch != NULL)
+                event_add(req->watch, NULL);
+        }
+        evhttp_connection_set_closecb(req->evcon, on_conn_close, req);
+    }
+
+    log_ctx_set_request(req->id);
+
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(evreq);
+    const char *raw = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (raw == NULL || raw[0] == '\0')
+        raw = "/";
+    req->raw_path = xstrdup(raw);
+    size_t dec_len = 0;
+    req->path = evhttp_uridecode(raw, 0, &dec_len);
+    if (req->path == NULL)
+        req->path = xstrdup(raw);
+
+    TenantId tenant;
+    char tenant_ctx[TSID_STR_SIZE] = "";
+    bool has_tenant = false;
+    Err err;
+    err_clear(&err);
+
+    if (srv->stopping) {
+        reply_simple_error(req, ERR_UNAVAILABLE, "server is shutting down");
+        goto done;
+    }
+    if (raw[0] != '/') {
+        reply_simple_error(req, ERR_BAD_REQUEST, "request target must be an absolute path");
+        goto done;
+    }
+    if (strlen(req->path) != dec_len) {
+        reply_simple_error(req, ERR_BAD_REQUEST, "invalid percent-encoding in the request path");
+        goto done;
+    }
+    if (!request_route(srv, req, raw))
+        goto done;
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (q != NULL && q[0] != '\0' && evhttp_parse_query_str(q, &req->query) != 0) {
+        evhttp_clear_headers(&req->query);
+        reply_simple_error(req, ERR_BAD_REQUEST, "malformed query string");
+        goto done;
+    }
+    has_tenant = route_tenant(req, &tenant, tenant_ctx);
+    if (has_tenant)
+        log_ctx_set_tenant(tenant_ctx);
+    if (!request_authorize(srv, req, has_tenant ? &tenant : NULL, &err)) {
+        http_reply_error(req, &err);
+        goto done;
+    }
+    struct evbuffer *inbuf = evhttp_request_get_input_buffer(evreq);
+    size_t len = inbuf ? evbuffer_get_length(inbuf) : 0;
+    if (len > srv->max_body) {
+        err_set(&err, ERR_PAYLOAD_TOO_LARGE,
+                "request body of %zu bytes is over the limit of %zu bytes", len, srv->max_body);
+        http_reply_error(req, &err);
+        goto done;
+    }
+    req->body = xmalloc(len + 1);
+    if (len > 0)
+        evbuffer_copyout(inbuf, req->body, len);
+    req->body[len] = '\0';
+    req->body_len = len;
+
+    req->route->route->handler(req, srv->cfg.app);
+
+done:
+    log_ctx_clear();
+    req->in_dispatch = false;
+    if (req->replied)
+        request_destroy(req);
+}
+
+/* ---- server ---- */
+
+static uint64_t seed_rng(void)
+{
+    uint64_t seed = 0;
+    if (getrandom(&seed, sizeof(seed), GRND_NONBLOCK) != (ssize_t)sizeof(seed)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)getpid();
+    }
+    return seed;
+}
+
+bool http_server_start(struct event_base *base, const HttpServerConfig *cfg, HttpServer **out,
+                       Err *err)
+{
+    HttpServer *srv = xcalloc(1, sizeof(*srv));
+    srv->base = base;
+    srv->cfg = *cfg;
+    str_copy(srv->name, sizeof(srv->name), cfg->name ? cfg->name : "http");
+    srv->max_body = cfg->max_body_bytes ? cfg->max_body_bytes : HTTP_DEFAULT_MAX_BODY;
+    srv->rng = seed_rng();
+    char where[HOST_MAX + 16];
+    host_port_format(&cfg->listen, where, sizeof(where));
+
+    srv->routes = xcalloc(cfg->n_routes ? cfg->n_routes : 1, sizeof(CompiledRoute));
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        if (!route_compile(&cfg->routes[i], &srv->routes[i], err)) {
+            srv->cfg.n_routes = i;
+            goto fail;
+        }
+        for (size_t j = 0; j < i; j++) {
+            if (srv->routes[j].route->method == cfg->routes[i].method &&
+                routes_same_shape(&srv->routes[j], &srv->routes[i])) {
+                err_set(err, ERR_INTERNAL, "routes %s %s and %s match the same requests",
+                        http_method_name(cfg->routes[i].method), srv->routes[j].route->pattern,
+                        cfg->routes[i].pattern);
+                srv->cfg.n_routes = i + 1;
+                goto fail;
+            }
+        }
+    }
+
+    srv->reaper = event_new(base, -1, 0, on_reap, srv);
+    srv->http = evhttp_new(base);
+    if (srv->reaper == NULL || srv->http == NULL) {
+        err_set(err, ERR_INTERNAL, "%s: cannot create the HTTP server", srv->name);
+        goto fail;
+    }
+    evhttp_set_allowed_methods(srv->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                              EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                              EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                              EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+    size_t hard_cap =
+        srv->max_body > (SIZE_MAX - 65536) / 2 ? SIZE_MAX / 2 : srv->max_body * 2 + 65536;
+    if (hard_cap > (size_t)INT64_MAX)
+        hard_cap = (size_t)INT64_MAX;
+    evhttp_set_max_body_size(srv->http, (ev_ssize_t)hard_cap);
+    evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    evhttp_set_timeout(srv->http, HTTP_TIMEOUT_SECS);
+    evhttp_set_gencb(srv->http, on_request, srv);
+
+    errno = 0;
+    srv->sock = evhttp_bind_socket_with_handle(srv->http, cfg->listen.host, cfg->listen.port);
+    if (srv->sock == NULL) {
+        int e = errno;
+        err_set(err, ERR_INTERNAL, "cannot listen on %s: %s", where,
+                e ? strerror(e) : "bind failed");
+        goto fail;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    evutil_socket_t fd = evhttp_bound_socket_get_fd(srv->sock);
+    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0) {
+        if (ss.ss_family == AF_INET)
+            srv->port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        else if (ss.ss_family == AF_INET6)
+            srv->port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    log_info("%s listening on %s port %u", srv->name, cfg->listen.host, (unsigned)srv->port);
+    if (cfg->auth == NULL)
+        log_warn("%s: auth is off, every route is open (development only)", srv->name);
+    *out = srv;
+    return true;
+
+fail:
+    if (srv->http)
+        evhttp_free(srv->http);
+    if (srv->reaper)
+        event_free(srv->reaper);
+    for (size_t i = 0; i < srv->cfg.n_routes; i++)
+        route_finish(&srv->routes[i]);
+    free(srv->routes);
+    free(srv);
+    return false;
+}
+
+uint16_t http_server_port(const HttpServer *srv)
+{
+    return srv->port;
+}
+
+void http_server_stop_accepting(HttpServer *srv)
+{
+    if (srv == NULL)
+        return;
+    srv->stopping = true;
+    if (srv->sock != NULL) {
+        evhttp_del_accept_socket(srv->http, srv->sock);
+        srv->sock = NULL;
+        log_info("%s stopped accepting connections", srv->name);
+    }
+}
+
+size_t http_server_inflight(const HttpServer *srv)
+{
+    return srv->inflight;
+}
+
+void http_server_free(HttpServer *srv)
+{
+    if (srv == NULL)
+        return;
+    srv->stopping = true;
+    srv->freeing = true;
+    /* each reply unlinks its request (one being dispatched right now is destroyed when its
+     * dispatch ends, the others go to the graveyard reaped below) */
+    while (srv->pending != NULL)
+        reply_simple_error(srv->pending, ERR_UNAVAILABLE, "server is shutting down");
+    evhttp_free(srv->http);
+    on_reap(-1, 0, srv);
+    event_free(srv->reaper);
+    for (size_t i = 0; i < srv->cfg.n_routes; i++)
+        route_finish(&srv->routes[i]);
+    free(srv->routes);
+    free(srv);
+}
+
+/* ---- request accessors ---- */
+
+HttpMethod http_request_method(const HttpRequest *req)
+{
+    return req->method;
+}
+
+const char *http_request_path(const HttpRequest *req)
+{
+    return req->path;
+}
+
+const char *http_request_param(const HttpRequest *req, const char *name)
+{
+    if (req->route == NULL)
+        return NULL;
+    for (size_t k = 0; k < req->route->n_params; k++) {
+        if (strcmp(req->route->seg[req->route->param_seg[k]], name) == 0)
+            return req->params[k];
+    }
+    return NULL;
+}
+
+const char *http_request_query(const HttpRequest *req, const char *name)
+{
+    return evhttp_find_header(&req->query, name);
+}
+
+const char *http_request_header(const HttpRequest *req, const char *name)
+{
+    if (req->evreq == NULL)
+        return NULL;
+    return evhttp_find_header(evhttp_request_get_input_headers(req->evreq), name);
+}
+
+const char *http_request_body(const HttpRequest *req, size_t *len)
+{
+    if (len != NULL)
+        *len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+const char *http_request_id(const HttpRequest *req)
+{
+    return req->id;
+}
+
+const AuthClaims *http_request_claims(const HttpRequest *req)
+{
+    return req->has_claims ? &req->claims : NULL;
+}
+
+bool http_request_is_gone(const HttpRequest *req)
+{
+    return req->gone;
+}
+
+bool http_request_json(const HttpRequest *req, json_t **out, Err *err)
+{
+    if (req->body_len == 0) {
+        err_set(err, ERR_BAD_REQUEST, "request body is empty, expected JSON");
+        return false;
+    }
+    json_error_t jerr;
+    json_t *j =
+        json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+    if (j == NULL) {
+        err_set(err, ERR_BAD_REQUEST, "malformed JSON body: %s (line %d, column %d, byte %d)",
+                jerr.text, jerr.line, jerr.column, jerr.position);
+        return false;
+    }
+    *out = j;
+    return true;
+}
+
+void http_request_set_data(HttpRequest *req, void *data)
+{
+    req->data = data;
+}
+
+void *http_request_get_data(const HttpRequest *req)
+{
+    return req->data;
+}
+
+/* ---- replies ---- */
+
+void http_reply_json(HttpRequest *req, int status, json_t *body)
+{
+    char *text = body ? json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(body);
+    if (body != NULL && text == NULL) {
+        Err err;
+        err_clear(&err);
+        err_set(&err, ERR_INTERNAL, "cannot encode the JSON response");
+        http_reply_error(req, &err);
+        return;
+    }
+    if (text == NULL)
+        request_finish(req, status, "application/json", "{}", 2);
+    else
+        request_finish(req, status, "application/json", text, strlen(text));
+    free(text);
+}
+
+void http_reply_raw(HttpRequest *req, int status, const char *content_type, const void *body,
+                    size_t len)
+{
+    request_finish(req, status, content_type ? content_type : "application/octet-stream", body,
+                   len);
+}
+
+void http_reply_error(HttpRequest *req, const Err *err)
+{
+    Err fallback;
+    if (err == NULL || err->code == ERR_NONE) {
+        err_clear(&fallback);
+        err_set(&fallback, ERR_INTERNAL, "internal error (reply without an error code)");
+        err = &fallback;
+    }
+    if (!req->replied) {
+        char what[HTTP_LOG_PATH_MAX + 80];
+        if (req->in_dispatch)
+            str_printf(what, sizeof(what), "%s %.*s", req->method_name, HTTP_LOG_PATH_MAX,
+                       req->raw_path ? req->raw_path : "?");
+        else
+            str_printf(what, sizeof(what), "%s %.*s req=%s", req->method_name, HTTP_LOG_PATH_MAX,
+                       req->raw_path ? req->raw_path : "?", req->id);
+        log_err(err, what);
+    }
+    char *body = err_to_json_body(err);
+    request_finish(req, err_http_status(err->code), "application/json", body,
+                   body ? strlen(body) : 0);
+    free(body);
+}
