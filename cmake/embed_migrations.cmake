@@ -1,3 +1,4 @@
+cmake_minimum_required(VERSION 3.18)
 # Generates a C file holding every migrations/NNNN_name.{up,down}.sql, so that the storcon binary
 # carries its schema and never depends on the working directory it is started from.
 file(GLOB ups "${MIGRATIONS_DIR}/*.up.sql")

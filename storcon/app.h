@@ -1,0 +1,60 @@
+/*
+ * app.h: StorconApp, the storage controller's one top-level object, tying together the config,
+ * the event loop (Daemon), metrics, auth, the HTTP server, the migration runner and the database
+ * pool. main.c owns and drives it; route handlers receive it as their `app` argument.
+ *
+ * Startup phases (main.c): MIGRATING (listening: /status answers, /ready says 503) -> READY;
+ * any phase -> STOPPING on SIGTERM/SIGINT or a fatal error. Later startup work (loading nodes and
+ * tenants, the startup reconcile) adds phases between MIGRATING and READY.
+ */
+#ifndef STORCON_APP_H
+#define STORCON_APP_H
+
+#include <stdbool.h>
+
+#include "shared/auth.h"
+#include "shared/daemon.h"
+#include "shared/http_server.h"
+#include "shared/metrics.h"
+#include "storcon/config.h"
+#include "storcon/db.h"
+#include "storcon/migrate.h"
+
+typedef enum StorconPhase {
+    STORCON_PHASE_MIGRATING, /* connecting to the database and applying migrations */
+    STORCON_PHASE_READY,     /* startup done: /ready answers 200 */
+    STORCON_PHASE_STOPPING,  /* graceful stop or fatal error */
+    STORCON_PHASE_COUNT
+} StorconPhase;
+
+typedef struct StorconApp {
+    StorconConfig cfg;
+    Daemon *daemon;
+    struct event_base *base; /* daemon_base(daemon) */
+    MetricsRegistry *metrics;
+    Auth *auth;         /* NULL: auth off (--dev without --public-key) */
+    AuthSigner *signer; /* NULL: no --private-key; signs calls to pageservers */
+    HttpServer *http;   /* owned by the Daemon once added (it frees it when stopping) */
+    Migrator *migrator; /* while migrating */
+    DbPool *db;         /* from the end of migrations on */
+    StorconPhase phase;
+    char db_desc[256]; /* the database URL without password, for messages */
+} StorconApp;
+
+/* storcon_phase_name: "MIGRATING", ... for logs. */
+static inline const char *storcon_phase_name(StorconPhase p)
+{
+    switch (p) {
+    case STORCON_PHASE_MIGRATING:
+        return "MIGRATING";
+    case STORCON_PHASE_READY:
+        return "READY";
+    case STORCON_PHASE_STOPPING:
+        return "STOPPING";
+    case STORCON_PHASE_COUNT:
+    default:
+        return "?";
+    }
+}
+
+#endif

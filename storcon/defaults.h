@@ -1,0 +1,61 @@
+/*
+ * defaults.h: every default value, limit and timeout of the storage controller in one place.
+ *
+ * Flag defaults are kept in text form (they feed the option table in storcon/config.c, which
+ * parses them like user input); internal tunables are plain numbers. When a later module needs a
+ * timeout or a limit, it belongs here, not as a literal next to the code that uses it.
+ */
+#ifndef STORCON_DEFAULTS_H
+#define STORCON_DEFAULTS_H
+
+/* ---- flag defaults (text, parsed by the option table) ---- */
+#define STORCON_DEFAULT_LISTEN             "127.0.0.1:1234"
+#define STORCON_DEFAULT_LOG_LEVEL          "info"
+#define STORCON_DEFAULT_DB_POOL_SIZE       "4"
+#define STORCON_DEFAULT_DB_CONNECT_TIMEOUT "10s"
+#define STORCON_DB_CONNECT_TIMEOUT_MS      10000 /* the same, for code given 0 */
+
+/* ---- flag limits ---- */
+#define STORCON_DB_POOL_SIZE_MIN 1
+#define STORCON_DB_POOL_SIZE_MAX 64
+#define STORCON_URL_MAX          1024 /* --database-url, --control-plane-url */
+#define STORCON_PATH_MAX         4096 /* key files, log file */
+#define STORCON_FAILPOINTS_MAX   1024 /* --failpoints spec */
+
+/* ---- HTTP server ---- */
+#define STORCON_HTTP_MAX_BODY_BYTES (16u * 1024 * 1024)
+/* After SIGTERM, in-flight requests may take this long before they are answered 503. */
+#define STORCON_DRAIN_TIMEOUT_MS 10000
+
+/* ---- database pool (storcon/db.c) ---- */
+/* Reconnect backoff after a pool connection breaks or fails to connect: doubles up to the max. */
+#define STORCON_DB_RECONNECT_BACKOFF_MIN_MS 100
+#define STORCON_DB_RECONNECT_BACKOFF_MAX_MS 5000
+/* A request waiting for a free connection longer than this fails with 503 (database down). */
+#define STORCON_DB_QUEUE_TIMEOUT_MS 30000
+/* Server-side statement_timeout set on every pool connection (not on the migration connection,
+ * which may wait for another controller's advisory lock and run long DDL). */
+#define STORCON_DB_STATEMENT_TIMEOUT_MS 30000
+/* Transactions that fail with a serialization failure or deadlock (SQLSTATE 40001 / 40P01), or
+ * lose their connection before COMMIT was sent, run again, at most this many times in all, with
+ * a backoff doubling from the base (plus jitter) up to the max. */
+#define STORCON_DB_TXN_MAX_ATTEMPTS  5
+#define STORCON_DB_TXN_RETRY_BASE_MS 20
+#define STORCON_DB_TXN_RETRY_MAX_MS  1000
+/* TCP keepalives on database connections, so that a vanished server is noticed in about 1 min
+ * (used unless the database URL sets its own). */
+#define STORCON_DB_KEEPALIVES_IDLE_S     30
+#define STORCON_DB_KEEPALIVES_INTERVAL_S 10
+#define STORCON_DB_KEEPALIVES_COUNT      3
+#define STORCON_DB_APPLICATION_NAME      "storcon"
+
+/* ---- migrations (storcon/migrate.c) ---- */
+/* pg_advisory_lock key held while migrating, so that two controllers never migrate at once
+ * ("storcon1" in ASCII). */
+#define STORCON_MIGRATE_LOCK_KEY "8319396948745350705"
+/* Retry backoff while the database cannot be reached at startup (bounded by
+ * --db-connect-timeout). */
+#define STORCON_MIGRATE_CONNECT_RETRY_MIN_MS 100
+#define STORCON_MIGRATE_CONNECT_RETRY_MAX_MS 2000
+
+#endif
