@@ -40,7 +40,8 @@ bool daemon_new(const char *program, Daemon **out, Err *err) MUST_CHECK;
 void daemon_free(Daemon *d);
 struct event_base *daemon_base(Daemon *d);
 
-/* daemon_add_server: servers the graceful stop closes and drains (at most DAEMON_MAX_SERVERS). */
+/* daemon_add_server: servers the graceful stop closes and drains (at most DAEMON_MAX_SERVERS).
+ * The daemon owns them from then on: it frees them when the loop ends (or in daemon_free). */
 void daemon_add_server(Daemon *d, HttpServer *srv);
 void daemon_on_stop(Daemon *d, DaemonStopFn fn, void *arg);
 /* daemon_set_drain_timeout_ms: how long in-flight requests may take after a stop (default 10 s;

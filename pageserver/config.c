@@ -1,0 +1,354 @@
+/* config.c: the pageserver's option table and the validation of its settings. */
+#include "pageserver/config.h"
+
+#include <ctype.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "shared/daemon.h"
+#include "shared/str.h"
+
+#include "pageserver/defaults.h"
+
+/* A row with a range or the required bit, which CONFIG_OPT leaves at 0/false. */
+#define PS_OPT_EX(type_, member, name, def, metavar, help, min_, max_, required_)                  \
+    {                                                                                              \
+        (name), (type_), offsetof(PageserverConfig, member),                                       \
+            sizeof(((PageserverConfig *)0)->member), (def), (metavar), (help), (min_), (max_),     \
+            (required_)                                                                            \
+    }
+
+static const ConfigOption PAGESERVER_OPTIONS[] = {
+    PS_OPT_EX(CONFIG_STRING, workdir, "workdir", NULL, "DIR",
+              "local work directory (created if missing; locked while running)", 0, 0, true),
+    PS_OPT_EX(CONFIG_U64, id, "id", NULL, "N", "node id of this pageserver (>= 1)", 1, INT64_MAX,
+              true),
+    CONFIG_OPT(CONFIG_HOSTPORT, PageserverConfig, listen_http, "listen-http",
+               PAGESERVER_DEFAULT_LISTEN_HTTP, "HOST:PORT",
+               "management API address (port 0: any free port)"),
+    CONFIG_OPT(CONFIG_HOSTPORT, PageserverConfig, listen_pg, "listen-pg",
+               PAGESERVER_DEFAULT_LISTEN_PG, "HOST:PORT",
+               "page service address; recorded in metadata.json, not listened on yet (the page "
+               "service comes later)"),
+    CONFIG_OPT(
+        CONFIG_STRING, PageserverConfig, remote_storage, "remote-storage", NULL, "URL",
+        "remote storage: file:///abs/path (default file://<workdir>/" PAGESERVER_REMOTE_STORAGE_DIR
+        "); s3:// is not supported yet"),
+    CONFIG_OPT(CONFIG_STRING, PageserverConfig, control_plane_api, "control-plane-api", NULL, "URL",
+               "storage controller upcall base, e.g. http://127.0.0.1:1234/upcall/v1/"),
+    CONFIG_OPT(CONFIG_STRING, PageserverConfig, availability_zone, "availability-zone",
+               PAGESERVER_DEFAULT_AZ, "AZ", "availability zone id of this node"),
+    CONFIG_OPT(CONFIG_STRING, PageserverConfig, pg_bin_dir, "pg-bin-dir",
+               PAGESERVER_DEFAULT_PG_BIN_DIR, "DIR", "Postgres binaries (must contain initdb)"),
+    CONFIG_OPT(CONFIG_STRING, PageserverConfig, public_key, "public-key", NULL, "PATH",
+               "Ed25519 public key file or directory for JWT auth (absent: auth off)"),
+    CONFIG_OPT(CONFIG_STRING, PageserverConfig, log_level, "log-level",
+               PAGESERVER_DEFAULT_LOG_LEVEL, "LEVEL", "debug, info, warn or error"),
+    CONFIG_OPT(CONFIG_STRING, PageserverConfig, log_file, "log-file", NULL, "PATH",
+               "log to this file (reopened on SIGHUP) instead of stderr"),
+    CONFIG_OPT(CONFIG_STRING, PageserverConfig, failpoints, "failpoints", NULL, "SPEC",
+               "arm failpoints at startup: name=action;name2=action"),
+    PS_OPT_EX(CONFIG_U64, worker_threads, "worker-threads", PAGESERVER_DEFAULT_WORKER_THREADS_STR,
+              "N", "threads for disk and CPU work", 1, PAGESERVER_MAX_WORKER_THREADS, false),
+};
+
+static const ConfigSpec PAGESERVER_SPEC = {
+    .program = "pageserver",
+    .summary = "hosts tenant shards: timelines of layer files, backed by remote storage",
+    .options = PAGESERVER_OPTIONS,
+    .n_options = sizeof(PAGESERVER_OPTIONS) / sizeof(PAGESERVER_OPTIONS[0]),
+};
+
+const ConfigSpec *pageserver_config_spec(void)
+{
+    return &PAGESERVER_SPEC;
+}
+
+ConfigResult pageserver_config_load(int argc, char **argv, PageserverConfig *out, int *exit_code,
+                                    Err *err)
+{
+    memset(out, 0, sizeof(*out));
+    ConfigResult r = config_load(&PAGESERVER_SPEC, argc, argv, out, err);
+    if (r == CONFIG_ERROR) {
+        *exit_code = EXIT_CODE_BAD_ARGS;
+        return r;
+    }
+    if (r == CONFIG_HELP) {
+        *exit_code = EXIT_CODE_OK;
+        return r;
+    }
+    if (!pageserver_config_finish(out, exit_code, err))
+        return CONFIG_ERROR;
+    *exit_code = EXIT_CODE_OK;
+    return CONFIG_OK;
+}
+
+/* strip_trailing_slashes: "/a/b//" -> "/a/b"; a lone "/" stays. */
+static void strip_trailing_slashes(char *s)
+{
+    size_t n = strlen(s);
+    while (n > 1 && s[n - 1] == '/')
+        s[--n] = '\0';
+}
+
+/* make_absolute: the work directory is written into the default remote storage URL and the logs,
+ * where a relative path would mean nothing to a reader in another directory. */
+static bool make_absolute(char *path, size_t cap, Err *err)
+{
+    if (path[0] != '/') {
+        char cwd[PATH_MAX];
+        if (getcwd(cwd, sizeof(cwd)) == NULL) {
+            err_set(err, ERR_INTERNAL, "--workdir: cannot get the current directory: %m");
+            return false;
+        }
+        char joined[PATH_MAX];
+        if (!str_printf(joined, sizeof(joined), "%s/%s", cwd, path) ||
+            !str_copy(path, cap, joined)) {
+            err_set(err, ERR_BAD_REQUEST, "--workdir: path too long");
+            return false;
+        }
+    }
+    strip_trailing_slashes(path);
+    return true;
+}
+
+/* az_valid: availability zone ids are written into metadata.json and metrics labels. */
+static bool az_valid(const char *az)
+{
+    if (az[0] == '\0')
+        return false;
+    for (const char *p = az; *p; p++) {
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '_' && *p != '.')
+            return false;
+    }
+    return true;
+}
+
+bool pageserver_config_finish(PageserverConfig *cfg, int *exit_code, Err *err)
+{
+    *exit_code = EXIT_CODE_BAD_ARGS;
+    if (cfg->workdir[0] == '\0') {
+        err_set(err, ERR_BAD_REQUEST, "--workdir is required");
+        return false;
+    }
+    if (cfg->id < 1 || cfg->id > INT64_MAX) {
+        err_set(err, ERR_BAD_REQUEST, "--id is required and must be >= 1");
+        return false;
+    }
+    if (cfg->worker_threads < 1 || cfg->worker_threads > PAGESERVER_MAX_WORKER_THREADS) {
+        err_set(err, ERR_BAD_REQUEST, "--worker-threads must be in 1..%d",
+                PAGESERVER_MAX_WORKER_THREADS);
+        return false;
+    }
+    if (!make_absolute(cfg->workdir, sizeof(cfg->workdir), err))
+        return false;
+    if (!log_level_parse(cfg->log_level, &cfg->log_level_value)) {
+        err_set(err, ERR_BAD_REQUEST,
+                "--log-level: unknown level \"%s\" (debug, info, warn, error)", cfg->log_level);
+        return false;
+    }
+    if (!az_valid(cfg->availability_zone)) {
+        err_set(
+            err, ERR_BAD_REQUEST,
+            "--availability-zone: \"%s\" is not a valid zone id (letters, digits, '-', '_', '.')",
+            cfg->availability_zone);
+        return false;
+    }
+    if (cfg->pg_bin_dir[0] == '\0') {
+        err_set(err, ERR_BAD_REQUEST, "--pg-bin-dir must not be empty");
+        return false;
+    }
+    char normalized[PAGESERVER_URL_MAX];
+    if (!pageserver_control_plane_api_normalize(cfg->control_plane_api, normalized,
+                                                sizeof(normalized), err)) {
+        err_prefix(err, "--control-plane-api: ");
+        return false;
+    }
+    str_copy(cfg->control_plane_api, sizeof(cfg->control_plane_api), normalized);
+
+    if (cfg->remote_storage[0] == '\0' &&
+        !str_printf(cfg->remote_storage, sizeof(cfg->remote_storage), "file://%s/%s", cfg->workdir,
+                    PAGESERVER_REMOTE_STORAGE_DIR)) {
+        err_set(err, ERR_BAD_REQUEST, "--workdir: path too long for the default remote storage");
+        return false;
+    }
+    if (!pageserver_remote_storage_parse(cfg->remote_storage, &cfg->remote, err)) {
+        err_prefix(err, "--remote-storage: ");
+        return false;
+    }
+    if (!pageserver_remote_storage_check_supported(&cfg->remote, err)) {
+        err_prefix(err, "--remote-storage: ");
+        *exit_code = EXIT_CODE_CONFIG;
+        return false;
+    }
+    *exit_code = EXIT_CODE_OK;
+    return true;
+}
+
+bool pageserver_config_check_pg_bin_dir(const PageserverConfig *cfg, Err *err)
+{
+    char initdb[PATH_MAX];
+    if (!str_printf(initdb, sizeof(initdb), "%s/initdb", cfg->pg_bin_dir)) {
+        err_set(err, ERR_BAD_REQUEST, "--pg-bin-dir: path too long");
+        return false;
+    }
+    if (access(initdb, X_OK) != 0) {
+        err_set(err, ERR_PRECONDITION_FAILED,
+                "--pg-bin-dir: %s is missing or not executable (%m); point --pg-bin-dir at the "
+                "Postgres bin directory",
+                initdb);
+        return false;
+    }
+    return true;
+}
+
+/* parse_file_url: the part after "file://" must be an absolute path. A host ("file://x/y") is
+ * refused rather than silently read as a relative path, and "." / ".." segments are refused
+ * because the root is compared and logged as text. */
+static bool parse_file_url(const char *url, const char *rest, PageserverRemoteStorage *out,
+                           Err *err)
+{
+    if (rest[0] != '/') {
+        err_set(err, ERR_BAD_REQUEST,
+                "\"%s\": expected file:///absolute/path (a file URL has no host part)", url);
+        return false;
+    }
+    if (!str_copy(out->path, sizeof(out->path), rest)) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": path too long", url);
+        return false;
+    }
+    strip_trailing_slashes(out->path);
+    if (strcmp(out->path, "/") == 0) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": the root directory cannot be remote storage", url);
+        return false;
+    }
+    const char *seg = out->path + 1;
+    while (*seg) {
+        size_t len = strcspn(seg, "/");
+        if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.')) {
+            err_set(err, ERR_BAD_REQUEST, "\"%s\": \".\" and \"..\" are not allowed in the path",
+                    url);
+            return false;
+        }
+        seg += len;
+        while (*seg == '/')
+            seg++;
+    }
+    for (const char *p = out->path; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            err_set(err, ERR_BAD_REQUEST, "\"%s\": control characters in the path", url);
+            return false;
+        }
+    }
+    out->kind = PAGESERVER_REMOTE_STORAGE_LOCAL_FS;
+    return true;
+}
+
+/* parse_s3_url: "s3://bucket[/prefix]" with S3's bucket naming rules (lowercase, digits, '.',
+ * '-', 3..63 chars, starting and ending with a letter or digit). */
+static bool parse_s3_url(const char *url, const char *rest, PageserverRemoteStorage *out, Err *err)
+{
+    size_t blen = strcspn(rest, "/");
+    if (blen < 3 || blen > 63) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": bucket name must be 3..63 characters", url);
+        return false;
+    }
+    for (size_t i = 0; i < blen; i++) {
+        char c = rest[i];
+        bool edge = (i == 0 || i == blen - 1);
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (edge || (c != '.' && c != '-'))) {
+            err_set(err, ERR_BAD_REQUEST,
+                    "\"%s\": invalid bucket name (lowercase letters, digits, '.', '-')", url);
+            return false;
+        }
+    }
+    memcpy(out->bucket, rest, blen);
+    out->bucket[blen] = '\0';
+    const char *prefix = rest + blen;
+    while (*prefix == '/')
+        prefix++;
+    if (!str_copy(out->prefix, sizeof(out->prefix), prefix)) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": prefix too long", url);
+        return false;
+    }
+    size_t plen = strlen(out->prefix);
+    while (plen > 0 && out->prefix[plen - 1] == '/')
+        out->prefix[--plen] = '\0';
+    out->kind = PAGESERVER_REMOTE_STORAGE_S3;
+    return true;
+}
+
+bool pageserver_remote_storage_parse(const char *url, PageserverRemoteStorage *out, Err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (url == NULL || url[0] == '\0') {
+        err_set(err, ERR_BAD_REQUEST, "empty URL (expected file:///abs/path)");
+        return false;
+    }
+    if (str_has_prefix(url, "file://"))
+        return parse_file_url(url, url + strlen("file://"), out, err);
+    if (str_has_prefix(url, "s3://"))
+        return parse_s3_url(url, url + strlen("s3://"), out, err);
+    const char *sep = strstr(url, "://");
+    if (sep != NULL) {
+        err_set(err, ERR_BAD_REQUEST,
+                "\"%s\": unsupported scheme \"%.*s\" (expected file:///abs/path or "
+                "s3://bucket/prefix)",
+                url, (int)(sep - url), url);
+        return false;
+    }
+    err_set(err, ERR_BAD_REQUEST,
+            "\"%s\" is not a URL (expected file:///abs/path or s3://bucket/prefix)", url);
+    return false;
+}
+
+bool pageserver_remote_storage_check_supported(const PageserverRemoteStorage *rs, Err *err)
+{
+    switch (rs->kind) {
+    case PAGESERVER_REMOTE_STORAGE_LOCAL_FS:
+        return true;
+    case PAGESERVER_REMOTE_STORAGE_S3:
+        err_set(err, ERR_PRECONDITION_FAILED, "s3 remote storage is not supported yet");
+        return false;
+    case PAGESERVER_REMOTE_STORAGE_KIND_COUNT:
+        break;
+    }
+    err_set(err, ERR_INTERNAL, "unknown remote storage kind %d", (int)rs->kind);
+    return false;
+}
+
+bool pageserver_control_plane_api_normalize(const char *in, char *out, size_t cap, Err *err)
+{
+    if (in[0] == '\0') {
+        str_copy(out, cap, "");
+        return true;
+    }
+    const char *host;
+    if (str_has_prefix(in, "http://"))
+        host = in + strlen("http://");
+    else if (str_has_prefix(in, "https://"))
+        host = in + strlen("https://");
+    else {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": expected an http:// or https:// URL", in);
+        return false;
+    }
+    if (host[0] == '\0' || host[0] == '/') {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": no host", in);
+        return false;
+    }
+    for (const char *p = in; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            err_set(err, ERR_BAD_REQUEST, "\"%s\": spaces or control characters in the URL", in);
+            return false;
+        }
+    }
+    bool slash = str_has_suffix(in, "/");
+    if (!str_printf(out, cap, "%s%s", in, slash ? "" : "/")) {
+        err_set(err, ERR_BAD_REQUEST, "URL too long");
+        return false;
+    }
+    return true;
+}

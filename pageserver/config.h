@@ -1,0 +1,94 @@
+/*
+ * config.h: the pageserver's settings: the option table (flags and --config JSON keys, through
+ * shared/config.h), the PageserverConfig struct it fills, and the checks and derived values that
+ * turn raw text into something the daemon can use (absolute work directory, parsed remote storage
+ * URL, normalised control plane URL, log level).
+ *
+ * Exit codes: a malformed value is EXIT_CODE_BAD_ARGS (64); a well-formed but unusable setting
+ * (s3 remote storage, Postgres binaries without initdb) is EXIT_CODE_CONFIG (78).
+ */
+#ifndef PAGESERVER_CONFIG_H
+#define PAGESERVER_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shared/config.h"
+#include "shared/err.h"
+#include "shared/log.h"
+#include "shared/str.h"
+
+#include "pageserver/defaults.h"
+
+typedef enum PageserverRemoteStorageKind {
+    PAGESERVER_REMOTE_STORAGE_LOCAL_FS, /* file:///abs/path */
+    PAGESERVER_REMOTE_STORAGE_S3,       /* s3://bucket/prefix (parsed, not supported yet) */
+    PAGESERVER_REMOTE_STORAGE_KIND_COUNT
+} PageserverRemoteStorageKind;
+
+#define PAGESERVER_S3_BUCKET_MAX 64 /* 3..63 chars + NUL */
+
+typedef struct PageserverRemoteStorage {
+    PageserverRemoteStorageKind kind;
+    char path[PATH_MAX];                   /* LOCAL_FS: absolute, no trailing slash */
+    char bucket[PAGESERVER_S3_BUCKET_MAX]; /* S3 */
+    char prefix[PAGESERVER_URL_MAX];       /* S3: without leading/trailing '/', may be empty */
+} PageserverRemoteStorage;
+
+typedef struct PageserverConfig {
+    /* Filled by the option table. */
+    char workdir[PATH_MAX];
+    uint64_t id;
+    HostPort listen_http;
+    HostPort listen_pg;
+    char remote_storage[PAGESERVER_URL_MAX];
+    char control_plane_api[PAGESERVER_URL_MAX];
+    char availability_zone[PAGESERVER_AZ_MAX];
+    char pg_bin_dir[PATH_MAX];
+    char public_key[PATH_MAX];
+    char log_level[16];
+    char log_file[PATH_MAX];
+    char failpoints[4096];
+    uint64_t worker_threads;
+
+    /* Derived by pageserver_config_finish. */
+    LogLevel log_level_value;
+    PageserverRemoteStorage remote;
+} PageserverConfig;
+
+/* pageserver_config_spec: the option table (static storage; also generates --help). */
+const ConfigSpec *pageserver_config_spec(void);
+
+/* pageserver_config_load: defaults, --config file, flags (shared/config.h), then
+ * pageserver_config_finish. CONFIG_ERROR sets *exit_code (64 or 78) and err. */
+ConfigResult pageserver_config_load(int argc, char **argv, PageserverConfig *out, int *exit_code,
+                                    Err *err);
+
+/* pageserver_config_finish: validate the raw values and fill the derived ones. Relative workdir
+ * is made absolute against the current directory; an empty remote storage becomes
+ * "file://<workdir>/remote_storage". On failure *exit_code is 64 (malformed) or 78 (unusable). */
+bool pageserver_config_finish(PageserverConfig *cfg, int *exit_code, Err *err) MUST_CHECK;
+
+/* pageserver_config_check_pg_bin_dir: <pg_bin_dir>/initdb exists and is executable (the
+ * bootstrap of a timeline runs it). Touches the file system: called at startup, not by finish. */
+bool pageserver_config_check_pg_bin_dir(const PageserverConfig *cfg, Err *err) MUST_CHECK;
+
+/* pageserver_remote_storage_parse: the syntax of a remote storage URL. "file:///abs/path" (no
+ * host, absolute path without "." or ".." segments; trailing '/' dropped) and
+ * "s3://bucket[/prefix]" (bucket 3..63 of [a-z0-9.-]). Anything else -> ERR_BAD_REQUEST naming
+ * what was wrong. */
+bool pageserver_remote_storage_parse(const char *url, PageserverRemoteStorage *out,
+                                     Err *err) MUST_CHECK;
+
+/* pageserver_remote_storage_check_supported: only the local file system for now; s3 ->
+ * ERR_PRECONDITION_FAILED "s3 remote storage is not supported yet". */
+bool pageserver_remote_storage_check_supported(const PageserverRemoteStorage *rs,
+                                               Err *err) MUST_CHECK;
+
+/* pageserver_control_plane_api_normalize: an http:// or https:// base URL, made to end with '/'
+ * so that upcall names can be appended ("re-attach"). Empty stays empty (no control plane). */
+bool pageserver_control_plane_api_normalize(const char *in, char *out, size_t cap,
+                                            Err *err) MUST_CHECK;
+
+#endif

@@ -1,0 +1,277 @@
+/*
+ * main.c: the pageserver daemon's startup and shutdown.
+ *
+ * Startup, all before the event loop runs (blocking file I/O is fine here; afterwards disk work
+ * goes to the worker pool): parse the config; arm --failpoints; check the Postgres binaries;
+ * create the work directory; take an exclusive flock on <workdir>/pageserver.lock so two
+ * pageservers never share a work directory; refuse a work directory whose metadata.json names
+ * another node; create tenants/, deletion/ and the file:// remote storage root; load the auth key;
+ * bind the management API; write metadata.json with the bound port; then run the loop until
+ * SIGTERM/SIGINT (graceful stop, exit 0). SIGHUP reopens the log file (shared/daemon.h).
+ *
+ * --listen-pg is only recorded in metadata.json: the page service does not exist yet, so nothing
+ * listens on that port.
+ *
+ * Exit codes: 64 bad flag or value, 70 internal, 71 OS (cannot create, lock, bind), 78 unusable
+ * configuration (s3 remote storage, no initdb, bad public key, work directory of another node).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shared/auth.h"
+#include "shared/daemon.h"
+#include "shared/err.h"
+#include "shared/failpoint.h"
+#include "shared/fsutil.h"
+#include "shared/http_client.h"
+#include "shared/http_server.h"
+#include "shared/log.h"
+#include "shared/metrics.h"
+#include "shared/str.h"
+#include "shared/worker_pool.h"
+
+#include "pageserver/app.h"
+#include "pageserver/config.h"
+#include "pageserver/defaults.h"
+#include "pageserver/http_api.h"
+#include "pageserver/node_metadata.h"
+
+#define PROGRAM "pageserver"
+
+/* workdir_path: "<workdir>/<name>" or die: the work directory was length-checked at config time,
+ * so only an absurd name could overflow. */
+static void workdir_path(const PageserverApp *app, const char *name, char *out, size_t cap)
+{
+    if (!str_printf(out, cap, "%s/%s", app->cfg.workdir, name)) {
+        Err err = {0};
+        err_set(&err, ERR_BAD_REQUEST, "path %s/%s is too long", app->cfg.workdir, name);
+        daemon_die(PROGRAM, EXIT_CODE_BAD_ARGS, &err);
+    }
+}
+
+static void create_workdir(PageserverApp *app)
+{
+    Err err = {0};
+    if (!fs_mkdir_p(app->cfg.workdir, PAGESERVER_DIR_MODE, &err)) {
+        err_prefix(&err, "cannot create workdir: ");
+        daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+    }
+}
+
+/* create_subdirs: the directories every later subsystem assumes exist; created only once the
+ * lock is held, so a refused second pageserver changes nothing. */
+static void create_subdirs(PageserverApp *app)
+{
+    static const char *const SUBDIRS[] = {PAGESERVER_TENANTS_DIR, PAGESERVER_DELETION_DIR};
+    Err err = {0};
+    for (size_t i = 0; i < sizeof(SUBDIRS) / sizeof(SUBDIRS[0]); i++) {
+        char path[PATH_MAX];
+        workdir_path(app, SUBDIRS[i], path, sizeof(path));
+        if (!fs_mkdir_p(path, PAGESERVER_DIR_MODE, &err))
+            daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+    }
+}
+
+/* lock_workdir: the lock is held by the open file description for the life of the process
+ * (closed on exit or crash, so no stale lock survives a kill -9). The pid written into the file
+ * is only a hint for operators. */
+static void lock_workdir(PageserverApp *app)
+{
+    char path[PATH_MAX];
+    workdir_path(app, PAGESERVER_LOCK_FILE, path, sizeof(path));
+    Err err = {0};
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        err_set(&err, ERR_INTERNAL, "cannot open %s: %m", path);
+        daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == EWOULDBLOCK)
+            err_set(&err, ERR_CONFLICT, "workdir %s is in use by another pageserver",
+                    app->cfg.workdir);
+        else
+            err_set(&err, ERR_INTERNAL, "cannot lock %s: %m", path);
+        daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || write(fd, pid, (size_t)n) != n)
+        log_warn("cannot write the pid into %s: %m", path);
+    app->lock_fd = fd;
+}
+
+/* prepare_remote_storage: the local-fs "object store" root must exist before anything uploads. */
+static void prepare_remote_storage(PageserverApp *app)
+{
+    Err err = {0};
+    if (app->cfg.remote.kind != PAGESERVER_REMOTE_STORAGE_LOCAL_FS)
+        return;
+    if (!fs_mkdir_p(app->cfg.remote.path, PAGESERVER_DIR_MODE, &err)) {
+        err_prefix(&err, "cannot create remote storage root: ");
+        daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+    }
+}
+
+/* setup_auth: without a key every route is open, which is only acceptable in development, so
+ * say so loudly. A key that cannot be loaded is a configuration error, never "auth off". */
+static void setup_auth(PageserverApp *app)
+{
+    Err err = {0};
+    if (app->cfg.public_key[0] == '\0')
+        return; /* warned about once the API is up (startup errors stay one line) */
+    if (!auth_new_from_file(app->cfg.public_key, &app->auth, &err)) {
+        err_prefix(&err, "--public-key: ");
+        daemon_die(PROGRAM, EXIT_CODE_CONFIG, &err);
+    }
+    log_info("auth on: tokens verified with %s", app->cfg.public_key);
+}
+
+static void on_stop(void *arg)
+{
+    PageserverApp *app = arg;
+    log_info("stopping: node %" PRIu64 " shutting down", app->cfg.id);
+}
+
+/* start_http: bind the management API; metadata.json records the port actually bound (port 0
+ * picks a free one, which tests use). */
+static void start_http(PageserverApp *app)
+{
+    Err err = {0};
+    size_t n_routes = 0;
+    const HttpRoute *routes = pageserver_http_routes(&n_routes);
+    HttpServerConfig hc = {
+        .listen = app->cfg.listen_http,
+        .routes = routes,
+        .n_routes = n_routes,
+        .app = app,
+        .max_body_bytes = PAGESERVER_HTTP_MAX_BODY_BYTES,
+        .auth = app->auth,
+        .auth_policy = AUTH_POLICY_PAGESERVER,
+        .metrics = app->metrics,
+        .name = "pageserver api",
+    };
+    if (!http_server_start(app->base, &hc, &app->http, &err))
+        daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+    daemon_add_server(app->daemon, app->http);
+}
+
+/* write_metadata: record this node's identity and addresses; a later start with another --id
+ * refuses this work directory (node_metadata_check_identity). */
+static void write_metadata(PageserverApp *app)
+{
+    Err err = {0};
+    NodeMetadata *md = &app->metadata;
+    md->node_id = app->cfg.id;
+    str_copy(md->listen_http_addr, sizeof(md->listen_http_addr), app->cfg.listen_http.host);
+    md->listen_http_port = http_server_port(app->http);
+    str_copy(md->listen_pg_addr, sizeof(md->listen_pg_addr), app->cfg.listen_pg.host);
+    md->listen_pg_port = app->cfg.listen_pg.port;
+    str_copy(md->availability_zone_id, sizeof(md->availability_zone_id),
+             app->cfg.availability_zone);
+    char path[PATH_MAX];
+    workdir_path(app, PAGESERVER_METADATA_FILE, path, sizeof(path));
+    if (!node_metadata_store(path, md, &err))
+        daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+}
+
+/* register_metrics: series that exist from the start, so a scrape shows the node's identity. */
+static void register_metrics(PageserverApp *app)
+{
+    char az[PAGESERVER_AZ_MAX * 2];
+    metrics_label_escape(app->cfg.availability_zone, az, sizeof(az));
+    char labels[256];
+    str_printf(labels, sizeof(labels), "node_id=\"%" PRIu64 "\",availability_zone=\"%s\"",
+               app->cfg.id, az); /* both bounded: cannot truncate */
+    metric_gauge_set(metrics_gauge(app->metrics, "pageserver_info",
+                                   "Constant 1, labelled with the node's identity", labels),
+                     1);
+    metric_gauge_set(metrics_gauge(app->metrics, "pageserver_start_time_seconds",
+                                   "Unix time the process started", NULL),
+                     (double)app->started_at);
+}
+
+int main(int argc, char **argv)
+{
+    static PageserverApp app; /* large (paths); static keeps it off the stack */
+    app.lock_fd = -1;
+    app.started_at = time(NULL);
+    Err err = {0};
+
+    if (!log_init(PROGRAM, LOG_INFO, NULL, &err))
+        daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
+    int code = EXIT_CODE_OK;
+    ConfigResult r = pageserver_config_load(argc, argv, &app.cfg, &code, &err);
+    if (r == CONFIG_HELP)
+        return EXIT_CODE_OK;
+    if (r == CONFIG_ERROR)
+        daemon_die(PROGRAM, code, &err);
+    PageserverConfig *cfg = &app.cfg;
+    if (!log_init(PROGRAM, cfg->log_level_value, cfg->log_file[0] ? cfg->log_file : NULL, &err))
+        daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+    if (cfg->failpoints[0] != '\0' && !failpoint_configure(cfg->failpoints, &err)) {
+        err_prefix(&err, "--failpoints: ");
+        daemon_die(PROGRAM, EXIT_CODE_BAD_ARGS, &err);
+    }
+    if (!pageserver_config_check_pg_bin_dir(cfg, &err))
+        daemon_die(PROGRAM, EXIT_CODE_CONFIG, &err);
+
+    create_workdir(&app);
+    lock_workdir(&app);
+    char md_path[PATH_MAX];
+    workdir_path(&app, PAGESERVER_METADATA_FILE, md_path, sizeof(md_path));
+    if (!node_metadata_check_identity(md_path, cfg->id, &err))
+        daemon_die(PROGRAM, EXIT_CODE_CONFIG, &err);
+    create_subdirs(&app);
+    prepare_remote_storage(&app);
+    setup_auth(&app);
+
+    app.metrics = metrics_registry_new();
+    register_metrics(&app);
+    if (!daemon_new(PROGRAM, &app.daemon, &err))
+        daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
+    app.base = daemon_base(app.daemon);
+    if (!worker_pool_new(app.base, (int)cfg->worker_threads, &app.workers, &err) ||
+        !http_client_new(app.base, &app.http_client, &err))
+        daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
+    start_http(&app);
+    write_metadata(&app);
+    daemon_set_drain_timeout_ms(app.daemon, PAGESERVER_DRAIN_TIMEOUT_MS);
+    daemon_on_stop(app.daemon, on_stop, &app);
+
+    log_info("node %" PRIu64 " (az %s) serving the management API on %s:%u; workdir %s; remote "
+             "storage %s",
+             cfg->id, cfg->availability_zone, cfg->listen_http.host,
+             (unsigned)app.metadata.listen_http_port, cfg->workdir, cfg->remote_storage);
+    log_info("page service address %s:%u recorded in metadata.json; the page service is not "
+             "implemented yet, nothing listens on it",
+             cfg->listen_pg.host, (unsigned)cfg->listen_pg.port);
+    if (app.auth == NULL)
+        log_warn("AUTH IS OFF: no --public-key given, every API route is open to anyone who can "
+                 "reach %s:%u (development only)",
+                 cfg->listen_http.host, (unsigned)app.metadata.listen_http_port);
+    if (cfg->control_plane_api[0] == '\0')
+        log_warn("no --control-plane-api: running without a storage controller");
+
+    int rc = daemon_run(app.daemon);
+
+    /* The daemon freed the HTTP server when it stopped (daemon_add_server hands it over). */
+    app.http = NULL;
+    http_client_free(app.http_client);
+    worker_pool_free(app.workers);
+    daemon_free(app.daemon);
+    if (app.auth != NULL)
+        auth_free(app.auth);
+    metrics_registry_free(app.metrics);
+    if (app.lock_fd >= 0)
+        close(app.lock_fd);
+    log_info("stopped (exit %d)", rc);
+    return rc;
+}
