@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# Starts a local storage cluster to play with:
+#
+#   scripts/demo.sh [start]   install deps, build, start Postgres 15 + storcon (--dev) + 3 pageservers
+#   scripts/demo.sh status    what runs, with addresses and logs
+#   scripts/demo.sh stop      stop everything by the pids recorded in $DEMO_DIR/pids
+#
+# Everything lives in ${DEMO_DIR:-/tmp/storage-demo}: postgres/ (the cluster, kept between runs),
+# pageserver_<id>/ (workdirs), remote_storage/ (shared file:// remote storage), *.log, and pids
+# (one line per process: name pid address). `stop` removes nothing but the pids file.
+# DEMO_SKIP_BUILD=1 skips the dependency check and the build (uses the existing build/).
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+ROOT=$(pwd)
+DEMO_DIR=${DEMO_DIR:-/tmp/storage-demo}
+PIDS="$DEMO_DIR/pids"
+BIN=${STORAGE_BUILD_DIR:-$ROOT/build}/bin
+PG_BIN=/usr/lib/postgresql/15/bin
+PAGESERVERS=3
+PYTHON=/usr/bin/python3
+
+log() { echo "demo: $*"; }
+die() {
+  echo "demo: $*" >&2
+  exit 1
+}
+
+# ---- pids file: "name pid address" per line ----
+
+record() { echo "$1 $2 $3" >>"$PIDS"; }
+
+alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+
+# any_alive: true when a process recorded in the pids file still runs.
+any_alive() {
+  [ -f "$PIDS" ] || return 1
+  local name pid addr
+  while read -r name pid addr; do
+    if alive "$pid"; then return 0; fi
+  done <"$PIDS"
+  return 1
+}
+
+# ---- ports ----
+
+port_free() {
+  ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# pick_port PREFERRED: PREFERRED if nothing listens there, else a free port from the kernel.
+pick_port() {
+  if [ -n "${1:-}" ] && port_free "$1"; then
+    echo "$1"
+  else
+    "$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  fi
+}
+
+# wait_http URL SECONDS PID: until URL answers 200, failing early if PID dies.
+wait_http() {
+  local url=$1 secs=$2 pid=$3 i
+  for ((i = 0; i < secs * 10; i++)); do
+    if curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; then return 0; fi
+    alive "$pid" || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# ---- components (later steps add: register pageservers, create a tenant) ----
+
+start_postgres() {
+  local data="$DEMO_DIR/postgres" sock="$DEMO_DIR/postgres-sock" port pid
+  mkdir -p "$sock"
+  chown postgres:postgres "$sock"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    mkdir -p "$data"
+    chown postgres:postgres "$data"
+    chmod 700 "$data"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$data" --auth=trust -U postgres -E UTF8 \
+      --locale=C >"$DEMO_DIR/initdb.log" 2>&1 || die "initdb failed, see $DEMO_DIR/initdb.log"
+  fi
+  port=$(pick_port 55432)
+  touch "$DEMO_DIR/postgres.log"
+  chown postgres:postgres "$DEMO_DIR/postgres.log"
+  # pg_ctl detaches the postmaster; its own pid is the first line of postmaster.pid.
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$DEMO_DIR/postgres.log" -w -t 60 \
+    -o "-p $port -k $sock -c listen_addresses=127.0.0.1" start >/dev/null ||
+    die "postgres did not start, see $DEMO_DIR/postgres.log"
+  pid=$(head -n 1 "$data/postmaster.pid")
+  PG_URL="postgresql://postgres@127.0.0.1:$port"
+  record postgres "$pid" "$PG_URL/storcon"
+  if ! runuser -u postgres -- "$PG_BIN/psql" -h "$sock" -p "$port" -tAc \
+    "SELECT 1 FROM pg_database WHERE datname = 'storcon'" postgres | grep -q 1; then
+    runuser -u postgres -- "$PG_BIN/createdb" -h "$sock" -p "$port" storcon
+  fi
+  log "postgres   pid $pid  $PG_URL/storcon"
+}
+
+start_storcon() {
+  local port pid
+  port=$(pick_port 1234)
+  STORCON_URL="http://127.0.0.1:$port"
+  setsid "$BIN/storcon" --dev --listen "127.0.0.1:$port" --database-url "$PG_URL/storcon" \
+    --log-file "$DEMO_DIR/storcon.log" </dev/null >>"$DEMO_DIR/storcon.out" 2>&1 &
+  pid=$!
+  record storcon "$pid" "$STORCON_URL"
+  wait_http "$STORCON_URL/ready" 60 "$pid" ||
+    die "storcon not ready; see $DEMO_DIR/storcon.log and $DEMO_DIR/storcon.out"
+  log "storcon    pid $pid  $STORCON_URL"
+}
+
+start_pageservers() {
+  local id http pg pid workdir
+  mkdir -p "$DEMO_DIR/remote_storage"
+  PAGESERVER_URLS=()
+  for ((id = 1; id <= PAGESERVERS; id++)); do
+    http=$(pick_port $((9897 + id)))
+    pg=$(pick_port $((6399 + id)))
+    workdir="$DEMO_DIR/pageserver_$id"
+    mkdir -p "$workdir"
+    setsid "$BIN/pageserver" --workdir "$workdir" --id "$id" \
+      --listen-http "127.0.0.1:$http" --listen-pg "127.0.0.1:$pg" \
+      --remote-storage "file://$DEMO_DIR/remote_storage" --pg-bin-dir "$PG_BIN" \
+      --availability-zone "az-$(((id - 1) % 2 + 1))" \
+      --log-file "$DEMO_DIR/pageserver_$id.log" </dev/null >>"$DEMO_DIR/pageserver_$id.out" 2>&1 &
+    pid=$!
+    record "pageserver_$id" "$pid" "http://127.0.0.1:$http pg=127.0.0.1:$pg"
+    PAGESERVER_URLS+=("http://127.0.0.1:$http")
+  done
+  for ((id = 1; id <= PAGESERVERS; id++)); do
+    pid=$(awk -v n="pageserver_$id" '$1 == n { print $2 }' "$PIDS" | tail -n 1)
+    wait_http "${PAGESERVER_URLS[$((id - 1))]}/v1/status" 60 "$pid" ||
+      die "pageserver $id not up; see $DEMO_DIR/pageserver_$id.log"
+    log "pageserver $id pid $pid  ${PAGESERVER_URLS[$((id - 1))]}"
+  done
+}
+
+print_summary() {
+  cat <<EOF
+
+Storage demo cluster is running (directory $DEMO_DIR).
+  storcon API     $STORCON_URL        (e.g. curl $STORCON_URL/status)
+$(for ((i = 0; i < ${#PAGESERVER_URLS[@]}; i++)); do
+    printf '  pageserver %d    %s  (curl %s/v1/status)\n' $((i + 1)) "${PAGESERVER_URLS[$i]}" "${PAGESERVER_URLS[$i]}"
+  done)
+  postgres        $PG_URL/storcon
+  remote storage  file://$DEMO_DIR/remote_storage
+  logs            $DEMO_DIR/storcon.log, $DEMO_DIR/pageserver_<id>.log, $DEMO_DIR/postgres.log
+                  (startup errors: $DEMO_DIR/*.out)
+Status: scripts/demo.sh status      Stop: scripts/demo.sh stop
+EOF
+}
+
+# ---- commands ----
+
+cmd_start() {
+  if any_alive; then
+    log "already running:"
+    cmd_status
+    return 0
+  fi
+  mkdir -p "$DEMO_DIR"
+  chmod 755 "$DEMO_DIR" # the postgres user must reach postgres/ inside it
+  rm -f "$PIDS"         # stale: nothing in it runs
+  if [ "${DEMO_SKIP_BUILD:-0}" != 1 ]; then
+    bash scripts/install-deps.sh
+    log "building (log: $DEMO_DIR/build.log)"
+    bash scripts/build.sh --skip-deps >"$DEMO_DIR/build.log" 2>&1 ||
+      die "build failed, see $DEMO_DIR/build.log"
+  fi
+  for b in storcon pageserver storconctl; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b missing: build first (scripts/build.sh)"
+  done
+  # If a step fails, stop what already started so a retry starts clean.
+  trap 'echo "demo: start failed; stopping what started" >&2; cmd_stop >&2' EXIT
+  start_postgres
+  start_storcon
+  start_pageservers
+  trap - EXIT
+  print_summary
+}
+
+cmd_status() {
+  if [ ! -f "$PIDS" ]; then
+    log "not running (no $PIDS)"
+    return 1
+  fi
+  local name pid addr state rc=0
+  while read -r name pid addr; do
+    if alive "$pid"; then state=running; else
+      state=DEAD
+      rc=1
+    fi
+    printf '  %-13s pid %-7s %-8s %s\n' "$name" "$pid" "$state" "$addr"
+  done <"$PIDS"
+  echo "  logs in $DEMO_DIR"
+  return $rc
+}
+
+# stop_pid NAME PID SIGNAL: signal one recorded process and wait for it (SIGKILL after 20 s).
+stop_pid() {
+  local name=$1 pid=$2 sig=$3 i
+  alive "$pid" || return 0
+  kill "-$sig" "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < 200; i++)); do
+    alive "$pid" || {
+      log "stopped $name (pid $pid)"
+      return 0
+    }
+    sleep 0.1
+  done
+  log "$name (pid $pid) ignored SIG$sig; killing"
+  kill -KILL "$pid" 2>/dev/null || true
+}
+
+cmd_stop() {
+  if [ ! -f "$PIDS" ]; then
+    log "not running (no $PIDS)"
+    return 0
+  fi
+  local name pid addr pg_pid=""
+  # Daemons first, newest first; Postgres last (SIGINT = fast shutdown).
+  while read -r name pid addr; do
+    if [ "$name" = postgres ]; then pg_pid=$pid; else stop_pid "$name" "$pid" TERM; fi
+  done < <(tac "$PIDS")
+  if [ -n "$pg_pid" ]; then stop_pid postgres "$pg_pid" INT; fi
+  rm -f "$PIDS"
+}
+
+case "${1:-start}" in
+  start) cmd_start ;;
+  status) cmd_status ;;
+  stop) cmd_stop ;;
+  *)
+    echo "usage: scripts/demo.sh [start|status|stop]" >&2
+    exit 64
+    ;;
+esac
