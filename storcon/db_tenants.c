@@ -1,0 +1,920 @@
+/*
+ * db_tenants.c: statements on the `tenant_shards` table (see db_tenants.h).
+ *
+ * Every operation allocates one TenantOp (the caller's callback plus what the completion and the
+ * in-transaction checks need), hands a statement or a transaction to the pool, and frees the
+ * TenantOp in the completion after calling back. Checks inside transactions (DbCheckFn) turn
+ * "tenant missing" or "wrong split state" into ERR_NOT_FOUND / ERR_CONFLICT and roll back, so no
+ * half-done change is ever committed. Rows are decoded straight from the PGresult: the strings in
+ * a DbTenantShard point into it, which is why rows are only borrowed by callbacks.
+ */
+#include "storcon/db_tenants.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "shared/str.h"
+
+/* The column list every SELECT/RETURNING decodes with shard_from_row (order matters). */
+#define SHARD_COLUMNS                                                                              \
+    "tenant_id, shard_number, shard_count, shard_stripe_size, generation, generation_pageserver, " \
+    "splitting, placement_policy, config, scheduling_policy, preferred_az_id"
+
+enum {
+    COL_TENANT_ID,
+    COL_SHARD_NUMBER,
+    COL_SHARD_COUNT,
+    COL_STRIPE_SIZE,
+    COL_GENERATION,
+    COL_GENERATION_PAGESERVER,
+    COL_SPLITTING,
+    COL_PLACEMENT_POLICY,
+    COL_CONFIG,
+    COL_SCHEDULING_POLICY,
+    COL_PREFERRED_AZ,
+    SHARD_COLUMN_COUNT
+};
+
+#define INT_TEXT_SIZE 24
+
+typedef enum SplitKind { SPLIT_BEGIN, SPLIT_COMPLETE, SPLIT_ABORT } SplitKind;
+
+/* TenantOp: one operation in flight; exactly one of the callbacks is set. */
+typedef struct TenantOp {
+    DbShardsFn shards_cb;
+    DbTenantCreateFn create_cb;
+    DbGenerationFn generation_cb;
+    DbGenerationsFn generations_cb;
+    DbTenantsDoneFn done_cb;
+    void *arg;
+
+    size_t rows_stmt; /* shards_cb / create_cb: the statement whose rows are handed back */
+    TenantId tenant;
+    TenantShardId shard;
+    bool has_shard; /* updates: one shard (op->shard), not the whole tenant */
+    NodeId node;
+    size_t expect_rows; /* insert: rows the tenant must have */
+    SplitKind split;
+    int old_count, new_count; /* split */
+} TenantOp;
+
+static TenantOp *op_new(void *arg)
+{
+    TenantOp *op = xcalloc(1, sizeof(*op));
+    op->arg = arg;
+    return op;
+}
+
+/* ---- decoding ---- */
+
+static const char *value_at(const PGresult *r, int row, int col)
+{
+    if (r == NULL || row >= PQntuples(r) || col >= PQnfields(r) || PQgetisnull(r, row, col))
+        return NULL;
+    return PQgetvalue(r, row, col);
+}
+
+/* u64_at: a non-NULL integer column in [min, max]; anything else is a corrupt row. */
+static bool u64_at(const PGresult *r, int row, int col, uint64_t min, uint64_t max, uint64_t *out,
+                   Err *err)
+{
+    const char *v = value_at(r, row, col);
+    if (v == NULL || !parse_u64(v, min, max, out)) {
+        err_set(err, ERR_INTERNAL, "tenant_shards row %d: column %d: bad value \"%s\"", row, col,
+                v != NULL ? v : "NULL");
+        return false;
+    }
+    return true;
+}
+
+static bool text_at(const PGresult *r, int row, int col, const char **out, Err *err)
+{
+    *out = value_at(r, row, col);
+    if (*out == NULL) {
+        err_set(err, ERR_INTERNAL, "tenant_shards row %d: column %d is NULL", row, col);
+        return false;
+    }
+    return true;
+}
+
+/* tsid_at: tenant_id, shard_number, shard_count starting at column `col`. */
+static bool tsid_at(const PGresult *r, int row, int col, TenantShardId *out, Err *err)
+{
+    const char *tenant = value_at(r, row, col);
+    uint64_t number, count;
+    if (tenant == NULL || !tenant_id_parse(tenant, &out->tenant_id, err)) {
+        err_set(err, ERR_INTERNAL, "tenant_shards row %d: bad tenant id \"%s\"", row,
+                tenant != NULL ? tenant : "NULL");
+        return false;
+    }
+    if (!u64_at(r, row, col + 1, 0, UINT8_MAX, &number, err) ||
+        !u64_at(r, row, col + 2, 0, UINT8_MAX, &count, err))
+        return false;
+    out->number = (ShardNumber)number;
+    out->count = (ShardCount)count;
+    return true;
+}
+
+/* generation_at / node_at: nullable columns, NULL -> GENERATION_NONE / DB_NODE_ID_NONE. */
+static bool generation_at(const PGresult *r, int row, int col, Generation *out, Err *err)
+{
+    uint64_t g;
+    if (value_at(r, row, col) == NULL) {
+        *out = GENERATION_NONE;
+        return true;
+    }
+    if (!u64_at(r, row, col, 0, (uint64_t)GENERATION_MAX, &g, err))
+        return false;
+    *out = (Generation)g;
+    return true;
+}
+
+static bool node_at(const PGresult *r, int row, int col, NodeId *out, Err *err)
+{
+    if (value_at(r, row, col) == NULL) {
+        *out = DB_NODE_ID_NONE;
+        return true;
+    }
+    return u64_at(r, row, col, 0, (uint64_t)INT64_MAX, out, err);
+}
+
+/* shard_from_row: decode one row selected with SHARD_COLUMNS; strings point into r. */
+static bool shard_from_row(const PGresult *r, int row, DbTenantShard *out, Err *err)
+{
+    memset(out, 0, sizeof(*out));
+    uint64_t stripe, splitting;
+    if (!tsid_at(r, row, COL_TENANT_ID, &out->tsid, err) ||
+        !u64_at(r, row, COL_STRIPE_SIZE, 1, UINT32_MAX, &stripe, err) ||
+        !generation_at(r, row, COL_GENERATION, &out->generation, err) ||
+        !node_at(r, row, COL_GENERATION_PAGESERVER, &out->generation_pageserver, err) ||
+        !u64_at(r, row, COL_SPLITTING, 0, INT16_MAX, &splitting, err) ||
+        !text_at(r, row, COL_PLACEMENT_POLICY, &out->placement_policy, err) ||
+        !text_at(r, row, COL_CONFIG, &out->config, err) ||
+        !text_at(r, row, COL_SCHEDULING_POLICY, &out->scheduling_policy, err))
+        return false;
+    out->stripe_size = (uint32_t)stripe;
+    out->splitting = splitting != 0;
+    out->preferred_az_id = value_at(r, row, COL_PREFERRED_AZ);
+    return true;
+}
+
+/* shard_order: tenant, then shard count (parents before children), then number: the order of
+ * the SELECTs' ORDER BY, applied to UPDATE ... RETURNING rows too. */
+static int shard_order(const void *pa, const void *pb)
+{
+    const TenantShardId *a = &((const DbTenantShard *)pa)->tsid;
+    const TenantShardId *b = &((const DbTenantShard *)pb)->tsid;
+    int c = tenant_id_cmp(&a->tenant_id, &b->tenant_id);
+    if (c != 0)
+        return c;
+    if (a->count != b->count)
+        return a->count < b->count ? -1 : 1;
+    if (a->number != b->number)
+        return a->number < b->number ? -1 : 1;
+    return 0;
+}
+
+/* shards_decode: every row of r, sorted; *out is NULL when there are none. The caller frees
+ * *out. */
+static bool shards_decode(const PGresult *r, DbTenantShard **out, size_t *n, Err *err)
+{
+    *out = NULL;
+    *n = 0;
+    int rows = r != NULL ? PQntuples(r) : 0;
+    if (rows == 0)
+        return true;
+    if (PQnfields(r) < SHARD_COLUMN_COUNT) {
+        err_set(err, ERR_INTERNAL, "tenant_shards: %d columns, expected %d", PQnfields(r),
+                SHARD_COLUMN_COUNT);
+        return false;
+    }
+    DbTenantShard *shards = xcalloc((size_t)rows, sizeof(*shards));
+    for (int i = 0; i < rows; i++) {
+        if (!shard_from_row(r, i, &shards[i], err)) {
+            free(shards);
+            return false;
+        }
+    }
+    qsort(shards, (size_t)rows, sizeof(*shards), shard_order);
+    *out = shards;
+    *n = (size_t)rows;
+    return true;
+}
+
+static const PGresult *result_of(const DbResult *res, size_t stmt)
+{
+    return res->ok && stmt < res->n_results ? res->results[stmt] : NULL;
+}
+
+/* shards_done: hand the rows of statement op->rows_stmt to shards_cb; `empty_is_missing` turns
+ * zero rows into ERR_NOT_FOUND for the tenant. */
+static void shards_deliver(TenantOp *op, const DbResult *res, bool empty_is_missing)
+{
+    Err e;
+    DbTenantShard *shards = NULL;
+    size_t n = 0;
+    bool ok = false;
+    if (!res->ok) {
+        e = res->err;
+    } else if (shards_decode(result_of(res, op->rows_stmt), &shards, &n, &e)) {
+        ok = true;
+        if (n == 0 && empty_is_missing) {
+            char tenant[ID_STR_SIZE];
+            tenant_id_format(&op->tenant, tenant);
+            err_set(&e, ERR_NOT_FOUND, "tenant %s not found", tenant);
+            ok = false;
+        }
+    }
+    op->shards_cb(ok ? NULL : &e, ok ? shards : NULL, ok ? n : 0, op->arg);
+    free(shards);
+    free(op);
+}
+
+static void shards_done(const DbResult *res, void *arg)
+{
+    shards_deliver(arg, res, false);
+}
+
+static void shards_done_tenant(const DbResult *res, void *arg)
+{
+    shards_deliver(arg, res, true);
+}
+
+/* affected: rows changed by an INSERT/UPDATE/DELETE result. */
+static uint64_t affected(const PGresult *r)
+{
+    uint64_t n = 0;
+    if (r == NULL || !parse_u64(PQcmdTuples((PGresult *)r), 0, UINT64_MAX, &n))
+        return 0;
+    return n;
+}
+
+/* ---- text parameters ---- */
+
+typedef struct ShardParams {
+    char tenant[ID_STR_SIZE];
+    char number[INT_TEXT_SIZE];
+    char count[INT_TEXT_SIZE];
+} ShardParams;
+
+/* shard_params: tenant text, and number/count text unless shard is NULL (then both SQL NULL). */
+static void shard_params(const TenantId *tenant, const ShardIndex *shard, ShardParams *p,
+                         const char **number, const char **count)
+{
+    tenant_id_format(tenant, p->tenant);
+    *number = NULL;
+    *count = NULL;
+    if (shard != NULL) {
+        snprintf(p->number, sizeof(p->number), "%u", (unsigned)shard->number);
+        snprintf(p->count, sizeof(p->count), "%u", (unsigned)shard->count);
+        *number = p->number;
+        *count = p->count;
+    }
+}
+
+static const char *node_text(NodeId node, char buf[INT_TEXT_SIZE])
+{
+    if (node == DB_NODE_ID_NONE)
+        return NULL;
+    snprintf(buf, INT_TEXT_SIZE, "%" PRIu64, node);
+    return buf;
+}
+
+static bool json_arg_ok(const char *json, const char *what, Err *err)
+{
+    if (json == NULL || json[0] == '\0') {
+        err_set(err, ERR_BAD_REQUEST, "%s: JSON text required", what);
+        return false;
+    }
+    return true;
+}
+
+/* ---- insert a tenant ---- */
+
+/* Insert every shard; rows that exist already are left alone and judged by the check below. */
+static const char SQL_TENANT_INSERT[] =
+    "INSERT INTO tenant_shards (tenant_id, shard_number, shard_count, shard_stripe_size, "
+    "generation, generation_pageserver, placement_policy, splitting, config, scheduling_policy, "
+    "preferred_az_id) "
+    "SELECT $1, n, $2::integer, $3::integer, $4::integer, $5::bigint, $6, 0, $7, $8, $9 "
+    "FROM generate_series(0, greatest($2::integer, 1) - 1) AS n "
+    "ON CONFLICT DO NOTHING RETURNING shard_number";
+
+/* All the tenant's rows, each with whether it matches the request (policies as jsonb). */
+static const char SQL_TENANT_INSERT_READ[] =
+    "SELECT " SHARD_COLUMNS ", (shard_count = $2::integer AND shard_stripe_size = $3::integer "
+    "AND placement_policy::jsonb = $4::jsonb AND config::jsonb = $5::jsonb) AS same "
+    "FROM tenant_shards WHERE tenant_id = $1 ORDER BY shard_count, shard_number";
+
+/* insert_check: the tenant now has exactly the requested rows, all matching; else 409 and the
+ * transaction (with whatever the INSERT added) rolls back. */
+static bool insert_check(const PGresult *r, void *arg, Err *err)
+{
+    TenantOp *op = arg;
+    int rows = PQntuples(r);
+    int same = 0;
+    for (int i = 0; i < rows; i++) {
+        const char *v = value_at(r, i, SHARD_COLUMN_COUNT);
+        if (v != NULL && strcmp(v, "t") == 0)
+            same++;
+    }
+    if ((size_t)rows == op->expect_rows && same == rows)
+        return true;
+    char tenant[ID_STR_SIZE];
+    tenant_id_format(&op->tenant, tenant);
+    const char *count = value_at(r, 0, COL_SHARD_COUNT);
+    const char *stripe = value_at(r, 0, COL_STRIPE_SIZE);
+    err_set(err, ERR_CONFLICT,
+            "tenant %s already exists with other parameters (%d rows, shard count %s, stripe "
+            "size %s, or another placement policy or config)",
+            tenant, rows, count != NULL ? count : "?", stripe != NULL ? stripe : "?");
+    return false;
+}
+
+static void insert_done(const DbResult *res, void *arg)
+{
+    TenantOp *op = arg;
+    Err e;
+    DbTenantShard *shards = NULL;
+    size_t n = 0;
+    bool ok = false, created = false;
+    if (!res->ok) {
+        e = res->err;
+    } else if (shards_decode(result_of(res, 1), &shards, &n, &e)) {
+        ok = true;
+        created = db_result_rows(res, 0) > 0;
+    }
+    op->create_cb(ok ? NULL : &e, ok ? shards : NULL, ok ? n : 0, created, op->arg);
+    free(shards);
+    free(op);
+}
+
+bool db_tenants_insert(DbPool *pool, const DbTenantCreate *c, DbTenantCreateFn cb, void *arg,
+                       Err *err)
+{
+    if (c->stripe_size == 0 || c->stripe_size > INT32_MAX) {
+        err_set(err, ERR_BAD_REQUEST, "stripe size %" PRIu32 " out of range", c->stripe_size);
+        return false;
+    }
+    if (c->generation != GENERATION_NONE && (c->generation < 0 || c->generation > INT32_MAX)) {
+        err_set(err, ERR_BAD_REQUEST, "generation %" PRId64 " out of range", c->generation);
+        return false;
+    }
+    if (c->generation_pageserver != DB_NODE_ID_NONE &&
+        (c->generation_pageserver > (NodeId)INT64_MAX || c->generation == GENERATION_NONE)) {
+        err_set(err, ERR_BAD_REQUEST,
+                "generation_pageserver needs a generation and an id <= %" PRId64, INT64_MAX);
+        return false;
+    }
+    if (!json_arg_ok(c->placement_policy, "placement_policy", err))
+        return false;
+    char tenant[ID_STR_SIZE], count[INT_TEXT_SIZE], stripe[INT_TEXT_SIZE], gen[INT_TEXT_SIZE],
+        node[INT_TEXT_SIZE];
+    tenant_id_format(&c->tenant_id, tenant);
+    snprintf(count, sizeof(count), "%u", (unsigned)c->shard_count);
+    snprintf(stripe, sizeof(stripe), "%" PRIu32, c->stripe_size);
+    snprintf(gen, sizeof(gen), "%" PRId64, c->generation);
+    const char *config = c->config != NULL ? c->config : "{}";
+    const char *const insert_params[] = {
+        tenant,
+        count,
+        stripe,
+        c->generation != GENERATION_NONE ? gen : NULL,
+        node_text(c->generation_pageserver, node),
+        c->placement_policy,
+        config,
+        c->scheduling_policy != NULL ? c->scheduling_policy : "\"Active\"",
+        c->preferred_az_id,
+    };
+    const char *const read_params[] = {tenant, count, stripe, c->placement_policy, config};
+    const DbStatement stmts[] = {
+        {.sql = SQL_TENANT_INSERT, .nparams = 9, .params = insert_params},
+        {.sql = SQL_TENANT_INSERT_READ, .nparams = 5, .params = read_params, .check = insert_check},
+    };
+    TenantOp *op = op_new(arg);
+    op->create_cb = cb;
+    op->tenant = c->tenant_id;
+    op->expect_rows = c->shard_count > 0 ? c->shard_count : 1;
+    db_txn(pool, stmts, 2, insert_done, op);
+    return true;
+}
+
+/* ---- load and get ---- */
+
+static const char SQL_TENANT_LOAD[] =
+    "SELECT " SHARD_COLUMNS " FROM tenant_shards "
+    "WHERE $1::boolean OR placement_policy::jsonb <> '\"Detached\"'::jsonb "
+    "ORDER BY tenant_id, shard_count, shard_number";
+
+void db_tenants_load(DbPool *pool, bool include_detached, DbShardsFn cb, void *arg)
+{
+    const char *const params[] = {include_detached ? "true" : "false"};
+    TenantOp *op = op_new(arg);
+    op->shards_cb = cb;
+    db_exec(pool, SQL_TENANT_LOAD, 1, params, shards_done, op);
+}
+
+static const char SQL_TENANT_GET[] = "SELECT " SHARD_COLUMNS " FROM tenant_shards "
+                                     "WHERE tenant_id = $1 ORDER BY shard_count, shard_number";
+
+void db_tenants_get(DbPool *pool, const TenantId *tenant, DbShardsFn cb, void *arg)
+{
+    char id[ID_STR_SIZE];
+    tenant_id_format(tenant, id);
+    const char *const params[] = {id};
+    TenantOp *op = op_new(arg);
+    op->shards_cb = cb;
+    op->tenant = *tenant;
+    db_exec(pool, SQL_TENANT_GET, 1, params, shards_done_tenant, op);
+}
+
+/* ---- generations ---- */
+
+/* One UPDATE: the row lock makes concurrent increments queue up, each seeing the previous one's
+ * value, so the generation never repeats or goes backwards (no serialization retry needed). */
+static const char SQL_GENERATION_INCREMENT[] =
+    "UPDATE tenant_shards SET generation = COALESCE(generation, 0) + 1, "
+    "generation_pageserver = $4::bigint "
+    "WHERE tenant_id = $1 AND shard_number = $2::integer AND shard_count = $3::integer "
+    "RETURNING generation";
+
+/* increment_done: no row updated means no such shard; else the new generation. */
+static void increment_done(const DbResult *res, void *arg)
+{
+    TenantOp *op = arg;
+    Err e;
+    Generation g = GENERATION_NONE;
+    bool ok = false;
+    if (!res->ok) {
+        e = res->err;
+    } else if (db_result_rows(res, 0) == 0) {
+        char tsid[TSID_STR_SIZE];
+        tsid_format(&op->shard, tsid);
+        err_set(&e, ERR_NOT_FOUND, "tenant shard %s not found", tsid);
+    } else {
+        ok = generation_at(result_of(res, 0), 0, 0, &g, &e);
+        if (ok && g == GENERATION_NONE) {
+            err_set(&e, ERR_INTERNAL, "generation increment returned NULL");
+            ok = false;
+        }
+    }
+    op->generation_cb(ok ? NULL : &e, ok ? g : GENERATION_NONE, op->arg);
+    free(op);
+}
+
+void db_tenants_increment_generation(DbPool *pool, const TenantShardId *shard, NodeId node,
+                                     DbGenerationFn cb, void *arg)
+{
+    ShardParams p;
+    const char *number, *count;
+    ShardIndex idx = tsid_shard_index(shard);
+    shard_params(&shard->tenant_id, &idx, &p, &number, &count);
+    char node_buf[INT_TEXT_SIZE];
+    const char *const params[] = {p.tenant, number, count, node_text(node, node_buf)};
+    TenantOp *op = op_new(arg);
+    op->generation_cb = cb;
+    op->shard = *shard;
+    db_exec(pool, SQL_GENERATION_INCREMENT, 4, params, increment_done, op);
+}
+
+/* The node must be registered and active; a re-attach from anything else is refused. */
+static const char SQL_REATTACH_NODE[] = "SELECT lifecycle FROM nodes WHERE node_id = $1::bigint";
+
+static const char SQL_REATTACH_BUMP[] =
+    "UPDATE tenant_shards SET generation = generation + 1 "
+    "WHERE generation_pageserver = $1::bigint RETURNING " SHARD_COLUMNS;
+
+/* reattach_check_node: only a registered, active node may re-attach (the transaction rolls
+ * back otherwise, so no generation is bumped for a stranger). */
+static bool reattach_check_node(const PGresult *r, void *arg, Err *err)
+{
+    TenantOp *op = arg;
+    const char *lifecycle = value_at(r, 0, 0);
+    if (lifecycle == NULL) {
+        err_set(err, ERR_NOT_FOUND, "node %" PRIu64 " is not registered", op->node);
+        return false;
+    }
+    if (strcmp(lifecycle, "active") != 0) {
+        err_set(err, ERR_NOT_FOUND, "node %" PRIu64 " was deleted", op->node);
+        return false;
+    }
+    return true;
+}
+
+void db_tenants_reattach(DbPool *pool, NodeId node, DbShardsFn cb, void *arg)
+{
+    char id[INT_TEXT_SIZE];
+    snprintf(id, sizeof(id), "%" PRIu64, node);
+    const char *const params[] = {id};
+    const DbStatement stmts[] = {
+        {.sql = SQL_REATTACH_NODE, .nparams = 1, .params = params, .check = reattach_check_node},
+        {.sql = SQL_REATTACH_BUMP, .nparams = 1, .params = params},
+    };
+    TenantOp *op = op_new(arg);
+    op->shards_cb = cb;
+    op->node = node;
+    op->rows_stmt = 1;
+    db_txn(pool, stmts, 2, shards_done, op);
+}
+
+/* The shards are passed as three parallel arrays (text array literals built from parsed ids,
+ * never SQL) and matched against the primary key. */
+static const char SQL_GENERATIONS[] =
+    "SELECT tenant_id, shard_number, shard_count, generation, generation_pageserver "
+    "FROM tenant_shards WHERE (tenant_id, shard_number, shard_count) IN "
+    "(SELECT * FROM unnest($1::text[], $2::integer[], $3::integer[])) "
+    "ORDER BY tenant_id, shard_count, shard_number";
+
+/* generations_done: the found shards, decoded; missing ones simply have no row. */
+static void generations_done(const DbResult *res, void *arg)
+{
+    TenantOp *op = arg;
+    Err e;
+    bool ok = res->ok;
+    DbShardGeneration *found = NULL;
+    size_t n = 0;
+    if (!ok) {
+        e = res->err;
+    } else {
+        const PGresult *r = result_of(res, 0);
+        int rows = r != NULL ? PQntuples(r) : 0;
+        found = rows > 0 ? xcalloc((size_t)rows, sizeof(*found)) : NULL;
+        for (int i = 0; i < rows && ok; i++, n++) {
+            ok = tsid_at(r, i, 0, &found[i].tsid, &e) &&
+                 generation_at(r, i, 3, &found[i].generation, &e) &&
+                 node_at(r, i, 4, &found[i].generation_pageserver, &e);
+        }
+    }
+    op->generations_cb(ok ? NULL : &e, ok ? found : NULL, ok ? n : 0, op->arg);
+    free(found);
+    free(op);
+}
+
+void db_tenants_generations(DbPool *pool, const TenantShardId *shards, size_t n, DbGenerationsFn cb,
+                            void *arg)
+{
+    StrBuf tenants = STRBUF_INIT, numbers = STRBUF_INIT, counts = STRBUF_INIT;
+    strbuf_append_str(&tenants, "{");
+    strbuf_append_str(&numbers, "{");
+    strbuf_append_str(&counts, "{");
+    for (size_t i = 0; i < n; i++) {
+        char id[ID_STR_SIZE];
+        tenant_id_format(&shards[i].tenant_id, id);
+        const char *sep = i > 0 ? "," : "";
+        strbuf_printf(&tenants, "%s%s", sep, id);
+        strbuf_printf(&numbers, "%s%u", sep, (unsigned)shards[i].number);
+        strbuf_printf(&counts, "%s%u", sep, (unsigned)shards[i].count);
+    }
+    strbuf_append_str(&tenants, "}");
+    strbuf_append_str(&numbers, "}");
+    strbuf_append_str(&counts, "}");
+    const char *const params[] = {tenants.data, numbers.data, counts.data};
+    TenantOp *op = op_new(arg);
+    op->generations_cb = cb;
+    db_exec(pool, SQL_GENERATIONS, 3, params, generations_done, op);
+    strbuf_finish(&tenants);
+    strbuf_finish(&numbers);
+    strbuf_finish(&counts);
+}
+
+/* ---- updates of a tenant or one of its shards ---- */
+
+static void update_done(const DbResult *res, void *arg)
+{
+    TenantOp *op = arg;
+    Err e;
+    bool ok = false;
+    if (!res->ok) {
+        e = res->err;
+    } else if (affected(result_of(res, 0)) == 0) {
+        char what[TSID_STR_SIZE + 8];
+        if (op->has_shard) {
+            tsid_format(&op->shard, what);
+        } else {
+            tenant_id_format(&op->tenant, what);
+        }
+        err_set(&e, ERR_NOT_FOUND, "tenant %s%s not found", op->has_shard ? "shard " : "", what);
+    } else {
+        ok = true;
+    }
+    op->done_cb(ok ? NULL : &e, op->arg);
+    free(op);
+}
+
+/* update_rows: run an UPDATE whose $1..$3 are tenant, shard number, shard count (both NULL for
+ * the whole tenant) and, when has_value, $4 = value (which may be NULL). */
+static void update_rows(DbPool *pool, const char *sql, const TenantId *tenant,
+                        const ShardIndex *shard, bool has_value, const char *value,
+                        DbTenantsDoneFn cb, void *arg)
+{
+    ShardParams p;
+    const char *number, *count;
+    shard_params(tenant, shard, &p, &number, &count);
+    const char *const params[] = {p.tenant, number, count, value};
+    TenantOp *op = op_new(arg);
+    op->done_cb = cb;
+    op->tenant = *tenant;
+    op->shard.tenant_id = *tenant;
+    if (shard != NULL) {
+        op->has_shard = true;
+        op->shard.number = shard->number;
+        op->shard.count = shard->count;
+    }
+    db_exec(pool, sql, has_value ? 4 : 3, params, update_done, op);
+}
+
+#define SHARD_FILTER                                                                               \
+    " WHERE tenant_id = $1 AND ($2::integer IS NULL OR "                                           \
+    "(shard_number = $2::integer AND shard_count = $3::integer))"
+
+static const char SQL_SET_PLACEMENT_POLICY[] =
+    "UPDATE tenant_shards SET placement_policy = $4" SHARD_FILTER;
+
+bool db_tenants_set_placement_policy(DbPool *pool, const TenantId *tenant, const ShardIndex *shard,
+                                     const char *json, DbTenantsDoneFn cb, void *arg, Err *err)
+{
+    if (!json_arg_ok(json, "placement_policy", err))
+        return false;
+    update_rows(pool, SQL_SET_PLACEMENT_POLICY, tenant, shard, true, json, cb, arg);
+    return true;
+}
+
+static const char SQL_SET_CONFIG[] = "UPDATE tenant_shards SET config = $4" SHARD_FILTER;
+
+bool db_tenants_set_config(DbPool *pool, const TenantId *tenant, const ShardIndex *shard,
+                           const char *json, DbTenantsDoneFn cb, void *arg, Err *err)
+{
+    if (!json_arg_ok(json, "config", err))
+        return false;
+    update_rows(pool, SQL_SET_CONFIG, tenant, shard, true, json, cb, arg);
+    return true;
+}
+
+static const char SQL_SET_SCHEDULING_POLICY[] =
+    "UPDATE tenant_shards SET scheduling_policy = $4" SHARD_FILTER;
+
+bool db_tenants_set_scheduling_policy(DbPool *pool, const TenantId *tenant, const ShardIndex *shard,
+                                      const char *json, DbTenantsDoneFn cb, void *arg, Err *err)
+{
+    if (!json_arg_ok(json, "scheduling_policy", err))
+        return false;
+    update_rows(pool, SQL_SET_SCHEDULING_POLICY, tenant, shard, true, json, cb, arg);
+    return true;
+}
+
+static const char SQL_SET_PREFERRED_AZ[] =
+    "UPDATE tenant_shards SET preferred_az_id = $4" SHARD_FILTER;
+
+void db_tenants_set_preferred_az(DbPool *pool, const TenantId *tenant, const ShardIndex *shard,
+                                 const char *az, DbTenantsDoneFn cb, void *arg)
+{
+    update_rows(pool, SQL_SET_PREFERRED_AZ, tenant, shard, true, az, cb, arg);
+}
+
+static const char SQL_DETACH[] =
+    "UPDATE tenant_shards SET generation_pageserver = NULL" SHARD_FILTER;
+
+void db_tenants_detach(DbPool *pool, const TenantId *tenant, const ShardIndex *shard,
+                       DbTenantsDoneFn cb, void *arg)
+{
+    update_rows(pool, SQL_DETACH, tenant, shard, false, NULL, cb, arg);
+}
+
+/* ---- delete ---- */
+
+/* Import rows go with the tenant, so that a restart does not try to finish an import of a
+ * tenant that no longer exists. */
+static const char SQL_DELETE_IMPORTS[] = "DELETE FROM timeline_imports WHERE tenant_id = $1";
+static const char SQL_DELETE_SHARDS[] = "DELETE FROM tenant_shards WHERE tenant_id = $1";
+
+static bool delete_check(const PGresult *r, void *arg, Err *err)
+{
+    TenantOp *op = arg;
+    if (affected(r) > 0)
+        return true;
+    char tenant[ID_STR_SIZE];
+    tenant_id_format(&op->tenant, tenant);
+    err_set(err, ERR_NOT_FOUND, "tenant %s not found", tenant);
+    return false;
+}
+
+static void delete_done(const DbResult *res, void *arg)
+{
+    TenantOp *op = arg;
+    op->done_cb(res->ok ? NULL : &res->err, op->arg);
+    free(op);
+}
+
+void db_tenants_delete(DbPool *pool, const TenantId *tenant, DbTenantsDoneFn cb, void *arg)
+{
+    char id[ID_STR_SIZE];
+    tenant_id_format(tenant, id);
+    const char *const params[] = {id};
+    const DbStatement stmts[] = {
+        {.sql = SQL_DELETE_IMPORTS, .nparams = 1, .params = params},
+        {.sql = SQL_DELETE_SHARDS, .nparams = 1, .params = params, .check = delete_check},
+    };
+    TenantOp *op = op_new(arg);
+    op->done_cb = cb;
+    op->tenant = *tenant;
+    db_txn(pool, stmts, 2, delete_done, op);
+}
+
+/* ---- shard split ---- */
+
+/* How many rows, and how many of them splitting, the tenant has per shard count. */
+static const char SQL_SPLIT_SUMMARY[] =
+    "SELECT shard_count, count(*), count(*) FILTER (WHERE splitting <> 0) "
+    "FROM tenant_shards WHERE tenant_id = $1 GROUP BY shard_count ORDER BY shard_count";
+
+/* split_check: the tenant's rows allow this split step (see db_tenants.h). */
+static bool split_check(const PGresult *r, void *arg, Err *err)
+{
+    TenantOp *op = arg;
+    char tenant[ID_STR_SIZE];
+    tenant_id_format(&op->tenant, tenant);
+    int rows = PQntuples(r);
+    if (rows == 0) {
+        err_set(err, ERR_NOT_FOUND, "tenant %s not found", tenant);
+        return false;
+    }
+    uint64_t parents = 0, parents_splitting = 0, children = 0;
+    for (int i = 0; i < rows; i++) {
+        uint64_t count, n, splitting;
+        if (!u64_at(r, i, 0, 0, UINT8_MAX, &count, err) ||
+            !u64_at(r, i, 1, 0, UINT64_MAX, &n, err) ||
+            !u64_at(r, i, 2, 0, UINT64_MAX, &splitting, err))
+            return false;
+        if ((int)count == op->old_count) {
+            parents = n;
+            parents_splitting = splitting;
+        } else if ((int)count == op->new_count) {
+            children = n;
+        } else {
+            err_set(err, ERR_CONFLICT, "tenant %s has shards of count %" PRIu64 ", not %d or %d",
+                    tenant, count, op->old_count, op->new_count);
+            return false;
+        }
+    }
+    uint64_t want_parents = op->old_count > 0 ? (uint64_t)op->old_count : 1;
+    switch (op->split) {
+    case SPLIT_BEGIN:
+        if (parents_splitting > 0 || children > 0) {
+            err_set(err, ERR_CONFLICT, "tenant %s: a shard split is already in progress", tenant);
+            return false;
+        }
+        if (parents != want_parents) {
+            err_set(err, ERR_CONFLICT,
+                    "tenant %s has %" PRIu64 " shards of count %d, expected %" PRIu64, tenant,
+                    parents, op->old_count, want_parents);
+            return false;
+        }
+        return true;
+    case SPLIT_COMPLETE:
+        if (children != (uint64_t)op->new_count) {
+            err_set(err, ERR_CONFLICT,
+                    "tenant %s: cannot complete the split: %" PRIu64 " of %d child shards exist",
+                    tenant, children, op->new_count);
+            return false;
+        }
+        return true;
+    case SPLIT_ABORT:
+        if (parents != want_parents) {
+            err_set(err, ERR_CONFLICT,
+                    "tenant %s: cannot abort the split: %" PRIu64 " of %" PRIu64
+                    " parent shards left (the split completed)",
+                    tenant, parents, want_parents);
+            return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+static const char SQL_SPLIT_MARK_PARENTS[] =
+    "UPDATE tenant_shards SET splitting = 1 WHERE tenant_id = $1 AND shard_count = $2::integer";
+
+/* Child n copies parent n % max(old, 1); the stripe size is the new one when given. */
+static const char SQL_SPLIT_INSERT_CHILDREN[] =
+    "INSERT INTO tenant_shards (tenant_id, shard_number, shard_count, shard_stripe_size, "
+    "generation, generation_pageserver, placement_policy, splitting, config, scheduling_policy, "
+    "preferred_az_id) "
+    "SELECT p.tenant_id, c.n, $3::integer, COALESCE($4::integer, p.shard_stripe_size), "
+    "p.generation, p.generation_pageserver, p.placement_policy, 1, p.config, "
+    "p.scheduling_policy, p.preferred_az_id "
+    "FROM generate_series(0, $3::integer - 1) AS c(n) JOIN tenant_shards p "
+    "ON p.tenant_id = $1 AND p.shard_count = $2::integer "
+    "AND p.shard_number = c.n % greatest($2::integer, 1) "
+    "RETURNING " SHARD_COLUMNS;
+
+static bool split_children_check(const PGresult *r, void *arg, Err *err)
+{
+    TenantOp *op = arg;
+    if (PQntuples(r) == op->new_count)
+        return true;
+    err_set(err, ERR_INTERNAL, "shard split inserted %d children, expected %d", PQntuples(r),
+            op->new_count);
+    return false;
+}
+
+/* Parents (complete) or children (abort) go away. */
+static const char SQL_SPLIT_DELETE_COUNT[] =
+    "DELETE FROM tenant_shards WHERE tenant_id = $1 AND shard_count = $2::integer";
+
+/* The surviving rows (children on complete, parents on abort) are no longer splitting. */
+static const char SQL_SPLIT_CLEAR[] = "UPDATE tenant_shards SET splitting = 0 "
+                                      "WHERE tenant_id = $1 AND shard_count = $2::integer "
+                                      "RETURNING " SHARD_COLUMNS;
+
+/* split_args_ok: every child must have exactly one parent (child n <- parent n % parents), and
+ * a split must add shards. */
+static bool split_args_ok(ShardCount old_count, ShardCount new_count, Err *err)
+{
+    unsigned parents = old_count > 0 ? old_count : 1;
+    if (new_count <= parents || new_count % parents != 0) {
+        err_set(err, ERR_BAD_REQUEST,
+                "cannot split %u shards into %u: the new count must be a larger multiple",
+                (unsigned)parents, (unsigned)new_count);
+        return false;
+    }
+    return true;
+}
+
+/* split_run: the one transaction of a split step: the summary check, then the step's writes. The
+ * callback gets the rows of the last statement (children, or parents on abort). */
+static void split_run(DbPool *pool, SplitKind kind, const TenantId *tenant, ShardCount old_count,
+                      ShardCount new_count, uint32_t new_stripe, DbShardsFn cb, void *arg)
+{
+    char id[ID_STR_SIZE], old_text[INT_TEXT_SIZE], new_text[INT_TEXT_SIZE], stripe[INT_TEXT_SIZE];
+    tenant_id_format(tenant, id);
+    snprintf(old_text, sizeof(old_text), "%u", (unsigned)old_count);
+    snprintf(new_text, sizeof(new_text), "%u", (unsigned)new_count);
+    snprintf(stripe, sizeof(stripe), "%" PRIu32, new_stripe);
+    const char *const tenant_only[] = {id};
+    const char *const with_old[] = {id, old_text};
+    const char *const with_new[] = {id, new_text};
+    const char *const children[] = {id, old_text, new_text, new_stripe > 0 ? stripe : NULL};
+    DbStatement stmts[3] = {
+        {.sql = SQL_SPLIT_SUMMARY, .nparams = 1, .params = tenant_only, .check = split_check},
+    };
+    switch (kind) {
+    case SPLIT_BEGIN:
+        stmts[1] = (DbStatement){.sql = SQL_SPLIT_MARK_PARENTS, .nparams = 2, .params = with_old};
+        stmts[2] = (DbStatement){.sql = SQL_SPLIT_INSERT_CHILDREN,
+                                 .nparams = 4,
+                                 .params = children,
+                                 .check = split_children_check};
+        break;
+    case SPLIT_COMPLETE:
+        stmts[1] = (DbStatement){.sql = SQL_SPLIT_DELETE_COUNT, .nparams = 2, .params = with_old};
+        stmts[2] = (DbStatement){.sql = SQL_SPLIT_CLEAR, .nparams = 2, .params = with_new};
+        break;
+    case SPLIT_ABORT:
+        stmts[1] = (DbStatement){.sql = SQL_SPLIT_DELETE_COUNT, .nparams = 2, .params = with_new};
+        stmts[2] = (DbStatement){.sql = SQL_SPLIT_CLEAR, .nparams = 2, .params = with_old};
+        break;
+    }
+    TenantOp *op = op_new(arg);
+    op->shards_cb = cb;
+    op->tenant = *tenant;
+    op->split = kind;
+    op->old_count = old_count;
+    op->new_count = new_count;
+    op->rows_stmt = 2;
+    db_txn(pool, stmts, 3, shards_done, op);
+}
+
+bool db_tenants_split_begin(DbPool *pool, const TenantId *tenant, ShardCount old_count,
+                            ShardCount new_count, uint32_t new_stripe_size, DbShardsFn cb,
+                            void *arg, Err *err)
+{
+    if (!split_args_ok(old_count, new_count, err))
+        return false;
+    if (new_stripe_size > INT32_MAX) {
+        err_set(err, ERR_BAD_REQUEST, "stripe size %" PRIu32 " out of range", new_stripe_size);
+        return false;
+    }
+    split_run(pool, SPLIT_BEGIN, tenant, old_count, new_count, new_stripe_size, cb, arg);
+    return true;
+}
+
+bool db_tenants_split_complete(DbPool *pool, const TenantId *tenant, ShardCount old_count,
+                               ShardCount new_count, DbShardsFn cb, void *arg, Err *err)
+{
+    if (!split_args_ok(old_count, new_count, err))
+        return false;
+    split_run(pool, SPLIT_COMPLETE, tenant, old_count, new_count, 0, cb, arg);
+    return true;
+}
+
+bool db_tenants_split_abort(DbPool *pool, const TenantId *tenant, ShardCount old_count,
+                            ShardCount new_count, DbShardsFn cb, void *arg, Err *err)
+{
+    if (!split_args_ok(old_count, new_count, err))
+        return false;
+    split_run(pool, SPLIT_ABORT, tenant, old_count, new_count, 0, cb, arg);
+    return true;
+}

@@ -1,0 +1,161 @@
+/*
+ * db_tenants.h: the `tenant_shards` table: tenants, their shards and generations, one function
+ * per statement or atomic operation, all asynchronous on the DbPool.
+ *
+ * The atomic operations of spec/storcon.md are each one transaction: a single-row generation
+ * increment is one autocommit UPDATE (the row lock serialises concurrent increments, so they never
+ * need a retry); the multi-statement ones (tenant insert, re-attach, split begin/complete/abort,
+ * tenant delete) are serializable transactions that the pool runs again after a serialization
+ * failure or deadlock. The database is written before memory: call these first, update the
+ * in-memory state in the callback.
+ *
+ * The JSON columns (placement_policy, config, scheduling_policy) are passed in and handed back as
+ * text; only the tenant-insert comparison looks at them (as jsonb, so formatting does not matter).
+ *
+ * Every callback runs once, on the loop thread, never inside the call that started it, with
+ * err == NULL on success or an Err: ERR_NOT_FOUND (no such tenant, shard or node), ERR_CONFLICT
+ * (exists with other parameters, split in a state that forbids the operation), ERR_UNAVAILABLE
+ * (database unreachable or transaction retries exhausted: retry later), ERR_INTERNAL (anything
+ * else). Rows handed to a callback are borrowed, including the strings they point to: valid only
+ * during the callback; copy what you keep. Functions returning bool fail (false, no callback,
+ * nothing sent) only for invalid arguments (ERR_BAD_REQUEST).
+ */
+#ifndef STORCON_DB_TENANTS_H
+#define STORCON_DB_TENANTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/err.h"
+#include "shared/id.h"
+#include "storcon/db.h"
+
+#define DB_NODE_ID_NONE UINT64_MAX /* generation_pageserver IS NULL */
+
+/* DbTenantShard: one row. */
+typedef struct DbTenantShard {
+    TenantShardId tsid;
+    uint32_t stripe_size;
+    Generation generation;         /* latest issued; GENERATION_NONE when NULL */
+    NodeId generation_pageserver;  /* node it was issued to; DB_NODE_ID_NONE when NULL */
+    bool splitting;                /* a split of this tenant has begun and not ended */
+    const char *placement_policy;  /* JSON text */
+    const char *config;            /* JSON text */
+    const char *scheduling_policy; /* JSON text */
+    const char *preferred_az_id;   /* NULL: none */
+} DbTenantShard;
+
+/* DbTenantCreate: a new tenant; every shard gets the same values. */
+typedef struct DbTenantCreate {
+    TenantId tenant_id;
+    ShardCount shard_count;        /* 0 (unsharded) .. 255 */
+    uint32_t stripe_size;          /* > 0, <= INT32_MAX */
+    Generation generation;         /* initial generation, usually 0; GENERATION_NONE = NULL */
+    NodeId generation_pageserver;  /* usually DB_NODE_ID_NONE */
+    const char *placement_policy;  /* JSON text, required */
+    const char *config;            /* JSON text; NULL = "{}" */
+    const char *scheduling_policy; /* JSON text; NULL = "\"Active\"" */
+    const char *preferred_az_id;   /* NULL: none */
+} DbTenantCreate;
+
+/* DbShardGeneration: one shard's latest generation (validate). */
+typedef struct DbShardGeneration {
+    TenantShardId tsid;
+    Generation generation;        /* GENERATION_NONE when NULL */
+    NodeId generation_pageserver; /* DB_NODE_ID_NONE when NULL */
+} DbShardGeneration;
+
+/* DbShardsFn: shards[0..n) (NULL when n == 0). */
+typedef void (*DbShardsFn)(const Err *err, const DbTenantShard *shards, size_t n, void *arg);
+/* DbTenantCreateFn: the tenant's rows now in the database; created false for an identical
+ * repeat. */
+typedef void (*DbTenantCreateFn)(const Err *err, const DbTenantShard *shards, size_t n,
+                                 bool created, void *arg);
+/* DbGenerationFn: the generation just issued. */
+typedef void (*DbGenerationFn)(const Err *err, Generation generation, void *arg);
+/* DbGenerationsFn: the shards that were found, in tenant, count, number order. */
+typedef void (*DbGenerationsFn)(const Err *err, const DbShardGeneration *found, size_t n,
+                                void *arg);
+/* DbTenantsDoneFn: an update or delete finished. */
+typedef void (*DbTenantsDoneFn)(const Err *err, void *arg);
+
+/* db_tenants_insert: insert every shard of a new tenant (max(count, 1) rows) in one transaction.
+ * If the tenant's rows already exist with the same shard count, stripe size, placement policy and
+ * config, that is success with created false (generations and nodes as stored now); any other
+ * existing rows -> ERR_CONFLICT and nothing is written. false (ERR_BAD_REQUEST): stripe size 0 or
+ * above INT32_MAX, generation out of range, no placement policy. */
+bool db_tenants_insert(DbPool *pool, const DbTenantCreate *create, DbTenantCreateFn cb, void *arg,
+                       Err *err) MUST_CHECK;
+
+/* db_tenants_load: every shard row (startup), ordered by tenant, count, number; with
+ * include_detached false, rows whose placement policy is "Detached" are left out. */
+void db_tenants_load(DbPool *pool, bool include_detached, DbShardsFn cb, void *arg);
+
+/* db_tenants_get: one tenant's rows (parents and children during a split), ordered by count and
+ * number; ERR_NOT_FOUND when there are none. */
+void db_tenants_get(DbPool *pool, const TenantId *tenant, DbShardsFn cb, void *arg);
+
+/* db_tenants_increment_generation: generation + 1 (NULL counts as 0) and record `node`
+ * (DB_NODE_ID_NONE: none) in one statement; concurrent calls get distinct, increasing values.
+ * ERR_NOT_FOUND for an unknown shard. */
+void db_tenants_increment_generation(DbPool *pool, const TenantShardId *shard, NodeId node,
+                                     DbGenerationFn cb, void *arg);
+
+/* db_tenants_reattach: one transaction: bump the generation of every shard whose generation was
+ * issued to `node`, and return those rows (new generations). ERR_NOT_FOUND when the node is not
+ * registered (or is a tombstone). */
+void db_tenants_reattach(DbPool *pool, NodeId node, DbShardsFn cb, void *arg);
+
+/* db_tenants_generations: the latest generation of each of shards[0..n) that exists (unknown
+ * shards are omitted). */
+void db_tenants_generations(DbPool *pool, const TenantShardId *shards, size_t n, DbGenerationsFn cb,
+                            void *arg);
+
+/* Setters: `shard` NULL means every row of the tenant, else the rows with that number and count.
+ * ERR_NOT_FOUND when no row matched. The JSON setters return false (ERR_BAD_REQUEST) for NULL
+ * or empty JSON text; the database refuses text that is not JSON (ERR_INTERNAL). */
+bool db_tenants_set_placement_policy(DbPool *pool, const TenantId *tenant, const ShardIndex *shard,
+                                     const char *json, DbTenantsDoneFn cb, void *arg,
+                                     Err *err) MUST_CHECK;
+bool db_tenants_set_config(DbPool *pool, const TenantId *tenant, const ShardIndex *shard,
+                           const char *json, DbTenantsDoneFn cb, void *arg, Err *err) MUST_CHECK;
+bool db_tenants_set_scheduling_policy(DbPool *pool, const TenantId *tenant, const ShardIndex *shard,
+                                      const char *json, DbTenantsDoneFn cb, void *arg,
+                                      Err *err) MUST_CHECK;
+/* db_tenants_set_preferred_az: az NULL clears it. */
+void db_tenants_set_preferred_az(DbPool *pool, const TenantId *tenant, const ShardIndex *shard,
+                                 const char *az, DbTenantsDoneFn cb, void *arg);
+
+/* db_tenants_detach: generation_pageserver = NULL (the generation stays); shard NULL = every
+ * row of the tenant. ERR_NOT_FOUND when no row matched. */
+void db_tenants_detach(DbPool *pool, const TenantId *tenant, const ShardIndex *shard,
+                       DbTenantsDoneFn cb, void *arg);
+
+/* db_tenants_delete: delete all the tenant's rows (and its timeline_imports rows) in one
+ * transaction; ERR_NOT_FOUND when it has none. */
+void db_tenants_delete(DbPool *pool, const TenantId *tenant, DbTenantsDoneFn cb, void *arg);
+
+/* Shard split (spec "Shard split"): parents have shard_count old_count (0 = unsharded, one
+ * shard), children new_count; child n inherits from parent n % max(old_count, 1): its generation,
+ * node, policies, config and AZ. Each is one transaction. All three give ERR_NOT_FOUND for a
+ * tenant without rows, ERR_CONFLICT when rows with a third shard count exist, and false
+ * (ERR_BAD_REQUEST) unless new_count > max(old_count, 1) and new_count is a multiple of it.
+ *
+ * db_tenants_split_begin: requires exactly the parent rows, none splitting (else ERR_CONFLICT);
+ * marks them splitting and inserts the children (splitting too). new_stripe_size 0 keeps the
+ * parents'. Callback: the children. */
+bool db_tenants_split_begin(DbPool *pool, const TenantId *tenant, ShardCount old_count,
+                            ShardCount new_count, uint32_t new_stripe_size, DbShardsFn cb,
+                            void *arg, Err *err) MUST_CHECK;
+/* db_tenants_split_complete: requires all new_count children (else ERR_CONFLICT); deletes the
+ * parents and clears splitting. Repeating it after success succeeds. Callback: the children. */
+bool db_tenants_split_complete(DbPool *pool, const TenantId *tenant, ShardCount old_count,
+                               ShardCount new_count, DbShardsFn cb, void *arg, Err *err) MUST_CHECK;
+/* db_tenants_split_abort: requires all the parents (else ERR_CONFLICT: the split completed);
+ * deletes the children and clears splitting. Repeating it after success succeeds. Callback: the
+ * parents. */
+bool db_tenants_split_abort(DbPool *pool, const TenantId *tenant, ShardCount old_count,
+                            ShardCount new_count, DbShardsFn cb, void *arg, Err *err) MUST_CHECK;
+
+#endif

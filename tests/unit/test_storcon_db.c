@@ -1,0 +1,1864 @@
+/*
+ * test_storcon_db.c: the persistence layer (storcon/db_nodes.c, db_tenants.c, db_imports.c)
+ * against a real, throwaway Postgres 15.
+ *
+ * The group setup runs initdb into a mkdtemp directory under /tmp (owned by the postgres user,
+ * through runuser, when we are root), starts the postmaster on a free port with fsync off, and
+ * applies every migration with the real migration runner. Each test then drives the functions
+ * under test from an event loop and checks their callbacks, and checks the rows they left with a
+ * separate, plain libpq connection (so the code under test never verifies itself). The group
+ * teardown (and, should a test abort the process, an atexit handler) stops Postgres by its pid
+ * and removes the directory. Without the Postgres binaries every test is skipped with a message.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <cmocka.h>
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "shared/err.h"
+#include "shared/id.h"
+#include "shared/log.h"
+#include "shared/str.h"
+#include "storcon/db.h"
+#include "storcon/db_imports.h"
+#include "storcon/db_nodes.h"
+#include "storcon/db_tenants.h"
+#include "storcon/migrate.h"
+
+#ifndef PG_BIN
+#define PG_BIN "/usr/lib/postgresql/15/bin"
+#endif
+#define RUNUSER         "/usr/sbin/runuser"
+#define WAIT_TIMEOUT_S  30.0
+#define START_TIMEOUT_S 60.0
+
+/* ------------------------------------------------------------------------------------------ */
+/* the throwaway cluster                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static struct {
+    bool available;
+    char root[64];
+    char datadir[128];
+    char log_path[128];
+    pid_t child; /* what we forked: the postmaster, or runuser running it */
+    int port;
+    char url[128];
+    PGconn *check; /* plain blocking connection for verification queries */
+    bool atexit_registered;
+} PG;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static bool as_root(void)
+{
+    return geteuid() == 0;
+}
+
+/* spawn: fork and exec argv (through runuser as postgres when root), output appended to the
+ * cluster log. Returns the child pid or -1. */
+static pid_t spawn(const char *const *argv)
+{
+    const char *full[32];
+    size_t n = 0;
+    if (as_root()) {
+        full[n++] = RUNUSER;
+        full[n++] = "-u";
+        full[n++] = "postgres";
+        full[n++] = "--";
+    }
+    for (size_t i = 0; argv[i] != NULL && n < 31; i++)
+        full[n++] = argv[i];
+    full[n] = NULL;
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    int fd = open(PG.log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int null_fd = open("/dev/null", O_RDONLY);
+    if (fd >= 0) {
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+    }
+    if (null_fd >= 0)
+        dup2(null_fd, STDIN_FILENO);
+    setsid();
+    execv(full[0], (char *const *)full);
+    _exit(127);
+}
+
+static void print_log_tail(void)
+{
+    FILE *f = fopen(PG.log_path, "r");
+    if (f == NULL)
+        return;
+    char line[512];
+    print_message("---- %s ----\n", PG.log_path);
+    while (fgets(line, sizeof(line), f) != NULL)
+        print_message("%s", line);
+    fclose(f);
+}
+
+/* postmaster_pid: the first line of postmaster.pid, or -1. */
+static pid_t postmaster_pid(void)
+{
+    char path[192];
+    snprintf(path, sizeof(path), "%s/postmaster.pid", PG.datadir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    char line[32] = "";
+    bool got = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    line[strcspn(line, "\n")] = '\0';
+    int64_t pid;
+    if (!got || !parse_i64(line, 1, INT32_MAX, &pid))
+        return -1;
+    return (pid_t)pid;
+}
+
+/* pg_stop: fast shutdown (SIGINT) of the postmaster by its pid, SIGKILL if it lingers; then reap
+ * the child we forked. Safe to call twice. */
+static void pg_stop(void)
+{
+    if (PG.check != NULL) {
+        PQfinish(PG.check);
+        PG.check = NULL;
+    }
+    if (PG.child <= 0)
+        return;
+    pid_t pm = postmaster_pid();
+    pid_t target = pm > 0 ? pm : PG.child;
+    kill(target, SIGINT);
+    double deadline = now_s() + 20.0;
+    bool exited = false;
+    while (!exited && now_s() < deadline) {
+        int status;
+        pid_t r = waitpid(PG.child, &status, WNOHANG);
+        exited = r == PG.child || (r < 0 && errno == ECHILD);
+        if (!exited)
+            sleep_ms(50);
+    }
+    if (!exited) {
+        kill(target, SIGKILL);
+        if (target != PG.child)
+            kill(PG.child, SIGKILL);
+        waitpid(PG.child, NULL, 0);
+    }
+    PG.child = 0;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    remove(path);
+    return 0;
+}
+
+static void pg_cleanup(void)
+{
+    pg_stop();
+    if (PG.root[0] != '\0') {
+        nftw(PG.root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        PG.root[0] = '\0';
+    }
+}
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    int port = -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
+        port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
+
+/* tick_new: a persistent 50 ms timer, so that a loop waiting with EVLOOP_ONCE wakes up to
+ * check its deadline even when nothing else happens. The caller frees it with event_free. */
+static struct event *tick_new(struct event_base *base)
+{
+    struct event *ev = event_new(base, -1, EV_PERSIST, tick_cb, NULL);
+    struct timeval tv = {0, 50000};
+    if (ev == NULL || event_add(ev, &tv) != 0)
+        abort();
+    return ev;
+}
+
+typedef struct MigrateWait {
+    bool done;
+    MigrateOutcome outcome;
+} MigrateWait;
+
+static void migrate_done(const MigrateOutcome *outcome, void *arg)
+{
+    MigrateWait *w = arg;
+    w->outcome = *outcome;
+    w->done = true;
+}
+
+/* apply_migrations: the real runner, to `target` (a version or MIGRATE_TARGET_LATEST). */
+static bool apply_migrations(int target)
+{
+    struct event_base *base = event_base_new();
+    MigrateOptions opts = {
+        .database_url = PG.url, .connect_timeout_ms = 20000, .target_version = target};
+    MigrateWait w = {0};
+    Migrator *m = NULL;
+    Err err;
+    bool ok = migrate_start(base, &opts, migrate_done, &w, &m, &err);
+    if (!ok) {
+        print_message("migrate_start: %s\n", err.msg);
+    } else {
+        struct event *tick = tick_new(base);
+        double deadline = now_s() + START_TIMEOUT_S;
+        while (!w.done && now_s() < deadline)
+            event_base_loop(base, EVLOOP_ONCE);
+        event_free(tick);
+        if (!w.done)
+            print_message("migrations did not finish\n");
+        else if (!w.outcome.ok)
+            print_message("migrations failed: %s\n", w.outcome.err.msg);
+        ok = w.done && w.outcome.ok &&
+             w.outcome.to_version == (target == MIGRATE_TARGET_LATEST ? MIGRATIONS_COUNT : target);
+    }
+    migrate_free(m);
+    event_base_free(base);
+    return ok;
+}
+
+static int group_setup(void **state)
+{
+    log_set_level(LOG_WARN);
+    if (access(PG_BIN "/postgres", X_OK) != 0 || access(PG_BIN "/initdb", X_OK) != 0 ||
+        (as_root() && access(RUNUSER, X_OK) != 0)) {
+        print_message("[  SKIP    ] Postgres 15 binaries not found in " PG_BIN
+                      ": skipping the database tests\n");
+        PG.available = false;
+        return 0;
+    }
+    if (!PG.atexit_registered) {
+        atexit(pg_cleanup);
+        PG.atexit_registered = true;
+    }
+    str_copy(PG.root, sizeof(PG.root), "/tmp/storcon-db-test-XXXXXX");
+    if (mkdtemp(PG.root) == NULL) {
+        print_message("mkdtemp: %s\n", strerror(errno));
+        PG.root[0] = '\0';
+        return -1;
+    }
+    chmod(PG.root, 0755);
+    if (as_root()) {
+        struct passwd *pw = getpwnam("postgres");
+        if (pw == NULL || chown(PG.root, pw->pw_uid, pw->pw_gid) != 0) {
+            print_message("cannot hand %s to the postgres user\n", PG.root);
+            return -1;
+        }
+    }
+    snprintf(PG.datadir, sizeof(PG.datadir), "%s/data", PG.root);
+    snprintf(PG.log_path, sizeof(PG.log_path), "%s/postgres.log", PG.root);
+
+    const char *const initdb[] = {
+        PG_BIN "/initdb", "-D", PG.datadir, "--auth=trust", "-U", "postgres",
+        "--no-sync",      "-E", "UTF8",     "--locale=C",   NULL};
+    pid_t pid = spawn(initdb);
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        print_message("initdb failed\n");
+        print_log_tail();
+        return -1;
+    }
+
+    PG.port = free_port();
+    char port[16];
+    snprintf(port, sizeof(port), "%d", PG.port);
+    const char *const postgres[] = {PG_BIN "/postgres",
+                                    "-D",
+                                    PG.datadir,
+                                    "-p",
+                                    port,
+                                    "-k",
+                                    PG.root,
+                                    "-c",
+                                    "listen_addresses=127.0.0.1",
+                                    "-c",
+                                    "fsync=off",
+                                    "-c",
+                                    "synchronous_commit=off",
+                                    "-c",
+                                    "full_page_writes=off",
+                                    "-c",
+                                    "max_connections=60",
+                                    NULL};
+    PG.child = spawn(postgres);
+    if (PG.child < 0) {
+        PG.child = 0;
+        return -1;
+    }
+    snprintf(PG.url, sizeof(PG.url), "postgresql://postgres@127.0.0.1:%d/postgres", PG.port);
+    double deadline = now_s() + START_TIMEOUT_S;
+    while (PQping(PG.url) != PQPING_OK) {
+        if (waitpid(PG.child, &status, WNOHANG) == PG.child || now_s() > deadline) {
+            print_message("postgres did not start\n");
+            print_log_tail();
+            PG.child = 0;
+            return -1;
+        }
+        sleep_ms(50);
+    }
+    PG.check = PQconnectdb(PG.url);
+    if (PQstatus(PG.check) != CONNECTION_OK) {
+        print_message("check connection: %s\n", PQerrorMessage(PG.check));
+        return -1;
+    }
+    if (!apply_migrations(MIGRATE_TARGET_LATEST))
+        return -1;
+    PG.available = true;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    pg_cleanup();
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* verification queries (blocking: test code only)                                            */
+/* ------------------------------------------------------------------------------------------ */
+
+/* sql_text: the single value of a query with up to 4 text parameters, into out[cap]; "NULL"
+ * for SQL NULL. */
+static void sql_text(char *out, size_t cap, const char *query, int n, ...)
+{
+    const char *params[4] = {NULL};
+    va_list ap;
+    va_start(ap, n);
+    for (int i = 0; i < n && i < 4; i++)
+        params[i] = va_arg(ap, const char *);
+    va_end(ap);
+    PGresult *r = PQexecParams(PG.check, query, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s (%d rows)", query, PQresultErrorMessage(r), PQntuples(r));
+    str_copy(out, cap, PQgetisnull(r, 0, 0) ? "NULL" : PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
+static int64_t sql_int(const char *query, int n, const char *p1, const char *p2, const char *p3)
+{
+    char v[64];
+    sql_text(v, sizeof(v), query, n, p1, p2, p3);
+    int64_t x;
+    if (!parse_i64(v, INT64_MIN, INT64_MAX, &x))
+        fail_msg("%s: \"%s\" is not a number", query, v);
+    return x;
+}
+
+/* rows_of: how many tenant_shards rows the tenant has (optionally only with this count). */
+static int64_t rows_of(const char *tenant)
+{
+    return sql_int("SELECT count(*) FROM tenant_shards WHERE tenant_id = $1", 1, tenant, NULL,
+                   NULL);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* per-test fixture: an event loop and a pool                                                 */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct Fixture {
+    struct event_base *base;
+    struct event *tick;
+    DbPool *pool;
+} Fixture;
+
+static Fixture *fixture_new(const char *url, size_t size, uint64_t queue_timeout_ms)
+{
+    Fixture *f = calloc(1, sizeof(*f));
+    assert_non_null(f);
+    f->base = event_base_new();
+    assert_non_null(f->base);
+    f->tick = tick_new(f->base);
+    DbPoolConfig cfg = {
+        .url = url, .size = size, .connect_timeout_ms = 5000, .queue_timeout_ms = queue_timeout_ms};
+    f->pool = db_pool_new(f->base, &cfg);
+    return f;
+}
+
+static void fixture_free(Fixture *f)
+{
+    if (f == NULL)
+        return;
+    db_pool_free(f->pool);
+    event_free(f->tick);
+    event_base_free(f->base);
+    free(f);
+}
+
+static int test_setup(void **state)
+{
+    *state = PG.available ? fixture_new(PG.url, 8, 20000) : NULL;
+    return 0;
+}
+
+static int test_teardown(void **state)
+{
+    fixture_free(*state);
+    return 0;
+}
+
+static Fixture *fixture_or_skip(void **state)
+{
+    if (!PG.available)
+        skip();
+    return *state;
+}
+
+/* pump: run the loop until *calls reaches want (each callback increments it) or time is up. */
+static void pump(Fixture *f, const int *calls, int want)
+{
+    double deadline = now_s() + WAIT_TIMEOUT_S;
+    while (*calls < want) {
+        if (now_s() > deadline)
+            fail_msg("timed out waiting for %d callbacks (got %d)", want, *calls);
+        event_base_loop(f->base, EVLOOP_ONCE);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* capturing callbacks                                                                        */
+/* ------------------------------------------------------------------------------------------ */
+
+#define MAX_ROWS 64
+#define TEXT_MAX 256
+
+typedef struct TestShard {
+    TenantShardId tsid;
+    uint32_t stripe_size;
+    Generation generation;
+    NodeId node;
+    bool splitting;
+    char placement[TEXT_MAX];
+    char config[TEXT_MAX];
+    char scheduling[TEXT_MAX];
+    char az[TEXT_MAX]; /* "NULL" when none */
+} TestShard;
+
+typedef struct Capture {
+    int calls;
+    bool ok;
+    Err err;
+    bool flag; /* created / changed */
+    Generation generation;
+    size_t n;
+    TestShard shards[MAX_ROWS];
+    DbNode nodes[MAX_ROWS];
+    DbShardGeneration gens[MAX_ROWS];
+    DbImport import;
+    char statuses[1024];
+} Capture;
+
+static void capture_err(Capture *c, const Err *err)
+{
+    c->calls++;
+    c->ok = err == NULL;
+    if (err != NULL)
+        c->err = *err;
+    else
+        err_clear(&c->err);
+}
+
+static void capture_shards(Capture *c, const Err *err, const DbTenantShard *shards, size_t n)
+{
+    capture_err(c, err);
+    assert_true(err != NULL || n == 0 || shards != NULL);
+    assert_true(n <= MAX_ROWS);
+    c->n = n;
+    for (size_t i = 0; i < n; i++) {
+        TestShard *t = &c->shards[i];
+        t->tsid = shards[i].tsid;
+        t->stripe_size = shards[i].stripe_size;
+        t->generation = shards[i].generation;
+        t->node = shards[i].generation_pageserver;
+        t->splitting = shards[i].splitting;
+        str_copy(t->placement, sizeof(t->placement), shards[i].placement_policy);
+        str_copy(t->config, sizeof(t->config), shards[i].config);
+        str_copy(t->scheduling, sizeof(t->scheduling), shards[i].scheduling_policy);
+        str_copy(t->az, sizeof(t->az),
+                 shards[i].preferred_az_id != NULL ? shards[i].preferred_az_id : "NULL");
+    }
+}
+
+static void on_shards(const Err *err, const DbTenantShard *shards, size_t n, void *arg)
+{
+    capture_shards(arg, err, shards, n);
+}
+
+static void on_create(const Err *err, const DbTenantShard *shards, size_t n, bool created,
+                      void *arg)
+{
+    Capture *c = arg;
+    capture_shards(c, err, shards, n);
+    c->flag = created;
+}
+
+static void on_done(const Err *err, void *arg)
+{
+    capture_err(arg, err);
+}
+
+static void on_generation(const Err *err, Generation g, void *arg)
+{
+    Capture *c = arg;
+    capture_err(c, err);
+    c->generation = g;
+}
+
+static void on_generations(const Err *err, const DbShardGeneration *found, size_t n, void *arg)
+{
+    Capture *c = arg;
+    capture_err(c, err);
+    assert_true(n <= MAX_ROWS);
+    c->n = n;
+    for (size_t i = 0; i < n; i++)
+        c->gens[i] = found[i];
+}
+
+static void on_register(const Err *err, const DbNode *stored, bool created, void *arg)
+{
+    Capture *c = arg;
+    capture_err(c, err);
+    c->flag = created;
+    c->n = 0;
+    if (stored != NULL) {
+        c->nodes[0] = *stored;
+        c->n = 1;
+    }
+}
+
+static void on_nodes(const Err *err, const DbNode *nodes, size_t n, void *arg)
+{
+    Capture *c = arg;
+    capture_err(c, err);
+    assert_true(n <= MAX_ROWS);
+    c->n = n;
+    for (size_t i = 0; i < n; i++)
+        c->nodes[i] = nodes[i];
+}
+
+static void on_import(const Err *err, const DbImport *row, bool changed, void *arg)
+{
+    Capture *c = arg;
+    capture_err(c, err);
+    c->flag = changed;
+    c->n = 0;
+    if (row != NULL) {
+        c->import = *row;
+        c->import.shard_statuses = NULL;
+        str_copy(c->statuses, sizeof(c->statuses), row->shard_statuses);
+        c->n = 1;
+    }
+}
+
+static void on_imports(const Err *err, const DbImport *rows, size_t n, void *arg)
+{
+    Capture *c = arg;
+    capture_err(c, err);
+    c->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strstr(rows[i].shard_statuses, "0002") != NULL)
+            c->n++;
+    }
+}
+
+/* expect: the last callback failed with `code` (and a message mentioning `needle`). */
+static void expect_err(const Capture *c, ErrCode code, const char *needle)
+{
+    if (c->ok)
+        fail_msg("expected %s, got success", err_code_name(code));
+    if (c->err.code != code)
+        fail_msg("expected %s, got %s: %s", err_code_name(code), err_code_name(c->err.code),
+                 c->err.msg);
+    if (needle != NULL && strstr(c->err.msg, needle) == NULL)
+        fail_msg("error \"%s\" does not mention \"%s\"", c->err.msg, needle);
+}
+
+static void expect_ok(const Capture *c)
+{
+    if (!c->ok)
+        fail_msg("expected success, got %s: %s", err_code_name(c->err.code), c->err.msg);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* helpers built on the code under test                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+static DbNode make_node(NodeId id, const char *host, uint16_t http_port, uint16_t pg_port,
+                        const char *az)
+{
+    DbNode n;
+    memset(&n, 0, sizeof(n));
+    n.node_id = id;
+    str_copy(n.scheduling_policy, sizeof(n.scheduling_policy), "Active");
+    str_copy(n.listen_http_addr, sizeof(n.listen_http_addr), host);
+    n.listen_http_port = http_port;
+    str_copy(n.listen_pg_addr, sizeof(n.listen_pg_addr), host);
+    n.listen_pg_port = pg_port;
+    str_copy(n.availability_zone_id, sizeof(n.availability_zone_id), az);
+    return n;
+}
+
+static void register_node(Fixture *f, const DbNode *n, Capture *c)
+{
+    Err err;
+    int before = c->calls;
+    assert_true(db_nodes_insert(f->pool, n, on_register, c, &err));
+    pump(f, &c->calls, before + 1);
+}
+
+static DbTenantCreate make_create(const TenantId *t, ShardCount count)
+{
+    DbTenantCreate c = {.tenant_id = *t,
+                        .shard_count = count,
+                        .stripe_size = 2048,
+                        .generation = 0,
+                        .generation_pageserver = DB_NODE_ID_NONE,
+                        .placement_policy = "{\"Attached\": 1}",
+                        .config = "{\"gc_period\": \"1h\"}"};
+    return c;
+}
+
+/* create_tenant: a new random tenant with `count` shards (initial generation gen). */
+static TenantId create_tenant(Fixture *f, ShardCount count, Generation gen, char id[ID_STR_SIZE])
+{
+    TenantId t;
+    tenant_id_generate(&t);
+    tenant_id_format(&t, id);
+    DbTenantCreate c = make_create(&t, count);
+    c.generation = gen;
+    Capture cap = {0};
+    Err err;
+    assert_true(db_tenants_insert(f->pool, &c, on_create, &cap, &err));
+    pump(f, &cap.calls, 1);
+    expect_ok(&cap);
+    assert_true(cap.flag);
+    return t;
+}
+
+static TenantShardId shard_of(const TenantId *t, unsigned number, unsigned count)
+{
+    TenantShardId s = {.tenant_id = *t, .number = (ShardNumber)number, .count = (ShardCount)count};
+    return s;
+}
+
+static Generation increment(Fixture *f, const TenantId *t, unsigned number, unsigned count,
+                            NodeId node)
+{
+    TenantShardId s = shard_of(t, number, count);
+    Capture c = {0};
+    db_tenants_increment_generation(f->pool, &s, node, on_generation, &c);
+    pump(f, &c.calls, 1);
+    expect_ok(&c);
+    return c.generation;
+}
+
+static void get_tenant(Fixture *f, const TenantId *t, Capture *c)
+{
+    memset(c, 0, sizeof(*c));
+    db_tenants_get(f->pool, t, on_shards, c);
+    pump(f, &c->calls, 1);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* migration 0002 (owned with this layer)                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+static int64_t schema_objects(void)
+{
+    return sql_int("SELECT (SELECT count(*) FROM information_schema.columns WHERE table_name = "
+                   "'nodes' AND column_name = 'listen_https_port') + (SELECT count(*) FROM "
+                   "pg_indexes WHERE indexname = 'tenant_shards_generation_pageserver_idx')",
+                   0, NULL, NULL, NULL);
+}
+
+/* Runs first, on an empty schema: down to 0001 removes exactly what 0002 adds, up restores it. */
+static void test_migration_0002_down_up(void **state)
+{
+    if (!PG.available)
+        skip();
+    assert_true(MIGRATIONS_COUNT >= 2);
+    assert_string_equal(MIGRATIONS[1].name, "node_https_port_and_attach_index");
+    assert_int_equal(schema_objects(), 2);
+    assert_true(apply_migrations(1));
+    assert_int_equal(schema_objects(), 0);
+    assert_true(apply_migrations(MIGRATE_TARGET_LATEST));
+    assert_int_equal(schema_objects(), 2);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* nodes                                                                                      */
+/* ------------------------------------------------------------------------------------------ */
+
+static bool list_has_node(Fixture *f, NodeId id, DbNode *out)
+{
+    Capture c = {0};
+    db_nodes_list(f->pool, on_nodes, &c);
+    pump(f, &c.calls, 1);
+    expect_ok(&c);
+    for (size_t i = 1; i < c.n; i++)
+        assert_true(c.nodes[i - 1].node_id < c.nodes[i].node_id);
+    for (size_t i = 0; i < c.n; i++) {
+        assert_false(c.nodes[i].deleted);
+        if (c.nodes[i].node_id == id) {
+            if (out != NULL)
+                *out = c.nodes[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+static void test_node_register(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    DbNode n = make_node(101, "127.0.0.1", 9001, 6401, "az-a");
+    n.listen_https_port = 9443;
+    Capture c = {0};
+
+    register_node(f, &n, &c);
+    expect_ok(&c);
+    assert_true(c.flag);
+    assert_int_equal(c.n, 1);
+    assert_true(db_nodes_matches(&c.nodes[0], &n));
+    assert_string_equal(c.nodes[0].scheduling_policy, "Active");
+
+    /* an identical registration is a no-op */
+    register_node(f, &n, &c);
+    expect_ok(&c);
+    assert_false(c.flag);
+
+    /* the scheduling policy is not part of the identity, and a re-register keeps it */
+    Capture u = {0};
+    Err err;
+    assert_true(db_nodes_set_scheduling_policy(f->pool, 101, "Pause", on_done, &u, &err));
+    pump(f, &u.calls, 1);
+    expect_ok(&u);
+    register_node(f, &n, &c);
+    expect_ok(&c);
+    assert_false(c.flag);
+    assert_string_equal(c.nodes[0].scheduling_policy, "Pause");
+    DbNode listed;
+    assert_true(list_has_node(f, 101, &listed));
+    assert_string_equal(listed.scheduling_policy, "Pause");
+    assert_int_equal(listed.listen_https_port, 9443);
+    assert_true(db_nodes_matches(&listed, &n));
+
+    /* any other address, port or AZ: 409, and the row is unchanged */
+    static const struct {
+        const char *what;
+        const char *host;
+        uint16_t http, https, pg;
+        const char *az;
+    } conflicts[] = {
+        {"http port", "127.0.0.1", 9002, 9443, 6401, "az-a"},
+        {"https port", "127.0.0.1", 9001, 0, 6401, "az-a"},
+        {"pg port", "127.0.0.1", 9001, 9443, 6402, "az-a"},
+        {"host", "127.0.0.2", 9001, 9443, 6401, "az-a"},
+        {"az", "127.0.0.1", 9001, 9443, 6401, "az-b"},
+    };
+    for (size_t i = 0; i < sizeof(conflicts) / sizeof(conflicts[0]); i++) {
+        DbNode other =
+            make_node(101, conflicts[i].host, conflicts[i].http, conflicts[i].pg, conflicts[i].az);
+        other.listen_https_port = conflicts[i].https;
+        register_node(f, &other, &c);
+        if (c.ok)
+            fail_msg("conflicting %s was accepted", conflicts[i].what);
+        expect_err(&c, ERR_CONFLICT, "other addresses");
+    }
+    assert_int_equal(
+        sql_int("SELECT listen_http_port FROM nodes WHERE node_id = 101", 0, NULL, NULL, NULL),
+        9001);
+
+    /* unknown nodes */
+    assert_true(db_nodes_set_scheduling_policy(f->pool, 999101, "Pause", on_done, &u, &err));
+    pump(f, &u.calls, 2);
+    expect_err(&u, ERR_NOT_FOUND, "999101");
+    db_nodes_tombstone(f->pool, 999102, on_done, &u);
+    pump(f, &u.calls, 3);
+    expect_err(&u, ERR_NOT_FOUND, NULL);
+
+    /* tombstone: gone from the list, may not register again, no more policy changes */
+    db_nodes_tombstone(f->pool, 101, on_done, &u);
+    pump(f, &u.calls, 4);
+    expect_ok(&u);
+    assert_false(list_has_node(f, 101, NULL));
+    char lifecycle[32];
+    sql_text(lifecycle, sizeof(lifecycle), "SELECT lifecycle FROM nodes WHERE node_id = 101", 0);
+    assert_string_equal(lifecycle, "deleted");
+    register_node(f, &n, &c);
+    expect_err(&c, ERR_CONFLICT, "deleted");
+    assert_true(db_nodes_set_scheduling_policy(f->pool, 101, "Active", on_done, &u, &err));
+    pump(f, &u.calls, 5);
+    expect_err(&u, ERR_NOT_FOUND, NULL);
+    db_nodes_tombstone(f->pool, 101, on_done, &u); /* idempotent */
+    pump(f, &u.calls, 6);
+    expect_ok(&u);
+}
+
+static void test_node_invalid_arguments(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    static const struct {
+        const char *what;
+        NodeId id;
+        const char *http_host, *pg_host;
+        uint16_t http, pg;
+        const char *policy;
+    } cases[] = {
+        {"empty http host", 102, "", "h", 1, 2, "Active"},
+        {"empty pg host", 102, "h", "", 1, 2, "Active"},
+        {"http port 0", 102, "h", "h", 0, 2, "Active"},
+        {"pg port 0", 102, "h", "h", 1, 0, "Active"},
+        {"empty policy", 102, "h", "h", 1, 2, ""},
+        {"id beyond bigint", (NodeId)INT64_MAX + 1, "h", "h", 1, 2, "Active"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        DbNode n = make_node(cases[i].id, "x", cases[i].http, cases[i].pg, "az");
+        str_copy(n.listen_http_addr, sizeof(n.listen_http_addr), cases[i].http_host);
+        str_copy(n.listen_pg_addr, sizeof(n.listen_pg_addr), cases[i].pg_host);
+        str_copy(n.scheduling_policy, sizeof(n.scheduling_policy), cases[i].policy);
+        Capture c = {0};
+        Err err;
+        err_clear(&err);
+        if (db_nodes_insert(f->pool, &n, on_register, &c, &err))
+            fail_msg("case \"%s\" accepted", cases[i].what);
+        assert_int_equal(err.code, ERR_BAD_REQUEST);
+        assert_int_equal(db_pool_queue_length(f->pool), 0);
+    }
+    Err err;
+    Capture c = {0};
+    assert_false(db_nodes_set_scheduling_policy(f->pool, 1, "", on_done, &c, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+    char long_policy[DB_NODE_POLICY_MAX + 8];
+    memset(long_policy, 'x', sizeof(long_policy) - 1);
+    long_policy[sizeof(long_policy) - 1] = '\0';
+    assert_false(db_nodes_set_scheduling_policy(f->pool, 1, long_policy, on_done, &c, &err));
+    assert_int_equal(c.calls, 0);
+    assert_int_equal(sql_int("SELECT count(*) FROM nodes WHERE node_id = 102", 0, NULL, NULL, NULL),
+                     0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* tenants                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static void test_tenant_insert(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    TenantId t;
+    tenant_id_generate(&t);
+    char id[ID_STR_SIZE];
+    tenant_id_format(&t, id);
+    DbTenantCreate create = make_create(&t, 4);
+    Capture c = {0};
+    Err err;
+
+    assert_true(db_tenants_insert(f->pool, &create, on_create, &c, &err));
+    pump(f, &c.calls, 1);
+    expect_ok(&c);
+    assert_true(c.flag);
+    assert_int_equal(c.n, 4);
+    for (unsigned i = 0; i < 4; i++) {
+        const TestShard *s = &c.shards[i];
+        assert_true(tenant_id_eq(&s->tsid.tenant_id, &t));
+        assert_int_equal(s->tsid.number, i);
+        assert_int_equal(s->tsid.count, 4);
+        assert_int_equal(s->stripe_size, 2048);
+        assert_int_equal(s->generation, 0);
+        assert_true(s->node == DB_NODE_ID_NONE);
+        assert_false(s->splitting);
+        assert_string_equal(s->placement, "{\"Attached\": 1}");
+        assert_string_equal(s->config, "{\"gc_period\": \"1h\"}");
+        assert_string_equal(s->scheduling, "\"Active\"");
+        assert_string_equal(s->az, "NULL");
+    }
+    assert_int_equal(rows_of(id), 4);
+
+    /* an identical repeat (JSON spelled differently) succeeds without writing */
+    DbTenantCreate again = create;
+    again.placement_policy = "{ \"Attached\" : 1 }";
+    again.generation = 5;
+    assert_true(db_tenants_insert(f->pool, &again, on_create, &c, &err));
+    pump(f, &c.calls, 2);
+    expect_ok(&c);
+    assert_false(c.flag);
+    assert_int_equal(c.n, 4);
+    assert_int_equal(c.shards[3].generation, 0);
+
+    /* any different parameter: 409, and nothing is added or changed */
+    static const struct {
+        const char *what;
+        ShardCount count;
+        uint32_t stripe;
+        const char *placement, *config;
+    } conflicts[] = {
+        {"stripe", 4, 1024, "{\"Attached\": 1}", "{\"gc_period\": \"1h\"}"},
+        {"more shards", 8, 2048, "{\"Attached\": 1}", "{\"gc_period\": \"1h\"}"},
+        {"fewer shards", 2, 2048, "{\"Attached\": 1}", "{\"gc_period\": \"1h\"}"},
+        {"unsharded", 0, 2048, "{\"Attached\": 1}", "{\"gc_period\": \"1h\"}"},
+        {"placement", 4, 2048, "\"Secondary\"", "{\"gc_period\": \"1h\"}"},
+        {"config", 4, 2048, "{\"Attached\": 1}", "{}"},
+    };
+    for (size_t i = 0; i < sizeof(conflicts) / sizeof(conflicts[0]); i++) {
+        DbTenantCreate other = create;
+        other.shard_count = conflicts[i].count;
+        other.stripe_size = conflicts[i].stripe;
+        other.placement_policy = conflicts[i].placement;
+        other.config = conflicts[i].config;
+        int before = c.calls;
+        assert_true(db_tenants_insert(f->pool, &other, on_create, &c, &err));
+        pump(f, &c.calls, before + 1);
+        if (c.ok)
+            fail_msg("conflicting create (%s) was accepted", conflicts[i].what);
+        expect_err(&c, ERR_CONFLICT, id);
+        assert_int_equal(rows_of(id), 4);
+    }
+    assert_int_equal(sql_int("SELECT count(*) FROM tenant_shards WHERE tenant_id = $1 AND "
+                             "(shard_count <> 4 OR shard_stripe_size <> 2048)",
+                             1, id, NULL, NULL),
+                     0);
+
+    /* get */
+    Capture g;
+    get_tenant(f, &t, &g);
+    expect_ok(&g);
+    assert_int_equal(g.n, 4);
+    TenantId missing;
+    tenant_id_generate(&missing);
+    get_tenant(f, &missing, &g);
+    expect_err(&g, ERR_NOT_FOUND, NULL);
+
+    /* an unsharded tenant has one row, number 0 count 0; NULL generation allowed */
+    TenantId u;
+    tenant_id_generate(&u);
+    DbTenantCreate unsharded = make_create(&u, 0);
+    unsharded.generation = GENERATION_NONE;
+    unsharded.scheduling_policy = "\"Pause\"";
+    unsharded.preferred_az_id = "az-1";
+    assert_true(db_tenants_insert(f->pool, &unsharded, on_create, &c, &err));
+    pump(f, &c.calls, c.calls + 1);
+    expect_ok(&c);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.shards[0].tsid.count, 0);
+    assert_int_equal(c.shards[0].tsid.number, 0);
+    assert_true(c.shards[0].generation == GENERATION_NONE);
+    assert_string_equal(c.shards[0].scheduling, "\"Pause\"");
+    assert_string_equal(c.shards[0].az, "az-1");
+    /* a NULL generation counts as 0 */
+    assert_int_equal(increment(f, &u, 0, 0, 7), 1);
+}
+
+static void test_tenant_insert_invalid(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    TenantId t;
+    tenant_id_generate(&t);
+    static const struct {
+        const char *what;
+        uint32_t stripe;
+        Generation gen;
+        NodeId node;
+        const char *placement;
+    } cases[] = {
+        {"stripe 0", 0, 0, DB_NODE_ID_NONE, "\"Detached\""},
+        {"stripe beyond integer", (uint32_t)INT32_MAX + 1, 0, DB_NODE_ID_NONE, "\"Detached\""},
+        {"generation beyond integer", 2048, (Generation)INT32_MAX + 1, DB_NODE_ID_NONE,
+         "\"Detached\""},
+        {"node without generation", 2048, GENERATION_NONE, 3, "\"Detached\""},
+        {"no placement", 2048, 0, DB_NODE_ID_NONE, NULL},
+        {"empty placement", 2048, 0, DB_NODE_ID_NONE, ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        DbTenantCreate c = make_create(&t, 2);
+        c.stripe_size = cases[i].stripe;
+        c.generation = cases[i].gen;
+        c.generation_pageserver = cases[i].node;
+        c.placement_policy = cases[i].placement;
+        Capture cap = {0};
+        Err err;
+        err_clear(&err);
+        if (db_tenants_insert(f->pool, &c, on_create, &cap, &err))
+            fail_msg("case \"%s\" accepted", cases[i].what);
+        assert_int_equal(err.code, ERR_BAD_REQUEST);
+    }
+    /* JSON the database refuses: an error, not a row */
+    DbTenantCreate bad = make_create(&t, 1);
+    bad.config = "{not json";
+    Capture cap = {0};
+    Err err;
+    assert_true(db_tenants_insert(f->pool, &bad, on_create, &cap, &err));
+    pump(f, &cap.calls, 1);
+    expect_err(&cap, ERR_INTERNAL, NULL);
+    char id[ID_STR_SIZE];
+    tenant_id_format(&t, id);
+    assert_int_equal(rows_of(id), 0);
+}
+
+static void test_tenant_load(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    char a_id[ID_STR_SIZE], b_id[ID_STR_SIZE];
+    TenantId a = create_tenant(f, 2, 0, a_id);
+    TenantId b;
+    tenant_id_generate(&b);
+    tenant_id_format(&b, b_id);
+    DbTenantCreate detached = make_create(&b, 0);
+    detached.placement_policy = "\"Detached\"";
+    Capture c = {0};
+    Err err;
+    assert_true(db_tenants_insert(f->pool, &detached, on_create, &c, &err));
+    pump(f, &c.calls, 1);
+    expect_ok(&c);
+
+    for (int include = 0; include <= 1; include++) {
+        /* the table holds other tests' tenants too: count only ours, check the order of all */
+        Capture l = {0};
+        db_tenants_load(f->pool, include != 0, on_shards, &l);
+        pump(f, &l.calls, 1);
+        expect_ok(&l);
+        size_t na = 0, nb = 0, ndetached = 0;
+        for (size_t i = 0; i < l.n; i++) {
+            if (tenant_id_eq(&l.shards[i].tsid.tenant_id, &a))
+                na++;
+            if (tenant_id_eq(&l.shards[i].tsid.tenant_id, &b))
+                nb++;
+            if (strcmp(l.shards[i].placement, "\"Detached\"") == 0)
+                ndetached++;
+            if (i > 0) {
+                const TenantShardId *p = &l.shards[i - 1].tsid, *q = &l.shards[i].tsid;
+                int cmp = tenant_id_cmp(&p->tenant_id, &q->tenant_id);
+                assert_true(cmp < 0 ||
+                            (cmp == 0 && (p->count < q->count ||
+                                          (p->count == q->count && p->number < q->number))));
+            }
+        }
+        assert_int_equal(na, 2);
+        assert_int_equal(nb, include ? 1 : 0);
+        if (!include)
+            assert_int_equal(ndetached, 0);
+        assert_int_equal((int64_t)l.n, sql_int(include ? "SELECT count(*) FROM tenant_shards"
+                                                       : "SELECT count(*) FROM tenant_shards WHERE "
+                                                         "placement_policy <> '\"Detached\"'",
+                                               0, NULL, NULL, NULL));
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* generations                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+#define CONCURRENT 50
+
+typedef struct IncCall {
+    int *calls;
+    NodeId node;
+    bool ok;
+    Err err;
+    Generation g;
+} IncCall;
+
+static void on_concurrent_increment(const Err *err, Generation g, void *arg)
+{
+    IncCall *call = arg;
+    call->ok = err == NULL;
+    if (err != NULL)
+        call->err = *err;
+    call->g = g;
+    (*call->calls)++;
+}
+
+static int gen_cmp(const void *a, const void *b)
+{
+    Generation x = *(const Generation *)a, y = *(const Generation *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_generation_concurrent_increments(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    char id[ID_STR_SIZE];
+    const Generation start = 7;
+    TenantId t = create_tenant(f, 0, start, id);
+    TenantShardId s = shard_of(&t, 0, 0);
+
+    int calls = 0;
+    IncCall inc[CONCURRENT];
+    memset(inc, 0, sizeof(inc));
+    for (int i = 0; i < CONCURRENT; i++) {
+        inc[i].calls = &calls;
+        inc[i].node = 200 + (NodeId)(i % 3);
+        db_tenants_increment_generation(f->pool, &s, inc[i].node, on_concurrent_increment, &inc[i]);
+    }
+    assert_int_equal(calls, 0); /* never called back from inside the call */
+    pump(f, &calls, CONCURRENT);
+
+    Generation gens[CONCURRENT];
+    NodeId last_node = DB_NODE_ID_NONE;
+    for (int i = 0; i < CONCURRENT; i++) {
+        if (!inc[i].ok)
+            fail_msg("increment %d failed: %s", i, inc[i].err.msg);
+        gens[i] = inc[i].g;
+        if (inc[i].g == start + CONCURRENT)
+            last_node = inc[i].node;
+    }
+    qsort(gens, CONCURRENT, sizeof(gens[0]), gen_cmp);
+    for (int i = 0; i < CONCURRENT; i++)
+        assert_int_equal(gens[i], start + 1 + i); /* all distinct, no gaps */
+    assert_int_equal(
+        sql_int("SELECT generation FROM tenant_shards WHERE tenant_id = $1", 1, id, NULL, NULL),
+        start + CONCURRENT);
+    /* the stored node is the one of the increment that issued the final generation */
+    assert_true(last_node != DB_NODE_ID_NONE);
+    assert_int_equal(sql_int("SELECT generation_pageserver FROM tenant_shards WHERE tenant_id = $1",
+                             1, id, NULL, NULL),
+                     (int64_t)last_node);
+}
+
+static void test_generation_missing_and_detach(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    char id[ID_STR_SIZE];
+    TenantId t = create_tenant(f, 2, 0, id);
+
+    /* unknown tenant, and a shard index the tenant does not have */
+    TenantId other;
+    tenant_id_generate(&other);
+    const TenantShardId missing[] = {shard_of(&other, 0, 2), shard_of(&t, 0, 4),
+                                     shard_of(&t, 0, 0)};
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        Capture c = {0};
+        db_tenants_increment_generation(f->pool, &missing[i], 5, on_generation, &c);
+        pump(f, &c.calls, 1);
+        expect_err(&c, ERR_NOT_FOUND, "not found");
+    }
+
+    assert_int_equal(increment(f, &t, 0, 2, 11), 1);
+    assert_int_equal(increment(f, &t, 0, 2, 12), 2);
+    assert_int_equal(increment(f, &t, 1, 2, 11), 1);
+    /* no node recorded: allowed (attach-hook without a node) */
+    assert_int_equal(increment(f, &t, 1, 2, DB_NODE_ID_NONE), 2);
+    assert_int_equal(increment(f, &t, 1, 2, 13), 3);
+
+    /* detach one shard: the node goes, the generation stays */
+    ShardIndex idx0 = {.number = 0, .count = 2};
+    Capture c = {0};
+    db_tenants_detach(f->pool, &t, &idx0, on_done, &c);
+    pump(f, &c.calls, 1);
+    expect_ok(&c);
+    char v[64];
+    sql_text(v, sizeof(v),
+             "SELECT generation_pageserver FROM tenant_shards WHERE tenant_id = $1 AND "
+             "shard_number = 0",
+             1, id);
+    assert_string_equal(v, "NULL");
+    sql_text(v, sizeof(v),
+             "SELECT generation || ',' || generation_pageserver FROM tenant_shards WHERE "
+             "tenant_id = $1 AND shard_number = 1",
+             1, id);
+    assert_string_equal(v, "3,13");
+    assert_int_equal(sql_int("SELECT generation FROM tenant_shards WHERE tenant_id = $1 AND "
+                             "shard_number = 0",
+                             1, id, NULL, NULL),
+                     2);
+
+    /* the whole tenant */
+    db_tenants_detach(f->pool, &t, NULL, on_done, &c);
+    pump(f, &c.calls, 2);
+    expect_ok(&c);
+    assert_int_equal(sql_int("SELECT count(*) FROM tenant_shards WHERE tenant_id = $1 AND "
+                             "generation_pageserver IS NOT NULL",
+                             1, id, NULL, NULL),
+                     0);
+
+    /* unknown tenant or shard */
+    db_tenants_detach(f->pool, &other, NULL, on_done, &c);
+    pump(f, &c.calls, 3);
+    expect_err(&c, ERR_NOT_FOUND, NULL);
+    ShardIndex idx9 = {.number = 1, .count = 4};
+    db_tenants_detach(f->pool, &t, &idx9, on_done, &c);
+    pump(f, &c.calls, 4);
+    expect_err(&c, ERR_NOT_FOUND, "shard");
+}
+
+static const TestShard *find_shard(const Capture *c, const TenantId *t, unsigned number,
+                                   unsigned count)
+{
+    for (size_t i = 0; i < c->n; i++) {
+        const TenantShardId *s = &c->shards[i].tsid;
+        if (tenant_id_eq(&s->tenant_id, t) && s->number == number && s->count == count)
+            return &c->shards[i];
+    }
+    return NULL;
+}
+
+static void test_reattach(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    Capture r = {0};
+    DbNode n301 = make_node(301, "127.0.0.1", 9301, 6301, "az-a");
+    DbNode n302 = make_node(302, "127.0.0.1", 9302, 6302, "az-a");
+    register_node(f, &n301, &r);
+    expect_ok(&r);
+    register_node(f, &n302, &r);
+    expect_ok(&r);
+
+    char id[ID_STR_SIZE], id2[ID_STR_SIZE];
+    TenantId t = create_tenant(f, 4, 0, id);
+    TenantId t2 = create_tenant(f, 0, 4, id2);
+    increment(f, &t, 0, 4, 301);
+    increment(f, &t, 0, 4, 301);  /* 2 */
+    increment(f, &t, 1, 4, 301);  /* 1 */
+    increment(f, &t, 2, 4, 302);  /* 1 */
+    increment(f, &t2, 0, 0, 301); /* 5 */
+    /* shard 3 never attached */
+
+    Capture c = {0};
+    db_tenants_reattach(f->pool, 301, on_shards, &c);
+    pump(f, &c.calls, 1);
+    expect_ok(&c);
+    assert_int_equal(c.n, 3);
+    const TestShard *s0 = find_shard(&c, &t, 0, 4), *s1 = find_shard(&c, &t, 1, 4),
+                    *u0 = find_shard(&c, &t2, 0, 0);
+    assert_non_null(s0);
+    assert_non_null(s1);
+    assert_non_null(u0);
+    assert_int_equal(s0->generation, 3);
+    assert_int_equal(s1->generation, 2);
+    assert_int_equal(u0->generation, 6);
+    assert_int_equal(s0->node, 301);
+    /* what the database holds: only node 301's shards moved */
+    char v[64];
+    static const struct {
+        const char *number;
+        const char *want;
+    } rows[] = {{"0", "3,301"}, {"1", "2,301"}, {"2", "1,302"}, {"3", "0,"}};
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        sql_text(v, sizeof(v),
+                 "SELECT generation || ',' || coalesce(generation_pageserver::text, '') FROM "
+                 "tenant_shards WHERE tenant_id = $1 AND shard_number = $2::integer",
+                 2, id, rows[i].number);
+        assert_string_equal(v, rows[i].want);
+    }
+
+    db_tenants_reattach(f->pool, 302, on_shards, &c);
+    pump(f, &c.calls, 2);
+    expect_ok(&c);
+    assert_int_equal(c.n, 1);
+    assert_int_equal(c.shards[0].tsid.number, 2);
+    assert_int_equal(c.shards[0].generation, 2);
+
+    /* unknown node, tombstoned node */
+    db_tenants_reattach(f->pool, 399, on_shards, &c);
+    pump(f, &c.calls, 3);
+    expect_err(&c, ERR_NOT_FOUND, "not registered");
+    Capture d = {0};
+    db_nodes_tombstone(f->pool, 302, on_done, &d);
+    pump(f, &d.calls, 1);
+    expect_ok(&d);
+    db_tenants_reattach(f->pool, 302, on_shards, &c);
+    pump(f, &c.calls, 4);
+    expect_err(&c, ERR_NOT_FOUND, "deleted");
+    sql_text(v, sizeof(v),
+             "SELECT generation FROM tenant_shards WHERE tenant_id = $1 AND shard_number = 2", 1,
+             id);
+    assert_string_equal(v, "2");
+}
+
+static void test_generations_lookup(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    char id[ID_STR_SIZE];
+    TenantId t = create_tenant(f, 2, 0, id);
+    increment(f, &t, 1, 2, 501);
+    increment(f, &t, 1, 2, 502);
+    TenantId other;
+    tenant_id_generate(&other);
+    const TenantShardId ask[] = {shard_of(&t, 1, 2), shard_of(&other, 0, 0), shard_of(&t, 0, 2),
+                                 shard_of(&t, 0, 8)};
+    Capture c = {0};
+    db_tenants_generations(f->pool, ask, 4, on_generations, &c);
+    pump(f, &c.calls, 1);
+    expect_ok(&c);
+    assert_int_equal(c.n, 2); /* unknown shards omitted */
+    assert_int_equal(c.gens[0].tsid.number, 0);
+    assert_int_equal(c.gens[0].generation, 0);
+    assert_true(c.gens[0].generation_pageserver == DB_NODE_ID_NONE);
+    assert_true(tenant_id_eq(&c.gens[1].tsid.tenant_id, &t));
+    assert_int_equal(c.gens[1].tsid.number, 1);
+    assert_int_equal(c.gens[1].tsid.count, 2);
+    assert_int_equal(c.gens[1].generation, 2);
+    assert_int_equal(c.gens[1].generation_pageserver, 502);
+
+    db_tenants_generations(f->pool, NULL, 0, on_generations, &c);
+    pump(f, &c.calls, 2);
+    expect_ok(&c);
+    assert_int_equal(c.n, 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* updates                                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+static void column_of(const char *id, unsigned number, const char *column, char *out, size_t cap)
+{
+    char query[256], num[8];
+    snprintf(num, sizeof(num), "%u", number);
+    /* column names come from this file's table below, never from input */
+    snprintf(query, sizeof(query),
+             "SELECT %s FROM tenant_shards WHERE tenant_id = $1 AND shard_number = $2::integer",
+             column);
+    sql_text(out, cap, query, 2, id, num);
+}
+
+typedef enum Setter { SET_PLACEMENT, SET_CONFIG, SET_SCHEDULING, SET_AZ } Setter;
+
+static void run_setter(Fixture *f, Setter which, const TenantId *t, const ShardIndex *shard,
+                       const char *value, Capture *c)
+{
+    Err err;
+    int before = c->calls;
+    switch (which) {
+    case SET_PLACEMENT:
+        assert_true(db_tenants_set_placement_policy(f->pool, t, shard, value, on_done, c, &err));
+        break;
+    case SET_CONFIG:
+        assert_true(db_tenants_set_config(f->pool, t, shard, value, on_done, c, &err));
+        break;
+    case SET_SCHEDULING:
+        assert_true(db_tenants_set_scheduling_policy(f->pool, t, shard, value, on_done, c, &err));
+        break;
+    case SET_AZ:
+        db_tenants_set_preferred_az(f->pool, t, shard, value, on_done, c);
+        break;
+    }
+    pump(f, &c->calls, before + 1);
+}
+
+static void test_tenant_updates(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    static const struct {
+        Setter which;
+        const char *column;
+        const char *tenant_value, *shard_value;
+    } setters[] = {
+        {SET_PLACEMENT, "placement_policy", "\"Secondary\"", "{\"Attached\": 2}"},
+        {SET_CONFIG, "config", "{\"pitr_interval\": \"7d\"}", "{}"},
+        {SET_SCHEDULING, "scheduling_policy", "\"Pause\"", "\"Stop\""},
+        {SET_AZ, "coalesce(preferred_az_id, 'NULL')", "az-b", NULL},
+    };
+    TenantId missing;
+    tenant_id_generate(&missing);
+    for (size_t i = 0; i < sizeof(setters) / sizeof(setters[0]); i++) {
+        char id[ID_STR_SIZE], v[TEXT_MAX];
+        TenantId t = create_tenant(f, 2, 0, id);
+        Capture c = {0};
+        /* whole tenant */
+        run_setter(f, setters[i].which, &t, NULL, setters[i].tenant_value, &c);
+        expect_ok(&c);
+        for (unsigned n = 0; n < 2; n++) {
+            column_of(id, n, setters[i].column, v, sizeof(v));
+            assert_string_equal(v, setters[i].tenant_value);
+        }
+        /* one shard */
+        ShardIndex one = {.number = 1, .count = 2};
+        run_setter(f, setters[i].which, &t, &one, setters[i].shard_value, &c);
+        expect_ok(&c);
+        column_of(id, 0, setters[i].column, v, sizeof(v));
+        assert_string_equal(v, setters[i].tenant_value);
+        column_of(id, 1, setters[i].column, v, sizeof(v));
+        assert_string_equal(v, setters[i].shard_value != NULL ? setters[i].shard_value : "NULL");
+        /* unknown tenant, unknown shard */
+        run_setter(f, setters[i].which, &missing, NULL, setters[i].tenant_value, &c);
+        expect_err(&c, ERR_NOT_FOUND, NULL);
+        ShardIndex other = {.number = 0, .count = 4};
+        run_setter(f, setters[i].which, &t, &other, setters[i].tenant_value, &c);
+        expect_err(&c, ERR_NOT_FOUND, "shard");
+    }
+
+    /* JSON setters refuse missing text up front, and the database refuses non-JSON */
+    char id[ID_STR_SIZE];
+    TenantId t = create_tenant(f, 0, 0, id);
+    Err err;
+    Capture c = {0};
+    assert_false(db_tenants_set_placement_policy(f->pool, &t, NULL, NULL, on_done, &c, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+    assert_false(db_tenants_set_config(f->pool, &t, NULL, "", on_done, &c, &err));
+    assert_false(db_tenants_set_scheduling_policy(f->pool, &t, NULL, NULL, on_done, &c, &err));
+    assert_int_equal(c.calls, 0);
+    run_setter(f, SET_CONFIG, &t, NULL, "{broken", &c);
+    expect_err(&c, ERR_INTERNAL, NULL);
+    char v[TEXT_MAX];
+    column_of(id, 0, "config", v, sizeof(v));
+    assert_string_equal(v, "{\"gc_period\": \"1h\"}");
+}
+
+static void test_tenant_delete(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    char id[ID_STR_SIZE];
+    TenantId t = create_tenant(f, 2, 0, id);
+    TimelineId tl;
+    timeline_id_generate(&tl);
+    Capture i = {0};
+    Err err;
+    assert_true(db_imports_insert(f->pool, &t, &tl, "{\"0002\": {\"InProgress\": null}}", on_import,
+                                  &i, &err));
+    pump(f, &i.calls, 1);
+    expect_ok(&i);
+
+    Capture c = {0};
+    db_tenants_delete(f->pool, &t, on_done, &c);
+    pump(f, &c.calls, 1);
+    expect_ok(&c);
+    assert_int_equal(rows_of(id), 0);
+    assert_int_equal(
+        sql_int("SELECT count(*) FROM timeline_imports WHERE tenant_id = $1", 1, id, NULL, NULL),
+        0);
+    db_tenants_delete(f->pool, &t, on_done, &c);
+    pump(f, &c.calls, 2);
+    expect_err(&c, ERR_NOT_FOUND, id);
+    Capture g;
+    get_tenant(f, &t, &g);
+    expect_err(&g, ERR_NOT_FOUND, NULL);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* shard split                                                                                */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef enum SplitOp { OP_BEGIN, OP_COMPLETE, OP_ABORT } SplitOp;
+
+static void split(Fixture *f, SplitOp op, const TenantId *t, unsigned old_count, unsigned new_count,
+                  uint32_t stripe, Capture *c)
+{
+    Err err;
+    memset(c, 0, sizeof(*c));
+    bool started = false;
+    switch (op) {
+    case OP_BEGIN:
+        started = db_tenants_split_begin(f->pool, t, (ShardCount)old_count, (ShardCount)new_count,
+                                         stripe, on_shards, c, &err);
+        break;
+    case OP_COMPLETE:
+        started = db_tenants_split_complete(f->pool, t, (ShardCount)old_count,
+                                            (ShardCount)new_count, on_shards, c, &err);
+        break;
+    case OP_ABORT:
+        started = db_tenants_split_abort(f->pool, t, (ShardCount)old_count, (ShardCount)new_count,
+                                         on_shards, c, &err);
+        break;
+    }
+    if (!started)
+        fail_msg("split step refused its arguments: %s", err.msg);
+    pump(f, &c->calls, 1);
+}
+
+static int64_t count_where(const char *id, const char *cond)
+{
+    char query[256];
+    snprintf(query, sizeof(query), "SELECT count(*) FROM tenant_shards WHERE tenant_id = $1 AND %s",
+             cond);
+    return sql_int(query, 1, id, NULL, NULL);
+}
+
+static void test_split_begin_complete(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    char id[ID_STR_SIZE];
+    TenantId t = create_tenant(f, 2, 0, id);
+    ShardIndex idx1 = {.number = 1, .count = 2};
+    Capture u = {0};
+    db_tenants_set_preferred_az(f->pool, &t, &idx1, "az-z", on_done, &u);
+    pump(f, &u.calls, 1);
+    expect_ok(&u);
+    for (int i = 0; i < 3; i++)
+        increment(f, &t, 0, 2, 401); /* shard 0: generation 3 on 401 */
+    for (int i = 0; i < 5; i++)
+        increment(f, &t, 1, 2, 402); /* shard 1: generation 5 on 402 */
+
+    Capture c;
+    split(f, OP_BEGIN, &t, 2, 4, 0, &c);
+    expect_ok(&c);
+    assert_int_equal(c.n, 4);
+    for (unsigned n = 0; n < 4; n++) {
+        const TestShard *s = &c.shards[n];
+        assert_int_equal(s->tsid.number, n);
+        assert_int_equal(s->tsid.count, 4);
+        assert_true(s->splitting);
+        assert_int_equal(s->stripe_size, 2048);
+        assert_int_equal(s->generation, n % 2 == 0 ? 3 : 5); /* the parent's generation */
+        assert_int_equal(s->node, n % 2 == 0 ? 401 : 402);
+        assert_string_equal(s->config, "{\"gc_period\": \"1h\"}");
+        assert_string_equal(s->az, n % 2 == 0 ? "NULL" : "az-z");
+    }
+    assert_int_equal(rows_of(id), 6);
+    assert_int_equal(count_where(id, "shard_count = 2 AND splitting = 1"), 2);
+    assert_int_equal(count_where(id, "shard_count = 4 AND splitting = 1"), 4);
+
+    /* a second begin, to any count, is refused and changes nothing */
+    split(f, OP_BEGIN, &t, 2, 4, 0, &c);
+    expect_err(&c, ERR_CONFLICT, "in progress");
+    split(f, OP_BEGIN, &t, 2, 8, 0, &c);
+    expect_err(&c, ERR_CONFLICT, NULL);
+    assert_int_equal(rows_of(id), 6);
+
+    split(f, OP_COMPLETE, &t, 2, 4, 0, &c);
+    expect_ok(&c);
+    assert_int_equal(c.n, 4);
+    for (unsigned n = 0; n < 4; n++) {
+        assert_int_equal(c.shards[n].tsid.count, 4);
+        assert_false(c.shards[n].splitting);
+    }
+    assert_int_equal(rows_of(id), 4);
+    assert_int_equal(count_where(id, "shard_count = 4 AND splitting = 0"), 4);
+
+    /* complete again: done already, fine; abort now: too late */
+    split(f, OP_COMPLETE, &t, 2, 4, 0, &c);
+    expect_ok(&c);
+    assert_int_equal(c.n, 4);
+    split(f, OP_ABORT, &t, 2, 4, 0, &c);
+    expect_err(&c, ERR_CONFLICT, "completed");
+    assert_int_equal(rows_of(id), 4);
+
+    /* the next split with a new stripe size */
+    split(f, OP_BEGIN, &t, 4, 8, 1024, &c);
+    expect_ok(&c);
+    assert_int_equal(c.n, 8);
+    assert_int_equal(c.shards[7].stripe_size, 1024);
+    assert_int_equal(c.shards[7].generation, 5); /* child 7 <- parent 3 <- old parent 1 */
+    split(f, OP_COMPLETE, &t, 4, 8, 0, &c);
+    expect_ok(&c);
+    assert_int_equal(rows_of(id), 8);
+    assert_int_equal(count_where(id, "shard_count = 8 AND shard_stripe_size = 1024"), 8);
+}
+
+static void test_split_abort(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    char id[ID_STR_SIZE];
+    TenantId t = create_tenant(f, 0, 1, id);
+    increment(f, &t, 0, 0, 403); /* 2 */
+
+    Capture c;
+    /* completing a split that never began: no children */
+    split(f, OP_COMPLETE, &t, 0, 4, 0, &c);
+    expect_err(&c, ERR_CONFLICT, "0 of 4");
+
+    split(f, OP_BEGIN, &t, 0, 4, 0, &c);
+    expect_ok(&c);
+    assert_int_equal(c.n, 4);
+    for (unsigned n = 0; n < 4; n++) {
+        assert_int_equal(c.shards[n].generation, 2);
+        assert_int_equal(c.shards[n].node, 403);
+    }
+    assert_int_equal(rows_of(id), 5);
+
+    split(f, OP_ABORT, &t, 0, 4, 0, &c);
+    expect_ok(&c);
+    assert_int_equal(c.n, 1); /* the parent */
+    assert_int_equal(c.shards[0].tsid.count, 0);
+    assert_false(c.shards[0].splitting);
+    assert_int_equal(c.shards[0].generation, 2);
+    assert_int_equal(rows_of(id), 1);
+    assert_int_equal(count_where(id, "splitting = 0 AND shard_count = 0"), 1);
+
+    /* abort again: nothing left to undo, fine; complete now: no children */
+    split(f, OP_ABORT, &t, 0, 4, 0, &c);
+    expect_ok(&c);
+    split(f, OP_COMPLETE, &t, 0, 4, 0, &c);
+    expect_err(&c, ERR_CONFLICT, NULL);
+    assert_int_equal(rows_of(id), 1);
+
+    /* and the split can start over */
+    split(f, OP_BEGIN, &t, 0, 2, 0, &c);
+    expect_ok(&c);
+    assert_int_equal(rows_of(id), 3);
+}
+
+static void test_split_refused(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    TenantId missing;
+    tenant_id_generate(&missing);
+    Capture c;
+    split(f, OP_BEGIN, &missing, 1, 2, 0, &c);
+    expect_err(&c, ERR_NOT_FOUND, NULL);
+    split(f, OP_COMPLETE, &missing, 1, 2, 0, &c);
+    expect_err(&c, ERR_NOT_FOUND, NULL);
+    split(f, OP_ABORT, &missing, 1, 2, 0, &c);
+    expect_err(&c, ERR_NOT_FOUND, NULL);
+
+    /* the caller's idea of the shard count is wrong */
+    char id[ID_STR_SIZE];
+    TenantId t = create_tenant(f, 4, 0, id);
+    split(f, OP_BEGIN, &t, 2, 8, 0, &c);
+    expect_err(&c, ERR_CONFLICT, "count 4");
+    split(f, OP_BEGIN, &t, 1, 2, 0, &c);
+    expect_err(&c, ERR_CONFLICT, NULL);
+    assert_int_equal(rows_of(id), 4);
+    assert_int_equal(count_where(id, "splitting <> 0"), 0);
+
+    /* arguments that cannot describe a split: refused up front, no callback */
+    memset(&c, 0, sizeof(c));
+    static const struct {
+        unsigned old_count, new_count;
+    } bad[] = {{4, 4}, {4, 2}, {4, 6}, {0, 1}, {1, 1}, {2, 0}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        Err err;
+        err_clear(&err);
+        assert_false(db_tenants_split_begin(f->pool, &t, (ShardCount)bad[i].old_count,
+                                            (ShardCount)bad[i].new_count, 0, on_shards, &c, &err));
+        assert_int_equal(err.code, ERR_BAD_REQUEST);
+        assert_false(db_tenants_split_complete(f->pool, &t, (ShardCount)bad[i].old_count,
+                                               (ShardCount)bad[i].new_count, on_shards, &c, &err));
+        assert_false(db_tenants_split_abort(f->pool, &t, (ShardCount)bad[i].old_count,
+                                            (ShardCount)bad[i].new_count, on_shards, &c, &err));
+    }
+    Err err;
+    assert_false(
+        db_tenants_split_begin(f->pool, &t, 4, 8, (uint32_t)INT32_MAX + 1, on_shards, &c, &err));
+    assert_int_equal(c.calls, 0);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* timeline imports                                                                           */
+/* ------------------------------------------------------------------------------------------ */
+
+static void set_status(Fixture *f, const TenantId *t, const TimelineId *tl, unsigned number,
+                       const char *status, Capture *c)
+{
+    Err err;
+    int before = c->calls;
+    ShardIndex idx = {.number = (ShardNumber)number, .count = 2};
+    assert_true(db_imports_set_shard_status(f->pool, t, tl, idx, status, on_import, c, &err));
+    pump(f, &c->calls, before + 1);
+}
+
+static void status_of(const char *tenant, const char *timeline, const char *shard, char *out,
+                      size_t cap)
+{
+    sql_text(
+        out, cap,
+        "SELECT (shard_statuses -> $3::text)::text FROM timeline_imports WHERE tenant_id = $1 AND "
+        "timeline_id = $2",
+        3, tenant, timeline, shard);
+}
+
+static void test_imports(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    char tid[ID_STR_SIZE], tlid[ID_STR_SIZE], v[TEXT_MAX];
+    TenantId t = create_tenant(f, 2, 0, tid);
+    TimelineId tl;
+    timeline_id_generate(&tl);
+    timeline_id_format(&tl, tlid);
+    const char *initial = "{\"0002\": {\"InProgress\": null}, \"0102\": {\"InProgress\": null}}";
+    Capture c = {0};
+    Err err;
+
+    assert_true(db_imports_insert(f->pool, &t, &tl, initial, on_import, &c, &err));
+    pump(f, &c.calls, 1);
+    expect_ok(&c);
+    assert_true(c.flag);
+    assert_true(tenant_id_eq(&c.import.tenant_id, &t));
+    assert_true(timeline_id_eq(&c.import.timeline_id, &tl));
+    assert_non_null(strstr(c.statuses, "\"0102\": {\"InProgress\": null}"));
+
+    /* idempotent: the stored row stays */
+    assert_true(db_imports_insert(f->pool, &t, &tl, "{\"0002\": \"Done\"}", on_import, &c, &err));
+    pump(f, &c.calls, 2);
+    expect_ok(&c);
+    assert_false(c.flag);
+    status_of(tid, tlid, "0002", v, sizeof(v));
+    assert_string_equal(v, "{\"InProgress\": null}");
+
+    /* get */
+    db_imports_get(f->pool, &t, &tl, on_import, &c);
+    pump(f, &c.calls, 3);
+    expect_ok(&c);
+    assert_false(c.flag);
+    assert_non_null(strstr(c.statuses, "0002"));
+
+    /* the status table: (shard, new status, expected outcome, changed) in order */
+    static const struct {
+        unsigned shard;
+        const char *status;
+        ErrCode code;
+        bool changed;
+        const char *stored;
+    } steps[] = {
+        {0, "{\"InProgress\": {\"V1\": {\"jobs\": 3, \"completed\": 1}}}", ERR_NONE, true,
+         "{\"InProgress\": {\"V1\": {\"jobs\": 3, \"completed\": 1}}}"},
+        {0, "{\"InProgress\": {\"V1\": {\"jobs\": 3, \"completed\": 1}}}", ERR_NONE, false, NULL},
+        {0, "{\"InProgress\": {\"V1\": {\"jobs\": 3, \"completed\": 2}}}", ERR_NONE, true, NULL},
+        {0, "\"Done\"", ERR_NONE, true, "\"Done\""},
+        {0, "\"Done\"", ERR_NONE, false, "\"Done\""},
+        {0, "{\"Error\": \"late\"}", ERR_CONFLICT, false, "\"Done\""},
+        {0, "{\"InProgress\": null}", ERR_CONFLICT, false, "\"Done\""},
+        {1, "{\"Error\": \"boom\"}", ERR_NONE, true, "{\"Error\": \"boom\"}"},
+        {1, "{\"Error\": \"boom\"}", ERR_NONE, false, NULL},
+        {1, "\"Done\"", ERR_CONFLICT, false, "{\"Error\": \"boom\"}"},
+        {2, "\"Done\"", ERR_NOT_FOUND, false, NULL}, /* shard 0202: not part of the import */
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        set_status(f, &t, &tl, steps[i].shard, steps[i].status, &c);
+        if (steps[i].code == ERR_NONE) {
+            if (!c.ok)
+                fail_msg("step %zu: %s", i, c.err.msg);
+            if (c.flag != steps[i].changed)
+                fail_msg("step %zu: changed %d, expected %d", i, c.flag, steps[i].changed);
+        } else {
+            if (c.ok)
+                fail_msg("step %zu: accepted", i);
+            expect_err(&c, steps[i].code, NULL);
+        }
+        if (steps[i].stored != NULL) {
+            char shard[SHARD_INDEX_STR_SIZE];
+            shard_index_format((ShardIndex){.number = (ShardNumber)steps[i].shard, .count = 2},
+                               shard);
+            status_of(tid, tlid, shard, v, sizeof(v));
+            assert_string_equal(v, steps[i].stored);
+        }
+    }
+
+    /* list */
+    Capture l = {0};
+    db_imports_list(f->pool, on_imports, &l);
+    pump(f, &l.calls, 1);
+    expect_ok(&l);
+    assert_true(l.n >= 1);
+
+    /* unknown import */
+    TimelineId other;
+    timeline_id_generate(&other);
+    set_status(f, &t, &other, 0, "\"Done\"", &c);
+    expect_err(&c, ERR_NOT_FOUND, "no import");
+    db_imports_get(f->pool, &t, &other, on_import, &c);
+    pump(f, &c.calls, c.calls + 1);
+    expect_err(&c, ERR_NOT_FOUND, NULL);
+
+    /* delete */
+    Capture d = {0};
+    db_imports_delete(f->pool, &t, &tl, on_done, &d);
+    pump(f, &d.calls, 1);
+    expect_ok(&d);
+    db_imports_delete(f->pool, &t, &tl, on_done, &d);
+    pump(f, &d.calls, 2);
+    expect_err(&d, ERR_NOT_FOUND, NULL);
+    db_imports_get(f->pool, &t, &tl, on_import, &c);
+    pump(f, &c.calls, c.calls + 1);
+    expect_err(&c, ERR_NOT_FOUND, NULL);
+
+    /* argument checks */
+    assert_false(db_imports_insert(f->pool, &t, &tl, NULL, on_import, &c, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+    ShardIndex idx = {.number = 0, .count = 2};
+    assert_false(db_imports_set_shard_status(f->pool, &t, &tl, idx, "", on_import, &c, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* database unavailable                                                                       */
+/* ------------------------------------------------------------------------------------------ */
+
+static void test_unavailable(void **state)
+{
+    if (!PG.available)
+        skip();
+    int port = free_port();
+    char url[128];
+    snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", port);
+    Fixture *f = fixture_new(url, 1, 300);
+    Capture c = {0};
+    db_nodes_list(f->pool, on_nodes, &c);
+    TenantId t;
+    tenant_id_generate(&t);
+    TenantShardId s = shard_of(&t, 0, 0);
+    Capture g = {0};
+    db_tenants_increment_generation(f->pool, &s, 1, on_generation, &g);
+    Capture r = {0};
+    db_tenants_reattach(f->pool, 1, on_shards, &r);
+    pump(f, &c.calls, 1);
+    pump(f, &g.calls, 1);
+    pump(f, &r.calls, 1);
+    expect_err(&c, ERR_UNAVAILABLE, NULL);
+    expect_err(&g, ERR_UNAVAILABLE, NULL);
+    expect_err(&r, ERR_UNAVAILABLE, NULL);
+    assert_int_equal(err_http_status(g.err.code), 503);
+    fixture_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_migration_0002_down_up),
+        cmocka_unit_test_setup_teardown(test_node_register, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_node_invalid_arguments, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_insert, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_insert_invalid, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_load, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_generation_concurrent_increments, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_generation_missing_and_detach, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_reattach, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_generations_lookup, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_updates, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_delete, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_split_begin_complete, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_split_abort, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_split_refused, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_imports, test_setup, test_teardown),
+        cmocka_unit_test(test_unavailable),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
