@@ -28,8 +28,6 @@
 
 #include "pageserver/pgdata.h"
 
-#define QUOTE_MAX_INPUT 200
-#define QUOTE_SIZE      (QUOTE_MAX_INPUT * 4 + 4)
 #define PGDATA_PATH_MAX 256 /* longest relative path we build ("base/<oid>/<name>") */
 #define READ_MAX_RANGES (PGDATA_READ_MAX_BYTES / BLCKSZ)
 
@@ -60,33 +58,6 @@ static void put_be64(uint8_t *p, uint64_t v)
 {
     put_be32(p, (uint32_t)(v >> 32));
     put_be32(p + 4, (uint32_t)v);
-}
-
-/* quote: untrusted text (a file name from the source) made safe for an error message: printable
- * ASCII kept, the rest as \xNN, long input shortened with "...". */
-static const char *quote(const char *s, char out[QUOTE_SIZE])
-{
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    size_t i = 0;
-    for (; s[i] != '\0' && i < QUOTE_MAX_INPUT; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 0xf];
-        }
-    }
-    if (s[i] != '\0') {
-        out[o++] = '.';
-        out[o++] = '.';
-        out[o++] = '.';
-    }
-    out[o] = '\0';
-    return out;
 }
 
 /* rel_path_valid: relative, '/'-separated, no empty, "." or ".." segment ("" is the root). */
@@ -157,11 +128,11 @@ static int dir_entry_cmp(const void *a, const void *b)
 bool pgdata_source_list(PgdataSource *src, const char *dir, size_t max_entries, PgdataListing *out,
                         Err *err)
 {
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     out->entries = NULL;
     out->n = 0;
     if (!rel_path_valid(dir)) {
-        err_set(err, ERR_INTERNAL, "invalid PGDATA path \"%s\"", quote(dir, q));
+        err_set(err, ERR_INTERNAL, "invalid PGDATA path \"%s\"", str_quote(dir, q));
         return false;
     }
     PgdataListing l = {NULL, 0};
@@ -178,13 +149,14 @@ bool pgdata_source_list(PgdataSource *src, const char *dir, size_t max_entries, 
         if (memchr(e->name, '\0', sizeof(e->name)) == NULL) {
             e->name[sizeof(e->name) - 1] = '\0';
             err_set(err, ERR_BAD_REQUEST, "%s/: entry name \"%s...\" is too long", dir,
-                    quote(e->name, q));
+                    str_quote(e->name, q));
             pgdata_listing_free(&l);
             return false;
         }
         if (e->name[0] == '\0' || strchr(e->name, '/') != NULL || strcmp(e->name, ".") == 0 ||
             strcmp(e->name, "..") == 0) {
-            err_set(err, ERR_BAD_REQUEST, "%s/: invalid entry name \"%s\"", dir, quote(e->name, q));
+            err_set(err, ERR_BAD_REQUEST, "%s/: invalid entry name \"%s\"", dir,
+                    str_quote(e->name, q));
             pgdata_listing_free(&l);
             return false;
         }
@@ -196,7 +168,7 @@ bool pgdata_source_list(PgdataSource *src, const char *dir, size_t max_entries, 
     for (size_t i = 1; i < l.n; i++) {
         if (strcmp(l.entries[i - 1].name, l.entries[i].name) == 0) {
             err_set(err, ERR_BAD_REQUEST, "%s/: entry \"%s\" listed twice", dir,
-                    quote(l.entries[i].name, q));
+                    str_quote(l.entries[i].name, q));
             pgdata_listing_free(&l);
             return false;
         }
@@ -208,9 +180,9 @@ bool pgdata_source_list(PgdataSource *src, const char *dir, size_t max_entries, 
 bool pgdata_source_read(PgdataSource *src, const char *path, const PgdataRange *ranges, size_t n,
                         void *buf, Err *err)
 {
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     if (!rel_path_valid(path) || path[0] == '\0') {
-        err_set(err, ERR_INTERNAL, "invalid PGDATA path \"%s\"", quote(path, q));
+        err_set(err, ERR_INTERNAL, "invalid PGDATA path \"%s\"", str_quote(path, q));
         return false;
     }
     return src->ops->read_ranges(src->impl, path, ranges, n, buf, err);
@@ -235,25 +207,26 @@ static bool local_path_within(const LocalSource *ls, const char *p)
  * the data directory (an imported PGDATA must not make us read /etc/shadow). */
 static bool local_resolve(const LocalSource *ls, const char *rel, char out[PATH_MAX], Err *err)
 {
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     char full[PATH_MAX];
     if (!str_printf(full, sizeof(full), "%s%s%s", ls->root, rel[0] ? "/" : "", rel)) {
-        err_set(err, ERR_BAD_REQUEST, "%s: path too long", quote(rel, q));
+        err_set(err, ERR_BAD_REQUEST, "%s: path too long", str_quote(rel, q));
         return false;
     }
     if (!realpath(full, out)) {
         int e = errno;
         if (e == ENOENT || e == ENOTDIR)
-            err_set(err, ERR_NOT_FOUND, "%s: not found", rel[0] ? quote(rel, q) : ls->root);
+            err_set(err, ERR_NOT_FOUND, "%s: not found", rel[0] ? str_quote(rel, q) : ls->root);
         else if (e == ELOOP)
-            err_set(err, ERR_BAD_REQUEST, "%s: too many levels of symbolic links", quote(rel, q));
+            err_set(err, ERR_BAD_REQUEST, "%s: too many levels of symbolic links",
+                    str_quote(rel, q));
         else
-            err_set(err, ERR_INTERNAL, "%s: %s", quote(rel, q), strerror(e));
+            err_set(err, ERR_INTERNAL, "%s: %s", str_quote(rel, q), strerror(e));
         return false;
     }
     if (!local_path_within(ls, out)) {
         err_set(err, ERR_BAD_REQUEST, "%s: symbolic link leads outside the data directory",
-                quote(rel, q));
+                str_quote(rel, q));
         return false;
     }
     return true;
@@ -264,7 +237,7 @@ static bool local_resolve(const LocalSource *ls, const char *rel, char out[PATH_
 static bool local_stat_entry(const LocalSource *ls, int dfd, const char *dir, const char *name,
                              PgdataDirEntry *e, Err *err)
 {
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     char rel[PATH_MAX];
     struct stat st;
     if (!str_printf(rel, sizeof(rel), "%s%s%s", dir, dir[0] ? "/" : "", name)) {
@@ -272,18 +245,18 @@ static bool local_stat_entry(const LocalSource *ls, int dfd, const char *dir, co
         return false;
     }
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-        err_set(err, ERR_INTERNAL, "%s: %s", quote(rel, q), strerror(errno));
+        err_set(err, ERR_INTERNAL, "%s: %s", str_quote(rel, q), strerror(errno));
         return false;
     }
     if (S_ISLNK(st.st_mode)) {
         char target[PATH_MAX];
         if (!local_resolve(ls, rel, target, err)) {
             if (err && err->code == ERR_NOT_FOUND)
-                err_set(err, ERR_BAD_REQUEST, "%s: dangling symbolic link", quote(rel, q));
+                err_set(err, ERR_BAD_REQUEST, "%s: dangling symbolic link", str_quote(rel, q));
             return false;
         }
         if (stat(target, &st) != 0) {
-            err_set(err, ERR_INTERNAL, "%s: %s", quote(rel, q), strerror(errno));
+            err_set(err, ERR_INTERNAL, "%s: %s", str_quote(rel, q), strerror(errno));
             return false;
         }
     }
@@ -294,7 +267,7 @@ static bool local_stat_entry(const LocalSource *ls, int dfd, const char *dir, co
         e->is_dir = false;
         e->size = (uint64_t)st.st_size;
     } else {
-        err_set(err, ERR_BAD_REQUEST, "%s: not a regular file or directory", quote(rel, q));
+        err_set(err, ERR_BAD_REQUEST, "%s: not a regular file or directory", str_quote(rel, q));
         return false;
     }
     return true;
@@ -304,7 +277,7 @@ static bool local_list_dir(void *impl, const char *dir, size_t max_entries, Pgda
                            Err *err)
 {
     const LocalSource *ls = impl;
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     char real[PATH_MAX];
     out->entries = NULL;
     out->n = 0;
@@ -314,11 +287,11 @@ static bool local_list_dir(void *impl, const char *dir, size_t max_entries, Pgda
     if (!d) {
         int e = errno;
         if (e == ENOTDIR)
-            err_set(err, ERR_BAD_REQUEST, "%s: not a directory", quote(dir, q));
+            err_set(err, ERR_BAD_REQUEST, "%s: not a directory", str_quote(dir, q));
         else if (e == ENOENT)
-            err_set(err, ERR_NOT_FOUND, "%s: not found", quote(dir, q));
+            err_set(err, ERR_NOT_FOUND, "%s: not found", str_quote(dir, q));
         else
-            err_set(err, ERR_INTERNAL, "%s: %s", quote(dir, q), strerror(e));
+            err_set(err, ERR_INTERNAL, "%s: %s", str_quote(dir, q), strerror(e));
         return false;
     }
     PgdataListing l = {NULL, 0};
@@ -329,7 +302,7 @@ static bool local_list_dir(void *impl, const char *dir, size_t max_entries, Pgda
         struct dirent *de = readdir(d);
         if (!de) {
             if (errno != 0) {
-                err_set(err, ERR_INTERNAL, "%s: %s", quote(dir, q), strerror(errno));
+                err_set(err, ERR_INTERNAL, "%s: %s", str_quote(dir, q), strerror(errno));
                 goto cleanup;
             }
             break;
@@ -343,7 +316,7 @@ static bool local_list_dir(void *impl, const char *dir, size_t max_entries, Pgda
         }
         if (strlen(de->d_name) >= PGDATA_NAME_MAX) {
             err_set(err, ERR_BAD_REQUEST, "%s/: entry name \"%s\" is too long", dir,
-                    quote(de->d_name, q));
+                    str_quote(de->d_name, q));
             goto cleanup;
         }
         if (l.n == cap) {
@@ -372,25 +345,25 @@ static bool local_read_ranges(void *impl, const char *path, const PgdataRange *r
                               void *buf, Err *err)
 {
     const LocalSource *ls = impl;
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     char real[PATH_MAX];
     if (!local_resolve(ls, path, real, err))
         return false;
     int fd = open(real, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        err_set(err, e == ENOENT ? ERR_NOT_FOUND : ERR_INTERNAL, "%s: %s", quote(path, q),
+        err_set(err, e == ENOENT ? ERR_NOT_FOUND : ERR_INTERNAL, "%s: %s", str_quote(path, q),
                 strerror(e));
         return false;
     }
     bool ok = false;
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        err_set(err, ERR_INTERNAL, "%s: %s", quote(path, q), strerror(errno));
+        err_set(err, ERR_INTERNAL, "%s: %s", str_quote(path, q), strerror(errno));
         goto cleanup;
     }
     if (!S_ISREG(st.st_mode)) {
-        err_set(err, ERR_BAD_REQUEST, "%s: not a regular file", quote(path, q));
+        err_set(err, ERR_BAD_REQUEST, "%s: not a regular file", str_quote(path, q));
         goto cleanup;
     }
     uint8_t *p = buf;
@@ -399,21 +372,21 @@ static bool local_read_ranges(void *impl, const char *path, const PgdataRange *r
         while (done < ranges[i].len) {
             uint64_t off = ranges[i].offset + done;
             if (off > (uint64_t)INT64_MAX) {
-                err_set(err, ERR_BAD_REQUEST, "%s: offset out of range", quote(path, q));
+                err_set(err, ERR_BAD_REQUEST, "%s: offset out of range", str_quote(path, q));
                 goto cleanup;
             }
             ssize_t r = pread(fd, p + done, ranges[i].len - done, (off_t)off);
             if (r < 0) {
                 if (errno == EINTR)
                     continue;
-                err_set(err, ERR_INTERNAL, "%s: %s", quote(path, q), strerror(errno));
+                err_set(err, ERR_INTERNAL, "%s: %s", str_quote(path, q), strerror(errno));
                 goto cleanup;
             }
             if (r == 0) {
                 err_set(err, ERR_BAD_REQUEST,
                         "%s: file ends at byte %llu, expected at least %llu (did it change "
                         "during the import?)",
-                        quote(path, q), (unsigned long long)off,
+                        str_quote(path, q), (unsigned long long)off,
                         (unsigned long long)(ranges[i].offset + ranges[i].len));
                 goto cleanup;
             }
@@ -441,18 +414,18 @@ static const PgdataSourceOps LOCAL_OPS = {
 
 bool pgdata_source_local_new(const char *path, PgdataSource **out, Err *err)
 {
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     LocalSource *ls = xcalloc(1, sizeof(*ls));
     struct stat st;
     if (!realpath(path, ls->root)) {
         int e = errno;
-        err_set(err, e == ENOENT ? ERR_NOT_FOUND : ERR_BAD_REQUEST, "PGDATA %s: %s", quote(path, q),
-                strerror(e));
+        err_set(err, e == ENOENT ? ERR_NOT_FOUND : ERR_BAD_REQUEST, "PGDATA %s: %s",
+                str_quote(path, q), strerror(e));
         free(ls);
         return false;
     }
     if (stat(ls->root, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        err_set(err, ERR_BAD_REQUEST, "PGDATA %s: not a directory", quote(path, q));
+        err_set(err, ERR_BAD_REQUEST, "PGDATA %s: not a directory", str_quote(path, q));
         free(ls);
         return false;
     }
@@ -908,7 +881,7 @@ static bool plan_add_fork(PgdataPlan *plan, const char *dir, uint32_t spc, uint3
 static bool plan_add_database(PgdataPlan *plan, const char *dir, uint32_t spc, uint32_t db,
                               const PgdataListing *l, Err *err)
 {
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     bool ok = false;
     bool have_relmap = false;
     RelSegment *segs = xmalloc((l->n ? l->n : 1) * sizeof(segs[0]));
@@ -934,7 +907,7 @@ static bool plan_add_database(PgdataPlan *plan, const char *dir, uint32_t spc, u
             err_set(err, ERR_BAD_REQUEST,
                     "%s/%s: unexpected file (not a relation file name "
                     "<relnode>[_fsm|_vm|_init][.<segno>])",
-                    dir, quote(name, q));
+                    dir, str_quote(name, q));
             goto cleanup;
         }
         if (e->is_dir) {
@@ -1028,7 +1001,7 @@ static bool plan_read_control(PgdataPlan *plan, const PgdataListing *global, Err
 
 static bool plan_add_slru(PgdataPlan *plan, SlruKind kind, Err *err)
 {
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     const char *dir = SLRU_DIRS[kind];
     PgdataListing l;
     if (!plan_list(plan, dir, false, &l, err))
@@ -1040,7 +1013,7 @@ static bool plan_add_slru(PgdataPlan *plan, SlruKind kind, Err *err)
         if (!pgdata_parse_slru_segment(e->name, &segno) || e->is_dir) {
             err_set(err, ERR_BAD_REQUEST,
                     "%s/%s: unexpected entry (not an SLRU segment file name like 0000)", dir,
-                    quote(e->name, q));
+                    str_quote(e->name, q));
             goto cleanup;
         }
         if (e->size % BLCKSZ != 0 || e->size > PGDATA_SLRU_SEGMENT_MAX_BYTES) {
@@ -1067,20 +1040,20 @@ cleanup:
  * prepared transactions) must be empty rather than silently dropped. */
 static bool plan_refuse_nonempty(PgdataPlan *plan, const char *dir, const char *why, Err *err)
 {
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     PgdataListing l;
     if (!plan_list(plan, dir, false, &l, err))
         return false;
     bool ok = l.n == 0;
     if (!ok)
-        err_set(err, ERR_BAD_REQUEST, "%s/%s: %s", dir, quote(l.entries[0].name, q), why);
+        err_set(err, ERR_BAD_REQUEST, "%s/%s: %s", dir, str_quote(l.entries[0].name, q), why);
     pgdata_listing_free(&l);
     return ok;
 }
 
 static bool plan_add_databases(PgdataPlan *plan, Err *err)
 {
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     PgdataListing base;
     if (!plan_list(plan, "base", true, &base, err))
         return false;
@@ -1093,7 +1066,7 @@ static bool plan_add_databases(PgdataPlan *plan, Err *err)
         if (!parse_dec(e->name, strlen(e->name), 1, UINT32_MAX, &db) || !e->is_dir) {
             err_set(err, ERR_BAD_REQUEST,
                     "base/%s: unexpected entry (not a database directory named by its OID)",
-                    quote(e->name, q));
+                    str_quote(e->name, q));
             goto cleanup;
         }
         char dir[PGDATA_PATH_MAX];

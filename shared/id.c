@@ -20,36 +20,9 @@
 #include "shared/id.h"
 
 /* Longest part of a bad input quoted back in an error message. */
-#define QUOTE_MAX_INPUT 48
-#define QUOTE_SIZE      (QUOTE_MAX_INPUT * 4 + 4)
 
 static const char HEX_LOWER[] = "0123456789abcdef";
 static const char HEX_UPPER[] = "0123456789ABCDEF";
-
-/* quote_input: render untrusted input for an error message: printable ASCII as is, anything else
- * as \xNN, cut after QUOTE_MAX_INPUT characters with "...". */
-static void quote_input(const char *s, char out[QUOTE_SIZE])
-{
-    size_t o = 0;
-    size_t i = 0;
-    for (; s[i] != '\0' && i < QUOTE_MAX_INPUT; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = HEX_LOWER[c >> 4];
-            out[o++] = HEX_LOWER[c & 0xf];
-        }
-    }
-    if (s[i] != '\0') {
-        out[o++] = '.';
-        out[o++] = '.';
-        out[o++] = '.';
-    }
-    out[o] = '\0';
-}
 
 /* hex_value: the value of one hex digit; lower/upper select which cases are accepted; -1 when c is
  * not an accepted digit. */
@@ -84,9 +57,9 @@ static bool parse_hex_exact(const char *s, size_t n, bool lower, bool upper, con
     for (size_t i = 0; i < n; i++) {
         int d = hex_value(s[i], lower, upper);
         if (d < 0) {
-            char q[QUOTE_SIZE];
+            char q[STR_QUOTE_SIZE];
             char c[8];
-            quote_input(whole, q);
+            str_quote(whole, q);
             describe_char(s[i], c);
             const char *kind = lower && upper ? "hex" : upper ? "uppercase hex" : "lowercase hex";
             err_set(err, ERR_BAD_REQUEST, "invalid %s \"%s\": %s at position %zu is not a %s digit",
@@ -106,8 +79,8 @@ static bool check_length(const char *s, const char *what, size_t want, size_t al
     size_t len = strlen(s);
     if (len == want || (alt != 0 && len == alt))
         return true;
-    char q[QUOTE_SIZE];
-    quote_input(s, q);
+    char q[STR_QUOTE_SIZE];
+    str_quote(s, q);
     err_set(err, ERR_BAD_REQUEST, "invalid %s \"%s\": expected %s, got %zu characters", what, q,
             expected, len);
     return false;
@@ -214,10 +187,10 @@ void timeline_id_generate(TimelineId *out)
  * (NULL when validating numbers that did not come from text). */
 static bool shard_number_check(ShardNumber number, ShardCount count, const char *whole, Err *err)
 {
-    char ctx[QUOTE_SIZE + 4] = "";
+    char ctx[STR_QUOTE_SIZE + 4] = "";
     if (whole != NULL) {
-        char q[QUOTE_SIZE];
-        quote_input(whole, q);
+        char q[STR_QUOTE_SIZE];
+        str_quote(whole, q);
         str_printf(ctx, sizeof(ctx), " \"%s\"", q); /* cannot truncate: sized for it */
     }
     if (count == 0 && number != 0) {
@@ -287,10 +260,10 @@ bool tsid_parse(const char *s, TenantShardId *out, Err *err)
         id.tenant_id.b[i] = (uint8_t)v;
     }
     if (s[ID_HEX_LEN] != '\0') {
-        char q[QUOTE_SIZE];
+        char q[STR_QUOTE_SIZE];
         if (s[ID_HEX_LEN] != '-') {
             char c[8];
-            quote_input(s, q);
+            str_quote(s, q);
             describe_char(s[ID_HEX_LEN], c);
             err_set(err, ERR_BAD_REQUEST, "invalid %s \"%s\": expected '-' at position %d, got %s",
                     what, q, ID_HEX_LEN, c);
@@ -300,7 +273,7 @@ bool tsid_parse(const char *s, TenantShardId *out, Err *err)
         if (!parse_nncc(s + ID_HEX_LEN + 1, s, ID_HEX_LEN + 1, &idx, err))
             return false;
         if (idx.count == 0) {
-            quote_input(s, q);
+            str_quote(s, q);
             err_set(err, ERR_BAD_REQUEST,
                     "invalid %s \"%s\": shard count 0 is written as the bare tenant id", what, q);
             return false;
@@ -369,8 +342,8 @@ static bool lsn_parse_half(const char *s, size_t len, const char *whole, size_t 
                            const char *side, uint32_t *out, Err *err)
 {
     if (len == 0 || len > 8) {
-        char q[QUOTE_SIZE];
-        quote_input(whole, q);
+        char q[STR_QUOTE_SIZE];
+        str_quote(whole, q);
         err_set(err, ERR_BAD_REQUEST,
                 "invalid LSN \"%s\": %s half has %zu hex digits, expected 1 to 8", q, side, len);
         return false;
@@ -387,9 +360,9 @@ bool lsn_parse(const char *s, Lsn *out, Err *err)
     if (!check_present(s, "LSN", err))
         return false;
     const char *slash = strchr(s, '/');
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     if (slash == NULL) {
-        quote_input(s, q);
+        str_quote(s, q);
         err_set(err, ERR_BAD_REQUEST, "invalid LSN \"%s\": expected \"X/X\" (missing '/')", q);
         return false;
     }
@@ -402,7 +375,7 @@ bool lsn_parse(const char *s, Lsn *out, Err *err)
         return false;
     Lsn lsn = ((Lsn)hi << 32) | lo;
     if (lsn == LSN_INVALID) {
-        quote_input(s, q);
+        str_quote(s, q);
         err_set(err, ERR_BAD_REQUEST, "invalid LSN \"%s\": 0/0 is not a valid LSN", q);
         return false;
     }
@@ -427,8 +400,8 @@ bool lsn_parse_file(const char *s, Lsn *out, Err *err)
     if (!parse_hex_exact(s, 16, false, true, what, s, 0, &v, err))
         return false;
     if (v == LSN_INVALID) {
-        char q[QUOTE_SIZE];
-        quote_input(s, q);
+        char q[STR_QUOTE_SIZE];
+        str_quote(s, q);
         err_set(err, ERR_BAD_REQUEST, "invalid %s \"%s\": 0 is not a valid LSN", what, q);
         return false;
     }
@@ -474,9 +447,9 @@ bool generation_parse_suffix(const char *s, Generation *out, Err *err)
     if (!check_length(s, what, 9, 0, "\"\" or \"-\" and 8 lowercase hex digits", err))
         return false;
     if (s[0] != '-') {
-        char q[QUOTE_SIZE];
+        char q[STR_QUOTE_SIZE];
         char c[8];
-        quote_input(s, q);
+        str_quote(s, q);
         describe_char(s[0], c);
         err_set(err, ERR_BAD_REQUEST, "invalid %s \"%s\": expected '-' at position 0, got %s", what,
                 q, c);

@@ -12,38 +12,10 @@
 
 #include "shared/key.h"
 
-#define QUOTE_MAX_INPUT 48
-#define QUOTE_SIZE      (QUOTE_MAX_INPUT * 4 + 4)
-
 const Key KEY_MIN = {0, 0, 0, 0, 0, 0};
 const Key KEY_MAX = {0xFF, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFF, 0xFFFFFFFFu};
 
 static const char HEX_UPPER[] = "0123456789ABCDEF";
-
-/* quote_input: untrusted input for an error message (printable ASCII kept, the rest \xNN,
- * shortened with "..."). */
-static void quote_input(const char *s, char out[QUOTE_SIZE])
-{
-    size_t o = 0;
-    size_t i = 0;
-    for (; s[i] != '\0' && i < QUOTE_MAX_INPUT; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
-            out[o++] = (char)c;
-        } else {
-            out[o++] = '\\';
-            out[o++] = 'x';
-            out[o++] = HEX_UPPER[c >> 4];
-            out[o++] = HEX_UPPER[c & 0xf];
-        }
-    }
-    if (s[i] != '\0') {
-        out[o++] = '.';
-        out[o++] = '.';
-        out[o++] = '.';
-    }
-    out[o] = '\0';
-}
 
 static void put_be32(uint8_t *p, uint32_t v)
 {
@@ -111,10 +83,10 @@ bool key_parse(const char *s, Key *out, Err *err)
         err_set(err, ERR_BAD_REQUEST, "missing key");
         return false;
     }
-    char q[QUOTE_SIZE];
+    char q[STR_QUOTE_SIZE];
     size_t len = strlen(s);
     if (len != KEY_HEX_LEN) {
-        quote_input(s, q);
+        str_quote(s, q);
         err_set(err, ERR_BAD_REQUEST, "invalid key \"%s\": expected 36 hex digits, got %zu", q,
                 len);
         return false;
@@ -123,7 +95,7 @@ bool key_parse(const char *s, Key *out, Err *err)
     for (size_t i = 0; i < KEY_HEX_LEN; i++) {
         int d = hex_value(s[i]);
         if (d < 0) {
-            quote_input(s, q);
+            str_quote(s, q);
             err_set(err, ERR_BAD_REQUEST, "invalid key \"%s\": non-hex character at position %zu",
                     q, i);
             return false;

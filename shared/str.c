@@ -86,6 +86,31 @@ char *str_dup_printf(const char *fmt, ...)
     return s;
 }
 
+const char *str_quote(const char *s, char out[STR_QUOTE_SIZE])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    size_t i = 0;
+    for (; s[i] != '\0' && i < STR_QUOTE_MAX_INPUT; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '"') {
+            out[o++] = (char)c;
+        } else {
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 0xf];
+        }
+    }
+    if (s[i] != '\0') {
+        out[o++] = '.';
+        out[o++] = '.';
+        out[o++] = '.';
+    }
+    out[o] = '\0';
+    return out;
+}
+
 bool str_has_prefix(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;

@@ -20,6 +20,13 @@ bool str_printf(char *dst, size_t cap, const char *fmt, ...) PRINTF_LIKE(3, 4);
 /* str_dup_printf: format into a new heap string; the caller frees it. NULL only on OOM. */
 char *str_dup_printf(const char *fmt, ...) PRINTF_LIKE(1, 2);
 
+/* str_quote: untrusted input made safe for an error message: printable ASCII kept, anything else
+ * (and \\ and ") as \\xNN, input longer than STR_QUOTE_MAX_INPUT shortened with "...". Returns out,
+ * so it can be used inline as a printf argument. */
+#define STR_QUOTE_MAX_INPUT 128
+#define STR_QUOTE_SIZE      (STR_QUOTE_MAX_INPUT * 4 + 4)
+const char *str_quote(const char *s, char out[STR_QUOTE_SIZE]);
+
 /* str_has_prefix / str_has_suffix */
 bool str_has_prefix(const char *s, const char *prefix);
 bool str_has_suffix(const char *s, const char *suffix);

@@ -91,6 +91,23 @@ static void test_strbuf(void **state)
     strbuf_finish(&b);
 }
 
+static void test_str_quote(void **state)
+{
+    char q[STR_QUOTE_SIZE];
+    assert_string_equal(str_quote("abc-0104", q), "abc-0104");
+    assert_string_equal(str_quote("a\"b\\c\n\xff", q), "a\\x22b\\x5cc\\x0a\\xff");
+    char long_in[STR_QUOTE_MAX_INPUT + 10];
+    memset(long_in, 'x', sizeof(long_in) - 1);
+    long_in[sizeof(long_in) - 1] = '\0';
+    str_quote(long_in, q);
+    assert_int_equal(strlen(q), STR_QUOTE_MAX_INPUT + 3);
+    assert_true(str_has_suffix(q, "x..."));
+    /* the worst case (every byte escaped, then "...") fits the buffer */
+    memset(long_in, 0x01, sizeof(long_in) - 1);
+    str_quote(long_in, q);
+    assert_int_equal(strlen(q), STR_QUOTE_MAX_INPUT * 4 + 3);
+}
+
 static void test_err_status_table(void **state)
 {
     static const struct {
@@ -130,7 +147,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_str_copy_truncates), cmocka_unit_test(test_parse_numbers),
         cmocka_unit_test(test_host_port),          cmocka_unit_test(test_strbuf),
-        cmocka_unit_test(test_err_status_table),
+        cmocka_unit_test(test_err_status_table),   cmocka_unit_test(test_str_quote),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
