@@ -72,24 +72,6 @@ static const JsonField INDEX_FIELDS[] = {
 };
 static const JsonSpec INDEX_SPEC = JSON_SPEC("index_part", INDEX_FIELDS, JSON_UNKNOWN_IGNORE_LOG);
 
-/* must: jansson constructors return NULL only when out of memory; abort like xmalloc. */
-static json_t *must(json_t *v)
-{
-    if (v == NULL) {
-        fputs("fatal: out of memory (jansson)\n", stderr);
-        abort();
-    }
-    return v;
-}
-
-static void set_new(json_t *obj, const char *key, json_t *v)
-{
-    if (json_object_set_new(obj, key, v) != 0) {
-        fputs("fatal: out of memory (jansson)\n", stderr);
-        abort();
-    }
-}
-
 /* ---- LSNs and timestamps ---- */
 
 /* lsn_from_text: a decoded LSN string; absent, null and "0/0" are LSN_INVALID. */
@@ -110,7 +92,7 @@ static bool lsn_from_text(const char *name, const char *s, JsonPresence p, Lsn *
 static json_t *lsn_zero_json(Lsn lsn)
 {
     if (lsn == LSN_INVALID)
-        return must(json_string("0/0"));
+        return json_must(json_string("0/0"));
     return json_from_lsn(lsn);
 }
 
@@ -419,42 +401,43 @@ bool index_part_parse(const char *text, size_t len, IndexPart **out, Err *err)
 
 static json_t *layer_to_json(const IndexLayer *l)
 {
-    json_t *o = must(json_object());
-    set_new(o, "file_size", must(json_integer((json_int_t)l->file_size)));
+    json_t *o = json_must(json_object());
+    json_set_new(o, "file_size", json_must(json_integer((json_int_t)l->file_size)));
     if (!generation_is_none(l->generation))
-        set_new(o, "generation", json_from_generation(l->generation));
-    set_new(o, "shard", json_from_shard_index(l->shard));
+        json_set_new(o, "generation", json_from_generation(l->generation));
+    json_set_new(o, "shard", json_from_shard_index(l->shard));
     return o;
 }
 
 static json_t *metadata_to_json(const IndexMetadata *m)
 {
-    json_t *o = must(json_object());
-    set_new(o, "disk_consistent_lsn", lsn_zero_json(m->disk_consistent_lsn));
-    set_new(o, "prev_record_lsn", json_from_lsn(m->prev_record_lsn)); /* invalid -> null */
-    set_new(o, "ancestor_timeline",
-            m->has_ancestor ? json_from_timeline_id(&m->ancestor_timeline) : must(json_null()));
-    set_new(o, "ancestor_lsn", lsn_zero_json(m->ancestor_lsn));
-    set_new(o, "latest_gc_cutoff_lsn", lsn_zero_json(m->latest_gc_cutoff_lsn));
-    set_new(o, "initdb_lsn", lsn_zero_json(m->initdb_lsn));
-    set_new(o, "pg_version", must(json_integer((json_int_t)m->pg_version)));
+    json_t *o = json_must(json_object());
+    json_set_new(o, "disk_consistent_lsn", lsn_zero_json(m->disk_consistent_lsn));
+    json_set_new(o, "prev_record_lsn", json_from_lsn(m->prev_record_lsn)); /* invalid -> null */
+    json_set_new(o, "ancestor_timeline",
+                 m->has_ancestor ? json_from_timeline_id(&m->ancestor_timeline)
+                                 : json_must(json_null()));
+    json_set_new(o, "ancestor_lsn", lsn_zero_json(m->ancestor_lsn));
+    json_set_new(o, "latest_gc_cutoff_lsn", lsn_zero_json(m->latest_gc_cutoff_lsn));
+    json_set_new(o, "initdb_lsn", lsn_zero_json(m->initdb_lsn));
+    json_set_new(o, "pg_version", json_must(json_integer((json_int_t)m->pg_version)));
     return o;
 }
 
 json_t *index_part_to_json(const IndexPart *part)
 {
-    json_t *o = must(json_object());
-    set_new(o, "version", must(json_integer((json_int_t)part->version)));
-    json_t *layers = must(json_object());
+    json_t *o = json_must(json_object());
+    json_set_new(o, "version", json_must(json_integer((json_int_t)part->version)));
+    json_t *layers = json_must(json_object());
     for (size_t i = 0; i < part->n_layers; i++)
-        set_new(layers, part->layers[i].name, layer_to_json(&part->layers[i]));
-    set_new(o, "layer_metadata", layers);
-    set_new(o, "disk_consistent_lsn", lsn_zero_json(part->disk_consistent_lsn));
-    set_new(o, "metadata", metadata_to_json(&part->metadata));
+        json_set_new(layers, part->layers[i].name, layer_to_json(&part->layers[i]));
+    json_set_new(o, "layer_metadata", layers);
+    json_set_new(o, "disk_consistent_lsn", lsn_zero_json(part->disk_consistent_lsn));
+    json_set_new(o, "metadata", metadata_to_json(&part->metadata));
     if (part->has_deleted_at)
-        set_new(o, "deleted_at", must(json_string(part->deleted_at)));
+        json_set_new(o, "deleted_at", json_must(json_string(part->deleted_at)));
     if (part->import_pgdata != NULL)
-        set_new(o, "import_pgdata", json_incref(part->import_pgdata));
+        json_set_new(o, "import_pgdata", json_incref(part->import_pgdata));
     return o;
 }
 

@@ -71,24 +71,6 @@ static const char *const CHANGE_NAMES[LOCATION_CHANGE_COUNT] = {
     [LOCATION_CHANGE_DETACH] = "detach",
 };
 
-/* must: jansson constructors return NULL only when out of memory; abort like xmalloc. */
-static json_t *must(json_t *v)
-{
-    if (v == NULL) {
-        fputs("fatal: out of memory (jansson)\n", stderr);
-        abort();
-    }
-    return v;
-}
-
-static void set_new(json_t *obj, const char *key, json_t *v)
-{
-    if (json_object_set_new(obj, key, v) != 0) {
-        fputs("fatal: out of memory (jansson)\n", stderr);
-        abort();
-    }
-}
-
 const char *location_config_mode_name(LocationMode mode)
 {
     if ((unsigned)mode >= LOCATION_MODE_COUNT)
@@ -236,23 +218,24 @@ bool location_config_decode(const json_t *obj, LocationConfig *out, Err *err)
 
 json_t *location_config_to_json(const LocationConfig *cfg)
 {
-    json_t *obj = must(json_object());
-    set_new(obj, "mode", must(json_string(location_config_mode_name(cfg->mode))));
-    set_new(obj, "generation", json_from_generation(cfg->generation));
+    json_t *obj = json_must(json_object());
+    json_set_new(obj, "mode", json_must(json_string(location_config_mode_name(cfg->mode))));
+    json_set_new(obj, "generation", json_from_generation(cfg->generation));
     if (cfg->has_secondary_conf) {
-        json_t *sec = must(json_object());
-        set_new(sec, "warm", must(json_boolean(cfg->secondary_warm)));
-        set_new(obj, "secondary_conf", sec);
+        json_t *sec = json_must(json_object());
+        json_set_new(sec, "warm", json_must(json_boolean(cfg->secondary_warm)));
+        json_set_new(obj, "secondary_conf", sec);
     } else {
-        set_new(obj, "secondary_conf", must(json_null()));
+        json_set_new(obj, "secondary_conf", json_must(json_null()));
     }
-    set_new(obj, "shard_number", must(json_integer(cfg->shard_number)));
-    set_new(obj, "shard_count", must(json_integer(cfg->shard_count)));
-    set_new(obj, "shard_stripe_size", must(json_integer((json_int_t)cfg->shard_stripe_size)));
+    json_set_new(obj, "shard_number", json_must(json_integer(cfg->shard_number)));
+    json_set_new(obj, "shard_count", json_must(json_integer(cfg->shard_count)));
+    json_set_new(obj, "shard_stripe_size",
+                 json_must(json_integer((json_int_t)cfg->shard_stripe_size)));
     if (cfg->tenant_conf_json != NULL)
-        set_new(obj, "tenant_conf", json_incref(cfg->tenant_conf_json));
+        json_set_new(obj, "tenant_conf", json_incref(cfg->tenant_conf_json));
     else
-        set_new(obj, "tenant_conf", tenant_config_to_json(&cfg->tenant_conf));
+        json_set_new(obj, "tenant_conf", tenant_config_to_json(&cfg->tenant_conf));
     return obj;
 }
 

@@ -146,16 +146,6 @@ static void row_clear(const JsonField *f, TenantConfig *cfg)
     row_set_presence(f, cfg, JSON_PRESENCE_ABSENT);
 }
 
-/* must: jansson constructors return NULL only when out of memory; abort like xmalloc. */
-static json_t *must(json_t *v)
-{
-    if (v == NULL) {
-        fputs("fatal: out of memory (jansson)\n", stderr);
-        abort();
-    }
-    return v;
-}
-
 /* row_to_json: one row's value rendered as on the wire (durations as human strings, byte sizes
  * and counts as integers). */
 static json_t *row_to_json(const JsonField *f, const TenantConfig *cfg)
@@ -166,17 +156,17 @@ static json_t *row_to_json(const JsonField *f, const TenantConfig *cfg)
     case JSON_FIELD_U64: {
         uint64_t v;
         memcpy(&v, p, sizeof(v));
-        return must(json_integer((json_int_t)v)); /* validate keeps it <= INT64_MAX */
+        return json_must(json_integer((json_int_t)v)); /* validate keeps it <= INT64_MAX */
     }
     case JSON_FIELD_U32: {
         uint32_t v;
         memcpy(&v, p, sizeof(v));
-        return must(json_integer((json_int_t)v));
+        return json_must(json_integer((json_int_t)v));
     }
     case JSON_FIELD_U8: {
         uint8_t v;
         memcpy(&v, p, sizeof(v));
-        return must(json_integer((json_int_t)v));
+        return json_must(json_integer((json_int_t)v));
     }
     case JSON_FIELD_DURATION: {
         uint64_t v;
@@ -186,10 +176,10 @@ static json_t *row_to_json(const JsonField *f, const TenantConfig *cfg)
     case JSON_FIELD_BOOL: {
         bool v;
         memcpy(&v, p, sizeof(v));
-        return must(json_boolean(v));
+        return json_must(json_boolean(v));
     }
     case JSON_FIELD_STRING:
-        return must(json_stringn((const char *)p, strnlen((const char *)p, f->size)));
+        return json_must(json_stringn((const char *)p, strnlen((const char *)p, f->size)));
     default:
         /* a row type this file does not render: a programming error caught by the unit tests */
         fprintf(stderr, "fatal: tenant config field \"%s\" has an unrenderable type\n", f->name);
@@ -200,18 +190,16 @@ static json_t *row_to_json(const JsonField *f, const TenantConfig *cfg)
 /* render: the rows of cfg into a new object; with_unset, rows without a value render as null. */
 static json_t *render(const TenantConfig *cfg, bool with_unset)
 {
-    json_t *obj = must(json_object());
+    json_t *obj = json_must(json_object());
     for (size_t i = 0; i < N_FIELDS; i++) {
         const JsonField *f = &TENANT_CONFIG_FIELDS[i];
         json_t *v = NULL;
         if (row_presence(f, cfg) == JSON_PRESENCE_SET)
             v = row_to_json(f, cfg);
         else if (with_unset)
-            v = must(json_null());
-        if (v != NULL && json_object_set_new(obj, f->name, v) != 0) {
-            fputs("fatal: out of memory (jansson)\n", stderr);
-            abort();
-        }
+            v = json_must(json_null());
+        if (v != NULL)
+            json_set_new(obj, f->name, v);
     }
     return obj;
 }

@@ -106,8 +106,7 @@ bool fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len, E
     return true;
 }
 
-/* dir_of: the directory holding path ("." for a bare name, "/" for "/name") into out[cap]. */
-static bool dir_of(const char *path, char *out, size_t cap)
+bool fs_dir_of(const char *path, char *out, size_t cap)
 {
     const char *slash = strrchr(path, '/');
     if (slash == NULL)
@@ -146,7 +145,7 @@ bool fs_write_atomic(const char *path, const void *data, size_t len, Err *err)
     char dir[PATH_MAX];
     unsigned long seq = atomic_fetch_add(&g_tmp_seq, 1);
     if (!str_printf(tmp, sizeof(tmp), "%s.tmp.%ld.%lu", path, (long)getpid(), seq) ||
-        !dir_of(path, dir, sizeof(dir))) {
+        !fs_dir_of(path, dir, sizeof(dir))) {
         err_set(err, ERR_INTERNAL, "path too long: %s", path);
         return false;
     }

@@ -602,8 +602,7 @@ bool json_get_bytes(const json_t *obj, const char *key, uint64_t *out, bool requ
     return get_typed(obj, key, JSON_FIELD_BYTES, out, sizeof(*out), required, present, err);
 }
 
-/* must: jansson constructors return NULL only when out of memory; treat that like xmalloc does. */
-static json_t *must(json_t *v)
+json_t *json_must(json_t *v)
 {
     if (v == NULL) {
         fputs("fatal: out of memory (jansson)\n", stderr);
@@ -616,51 +615,51 @@ json_t *json_from_tenant_id(const TenantId *id)
 {
     char s[ID_STR_SIZE];
     tenant_id_format(id, s);
-    return must(json_string(s));
+    return json_must(json_string(s));
 }
 
 json_t *json_from_timeline_id(const TimelineId *id)
 {
     char s[ID_STR_SIZE];
     timeline_id_format(id, s);
-    return must(json_string(s));
+    return json_must(json_string(s));
 }
 
 json_t *json_from_tsid(const TenantShardId *id)
 {
     char s[TSID_STR_SIZE];
     tsid_format(id, s);
-    return must(json_string(s));
+    return json_must(json_string(s));
 }
 
 json_t *json_from_shard_index(ShardIndex idx)
 {
     char s[SHARD_INDEX_STR_SIZE];
     shard_index_format(idx, s);
-    return must(json_string(s));
+    return json_must(json_string(s));
 }
 
 json_t *json_from_lsn(Lsn lsn)
 {
     if (lsn == LSN_INVALID)
-        return must(json_null());
+        return json_must(json_null());
     char s[LSN_STR_SIZE];
     lsn_format(lsn, s);
-    return must(json_string(s));
+    return json_must(json_string(s));
 }
 
 json_t *json_from_generation(Generation gen)
 {
     if (gen < 0 || gen > GENERATION_MAX)
-        return must(json_null());
-    return must(json_integer((json_int_t)gen));
+        return json_must(json_null());
+    return json_must(json_integer((json_int_t)gen));
 }
 
 json_t *json_from_duration_ms(uint64_t ms)
 {
     char s[64];
     duration_format_ms(ms, s, sizeof(s));
-    return must(json_string(s));
+    return json_must(json_string(s));
 }
 
 char *json_dumps_compact(const json_t *v)
@@ -687,4 +686,12 @@ bool json_parse_text(const char *text, size_t len, json_t **out, Err *err)
     }
     *out = v;
     return true;
+}
+
+void json_set_new(json_t *obj, const char *key, json_t *v)
+{
+    if (json_object_set_new(obj, key, v) != 0) {
+        fputs("fatal: out of memory (jansson)\n", stderr);
+        abort();
+    }
 }

@@ -231,6 +231,12 @@ json_t *json_from_duration_ms(uint64_t ms);   /* "1h 30m" (duration_format_ms) *
  * when v is NULL; allocation failure (or a reference cycle, a programming error) aborts. */
 char *json_dumps_compact(const json_t *v);
 
+/* json_must: a jansson constructor's result, aborting the process when it is NULL (jansson
+ * returns NULL only when out of memory; treated like xmalloc does). */
+json_t *json_must(json_t *v);
+/* json_set_new: json_object_set_new that aborts on out-of-memory (it steals v). */
+void json_set_new(json_t *obj, const char *key, json_t *v);
+
 /* json_parse_text: parse text[0..len) as any JSON value, rejecting duplicate object keys. 400
  * `invalid JSON at line L, column C: <jansson's message>`. The caller owns *out (json_decref). */
 bool json_parse_text(const char *text, size_t len, json_t **out, Err *err) MUST_CHECK;

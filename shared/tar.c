@@ -1424,29 +1424,13 @@ static bool create_walk(Create *c, Err *err)
     return ok;
 }
 
-/* parent_dir: the directory holding path ("." for a bare name), for the fsync after rename. */
-static bool parent_dir(const char *path, char *out, size_t cap)
-{
-    const char *slash = strrchr(path, '/');
-    if (slash == NULL)
-        return str_copy(out, cap, ".");
-    if (slash == path)
-        return str_copy(out, cap, "/");
-    size_t n = (size_t)(slash - path);
-    if (n >= cap)
-        return false;
-    memcpy(out, path, n);
-    out[n] = '\0';
-    return true;
-}
-
 bool tar_zst_create_from_dir(const char *dir, const char *out_path, Err *err)
 {
     char tmp[PATH_MAX];
     char out_dir[PATH_MAX];
     unsigned long seq = atomic_fetch_add(&g_tmp_seq, 1);
     if (!str_printf(tmp, sizeof(tmp), "%s.tmp.%ld.%lu", out_path, (long)getpid(), seq) ||
-        !parent_dir(out_path, out_dir, sizeof(out_dir))) {
+        !fs_dir_of(out_path, out_dir, sizeof(out_dir))) {
         err_set(err, ERR_INTERNAL, "path too long: %s", out_path);
         return false;
     }
