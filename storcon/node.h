@@ -1,0 +1,137 @@
+/*
+ * node.h: the controller's view of one pageserver (Node) and the registry of all of them
+ * (NodeSet). Loop-thread data, no locks.
+ *
+ * A Node holds what registration gave (id, addresses, AZ), what the operator set (scheduling
+ * policy, lifecycle), what heartbeats report (availability, utilization score, time of the last
+ * good heartbeat), and two counters that ONLY the scheduler changes (storcon/scheduler.h): how
+ * many shard locations the intent places on the node (attached + secondary) and how many of those
+ * are attached. Everything else may be written directly by its owner (heartbeats, node config API).
+ *
+ * Predicates used by scheduling and reconciliation:
+ *   available   availability Active or WarmingUp (the node answers; observed state on it counts)
+ *   schedulable available Active, policy Active or Filling, lifecycle active (may receive new
+ *               locations)
+ *
+ * NodeSet keeps Nodes sorted by id, each Node in its own allocation so that Node pointers stay
+ * valid until that node is removed. Lookup by id is a binary search (node counts are small).
+ */
+#ifndef STORCON_NODE_H
+#define STORCON_NODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "shared/err.h"
+#include "shared/id.h"
+#include "shared/str.h"
+#include "storcon/placement.h"
+
+/* "No node" in intents and generation_pageserver. Never a valid id: ids arrive as JSON integers,
+ * which top out at INT64_MAX. */
+#define NODE_ID_NONE UINT64_MAX
+
+/* Capacity of an availability zone id, NUL included. */
+#define NODE_AZ_SIZE 64
+
+typedef struct Node {
+    NodeId id;
+    /* registration */
+    char listen_http_addr[HOST_MAX];
+    char listen_pg_addr[HOST_MAX];
+    uint16_t listen_http_port;
+    uint16_t listen_pg_port;
+    uint16_t listen_https_port; /* 0 = none */
+    char az[NODE_AZ_SIZE];      /* availability_zone_id */
+    /* operator state (persisted) */
+    NodeSchedulingPolicy scheduling;
+    NodeLifecycle lifecycle;
+    /* heartbeat state (memory only) */
+    NodeAvailability availability;
+    uint64_t utilization_score; /* from GET /v1/utilization; lower = emptier */
+    int64_t last_heartbeat_ms;  /* monotonic ms of the last good heartbeat; 0 = never */
+    /* maintained by the scheduler only (intent reference counts) */
+    uint32_t shard_count;    /* locations in intents: attached + secondary */
+    uint32_t attached_count; /* of which attached */
+} Node;
+
+/* node_init: a fresh node `id` with empty addresses: Offline (until a heartbeat succeeds, spec
+ * "New nodes start Offline"), scheduling Active, lifecycle active, counters 0. */
+void node_init(Node *n, NodeId id);
+
+/* node_set_registration: copy and check the registration fields: addresses non-empty and shorter
+ * than HOST_MAX, ports non-zero (https_port may be 0), az shorter than NODE_AZ_SIZE. 400 naming
+ * the field otherwise; *n is unchanged on failure. */
+bool node_set_registration(Node *n, const char *http_addr, uint16_t http_port, const char *pg_addr,
+                           uint16_t pg_port, uint16_t https_port, const char *az,
+                           Err *err) MUST_CHECK;
+
+/* node_same_registration: equal id, addresses, ports and AZ (a repeated registration is a no-op;
+ * a different one is a 409). */
+bool node_same_registration(const Node *a, const Node *b);
+
+/* node_is_available: Active or WarmingUp. */
+bool node_is_available(const Node *n);
+
+/* node_is_schedulable: may receive new shard locations (see the file comment). */
+bool node_is_schedulable(const Node *n);
+
+/* node_record_heartbeat: a good heartbeat at now_ms with this utilization score: the node becomes
+ * Active (from Offline or WarmingUp). Returns the availability it had before, so that the caller
+ * can react to a node coming back. */
+NodeAvailability node_record_heartbeat(Node *n, uint64_t utilization_score, int64_t now_ms);
+
+/* node_heartbeat_overdue: no good heartbeat in the timeout_ms before now_ms (a node that never
+ * answered is overdue). The heartbeat loop marks such a node Offline. */
+bool node_heartbeat_overdue(const Node *n, int64_t now_ms, int64_t timeout_ms);
+
+/* node_to_json: NodeDescribe {"id", "availability", "scheduling", "availability_zone_id",
+ * "listen_http_addr", "listen_http_port", "listen_pg_addr", "listen_pg_port"} plus
+ * "listen_https_port" when set. A new reference the caller owns. */
+json_t *node_to_json(const Node *n);
+
+/* ---- NodeSet ---- */
+
+typedef struct NodeSet {
+    Node **nodes; /* sorted by id; each element owned by the set */
+    size_t n;
+    size_t cap;
+} NodeSet;
+
+void node_set_init(NodeSet *set);
+/* node_set_finish: free every Node (pointers into the set become invalid). */
+void node_set_finish(NodeSet *set);
+
+/* node_set_add: insert a copy of *node. 409 when the id exists (compare registrations with
+ * node_set_get + node_same_registration first for the idempotent case); 400 for NODE_ID_NONE.
+ * *out (may be NULL) points at the stored Node, owned by the set. */
+bool node_set_add(NodeSet *set, const Node *node, Node **out, Err *err) MUST_CHECK;
+
+/* node_set_get: the node with this id, or NULL. The pointer is valid until the node is removed. */
+Node *node_set_get(const NodeSet *set, NodeId id);
+
+/* node_set_index: position of id in id order, or -1. For arrays indexed like the set. */
+ptrdiff_t node_set_index(const NodeSet *set, NodeId id);
+
+/* node_set_remove: forget a node and free it. 404 when unknown; 409 while any intent still
+ * references it (shard_count > 0): reschedule its shards first. */
+bool node_set_remove(NodeSet *set, NodeId id, Err *err) MUST_CHECK;
+
+static inline size_t node_set_count(const NodeSet *set)
+{
+    return set->n;
+}
+
+/* node_set_at: the i-th node in id order (i < node_set_count). */
+static inline Node *node_set_at(const NodeSet *set, size_t i)
+{
+    return set->nodes[i];
+}
+
+/* node_set_is_available: the node exists and is available. Unknown nodes are not available. */
+bool node_set_is_available(const NodeSet *set, NodeId id);
+
+#endif

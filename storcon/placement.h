@@ -1,0 +1,160 @@
+/*
+ * placement.h: the storage controller's policy and state enums and their wire encodings, one name
+ * table per enum (spec/storcon.md). Used by the scheduler, the reconciler, persistence and the
+ * HTTP API, so that every spelling lives in exactly one place.
+ *
+ *   PlacementPolicy       {"Attached": n} | "Secondary" | "Detached"
+ * (tenant_shards.placement_policy holds the same JSON as text) ShardSchedulingPolicy "Active" |
+ * "Essential" | "Pause" | "Stop"    (tenant_shards.scheduling_policy holds the JSON string, quotes
+ * included: '"Active"') NodeAvailability      "Active" | "WarmingUp" | "Offline"           (not
+ * persisted) NodeSchedulingPolicy  "Active" | "Filling" | "Pause" | "PauseForRestart" | "Draining"
+ * | "Deleting"                                   (nodes.scheduling_policy, as the bare name)
+ *   NodeLifecycle         "active" | "deleted"                         (nodes.lifecycle)
+ *   ShardLocationMode     "AttachedSingle" | "AttachedMulti" | "AttachedStale" | "Secondary" |
+ *                         "Detached"  (the pageserver's LocationConfig modes, as the controller
+ *                         observes and writes them)
+ *
+ * Parsers take the exact spelling only (case matters) and fail with ERR_BAD_REQUEST naming the
+ * bad value and the accepted ones. Name functions return static strings ("?" for a value out of
+ * range); nobody frees them.
+ */
+#ifndef STORCON_PLACEMENT_H
+#define STORCON_PLACEMENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "shared/err.h"
+
+/* ---- placement policy ---- */
+
+typedef enum PlacementKind {
+    PLACEMENT_ATTACHED,  /* one attached location plus `secondaries` secondary locations */
+    PLACEMENT_SECONDARY, /* exactly one secondary location, nothing attached */
+    PLACEMENT_DETACHED,  /* no locations at all */
+    PLACEMENT_KIND_COUNT
+} PlacementKind;
+
+/* The most secondaries a shard may have ({"Attached": n} with larger n is rejected). Bounded so
+ * that a shard's intent fits in a fixed array (tenant_shard.h). */
+#define PLACEMENT_MAX_SECONDARIES 3
+
+typedef struct PlacementPolicy {
+    PlacementKind kind;
+    uint8_t secondaries; /* PLACEMENT_ATTACHED only: n of {"Attached": n}; 0 otherwise */
+} PlacementPolicy;
+
+/* The default of tenant create: {"Attached": 0}. */
+#define PLACEMENT_POLICY_DEFAULT ((PlacementPolicy){PLACEMENT_ATTACHED, 0})
+
+/* Room for the compact text form of any policy: {"Attached":255} + NUL. */
+#define PLACEMENT_POLICY_TEXT_SIZE 24
+
+/* placement_policy_from_json: {"Attached": n} (exactly that one key, an integer 0..
+ * PLACEMENT_MAX_SECONDARIES), "Secondary" or "Detached"; anything else 400. */
+bool placement_policy_from_json(const json_t *v, PlacementPolicy *out, Err *err) MUST_CHECK;
+
+/* placement_policy_to_json: the JSON value; a new reference the caller owns. */
+json_t *placement_policy_to_json(PlacementPolicy p);
+
+/* placement_policy_parse_text: the same from JSON text (the database column, a request field
+ * already in text form). 400 for malformed JSON or a bad policy. */
+bool placement_policy_parse_text(const char *text, PlacementPolicy *out, Err *err) MUST_CHECK;
+
+/* placement_policy_format_text: compact JSON text into out: {"Attached":1}, "Secondary". */
+void placement_policy_format_text(PlacementPolicy p, char out[PLACEMENT_POLICY_TEXT_SIZE]);
+
+bool placement_policy_eq(PlacementPolicy a, PlacementPolicy b);
+
+/* placement_policy_wants_attached: Attached(n). */
+bool placement_policy_wants_attached(PlacementPolicy p);
+
+/* placement_policy_wanted_secondaries: n for Attached(n), 1 for Secondary, 0 for Detached. */
+unsigned placement_policy_wanted_secondaries(PlacementPolicy p);
+
+/* ---- shard scheduling policy ---- */
+
+typedef enum ShardSchedulingPolicy {
+    SHARD_SCHEDULING_ACTIVE,    /* default: scheduled, reconciled, optimised */
+    SHARD_SCHEDULING_ESSENTIAL, /* scheduled and reconciled, but only failover moves it */
+    SHARD_SCHEDULING_PAUSE,     /* intent frozen: the scheduler leaves it where it is */
+    SHARD_SCHEDULING_STOP,      /* intent frozen and no pageserver calls at all */
+    SHARD_SCHEDULING_COUNT
+} ShardSchedulingPolicy;
+
+const char *shard_scheduling_policy_name(ShardSchedulingPolicy p);
+bool shard_scheduling_policy_parse(const char *s, ShardSchedulingPolicy *out, Err *err) MUST_CHECK;
+/* _from_json: a JSON string holding a name. _to_json: new reference, the caller owns it. */
+bool shard_scheduling_policy_from_json(const json_t *v, ShardSchedulingPolicy *out,
+                                       Err *err) MUST_CHECK;
+json_t *shard_scheduling_policy_to_json(ShardSchedulingPolicy p);
+/* _parse_text / _format_text: the database column, JSON text with quotes ('"Pause"'). */
+bool shard_scheduling_policy_parse_text(const char *text, ShardSchedulingPolicy *out,
+                                        Err *err) MUST_CHECK;
+#define SHARD_SCHEDULING_POLICY_TEXT_SIZE 16
+void shard_scheduling_policy_format_text(ShardSchedulingPolicy p,
+                                         char out[SHARD_SCHEDULING_POLICY_TEXT_SIZE]);
+
+/* ---- node availability (from heartbeats; not persisted) ---- */
+
+typedef enum NodeAvailability {
+    NODE_AVAILABILITY_ACTIVE,     /* answering heartbeats */
+    NODE_AVAILABILITY_WARMING_UP, /* re-attached, waiting for its next good heartbeat */
+    NODE_AVAILABILITY_OFFLINE,    /* no good heartbeat for the offline timeout (or never) */
+    NODE_AVAILABILITY_COUNT
+} NodeAvailability;
+
+const char *node_availability_name(NodeAvailability a);
+bool node_availability_parse(const char *s, NodeAvailability *out, Err *err) MUST_CHECK;
+bool node_availability_from_json(const json_t *v, NodeAvailability *out, Err *err) MUST_CHECK;
+json_t *node_availability_to_json(NodeAvailability a); /* new reference */
+
+/* ---- node scheduling policy (operator controlled; persisted) ---- */
+
+typedef enum NodeSchedulingPolicy {
+    NODE_SCHEDULING_ACTIVE,            /* takes new shards */
+    NODE_SCHEDULING_FILLING,           /* a fill is moving shards onto it; takes new shards */
+    NODE_SCHEDULING_PAUSE,             /* keeps its shards, takes no new ones */
+    NODE_SCHEDULING_PAUSE_FOR_RESTART, /* drained, waiting for a restart */
+    NODE_SCHEDULING_DRAINING,          /* a drain is moving its shards away */
+    NODE_SCHEDULING_DELETING,          /* graceful delete in progress */
+    NODE_SCHEDULING_COUNT
+} NodeSchedulingPolicy;
+
+const char *node_scheduling_policy_name(NodeSchedulingPolicy p);
+bool node_scheduling_policy_parse(const char *s, NodeSchedulingPolicy *out, Err *err) MUST_CHECK;
+bool node_scheduling_policy_from_json(const json_t *v, NodeSchedulingPolicy *out,
+                                      Err *err) MUST_CHECK;
+json_t *node_scheduling_policy_to_json(NodeSchedulingPolicy p); /* new reference */
+
+/* ---- node lifecycle (persisted; a deleted node is a tombstone that may not register again) ----
+ */
+
+typedef enum NodeLifecycle {
+    NODE_LIFECYCLE_ACTIVE,
+    NODE_LIFECYCLE_DELETED,
+    NODE_LIFECYCLE_COUNT
+} NodeLifecycle;
+
+const char *node_lifecycle_name(NodeLifecycle l);
+bool node_lifecycle_parse(const char *s, NodeLifecycle *out, Err *err) MUST_CHECK;
+
+/* ---- location modes (pageserver LocationConfig "mode") ---- */
+
+typedef enum ShardLocationMode {
+    SHARD_LOCATION_ATTACHED_SINGLE,
+    SHARD_LOCATION_ATTACHED_MULTI,
+    SHARD_LOCATION_ATTACHED_STALE,
+    SHARD_LOCATION_SECONDARY,
+    SHARD_LOCATION_DETACHED,
+    SHARD_LOCATION_COUNT
+} ShardLocationMode;
+
+const char *shard_location_mode_name(ShardLocationMode m);
+bool shard_location_mode_parse(const char *s, ShardLocationMode *out, Err *err) MUST_CHECK;
+/* shard_location_mode_is_attached: AttachedSingle, AttachedMulti or AttachedStale. */
+bool shard_location_mode_is_attached(ShardLocationMode m);
+
+#endif
