@@ -4,7 +4,9 @@
  * the page service) hang their state off this struct.
  *
  * Threads: everything here belongs to the event loop thread, except `workers` (its jobs run on
- * worker threads) and `metrics` (updates are atomic).
+ * worker threads), `remote` (thread-safe, used only from workers) and `metrics` / `m` (updates
+ * are atomic). After the loop has ended main() sets `http` and `http_client` to NULL: completions
+ * that still run during the worker pool's drain must not reply or call out then.
  */
 #ifndef PAGESERVER_APP_H
 #define PAGESERVER_APP_H
@@ -17,12 +19,37 @@
 #include "shared/http_client.h"
 #include "shared/http_server.h"
 #include "shared/metrics.h"
+#include "shared/remote_storage.h"
 #include "shared/worker_pool.h"
 
 #include "pageserver/config.h"
 #include "pageserver/node_metadata.h"
 
 struct event_base;
+struct TenantManager;
+struct DeletionQueue;
+struct StorconClient;
+
+/* PageserverMetrics: the series the domain modules update (looked up once at startup; the
+ * registry owns them). */
+typedef struct PageserverMetrics {
+    MetricGauge *slots_by_state[16]; /* pageserver_tenant_slots{state}, indexed by SlotState */
+    MetricGauge *timelines;
+    MetricCounter *layers_uploaded;
+    MetricCounter *layer_bytes_uploaded;
+    MetricCounter *layers_downloaded;
+    MetricCounter *layer_bytes_downloaded;
+    MetricCounter *index_uploads;
+    MetricCounter *upload_retries;
+    MetricGauge *deletion_queue_depth;
+    MetricCounter *deletion_objects_executed;
+    MetricCounter *deletion_objects_dropped;
+    MetricCounter *deletion_validations;
+    MetricHistogram *getpage_seconds;
+    MetricCounter *getpage_errors;
+    MetricCounter *timelines_created;
+    MetricCounter *upcall_retries;
+} PageserverMetrics;
 
 typedef struct PageserverApp {
     PageserverConfig cfg;    /* validated settings */
@@ -36,6 +63,14 @@ typedef struct PageserverApp {
     Auth *auth;  /* NULL: auth off */
     int lock_fd; /* flock on <workdir>/pageserver.lock, held for the life of the process */
     time_t started_at;
+
+    RemoteStorage *remote;          /* --remote-storage; blocking: only used on workers */
+    char *control_plane_token;      /* from --control-plane-token-file, or NULL */
+    struct TenantManager *tenants;  /* slots, timelines (pageserver/tenant.h) */
+    struct DeletionQueue *deletion; /* persistent remote deletions (deletion_queue.h) */
+    struct StorconClient *storcon;  /* re-attach and validate upcalls (storcon_client.h) */
+    PageserverMetrics m;
+    bool stopping; /* SIGTERM seen: start no new background work */
 } PageserverApp;
 
 #endif

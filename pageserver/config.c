@@ -50,6 +50,12 @@ static const ConfigOption PAGESERVER_OPTIONS[] = {
                "log to this file (reopened on SIGHUP) instead of stderr"),
     CONFIG_OPT(CONFIG_STRING, PageserverConfig, failpoints, "failpoints", NULL, "SPEC",
                "arm failpoints at startup: name=action;name2=action"),
+    CONFIG_OPT(CONFIG_STRING, PageserverConfig, control_plane_token_file,
+               "control-plane-token-file", NULL, "PATH",
+               "file holding the JWT (scope generations_api) sent with control plane upcalls"),
+    CONFIG_OPT(CONFIG_STRING, PageserverConfig, initdb_user, "initdb-user",
+               PAGESERVER_DEFAULT_INITDB_USER, "USER",
+               "user initdb runs as when the pageserver runs as root (bootstrap timelines)"),
     PS_OPT_EX(CONFIG_U64, worker_threads, "worker-threads", PAGESERVER_DEFAULT_WORKER_THREADS_STR,
               "N", "threads for disk and CPU work", 1, PAGESERVER_MAX_WORKER_THREADS, false),
 };
@@ -154,6 +160,10 @@ bool pageserver_config_finish(PageserverConfig *cfg, int *exit_code, Err *err)
             err, ERR_BAD_REQUEST,
             "--availability-zone: \"%s\" is not a valid zone id (letters, digits, '-', '_', '.')",
             cfg->availability_zone);
+        return false;
+    }
+    if (cfg->initdb_user[0] == '\0') {
+        err_set(err, ERR_BAD_REQUEST, "--initdb-user must not be empty");
         return false;
     }
     if (cfg->pg_bin_dir[0] == '\0') {

@@ -51,6 +51,8 @@ typedef struct PageserverConfig {
     char log_file[PATH_MAX];
     char failpoints[4096];
     uint64_t worker_threads;
+    char control_plane_token_file[PATH_MAX]; /* bearer token (generations_api) for upcalls */
+    char initdb_user[PAGESERVER_INITDB_USER_MAX];
 
     /* Derived by pageserver_config_finish. */
     LogLevel log_level_value;

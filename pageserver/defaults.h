@@ -35,6 +35,50 @@
 /* How long in-flight requests may run after SIGTERM before they are answered 503. */
 #define PAGESERVER_DRAIN_TIMEOUT_MS 10000L
 
+/* Control plane upcalls (re-attach, validate): retried with capped backoff until they succeed or
+ * the pageserver stops. */
+#define PAGESERVER_UPCALL_TIMEOUT_MS      10000L
+#define PAGESERVER_UPCALL_BACKOFF_BASE_MS 200L
+#define PAGESERVER_UPCALL_BACKOFF_MAX_MS  5000L
+/* A control plane token file is one line; anything larger is not a token. */
+#define PAGESERVER_TOKEN_FILE_MAX_BYTES (64u * 1024)
+
+/* Bootstrap: the user initdb runs as when the pageserver runs as root (initdb refuses root). */
+#define PAGESERVER_DEFAULT_INITDB_USER "postgres"
+#define PAGESERVER_INITDB_USER_MAX     64
+/* initdb normally takes a few seconds; past this it is killed and the creation fails. */
+#define PAGESERVER_INITDB_TIMEOUT_MS 300000L
+/* Bytes of initdb's stderr kept for the error message. */
+#define PAGESERVER_INITDB_STDERR_MAX 2048
+/* The one Postgres major version this build bootstraps and imports (pg_control.h). */
+#define PAGESERVER_PG_VERSION 15u
+/* Scratch space for initdb and conversions: <workdir>/tmp (emptied at startup). */
+#define PAGESERVER_TMP_DIR "tmp"
+/* Per tenant shard: <workdir>/tenants/<tsid>/config and .../timelines/<tl>/. */
+#define PAGESERVER_TENANT_CONFIG_FILE        "config"
+#define PAGESERVER_TIMELINES_DIR             "timelines"
+#define PAGESERVER_LOCATION_CONFIG_MAX_BYTES (1u * 1024 * 1024)
+
+/* location_config: how long an attach may take before the PUT answers anyway (the tenant then
+ * shows "Attaching"); flush_ms is capped at this too. */
+#define PAGESERVER_ATTACH_WAIT_MS 30000L
+#define PAGESERVER_FLUSH_MAX_MS   60000L
+
+/* Upload queue: a failed upload is retried with capped backoff (never skipped: an index may only
+ * follow the layers it names). */
+#define PAGESERVER_UPLOAD_BACKOFF_BASE_MS 100L
+#define PAGESERVER_UPLOAD_BACKOFF_MAX_MS  10000L
+
+/* Deletion queue: pushed objects are persisted and processed at least this often. */
+#define PAGESERVER_DELETION_TICK_MS        500L
+#define PAGESERVER_DELETION_LIST_MAX_KEYS  4096 /* objects per persisted list */
+#define PAGESERVER_DELETION_VALIDATE_BATCH 128  /* tenants per validate request */
+#define PAGESERVER_DELETION_FILE_MAX_BYTES (64u * 1024 * 1024)
+
+/* Utilization (pageserver.md): score = max(wanted * 1e6 / usable, shards * 1e6 / max_shards). */
+#define PAGESERVER_DISK_USABLE_PCT 100u
+#define PAGESERVER_MAX_SHARD_COUNT 2500u
+
 /* Bounded identifiers kept in fixed arrays. */
 #define PAGESERVER_AZ_MAX  64   /* availability zone id, including NUL */
 #define PAGESERVER_URL_MAX 1024 /* remote storage and control plane URLs, including NUL */

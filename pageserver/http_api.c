@@ -1,4 +1,9 @@
-/* http_api.c: route table and handlers of the pageserver management API. */
+/*
+ * http_api.c: route table and handlers of the pageserver management API (pageserver.md
+ * "Management API"). Handlers parse and validate (400 for malformed ids, bodies and queries,
+ * before anything changes), then hand over to the domain modules, which reply exactly once,
+ * possibly later from a completion (pageserver_reply_*).
+ */
 #include "pageserver/http_api.h"
 
 #include <stdlib.h>
@@ -9,9 +14,101 @@
 #include "shared/err.h"
 #include "shared/failpoint.h"
 #include "shared/http_server.h"
+#include "shared/json.h"
 #include "shared/metrics.h"
+#include "shared/str.h"
 
 #include "pageserver/app.h"
+#include "pageserver/defaults.h"
+#include "pageserver/deletion_queue.h"
+#include "pageserver/location_config.h"
+#include "pageserver/read_path.h"
+#include "pageserver/tenant.h"
+#include "pageserver/tenant_config.h"
+#include "pageserver/timeline.h"
+#include "pageserver/utilization.h"
+
+void pageserver_reply_json(PageserverApp *app, HttpRequest *req, int status, json_t *body)
+{
+    if (app->http == NULL || req == NULL) {
+        json_decref(body);
+        return;
+    }
+    http_reply_json(req, status, body);
+}
+
+void pageserver_reply_error(PageserverApp *app, HttpRequest *req, const Err *err)
+{
+    if (app->http == NULL || req == NULL)
+        return;
+    http_reply_error(req, err);
+}
+
+void pageserver_reply_raw(PageserverApp *app, HttpRequest *req, int status,
+                          const char *content_type, const void *body, size_t len)
+{
+    if (app->http == NULL || req == NULL)
+        return;
+    http_reply_raw(req, status, content_type, body, len);
+}
+
+/* ---- parameter helpers ---- */
+
+static bool param_tsid(HttpRequest *req, TenantShardId *out, Err *err)
+{
+    const char *s = http_request_param(req, "tenant_shard_id");
+    if (s == NULL || !tsid_parse(s, out, err)) {
+        if (s == NULL)
+            err_set(err, ERR_BAD_REQUEST, "missing tenant shard id");
+        err_prefix(err, "tenant shard id: ");
+        return false;
+    }
+    return true;
+}
+
+static bool param_timeline(HttpRequest *req, TimelineId *out, Err *err)
+{
+    const char *s = http_request_param(req, "timeline_id");
+    if (s == NULL || !timeline_id_parse(s, out, err)) {
+        if (s == NULL)
+            err_set(err, ERR_BAD_REQUEST, "missing timeline id");
+        err_prefix(err, "timeline id: ");
+        return false;
+    }
+    return true;
+}
+
+static bool query_bool(HttpRequest *req, const char *name, bool def, bool *out, Err *err)
+{
+    const char *s = http_request_query(req, name);
+    if (s == NULL) {
+        *out = def;
+        return true;
+    }
+    if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0) {
+        *out = true;
+        return true;
+    }
+    if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0) {
+        *out = false;
+        return true;
+    }
+    err_set(err, ERR_BAD_REQUEST, "query parameter %s: expected true or false, got \"%s\"", name,
+            s);
+    return false;
+}
+
+/* ready_slot: the tenant routes' common prologue: ready, id parses. *slot may be NULL. */
+static bool ready_slot(PageserverApp *app, HttpRequest *req, TenantShardId *tsid, TenantSlot **slot,
+                       Err *err)
+{
+    if (!param_tsid(req, tsid, err) || !tenant_manager_check_ready(app->tenants, err))
+        return false;
+    *slot = tenant_manager_find(app->tenants, tsid);
+    return true;
+}
+
+/* ---- health, metrics, failpoints ---- */
 
 /* handle_status: liveness and identity; the controller's heartbeat checks the id. */
 static void handle_status(HttpRequest *req, void *app_arg)
@@ -23,6 +120,8 @@ static void handle_status(HttpRequest *req, void *app_arg)
 static void handle_metrics(HttpRequest *req, void *app_arg)
 {
     PageserverApp *app = app_arg;
+    if (app->deletion != NULL)
+        metric_gauge_set(app->m.deletion_queue_depth, (double)deletion_queue_depth(app->deletion));
     char *text = metrics_render(app->metrics);
     if (text == NULL) {
         Err err = {0};
@@ -53,10 +152,334 @@ static void handle_failpoints(HttpRequest *req, void *app_arg)
     http_reply_json(req, 200, NULL);
 }
 
+/* ---- locations ---- */
+
+static void handle_location_config_put(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    json_t *body = NULL;
+    LocationConfig cfg;
+    location_config_init(&cfg);
+    uint64_t flush = 0;
+    const char *flush_s = http_request_query(req, "flush_ms");
+    bool lazy = false;
+    if (!param_tsid(req, &tsid, &err) || !query_bool(req, "lazy", false, &lazy, &err))
+        goto fail;
+    if (flush_s != NULL && !parse_u64(flush_s, 0, INT32_MAX, &flush)) {
+        err_set(&err, ERR_BAD_REQUEST,
+                "query parameter flush_ms: expected milliseconds, got \"%s\"", flush_s);
+        goto fail;
+    }
+    if (flush > PAGESERVER_FLUSH_MAX_MS)
+        flush = PAGESERVER_FLUSH_MAX_MS;
+    if (!http_request_json(req, &body, &err) || !location_config_decode(body, &cfg, &err) ||
+        !location_config_check_tsid(&cfg, &tsid, &err))
+        goto fail;
+    json_decref(body);
+    tenant_location_config_put(app->tenants, req, &tsid, &cfg, flush_s ? (long)flush : -1, lazy);
+    return;
+fail:
+    location_config_finish(&cfg);
+    json_decref(body);
+    http_reply_error(req, &err);
+}
+
+static void handle_location_config_list(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    if (!tenant_manager_check_ready(app->tenants, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    http_reply_json(req, 200, tenant_location_config_list_json(app->tenants));
+}
+
+static void handle_location_config_get(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    TenantSlot *slot = NULL;
+    if (!ready_slot(app, req, &tsid, &slot, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    if (slot == NULL || !slot->has_config) {
+        err_set(&err, ERR_NOT_FOUND, "tenant shard %s has no location here",
+                http_request_param(req, "tenant_shard_id"));
+        http_reply_error(req, &err);
+        return;
+    }
+    http_reply_json(req, 200, location_config_to_json(&slot->config));
+}
+
+/* ---- tenants ---- */
+
+static bool slot_listed(const TenantSlot *slot)
+{
+    return slot->state != SLOT_SECONDARY && slot->state != SLOT_GONE && slot->has_config &&
+           location_config_is_attached(&slot->config);
+}
+
+static void handle_tenant_list(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    if (!tenant_manager_check_ready(app->tenants, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < app->tenants->n_slots; i++) {
+        const TenantSlot *slot = app->tenants->slots[i];
+        if (slot_listed(slot))
+            json_array_append_new(arr, tenant_info_json(slot, false));
+    }
+    http_reply_json(req, 200, arr);
+}
+
+static void handle_tenant_get(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    TenantSlot *slot = NULL;
+    if (!ready_slot(app, req, &tsid, &slot, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    if (slot == NULL || !slot_listed(slot)) {
+        err_set(&err, ERR_NOT_FOUND, "tenant shard %s is not attached here%s",
+                http_request_param(req, "tenant_shard_id"),
+                slot != NULL && slot->state == SLOT_SECONDARY ? " (it is a secondary location)"
+                                                              : "");
+        http_reply_error(req, &err);
+        return;
+    }
+    http_reply_json(req, 200, tenant_info_json(slot, true));
+}
+
+static void handle_tenant_delete(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    if (!param_tsid(req, &tsid, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    tenant_delete(app->tenants, req, &tsid);
+}
+
+static void handle_tenant_config_get(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    TenantSlot *slot = NULL;
+    if (!ready_slot(app, req, &tsid, &slot, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    if (slot == NULL || !slot->has_config) {
+        err_set(&err, ERR_NOT_FOUND, "tenant shard %s not found",
+                http_request_param(req, "tenant_shard_id"));
+        http_reply_error(req, &err);
+        return;
+    }
+    const TenantConfig *tc = &slot->config.tenant_conf;
+    http_reply_json(req, 200,
+                    json_pack("{s:o,s:o}", "tenant_specific_overrides", tenant_config_to_json(tc),
+                              "effective_config", tenant_config_effective_json(tc)));
+}
+
+static void tenant_config_write(HttpRequest *req, PageserverApp *app, bool patch)
+{
+    Err err = {0};
+    json_t *body = NULL;
+    TenantConfigRequest r;
+    if (!http_request_json(req, &body, &err) || !tenant_config_request_decode(body, &r, &err)) {
+        json_decref(body);
+        http_reply_error(req, &err);
+        return;
+    }
+    json_decref(body);
+    tenant_config_set(app->tenants, req, &r, patch);
+}
+
+static void handle_tenant_config_put(HttpRequest *req, void *app_arg)
+{
+    tenant_config_write(req, app_arg, false);
+}
+
+static void handle_tenant_config_patch(HttpRequest *req, void *app_arg)
+{
+    tenant_config_write(req, app_arg, true);
+}
+
+/* ---- timelines ---- */
+
+static void handle_timeline_create(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    TenantSlot *slot = NULL;
+    json_t *body = NULL;
+    TimelineCreateParams p;
+    if (!param_tsid(req, &tsid, &err) || !http_request_json(req, &body, &err) ||
+        !timeline_create_params_decode(body, &p, &err) ||
+        !tenant_manager_check_ready(app->tenants, &err)) {
+        json_decref(body);
+        http_reply_error(req, &err);
+        return;
+    }
+    json_decref(body);
+    slot = tenant_manager_find(app->tenants, &tsid);
+    if (!slot_check_readable(slot, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    timeline_create_start(slot, req, &p);
+}
+
+static void handle_timeline_list(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    TenantSlot *slot = NULL;
+    if (!ready_slot(app, req, &tsid, &slot, &err) || !slot_check_readable(slot, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < slot->n_timelines; i++) {
+        if (slot->timelines[i]->state != TIMELINE_LOADING)
+            json_array_append_new(arr, timeline_info_json(slot->timelines[i]));
+    }
+    http_reply_json(req, 200, arr);
+}
+
+static void handle_timeline_get(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    TimelineId id;
+    TenantSlot *slot = NULL;
+    if (!param_timeline(req, &id, &err) || !ready_slot(app, req, &tsid, &slot, &err) ||
+        !slot_check_readable(slot, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    Timeline *tl = slot_find_timeline(slot, &id);
+    if (tl == NULL || tl->state == TIMELINE_LOADING) {
+        err_set(&err, ERR_NOT_FOUND, "timeline %s not found",
+                http_request_param(req, "timeline_id"));
+        http_reply_error(req, &err);
+        return;
+    }
+    http_reply_json(req, 200, timeline_info_json(tl));
+}
+
+static void handle_timeline_delete(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    TimelineId id;
+    TenantSlot *slot = NULL;
+    if (!param_timeline(req, &id, &err) || !ready_slot(app, req, &tsid, &slot, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    if (slot == NULL) {
+        err_set(&err, ERR_PRECONDITION_FAILED, "tenant shard %s not found",
+                http_request_param(req, "tenant_shard_id"));
+        http_reply_error(req, &err);
+        return;
+    }
+    timeline_delete_start(slot, req, &id);
+}
+
+static void handle_getpage(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    TimelineId id;
+    TenantSlot *slot = NULL;
+    GetPageRequest r;
+    if (!param_timeline(req, &id, &err) ||
+        !getpage_parse_query(http_request_query(req, "rel"), http_request_query(req, "fork"),
+                             http_request_query(req, "blkno"), http_request_query(req, "lsn"), &r,
+                             &err) ||
+        !ready_slot(app, req, &tsid, &slot, &err) || !slot_check_readable(slot, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    read_path_getpage(slot, req, &id, &r);
+}
+
+/* ---- node ---- */
+
+static void handle_utilization(HttpRequest *req, void *app_arg)
+{
+    utilization_get(app_arg, req);
+}
+
+static void on_deletion_flushed(void *arg, const Err *err)
+{
+    HttpRequest *req = arg;
+    PageserverApp *app = http_request_get_data(req);
+    if (err != NULL)
+        pageserver_reply_error(app, req, err);
+    else
+        pageserver_reply_json(app, req, 200, NULL);
+}
+
+static void handle_deletion_flush(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    bool execute = false;
+    if (!query_bool(req, "execute", false, &execute, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    http_request_set_data(req, app);
+    deletion_queue_flush(app->deletion, execute, on_deletion_flushed, req);
+}
+
+#define TSID_PATH "/v1/tenant/{tenant_shard_id}"
+
 static const HttpRoute PAGESERVER_ROUTES[] = {
     {HTTP_GET, "/v1/status", AUTH_SCOPE_NONE, handle_status},
     {HTTP_GET, "/metrics", AUTH_SCOPE_NONE, handle_metrics},
     {HTTP_PUT, "/v1/failpoints", AUTH_SCOPE_PAGESERVERAPI, handle_failpoints},
+    {HTTP_PUT, TSID_PATH "/location_config", AUTH_SCOPE_PAGESERVERAPI, handle_location_config_put},
+    {HTTP_GET, "/v1/location_config", AUTH_SCOPE_PAGESERVERAPI, handle_location_config_list},
+    {HTTP_GET, "/v1/location_config/{tenant_shard_id}", AUTH_SCOPE_PAGESERVERAPI,
+     handle_location_config_get},
+    {HTTP_GET, "/v1/tenant", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_list},
+    {HTTP_PUT, "/v1/tenant/config", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_config_put},
+    {HTTP_PATCH, "/v1/tenant/config", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_config_patch},
+    {HTTP_GET, TSID_PATH, AUTH_SCOPE_PAGESERVERAPI, handle_tenant_get},
+    {HTTP_DELETE, TSID_PATH, AUTH_SCOPE_PAGESERVERAPI, handle_tenant_delete},
+    {HTTP_GET, TSID_PATH "/config", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_config_get},
+    {HTTP_POST, TSID_PATH "/timeline", AUTH_SCOPE_PAGESERVERAPI, handle_timeline_create},
+    {HTTP_GET, TSID_PATH "/timeline", AUTH_SCOPE_PAGESERVERAPI, handle_timeline_list},
+    {HTTP_GET, TSID_PATH "/timeline/{timeline_id}", AUTH_SCOPE_PAGESERVERAPI, handle_timeline_get},
+    {HTTP_DELETE, TSID_PATH "/timeline/{timeline_id}", AUTH_SCOPE_PAGESERVERAPI,
+     handle_timeline_delete},
+    {HTTP_GET, TSID_PATH "/timeline/{timeline_id}/getpage", AUTH_SCOPE_PAGESERVERAPI,
+     handle_getpage},
+    {HTTP_GET, "/v1/utilization", AUTH_SCOPE_PAGESERVERAPI, handle_utilization},
+    {HTTP_PUT, "/v1/deletion_queue/flush", AUTH_SCOPE_PAGESERVERAPI, handle_deletion_flush},
 };
 
 const HttpRoute *pageserver_http_routes(size_t *n)

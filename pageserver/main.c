@@ -9,8 +9,16 @@
  * bind the management API; write metadata.json with the bound port; then run the loop until
  * SIGTERM/SIGINT (graceful stop, exit 0). SIGHUP reopens the log file (shared/daemon.h).
  *
+ * Then the tenant side (before the loop, blocking reads are fine): open remote storage, empty
+ * <workdir>/tmp, load the deletion queue and every persisted location config; once the loop runs
+ * the tenant manager sends re-attach (or, without --control-plane-api, loads the configs as they
+ * are) and opens the tenant routes when that is applied. SIGTERM: no new background work, the
+ * upcalls are cancelled, in-flight requests and worker jobs finish (bounded by the drain timeout),
+ * exit 0.
+ *
  * --listen-pg is only recorded in metadata.json: the page service does not exist yet, so nothing
- * listens on that port.
+ * listens on that port. `pageserver --print-slot-fsm` prints the slot state machine as a mermaid
+ * diagram (docs/pageserver.md embeds it) and exits.
  *
  * Exit codes: 64 bad flag or value, 70 internal, 71 OS (cannot create, lock, bind), 78 unusable
  * configuration (s3 remote storage, no initdb, bad public key, work directory of another node).
@@ -20,6 +28,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -35,14 +44,18 @@
 #include "shared/http_server.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
+#include "shared/remote_storage.h"
 #include "shared/str.h"
 #include "shared/worker_pool.h"
 
 #include "pageserver/app.h"
 #include "pageserver/config.h"
 #include "pageserver/defaults.h"
+#include "pageserver/deletion_queue.h"
 #include "pageserver/http_api.h"
 #include "pageserver/node_metadata.h"
+#include "pageserver/storcon_client.h"
+#include "pageserver/tenant.h"
 
 #define PROGRAM "pageserver"
 
@@ -138,6 +151,125 @@ static void on_stop(void *arg)
 {
     PageserverApp *app = arg;
     log_info("stopping: node %" PRIu64 " shutting down", app->cfg.id);
+    app->stopping = true;
+    tenant_manager_stop(app->tenants);
+    deletion_queue_stop(app->deletion);
+    storcon_client_stop(app->storcon);
+}
+
+/* open_remote_storage: the object store every tenant's layers and indexes live in. */
+static void open_remote_storage(PageserverApp *app)
+{
+    Err err = {0};
+    if (!remote_storage_open(app->cfg.remote_storage, &app->remote, &err)) {
+        err_prefix(&err, "--remote-storage: ");
+        daemon_die(PROGRAM, EXIT_CODE_CONFIG, &err);
+    }
+}
+
+/* clean_tmp: scratch space of interrupted bootstraps; nothing in it survives a restart. */
+static void clean_tmp(PageserverApp *app)
+{
+    char path[PATH_MAX];
+    workdir_path(app, PAGESERVER_TMP_DIR, path, sizeof(path));
+    Err err = {0};
+    if (!fs_remove_tree(path, &err) || !fs_mkdir_p(path, PAGESERVER_DIR_MODE, &err))
+        daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+}
+
+/* load_token: the bearer token for upcalls (one line; surrounding whitespace dropped). */
+static void load_token(PageserverApp *app)
+{
+    if (app->cfg.control_plane_token_file[0] == '\0')
+        return;
+    Err err = {0};
+    char *text = NULL;
+    size_t len = 0;
+    if (!fs_read_file(app->cfg.control_plane_token_file, PAGESERVER_TOKEN_FILE_MAX_BYTES, &text,
+                      &len, &err)) {
+        err_prefix(&err, "--control-plane-token-file: ");
+        daemon_die(PROGRAM, EXIT_CODE_CONFIG, &err);
+    }
+    size_t start = 0;
+    while (start < len && (text[start] == ' ' || text[start] == '\n' || text[start] == '\r' ||
+                           text[start] == '\t'))
+        start++;
+    while (len > start && (text[len - 1] == ' ' || text[len - 1] == '\n' || text[len - 1] == '\r' ||
+                           text[len - 1] == '\t'))
+        len--;
+    if (len == start || memchr(text + start, '\n', len - start) != NULL) {
+        free(text);
+        err_set(&err, ERR_BAD_REQUEST, "--control-plane-token-file: expected one non-empty line");
+        daemon_die(PROGRAM, EXIT_CODE_CONFIG, &err);
+    }
+    app->control_plane_token = xstrndup(text + start, len - start);
+    free(text);
+}
+
+/* register_domain_metrics: the series the tenant side updates. */
+static void register_domain_metrics(PageserverApp *app)
+{
+    MetricsRegistry *r = app->metrics;
+    PageserverMetrics *m = &app->m;
+    for (int s = 0; s < SLOT_STATE_COUNT; s++) {
+        char labels[64];
+        str_printf(labels, sizeof(labels), "state=\"%s\"", slot_state_name((SlotState)s));
+        m->slots_by_state[s] =
+            metrics_gauge(r, "pageserver_tenant_slots", "Tenant shard slots by state", labels);
+    }
+    m->timelines = metrics_gauge(r, "pageserver_timelines", "Timelines loaded", NULL);
+    m->layers_uploaded =
+        metrics_counter(r, "pageserver_layers_uploaded_total", "Layer files uploaded", NULL);
+    m->layer_bytes_uploaded = metrics_counter(r, "pageserver_layer_bytes_uploaded_total",
+                                              "Bytes of layer files uploaded", NULL);
+    m->layers_downloaded = metrics_counter(r, "pageserver_layers_downloaded_total",
+                                           "Reads that downloaded a layer file", NULL);
+    m->layer_bytes_downloaded = metrics_counter(r, "pageserver_layer_bytes_downloaded_total",
+                                                "Bytes of layer files downloaded", NULL);
+    m->index_uploads =
+        metrics_counter(r, "pageserver_index_uploads_total", "index_part.json uploads", NULL);
+    m->upload_retries =
+        metrics_counter(r, "pageserver_upload_retries_total", "Failed upload attempts", NULL);
+    m->deletion_queue_depth = metrics_gauge(r, "pageserver_deletion_queue_depth",
+                                            "Remote objects queued for deletion", NULL);
+    m->deletion_objects_executed =
+        metrics_counter(r, "pageserver_deletion_executed_total", "Remote objects deleted", NULL);
+    m->deletion_objects_dropped =
+        metrics_counter(r, "pageserver_deletion_dropped_total",
+                        "Remote deletions dropped because the generation was stale", NULL);
+    m->deletion_validations = metrics_counter(r, "pageserver_deletion_validations_total",
+                                              "validate upcalls answered", NULL);
+    m->getpage_seconds = metrics_histogram(r, "pageserver_getpage_seconds",
+                                           "Latency of getpage reads", NULL, NULL, 0);
+    m->getpage_errors =
+        metrics_counter(r, "pageserver_getpage_errors_total", "getpage reads that failed", NULL);
+    m->timelines_created =
+        metrics_counter(r, "pageserver_timelines_created_total", "Timelines created", NULL);
+    m->upcall_retries = metrics_counter(r, "pageserver_upcall_retries_total",
+                                        "Failed control plane upcall attempts", NULL);
+}
+
+/* start_tenants: deletion queue and persisted slots (blocking reads: before the loop runs). */
+static void start_tenants(PageserverApp *app)
+{
+    Err err = {0};
+    app->storcon = storcon_client_new(app);
+    app->tenants = tenant_manager_new(app);
+    app->deletion = deletion_queue_new(app, tenant_manager_on_visible_lsn, app->tenants);
+    if (!deletion_queue_load(app->deletion, &err) || !tenant_manager_load_local(app->tenants, &err))
+        daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+    deletion_queue_start(app->deletion);
+    tenant_manager_start(app->tenants);
+}
+
+/* print_slot_fsm: `pageserver --print-slot-fsm`. */
+static int print_slot_fsm(void)
+{
+    StrBuf b = STRBUF_INIT;
+    slot_fsm_mermaid(&b);
+    fputs(b.data, stdout);
+    strbuf_finish(&b);
+    return EXIT_CODE_OK;
 }
 
 /* start_http: bind the management API; metadata.json records the port actually bound (port 0
@@ -205,6 +337,8 @@ int main(int argc, char **argv)
     app.started_at = time(NULL);
     Err err = {0};
 
+    if (argc == 2 && strcmp(argv[1], "--print-slot-fsm") == 0)
+        return print_slot_fsm();
     if (!log_init(PROGRAM, LOG_INFO, NULL, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
     int code = EXIT_CODE_OK;
@@ -231,10 +365,14 @@ int main(int argc, char **argv)
         daemon_die(PROGRAM, EXIT_CODE_CONFIG, &err);
     create_subdirs(&app);
     prepare_remote_storage(&app);
+    open_remote_storage(&app);
+    clean_tmp(&app);
+    load_token(&app);
     setup_auth(&app);
 
     app.metrics = metrics_registry_new();
     register_metrics(&app);
+    register_domain_metrics(&app);
     if (!daemon_new(PROGRAM, &app.daemon, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
     app.base = daemon_base(app.daemon);
@@ -245,6 +383,7 @@ int main(int argc, char **argv)
     write_metadata(&app);
     daemon_set_drain_timeout_ms(app.daemon, PAGESERVER_DRAIN_TIMEOUT_MS);
     daemon_on_stop(app.daemon, on_stop, &app);
+    start_tenants(&app);
 
     log_info("node %" PRIu64 " (az %s) serving the management API on %s:%u; workdir %s; remote "
              "storage %s",
@@ -258,14 +397,27 @@ int main(int argc, char **argv)
                  "reach %s:%u (development only)",
                  cfg->listen_http.host, (unsigned)app.metadata.listen_http_port);
     if (cfg->control_plane_api[0] == '\0')
-        log_warn("no --control-plane-api: running without a storage controller");
+        log_warn("no --control-plane-api: running without a storage controller (development "
+                 "mode: locally persisted location configs are loaded as they are, every "
+                 "generation is taken as valid for deletions)");
 
     int rc = daemon_run(app.daemon);
 
-    /* The daemon freed the HTTP server when it stopped (daemon_add_server hands it over). */
+    /* The daemon freed the HTTP server when it stopped (daemon_add_server hands it over), which
+     * answered whatever was still waiting. Completions that run while the worker pool drains
+     * see http == NULL and http_client == NULL and neither reply nor call out. */
     app.http = NULL;
+    app.stopping = true;
+    storcon_client_stop(app.storcon);
     http_client_free(app.http_client);
+    app.http_client = NULL;
     worker_pool_free(app.workers);
+    app.workers = NULL;
+    tenant_manager_free(app.tenants);
+    deletion_queue_free(app.deletion);
+    storcon_client_free(app.storcon);
+    remote_storage_free(app.remote);
+    free(app.control_plane_token);
     daemon_free(app.daemon);
     if (app.auth != NULL)
         auth_free(app.auth);

@@ -1,0 +1,75 @@
+/*
+ * layer_map.h: the layers of one timeline as the read path and the upload queue see them.
+ *
+ * A Layer is one immutable layer file known to a timeline: its name and description, where it
+ * lives in remote storage (under the shard and generation that wrote it) and locally
+ * (<timeline dir>/<name>-<gen>), and, once a read needed it, an open LayerReader. Layers are
+ * reference counted (atomically) because worker threads read them while the loop thread may drop
+ * them from a timeline: a job takes references on the loop thread, the last unref frees.
+ *
+ * The fields set at creation never change (safe on any thread). `resident` and `reader` are
+ * guarded by the layer's mutex: the first reader that finds the file missing downloads it (so
+ * concurrent readers of one layer wait for one download), then opens and caches the reader.
+ *
+ * The lookup functions are pure and run on any thread over an array of layers.
+ */
+#ifndef PAGESERVER_LAYER_MAP_H
+#define PAGESERVER_LAYER_MAP_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/err.h"
+#include "shared/id.h"
+#include "shared/key.h"
+#include "shared/remote_storage.h"
+
+#include "pageserver/index_part.h"
+#include "pageserver/layer.h"
+#include "pageserver/remote_layout.h"
+
+typedef struct Layer {
+    atomic_int refs;
+    char name[LAYER_NAME_SIZE]; /* without generation suffix */
+    LayerDesc desc;
+    uint64_t file_size;
+    Generation generation; /* of the writer */
+    ShardIndex shard;      /* the writing shard (its prefix holds the object) */
+    char local_path[PATH_MAX];
+    char remote_key[REMOTE_KEY_SIZE];
+
+    pthread_mutex_t mu;
+    bool resident;       /* under mu: the local file exists with file_size bytes */
+    LayerReader *reader; /* under mu: opened lazily */
+} Layer;
+
+/* layer_obj_new: a layer from its index entry; timeline_dir is the local directory of the reading
+ * timeline (the file is <timeline_dir>/<name><-gen>). resident says whether the caller knows the
+ * local file to be complete. One reference; 400 for a malformed name. */
+bool layer_obj_new(const IndexLayer *meta, const TenantId *tenant, const TimelineId *tl,
+                   const char *timeline_dir, bool resident, Layer **out, Err *err) MUST_CHECK;
+Layer *layer_obj_ref(Layer *l);
+void layer_obj_unref(Layer *l); /* NULL is fine */
+
+/* layer_obj_local_name: "<name><-gen>", the local file name (and the last segment of the
+ * remote key). */
+void layer_obj_local_name(const char *name, Generation gen, char *out, size_t cap);
+
+/* layer_obj_to_index: the index entry of the layer. */
+IndexLayer layer_obj_to_index(const Layer *l);
+
+/* layer_obj_get: the value of key at the layer's LSN (worker thread). Downloads the layer from
+ * rs first when it is not resident (counting *downloaded bytes, may be NULL). Absent key ->
+ * *found false. Corruption -> ERR_INTERNAL with the reader's checksum message. */
+bool layer_obj_get(Layer *l, RemoteStorage *rs, const Key *key, void **value, size_t *len,
+                   bool *found, uint64_t *downloaded, Err *err) MUST_CHECK;
+
+/* layer_map_find_image: among layers[0..n), the image layer holding key with the highest LSN
+ * <= lsn; NULL when none. Ties (same LSN, overlapping ranges) pick the first in the array. */
+Layer *layer_map_find_image(Layer *const *layers, size_t n, const Key *key, Lsn lsn);
+
+#endif

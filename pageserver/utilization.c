@@ -1,0 +1,127 @@
+/* utilization.c: disk and shard-count utilization for the storage controller's scheduler. */
+#include "pageserver/utilization.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+
+#include "shared/log.h"
+#include "shared/str.h"
+#include "shared/worker_pool.h"
+
+#include "pageserver/app.h"
+#include "pageserver/defaults.h"
+#include "pageserver/http_api.h"
+#include "pageserver/tenant.h"
+
+void utilization_compute(Utilization *u)
+{
+    u->disk_wanted_bytes = u->disk_usage_bytes;
+    double usable =
+        (double)(u->disk_usage_bytes + u->free_space_bytes) * (double)u->disk_usable_pct / 100.0;
+    double disk_score = usable > 0 ? (double)u->disk_wanted_bytes * 1e6 / usable : 0;
+    double shard_score =
+        u->max_shard_count > 0 ? (double)u->shard_count * 1e6 / (double)u->max_shard_count : 0;
+    double score = disk_score > shard_score ? disk_score : shard_score;
+    u->utilization_score = (uint64_t)score;
+}
+
+json_t *utilization_to_json(const Utilization *u)
+{
+    char ts[64];
+    time_t secs = (time_t)(u->captured_at_ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char base[32];
+    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    str_printf(ts, sizeof(ts), "%s.%03dZ", base, (int)(u->captured_at_ms % 1000));
+    return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "disk_usage_bytes",
+                     (json_int_t)u->disk_usage_bytes, "free_space_bytes",
+                     (json_int_t)u->free_space_bytes, "disk_wanted_bytes",
+                     (json_int_t)u->disk_wanted_bytes, "disk_usable_pct",
+                     (json_int_t)u->disk_usable_pct, "shard_count", (json_int_t)u->shard_count,
+                     "max_shard_count", (json_int_t)u->max_shard_count, "utilization_score",
+                     (json_int_t)u->utilization_score, "captured_at", ts);
+}
+
+/* tree_bytes: allocated bytes under path (files only; symlinks not followed). */
+static uint64_t tree_bytes(const char *path, int depth)
+{
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return 0;
+    if (!S_ISDIR(st.st_mode))
+        return S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
+    if (depth > 16)
+        return 0;
+    uint64_t sum = 0;
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char child[PATH_MAX];
+        if (str_printf(child, sizeof(child), "%s/%s", path, de->d_name))
+            sum += tree_bytes(child, depth + 1);
+    }
+    closedir(d);
+    return sum;
+}
+
+typedef struct UtilJob {
+    PageserverApp *app;
+    HttpRequest *req;
+    char workdir[PATH_MAX];
+    Utilization u;
+    bool ok;
+    Err err;
+} UtilJob;
+
+static void util_work(void *arg)
+{
+    UtilJob *j = arg;
+    struct statvfs vfs;
+    if (statvfs(j->workdir, &vfs) != 0) {
+        err_set(&j->err, ERR_INTERNAL, "statvfs %s: %m", j->workdir);
+        j->ok = false;
+        return;
+    }
+    j->u.free_space_bytes = (uint64_t)vfs.f_bavail * (uint64_t)vfs.f_frsize;
+    char tenants[PATH_MAX];
+    str_printf(tenants, sizeof(tenants), "%s/%s", j->workdir, PAGESERVER_TENANTS_DIR);
+    j->u.disk_usage_bytes = tree_bytes(tenants, 0);
+    j->ok = true;
+}
+
+static void util_done(void *arg)
+{
+    UtilJob *j = arg;
+    if (j->ok) {
+        utilization_compute(&j->u);
+        pageserver_reply_json(j->app, j->req, 200, utilization_to_json(&j->u));
+    } else {
+        pageserver_reply_error(j->app, j->req, &j->err);
+    }
+    free(j);
+}
+
+void utilization_get(PageserverApp *app, HttpRequest *req)
+{
+    UtilJob *j = xcalloc(1, sizeof(*j));
+    j->app = app;
+    j->req = req;
+    str_copy(j->workdir, sizeof(j->workdir), app->cfg.workdir);
+    j->u.disk_usable_pct = PAGESERVER_DISK_USABLE_PCT;
+    j->u.max_shard_count = PAGESERVER_MAX_SHARD_COUNT;
+    j->u.shard_count = app->tenants != NULL ? (uint32_t)app->tenants->n_slots : 0;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    j->u.captured_at_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    worker_pool_submit(app->workers, util_work, util_done, j);
+}
