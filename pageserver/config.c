@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "shared/daemon.h"
+#include "shared/fsutil.h"
 #include "shared/str.h"
 
 #include "pageserver/defaults.h"
@@ -91,14 +92,6 @@ ConfigResult pageserver_config_load(int argc, char **argv, PageserverConfig *out
     return CONFIG_OK;
 }
 
-/* strip_trailing_slashes: "/a/b//" -> "/a/b"; a lone "/" stays. */
-static void strip_trailing_slashes(char *s)
-{
-    size_t n = strlen(s);
-    while (n > 1 && s[n - 1] == '/')
-        s[--n] = '\0';
-}
-
 /* make_absolute: the work directory is written into the default remote storage URL and the logs,
  * where a relative path would mean nothing to a reader in another directory. */
 static bool make_absolute(char *path, size_t cap, Err *err)
@@ -116,7 +109,7 @@ static bool make_absolute(char *path, size_t cap, Err *err)
             return false;
         }
     }
-    strip_trailing_slashes(path);
+    fs_strip_trailing_slashes(path);
     return true;
 }
 
@@ -184,11 +177,11 @@ bool pageserver_config_finish(PageserverConfig *cfg, int *exit_code, Err *err)
         err_set(err, ERR_BAD_REQUEST, "--workdir: path too long for the default remote storage");
         return false;
     }
-    if (!pageserver_remote_storage_parse(cfg->remote_storage, &cfg->remote, err)) {
+    if (!remote_storage_url_parse(cfg->remote_storage, &cfg->remote, err)) {
         err_prefix(err, "--remote-storage: ");
         return false;
     }
-    if (!pageserver_remote_storage_check_supported(&cfg->remote, err)) {
+    if (!remote_storage_url_check_supported(&cfg->remote, err)) {
         err_prefix(err, "--remote-storage: ");
         *exit_code = EXIT_CODE_CONFIG;
         return false;
@@ -212,122 +205,6 @@ bool pageserver_config_check_pg_bin_dir(const PageserverConfig *cfg, Err *err)
         return false;
     }
     return true;
-}
-
-/* parse_file_url: the part after "file://" must be an absolute path. A host ("file://x/y") is
- * refused rather than silently read as a relative path, and "." / ".." segments are refused
- * because the root is compared and logged as text. */
-static bool parse_file_url(const char *url, const char *rest, PageserverRemoteStorage *out,
-                           Err *err)
-{
-    if (rest[0] != '/') {
-        err_set(err, ERR_BAD_REQUEST,
-                "\"%s\": expected file:///absolute/path (a file URL has no host part)", url);
-        return false;
-    }
-    if (!str_copy(out->path, sizeof(out->path), rest)) {
-        err_set(err, ERR_BAD_REQUEST, "\"%s\": path too long", url);
-        return false;
-    }
-    strip_trailing_slashes(out->path);
-    if (strcmp(out->path, "/") == 0) {
-        err_set(err, ERR_BAD_REQUEST, "\"%s\": the root directory cannot be remote storage", url);
-        return false;
-    }
-    const char *seg = out->path + 1;
-    while (*seg) {
-        size_t len = strcspn(seg, "/");
-        if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.')) {
-            err_set(err, ERR_BAD_REQUEST, "\"%s\": \".\" and \"..\" are not allowed in the path",
-                    url);
-            return false;
-        }
-        seg += len;
-        while (*seg == '/')
-            seg++;
-    }
-    for (const char *p = out->path; *p; p++) {
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            err_set(err, ERR_BAD_REQUEST, "\"%s\": control characters in the path", url);
-            return false;
-        }
-    }
-    out->kind = PAGESERVER_REMOTE_STORAGE_LOCAL_FS;
-    return true;
-}
-
-/* parse_s3_url: "s3://bucket[/prefix]" with S3's bucket naming rules (lowercase, digits, '.',
- * '-', 3..63 chars, starting and ending with a letter or digit). */
-static bool parse_s3_url(const char *url, const char *rest, PageserverRemoteStorage *out, Err *err)
-{
-    size_t blen = strcspn(rest, "/");
-    if (blen < 3 || blen > 63) {
-        err_set(err, ERR_BAD_REQUEST, "\"%s\": bucket name must be 3..63 characters", url);
-        return false;
-    }
-    for (size_t i = 0; i < blen; i++) {
-        char c = rest[i];
-        bool edge = (i == 0 || i == blen - 1);
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (edge || (c != '.' && c != '-'))) {
-            err_set(err, ERR_BAD_REQUEST,
-                    "\"%s\": invalid bucket name (lowercase letters, digits, '.', '-')", url);
-            return false;
-        }
-    }
-    memcpy(out->bucket, rest, blen);
-    out->bucket[blen] = '\0';
-    const char *prefix = rest + blen;
-    while (*prefix == '/')
-        prefix++;
-    if (!str_copy(out->prefix, sizeof(out->prefix), prefix)) {
-        err_set(err, ERR_BAD_REQUEST, "\"%s\": prefix too long", url);
-        return false;
-    }
-    size_t plen = strlen(out->prefix);
-    while (plen > 0 && out->prefix[plen - 1] == '/')
-        out->prefix[--plen] = '\0';
-    out->kind = PAGESERVER_REMOTE_STORAGE_S3;
-    return true;
-}
-
-bool pageserver_remote_storage_parse(const char *url, PageserverRemoteStorage *out, Err *err)
-{
-    memset(out, 0, sizeof(*out));
-    if (url == NULL || url[0] == '\0') {
-        err_set(err, ERR_BAD_REQUEST, "empty URL (expected file:///abs/path)");
-        return false;
-    }
-    if (str_has_prefix(url, "file://"))
-        return parse_file_url(url, url + strlen("file://"), out, err);
-    if (str_has_prefix(url, "s3://"))
-        return parse_s3_url(url, url + strlen("s3://"), out, err);
-    const char *sep = strstr(url, "://");
-    if (sep != NULL) {
-        err_set(err, ERR_BAD_REQUEST,
-                "\"%s\": unsupported scheme \"%.*s\" (expected file:///abs/path or "
-                "s3://bucket/prefix)",
-                url, (int)(sep - url), url);
-        return false;
-    }
-    err_set(err, ERR_BAD_REQUEST,
-            "\"%s\" is not a URL (expected file:///abs/path or s3://bucket/prefix)", url);
-    return false;
-}
-
-bool pageserver_remote_storage_check_supported(const PageserverRemoteStorage *rs, Err *err)
-{
-    switch (rs->kind) {
-    case PAGESERVER_REMOTE_STORAGE_LOCAL_FS:
-        return true;
-    case PAGESERVER_REMOTE_STORAGE_S3:
-        err_set(err, ERR_PRECONDITION_FAILED, "s3 remote storage is not supported yet");
-        return false;
-    case PAGESERVER_REMOTE_STORAGE_KIND_COUNT:
-        break;
-    }
-    err_set(err, ERR_INTERNAL, "unknown remote storage kind %d", (int)rs->kind);
-    return false;
 }
 
 bool pageserver_control_plane_api_normalize(const char *in, char *out, size_t cap, Err *err)

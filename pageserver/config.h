@@ -16,25 +16,11 @@
 
 #include "shared/config.h"
 #include "shared/err.h"
+#include "shared/remote_storage.h"
 #include "shared/log.h"
 #include "shared/str.h"
 
 #include "pageserver/defaults.h"
-
-typedef enum PageserverRemoteStorageKind {
-    PAGESERVER_REMOTE_STORAGE_LOCAL_FS, /* file:///abs/path */
-    PAGESERVER_REMOTE_STORAGE_S3,       /* s3://bucket/prefix (parsed, not supported yet) */
-    PAGESERVER_REMOTE_STORAGE_KIND_COUNT
-} PageserverRemoteStorageKind;
-
-#define PAGESERVER_S3_BUCKET_MAX 64 /* 3..63 chars + NUL */
-
-typedef struct PageserverRemoteStorage {
-    PageserverRemoteStorageKind kind;
-    char path[PATH_MAX];                   /* LOCAL_FS: absolute, no trailing slash */
-    char bucket[PAGESERVER_S3_BUCKET_MAX]; /* S3 */
-    char prefix[PAGESERVER_URL_MAX];       /* S3: without leading/trailing '/', may be empty */
-} PageserverRemoteStorage;
 
 typedef struct PageserverConfig {
     /* Filled by the option table. */
@@ -56,7 +42,7 @@ typedef struct PageserverConfig {
 
     /* Derived by pageserver_config_finish. */
     LogLevel log_level_value;
-    PageserverRemoteStorage remote;
+    RemoteStorageUrl remote;
 } PageserverConfig;
 
 /* pageserver_config_spec: the option table (static storage; also generates --help). */
@@ -75,18 +61,6 @@ bool pageserver_config_finish(PageserverConfig *cfg, int *exit_code, Err *err) M
 /* pageserver_config_check_pg_bin_dir: <pg_bin_dir>/initdb exists and is executable (the
  * bootstrap of a timeline runs it). Touches the file system: called at startup, not by finish. */
 bool pageserver_config_check_pg_bin_dir(const PageserverConfig *cfg, Err *err) MUST_CHECK;
-
-/* pageserver_remote_storage_parse: the syntax of a remote storage URL. "file:///abs/path" (no
- * host, absolute path without "." or ".." segments; trailing '/' dropped) and
- * "s3://bucket[/prefix]" (bucket 3..63 of [a-z0-9.-]). Anything else -> ERR_BAD_REQUEST naming
- * what was wrong. */
-bool pageserver_remote_storage_parse(const char *url, PageserverRemoteStorage *out,
-                                     Err *err) MUST_CHECK;
-
-/* pageserver_remote_storage_check_supported: only the local file system for now; s3 ->
- * ERR_PRECONDITION_FAILED "s3 remote storage is not supported yet". */
-bool pageserver_remote_storage_check_supported(const PageserverRemoteStorage *rs,
-                                               Err *err) MUST_CHECK;
 
 /* pageserver_control_plane_api_normalize: an http:// or https:// base URL, made to end with '/'
  * so that upcall names can be appended ("re-attach"). Empty stays empty (no control plane). */

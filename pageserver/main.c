@@ -125,7 +125,7 @@ static void lock_workdir(PageserverApp *app)
 static void prepare_remote_storage(PageserverApp *app)
 {
     Err err = {0};
-    if (app->cfg.remote.kind != PAGESERVER_REMOTE_STORAGE_LOCAL_FS)
+    if (app->cfg.remote.kind != REMOTE_STORAGE_LOCAL_FS)
         return;
     if (!fs_mkdir_p(app->cfg.remote.path, PAGESERVER_DIR_MODE, &err)) {
         err_prefix(&err, "cannot create remote storage root: ");

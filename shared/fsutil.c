@@ -278,3 +278,10 @@ bool fs_exists(const char *path)
     struct stat st;
     return stat(path, &st) == 0;
 }
+
+void fs_strip_trailing_slashes(char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        path[--n] = '\0';
+}

@@ -26,6 +26,8 @@ bool fs_mkdir_p(const char *path, mode_t mode, Err *err) MUST_CHECK;
 /* fs_remove_tree: remove a file or a directory tree; absent is success. */
 bool fs_remove_tree(const char *path, Err *err) MUST_CHECK;
 bool fs_exists(const char *path);
+/* fs_strip_trailing_slashes: "/a/b//" -> "/a/b" in place; a lone "/" stays. */
+void fs_strip_trailing_slashes(char *path);
 /* fs_dir_of: the directory holding path ("." for a bare name, "/" for "/name") into out[cap];
  * false if it does not fit. */
 bool fs_dir_of(const char *path, char *out, size_t cap) MUST_CHECK;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "shared/err.h"
+#include "shared/fsutil.h"
 #include "shared/str.h"
 
 #include "shared/remote_storage.h"
@@ -20,28 +21,27 @@ struct RemoteStorage {
     void *impl;
 };
 
-/* parse_file_url: "file://" followed by an absolute path without "." / ".." segments or
- * control characters; trailing slashes are dropped and "/" itself is refused. The same rules as
- * the pageserver's config parser, so a URL that passed the config also opens here. On success
- * *root is a heap string the caller frees. */
-static bool parse_file_url(const char *url, char **root, Err *err)
+/* parse_file_url: the part after "file://" must be an absolute path. A host ("file://x/y") is
+ * refused rather than silently read as a relative path, and "." / ".." segments are refused
+ * because the root is compared and logged as text. */
+static bool parse_file_url(const char *url, const char *rest, RemoteStorageUrl *out, Err *err)
 {
-    const char *path = url + strlen("file://");
-    if (path[0] != '/') {
+    if (rest[0] != '/') {
         err_set(err, ERR_BAD_REQUEST,
                 "\"%s\": expected file:///absolute/path (a file URL has no host part)", url);
         return false;
     }
-    for (const char *p = path; *p; p++) {
-        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-            err_set(err, ERR_BAD_REQUEST, "\"%s\": control characters in the path", url);
-            return false;
-        }
+    if (!str_copy(out->path, sizeof(out->path), rest)) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": path too long", url);
+        return false;
     }
-    const char *seg = path;
+    fs_strip_trailing_slashes(out->path);
+    if (strcmp(out->path, "/") == 0) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": the root directory cannot be remote storage", url);
+        return false;
+    }
+    const char *seg = out->path + 1;
     while (*seg) {
-        while (*seg == '/')
-            seg++;
         size_t len = strcspn(seg, "/");
         if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.')) {
             err_set(err, ERR_BAD_REQUEST, "\"%s\": \".\" and \"..\" are not allowed in the path",
@@ -49,16 +49,91 @@ static bool parse_file_url(const char *url, char **root, Err *err)
             return false;
         }
         seg += len;
+        while (*seg == '/')
+            seg++;
     }
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    if (n == 1) {
-        err_set(err, ERR_BAD_REQUEST, "\"%s\": the root directory cannot be remote storage", url);
+    for (const char *p = out->path; *p; p++) {
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            err_set(err, ERR_BAD_REQUEST, "\"%s\": control characters in the path", url);
+            return false;
+        }
+    }
+    out->kind = REMOTE_STORAGE_LOCAL_FS;
+    return true;
+}
+
+/* parse_s3_url: "s3://bucket[/prefix]" with S3's bucket naming rules (lowercase, digits, '.',
+ * '-', 3..63 chars, starting and ending with a letter or digit). */
+static bool parse_s3_url(const char *url, const char *rest, RemoteStorageUrl *out, Err *err)
+{
+    size_t blen = strcspn(rest, "/");
+    if (blen < 3 || blen > 63) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": bucket name must be 3..63 characters", url);
         return false;
     }
-    *root = xstrndup(path, n);
+    for (size_t i = 0; i < blen; i++) {
+        char c = rest[i];
+        bool edge = (i == 0 || i == blen - 1);
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (edge || (c != '.' && c != '-'))) {
+            err_set(err, ERR_BAD_REQUEST,
+                    "\"%s\": invalid bucket name (lowercase letters, digits, '.', '-')", url);
+            return false;
+        }
+    }
+    memcpy(out->bucket, rest, blen);
+    out->bucket[blen] = '\0';
+    const char *prefix = rest + blen;
+    while (*prefix == '/')
+        prefix++;
+    if (!str_copy(out->prefix, sizeof(out->prefix), prefix)) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": prefix too long", url);
+        return false;
+    }
+    size_t plen = strlen(out->prefix);
+    while (plen > 0 && out->prefix[plen - 1] == '/')
+        out->prefix[--plen] = '\0';
+    out->kind = REMOTE_STORAGE_S3;
     return true;
+}
+
+bool remote_storage_url_parse(const char *url, RemoteStorageUrl *out, Err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (url == NULL || url[0] == '\0') {
+        err_set(err, ERR_BAD_REQUEST, "empty URL (expected file:///abs/path)");
+        return false;
+    }
+    if (str_has_prefix(url, "file://"))
+        return parse_file_url(url, url + strlen("file://"), out, err);
+    if (str_has_prefix(url, "s3://"))
+        return parse_s3_url(url, url + strlen("s3://"), out, err);
+    const char *sep = strstr(url, "://");
+    if (sep != NULL) {
+        err_set(err, ERR_BAD_REQUEST,
+                "\"%s\": unsupported scheme \"%.*s\" (expected file:///abs/path or "
+                "s3://bucket/prefix)",
+                url, (int)(sep - url), url);
+        return false;
+    }
+    err_set(err, ERR_BAD_REQUEST,
+            "\"%s\" is not a URL (expected file:///abs/path or s3://bucket/prefix)", url);
+    return false;
+}
+
+bool remote_storage_url_check_supported(const RemoteStorageUrl *rs, Err *err)
+{
+    switch (rs->kind) {
+    case REMOTE_STORAGE_LOCAL_FS:
+        return true;
+    case REMOTE_STORAGE_S3:
+        err_set(err, ERR_PRECONDITION_FAILED, "s3 remote storage is not supported yet");
+        return false;
+    case REMOTE_STORAGE_KIND_COUNT:
+        break;
+    }
+    err_set(err, ERR_INTERNAL, "unknown remote storage kind %d", (int)rs->kind);
+    return false;
 }
 
 bool remote_storage_open(const char *url, RemoteStorage **out, Err *err)
@@ -70,22 +145,13 @@ bool remote_storage_open(const char *url, RemoteStorage **out, Err *err)
     }
     const RemoteStorageOps *ops = NULL;
     void *impl = NULL;
-    if (str_has_prefix(url, "file://")) {
-        char *root = NULL;
-        if (!parse_file_url(url, &root, err))
-            return false;
-        bool ok = remote_storage_fs_new(root, &ops, &impl, err);
-        free(root);
-        if (!ok)
-            return false;
-    } else if (str_has_prefix(url, "s3://")) {
-        err_set(err, ERR_BAD_REQUEST, "s3 remote storage is not supported yet");
+    RemoteStorageUrl *parsed = xcalloc(1, sizeof(*parsed)); /* PATH_MAX-sized: not on the stack */
+    bool ok = remote_storage_url_parse(url, parsed, err) &&
+              remote_storage_url_check_supported(parsed, err) &&
+              remote_storage_fs_new(parsed->path, &ops, &impl, err);
+    free(parsed);
+    if (!ok)
         return false;
-    } else {
-        err_set(err, ERR_BAD_REQUEST,
-                "\"%s\": unsupported remote storage URL (expected file:///abs/path)", url);
-        return false;
-    }
     RemoteStorage *rs = xcalloc(1, sizeof(*rs));
     rs->url = xstrdup(url);
     rs->ops = ops;

@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <limits.h>
 #include <stdint.h>
 
 #include "shared/err.h"
@@ -52,6 +53,32 @@ typedef struct RemoteStorageOps {
     bool (*delete_key)(void *impl, const char *key, Err *err);
     void (*free_impl)(void *impl);
 } RemoteStorageOps;
+
+/* The parsed form of a remote storage URL. */
+typedef enum RemoteStorageKind {
+    REMOTE_STORAGE_LOCAL_FS, /* file:///abs/path */
+    REMOTE_STORAGE_S3,       /* s3://bucket/prefix (parsed, not supported yet) */
+    REMOTE_STORAGE_KIND_COUNT
+} RemoteStorageKind;
+
+#define REMOTE_STORAGE_S3_BUCKET_MAX 64 /* 3..63 chars + NUL */
+#define REMOTE_STORAGE_URL_MAX       1024
+
+typedef struct RemoteStorageUrl {
+    RemoteStorageKind kind;
+    char path[PATH_MAX];                       /* LOCAL_FS: absolute, no trailing slash */
+    char bucket[REMOTE_STORAGE_S3_BUCKET_MAX]; /* S3 */
+    char prefix[REMOTE_STORAGE_URL_MAX];       /* S3: without leading/trailing '/', may be empty */
+} RemoteStorageUrl;
+
+/* remote_storage_url_parse: the syntax of a remote storage URL: "file:///abs/path" (no host,
+ * absolute path without "." or ".." segments or control characters, not "/"; trailing '/'
+ * dropped) and "s3://bucket[/prefix]" (bucket 3..63 of [a-z0-9.-]). Anything else ->
+ * ERR_BAD_REQUEST naming what was wrong. The one parser for daemon flags and for opening. */
+bool remote_storage_url_parse(const char *url, RemoteStorageUrl *out, Err *err) MUST_CHECK;
+/* remote_storage_url_check_supported: only the local file system for now; s3 ->
+ * ERR_PRECONDITION_FAILED "s3 remote storage is not supported yet". */
+bool remote_storage_url_check_supported(const RemoteStorageUrl *url, Err *err) MUST_CHECK;
 
 /* remote_storage_open: a backend for the URL. The caller frees it with remote_storage_free. */
 bool remote_storage_open(const char *url, RemoteStorage **out, Err *err) MUST_CHECK;

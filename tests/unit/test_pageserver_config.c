@@ -59,21 +59,19 @@ static void test_remote_storage_parse(void **state)
     static const struct {
         const char *url;
         bool ok;
-        PageserverRemoteStorageKind kind;
+        RemoteStorageKind kind;
         const char *path_or_bucket;
         const char *prefix;
         const char *err_has; /* substring of the error message */
     } cases[] = {
-        {"file:///data/remote", true, PAGESERVER_REMOTE_STORAGE_LOCAL_FS, "/data/remote", "", NULL},
-        {"file:///data/remote/", true, PAGESERVER_REMOTE_STORAGE_LOCAL_FS, "/data/remote", "",
-         NULL},
-        {"file:///a//b///", true, PAGESERVER_REMOTE_STORAGE_LOCAL_FS, "/a//b", "", NULL},
-        {"file:///x", true, PAGESERVER_REMOTE_STORAGE_LOCAL_FS, "/x", "", NULL},
-        {"file:///a/..b/c.", true, PAGESERVER_REMOTE_STORAGE_LOCAL_FS, "/a/..b/c.", "", NULL},
-        {"s3://my-bucket/some/prefix/", true, PAGESERVER_REMOTE_STORAGE_S3, "my-bucket",
-         "some/prefix", NULL},
-        {"s3://abc", true, PAGESERVER_REMOTE_STORAGE_S3, "abc", "", NULL},
-        {"s3://a.b-c//p", true, PAGESERVER_REMOTE_STORAGE_S3, "a.b-c", "p", NULL},
+        {"file:///data/remote", true, REMOTE_STORAGE_LOCAL_FS, "/data/remote", "", NULL},
+        {"file:///data/remote/", true, REMOTE_STORAGE_LOCAL_FS, "/data/remote", "", NULL},
+        {"file:///a//b///", true, REMOTE_STORAGE_LOCAL_FS, "/a//b", "", NULL},
+        {"file:///x", true, REMOTE_STORAGE_LOCAL_FS, "/x", "", NULL},
+        {"file:///a/..b/c.", true, REMOTE_STORAGE_LOCAL_FS, "/a/..b/c.", "", NULL},
+        {"s3://my-bucket/some/prefix/", true, REMOTE_STORAGE_S3, "my-bucket", "some/prefix", NULL},
+        {"s3://abc", true, REMOTE_STORAGE_S3, "abc", "", NULL},
+        {"s3://a.b-c//p", true, REMOTE_STORAGE_S3, "a.b-c", "p", NULL},
         {"file://host/path", false, 0, NULL, NULL, "no host part"},
         {"file://relative", false, 0, NULL, NULL, "file:///absolute/path"},
         {"file://", false, 0, NULL, NULL, "file:///absolute/path"},
@@ -96,9 +94,9 @@ static void test_remote_storage_parse(void **state)
         {"", false, 0, NULL, NULL, "empty"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        PageserverRemoteStorage rs;
+        RemoteStorageUrl rs;
         Err err = {0};
-        bool ok = pageserver_remote_storage_parse(cases[i].url, &rs, &err);
+        bool ok = remote_storage_url_parse(cases[i].url, &rs, &err);
         if (ok != cases[i].ok)
             fail_msg("case %zu \"%s\": ok=%d, want %d (%s)", i, cases[i].url, ok, cases[i].ok,
                      err.msg);
@@ -110,7 +108,7 @@ static void test_remote_storage_parse(void **state)
             continue;
         }
         assert_int_equal(rs.kind, cases[i].kind);
-        if (rs.kind == PAGESERVER_REMOTE_STORAGE_LOCAL_FS) {
+        if (rs.kind == REMOTE_STORAGE_LOCAL_FS) {
             assert_string_equal(rs.path, cases[i].path_or_bucket);
         } else {
             assert_string_equal(rs.bucket, cases[i].path_or_bucket);
@@ -121,12 +119,12 @@ static void test_remote_storage_parse(void **state)
 
 static void test_remote_storage_supported(void **state)
 {
-    PageserverRemoteStorage rs;
+    RemoteStorageUrl rs;
     Err err = {0};
-    assert_true(pageserver_remote_storage_parse("file:///srv/remote", &rs, &err));
-    assert_true(pageserver_remote_storage_check_supported(&rs, &err));
-    assert_true(pageserver_remote_storage_parse("s3://bucket/prefix", &rs, &err));
-    assert_false(pageserver_remote_storage_check_supported(&rs, &err));
+    assert_true(remote_storage_url_parse("file:///srv/remote", &rs, &err));
+    assert_true(remote_storage_url_check_supported(&rs, &err));
+    assert_true(remote_storage_url_parse("s3://bucket/prefix", &rs, &err));
+    assert_false(remote_storage_url_check_supported(&rs, &err));
     assert_int_equal(err.code, ERR_PRECONDITION_FAILED);
     assert_string_equal(err.msg, "s3 remote storage is not supported yet");
 }
@@ -276,7 +274,7 @@ static void test_config_load_defaults(void **state)
     assert_string_equal(cfg.listen_pg.host, "127.0.0.1");
     assert_int_equal(cfg.listen_pg.port, 6400);
     assert_string_equal(cfg.remote_storage, "file:///srv/ps1/remote_storage");
-    assert_int_equal(cfg.remote.kind, PAGESERVER_REMOTE_STORAGE_LOCAL_FS);
+    assert_int_equal(cfg.remote.kind, REMOTE_STORAGE_LOCAL_FS);
     assert_string_equal(cfg.remote.path, "/srv/ps1/remote_storage");
     assert_string_equal(cfg.control_plane_api, "");
     assert_string_equal(cfg.availability_zone, "local");

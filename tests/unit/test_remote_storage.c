@@ -105,16 +105,18 @@ static void test_open_urls(void **state)
     static const struct {
         const char *url;
         const char *msg_part;
+        ErrCode code;
     } BAD[] = {
-        {"", "empty"},
-        {"file://relative/dir", "absolute"},
-        {"file:relative", "unsupported"},
-        {"file:///", "root directory"},
-        {"file:///tmp/a/../b", "\"..\""},
-        {"file:///tmp/./b", "\".\""},
-        {"s3://bucket/prefix", "s3 remote storage is not supported yet"},
-        {"http://example.com/x", "unsupported"},
-        {"/tmp/plain/path", "unsupported"},
+        {"", "empty", ERR_BAD_REQUEST},
+        {"file://relative/dir", "absolute", ERR_BAD_REQUEST},
+        {"file:relative", "not a URL", ERR_BAD_REQUEST},
+        {"file:///", "root directory", ERR_BAD_REQUEST},
+        {"file:///tmp/a/../b", "\"..\"", ERR_BAD_REQUEST},
+        {"file:///tmp/./b", "\".\"", ERR_BAD_REQUEST},
+        {"s3://bucket/prefix", "s3 remote storage is not supported yet", ERR_PRECONDITION_FAILED},
+        {"s3://B/prefix", "bucket name", ERR_BAD_REQUEST},
+        {"http://example.com/x", "unsupported", ERR_BAD_REQUEST},
+        {"/tmp/plain/path", "not a URL", ERR_BAD_REQUEST},
     };
     for (size_t i = 0; i < N_ELEMS(BAD); i++) {
         Err err = {0};
@@ -122,7 +124,7 @@ static void test_open_urls(void **state)
         if (remote_storage_open(BAD[i].url, &rs, &err))
             fail_msg("url \"%s\" accepted", BAD[i].url);
         assert_null(rs);
-        assert_int_equal(err.code, ERR_BAD_REQUEST);
+        assert_int_equal(err.code, BAD[i].code);
         if (strstr(err.msg, BAD[i].msg_part) == NULL)
             fail_msg("url \"%s\": message \"%s\" lacks \"%s\"", BAD[i].url, err.msg,
                      BAD[i].msg_part);
