@@ -107,6 +107,7 @@ struct HttpRequest {
     char *path;     /* decoded */
     char *params[HTTP_MAX_PARAMS];
     struct evkeyvalq query;
+    char *raw_query; /* as received (percent-encoded, no '?'); NULL = none */
     char *body;
     size_t body_len;
     char id[HTTP_REQUEST_ID_SIZE];
@@ -324,6 +325,7 @@ static void request_destroy(HttpRequest *req)
     for (size_t i = 0; i < HTTP_MAX_PARAMS; i++)
         free(req->params[i]);
     evhttp_clear_headers(&req->query);
+    free(req->raw_query);
     free(req->body);
     free(req);
 }
@@ -731,6 +733,8 @@ static void on_request(struct evhttp_request *evreq, void *arg)
         reply_simple_error(req, ERR_BAD_REQUEST, "malformed query string");
         goto done;
     }
+    if (q != NULL && q[0] != '\0')
+        req->raw_query = xstrdup(q);
     has_tenant = route_tenant(req, &tenant, tenant_ctx);
     if (has_tenant)
         log_ctx_set_tenant(tenant_ctx);
@@ -925,6 +929,11 @@ const char *http_request_param(const HttpRequest *req, const char *name)
 const char *http_request_query(const HttpRequest *req, const char *name)
 {
     return evhttp_find_header(&req->query, name);
+}
+
+const char *http_request_query_string(const HttpRequest *req)
+{
+    return req->raw_query != NULL ? req->raw_query : "";
 }
 
 const char *http_request_header(const HttpRequest *req, const char *name)

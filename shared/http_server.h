@@ -93,6 +93,9 @@ HttpMethod http_request_method(const HttpRequest *req);
 const char *http_request_path(const HttpRequest *req); /* decoded path, no query */
 const char *http_request_param(const HttpRequest *req, const char *name); /* NULL if absent */
 const char *http_request_query(const HttpRequest *req, const char *name); /* NULL if absent */
+/* http_request_query_string: the whole query as received (percent-encoded, without the '?'), ""
+ * when there is none; for proxies that forward it unchanged. */
+const char *http_request_query_string(const HttpRequest *req);
 const char *http_request_header(const HttpRequest *req, const char *name);
 const char *http_request_body(const HttpRequest *req, size_t *len); /* NUL-terminated */
 const char *http_request_id(const HttpRequest *req);

@@ -3,9 +3,10 @@
  * the event loop (Daemon), metrics, auth, the HTTP server, the migration runner and the database
  * pool. main.c owns and drives it; route handlers receive it as their `app` argument.
  *
- * Startup phases (main.c): MIGRATING (listening: /status answers, /ready says 503) -> READY;
- * any phase -> STOPPING on SIGTERM/SIGINT or a fatal error. Later startup work (loading nodes and
- * tenants, the startup reconcile) adds phases between MIGRATING and READY.
+ * Startup phases (main.c): MIGRATING (listening: /status answers, /ready says 503) -> STARTING
+ * (the service loads nodes and tenants, asks the pageservers what they hold, rebuilds intents and
+ * starts the reconciles: storcon/service.h) -> READY; any phase -> STOPPING on SIGTERM/SIGINT or
+ * a fatal error.
  */
 #ifndef STORCON_APP_H
 #define STORCON_APP_H
@@ -20,8 +21,11 @@
 #include "storcon/db.h"
 #include "storcon/migrate.h"
 
+struct Service; /* storcon/service.h */
+
 typedef enum StorconPhase {
     STORCON_PHASE_MIGRATING, /* connecting to the database and applying migrations */
+    STORCON_PHASE_STARTING,  /* service startup: load, learn observed state, reconcile */
     STORCON_PHASE_READY,     /* startup done: /ready answers 200 */
     STORCON_PHASE_STOPPING,  /* graceful stop or fatal error */
     STORCON_PHASE_COUNT
@@ -32,11 +36,12 @@ typedef struct StorconApp {
     Daemon *daemon;
     struct event_base *base; /* daemon_base(daemon) */
     MetricsRegistry *metrics;
-    Auth *auth;         /* NULL: auth off (--dev without --public-key) */
-    AuthSigner *signer; /* NULL: no --private-key; signs calls to pageservers */
-    HttpServer *http;   /* owned by the Daemon once added (it frees it when stopping) */
-    Migrator *migrator; /* while migrating */
-    DbPool *db;         /* from the end of migrations on */
+    Auth *auth;              /* NULL: auth off (--dev without --public-key) */
+    AuthSigner *signer;      /* NULL: no --private-key; signs calls to pageservers */
+    HttpServer *http;        /* owned by the Daemon once added (it frees it when stopping) */
+    Migrator *migrator;      /* while migrating */
+    DbPool *db;              /* from the end of migrations on */
+    struct Service *service; /* from the end of migrations on: all domain state */
     StorconPhase phase;
     char db_desc[256]; /* the database URL without password, for messages */
 } StorconApp;
@@ -47,6 +52,8 @@ static inline const char *storcon_phase_name(StorconPhase p)
     switch (p) {
     case STORCON_PHASE_MIGRATING:
         return "MIGRATING";
+    case STORCON_PHASE_STARTING:
+        return "STARTING";
     case STORCON_PHASE_READY:
         return "READY";
     case STORCON_PHASE_STOPPING:

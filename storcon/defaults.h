@@ -58,4 +58,37 @@
 #define STORCON_MIGRATE_CONNECT_RETRY_MIN_MS 100
 #define STORCON_MIGRATE_CONNECT_RETRY_MAX_MS 2000
 
+/* ---- service, reconciler, heartbeats (storcon/service.c, reconcile.c, heartbeat.c) ---- */
+/* Reconciles running at once; more wait in a FIFO queue. */
+#define STORCON_RECONCILE_MAX_CONCURRENT 128
+/* Calls the reconciler makes to pageservers: per-attempt timeout and retry policy (transport
+ * errors, timeouts and 503 are retried with capped backoff). */
+#define STORCON_RECONCILE_CALL_TIMEOUT_MS  30000
+#define STORCON_RECONCILE_CALL_ATTEMPTS    5
+#define STORCON_RECONCILE_CALL_BACKOFF_MS  250
+#define STORCON_RECONCILE_CALL_BACKOFF_MAX 4000
+#define STORCON_RECONCILE_CALL_DEADLINE_MS 90000
+/* heatmap_period the controller sets on shards that have secondaries (pageserver.md). */
+#define STORCON_HEATMAP_PERIOD_WITH_SECONDARIES "60s"
+/* Background pass: reconcile every dirty shard, retry pending compute notifications. */
+#define STORCON_BACKGROUND_INTERVAL_MS 20000
+/* Heartbeats: GET /v1/utilization on every node this often, with this timeout; a node without a
+ * good heartbeat for STORCON_OFFLINE_AFTER_MS goes Offline and its attached shards move. */
+#define STORCON_HEARTBEAT_INTERVAL_MS 5000
+#define STORCON_HEARTBEAT_TIMEOUT_MS  2000
+#define STORCON_OFFLINE_AFTER_MS      30000
+/* An extra round this soon after a node registered or re-attached (it is unschedulable until
+ * its next good heartbeat). */
+#define STORCON_HEARTBEAT_SOON_MS 200
+/* Startup: GET /v1/location_config on every node, per-attempt timeout and attempts. */
+#define STORCON_STARTUP_LOCATIONS_TIMEOUT_MS 5000
+#define STORCON_STARTUP_LOCATIONS_ATTEMPTS   2
+/* Tenant create waits this long for the first reconciles before answering. */
+#define STORCON_TENANT_CREATE_WAIT_MS 30000
+/* Tenant delete: the detach reconciles must finish within this. */
+#define STORCON_TENANT_DELETE_WAIT_MS 60000
+/* Default and maximum page size of GET /control/v1/tenant. */
+#define STORCON_TENANT_LIST_DEFAULT_LIMIT 1000
+#define STORCON_TENANT_LIST_MAX_LIMIT     10000
+
 #endif

@@ -1,5 +1,6 @@
 /*
- * http_api.c: the route table and the health, metrics and debug handlers.
+ * http_api.c: the route table, the health, metrics and failpoint handlers, and the helpers the
+ * route files share (deferred operations with per-tenant locks, strict bodies, path parameters).
  *
  * Handlers parse and validate, then answer (or start work whose completion answers); errors go
  * through http_reply_error so they are logged once with where they were raised.
@@ -16,6 +17,188 @@
 #include "shared/str.h"
 #include "storcon/app.h"
 
+/* ---- shared helpers ---- */
+
+Service *http_api_service(HttpRequest *req, void *arg)
+{
+    StorconApp *app = arg;
+    if (app->service == NULL || app->phase == STORCON_PHASE_STOPPING) {
+        Err err;
+        err_clear(&err);
+        err_set(&err, ERR_UNAVAILABLE, "not ready: %s",
+                app->phase == STORCON_PHASE_STOPPING ? "shutting down" : "starting");
+        http_reply_error(req, &err);
+        return NULL;
+    }
+    return app->service;
+}
+
+/* http_api_locks: one table per process. StorconApp has no slot for it (app.h belongs to the
+ * service core), and the HTTP layer is its only user, so it lives here. */
+TenantLocks *http_api_locks(void *arg)
+{
+    static TenantLocks *locks;
+    StorconApp *app = arg;
+    if (locks == NULL)
+        locks = tenant_locks_new(app->base);
+    return locks;
+}
+
+ApiOp *http_api_op_new(HttpRequest *req, void *app, Service *svc, int ok_status)
+{
+    ApiOp *op = xcalloc(1, sizeof(*op));
+    op->req = req;
+    op->app = app;
+    op->svc = svc;
+    op->ok_status = ok_status;
+    return op;
+}
+
+static void op_free(ApiOp *op)
+{
+    tenant_lock_release(op->lock);
+    if (op->data != NULL) {
+        if (op->free_data != NULL)
+            op->free_data(op->data);
+        else
+            free(op->data);
+    }
+    free(op);
+}
+
+static void op_granted(TenantLock *lock, void *arg)
+{
+    ApiOp *op = arg;
+    op->run(op);
+}
+
+void http_api_op_start(ApiOp *op, const TenantId *tenant, TenantLockMode mode, ApiOpRun run)
+{
+    op->run = run;
+    if (tenant == NULL) {
+        run(op);
+        return;
+    }
+    op->lock = tenant_lock_acquire(http_api_locks(op->app), tenant, mode, op_granted, op);
+}
+
+void http_api_op_reply(ApiOp *op, int status, json_t *result)
+{
+    HttpRequest *req = op->req;
+    op_free(op); /* release the lock before the reply: the next waiter may start
+                    at once */
+    http_reply_json(req, status, result);
+}
+
+void http_api_op_fail(ApiOp *op, const Err *err)
+{
+    HttpRequest *req = op->req;
+    Err copy = *err;
+    op_free(op);
+    http_reply_error(req, &copy);
+}
+
+void http_api_op_json_done(const Err *err, json_t *result, void *arg)
+{
+    ApiOp *op = arg;
+    if (err != NULL) {
+        http_api_op_fail(op, err);
+        return;
+    }
+    http_api_op_reply(op, op->ok_status, result);
+}
+
+void http_api_reply_sync(HttpRequest *req, bool ok, json_t *out, const Err *err)
+{
+    if (!ok) {
+        http_reply_error(req, err);
+        return;
+    }
+    http_reply_json(req, 200, out);
+}
+
+bool http_api_body(HttpRequest *req, const JsonSpec *spec, void *out, json_t **doc, Err *err)
+{
+    json_t *body = NULL;
+    if (doc != NULL)
+        *doc = NULL;
+    if (!http_request_json(req, &body, err))
+        return false;
+    if (!json_is_object(body)) {
+        err_set(err, ERR_BAD_REQUEST, "%s: the body must be a JSON object", spec->what);
+        json_decref(body);
+        return false;
+    }
+    if (!json_decode(body, spec, out, err)) {
+        json_decref(body);
+        return false;
+    }
+    if (doc != NULL)
+        *doc = body;
+    else
+        json_decref(body);
+    return true;
+}
+
+/* param_missing: a route whose pattern lacks the parameter its handler reads: a table bug. */
+static bool param_missing(const char *name, Err *err)
+{
+    err_set(err, ERR_INTERNAL, "route has no {%s} parameter", name);
+    return false;
+}
+
+bool http_api_param_tenant_id(HttpRequest *req, TenantId *out, Err *err)
+{
+    const char *s = http_request_param(req, "tenant_id");
+    if (s == NULL)
+        return param_missing("tenant_id", err);
+    if (!tenant_id_parse(s, out, err)) {
+        err_prefix(err, "tenant_id: ");
+        return false;
+    }
+    return true;
+}
+
+bool http_api_param_tsid(HttpRequest *req, TenantShardId *out, Err *err)
+{
+    const char *s = http_request_param(req, "tenant_shard_id");
+    if (s == NULL)
+        return param_missing("tenant_shard_id", err);
+    if (!tsid_parse(s, out, err)) {
+        err_prefix(err, "tenant_shard_id: ");
+        return false;
+    }
+    return true;
+}
+
+bool http_api_param_timeline_id(HttpRequest *req, TimelineId *out, Err *err)
+{
+    const char *s = http_request_param(req, "timeline_id");
+    if (s == NULL)
+        return param_missing("timeline_id", err);
+    if (!timeline_id_parse(s, out, err)) {
+        err_prefix(err, "timeline_id: ");
+        return false;
+    }
+    return true;
+}
+
+bool http_api_param_node_id(HttpRequest *req, NodeId *out, Err *err)
+{
+    const char *s = http_request_param(req, "node_id");
+    if (s == NULL)
+        return param_missing("node_id", err);
+    uint64_t v = 0;
+    if (!parse_u64(s, 0, INT64_MAX, &v)) {
+        err_set(err, ERR_BAD_REQUEST, "node_id: \"%.64s\" is not a node id", s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* ---- health, metrics, failpoints ---- */
+
 static void handle_status(HttpRequest *req, void *arg)
 {
     http_reply_json(req, 200, NULL);
@@ -30,6 +213,8 @@ static const char *not_ready_reason(const StorconApp *app)
                                       migrate_state(app->migrator) == MIGRATE_CONNECT_BACKOFF))
             return "connecting to the database";
         return "applying database migrations";
+    case STORCON_PHASE_STARTING:
+        return "loading state and reconciling";
     case STORCON_PHASE_STOPPING:
         return "shutting down";
     case STORCON_PHASE_READY:
@@ -43,18 +228,22 @@ static const char *not_ready_reason(const StorconApp *app)
 static void handle_ready(HttpRequest *req, void *arg)
 {
     const StorconApp *app = arg;
-    if (app->phase == STORCON_PHASE_READY) {
+    const char *reason = NULL;
+    if (app->phase == STORCON_PHASE_READY &&
+        (app->service == NULL || service_is_ready(app->service, &reason))) {
         http_reply_json(req, 200, NULL);
         return;
     }
     char msg[128];
-    str_printf(msg, sizeof(msg), "not ready: %s", not_ready_reason(app));
+    str_printf(msg, sizeof(msg), "not ready: %s", reason != NULL ? reason : not_ready_reason(app));
     http_reply_json(req, 503, json_pack("{s:s}", "msg", msg));
 }
 
 static void handle_metrics(HttpRequest *req, void *arg)
 {
     StorconApp *app = arg;
+    if (app->service != NULL)
+        service_metrics_refresh(app->service);
     char *text = metrics_render(app->metrics);
     http_reply_raw(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, strlen(text));
     free(text);
@@ -74,11 +263,59 @@ static void handle_put_failpoints(HttpRequest *req, void *arg)
     http_reply_json(req, 200, NULL);
 }
 
+/* The passthrough rows: any GET under /v1/tenant/{id}/ up to this depth that no other GET row
+ * serves more specifically (the server prefers literal segments).
+ */
+#define TENANT_PATH "/v1/tenant/{tenant_shard_id}"
+#define PASSTHROUGH(pattern)                                                                       \
+    {                                                                                              \
+        HTTP_GET, pattern, AUTH_SCOPE_PAGESERVERAPI, http_tenants_passthrough                      \
+    }
+
 const HttpRoute STORCON_HTTP_ROUTES[] = {
     {HTTP_GET, "/status", AUTH_SCOPE_NONE, handle_status},
     {HTTP_GET, "/ready", AUTH_SCOPE_NONE, handle_ready},
     {HTTP_GET, "/metrics", AUTH_SCOPE_NONE, handle_metrics},
     {HTTP_PUT, "/debug/v1/failpoints", AUTH_SCOPE_ADMIN, handle_put_failpoints},
+
+    /* /v1: the virtual pageserver */
+    {HTTP_POST, "/v1/tenant", AUTH_SCOPE_PAGESERVERAPI, http_tenants_create},
+    {HTTP_DELETE, "/v1/tenant/{tenant_id}", AUTH_SCOPE_PAGESERVERAPI, http_tenants_delete},
+    {HTTP_PUT, "/v1/tenant/config", AUTH_SCOPE_PAGESERVERAPI, http_tenants_config_put},
+    {HTTP_PATCH, "/v1/tenant/config", AUTH_SCOPE_PAGESERVERAPI, http_tenants_config_patch},
+    {HTTP_GET, "/v1/tenant/{tenant_id}/config", AUTH_SCOPE_PAGESERVERAPI, http_tenants_config_get},
+    {HTTP_PUT, TENANT_PATH "/location_config", AUTH_SCOPE_PAGESERVERAPI,
+     http_tenants_location_config},
+    {HTTP_POST, "/v1/tenant/{tenant_id}/timeline", AUTH_SCOPE_PAGESERVERAPI,
+     http_tenants_timeline_create},
+    {HTTP_DELETE, "/v1/tenant/{tenant_id}/timeline/{timeline_id}", AUTH_SCOPE_PAGESERVERAPI,
+     http_tenants_timeline_delete},
+    PASSTHROUGH(TENANT_PATH),
+    PASSTHROUGH(TENANT_PATH "/{p1}"),
+    PASSTHROUGH(TENANT_PATH "/{p1}/{p2}"),
+    PASSTHROUGH(TENANT_PATH "/{p1}/{p2}/{p3}"),
+    PASSTHROUGH(TENANT_PATH "/{p1}/{p2}/{p3}/{p4}"),
+    PASSTHROUGH(TENANT_PATH "/{p1}/{p2}/{p3}/{p4}/{p5}"),
+
+    /* /control/v1: operators */
+    {HTTP_POST, "/control/v1/node", AUTH_SCOPE_INFRA, http_nodes_register},
+    {HTTP_GET, "/control/v1/node", AUTH_SCOPE_INFRA, http_nodes_list},
+    {HTTP_GET, "/control/v1/node/{node_id}", AUTH_SCOPE_INFRA, http_nodes_describe},
+    {HTTP_PUT, "/control/v1/node/{node_id}/config", AUTH_SCOPE_ADMIN, http_nodes_configure},
+    {HTTP_GET, "/control/v1/tenant", AUTH_SCOPE_ADMIN, http_tenants_list},
+    {HTTP_GET, "/control/v1/tenant/{tenant_id}", AUTH_SCOPE_SCRUBBER, http_tenants_describe},
+    {HTTP_PUT, "/control/v1/tenant/{tenant_id}/policy", AUTH_SCOPE_ADMIN, http_tenants_policy},
+
+    /* /upcall/v1: pageservers */
+    {HTTP_POST, "/upcall/v1/re-attach", AUTH_SCOPE_GENERATIONS_API, http_upcalls_reattach},
+    {HTTP_POST, "/upcall/v1/validate", AUTH_SCOPE_GENERATIONS_API, http_upcalls_validate},
+
+    /* /debug/v1 */
+    {HTTP_POST, "/debug/v1/attach-hook", AUTH_SCOPE_ADMIN, http_debug_attach_hook},
+    {HTTP_GET, "/debug/v1/tenant/{tenant_id}/locate", AUTH_SCOPE_ADMIN, http_debug_locate},
+    {HTTP_POST, "/debug/v1/reconcile_all", AUTH_SCOPE_ADMIN, http_debug_reconcile_all},
+    {HTTP_POST, "/debug/v1/consistency_check", AUTH_SCOPE_ADMIN, http_debug_consistency_check},
+    {HTTP_GET, "/debug/v1/scheduler", AUTH_SCOPE_ADMIN, http_debug_scheduler},
 };
 
 const size_t STORCON_HTTP_ROUTES_COUNT =

@@ -4,7 +4,8 @@
  * Startup, with everything after daemon_new on the event loop:
  *   flags/config -> log_init -> failpoints -> keys -> daemon_new -> HTTP server bound (/status
  *   answers, /ready says 503) -> migrations on their own connection (connecting is retried until
- *   --db-connect-timeout) -> database pool -> READY.
+ *   --db-connect-timeout) -> database pool -> service startup (STARTING: load nodes and shards,
+ *   ask every pageserver for its locations, rebuild intents, start reconciles) -> READY.
  * With --migrate-to N only the migrations run (no HTTP server), a summary goes to stdout and the
  * process exits.
  *
@@ -32,6 +33,7 @@
 #include "storcon/http_api.h"
 #include "storcon/migrate.h"
 #include "storcon/migrations.h"
+#include "storcon/service.h"
 
 #define PROGRAM "storcon"
 
@@ -65,6 +67,7 @@ static void on_stop(void *arg)
 {
     StorconMain *sm = arg;
     app_set_phase(&sm->app, STORCON_PHASE_STOPPING);
+    service_stop(sm->app.service);
     if (sm->app.migrator != NULL) {
         log_info("stopping: abandoning the database migration (it rolls back)");
         migrate_free(sm->app.migrator);
@@ -87,6 +90,22 @@ static void print_migration_summary(const MigrateOutcome *o)
     if (o->from_version != o->to_version)
         printf("database schema version %d -> %d\n", o->from_version, o->to_version);
     fflush(stdout);
+}
+
+/* on_service_started: the service finished its startup sequence: ready, or a fatal error
+ * (database unreachable: 69; anything else: 70). */
+static void on_service_started(const Err *err, void *arg)
+{
+    StorconMain *sm = arg;
+    if (err != NULL) {
+        startup_fail(sm, err->code == ERR_UNAVAILABLE ? EXIT_CODE_UNAVAILABLE : EXIT_CODE_INTERNAL,
+                     err);
+        return;
+    }
+    if (daemon_stopping(sm->app.daemon))
+        return;
+    app_set_phase(&sm->app, STORCON_PHASE_READY);
+    log_info("ready");
 }
 
 /* on_migrated: the migration runner finished: start the pool and become ready (or, for
@@ -117,9 +136,18 @@ static void on_migrated(const MigrateOutcome *o, void *arg)
         .metrics = app->metrics,
     };
     app->db = db_pool_new(app->base, &pool_cfg);
-    app_set_phase(app, STORCON_PHASE_READY);
-    log_info("ready: schema version %d, database pool of %zu connections", outcome.to_version,
+    log_info("schema version %d, database pool of %zu connections", outcome.to_version,
              pool_cfg.size);
+    ServiceOptions sopts = {
+        .base = app->base,
+        .db = app->db,
+        .metrics = app->metrics,
+        .signer = app->signer,
+        .control_plane_url = app->cfg.control_plane_url,
+    };
+    app->service = service_new(&sopts);
+    app_set_phase(app, STORCON_PHASE_STARTING);
+    service_start(app->service, on_service_started, sm);
 }
 
 /* load_keys: the public key(s) verifying incoming tokens and the private key signing our own
@@ -173,6 +201,7 @@ static bool start_http(StorconApp *app, Err *err)
 
 static void app_free(StorconApp *app)
 {
+    service_free(app->service); /* before the pool: its calls are cancelled or abandoned */
     migrate_free(app->migrator);
     db_pool_free(app->db);
     daemon_free(app->daemon); /* frees the HTTP server too */

@@ -186,12 +186,39 @@ static int cmd_failpoints(Ctl *ctl, int argc, char **argv)
 }
 
 const CtlCommand CTL_COMMANDS[] = {
-    {"help", "[COMMAND]", "list the commands, or show one command's arguments", cmd_help},
+    {"help", "[COMMAND [SUBCOMMAND]]", "list the commands, or show one command's arguments",
+     cmd_help},
     {"status", "", "is the controller up and ready (exit 0 ready, 1 not ready)", cmd_status},
     {"token", "--private-key PATH --scope SCOPE [--tenant-id HEX] [--ttl DURATION]",
      "print a JWT signed with an Ed25519 private key", cmd_token},
     {"failpoints", "NAME=ACTION [NAME=ACTION...]",
      "arm failpoints in the controller (PUT /debug/v1/failpoints)", cmd_failpoints},
+    {"nodes list", "", "list the registered pageservers", ctl_cmd_nodes_list},
+    {"nodes register", "--id N --http HOST:PORT --pg HOST:PORT --az AZ [--https-port N]",
+     "register a pageserver (POST /control/v1/node)", ctl_cmd_nodes_register},
+    {"nodes configure", "ID [--availability Active|Offline] [--scheduling POLICY]",
+     "set a node's availability and/or scheduling policy", ctl_cmd_nodes_configure},
+    {"tenants create",
+     "[TENANT_ID] [--shard-count N] [--stripe-size PAGES] [--placement P] [--generation N] "
+     "[--config JSON]",
+     "create a tenant with all its shards (a random id when none is given)",
+     ctl_cmd_tenants_create},
+    {"tenants describe", "TENANT_ID", "show a tenant's shards, their nodes and state",
+     ctl_cmd_tenants_describe},
+    {"tenants list", "[--limit N] [--start-after TENANT_ID]", "list tenants (paged)",
+     ctl_cmd_tenants_list},
+    {"tenants locate", "TENANT_ID", "show where each shard of a tenant is attached",
+     ctl_cmd_tenants_locate},
+    {"tenants delete", "TENANT_ID", "delete a tenant everywhere, with its remote data",
+     ctl_cmd_tenants_delete},
+    {"tenants policy", "TENANT_ID [--placement P] [--scheduling Active|Essential|Pause|Stop]",
+     "change a tenant's placement and/or scheduling policy", ctl_cmd_tenants_policy},
+    {"timelines create",
+     "TENANT_ID [TIMELINE_ID] [--ancestor TIMELINE_ID [--ancestor-lsn LSN]] [--pg-version N]",
+     "create a timeline on every shard (bootstrap, or a branch with --ancestor)",
+     ctl_cmd_timelines_create},
+    {"timelines delete", "TENANT_ID TIMELINE_ID", "delete a timeline on every shard",
+     ctl_cmd_timelines_delete},
 };
 
 const size_t CTL_COMMANDS_COUNT = sizeof(CTL_COMMANDS) / sizeof(CTL_COMMANDS[0]);
@@ -199,17 +226,24 @@ const size_t CTL_COMMANDS_COUNT = sizeof(CTL_COMMANDS) / sizeof(CTL_COMMANDS[0])
 static int cmd_help(Ctl *ctl, int argc, char **argv)
 {
     const CtlCommand *self = ctl_command_find("help");
-    char *pos[1];
+    char *pos[2];
     int n_pos = 0, code = 0;
-    if (!ctl_parse_args(ctl, self, argc, argv, NULL, 0, pos, 1, &n_pos, &code))
+    if (!ctl_parse_args(ctl, self, argc, argv, NULL, 0, pos, 2, &n_pos, &code))
         return code;
     if (n_pos == 0) {
         ctl_print_usage(stdout);
         return CTL_EXIT_OK;
     }
-    const CtlCommand *cmd = ctl_command_find(pos[0]);
-    if (cmd == NULL)
+    char name[128];
+    if (!str_printf(name, sizeof(name), "%s%s%s", pos[0], n_pos == 2 ? " " : "",
+                    n_pos == 2 ? pos[1] : ""))
         return ctl_usage_error(NULL, "unknown command \"%s\"", pos[0]);
-    ctl_print_command_usage(cmd, stdout);
-    return CTL_EXIT_OK;
+    const CtlCommand *cmd = ctl_command_find(name);
+    if (cmd != NULL) {
+        ctl_print_command_usage(cmd, stdout);
+        return CTL_EXIT_OK;
+    }
+    if (n_pos == 1 && ctl_print_group_usage(pos[0], stdout))
+        return CTL_EXIT_OK;
+    return ctl_usage_error(NULL, "unknown command \"%s\"", name);
 }

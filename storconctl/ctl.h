@@ -56,7 +56,10 @@ typedef struct CtlCommand {
 extern const CtlCommand CTL_COMMANDS[];
 extern const size_t CTL_COMMANDS_COUNT;
 
+/* ctl_command_find: by full name; two-word commands are named "nodes list". */
 const CtlCommand *ctl_command_find(const char *name);
+/* ctl_print_group_usage: the commands "<group> ..." with their usage; false if there are none. */
+bool ctl_print_group_usage(const char *group, FILE *f);
 void ctl_print_usage(FILE *f);
 void ctl_print_command_usage(const CtlCommand *cmd, FILE *f);
 
@@ -107,5 +110,18 @@ void ctl_response_msg(const CtlResponse *resp, char *out, size_t cap);
  * transport message) and return the exit code (1 or 2). */
 int ctl_report_failure(const Ctl *ctl, const char *method, const char *path,
                        const CtlResponse *resp);
+
+/* Commands of commands_storage.c (rows of CTL_COMMANDS). */
+int ctl_cmd_nodes_list(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_nodes_register(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_nodes_configure(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_tenants_create(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_tenants_describe(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_tenants_list(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_tenants_locate(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_tenants_delete(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_tenants_policy(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_timelines_create(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_timelines_delete(Ctl *ctl, int argc, char **argv);
 
 #endif

@@ -30,7 +30,7 @@ void ctl_print_usage(FILE *f)
             "Commands:\n",
             CTL_PROGRAM, CTL_ENV_API, CTL_DEFAULT_API, CTL_ENV_TOKEN);
     for (size_t i = 0; i < CTL_COMMANDS_COUNT; i++)
-        fprintf(f, "  %-12s %s\n", CTL_COMMANDS[i].name, CTL_COMMANDS[i].summary);
+        fprintf(f, "  %-17s %s\n", CTL_COMMANDS[i].name, CTL_COMMANDS[i].summary);
     fprintf(f, "\nRun '%s help COMMAND' for a command's arguments.\n", CTL_PROGRAM);
 }
 
@@ -38,6 +38,41 @@ void ctl_print_command_usage(const CtlCommand *cmd, FILE *f)
 {
     fprintf(f, "usage: %s [global options] %s%s%s\n%s\n", CTL_PROGRAM, cmd->name,
             cmd->usage[0] ? " " : "", cmd->usage, cmd->summary);
+}
+
+bool ctl_print_group_usage(const char *group, FILE *f)
+{
+    size_t glen = strlen(group);
+    bool any = false;
+    for (size_t i = 0; i < CTL_COMMANDS_COUNT; i++) {
+        const char *name = CTL_COMMANDS[i].name;
+        if (strncmp(name, group, glen) != 0 || name[glen] != ' ')
+            continue;
+        if (!any)
+            fprintf(f, "usage: %s [global options] %s SUBCOMMAND [ARGS...]\n", CTL_PROGRAM, group);
+        any = true;
+        fprintf(f, "  %s%s%s\n      %s\n", name, CTL_COMMANDS[i].usage[0] ? " " : "",
+                CTL_COMMANDS[i].usage, CTL_COMMANDS[i].summary);
+    }
+    return any;
+}
+
+/* ctl_command_lookup: the command named by argv[0] alone or, for the two-word commands
+ * ("nodes list"), by argv[0] and argv[1]; *words says how many were used. */
+static const CtlCommand *ctl_command_lookup(int argc, char **argv, int *words)
+{
+    if (argc >= 2) {
+        char two[128];
+        if (str_printf(two, sizeof(two), "%s %s", argv[0], argv[1])) {
+            const CtlCommand *cmd = ctl_command_find(two);
+            if (cmd != NULL) {
+                *words = 2;
+                return cmd;
+            }
+        }
+    }
+    *words = 1;
+    return ctl_command_find(argv[0]);
 }
 
 const CtlCommand *ctl_command_find(const char *name)
@@ -238,11 +273,18 @@ int main(int argc, char **argv)
     } else if (argv[i][0] == '-') {
         rc = ctl_usage_error(NULL, "unknown option %s", argv[i]);
     } else {
-        const CtlCommand *cmd = ctl_command_find(argv[i]);
-        if (cmd == NULL)
+        int words = 1;
+        const CtlCommand *cmd = ctl_command_lookup(argc - i, argv + i, &words);
+        if (cmd != NULL) {
+            rc = cmd->handler(&ctl, argc - i - (words - 1), argv + i + (words - 1));
+        } else if (ctl_print_group_usage(argv[i], stderr)) {
+            if (i + 1 < argc)
+                fprintf(stderr, "%s: unknown %s subcommand \"%s\"\n", CTL_PROGRAM, argv[i],
+                        argv[i + 1]);
+            rc = CTL_EXIT_USAGE;
+        } else {
             rc = ctl_usage_error(NULL, "unknown command \"%s\"", argv[i]);
-        else
-            rc = cmd->handler(&ctl, argc - i, argv + i);
+        }
     }
     ctl_finish(&ctl);
     return rc;

@@ -1,0 +1,553 @@
+/*
+ * http_tenants.c: tenant routes: the /v1 "virtual pageserver" (create, delete, config,
+ * location_config, timeline create / delete, the GET passthrough) and the /control/v1 tenant routes
+ * (paged list, describe, policy).
+ *
+ * Locks (tenant_lock.h): exclusive for create, delete, location_config, config and policy; shared
+ * for timeline create / delete. Reads (config get, describe, list, passthrough) take none: they
+ * answer from memory, or re-check the attachment themselves (passthrough).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "pageserver/tenant_config.h"
+#include "shared/err.h"
+#include "shared/json.h"
+#include "shared/log.h"
+#include "shared/str.h"
+#include "storcon/app.h"
+#include "storcon/defaults.h"
+#include "storcon/http_api.h"
+#include "storcon/passthrough.h"
+#include "storcon/placement.h"
+#include "storcon/service.h"
+#include "storcon/timeline_fanout.h"
+
+#define POLICY_NAME_SIZE 32
+
+static struct event_base *app_base(void *app)
+{
+    return ((StorconApp *)app)->base;
+}
+
+/* ---- POST /v1/tenant ---- */
+
+typedef struct ShardParamsBody {
+    uint8_t count;
+    uint32_t stripe_size;
+} ShardParamsBody;
+
+static const JsonField SHARD_PARAMS_FIELDS[] = {
+    JSON_FIELD(ShardParamsBody, count, "count", JSON_FIELD_U8, 0),
+    JSON_FIELD(ShardParamsBody, stripe_size, "stripe_size", JSON_FIELD_U32, JSON_NONZERO),
+};
+static const JsonSpec SHARD_PARAMS_SPEC =
+    JSON_SPEC("shard_parameters", SHARD_PARAMS_FIELDS, JSON_UNKNOWN_REJECT);
+
+typedef struct TenantCreateBody {
+    TenantId tenant_id;
+    Generation generation;
+    JsonPresence generation_p;
+    ShardParamsBody shard;
+    json_t *placement; /* borrowed from the document */
+    char scheduling[POLICY_NAME_SIZE];
+    JsonPresence scheduling_p;
+    TenantConfig config;
+} TenantCreateBody;
+
+static const JsonField TENANT_CREATE_FIELDS[] = {
+    JSON_FIELD(TenantCreateBody, tenant_id, "new_tenant_id", JSON_FIELD_TENANT_ID, JSON_REQUIRED),
+    JSON_FIELD_P(TenantCreateBody, generation, generation_p, "generation", JSON_FIELD_GENERATION,
+                 JSON_NULLABLE),
+    JSON_NESTED(TenantCreateBody, shard, "shard_parameters", &SHARD_PARAMS_SPEC, 0),
+    JSON_FIELD(TenantCreateBody, placement, "placement_policy", JSON_FIELD_ANY, JSON_NULLABLE),
+    JSON_FIELD_P(TenantCreateBody, scheduling, scheduling_p, "scheduling_policy", JSON_FIELD_STRING,
+                 JSON_NULLABLE),
+    JSON_FLATTEN(TenantCreateBody, config, &TENANT_CONFIG_SPEC),
+};
+static const JsonSpec TENANT_CREATE_SPEC =
+    JSON_SPEC("tenant create", TENANT_CREATE_FIELDS, JSON_UNKNOWN_REJECT);
+
+/* A decoded create, kept while waiting for the lock. */
+typedef struct CreateData {
+    ServiceTenantCreate sc;
+    json_t *config; /* owned */
+} CreateData;
+
+static void create_data_free(void *p)
+{
+    CreateData *d = p;
+    json_decref(d->config);
+    free(d);
+}
+
+static void run_create(ApiOp *op)
+{
+    CreateData *d = op->data;
+    service_tenant_create(op->svc, &d->sc, http_api_op_json_done, op);
+}
+
+void http_tenants_create(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    json_t *doc = NULL;
+    TenantCreateBody body;
+    memset(&body, 0, sizeof(body));
+    body.shard.count = 0;
+    body.shard.stripe_size = STRIPE_SIZE_DEFAULT;
+    tenant_config_init(&body.config);
+    CreateData *d = xcalloc(1, sizeof(*d));
+    d->sc.placement = PLACEMENT_POLICY_DEFAULT;
+    if (!http_api_body(req, &TENANT_CREATE_SPEC, &body, &doc, &err) ||
+        !tenant_config_validate(&body.config, &err))
+        goto fail;
+    if (body.placement != NULL &&
+        !placement_policy_from_json(body.placement, &d->sc.placement, &err)) {
+        err_prefix(&err, "placement_policy: ");
+        goto fail;
+    }
+    if (body.scheduling_p == JSON_PRESENCE_SET) {
+        d->sc.has_scheduling = true;
+        if (!shard_scheduling_policy_parse(body.scheduling, &d->sc.scheduling, &err)) {
+            err_prefix(&err, "scheduling_policy: ");
+            goto fail;
+        }
+    }
+    d->sc.tenant_id = body.tenant_id;
+    d->sc.has_generation = body.generation_p == JSON_PRESENCE_SET;
+    d->sc.generation = body.generation;
+    d->sc.shard_count = body.shard.count;
+    d->sc.stripe_size = body.shard.stripe_size;
+    d->config = tenant_config_to_json(&body.config);
+    d->sc.config = d->config;
+    json_decref(doc);
+    doc = NULL;
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL) {
+        create_data_free(d);
+        return;
+    }
+    ApiOp *op = http_api_op_new(req, app, svc, 201);
+    op->data = d;
+    op->free_data = create_data_free;
+    http_api_op_start(op, &d->sc.tenant_id, TENANT_LOCK_EXCLUSIVE, run_create);
+    return;
+fail:
+    json_decref(doc);
+    create_data_free(d);
+    http_reply_error(req, &err);
+}
+
+/* ---- DELETE /v1/tenant/{tenant_id} ---- */
+
+typedef struct TenantData {
+    TenantId tenant;
+} TenantData;
+
+static void run_delete(ApiOp *op)
+{
+    TenantData *d = op->data;
+    service_tenant_delete(op->svc, &d->tenant, http_api_op_json_done, op);
+}
+
+/* start_tenant_op: the common shape of routes that only name a tenant. */
+static void start_tenant_op(HttpRequest *req, void *app, int ok_status, TenantLockMode mode,
+                            ApiOpRun run)
+{
+    Err err;
+    err_clear(&err);
+    TenantId tenant;
+    if (!http_api_param_tenant_id(req, &tenant, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    ApiOp *op = http_api_op_new(req, app, svc, ok_status);
+    TenantData *d = xmalloc(sizeof(*d));
+    d->tenant = tenant;
+    op->data = d;
+    http_api_op_start(op, &d->tenant, mode, run);
+}
+
+void http_tenants_delete(HttpRequest *req, void *app)
+{
+    start_tenant_op(req, app, 200, TENANT_LOCK_EXCLUSIVE, run_delete);
+}
+
+/* ---- PUT / PATCH /v1/tenant/config, GET /v1/tenant/{tenant_id}/config ---- */
+
+typedef struct ConfigData {
+    TenantId tenant;
+    json_t *config; /* owned */
+    bool patch;
+} ConfigData;
+
+static void config_data_free(void *p)
+{
+    ConfigData *d = p;
+    json_decref(d->config);
+    free(d);
+}
+
+static void run_config(ApiOp *op)
+{
+    ConfigData *d = op->data;
+    service_tenant_config_set(op->svc, &d->tenant, d->config, d->patch, http_api_op_json_done, op);
+}
+
+/* config_patch_json: the canonical rendering of a decoded PATCH: set fields with their values,
+ * removed fields as null, absent fields absent. */
+static json_t *config_patch_json(const TenantConfig *cfg)
+{
+    json_t *out = tenant_config_to_json(cfg);
+    for (size_t i = 0; i < TENANT_CONFIG_SPEC.n_fields; i++) {
+        const JsonField *f = &TENANT_CONFIG_SPEC.fields[i];
+        if (f->presence_offset == JSON_NO_PRESENCE)
+            continue;
+        JsonPresence p = *(const JsonPresence *)((const char *)cfg + f->presence_offset);
+        if (p == JSON_PRESENCE_NULL)
+            json_set_new(out, f->name, json_null());
+    }
+    return out;
+}
+
+static void handle_config_set(HttpRequest *req, void *app, bool patch)
+{
+    Err err;
+    err_clear(&err);
+    json_t *body = NULL;
+    TenantConfigRequest tc;
+    if (!http_request_json(req, &body, &err) || !tenant_config_request_decode(body, &tc, &err)) {
+        json_decref(body);
+        http_reply_error(req, &err);
+        return;
+    }
+    json_decref(body);
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    ConfigData *d = xcalloc(1, sizeof(*d));
+    d->tenant = tc.tenant_id;
+    d->patch = patch;
+    if (patch) {
+        d->config = config_patch_json(&tc.config);
+    } else {
+        TenantConfig cfg;
+        tenant_config_init(&cfg);
+        tenant_config_apply_patch(&cfg, &tc.config); /* null = default = no override */
+        d->config = tenant_config_to_json(&cfg);
+    }
+    ApiOp *op = http_api_op_new(req, app, svc, 200);
+    op->data = d;
+    op->free_data = config_data_free;
+    http_api_op_start(op, &d->tenant, TENANT_LOCK_EXCLUSIVE, run_config);
+}
+
+void http_tenants_config_put(HttpRequest *req, void *app)
+{
+    handle_config_set(req, app, false);
+}
+
+void http_tenants_config_patch(HttpRequest *req, void *app)
+{
+    handle_config_set(req, app, true);
+}
+
+void http_tenants_config_get(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    TenantId tenant;
+    if (!http_api_param_tenant_id(req, &tenant, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    json_t *out = NULL;
+    bool ok = service_tenant_config_get(svc, &tenant, &out, &err);
+    http_api_reply_sync(req, ok, out, &err);
+}
+
+/* ---- PUT /v1/tenant/{tsid}/location_config ---- */
+
+typedef struct LocationData {
+    TenantShardId tsid;
+    json_t *config; /* owned */
+} LocationData;
+
+static void location_data_free(void *p)
+{
+    LocationData *d = p;
+    json_decref(d->config);
+    free(d);
+}
+
+static void run_location(ApiOp *op)
+{
+    LocationData *d = op->data;
+    service_tenant_location_config(op->svc, &d->tsid, d->config, http_api_op_json_done, op);
+}
+
+/* http_tenants_location_config: the LocationConfig body itself is checked by the service (it is the
+ * pageserver's format); here only that it is an object and the id is usable. */
+void http_tenants_location_config(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    TenantShardId tsid;
+    json_t *body = NULL;
+    if (!http_api_param_tsid(req, &tsid, &err) || !http_request_json(req, &body, &err))
+        goto fail;
+    if (!json_is_object(body)) {
+        err_set(&err, ERR_BAD_REQUEST, "location_config: the body must be a JSON object");
+        goto fail;
+    }
+    if (tsid.count > 1) {
+        err_set(&err, ERR_BAD_REQUEST,
+                "location_config takes an unsharded tenant id (or shard count 1)");
+        goto fail;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL) {
+        json_decref(body);
+        return;
+    }
+    LocationData *d = xcalloc(1, sizeof(*d));
+    d->tsid = tsid;
+    d->config = body;
+    ApiOp *op = http_api_op_new(req, app, svc, 200);
+    op->data = d;
+    op->free_data = location_data_free;
+    http_api_op_start(op, &d->tsid.tenant_id, TENANT_LOCK_EXCLUSIVE, run_location);
+    return;
+fail:
+    json_decref(body);
+    http_reply_error(req, &err);
+}
+
+/* ---- timelines ---- */
+
+typedef struct TimelineData {
+    TenantId tenant;
+    TimelineId timeline;
+    TimelineCreateSpec spec;
+} TimelineData;
+
+static void run_timeline_create(ApiOp *op)
+{
+    TimelineData *d = op->data;
+    timeline_fanout_create(op->svc, app_base(op->app), &d->tenant, &d->spec, http_api_op_json_done,
+                           op);
+}
+
+void http_tenants_timeline_create(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    TenantId tenant;
+    json_t *body = NULL;
+    TimelineData *d = xcalloc(1, sizeof(*d));
+    if (!http_api_param_tenant_id(req, &tenant, &err) || !http_request_json(req, &body, &err) ||
+        !timeline_fanout_create_decode(body, &d->spec, &err)) {
+        json_decref(body);
+        free(d);
+        http_reply_error(req, &err);
+        return;
+    }
+    json_decref(body);
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL) {
+        free(d);
+        return;
+    }
+    d->tenant = tenant;
+    ApiOp *op = http_api_op_new(req, app, svc, 201);
+    op->data = d;
+    http_api_op_start(op, &d->tenant, TENANT_LOCK_SHARED, run_timeline_create);
+}
+
+static void run_timeline_delete(ApiOp *op)
+{
+    TimelineData *d = op->data;
+    timeline_fanout_delete(op->svc, app_base(op->app), &d->tenant, &d->timeline,
+                           http_api_op_json_done, op);
+}
+
+void http_tenants_timeline_delete(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    TimelineData *d = xcalloc(1, sizeof(*d));
+    if (!http_api_param_tenant_id(req, &d->tenant, &err) ||
+        !http_api_param_timeline_id(req, &d->timeline, &err)) {
+        free(d);
+        http_reply_error(req, &err);
+        return;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL) {
+        free(d);
+        return;
+    }
+    ApiOp *op = http_api_op_new(req, app, svc, 200);
+    op->data = d;
+    http_api_op_start(op, &d->tenant, TENANT_LOCK_SHARED, run_timeline_delete);
+}
+
+/* ---- GET passthrough ---- */
+
+static void on_passthrough(const Err *err, int status, const char *body, size_t body_len, void *arg)
+{
+    HttpRequest *req = arg;
+    if (err != NULL) {
+        http_reply_error(req, err);
+        return;
+    }
+    http_reply_raw(req, status, "application/json", body, body_len);
+}
+
+/* http_tenants_passthrough: the path after the id is rebuilt from the {p1}..{p5} segments (the
+ * route rows of every depth name them so). */
+void http_tenants_passthrough(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    TenantShardId tsid;
+    if (!http_api_param_tsid(req, &tsid, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    StrBuf rest = STRBUF_INIT;
+    static const char *const SEGS[] = {"p1", "p2", "p3", "p4", "p5"};
+    for (size_t i = 0; i < sizeof(SEGS) / sizeof(SEGS[0]); i++) {
+        const char *s = http_request_param(req, SEGS[i]);
+        if (s == NULL)
+            break;
+        strbuf_printf(&rest, "/%s", s);
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL) {
+        strbuf_finish(&rest);
+        return;
+    }
+    passthrough_get(svc, app_base(app), &tsid, rest.data != NULL ? rest.data : "",
+                    http_request_query_string(req), on_passthrough, req);
+    strbuf_finish(&rest);
+}
+
+/* ---- /control/v1/tenant ---- */
+
+void http_tenants_list(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    uint64_t limit = STORCON_TENANT_LIST_DEFAULT_LIMIT;
+    const char *limit_s = http_request_query(req, "limit");
+    const char *after_s = http_request_query(req, "start_after");
+    TenantId after;
+    if (limit_s != NULL && !parse_u64(limit_s, 1, STORCON_TENANT_LIST_MAX_LIMIT, &limit)) {
+        err_set(&err, ERR_BAD_REQUEST, "limit: \"%.32s\" is not a number in [1, %d]", limit_s,
+                STORCON_TENANT_LIST_MAX_LIMIT);
+        http_reply_error(req, &err);
+        return;
+    }
+    if (after_s != NULL && !tenant_id_parse(after_s, &after, &err)) {
+        err_prefix(&err, "start_after: ");
+        http_reply_error(req, &err);
+        return;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    http_reply_json(req, 200, service_tenant_list(svc, after_s != NULL ? &after : NULL, limit));
+}
+
+void http_tenants_describe(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    TenantId tenant;
+    if (!http_api_param_tenant_id(req, &tenant, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    json_t *out = NULL;
+    bool ok = service_tenant_describe(svc, &tenant, &out, &err);
+    http_api_reply_sync(req, ok, out, &err);
+}
+
+typedef struct PolicyBody {
+    json_t *placement; /* borrowed */
+    char scheduling[POLICY_NAME_SIZE];
+    JsonPresence scheduling_p;
+} PolicyBody;
+
+static const JsonField POLICY_FIELDS[] = {
+    JSON_FIELD(PolicyBody, placement, "placement", JSON_FIELD_ANY, JSON_NULLABLE),
+    JSON_FIELD_P(PolicyBody, scheduling, scheduling_p, "scheduling", JSON_FIELD_STRING,
+                 JSON_NULLABLE),
+};
+static const JsonSpec POLICY_SPEC = JSON_SPEC("tenant policy", POLICY_FIELDS, JSON_UNKNOWN_REJECT);
+
+typedef struct PolicyData {
+    TenantId tenant;
+    ServiceTenantPolicy policy;
+} PolicyData;
+
+static void run_policy(ApiOp *op)
+{
+    PolicyData *d = op->data;
+    service_tenant_policy(op->svc, &d->tenant, &d->policy, http_api_op_json_done, op);
+}
+
+void http_tenants_policy(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    json_t *doc = NULL;
+    PolicyBody body;
+    memset(&body, 0, sizeof(body));
+    PolicyData *d = xcalloc(1, sizeof(*d));
+    if (!http_api_param_tenant_id(req, &d->tenant, &err) ||
+        !http_api_body(req, &POLICY_SPEC, &body, &doc, &err))
+        goto fail;
+    if (body.placement != NULL) {
+        d->policy.has_placement = true;
+        if (!placement_policy_from_json(body.placement, &d->policy.placement, &err)) {
+            err_prefix(&err, "placement: ");
+            goto fail;
+        }
+    }
+    if (body.scheduling_p == JSON_PRESENCE_SET) {
+        d->policy.has_scheduling = true;
+        if (!shard_scheduling_policy_parse(body.scheduling, &d->policy.scheduling, &err)) {
+            err_prefix(&err, "scheduling: ");
+            goto fail;
+        }
+    }
+    json_decref(doc);
+    doc = NULL;
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL) {
+        free(d);
+        return;
+    }
+    ApiOp *op = http_api_op_new(req, app, svc, 200);
+    op->data = d;
+    http_api_op_start(op, &d->tenant, TENANT_LOCK_EXCLUSIVE, run_policy);
+    return;
+fail:
+    json_decref(doc);
+    free(d);
+    http_reply_error(req, &err);
+}

@@ -1,0 +1,179 @@
+/*
+ * reconcile.h: the per-shard reconciler: drives the pageservers until what they hold (the shard's
+ * observed state) matches the shard's intent (spec/storcon.md "Reconciliation").
+ *
+ * State machine (one Reconcile object per queued or running reconcile; at most one per shard,
+ * reachable as shard->reconciler):
+ *
+ *   QUEUED -> PLAN                      a concurrency slot is free
+ *   PLAN   -> REFRESH | BUMP_GENERATION | ATTACH | SECONDARY | DETACH | NOTIFY | DONE
+ *   REFRESH, ATTACH, SECONDARY, DETACH -> PLAN (call finished) | FAILED (call failed)
+ *   BUMP_GENERATION -> ATTACH (database issued a generation) | FAILED
+ *   NOTIFY -> DONE
+ *
+ * PLAN decides the next action from the shard's live state with reconcile_plan (a pure function of
+ * the intent, the observed state, node availability and this reconcile's progress), so an intent
+ * that changes while a call is in flight is simply planned for at the next step: the newer intent
+ * supersedes the older one (the sequence number tells; see reconcile.c). The order of the actions
+ * is: learn unknown observed state (GET location_config/{tsid}); attach (a generation bumped in the
+ * database first unless the node already holds this generation attached; PUT AttachedSingle with
+ * the tenant config); secondaries (PUT Secondary {"warm": true}); detach nodes outside the intent
+ * (PUT Detached); then the compute notification when the attachment changed or one is pending.
+ *
+ * Every pageserver call marks the node's observed state unknown first and records the written
+ * config on success; transport errors, timeouts and 503 are retried with capped backoff by the HTTP
+ * client; a final failure records shard->last_error and leaves the shard dirty for the background
+ * pass. Concurrency is bounded (max_concurrent); further reconciles wait in a FIFO queue. Shards
+ * with scheduling policy Stop are never reconciled.
+ *
+ * The transition table RECONCILE_TRANSITIONS is the single source of the allowed transitions:
+ * reconcile_set_state checks against it and reconcile_render_mermaid generates the diagram that
+ * docs/storcon.md carries (a unit test compares them).
+ */
+#ifndef STORCON_RECONCILE_H
+#define STORCON_RECONCILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shared/err.h"
+#include "shared/id.h"
+#include "shared/metrics.h"
+#include "shared/str.h"
+#include "storcon/db.h"
+#include "storcon/node.h"
+#include "storcon/pageserver_client.h"
+#include "storcon/shard_map.h"
+#include "storcon/tenant_shard.h"
+
+struct event_base;
+
+typedef enum ReconcileState {
+    RECONCILE_QUEUED,          /* waiting for a concurrency slot */
+    RECONCILE_PLAN,            /* deciding the next action */
+    RECONCILE_REFRESH,         /* GET /v1/location_config/{tsid} on a node with unknown
+                                  state */
+    RECONCILE_BUMP_GENERATION, /* database: generation + 1 for the node to attach
+                                */
+    RECONCILE_ATTACH,          /* PUT location_config AttachedSingle */
+    RECONCILE_SECONDARY,       /* PUT location_config Secondary warm */
+    RECONCILE_DETACH,          /* PUT location_config Detached on a node outside the intent
+                                */
+    RECONCILE_NOTIFY,          /* compute notification handed to the compute hook */
+    RECONCILE_DONE,            /* terminal: observed matches the intent */
+    RECONCILE_FAILED,          /* terminal: a call failed for good; the shard stays dirty
+                                */
+    RECONCILE_STATE_COUNT
+} ReconcileState;
+
+typedef struct ReconcileTransition {
+    ReconcileState from;
+    ReconcileState to;
+    const char *why; /* label in the diagram */
+} ReconcileTransition;
+
+extern const ReconcileTransition RECONCILE_TRANSITIONS[];
+extern const size_t RECONCILE_TRANSITIONS_COUNT;
+
+const char *reconcile_state_name(ReconcileState s);
+/* reconcile_transition_allowed: the pair is a row of RECONCILE_TRANSITIONS. */
+bool reconcile_transition_allowed(ReconcileState from, ReconcileState to);
+/* reconcile_render_mermaid: the "stateDiagram-v2" text of the table (no code fence) appended to
+ * out. */
+void reconcile_render_mermaid(StrBuf *out);
+
+/* ---- planning (pure) ---- */
+
+typedef enum ReconcileActionKind {
+    RECONCILE_ACTION_NONE,            /* nothing left: observed matches the intent */
+    RECONCILE_ACTION_REFRESH,         /* learn the state on node */
+    RECONCILE_ACTION_BUMP_GENERATION, /* issue a new generation for node, then
+                                         attach */
+    RECONCILE_ACTION_ATTACH,          /* PUT AttachedSingle with the current generation */
+    RECONCILE_ACTION_SECONDARY,       /* PUT Secondary warm */
+    RECONCILE_ACTION_DETACH,          /* PUT Detached */
+    RECONCILE_ACTION_COUNT
+} ReconcileActionKind;
+
+typedef struct ReconcileAction {
+    ReconcileActionKind kind;
+    NodeId node;
+} ReconcileAction;
+
+/* What one reconcile has done so far (input of the planner). */
+typedef struct ReconcileProgress {
+    Generation fresh_generation; /* generation this reconcile had issued
+                                    (GENERATION_NONE) */
+    NodeId fresh_node;           /* ... to this node */
+    bool push_config;            /* the shard was marked dirty: every intent location gets a
+                                    PUT */
+    NodeId pushed[1 + TENANT_SHARD_MAX_SECONDARIES]; /* locations PUT by this
+                                                        reconcile */
+    uint8_t n_pushed;
+    NodeId refreshed[8]; /* nodes refreshed (a refresh is tried once per node) */
+    uint8_t n_refreshed;
+} ReconcileProgress;
+
+void reconcile_progress_init(ReconcileProgress *p, const TenantShard *s);
+
+/* reconcile_plan: the next action for shard s given node availability (nodes) and progress. Nodes
+ * that are not available are never called (their observed state is not acted upon). */
+void reconcile_plan(const TenantShard *s, const NodeSet *nodes, const ReconcileProgress *p,
+                    ReconcileAction *out);
+
+const char *reconcile_action_name(ReconcileActionKind k);
+
+/* ---- the reconciler ---- */
+
+typedef struct Reconciler Reconciler;
+
+/* Hooks into the owner (the service). */
+typedef struct ReconcilerHooks {
+    void *host;
+    /* target: fill a PageserverTarget for node (url into buf[size]); false = node unknown. */
+    bool (*target)(void *host, NodeId node, PageserverTarget *t, char *buf, size_t size);
+    /* notify: the shard's tenant should be notified to compute (the shard's attached location
+     * changed or a notification is pending). */
+    void (*notify)(void *host, TenantShard *shard);
+    /* finished: a reconcile of shard ended (ok = DONE). May spawn a new one. */
+    void (*finished)(void *host, TenantShard *shard, bool ok);
+} ReconcilerHooks;
+
+typedef struct ReconcilerOptions {
+    struct event_base *base;
+    DbPool *db;
+    PageserverClient *pc;
+    NodeSet *nodes;
+    ShardMap *map;
+    MetricsRegistry *metrics; /* NULL = none */
+    size_t max_concurrent;    /* 0 = STORCON_RECONCILE_MAX_CONCURRENT */
+    ReconcilerHooks hooks;
+} ReconcilerOptions;
+
+/* reconciler_new: never NULL; free with reconciler_free, with the loop no longer running (it
+ * cancels pageserver calls; a database call still in flight must never call back afterwards, which
+ * holds once the loop has stopped or the pool has been freed). */
+Reconciler *reconciler_new(const ReconcilerOptions *opts);
+void reconciler_free(Reconciler *r);
+
+/* reconciler_spawn: queue a reconcile for shard unless one is queued or running (then it is marked
+ * to run again when it ends: the newer intent supersedes) or the shard's scheduling policy is Stop.
+ * True when a new reconcile was queued.
+ */
+bool reconciler_spawn(Reconciler *r, TenantShard *shard);
+
+/* reconciler_node_offline: node went offline: reconciles waiting on a call to it (which may retry
+ * for long) fail now, so that the ones whose intent moved start over at once. */
+void reconciler_node_offline(Reconciler *r, NodeId node);
+
+/* reconciler_stop: no more reconciles start (shutdown). */
+void reconciler_stop(Reconciler *r);
+
+size_t reconciler_running(const Reconciler *r);
+size_t reconciler_queued(const Reconciler *r);
+
+/* reconciler_shard_state: the state of the shard's reconcile, or RECONCILE_DONE when none. */
+ReconcileState reconciler_shard_state(const TenantShard *shard);
+
+#endif

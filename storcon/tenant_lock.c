@@ -1,0 +1,266 @@
+/*
+ * tenant_lock.c: per-tenant FIFO reader/writer locks for the HTTP layer (see tenant_lock.h).
+ *
+ * Layout: a chained hash table of entries, one per tenant that has holders or waiters; each entry
+ * counts its holders and keeps its waiters in arrival order. A grant moves a waiter onto the
+ * table's notify list and activates one event; the event's callback tells the granted owners, so
+ * a grant never runs its owner's code inside acquire or release (where the caller may be in the
+ * middle of changing its own state).
+ */
+#include "storcon/tenant_lock.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "shared/str.h"
+
+#define TENANT_LOCK_BUCKETS 1024 /* power of two */
+
+typedef enum TenantLockState {
+    TENANT_LOCK_WAITING,   /* in the entry's queue */
+    TENANT_LOCK_NOTIFYING, /* granted (counted as a holder), callback not yet run */
+    TENANT_LOCK_HELD,      /* granted, callback ran */
+} TenantLockState;
+
+typedef struct TenantLockEntry TenantLockEntry;
+
+struct TenantLock {
+    TenantLocks *locks;
+    TenantLockEntry *entry;
+    TenantLockMode mode;
+    TenantLockState state;
+    TenantLockGranted granted;
+    void *arg;
+    TenantLock *prev, *next; /* entry queue, notify list or held list, by state */
+};
+
+struct TenantLockEntry {
+    TenantId tenant;
+    size_t shared_holders;
+    bool exclusive_held;
+    size_t n_waiters;
+    TenantLock *head, *tail; /* waiters, oldest first */
+    TenantLockEntry *next;   /* bucket chain */
+};
+
+struct TenantLocks {
+    struct event *notify_ev;
+    TenantLock *notify_head, *notify_tail;
+    TenantLock *held_head, *held_tail;
+    TenantLockEntry *buckets[TENANT_LOCK_BUCKETS];
+};
+
+static size_t bucket_of(const TenantId *t)
+{
+    uint32_t h = 2166136261u; /* FNV-1a over the id bytes */
+    for (size_t i = 0; i < ID_BYTES; i++) {
+        h ^= t->b[i];
+        h *= 16777619u;
+    }
+    return h & (TENANT_LOCK_BUCKETS - 1);
+}
+
+static TenantLockEntry *entry_find(const TenantLocks *locks, const TenantId *tenant)
+{
+    for (TenantLockEntry *e = locks->buckets[bucket_of(tenant)]; e != NULL; e = e->next) {
+        if (tenant_id_eq(&e->tenant, tenant))
+            return e;
+    }
+    return NULL;
+}
+
+static void list_append(TenantLock **head, TenantLock **tail, TenantLock *l)
+{
+    l->prev = *tail;
+    l->next = NULL;
+    if (*tail != NULL)
+        (*tail)->next = l;
+    else
+        *head = l;
+    *tail = l;
+}
+
+static void list_remove(TenantLock **head, TenantLock **tail, TenantLock *l)
+{
+    if (l->prev != NULL)
+        l->prev->next = l->next;
+    else
+        *head = l->next;
+    if (l->next != NULL)
+        l->next->prev = l->prev;
+    else
+        *tail = l->prev;
+    l->prev = l->next = NULL;
+}
+
+/* on_notify: tell granted owners. A callback may acquire or release any lock, including ones on
+ * the notify list: each owner is taken off the list before its callback runs. */
+static void on_notify(evutil_socket_t fd, short what, void *arg)
+{
+    TenantLocks *locks = arg;
+    while (locks->notify_head != NULL) {
+        TenantLock *l = locks->notify_head;
+        list_remove(&locks->notify_head, &locks->notify_tail, l);
+        l->state = TENANT_LOCK_HELD;
+        list_append(&locks->held_head, &locks->held_tail, l);
+        l->granted(l, l->arg);
+    }
+}
+
+/* entry_grant: grant waiters from the head of the queue while they are compatible with the
+ * holders: strict FIFO, so a queued exclusive waiter stops every later shared one. */
+static void entry_grant(TenantLocks *locks, TenantLockEntry *e)
+{
+    bool any = false;
+    while (e->head != NULL) {
+        TenantLock *l = e->head;
+        if (l->mode == TENANT_LOCK_EXCLUSIVE) {
+            if (e->exclusive_held || e->shared_holders > 0)
+                break;
+            e->exclusive_held = true;
+        } else {
+            if (e->exclusive_held)
+                break;
+            e->shared_holders++;
+        }
+        list_remove(&e->head, &e->tail, l);
+        e->n_waiters--;
+        l->state = TENANT_LOCK_NOTIFYING;
+        list_append(&locks->notify_head, &locks->notify_tail, l);
+        any = true;
+    }
+    if (any)
+        event_active(locks->notify_ev, EV_TIMEOUT, 0);
+}
+
+static void entry_free_if_idle(TenantLocks *locks, TenantLockEntry *e)
+{
+    if (e->shared_holders > 0 || e->exclusive_held || e->head != NULL)
+        return;
+    TenantLockEntry **pp = &locks->buckets[bucket_of(&e->tenant)];
+    while (*pp != e)
+        pp = &(*pp)->next;
+    *pp = e->next;
+    free(e);
+}
+
+TenantLocks *tenant_locks_new(struct event_base *base)
+{
+    TenantLocks *locks = xcalloc(1, sizeof(*locks));
+    locks->notify_ev = event_new(base, -1, 0, on_notify, locks);
+    if (locks->notify_ev == NULL)
+        abort(); /* out of memory, as xmalloc treats it */
+    return locks;
+}
+
+void tenant_locks_free(TenantLocks *locks)
+{
+    if (locks == NULL)
+        return;
+    while (locks->notify_head != NULL) {
+        TenantLock *l = locks->notify_head;
+        list_remove(&locks->notify_head, &locks->notify_tail, l);
+        free(l);
+    }
+    while (locks->held_head != NULL) {
+        TenantLock *l = locks->held_head;
+        list_remove(&locks->held_head, &locks->held_tail, l);
+        free(l);
+    }
+    for (size_t b = 0; b < TENANT_LOCK_BUCKETS; b++) {
+        TenantLockEntry *e = locks->buckets[b];
+        while (e != NULL) {
+            TenantLockEntry *next = e->next;
+            while (e->head != NULL) {
+                TenantLock *l = e->head;
+                list_remove(&e->head, &e->tail, l);
+                free(l);
+            }
+            free(e);
+            e = next;
+        }
+    }
+    event_free(locks->notify_ev);
+    free(locks);
+}
+
+TenantLock *tenant_lock_acquire(TenantLocks *locks, const TenantId *tenant, TenantLockMode mode,
+                                TenantLockGranted granted, void *arg)
+{
+    TenantLockEntry *e = entry_find(locks, tenant);
+    if (e == NULL) {
+        e = xcalloc(1, sizeof(*e));
+        e->tenant = *tenant;
+        size_t b = bucket_of(tenant);
+        e->next = locks->buckets[b];
+        locks->buckets[b] = e;
+    }
+    TenantLock *l = xcalloc(1, sizeof(*l));
+    l->locks = locks;
+    l->entry = e;
+    l->mode = mode;
+    l->state = TENANT_LOCK_WAITING;
+    l->granted = granted;
+    l->arg = arg;
+    list_append(&e->head, &e->tail, l);
+    e->n_waiters++;
+    entry_grant(locks, e);
+    return l;
+}
+
+void tenant_lock_release(TenantLock *l)
+{
+    if (l == NULL)
+        return;
+    TenantLocks *locks = l->locks;
+    TenantLockEntry *e = l->entry;
+    switch (l->state) {
+    case TENANT_LOCK_WAITING:
+        list_remove(&e->head, &e->tail, l);
+        e->n_waiters--;
+        break;
+    case TENANT_LOCK_NOTIFYING: /* counted as a holder already */
+    case TENANT_LOCK_HELD:
+        if (l->state == TENANT_LOCK_NOTIFYING)
+            list_remove(&locks->notify_head, &locks->notify_tail, l);
+        else
+            list_remove(&locks->held_head, &locks->held_tail, l);
+        if (l->mode == TENANT_LOCK_EXCLUSIVE)
+            e->exclusive_held = false;
+        else
+            e->shared_holders--;
+        break;
+    }
+    free(l);
+    entry_grant(locks, e);
+    entry_free_if_idle(locks, e);
+}
+
+bool tenant_lock_is_held(const TenantLock *l)
+{
+    return l != NULL && l->state == TENANT_LOCK_HELD;
+}
+
+void tenant_locks_stats(const TenantLocks *locks, const TenantId *tenant, size_t *holders,
+                        size_t *waiters)
+{
+    const TenantLockEntry *e = entry_find(locks, tenant);
+    *holders = e == NULL ? 0 : e->shared_holders + (e->exclusive_held ? 1 : 0);
+    *waiters = e == NULL ? 0 : e->n_waiters;
+}
+
+const char *tenant_lock_mode_name(TenantLockMode mode)
+{
+    switch (mode) {
+    case TENANT_LOCK_SHARED:
+        return "shared";
+    case TENANT_LOCK_EXCLUSIVE:
+        return "exclusive";
+    case TENANT_LOCK_MODE_COUNT:
+    default:
+        return "?";
+    }
+}

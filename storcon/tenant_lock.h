@@ -1,0 +1,66 @@
+/*
+ * tenant_lock.h: per-tenant operation locks of the storage controller's HTTP layer (storcon.md
+ * "Tenant operations take a per-tenant lock: exclusive for create, delete, location_config,
+ * config, policy, split; shared for timeline operations").
+ *
+ * Asynchronous and fair: a request that cannot have the lock now waits in a FIFO queue per
+ * tenant, without blocking the event loop. Waiters are granted strictly in arrival order: a
+ * shared waiter behind a queued exclusive one waits too, so a stream of timeline operations
+ * cannot starve a tenant delete. Consecutive shared waiters at the head of the queue are granted
+ * together.
+ *
+ * Conventions: loop thread only. The granted callback runs exactly once, from the event loop,
+ * never from inside tenant_lock_acquire or tenant_lock_release, unless the lock was released
+ * (cancelled) first. A tenant with no holders and no waiters uses no memory.
+ */
+#ifndef STORCON_TENANT_LOCK_H
+#define STORCON_TENANT_LOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "shared/id.h"
+
+struct event_base;
+
+typedef struct TenantLocks TenantLocks;
+typedef struct TenantLock TenantLock;
+
+typedef enum TenantLockMode {
+    TENANT_LOCK_SHARED,    /* timeline operations, passthrough */
+    TENANT_LOCK_EXCLUSIVE, /* create, delete, location_config, config, policy, split */
+    TENANT_LOCK_MODE_COUNT
+} TenantLockMode;
+
+/* TenantLockGranted: the lock is held from now on until tenant_lock_release(lock). */
+typedef void (*TenantLockGranted)(TenantLock *lock, void *arg);
+
+/* tenant_locks_new: an empty lock table whose grant notifications run on base. Never NULL; the
+ * caller frees with tenant_locks_free. */
+TenantLocks *tenant_locks_new(struct event_base *base);
+
+/* tenant_locks_free: free the table and every lock still in it (held or waiting); their
+ * callbacks never run and their handles become invalid. NULL ok. */
+void tenant_locks_free(TenantLocks *locks);
+
+/* tenant_lock_acquire: queue a request for tenant's lock in mode. Never NULL; the handle is
+ * owned by the table and valid until tenant_lock_release. granted runs later (see above). */
+TenantLock *tenant_lock_acquire(TenantLocks *locks, const TenantId *tenant, TenantLockMode mode,
+                                TenantLockGranted granted, void *arg);
+
+/* tenant_lock_release: give the lock back (held) or leave the queue (waiting: granted never
+ * runs); waiters that can now go are granted. Frees the handle. NULL ok. */
+void tenant_lock_release(TenantLock *lock);
+
+/* tenant_lock_is_held: granted and not yet released (false while waiting, also between the grant
+ * and its callback). */
+bool tenant_lock_is_held(const TenantLock *lock);
+
+/* tenant_locks_stats: for tests and debugging: how many hold (or were granted) and wait for
+ * tenant's lock. */
+void tenant_locks_stats(const TenantLocks *locks, const TenantId *tenant, size_t *holders,
+                        size_t *waiters);
+
+const char *tenant_lock_mode_name(TenantLockMode mode);
+
+#endif
