@@ -771,6 +771,13 @@ static json_t *upsert_reply_body(const TenantSlot *slot, const LocationConfig *c
     return json_pack("{s:[o],s:o}", "shards", shard, "stripe_size", stripe);
 }
 
+/* detach_reply_body: a Detached location_config answers in the same shape as an attach, with no
+ * shard held here, so a controller decodes every location_config reply the same way. */
+static json_t *detach_reply_body(void)
+{
+    return json_pack("{s:[],s:n}", "shards", "stripe_size");
+}
+
 /* change_reply: answer the request now (once); the change may go on without it. */
 static void change_reply(SlotChange *c, bool ok, const Err *err)
 {
@@ -781,6 +788,8 @@ static void change_reply(SlotChange *c, bool ok, const Err *err)
         pageserver_reply_error(app, c->req, err);
     } else if (c->kind == CHANGE_UPSERT || c->kind == CHANGE_SWAP) {
         pageserver_reply_json(app, c->req, 200, upsert_reply_body(c->slot, &c->cfg));
+    } else if (c->kind == CHANGE_DETACH) {
+        pageserver_reply_json(app, c->req, 200, detach_reply_body());
     } else {
         pageserver_reply_json(app, c->req, 200, NULL);
     }
@@ -1027,7 +1036,7 @@ static void after_absent_detach(void *arg, bool ok, const Err *err)
 {
     AbsentDetach *a = arg;
     if (ok)
-        pageserver_reply_json(a->app, a->req, 200, NULL);
+        pageserver_reply_json(a->app, a->req, 200, detach_reply_body());
     else
         pageserver_reply_error(a->app, a->req, err);
     free(a);

@@ -28,6 +28,7 @@
 #include "shared/json.h"
 #include "shared/log.h"
 #include "shared/str.h"
+#include "pageserver/tenant_config.h"
 #include "storcon/compute_hook.h"
 #include "storcon/db_nodes.h"
 #include "storcon/db_tenants.h"
@@ -852,13 +853,19 @@ static void on_startup_shards(const Err *err, const DbTenantShard *rows, size_t 
     for (size_t i = 0; i < n; i++) {
         Err e;
         err_clear(&e);
-        if (!load_shard_row(svc, &rows[i], NULL, &e)) {
+        TenantShard *shard = NULL;
+        if (!load_shard_row(svc, &rows[i], &shard, &e)) {
             char tsid[TSID_STR_SIZE];
             tsid_format(&rows[i].tsid, tsid);
             err_prefix(&e, "loading shard %s: ", tsid);
             startup_finish(svc, &e);
             return;
         }
+        /* A restarted controller does not know which map the control plane last accepted
+         * (attachments may also have completed while it was down): notify every tenant once
+         * more (at least once; the control plane treats a repeat as a no-op). */
+        if (shard != NULL)
+            tenant_shard_set_pending_notify(shard, true);
         loaded++;
     }
     log_info("startup: %zu tenants, %zu shards loaded", shard_map_tenant_count(svc->map), loaded);
@@ -1977,14 +1984,11 @@ static void delete_detached(Service *svc, Waiter *w, bool timed_out)
     tgt.retry.max_attempts = STORCON_RECONCILE_CALL_ATTEMPTS;
     tgt.retry.base_ms = STORCON_RECONCILE_CALL_BACKOFF_MS;
     tgt.retry.max_ms = STORCON_RECONCILE_CALL_BACKOFF_MAX;
+    /* One DELETE with the bare tenant id: the pageserver then removes every shard's prefix and
+     * the unsharded path shared by all shards (initdb.tar.zst), whatever the shard count was. */
+    TenantShardId all = tsid_unsharded(&op->tenant);
     op->pending = 1;
-    for (size_t i = 0; i < t->n_shards; i++) {
-        op->pending++;
-        (void)pageserver_client_tenant_delete(svc->pc, &tgt, &t->shards[i]->tsid, on_remote_deleted,
-                                              op);
-    }
-    if (--op->pending == 0)
-        db_tenants_delete(svc->opts.db, &op->tenant, on_rows_deleted, op);
+    (void)pageserver_client_tenant_delete(svc->pc, &tgt, &all, on_remote_deleted, op);
 }
 
 static void tenant_delete_run(Service *svc, const TenantId *tenant, ServiceJsonFn cb, void *arg,
@@ -2054,7 +2058,17 @@ bool service_tenant_config_get(Service *svc, const TenantId *tenant, json_t **ou
         json_decref(conf);
         conf = json_object();
     }
-    *out = json_pack("{s:o, s:O}", "tenant_specific_overrides", conf, "effective_config", conf);
+    /* the stored config passed strict validation when it was set; decode it again leniently
+     * only to overlay the pageserver defaults for effective_config */
+    TenantConfig parsed;
+    json_t *effective = NULL;
+    Err ignored;
+    if (tenant_config_decode(conf, false, &parsed, &ignored))
+        effective = tenant_config_effective_json(&parsed);
+    else
+        effective = json_incref(conf);
+    *out =
+        json_pack("{s:o, s:o}", "tenant_specific_overrides", conf, "effective_config", effective);
     return true;
 }
 
@@ -2356,6 +2370,11 @@ static void location_config_run(Service *svc, const TenantShardId *tsid, const j
     else
         policy = (PlacementPolicy){PLACEMENT_DETACHED, 0};
     Tenant *t = shard_map_tenant_get(svc->map, &tsid->tenant_id);
+    if (t == NULL && policy.kind == PLACEMENT_DETACHED) {
+        /* nothing to detach: answer as a detach does, and create nothing */
+        defer_json(svc, cb, arg, NULL, json_pack("{s:[],s:n}", "shards", "stripe_size"));
+        return;
+    }
     if (t == NULL) {
         ServiceTenantCreate req = {
             .tenant_id = tsid->tenant_id,
