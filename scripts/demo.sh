@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts a local storage cluster to play with:
 #
-#   scripts/demo.sh [start]   install deps, build, start Postgres 15 + storcon (--dev) + 3 pageservers
+#   scripts/demo.sh [start]   install deps, build, start Postgres 15 + storcon (--dev) + 3 pageservers,
+#                             register them and create a demo tenant (4 shards, bootstrapped timeline)
 #   scripts/demo.sh status    what runs, with addresses and logs
 #   scripts/demo.sh stop      stop everything by the pids recorded in $DEMO_DIR/pids
 #
@@ -68,7 +69,7 @@ wait_http() {
   return 1
 }
 
-# ---- components (later steps add: register pageservers, create a tenant) ----
+# ---- components ----
 
 start_postgres() {
   local data="$DEMO_DIR/postgres" sock="$DEMO_DIR/postgres-sock" port pid
@@ -124,6 +125,7 @@ start_pageservers() {
       --listen-http "127.0.0.1:$http" --listen-pg "127.0.0.1:$pg" \
       --remote-storage "file://$DEMO_DIR/remote_storage" --pg-bin-dir "$PG_BIN" \
       --availability-zone "az-$(((id - 1) % 2 + 1))" \
+      --control-plane-api "$STORCON_URL/upcall/v1/" \
       --log-file "$DEMO_DIR/pageserver_$id.log" </dev/null >>"$DEMO_DIR/pageserver_$id.out" 2>&1 &
     pid=$!
     record "pageserver_$id" "$pid" "http://127.0.0.1:$http pg=127.0.0.1:$pg"
@@ -137,6 +139,44 @@ start_pageservers() {
   done
 }
 
+ctl() { "$BIN/storconctl" --api "$STORCON_URL" "$@"; }
+
+# register_pageservers: register each node with storcon (idempotent: the pageservers also register
+# themselves through re-attach at startup), then wait until every node answered a heartbeat.
+register_pageservers() {
+  local id http pg
+  for ((id = 1; id <= PAGESERVERS; id++)); do
+    http=${PAGESERVER_URLS[$((id - 1))]#http://}
+    pg=$(awk -v n="pageserver_$id" '$1 == n { sub("pg=", "", $4); print $4 }' "$PIDS" | tail -n 1)
+    ctl nodes register --id "$id" --http "$http" --pg "$pg" --az "az-$(((id - 1) % 2 + 1))" >/dev/null ||
+      die "registering pageserver $id failed"
+  done
+  local i active=0
+  for ((i = 0; i < 120; i++)); do
+    active=$(ctl --json nodes list | /usr/bin/python3 -c \
+      'import json,sys; print(sum(1 for n in json.load(sys.stdin) if n.get("availability") == "Active"))' 2>/dev/null || echo 0)
+    [ "$active" -ge "$PAGESERVERS" ] && break
+    sleep 0.5
+  done
+  [ "$active" -ge "$PAGESERVERS" ] || die "pageservers did not become Active in storcon; see $DEMO_DIR/storcon.log"
+  log "registered $PAGESERVERS pageservers with storcon"
+  ctl nodes list
+}
+
+# create_demo_tenant: a tenant of 4 shards with a bootstrapped timeline (initdb on every shard).
+create_demo_tenant() {
+  local out
+  out=$(ctl --json tenants create --shard-count 4 --stripe-size 2048) || die "creating the demo tenant failed"
+  DEMO_TENANT=$(printf '%s' "$out" | /usr/bin/python3 -c \
+    'import json,sys; d=json.load(sys.stdin); print(d["shards"][0]["shard_id"][:32])')
+  [ -n "$DEMO_TENANT" ] || die "no tenant id in: $out"
+  echo "$DEMO_TENANT" >"$DEMO_DIR/demo_tenant"
+  out=$(ctl --json timelines create "$DEMO_TENANT") || die "creating the demo timeline failed"
+  DEMO_TIMELINE=$(printf '%s' "$out" | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["timeline_id"])')
+  log "demo tenant $DEMO_TENANT (4 shards), timeline $DEMO_TIMELINE bootstrapped"
+  ctl tenants locate "$DEMO_TENANT"
+}
+
 print_summary() {
   cat <<EOF
 
@@ -147,6 +187,8 @@ $(for ((i = 0; i < ${#PAGESERVER_URLS[@]}; i++)); do
   done)
   postgres        $PG_URL/storcon
   remote storage  file://$DEMO_DIR/remote_storage
+  demo tenant     $DEMO_TENANT (4 shards)  timeline $DEMO_TIMELINE
+                  (where the shards live: $BIN/storconctl --api $STORCON_URL tenants locate $DEMO_TENANT)
   logs            $DEMO_DIR/storcon.log, $DEMO_DIR/pageserver_<id>.log, $DEMO_DIR/postgres.log
                   (startup errors: $DEMO_DIR/*.out)
 Status: scripts/demo.sh status      Stop: scripts/demo.sh stop
@@ -178,6 +220,8 @@ cmd_start() {
   start_postgres
   start_storcon
   start_pageservers
+  register_pageservers
+  create_demo_tenant
   trap - EXIT
   print_summary
 }
