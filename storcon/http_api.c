@@ -117,6 +117,23 @@ void http_api_reply_sync(HttpRequest *req, bool ok, json_t *out, const Err *err)
     http_reply_json(req, 200, out);
 }
 
+void http_api_tenant_read(HttpRequest *req, void *app, ServiceTenantReadFn read)
+{
+    Err err;
+    err_clear(&err);
+    TenantId tenant;
+    if (!http_api_param_tenant_id(req, &tenant, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    json_t *out = NULL;
+    bool ok = read(svc, &tenant, &out, &err);
+    http_api_reply_sync(req, ok, out, &err);
+}
+
 bool http_api_body(HttpRequest *req, const JsonSpec *spec, void *out, json_t **doc, Err *err)
 {
     json_t *body = NULL;

@@ -78,6 +78,13 @@ void http_api_op_fail(ApiOp *op, const Err *err);
  * error. */
 void http_api_reply_sync(HttpRequest *req, bool ok, json_t *out, const Err *err);
 
+/* A synchronous per-tenant read of the service (describe, locate, config). */
+typedef bool (*ServiceTenantReadFn)(Service *svc, const TenantId *tenant, json_t **out, Err *err);
+
+/* http_api_tenant_read: the whole of a GET route on {tenant_id} answered by one service read:
+ * parse the id (400), check the service is up (503), read, reply. */
+void http_api_tenant_read(HttpRequest *req, void *app, ServiceTenantReadFn read);
+
 /* http_api_body: the request body as a JSON object decoded strictly with spec into out (400 naming
  * the field). *doc (may be NULL) receives the parsed document, which OBJECT / ARRAY / ANY members
  * borrow from; the caller json_decrefs it. */

@@ -51,19 +51,7 @@ void http_debug_attach_hook(HttpRequest *req, void *app)
 
 void http_debug_locate(HttpRequest *req, void *app)
 {
-    Err err;
-    err_clear(&err);
-    TenantId tenant;
-    if (!http_api_param_tenant_id(req, &tenant, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    Service *svc = http_api_service(req, app);
-    if (svc == NULL)
-        return;
-    json_t *out = NULL;
-    bool ok = service_tenant_locate(svc, &tenant, &out, &err);
-    http_api_reply_sync(req, ok, out, &err);
+    http_api_tenant_read(req, app, service_tenant_locate);
 }
 
 /* http_debug_reconcile_all: the answer is a bare number, so tests can loop until it is 0. */

@@ -260,19 +260,7 @@ void http_tenants_config_patch(HttpRequest *req, void *app)
 
 void http_tenants_config_get(HttpRequest *req, void *app)
 {
-    Err err;
-    err_clear(&err);
-    TenantId tenant;
-    if (!http_api_param_tenant_id(req, &tenant, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    Service *svc = http_api_service(req, app);
-    if (svc == NULL)
-        return;
-    json_t *out = NULL;
-    bool ok = service_tenant_config_get(svc, &tenant, &out, &err);
-    http_api_reply_sync(req, ok, out, &err);
+    http_api_tenant_read(req, app, service_tenant_config_get);
 }
 
 /* ---- PUT /v1/tenant/{tsid}/location_config ---- */
@@ -471,19 +459,7 @@ void http_tenants_list(HttpRequest *req, void *app)
 
 void http_tenants_describe(HttpRequest *req, void *app)
 {
-    Err err;
-    err_clear(&err);
-    TenantId tenant;
-    if (!http_api_param_tenant_id(req, &tenant, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    Service *svc = http_api_service(req, app);
-    if (svc == NULL)
-        return;
-    json_t *out = NULL;
-    bool ok = service_tenant_describe(svc, &tenant, &out, &err);
-    http_api_reply_sync(req, ok, out, &err);
+    http_api_tenant_read(req, app, service_tenant_describe);
 }
 
 typedef struct PolicyBody {

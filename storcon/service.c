@@ -106,6 +106,17 @@ static void err_not_ready(Err *err)
     err_set(err, ERR_UNAVAILABLE, "not ready: the storage controller is starting");
 }
 
+/* check_loaded: upcalls (re-attach, validate, node registration) are served once the state is
+ * loaded from the database, before the startup reconciles that /ready waits for. */
+static bool check_loaded(const Service *svc, Err *err)
+{
+    if (!svc->loaded || svc->stopping) {
+        err_not_ready(err);
+        return false;
+    }
+    return true;
+}
+
 static bool check_ready(const Service *svc, Err *err)
 {
     if (svc->stopping) {
@@ -1188,8 +1199,7 @@ void service_node_register(Service *svc, const ServiceNodeRegistration *reg, Ser
 {
     Err err;
     err_clear(&err);
-    if (!svc->loaded || svc->stopping) {
-        err_not_ready(&err);
+    if (!check_loaded(svc, &err)) {
         defer_err(svc, cb, arg, &err);
         return;
     }
@@ -1327,8 +1337,7 @@ void service_reattach(Service *svc, NodeId node, const ServiceNodeRegistration *
 {
     Err err;
     err_clear(&err);
-    if (!svc->loaded || svc->stopping) {
-        err_not_ready(&err);
+    if (!check_loaded(svc, &err)) {
         defer_err(svc, cb, arg, &err);
         return;
     }
@@ -1493,8 +1502,7 @@ void service_validate(Service *svc, const ServiceValidateItem *items, size_t n, 
 {
     Err err;
     err_clear(&err);
-    if (!svc->loaded || svc->stopping) {
-        err_not_ready(&err);
+    if (!check_loaded(svc, &err)) {
         defer_err(svc, cb, arg, &err);
         return;
     }
@@ -2485,43 +2493,6 @@ bool service_tenant_locate(Service *svc, const TenantId *tenant, json_t **out, E
     *out = json_pack("{s:o, s:{s:i, s:I}}", "shards", arr, "shard_params", "count", (int)count,
                      "stripe_size", (json_int_t)t->stripe_size);
     return true;
-}
-
-/* ---- migrate (simple form) ---- */
-
-void service_shard_migrate(Service *svc, const TenantShardId *tsid, NodeId node, ServiceJsonFn cb,
-                           void *arg)
-{
-    Err err;
-    err_clear(&err);
-    if (!check_ready(svc, &err)) {
-        defer_err(svc, cb, arg, &err);
-        return;
-    }
-    TenantShard *s = shard_map_get(svc->map, tsid);
-    Node *n = node_set_get(&svc->nodes, node);
-    if (s == NULL) {
-        char text[TSID_STR_SIZE];
-        tsid_format(tsid, text);
-        err_set(&err, ERR_NOT_FOUND, "shard %s not found", text);
-    } else if (n == NULL) {
-        err_set(&err, ERR_NOT_FOUND, "node %llu not found", (unsigned long long)node);
-    } else if (!node_is_schedulable(n)) {
-        err_set(&err, ERR_PRECONDITION_FAILED, "node %llu is not schedulable",
-                (unsigned long long)node);
-    } else if (s->intent.attached != node) {
-        if (scheduler_intent_set_attached(&svc->sched, s, node, &err)) {
-            Err e2;
-            err_clear(&e2);
-            if (!scheduler_schedule_shard(&svc->sched, s, NULL, NULL, &e2))
-                log_err(&e2, "migrate: scheduling secondaries");
-            (void)reconciler_spawn(svc->rec, s);
-        }
-    }
-    if (err_is_set(&err))
-        defer_err(svc, cb, arg, &err);
-    else
-        defer_json(svc, cb, arg, NULL, json_object());
 }
 
 /* ---- snapshots for fan-out ---- */

@@ -237,12 +237,6 @@ json_t *service_tenant_list(Service *svc, const TenantId *start_after, size_t li
  * {"count", "stripe_size"}}; 404 unknown; 503 when a shard has no attached node. */
 bool service_tenant_locate(Service *svc, const TenantId *tenant, json_t **out, Err *err) MUST_CHECK;
 
-/* service_shard_migrate: PUT /control/v1/tenant/{tsid}/migrate (simple form: the attached
- * intent moves to node, the old location is detached by the reconcile). 404 unknown shard or
- * node, 412 node not schedulable. result: {} */
-void service_shard_migrate(Service *svc, const TenantShardId *tsid, NodeId node, ServiceJsonFn cb,
-                           void *arg);
-
 /* ---- shard map snapshots for fan-out (timeline create/delete, passthrough) ---- */
 
 #define SERVICE_URL_SIZE (HOST_MAX + 16) /* "http://" host ":" port */

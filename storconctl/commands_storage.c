@@ -359,9 +359,13 @@ static void print_describe(const json_t *t)
     }
 }
 
-int ctl_cmd_tenants_describe(Ctl *ctl, int argc, char **argv)
+/* tenant_get_command: the whole of a command that takes one tenant id, GETs
+ * <path_prefix><id><path_suffix> and prints the answer with print (or as JSON with --json). */
+static int tenant_get_command(Ctl *ctl, const char *name, int argc, char **argv,
+                              const char *path_prefix, const char *path_suffix,
+                              void (*print)(const json_t *, const char *))
 {
-    const CtlCommand *self = ctl_command_find("tenants describe");
+    const CtlCommand *self = ctl_command_find(name);
     char *pos[1];
     int n_pos = 0, code = 0;
     if (!ctl_parse_args(ctl, self, argc, argv, NULL, 0, pos, 1, &n_pos, &code))
@@ -372,7 +376,7 @@ int ctl_cmd_tenants_describe(Ctl *ctl, int argc, char **argv)
     if (!tenant_arg(self, pos[0], &t, &code))
         return code;
     char path[PATH_SIZE];
-    snprintf(path, sizeof(path), "/control/v1/tenant/%s", pos[0]);
+    snprintf(path, sizeof(path), "%s%s%s", path_prefix, pos[0], path_suffix);
     json_t *out = NULL;
     code = call(ctl, "GET", path, NULL, &out);
     if (code != CTL_EXIT_OK)
@@ -381,9 +385,21 @@ int ctl_cmd_tenants_describe(Ctl *ctl, int argc, char **argv)
         print_json_doc(out);
         return CTL_EXIT_OK;
     }
-    print_describe(out);
+    print(out, pos[0]);
     json_decref(out);
     return CTL_EXIT_OK;
+}
+
+static void print_describe_doc(const json_t *out, const char *tenant)
+{
+    (void)tenant;
+    print_describe(out);
+}
+
+int ctl_cmd_tenants_describe(Ctl *ctl, int argc, char **argv)
+{
+    return tenant_get_command(ctl, "tenants describe", argc, argv, "/control/v1/tenant/", "",
+                              print_describe_doc);
 }
 
 int ctl_cmd_tenants_list(Ctl *ctl, int argc, char **argv)
@@ -446,33 +462,14 @@ int ctl_cmd_tenants_list(Ctl *ctl, int argc, char **argv)
     return CTL_EXIT_OK;
 }
 
-int ctl_cmd_tenants_locate(Ctl *ctl, int argc, char **argv)
+/* print_locate: the table of where each shard of a tenant is attached. */
+static void print_locate(const json_t *out, const char *tenant)
 {
-    const CtlCommand *self = ctl_command_find("tenants locate");
-    char *pos[1];
-    int n_pos = 0, code = 0;
-    if (!ctl_parse_args(ctl, self, argc, argv, NULL, 0, pos, 1, &n_pos, &code))
-        return code;
-    TenantId t;
-    if (n_pos != 1)
-        return ctl_usage_error(self, "give the tenant id");
-    if (!tenant_arg(self, pos[0], &t, &code))
-        return code;
-    char path[PATH_SIZE];
-    snprintf(path, sizeof(path), "/debug/v1/tenant/%s/locate", pos[0]);
-    json_t *out = NULL;
-    code = call(ctl, "GET", path, NULL, &out);
-    if (code != CTL_EXIT_OK)
-        return code;
-    if (ctl->json) {
-        print_json_doc(out);
-        return CTL_EXIT_OK;
-    }
     json_t *params = json_object_get(out, "shard_params");
     char count[32], stripe[32];
     num_text(json_object_get(params, "count"), count, sizeof(count));
     num_text(json_object_get(params, "stripe_size"), stripe, sizeof(stripe));
-    printf("tenant %s  shard count %s  stripe_size %s\n", pos[0], count, stripe);
+    printf("tenant %s  shard count %s  stripe_size %s\n", tenant, count, stripe);
     printf("%-40s %-6s %-24s %-24s\n", "SHARD", "NODE", "HTTP", "PG");
     size_t i;
     json_t *s;
@@ -486,8 +483,12 @@ int ctl_cmd_tenants_locate(Ctl *ctl, int argc, char **argv)
         snprintf(pg, sizeof(pg), "%s:%s", str_or(s, "listen_pg_addr", "?"), pp);
         printf("%-40s %-6s %-24s %-24s\n", str_or(s, "shard_id", "?"), node, http, pg);
     }
-    json_decref(out);
-    return CTL_EXIT_OK;
+}
+
+int ctl_cmd_tenants_locate(Ctl *ctl, int argc, char **argv)
+{
+    return tenant_get_command(ctl, "tenants locate", argc, argv, "/debug/v1/tenant/", "/locate",
+                              print_locate);
 }
 
 int ctl_cmd_tenants_delete(Ctl *ctl, int argc, char **argv)
