@@ -108,6 +108,27 @@ static bool ready_slot(PageserverApp *app, HttpRequest *req, TenantShardId *tsid
     return true;
 }
 
+/* configured_slot: ready_slot for routes about one configured location: replies the error
+ * itself (400, 503, or 404 when this pageserver holds no location for the shard) and returns
+ * NULL, or returns the slot. */
+static TenantSlot *configured_slot(PageserverApp *app, HttpRequest *req)
+{
+    Err err = {0};
+    TenantShardId tsid;
+    TenantSlot *slot = NULL;
+    if (!ready_slot(app, req, &tsid, &slot, &err)) {
+        http_reply_error(req, &err);
+        return NULL;
+    }
+    if (slot == NULL || !slot->has_config) {
+        err_set(&err, ERR_NOT_FOUND, "tenant shard %s has no location here",
+                http_request_param(req, "tenant_shard_id"));
+        http_reply_error(req, &err);
+        return NULL;
+    }
+    return slot;
+}
+
 /* ---- health, metrics, failpoints ---- */
 
 /* handle_status: liveness and identity; the controller's heartbeat checks the id. */
@@ -199,20 +220,9 @@ static void handle_location_config_list(HttpRequest *req, void *app_arg)
 
 static void handle_location_config_get(HttpRequest *req, void *app_arg)
 {
-    PageserverApp *app = app_arg;
-    Err err = {0};
-    TenantShardId tsid;
-    TenantSlot *slot = NULL;
-    if (!ready_slot(app, req, &tsid, &slot, &err)) {
-        http_reply_error(req, &err);
+    TenantSlot *slot = configured_slot(app_arg, req);
+    if (slot == NULL)
         return;
-    }
-    if (slot == NULL || !slot->has_config) {
-        err_set(&err, ERR_NOT_FOUND, "tenant shard %s has no location here",
-                http_request_param(req, "tenant_shard_id"));
-        http_reply_error(req, &err);
-        return;
-    }
     http_reply_json(req, 200, location_config_to_json(&slot->config));
 }
 
@@ -276,20 +286,9 @@ static void handle_tenant_delete(HttpRequest *req, void *app_arg)
 
 static void handle_tenant_config_get(HttpRequest *req, void *app_arg)
 {
-    PageserverApp *app = app_arg;
-    Err err = {0};
-    TenantShardId tsid;
-    TenantSlot *slot = NULL;
-    if (!ready_slot(app, req, &tsid, &slot, &err)) {
-        http_reply_error(req, &err);
+    TenantSlot *slot = configured_slot(app_arg, req);
+    if (slot == NULL)
         return;
-    }
-    if (slot == NULL || !slot->has_config) {
-        err_set(&err, ERR_NOT_FOUND, "tenant shard %s not found",
-                http_request_param(req, "tenant_shard_id"));
-        http_reply_error(req, &err);
-        return;
-    }
     const TenantConfig *tc = &slot->config.tenant_conf;
     http_reply_json(req, 200,
                     json_pack("{s:o,s:o}", "tenant_specific_overrides", tenant_config_to_json(tc),
