@@ -412,6 +412,16 @@ void http_tenants_passthrough(HttpRequest *req, void *app)
         http_reply_error(req, &err);
         return;
     }
+    /* A malformed timeline id is the caller's mistake: say so here (400) rather than forward it
+     * and translate the pageserver's 400 into a 409 as wire.md's proxy table would. */
+    const char *p1 = http_request_param(req, "p1");
+    const char *p2 = http_request_param(req, "p2");
+    TimelineId tl;
+    if (p1 != NULL && p2 != NULL && strcmp(p1, "timeline") == 0 &&
+        !timeline_id_parse(p2, &tl, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
     StrBuf rest = STRBUF_INIT;
     static const char *const SEGS[] = {"p1", "p2", "p3", "p4", "p5"};
     for (size_t i = 0; i < sizeof(SEGS) / sizeof(SEGS[0]); i++) {

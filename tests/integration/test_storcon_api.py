@@ -196,6 +196,10 @@ def test_invalid_ids_are_400(cluster_factory):
         error_msg(sc.post("/debug/v1/attach-hook", json={"tenant_shard_id": bad, "node_id": 1}),
                   400)
     error_msg(cl.create_timeline(tenant, "not-a-timeline-id"), 400)
+    # A passthrough GET with a malformed timeline id is refused by storcon itself (400), not
+    # forwarded and translated (a pageserver 400 would become 409 by the proxy table).
+    msg = error_msg(sc.get(f"/v1/tenant/{tenant}/timeline/not-a-timeline-id"), 400)
+    assert "not-a-timeline-id" in msg, msg
     # Timeline create is strict too (a malformed import is never a silent bootstrap).
     msg = error_msg(cl.create_timeline(tenant, new_id(), pg_vresion=15), 400)
     assert "pg_vresion" in msg, msg
