@@ -236,6 +236,22 @@ static bool tenant_arg(const CtlCommand *self, const char *s, TenantId *out, int
     return true;
 }
 
+/* tenant_command_args: parse a command's arguments whose first positional is a tenant id (a
+ * missing or malformed one is a usage error: *code 64). */
+static bool tenant_command_args(Ctl *ctl, const CtlCommand *self, int argc, char **argv,
+                                const CtlOpt *opts, size_t n_opts, char **pos, int max_pos,
+                                int *n_pos, int *code)
+{
+    if (!ctl_parse_args(ctl, self, argc, argv, opts, n_opts, pos, max_pos, n_pos, code))
+        return false;
+    if (*n_pos < 1) {
+        *code = ctl_usage_error(self, "give the tenant id");
+        return false;
+    }
+    TenantId t;
+    return tenant_arg(self, pos[0], &t, code);
+}
+
 int ctl_cmd_tenants_create(Ctl *ctl, int argc, char **argv)
 {
     const CtlCommand *self = ctl_command_find("tenants create");
@@ -368,12 +384,7 @@ static int tenant_get_command(Ctl *ctl, const char *name, int argc, char **argv,
     const CtlCommand *self = ctl_command_find(name);
     char *pos[1];
     int n_pos = 0, code = 0;
-    if (!ctl_parse_args(ctl, self, argc, argv, NULL, 0, pos, 1, &n_pos, &code))
-        return code;
-    TenantId t;
-    if (n_pos != 1)
-        return ctl_usage_error(self, "give the tenant id");
-    if (!tenant_arg(self, pos[0], &t, &code))
+    if (!tenant_command_args(ctl, self, argc, argv, NULL, 0, pos, 1, &n_pos, &code))
         return code;
     char path[PATH_SIZE];
     snprintf(path, sizeof(path), "%s%s%s", path_prefix, pos[0], path_suffix);
@@ -496,12 +507,7 @@ int ctl_cmd_tenants_delete(Ctl *ctl, int argc, char **argv)
     const CtlCommand *self = ctl_command_find("tenants delete");
     char *pos[1];
     int n_pos = 0, code = 0;
-    if (!ctl_parse_args(ctl, self, argc, argv, NULL, 0, pos, 1, &n_pos, &code))
-        return code;
-    TenantId t;
-    if (n_pos != 1)
-        return ctl_usage_error(self, "give the tenant id");
-    if (!tenant_arg(self, pos[0], &t, &code))
+    if (!tenant_command_args(ctl, self, argc, argv, NULL, 0, pos, 1, &n_pos, &code))
         return code;
     char path[PATH_SIZE];
     snprintf(path, sizeof(path), "/v1/tenant/%s", pos[0]);
@@ -515,13 +521,8 @@ int ctl_cmd_tenants_policy(Ctl *ctl, int argc, char **argv)
     const CtlOpt opts[] = {{"placement", &placement_s, NULL}, {"scheduling", &sched, NULL}};
     char *pos[1];
     int n_pos = 0, code = 0;
-    if (!ctl_parse_args(ctl, self, argc, argv, opts, sizeof(opts) / sizeof(opts[0]), pos, 1, &n_pos,
-                        &code))
-        return code;
-    TenantId t;
-    if (n_pos != 1)
-        return ctl_usage_error(self, "give the tenant id");
-    if (!tenant_arg(self, pos[0], &t, &code))
+    if (!tenant_command_args(ctl, self, argc, argv, opts, sizeof(opts) / sizeof(opts[0]), pos, 1,
+                             &n_pos, &code))
         return code;
     if (placement_s == NULL && sched == NULL)
         return ctl_usage_error(self, "give --placement and/or --scheduling");
@@ -553,13 +554,8 @@ int ctl_cmd_timelines_create(Ctl *ctl, int argc, char **argv)
         {"ancestor", &ancestor, NULL}, {"ancestor-lsn", &lsn_s, NULL}, {"pg-version", &pg_s, NULL}};
     char *pos[2];
     int n_pos = 0, code = 0;
-    if (!ctl_parse_args(ctl, self, argc, argv, opts, sizeof(opts) / sizeof(opts[0]), pos, 2, &n_pos,
-                        &code))
-        return code;
-    TenantId t;
-    if (n_pos < 1)
-        return ctl_usage_error(self, "give the tenant id");
-    if (!tenant_arg(self, pos[0], &t, &code))
+    if (!tenant_command_args(ctl, self, argc, argv, opts, sizeof(opts) / sizeof(opts[0]), pos, 2,
+                             &n_pos, &code))
         return code;
     Err err = {0};
     TimelineId tl, anc;
