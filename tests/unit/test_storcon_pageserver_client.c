@@ -23,6 +23,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "tests/unit/loop_util.h"
 #include "shared/err.h"
 #include "shared/http_client.h"
 #include "shared/id.h"
@@ -343,26 +344,14 @@ static void on_done(const PageserverResult *r, void *arg)
     }
 }
 
-static void expire_cb(evutil_socket_t fd, short what, void *arg)
-{
-    *(bool *)arg = true;
-}
-
 static bool run_until(Fixture *f, int target, long timeout_ms)
 {
-    bool expired = false;
-    struct event *wd = evtimer_new(f->base, expire_cb, &expired);
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    evtimer_add(wd, &tv);
-    while (g_done < target && !expired)
-        event_base_loop(f->base, EVLOOP_ONCE);
-    event_free(wd);
-    return g_done >= target;
+    return loop_run_until(f->base, &g_done, target, timeout_ms);
 }
 
 static void run_for(Fixture *f, long ms)
 {
-    run_until(f, INT32_MAX, ms);
+    loop_run_for(f->base, ms);
 }
 
 /* wait1: run until one more callback ran. */
