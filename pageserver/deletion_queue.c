@@ -384,6 +384,7 @@ bool deletion_queue_load(DeletionQueue *dq, Err *err)
                 log_warn("cannot remove %s: %m", path);
             free(text);
             text = NULL;
+            deletion_list_finish(&pl->list); /* parsed but mismatched: items were allocated */
             free(pl);
             continue;
         }

@@ -1293,6 +1293,9 @@ void tenant_delete(TenantManager *mgr, HttpRequest *req, const TenantShardId *ts
         }
         targets[n++] = s;
     }
+    bool exact_slot = false;
+    for (size_t i = 0; i < n; i++)
+        exact_slot = exact_slot || tsid_eq(&targets[i]->tsid, tsid);
     TenantDeleteOp *op = xcalloc(1, sizeof(*op));
     op->mgr = mgr;
     op->req = req;
@@ -1303,7 +1306,13 @@ void tenant_delete(TenantManager *mgr, HttpRequest *req, const TenantShardId *ts
         c->done = on_slot_deleted;
         c->done_arg = op;
     }
-    /* the exact id's directory may exist without a slot (leftovers): remove it too */
+    /* the exact id's directory may exist without a slot (leftovers): remove it too. With a slot
+     * of that id, the slot's own removal does it once its jobs have ended; removing it here too
+     * would race with them. */
+    if (exact_slot) {
+        on_absent_removed(op, true, NULL);
+        return;
+    }
     char dir[PATH_MAX];
     char tsid_str[TSID_STR_SIZE];
     tsid_format(tsid, tsid_str);

@@ -243,6 +243,15 @@ static void upload_done(void *arg)
         if (op->done != NULL)
             op->done(op->done_arg, true);
         upload_op_free(op);
+    } else if (tl->deleting) {
+        /* the timeline is being deleted: never retry (a late index upload would bring back an
+         * index naming deleted layers); the deletion waits for !uq_running */
+        tl->uq_head = op->next;
+        if (tl->uq_head == NULL)
+            tl->uq_tail = NULL;
+        if (op->done != NULL)
+            op->done(op->done_arg, false);
+        upload_op_free(op);
     } else {
         tl->uq_attempt++;
         long delay = backoff_delay_ms(tl->uq_attempt, PAGESERVER_UPLOAD_BACKOFF_BASE_MS,
@@ -261,7 +270,7 @@ static void upload_done(void *arg)
 
 static void uq_step(Timeline *tl)
 {
-    if (tl->uq_running || tl->uq_head == NULL || !slot_may_upload(tl->slot) ||
+    if (tl->uq_running || tl->deleting || tl->uq_head == NULL || !slot_may_upload(tl->slot) ||
         evtimer_pending(tl->uq_timer, NULL) || tl_app(tl)->http_client == NULL)
         return;
     UploadJob *j = xcalloc(1, sizeof(*j));
@@ -538,11 +547,13 @@ static void bootstrap_done(void *arg)
             ok = layer_obj_new(&j->result.layers[i], &slot->tsid.tenant_id, &tl->id, tl->dir, true,
                                &l, &err) &&
                  timeline_add_layer(tl, l, &err);
-            if (ok)
-                timeline_schedule_layer_upload(tl, l, NULL, NULL);
-            else
+            if (!ok)
                 layer_obj_unref(l);
         }
+        /* uploads start only once every layer is in: a failure above discards (frees) the
+         * timeline, which must not happen while one of its uploads runs on a worker */
+        for (size_t i = 0; i < tl->n_layers && ok; i++)
+            timeline_schedule_layer_upload(tl, tl->layers[i], NULL, NULL);
         if (!ok) {
             create_discard(tl, &err);
         } else {
