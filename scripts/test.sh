@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Runs every check the project has, in the order CI runs them:
 #
-#   1. deps         scripts/install-deps.sh
-#   2. build-asan   scripts/build.sh --sanitize        (build-asan/, ASan + UBSan)
-#   3. build        scripts/build.sh                   (build/)
-#   4. unit-asan    ctest --test-dir build-asan -L unit       (unit tests under the sanitizers)
-#   5. unit         ctest --test-dir build -LE integration    (everything but the integration suite)
-#   6. integration  ctest --test-dir build -L integration -V  (pytest against the real daemons)
+#   1. deps           scripts/install-deps.sh
+#   2. layers         scripts/check-layers.sh (--self-test, then the tree): include layering
+#   3. build-asan     scripts/build.sh --sanitize   (build-asan/, RelWithDebInfo, ASan + UBSan)
+#   4. build          scripts/build.sh              (build/, RelWithDebInfo: the default)
+#   5. build-release  scripts/build.sh --release    (build-release/, Release -O3, gcc)
+#   6. build-clang    scripts/build.sh --clang      (build-clang/, Debug, clang)
+#   7. unit-asan      ctest --test-dir build-asan -L unit          (unit tests under the sanitizers)
+#   8. unit           ctest --test-dir build -LE integration       (everything but the integration suite)
+#   9. unit-release   ctest --test-dir build-release -L unit
+#  10. unit-clang     ctest --test-dir build-clang -L unit
+#  11. integration    ctest --test-dir build -L integration -V     (pytest against the real daemons, once)
 #
-# Every stage runs even when an earlier one failed (unless it needs a build that failed); the
-# output of each goes to the terminal and to $TEST_LOG_DIR/<stage>.log (default build/test-logs).
-# A summary closes the run (with ctest's and pytest's closing lines); the exit status is non-zero
-# if any stage failed. Works from any directory.
+# Warnings are errors in every build. Every stage runs even when an earlier one failed (unless it
+# needs a build that failed); the output of each goes to the terminal and to
+# $TEST_LOG_DIR/<stage>.log (default build/test-logs). A summary closes the run (with ctest's and
+# pytest's closing lines); the exit status is non-zero if any stage failed. Works from any
+# directory. Under CI=true a unit test whose external program (Postgres, initdb, GNU tar) is
+# missing fails instead of skipping (tests/unit/dep_util.h).
 set -uo pipefail
 
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.." || exit 1
@@ -23,8 +30,6 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
 
 declare -a names=() results=() seconds=() notes=()
 failed=0
-asan_built=0
-built=0
 
 # stage NAME CMD...: run a command, tee its output to the stage log, record the result.
 stage() {
@@ -66,28 +71,45 @@ summary_line() {
 }
 
 stage deps bash scripts/install-deps.sh
+stage layers bash -c 'bash scripts/check-layers.sh --self-test && bash scripts/check-layers.sh'
 
-stage build-asan bash scripts/build.sh --sanitize --skip-deps && asan_built=1
-stage build bash scripts/build.sh --skip-deps && built=1
+# build-<variant> then unit-<variant> for each extra build type; the default build also runs the
+# integration suite.
+declare -A built=()
+for variant in asan default release clang; do
+  case "$variant" in
+    asan) flag=--sanitize dir=build-asan name=asan ;;
+    default) flag= dir=build name= ;;
+    release) flag=--release dir=build-release name=release ;;
+    clang) flag=--clang dir=build-clang name=clang ;;
+  esac
+  stage "build${name:+-$name}" bash scripts/build.sh $flag --skip-deps && built[$variant]=1
+done
 
-if [ "$asan_built" = 1 ]; then
-  stage unit-asan ctest --test-dir build-asan -L unit --output-on-failure -j "$jobs"
-else
-  skip unit-asan "sanitizer build failed"
-fi
+for variant in asan default release clang; do
+  case "$variant" in
+    asan) dir=build-asan name=unit-asan labels=(-L unit) ;;
+    default) dir=build name=unit labels=(-LE integration) ;;
+    release) dir=build-release name=unit-release labels=(-L unit) ;;
+    clang) dir=build-clang name=unit-clang labels=(-L unit) ;;
+  esac
+  if [ "${built[$variant]:-0}" = 1 ]; then
+    stage "$name" ctest --test-dir "$dir" "${labels[@]}" --output-on-failure -j "$jobs"
+  else
+    skip "$name" "$dir build failed"
+  fi
+done
 
-if [ "$built" = 1 ]; then
-  stage unit ctest --test-dir build -LE integration --output-on-failure -j "$jobs"
+if [ "${built[default]:-0}" = 1 ]; then
   stage integration ctest --test-dir build -L integration --output-on-failure -V
 else
-  skip unit "build failed"
   skip integration "build failed"
 fi
 
 echo
 echo "======== summary ========"
 for i in "${!names[@]}"; do
-  printf '%-12s %-9s %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${notes[$i]}"
+  printf '%-14s %-9s %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${notes[$i]}"
 done
 echo "logs: $log_dir"
 if [ "$failed" -ne 0 ]; then

@@ -294,7 +294,7 @@ const char *shard_scheduling_policy_name(ShardSchedulingPolicy p)
 
 bool shard_scheduling_policy_parse(const char *s, ShardSchedulingPolicy *out, Err *err)
 {
-    int v;
+    int v = 0;
     if (!table_parse(&SHARD_SCHEDULING_TABLE, s, &v, err))
         return false;
     *out = (ShardSchedulingPolicy)v;
@@ -303,7 +303,7 @@ bool shard_scheduling_policy_parse(const char *s, ShardSchedulingPolicy *out, Er
 
 bool shard_scheduling_policy_from_json(const json_t *v, ShardSchedulingPolicy *out, Err *err)
 {
-    int x;
+    int x = 0;
     if (!table_from_json(&SHARD_SCHEDULING_TABLE, v, &x, err))
         return false;
     *out = (ShardSchedulingPolicy)x;
@@ -340,7 +340,7 @@ const char *node_availability_name(NodeAvailability a)
 
 bool node_availability_parse(const char *s, NodeAvailability *out, Err *err)
 {
-    int v;
+    int v = 0;
     if (!table_parse(&NODE_AVAILABILITY_TABLE, s, &v, err))
         return false;
     *out = (NodeAvailability)v;
@@ -349,7 +349,7 @@ bool node_availability_parse(const char *s, NodeAvailability *out, Err *err)
 
 bool node_availability_from_json(const json_t *v, NodeAvailability *out, Err *err)
 {
-    int x;
+    int x = 0;
     if (!table_from_json(&NODE_AVAILABILITY_TABLE, v, &x, err))
         return false;
     *out = (NodeAvailability)x;
@@ -368,7 +368,7 @@ const char *node_scheduling_policy_name(NodeSchedulingPolicy p)
 
 bool node_scheduling_policy_parse(const char *s, NodeSchedulingPolicy *out, Err *err)
 {
-    int v;
+    int v = 0;
     if (!table_parse(&NODE_SCHEDULING_TABLE, s, &v, err))
         return false;
     *out = (NodeSchedulingPolicy)v;
@@ -377,7 +377,7 @@ bool node_scheduling_policy_parse(const char *s, NodeSchedulingPolicy *out, Err 
 
 bool node_scheduling_policy_from_json(const json_t *v, NodeSchedulingPolicy *out, Err *err)
 {
-    int x;
+    int x = 0;
     if (!table_from_json(&NODE_SCHEDULING_TABLE, v, &x, err))
         return false;
     *out = (NodeSchedulingPolicy)x;
@@ -396,7 +396,7 @@ const char *node_lifecycle_name(NodeLifecycle l)
 
 bool node_lifecycle_parse(const char *s, NodeLifecycle *out, Err *err)
 {
-    int v;
+    int v = 0;
     if (!table_parse(&NODE_LIFECYCLE_TABLE, s, &v, err))
         return false;
     *out = (NodeLifecycle)v;
@@ -412,7 +412,7 @@ const char *shard_location_mode_name(ShardLocationMode m)
 
 bool shard_location_mode_parse(const char *s, ShardLocationMode *out, Err *err)
 {
-    int v;
+    int v = 0;
     if (!table_parse(&LOCATION_MODE_TABLE, s, &v, err))
         return false;
     *out = (ShardLocationMode)v;

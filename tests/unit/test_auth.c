@@ -111,7 +111,10 @@ static AuthSigner *load_signer(const char *path)
     return s;
 }
 
-static char *sign(AuthSigner *s, AuthScope scope, const char *tenant_hex, int64_t exp)
+/* not inlined: gcc 12 at -O2 mistakes the returned heap token for a pointer into the local `jwt`
+ * (a false -Wdangling-pointer in the callers) */
+__attribute__((noinline)) static char *sign(AuthSigner *s, AuthScope scope, const char *tenant_hex,
+                                            int64_t exp)
 {
     TenantId t;
     Err err = {0};

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "tests/unit/dep_util.h"
 #include <pwd.h>
 
 #include "shared/crc32c.h"
@@ -112,8 +113,7 @@ static int group_teardown(void **state)
 #define NEED_CLUSTER()                                                                             \
     do {                                                                                           \
         if (!g_have_cluster) {                                                                     \
-            printf("skipped: %s\n", g_skip_reason);                                                \
-            skip();                                                                                \
+            SKIP_MISSING_DEP(g_skip_reason);                                                       \
         }                                                                                          \
     } while (0)
 

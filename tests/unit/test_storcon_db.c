@@ -33,6 +33,7 @@
 
 #include <arpa/inet.h>
 #include <cmocka.h>
+#include "tests/unit/dep_util.h"
 #include <event2/event.h>
 #include <libpq-fe.h>
 
@@ -448,7 +449,7 @@ static int test_teardown(void **state)
 static Fixture *fixture_or_skip(void **state)
 {
     if (!PG.available)
-        skip();
+        SKIP_MISSING_DEP("no usable Postgres 15 (binaries in " PG_BIN ")");
     return *state;
 }
 
@@ -723,7 +724,7 @@ static int64_t schema_objects(void)
 static void test_migration_0002_down_up(void **state)
 {
     if (!PG.available)
-        skip();
+        SKIP_MISSING_DEP("no usable Postgres 15 (binaries in " PG_BIN ")");
     assert_true(MIGRATIONS_COUNT >= 2);
     assert_string_equal(MIGRATIONS[1].name, "node_https_port_and_attach_index");
     assert_int_equal(schema_objects(), 2);
@@ -1813,7 +1814,7 @@ static void test_imports(void **state)
 static void test_unavailable(void **state)
 {
     if (!PG.available)
-        skip();
+        SKIP_MISSING_DEP("no usable Postgres 15 (binaries in " PG_BIN ")");
     int port = free_port();
     char url[128];
     snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", port);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include "tests/unit/dep_util.h"
 
 #include "shared/err.h"
 #include "shared/fsutil.h"
@@ -893,7 +894,7 @@ static void set_mtimes(const char *dir, long base)
     assert_true(n >= 0);
     for (int i = 0; i < n; i++) {
         char p[4096];
-        snprintf(p, sizeof(p), "%s/%s", dir, list[i]->d_name);
+        assert_true(str_printf(p, sizeof(p), "%s/%s", dir, list[i]->d_name));
         struct stat st;
         assert_int_equal(lstat(p, &st), 0);
         if (S_ISDIR(st.st_mode))
@@ -1003,8 +1004,7 @@ static int run(const char *fmt, ...)
 static void test_gnu_tar_reads_ours(void **state)
 {
     if (!have_gnu_tar()) {
-        print_message("GNU tar or zstd not installed: skipping\n");
-        skip();
+        SKIP_MISSING_DEP("GNU tar or zstd not installed");
     }
     Err err = {0};
     char src[256];
@@ -1042,8 +1042,7 @@ static void test_gnu_tar_reads_ours(void **state)
 static void test_we_read_gnu_tar(void **state)
 {
     if (!have_gnu_tar()) {
-        print_message("GNU tar or zstd not installed: skipping\n");
-        skip();
+        SKIP_MISSING_DEP("GNU tar or zstd not installed");
     }
     Err err = {0};
     char src[256];
