@@ -19,10 +19,13 @@
  */
 #include "shared/daemon.h"
 
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -59,6 +62,23 @@ static void daemon_on_signal(evutil_socket_t sig, short what, void *arg);
 static void daemon_on_drain_timer(evutil_socket_t fd, short what, void *arg);
 static void daemon_on_finish(evutil_socket_t fd, short what, void *arg);
 
+long daemon_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t before = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            log_warn("cannot raise the open-file limit from %llu to %llu: %s",
+                     (unsigned long long)before, (unsigned long long)rl.rlim_max, strerror(errno));
+            rl.rlim_cur = before;
+        }
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
+}
+
 bool daemon_new(const char *program, Daemon **out, Err *err)
 {
     Daemon *d = xcalloc(1, sizeof(*d));
@@ -87,6 +107,8 @@ bool daemon_new(const char *program, Daemon **out, Err *err)
     }
     /* a peer closing a socket must be an EPIPE on write, not the end of the process */
     signal(SIGPIPE, SIG_IGN);
+    long fds = daemon_raise_fd_limit();
+    log_info("open-file limit: %ld", fds);
     *out = d;
     return true;
 fail:

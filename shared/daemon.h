@@ -35,9 +35,13 @@ typedef void (*DaemonStopFn)(void *arg);
 
 #define DAEMON_MAX_SERVERS 4
 
-/* daemon_new: create the event base and the signal events. The caller frees with daemon_free. */
+/* daemon_new: create the event base and the signal events, and raise the open-file limit
+ * (daemon_raise_fd_limit). The caller frees with daemon_free. */
 bool daemon_new(const char *program, Daemon **out, Err *err) MUST_CHECK;
 void daemon_free(Daemon *d);
+/* daemon_raise_fd_limit: raise the soft RLIMIT_NOFILE to the hard limit (each client connection
+ * is a descriptor); returns the soft limit now in force (LONG_MAX: unlimited), -1 if unknown. */
+long daemon_raise_fd_limit(void);
 struct event_base *daemon_base(Daemon *d);
 
 /* daemon_add_server: servers the graceful stop closes and drains (at most DAEMON_MAX_SERVERS).

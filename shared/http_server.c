@@ -50,19 +50,33 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
+#include <pthread.h>
 
+#include "shared/http_framing.h"
 #include "shared/id.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
 #include "shared/str.h"
 
-#define HTTP_MAX_SEGMENTS    16
-#define HTTP_MAX_PARAMS      8
-#define HTTP_TIMEOUT_SECS    60
-#define HTTP_REQUEST_ID_SIZE 37
-#define HTTP_RANDOM_ID_HEX   12
-#define HTTP_LOG_PATH_MAX    200
+#define HTTP_MAX_SEGMENTS      16
+#define HTTP_MAX_PARAMS        8
+#define HTTP_TIMEOUT_SECS      60
+#define HTTP_REQUEST_ID_SIZE   37
+#define HTTP_RANDOM_ID_HEX     12
+#define HTTP_LOG_PATH_MAX      200
+#define HTTP_ACCEPT_PAUSE_MS   250  /* accept() failed (no fds): retry after this */
+#define HTTP_LINGER_MS         2000 /* after a rejection, discard input this long before closing */
+#define HTTP_LOG_INTERVAL_SECS 10   /* rate limit of the connection-level warnings */
+
+typedef struct HttpConn HttpConn;
+
+/* LogLimiter: at most one line per HTTP_LOG_INTERVAL_SECS; the others are counted. */
+typedef struct LogLimiter {
+    time_t last;
+    unsigned suppressed;
+} LogLimiter;
 
 typedef struct CompiledRoute {
     const HttpRoute *route;
@@ -92,6 +106,18 @@ struct HttpServer {
     HttpRequest *graveyard; /* replied outside dispatch; freed by the reaper */
     struct event *reaper;
     uint64_t rng;
+    /* connections (see "connections" below) */
+    HttpConn *conns;       /* every connection evhttp has made a bufferevent for */
+    HttpConn **conn_by_fd; /* set-up connections by socket */
+    size_t conn_by_fd_cap;
+    size_t n_conns;
+    size_t max_conns;
+    long header_timeout_ms;
+    struct event *accept_timer; /* resumes accepting after an accept() failure */
+    LogLimiter accept_log, refuse_log, reject_log;
+    struct MetricGauge *m_open;
+    struct MetricCounter *m_refused, *m_accept_errors;
+    HttpServer *next_registered;
 };
 
 struct HttpRequest {
@@ -99,6 +125,7 @@ struct HttpRequest {
     struct evhttp_request *evreq;    /* NULL once libevent freed it */
     struct evhttp_connection *evcon; /* NULL once libevent freed it */
     struct event *watch;             /* disconnect watcher while pending */
+    HttpConn *conn;                  /* NULL once the connection is gone */
     const CompiledRoute *route;      /* NULL: no route matched */
     HttpMethod method;
     bool method_known;
@@ -120,6 +147,26 @@ struct HttpRequest {
     bool replied;
     bool in_dispatch;
     HttpRequest *prev, *next; /* pending list, then graveyard (next only) */
+};
+
+/* HttpConn: one client connection, from evhttp's bufferevent callback to evhttp's close callback.
+ */
+struct HttpConn {
+    HttpServer *srv;
+    struct bufferevent *bev;         /* we hold a reference until conn_free */
+    struct evhttp_connection *evcon; /* NULL until set up */
+    evutil_socket_t fd;              /* -1 until set up */
+    struct event *setup_ev;          /* one-shot, right after evhttp has set the socket */
+    struct event *timer;             /* header deadline; after a rejection, the linger deadline */
+    HttpRequest *req;                /* the pending request, if any */
+    uint64_t answered;               /* requests replied to */
+    uint64_t timed_head;             /* the request whose head the timer runs for */
+    uint64_t received;               /* bytes added to the input since the connection opened */
+    HttpFraming framing;
+    bool in_input_cb;
+    bool rejected;  /* framing error or refused: closes after what is in flight */
+    bool lingering; /* rejection sent: input is discarded until the client closes or time is up */
+    HttpConn *prev, *next;
 };
 
 static const char *const METHOD_NAMES[HTTP_METHOD_COUNT] = {
@@ -395,12 +442,12 @@ static void on_watch(evutil_socket_t fd, short what, void *arg)
         event_add(req->watch, NULL);
 }
 
-/* on_conn_close: libevent is freeing the connection of a pending request (a safety net; with
- * reading paused it normally does not). If libevent detached the request it is ours to free,
+/* request_conn_closed: libevent is freeing the connection of a pending request (a safety net;
+ * with reading paused it normally does not). If libevent detached the request it is ours to free,
  * otherwise libevent frees it with the connection and we must forget it. */
-static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+static void request_conn_closed(HttpRequest *req)
 {
-    HttpRequest *req = arg;
+    req->conn = NULL;
     request_mark_gone(req, "connection freed");
     if (req->evreq != NULL && evhttp_request_get_connection(req->evreq) != NULL)
         req->evreq = NULL;
@@ -444,8 +491,13 @@ static void request_finish(HttpRequest *req, int status, const char *content_typ
         event_free(req->watch);
         req->watch = NULL;
     }
-    if (req->evcon != NULL)
-        evhttp_connection_set_closecb(req->evcon, NULL, NULL);
+    bool close_after = srv->stopping;
+    if (req->conn != NULL) {
+        req->conn->req = NULL;
+        req->conn->answered++;
+        close_after = close_after || req->conn->rejected;
+        req->conn = NULL;
+    }
 
     if (!req->gone && req->evreq != NULL) {
         struct evkeyvalq *out = evhttp_request_get_output_headers(req->evreq);
@@ -463,7 +515,7 @@ static void request_finish(HttpRequest *req, int status, const char *content_typ
             }
             evhttp_add_header(out, "Allow", allow);
         }
-        if (srv->stopping)
+        if (close_after)
             evhttp_add_header(out, "Connection", "close");
         struct evbuffer *buf = evbuffer_new();
         if (buf != NULL && len > 0)
@@ -650,6 +702,351 @@ static bool request_authorize(HttpServer *srv, HttpRequest *req, const TenantId 
     return auth_check(srv->cfg.auth_policy, req->route->route->scope, &req->claims, tenant, err);
 }
 
+/* ---- connections ----
+ *
+ * evhttp 2.1 has no hook per connection, no error-page hook and no accept-error handling, so:
+ *   - evhttp_set_bevcb: we create each connection's socket bufferevent (HttpConn, counted), and
+ *     one loop turn later (when evhttp has given it the socket and its callbacks, whose argument
+ *     is the evhttp_connection) install the connection close callback, which ends the HttpConn.
+ *   - an evbuffer callback on the input buffer sees every byte before evhttp parses it and feeds
+ *     the framing scanner (http_framing.h). A rejection drops the unparsed input; with nothing in
+ *     flight it is answered at once on the socket (JSON, Connection: close), the write side is
+ *     shut, input is discarded for HTTP_LINGER_MS (so the client reads the reply instead of a
+ *     reset) and the connection is freed. With a request in flight (pipelining), its reply carries
+ *     Connection: close instead.
+ *   - the listener's error callback pauses accepting (EMFILE/ENFILE would otherwise make the loop
+ *     spin on a readable listening socket) and a timer resumes it.
+ */
+
+/* log_limited: whether to log now (true at most once per interval); *suppressed is the number of
+ * lines dropped since the last one. */
+static void conn_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg);
+
+static bool log_limited(LogLimiter *l, unsigned *suppressed)
+{
+    time_t now = time(NULL);
+    if (l->last != 0 && now - l->last < HTTP_LOG_INTERVAL_SECS) {
+        l->suppressed++;
+        return false;
+    }
+    *suppressed = l->suppressed;
+    l->suppressed = 0;
+    l->last = now;
+    return true;
+}
+
+static void conns_gauge(HttpServer *srv)
+{
+    if (srv->m_open != NULL)
+        metric_gauge_set(srv->m_open, (double)srv->n_conns);
+}
+
+static void conn_free(HttpConn *c)
+{
+    HttpServer *srv = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    srv->n_conns--;
+    conns_gauge(srv);
+    if (c->fd >= 0 && (size_t)c->fd < srv->conn_by_fd_cap && srv->conn_by_fd[c->fd] == c)
+        srv->conn_by_fd[c->fd] = NULL;
+    if (c->req != NULL)
+        request_conn_closed(c->req);
+    event_free(c->setup_ev);
+    event_free(c->timer);
+    evbuffer_remove_cb(bufferevent_get_input(c->bev), conn_on_input, c);
+    bufferevent_decref(c->bev);
+    http_framing_finish(&c->framing);
+    free(c);
+}
+
+/* conn_on_close: evhttp is freeing the connection. */
+static void conn_on_close(struct evhttp_connection *evcon, void *arg)
+{
+    conn_free(arg);
+}
+
+/* buffer_keep: drop everything after the first keep bytes of buf. */
+static void buffer_keep(struct evbuffer *buf, size_t keep)
+{
+    size_t len = evbuffer_get_length(buf);
+    if (keep >= len)
+        return;
+    if (keep == 0) {
+        evbuffer_drain(buf, len);
+        return;
+    }
+    struct evbuffer *head = evbuffer_new();
+    if (head == NULL) {
+        evbuffer_drain(buf, len);
+        return;
+    }
+    evbuffer_remove_buffer(buf, head, keep);
+    evbuffer_drain(buf, evbuffer_get_length(buf));
+    evbuffer_prepend_buffer(buf, head);
+    evbuffer_free(head);
+}
+
+/* conn_reject: answer status {"msg"} and close, as the file comment of this section says. The
+ * caller has dropped the unparsed input. */
+static void conn_reject(HttpConn *c, int status, const char *msg)
+{
+    HttpServer *srv = c->srv;
+    c->rejected = true;
+    unsigned dropped = 0;
+    if (log_limited(&srv->reject_log, &dropped))
+        log_info("%s: %d on a connection: %s (%u similar not logged)", srv->name, status, msg,
+                 dropped);
+    if (srv->cfg.metrics != NULL) {
+        char labels[64];
+        str_printf(labels, sizeof(labels), "route=\"unknown\",method=\"-\",status=\"%d\"", status);
+        metric_counter_add(metrics_counter(srv->cfg.metrics, "http_requests_total",
+                                           "HTTP requests answered", labels),
+                           1);
+    }
+    if (c->req != NULL || c->answered < c->framing.requests)
+        return; /* requests in flight: the last reply closes the connection */
+    Err err;
+    err_clear(&err);
+    err_set(&err, ERR_BAD_REQUEST, "%s", msg);
+    char *body = err_to_json_body(&err);
+    char *text = str_dup_printf("HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                                "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                                status, http_framing_reason(status), body ? strlen(body) : 0,
+                                body ? body : "");
+    /* best effort: the socket's send buffer is empty (nothing in flight) and the reply small */
+    ssize_t n = send(c->fd, text, strlen(text), MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+    free(text);
+    free(body);
+    shutdown(c->fd, SHUT_WR);
+    c->lingering = true;
+    struct timeval tv = {HTTP_LINGER_MS / 1000, (HTTP_LINGER_MS % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+/* conn_on_input: bytes were added to the connection's input buffer and evhttp has not seen them
+ * yet. */
+static void conn_on_input(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    HttpConn *c = arg;
+    if (info->n_added == 0 || c->in_input_cb)
+        return;
+    c->in_input_cb = true;
+    size_t len = evbuffer_get_length(buf);
+    c->received += info->n_added;
+    if (c->rejected) {
+        /* lingering: discard; rejected with requests in flight: keep what evhttp has not read of
+         * them (nothing arrives while reading is paused, so this is only ever new bytes) */
+        buffer_keep(buf, len - info->n_added);
+        c->in_input_cb = false;
+        return;
+    }
+    struct evbuffer_ptr pos;
+    evbuffer_ptr_set(buf, &pos, len - info->n_added, EVBUFFER_PTR_SET);
+    bool ok = true;
+    while (ok) {
+        struct evbuffer_iovec vec[8];
+        int n = evbuffer_peek(buf, -1, &pos, vec, 8);
+        if (n <= 0)
+            break;
+        int used = n < 8 ? n : 8;
+        size_t scanned = 0;
+        for (int i = 0; i < used && ok; i++) {
+            ok = http_framing_feed(&c->framing, vec[i].iov_base, vec[i].iov_len);
+            scanned += vec[i].iov_len;
+        }
+        if (n <= 8 || !ok)
+            break;
+        evbuffer_ptr_set(buf, &pos, scanned, EVBUFFER_PTR_ADD);
+    }
+    if (!ok) {
+        /* keep the complete requests before the rejected one for evhttp; drop the rest */
+        uint64_t front = c->received - (uint64_t)len; /* stream offset of buf[0] */
+        uint64_t start = c->framing.request_start;
+        size_t keep = start > front ? (size_t)(start - front) : 0;
+        if (keep > len)
+            keep = len;
+        buffer_keep(buf, keep);
+        evtimer_del(c->timer);
+        conn_reject(c, c->framing.status, c->framing.msg);
+    } else if (!http_framing_in_head(&c->framing)) {
+        evtimer_del(c->timer);
+    } else if (!evtimer_pending(c->timer, NULL) || c->timed_head != c->framing.requests) {
+        /* a new head started: it has header_timeout_ms from its first byte */
+        long ms = c->srv->header_timeout_ms;
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        evtimer_add(c->timer, &tv);
+        c->timed_head = c->framing.requests;
+    }
+    c->in_input_cb = false;
+}
+
+/* conn_on_timer: a head did not arrive in time (408), or the linger after a rejection is over. */
+static void conn_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    HttpConn *c = arg;
+    if (c->lingering || c->evcon == NULL) {
+        if (c->evcon != NULL)
+            evhttp_connection_free(c->evcon); /* calls conn_on_close */
+        return;
+    }
+    if (!http_framing_in_head(&c->framing))
+        return;
+    char msg[96];
+    str_printf(msg, sizeof(msg), "request head not received within %ld ms",
+               c->srv->header_timeout_ms);
+    buffer_keep(bufferevent_get_input(c->bev), 0);
+    c->framing.state = HTTP_FRAME_ERROR;
+    conn_reject(c, 408, msg);
+}
+
+static void conn_register(HttpServer *srv, HttpConn *c)
+{
+    size_t fd = (size_t)c->fd;
+    if (fd >= srv->conn_by_fd_cap) {
+        size_t cap = srv->conn_by_fd_cap ? srv->conn_by_fd_cap : 64;
+        while (cap <= fd)
+            cap *= 2;
+        srv->conn_by_fd = xrealloc(srv->conn_by_fd, cap * sizeof(*srv->conn_by_fd));
+        memset(srv->conn_by_fd + srv->conn_by_fd_cap, 0,
+               (cap - srv->conn_by_fd_cap) * sizeof(*srv->conn_by_fd));
+        srv->conn_by_fd_cap = cap;
+    }
+    srv->conn_by_fd[fd] = c;
+}
+
+/* conn_on_setup: evhttp has set the socket and its callbacks (argument: the connection). */
+static void conn_on_setup(evutil_socket_t unused, short what, void *arg)
+{
+    HttpConn *c = arg;
+    HttpServer *srv = c->srv;
+    void *cbarg = NULL;
+    bufferevent_getcb(c->bev, NULL, NULL, NULL, &cbarg);
+    c->fd = bufferevent_getfd(c->bev);
+    if (cbarg == NULL || c->fd < 0) { /* evhttp gave up on it already */
+        c->fd = -1;
+        conn_free(c);
+        return;
+    }
+    c->evcon = cbarg;
+    evhttp_connection_set_closecb(c->evcon, conn_on_close, c);
+    conn_register(srv, c);
+    if (srv->n_conns > srv->max_conns) {
+        if (srv->m_refused != NULL)
+            metric_counter_add(srv->m_refused, 1);
+        unsigned dropped = 0;
+        if (log_limited(&srv->refuse_log, &dropped))
+            log_warn("%s: %zu connections open, over the limit of %zu: refusing new ones with 503 "
+                     "(%u similar not logged)",
+                     srv->name, srv->n_conns - 1, srv->max_conns, dropped);
+        char msg[96];
+        str_printf(msg, sizeof(msg), "too many open connections (limit %zu)", srv->max_conns);
+        c->framing.state = HTTP_FRAME_ERROR;
+        conn_reject(c, 503, msg);
+    }
+}
+
+/* on_new_bev: evhttp accepted a connection and asks for its bufferevent. */
+static struct bufferevent *on_new_bev(struct event_base *base, void *arg)
+{
+    HttpServer *srv = arg;
+    struct bufferevent *bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL)
+        return NULL; /* evhttp makes its own; the connection goes uncounted */
+    HttpConn *c = xcalloc(1, sizeof(*c));
+    c->srv = srv;
+    c->bev = bev;
+    c->fd = -1;
+    c->setup_ev = event_new(base, -1, 0, conn_on_setup, c);
+    c->timer = evtimer_new(base, conn_on_timer, c);
+    if (c->setup_ev == NULL || c->timer == NULL) {
+        if (c->setup_ev)
+            event_free(c->setup_ev);
+        if (c->timer)
+            event_free(c->timer);
+        free(c);
+        return bev;
+    }
+    bufferevent_incref(bev);
+    http_framing_init(&c->framing, srv->max_body, HTTP_MAX_HEAD_BYTES);
+    evbuffer_add_cb(bufferevent_get_input(bev), conn_on_input, c);
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    srv->conns = c;
+    srv->n_conns++;
+    conns_gauge(srv);
+    event_active(c->setup_ev, EV_TIMEOUT, 0);
+    return bev;
+}
+
+/* The listener's error callback gets evhttp's argument (the struct evhttp), so servers are found
+ * by their evhttp in this registry. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static HttpServer *registry;
+
+static void registry_add(HttpServer *srv)
+{
+    pthread_mutex_lock(&registry_lock);
+    srv->next_registered = registry;
+    registry = srv;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(HttpServer *srv)
+{
+    pthread_mutex_lock(&registry_lock);
+    for (HttpServer **p = &registry; *p != NULL; p = &(*p)->next_registered) {
+        if (*p == srv) {
+            *p = srv->next_registered;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static HttpServer *registry_find(const struct evhttp *http)
+{
+    pthread_mutex_lock(&registry_lock);
+    HttpServer *srv = registry;
+    while (srv != NULL && srv->http != http)
+        srv = srv->next_registered;
+    pthread_mutex_unlock(&registry_lock);
+    return srv;
+}
+
+/* on_accept_error: accept() failed with a non-retriable error, typically EMFILE/ENFILE. The
+ * listening socket stays readable, so pause it and retry after HTTP_ACCEPT_PAUSE_MS. */
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    int e = errno;
+    HttpServer *srv = registry_find(arg);
+    evconnlistener_disable(lev);
+    if (srv == NULL)
+        return;
+    if (srv->m_accept_errors != NULL)
+        metric_counter_add(srv->m_accept_errors, 1);
+    unsigned dropped = 0;
+    if (log_limited(&srv->accept_log, &dropped))
+        log_warn("%s: cannot accept connections: %s (%zu open); pausing accepts for %d ms (%u "
+                 "similar not logged)",
+                 srv->name, strerror(e), srv->n_conns, HTTP_ACCEPT_PAUSE_MS, dropped);
+    struct timeval tv = {0, HTTP_ACCEPT_PAUSE_MS * 1000};
+    evtimer_add(srv->accept_timer, &tv);
+}
+
+static void on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    HttpServer *srv = arg;
+    if (srv->sock != NULL)
+        evconnlistener_enable(evhttp_bound_socket_get_listener(srv->sock));
+}
+
 /* on_request: evhttp's callback for every complete request; see the file comment. */
 static void on_request(struct evhttp_request *evreq, void *arg)
 {
@@ -692,7 +1089,11 @@ static void on_request(struct evhttp_request *evreq, void *arg)
             if (req->watch != NULL)
                 event_add(req->watch, NULL);
         }
-        evhttp_connection_set_closecb(req->evcon, on_conn_close, req);
+        HttpConn *conn = fd >= 0 && (size_t)fd < srv->conn_by_fd_cap ? srv->conn_by_fd[fd] : NULL;
+        if (conn != NULL) {
+            conn->req = req;
+            req->conn = conn;
+        }
     }
 
     log_ctx_set_request(req->id);
@@ -808,9 +1209,26 @@ bool http_server_start(struct event_base *base, const HttpServerConfig *cfg, Htt
         }
     }
 
+    srv->max_conns = cfg->max_connections ? cfg->max_connections : HTTP_DEFAULT_MAX_CONNECTIONS;
+    srv->header_timeout_ms =
+        cfg->header_timeout_ms > 0 ? cfg->header_timeout_ms : HTTP_DEFAULT_HEADER_TIMEOUT_MS;
+    if (cfg->metrics != NULL) {
+        char esc[128], labels[160];
+        metrics_label_escape(srv->name, esc, sizeof(esc));
+        str_printf(labels, sizeof(labels), "server=\"%s\"", esc);
+        srv->m_open = metrics_gauge(cfg->metrics, "http_open_connections",
+                                    "Client connections open now", labels);
+        srv->m_refused =
+            metrics_counter(cfg->metrics, "http_connections_refused_total",
+                            "Connections answered 503 because max connections were open", labels);
+        srv->m_accept_errors =
+            metrics_counter(cfg->metrics, "http_accept_errors_total",
+                            "accept() failures (e.g. out of file descriptors)", labels);
+    }
     srv->reaper = event_new(base, -1, 0, on_reap, srv);
+    srv->accept_timer = evtimer_new(base, on_accept_resume, srv);
     srv->http = evhttp_new(base);
-    if (srv->reaper == NULL || srv->http == NULL) {
+    if (srv->reaper == NULL || srv->accept_timer == NULL || srv->http == NULL) {
         err_set(err, ERR_INTERNAL, "%s: cannot create the HTTP server", srv->name);
         goto fail;
     }
@@ -823,6 +1241,9 @@ bool http_server_start(struct event_base *base, const HttpServerConfig *cfg, Htt
     if (hard_cap > (size_t)INT64_MAX)
         hard_cap = (size_t)INT64_MAX;
     evhttp_set_max_body_size(srv->http, (ev_ssize_t)hard_cap);
+    /* the framing scanner enforces HTTP_MAX_HEAD_BYTES first; evhttp's limit is a backstop */
+    evhttp_set_max_headers_size(srv->http, (ev_ssize_t)HTTP_MAX_HEAD_BYTES * 2);
+    evhttp_set_bevcb(srv->http, on_new_bev, srv);
     evhttp_set_flags(srv->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_timeout(srv->http, HTTP_TIMEOUT_SECS);
     evhttp_set_gencb(srv->http, on_request, srv);
@@ -835,6 +1256,8 @@ bool http_server_start(struct event_base *base, const HttpServerConfig *cfg, Htt
                 e ? strerror(e) : "bind failed");
         goto fail;
     }
+    evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(srv->sock), on_accept_error);
+    registry_add(srv);
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
     evutil_socket_t fd = evhttp_bound_socket_get_fd(srv->sock);
@@ -855,6 +1278,8 @@ fail:
         evhttp_free(srv->http);
     if (srv->reaper)
         event_free(srv->reaper);
+    if (srv->accept_timer)
+        event_free(srv->accept_timer);
     for (size_t i = 0; i < srv->cfg.n_routes; i++)
         route_finish(&srv->routes[i]);
     free(srv->routes);
@@ -875,6 +1300,7 @@ void http_server_stop_accepting(HttpServer *srv)
     if (srv->sock != NULL) {
         evhttp_del_accept_socket(srv->http, srv->sock);
         srv->sock = NULL;
+        event_del(srv->accept_timer);
         log_info("%s stopped accepting connections", srv->name);
     }
 }
@@ -894,9 +1320,14 @@ void http_server_free(HttpServer *srv)
      * dispatch ends, the others go to the graveyard reaped below) */
     while (srv->pending != NULL)
         reply_simple_error(srv->pending, ERR_UNAVAILABLE, "server is shutting down");
-    evhttp_free(srv->http);
+    registry_remove(srv);
+    evhttp_free(srv->http); /* each connection's close callback frees its HttpConn */
+    while (srv->conns != NULL)
+        conn_free(srv->conns); /* made but never set up */
+    free(srv->conn_by_fd);
     on_reap(-1, 0, srv);
     event_free(srv->reaper);
+    event_free(srv->accept_timer);
     for (size_t i = 0; i < srv->cfg.n_routes; i++)
         route_finish(&srv->routes[i]);
     free(srv->routes);

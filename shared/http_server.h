@@ -15,13 +15,22 @@
  * Every reply is logged with method, path, status and latency, and counted in the metrics
  * (http_requests_total{route,method,status}, http_request_duration_seconds{route,method}).
  *
+ * Hostile clients (see http_framing.h): the raw request stream of each connection is scanned
+ * before evhttp parses it, so framing errors get a JSON {"msg"} reply with the right status (400,
+ * 413 as soon as a declared length is over the body limit, 417, 431 for a head over 64 KiB, 501,
+ * 505) and Connection: close; a request head must arrive within header_timeout_ms (else 408).
+ * Connections over max_connections get 503 and are closed (counted in
+ * http_connections_refused_total; http_open_connections is the gauge). When accept() fails (out of
+ * file descriptors: EMFILE/ENFILE) the listener pauses for 250 ms instead of spinning, and the
+ * error is logged at most once per 10 s (with the count of the ones not logged).
+ *
  * Details: a {tenant_id} / {tenant_shard_id} value that does not parse does not stop auth, which
  * then runs as if the route named no tenant (a tenant token is refused) and leaves the 400 to the
- * handler. Bodies over max_body_bytes get a JSON 413 (bodies over twice that plus 64 KiB get
- * evhttp's own 413 page). A sane client X-Request-Id is kept, otherwise a random one is made; it is
- * echoed on every reply. After http_server_stop_accepting, requests on kept-alive connections get
- * 503 with Connection: close. Replies are made on the event-loop thread only; requests still held
- * by the app when http_server_free runs have been answered and freed by it.
+ * handler. Bodies over max_body_bytes get a JSON 413. A sane client X-Request-Id is kept, otherwise
+ * a random one is made; it is echoed on every reply. After http_server_stop_accepting, requests on
+ * kept-alive connections get 503 with Connection: close. Replies are made on the event-loop thread
+ * only; requests still held by the app when http_server_free runs have been answered and freed by
+ * it.
  */
 #ifndef SHARED_HTTP_SERVER_H
 #define SHARED_HTTP_SERVER_H
@@ -61,7 +70,10 @@ typedef struct HttpRoute {
     HttpHandler handler;
 } HttpRoute;
 
-#define HTTP_DEFAULT_MAX_BODY (16u * 1024 * 1024)
+#define HTTP_DEFAULT_MAX_BODY          (16u * 1024 * 1024)
+#define HTTP_DEFAULT_MAX_CONNECTIONS   1000
+#define HTTP_DEFAULT_HEADER_TIMEOUT_MS 10000
+#define HTTP_MAX_CONNECTIONS_LIMIT     1000000
 
 typedef struct HttpServerConfig {
     HostPort listen;         /* port 0 = any free port; see http_server_port() */
@@ -73,6 +85,8 @@ typedef struct HttpServerConfig {
     AuthPolicy auth_policy;
     struct MetricsRegistry *metrics; /* NULL = no metrics */
     const char *name;                /* for logs: "storcon api" */
+    size_t max_connections; /* open connections at once; 0 = HTTP_DEFAULT_MAX_CONNECTIONS */
+    long header_timeout_ms; /* whole request head within; 0 = HTTP_DEFAULT_HEADER_TIMEOUT_MS */
 } HttpServerConfig;
 
 /* http_server_start: bind and listen. Port in use etc. -> false with a clear message. */

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -436,6 +437,25 @@ static void test_second_sigterm_stops_at_once(void **state)
     assert_true(strncmp(cl.response, "HTTP/1.1 503", 12) == 0);
 }
 
+/* daemon_new raises the soft open-file limit to the hard one (a lowered soft limit is restored). */
+static void test_raises_fd_limit(void **state)
+{
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max < 128)
+        skip();
+    struct rlimit low = {64, rl.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    Daemon *d = NULL;
+    Err err = {0};
+    assert_true(daemon_new("test", &d, &err));
+    struct rlimit now;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &now), 0);
+    assert_true(now.rlim_cur == rl.rlim_max);
+    daemon_free(d);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+}
+
 int main(void)
 {
     log_set_level(LOG_WARN);
@@ -451,6 +471,7 @@ int main(void)
         cmocka_unit_test(test_drain_waits_for_inflight),
         cmocka_unit_test(test_drain_timeout_answers_503),
         cmocka_unit_test(test_second_sigterm_stops_at_once),
+        cmocka_unit_test(test_raises_fd_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

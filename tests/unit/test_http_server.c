@@ -18,8 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -351,6 +353,10 @@ typedef struct Harness {
     void (*tick_hook)(struct Harness *h);
 } Harness;
 
+/* per-test server settings (0: defaults); reset by harness_stop */
+static size_t g_max_connections;
+static long g_header_timeout_ms;
+
 static void harness_start(Harness *h, size_t max_body, const Auth *auth, AuthPolicy policy,
                           MetricsRegistry *metrics)
 {
@@ -367,6 +373,8 @@ static void harness_start(Harness *h, size_t max_body, const Auth *auth, AuthPol
         .auth_policy = policy,
         .metrics = metrics,
         .name = "test api",
+        .max_connections = g_max_connections,
+        .header_timeout_ms = g_header_timeout_ms,
     };
     str_copy(cfg.listen.host, sizeof(cfg.listen.host), "127.0.0.1");
     Err err = {0};
@@ -378,6 +386,8 @@ static void harness_start(Harness *h, size_t max_body, const Auth *auth, AuthPol
 
 static void harness_stop(Harness *h)
 {
+    g_max_connections = 0;
+    g_header_timeout_ms = 0;
     http_server_free(h->srv);
     event_base_free(h->base);
 }
@@ -1179,6 +1189,287 @@ static void test_method_names(void **state)
     assert_string_equal(http_method_name(HTTP_METHOD_COUNT), "UNKNOWN");
 }
 
+/* ---- tests: hostile clients (raw bytes on real sockets) ---- */
+
+/* raw_exchange: send bytes as they are on a fresh connection and read one response. */
+static void raw_exchange(uint16_t port, const char *bytes, size_t len, Resp *r)
+{
+    Conn *c = malloc(sizeof(*c));
+    memset(r, 0, sizeof(*r));
+    r->status = -1;
+    if (conn_open(c, port)) {
+        if (!send_all(c->fd, bytes, len) || !conn_read_response(c, r, false))
+            r->status = -1;
+        close(c->fd);
+    }
+    free(c);
+}
+
+typedef struct RawCase {
+    const char *head; /* after "POST /v1/json HTTP/1.1\r\nHost: x\r\n" */
+    const char *rest; /* after the head's empty line */
+    int status;
+    const char *msg;
+} RawCase;
+
+static const RawCase RAW_CASES[] = {
+    {"Content-Length: 18446744073709551616\r\n", "{}", 413, "over the limit of 1024 bytes"},
+    {"Content-Length: 9223372036854775807\r\n", "{}", 413, "over the limit of 1024 bytes"},
+    {"Content-Length: 20000000\r\n", "{}", 413, "over the limit of 1024 bytes"},
+    {"Content-Length: +5\r\n", "[1,2]", 400, "invalid Content-Length"},
+    {"Content-Length: -1\r\n", "", 400, "invalid Content-Length"},
+    {"Content-Length: abc\r\n", "", 400, "invalid Content-Length"},
+    {"Content-Length: 1, 2\r\n", "1", 400, "invalid Content-Length"},
+    {"Transfer-Encoding: chunked\r\n", "zz\r\n", 400, "invalid chunk size"},
+    {"Transfer-Encoding: chunked\r\n", "2\r\n[1,2]\r\n0\r\n\r\n", 400, "longer than"},
+    {"Transfer-Encoding: gzip\r\n", "", 400, "Transfer-Encoding"},
+    {"Expect: magic\r\nContent-Length: 2\r\n", "{}", 417, "Expect"},
+    {"No colon here\r\n", "", 400, "malformed header line"},
+};
+#define N_RAW (sizeof(RAW_CASES) / sizeof(RAW_CASES[0]))
+
+typedef struct Hostile {
+    Resp r[N_RAW];
+    Resp method, version, chunked_ok, big_head, keepalive;
+} Hostile;
+
+static void client_hostile(Harness *h, void *arg)
+{
+    Hostile *x = arg;
+    for (size_t i = 0; i < N_RAW; i++) {
+        char *req = str_dup_printf("POST /v1/json HTTP/1.1\r\nHost: x\r\n%s\r\n%s",
+                                   RAW_CASES[i].head, RAW_CASES[i].rest);
+        raw_exchange(h->port, req, strlen(req), &x->r[i]);
+        free(req);
+    }
+    const char *brew = "BREW /v1/json HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_exchange(h->port, brew, strlen(brew), &x->method);
+    const char *v2 = "GET /v1/echo/a/x/b HTTP/2.0\r\nHost: x\r\n\r\n";
+    raw_exchange(h->port, v2, strlen(v2), &x->version);
+    const char *chunked = "POST /v1/json HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "4\r\n[1,2\r\n1\r\n]\r\n0\r\n\r\n";
+    raw_exchange(h->port, chunked, strlen(chunked), &x->chunked_ok);
+    /* a 70 KiB header: 431 as soon as the head passes 64 KiB */
+    StrBuf b = STRBUF_INIT;
+    strbuf_append_str(&b, "GET /v1/echo/a/x/b HTTP/1.1\r\nHost: x\r\nX-Big: ");
+    for (int i = 0; i < 70 * 1024; i++)
+        strbuf_append(&b, "a", 1);
+    strbuf_append_str(&b, "\r\n\r\n");
+    raw_exchange(h->port, b.data, b.len, &x->big_head);
+    strbuf_finish(&b);
+    /* a good request, then a bad one pipelined on the same connection: the good one is answered
+     * with Connection: close, the bad one is dropped */
+    const char *two = "GET /v1/echo/a/x/b HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "POST /v1/json HTTP/1.1\r\nContent-Length: abc\r\n\r\n";
+    raw_exchange(h->port, two, strlen(two), &x->keepalive);
+}
+
+static void assert_json_error(const Resp *r, int status, const char *msg)
+{
+    if (r->status != status)
+        fail_msg("status %d, want %d (%s): '%s'", r->status, status, msg, r->body);
+    assert_msg_contains(r, msg);
+    char conn[32] = "";
+    assert_true(header_value(r->headers, "Connection", conn, sizeof(conn)));
+    assert_string_equal(conn, "close");
+}
+
+static void test_hostile_framing(void **state)
+{
+    MetricsRegistry *m = metrics_registry_new();
+    Harness h;
+    harness_start(&h, 1024, NULL, AUTH_POLICY_STORCON, m);
+    Hostile *x = calloc(1, sizeof(*x));
+    harness_run(&h, client_hostile, x);
+    for (size_t i = 0; i < N_RAW; i++)
+        assert_json_error(&x->r[i], RAW_CASES[i].status, RAW_CASES[i].msg);
+    assert_json_error(&x->method, 501, "not implemented");
+    assert_json_error(&x->version, 505, "not supported");
+    assert_json_error(&x->big_head, 431, "over the limit of 65536 bytes");
+    assert_int_equal(x->chunked_ok.status, 201);
+    json_t *j = body_json(&x->chunked_ok);
+    assert_int_equal(json_array_size(json_object_get(j, "got")), 2);
+    json_decref(j);
+    assert_int_equal(x->keepalive.status, 200);
+    char conn[32] = "";
+    assert_true(header_value(x->keepalive.headers, "Connection", conn, sizeof(conn)));
+    assert_string_equal(conn, "close");
+    char *text = metrics_render(m);
+    if (strstr(text, "http_requests_total{route=\"unknown\",method=\"-\",status=\"413\"} 3") ==
+        NULL)
+        fail_msg("metrics lack the rejected requests:\n%s", text);
+    free(text);
+    assert_int_equal(http_server_inflight(h.srv), 0);
+    free(x);
+    harness_stop(&h);
+    metrics_registry_free(m);
+}
+
+typedef struct Slow {
+    Resp partial, trickle;
+    double partial_ms, trickle_ms;
+} Slow;
+
+static void client_slow_headers(Harness *h, void *arg)
+{
+    Slow *s = arg;
+    double t0 = now_ms();
+    const char *part = "GET /v1/echo/a/x/b HTTP/1.1\r\nHost: x\r\n";
+    raw_exchange(h->port, part, strlen(part), &s->partial);
+    s->partial_ms = now_ms() - t0;
+    /* one header line every 50 ms: each read is quick, the head never ends */
+    Conn *c = malloc(sizeof(*c));
+    s->trickle.status = -1;
+    t0 = now_ms();
+    if (conn_open(c, h->port)) {
+        send_all(c->fd, part, strlen(part));
+        for (int i = 0; i < 40; i++) {
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+            if (send(c->fd, "X-A: b\r\n", 8, MSG_NOSIGNAL) <= 0)
+                break;
+            char peek;
+            if (recv(c->fd, &peek, 1, MSG_PEEK | MSG_DONTWAIT) == 1)
+                break; /* the answer is there */
+        }
+        if (!conn_read_response(c, &s->trickle, false))
+            s->trickle.status = -1;
+        close(c->fd);
+    }
+    s->trickle_ms = now_ms() - t0;
+    free(c);
+}
+
+static void test_header_timeout(void **state)
+{
+    g_header_timeout_ms = 300;
+    Harness h;
+    harness_start(&h, 0, NULL, AUTH_POLICY_STORCON, NULL);
+    Slow *s = calloc(1, sizeof(*s));
+    harness_run(&h, client_slow_headers, s);
+    assert_json_error(&s->partial, 408, "not received within 300 ms");
+    assert_json_error(&s->trickle, 408, "not received within 300 ms");
+    assert_true(s->partial_ms >= 250 && s->partial_ms < 1500);
+    assert_true(s->trickle_ms >= 250 && s->trickle_ms < 1500);
+    free(s);
+    harness_stop(&h);
+}
+
+typedef struct Limit {
+    Resp refused, after;
+} Limit;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static void client_limit(Harness *h, void *arg)
+{
+    Limit *l = arg;
+    Conn *idle = calloc(3, sizeof(Conn));
+    for (int i = 0; i < 3; i++)
+        assert_true(conn_open(&idle[i], h->port));
+    sleep_ms(200);
+    raw_exchange(h->port, "GET /v1/echo/a/x/b HTTP/1.1\r\n\r\n", 31, &l->refused);
+    close(idle[0].fd);
+    sleep_ms(200);
+    http_get(h->port, "/v1/echo/a/x/b", NULL, &l->after);
+    close(idle[1].fd);
+    close(idle[2].fd);
+    free(idle);
+    sleep_ms(100);
+}
+
+static void test_connection_limit(void **state)
+{
+    g_max_connections = 3;
+    MetricsRegistry *m = metrics_registry_new();
+    Harness h;
+    harness_start(&h, 0, NULL, AUTH_POLICY_STORCON, m);
+    Limit *l = calloc(1, sizeof(*l));
+    harness_run(&h, client_limit, l);
+    assert_json_error(&l->refused, 503, "too many open connections (limit 3)");
+    assert_int_equal(l->after.status, 200);
+    char *text = metrics_render(m);
+    const char *want[] = {"http_connections_refused_total{server=\"test api\"} 1",
+                          "http_open_connections{server=\"test api\"} 0"};
+    for (size_t i = 0; i < 2; i++) {
+        if (strstr(text, want[i]) == NULL)
+            fail_msg("metrics lack '%s':\n%s", want[i], text);
+    }
+    free(text);
+    free(l);
+    harness_stop(&h);
+    metrics_registry_free(m);
+}
+
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static void client_one_get(Harness *h, void *arg)
+{
+    http_get(h->port, "/v1/echo/a/x/b", NULL, arg);
+}
+
+/* Out of file descriptors: accept() fails with EMFILE while clients wait in the backlog. The loop
+ * must not spin (it used to: the listening socket stays readable), and serves again afterwards. */
+static void test_accept_paused_when_out_of_fds(void **state)
+{
+    MetricsRegistry *m = metrics_registry_new();
+    Harness h;
+    harness_start(&h, 0, NULL, AUTH_POLICY_STORCON, m);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) { /* 40 idle clients for 2 s */
+        int fds[40];
+        for (int i = 0; i < 40; i++) {
+            fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(h.port)};
+            sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+            if (connect(fds[i], (struct sockaddr *)&sa, sizeof(sa)) != 0)
+                _exit(1);
+        }
+        sleep_ms(2000);
+        _exit(0);
+    }
+    struct rlimit old, low;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int probe = dup(0);
+    assert_true(probe >= 0);
+    close(probe);
+    low.rlim_cur = (rlim_t)probe + 8; /* room for a few connections only */
+    low.rlim_max = old.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    double cpu0 = cpu_seconds();
+    struct timeval run = {1, 500000};
+    event_base_loopexit(h.base, &run);
+    event_base_dispatch(h.base);
+    double cpu = cpu_seconds() - cpu0;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    int st = 0;
+    assert_int_equal(waitpid(child, &st, 0), child);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    if (cpu > 0.5)
+        fail_msg("the loop used %.2f s of CPU in 1.5 s while out of file descriptors", cpu);
+    Resp *r = calloc(1, sizeof(*r));
+    harness_run(&h, client_one_get, r);
+    assert_int_equal(r->status, 200);
+    char *text = metrics_render(m);
+    if (strstr(text, "http_accept_errors_total{server=\"test api\"} 0") != NULL)
+        fail_msg("no accept error counted:\n%s", text);
+    free(text);
+    free(r);
+    harness_stop(&h);
+    metrics_registry_free(m);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1200,6 +1491,10 @@ int main(void)
         cmocka_unit_test(test_auth_pageserver_policy),
         cmocka_unit_test(test_metrics),
         cmocka_unit_test(test_bind_in_use_and_bad_routes),
+        cmocka_unit_test(test_hostile_framing),
+        cmocka_unit_test(test_header_timeout),
+        cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_accept_paused_when_out_of_fds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
