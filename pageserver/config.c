@@ -59,6 +59,9 @@ static const ConfigOption PAGESERVER_OPTIONS[] = {
                "user initdb runs as when the pageserver runs as root (bootstrap timelines)"),
     PS_OPT_EX(CONFIG_U64, worker_threads, "worker-threads", PAGESERVER_DEFAULT_WORKER_THREADS_STR,
               "N", "threads for disk and CPU work", 1, PAGESERVER_MAX_WORKER_THREADS, false),
+    PS_OPT_EX(CONFIG_U64, http_max_connections, "http-max-connections", "1000", "N",
+              "open API connections at once; more are answered 503 and closed", 1,
+              HTTP_MAX_CONNECTIONS_LIMIT, false),
 };
 
 static const ConfigSpec PAGESERVER_SPEC = {

@@ -37,6 +37,7 @@ typedef struct PageserverConfig {
     char log_file[PATH_MAX];
     char failpoints[4096];
     uint64_t worker_threads;
+    uint64_t http_max_connections;
     char control_plane_token_file[PATH_MAX]; /* bearer token (generations_api) for upcalls */
     char initdb_user[PAGESERVER_INITDB_USER_MAX];
 

@@ -289,6 +289,7 @@ static void start_http(PageserverApp *app)
         .auth_policy = AUTH_POLICY_PAGESERVER,
         .metrics = app->metrics,
         .name = "pageserver api",
+        .max_connections = (size_t)app->cfg.http_max_connections,
     };
     if (!http_server_start(app->base, &hc, &app->http, &err))
         daemon_die(PROGRAM, EXIT_CODE_OS, &err);

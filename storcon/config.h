@@ -30,6 +30,7 @@ typedef struct StorconConfig {
     char log_file[STORCON_PATH_MAX];         /* --log-file ("" = stderr) */
     char failpoints[STORCON_FAILPOINTS_MAX]; /* --failpoints "name=action;..." */
     uint64_t db_pool_size;                   /* --db-pool-size */
+    uint64_t http_max_connections;           /* --http-max-connections */
     uint64_t db_connect_timeout_ms;          /* --db-connect-timeout */
     char migrate_to_text[24];                /* --migrate-to ("" = not given) */
 

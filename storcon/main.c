@@ -187,6 +187,7 @@ static bool start_http(StorconApp *app, Err *err)
         .auth_policy = AUTH_POLICY_STORCON,
         .metrics = app->metrics,
         .name = "storcon api",
+        .max_connections = (size_t)app->cfg.http_max_connections,
     };
     if (!http_server_start(app->base, &http_cfg, &app->http, err))
         return false;
