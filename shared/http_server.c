@@ -20,9 +20,10 @@
  * kept until the reply call, which then frees the connection instead of writing to it. The
  * connection close callback is the safety net if libevent drops the connection itself.
  *
- * Body limit: evhttp can only answer an oversized body with its own HTML page, so evhttp's limit
- * is set above ours (twice the limit plus 64 KiB); bodies between the two are read and answered
- * here with a JSON 413, anything beyond evhttp's hard cap gets evhttp's 413.
+ * Body and head limits: the framing scanner (see "connections") answers a declared or chunked
+ * body over the limit and a head over 64 KiB with JSON before evhttp reads them; evhttp's own
+ * limits are set above ours (a body of twice the limit plus 64 KiB, a head of 128 KiB) as a
+ * backstop, and the size check in on_request stays as a last guard.
  *
  * Choices: when a {tenant_id} / {tenant_shard_id} parameter does not parse, auth runs as if the
  * route named no tenant (a tenant-scoped token is then refused, any other token is checked
