@@ -9,7 +9,8 @@
 # timeout or out-of-memory fails the harness; its reproducer and log are kept under the scratch
 # directory printed on that line (bin/fuzz_<name> <reproducer> replays it). Exit status non-zero
 # if any failed. Environment: FUZZ_SECONDS, FUZZ_BUILD_DIR (default build-fuzz), BUILD_JOBS,
-# FUZZ_SCRATCH (parent of the scratch directory, default $TMPDIR or /tmp).
+# FUZZ_SCRATCH (parent of the scratch directory; default /dev/shm when writable, else $TMPDIR or
+# /tmp: the tar harness extracts archives there, which is ten times slower on a disk).
 # Works from any directory.
 set -uo pipefail
 
@@ -40,7 +41,11 @@ else
   done
 fi
 
-scratch=$(mktemp -d "${FUZZ_SCRATCH:-${TMPDIR:-/tmp}}/fuzz.XXXXXX") || exit 1
+scratch_parent=${FUZZ_SCRATCH:-}
+if [ -z "$scratch_parent" ]; then
+  if [ -d /dev/shm ] && [ -w /dev/shm ]; then scratch_parent=/dev/shm; else scratch_parent=${TMPDIR:-/tmp}; fi
+fi
+scratch=$(mktemp -d "$scratch_parent/fuzz.XXXXXX") || exit 1
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 passed=0
