@@ -316,9 +316,15 @@ static void errno_set(Err *err, const char *what, const char *path)
 
 bool remote_put(RemoteStorage *rs, const char *key, const void *data, size_t len, Err *err)
 {
-    if (!remote_key_validate(key, err))
+    return remote_put_ex(rs, key, data, len, NULL, err);
+}
+
+bool remote_put_ex(RemoteStorage *rs, const char *key, const void *data, size_t len,
+                   const RemoteOpts *opts, Err *err)
+{
+    if (!remote_key_validate(key, err) || !remote_opts_check(opts, "put", err))
         return false;
-    return rs->ops->put(rs->impl, key, data, len, NULL, err);
+    return rs->ops->put(rs->impl, key, data, len, opts, err);
 }
 
 bool remote_put_file(RemoteStorage *rs, const char *key, const char *local_path, Err *err)
@@ -329,7 +335,7 @@ bool remote_put_file(RemoteStorage *rs, const char *key, const char *local_path,
 bool remote_put_file_ex(RemoteStorage *rs, const char *key, const char *local_path,
                         const RemoteOpts *opts, Err *err)
 {
-    if (!remote_key_validate(key, err))
+    if (!remote_key_validate(key, err) || !remote_opts_check(opts, "put", err))
         return false;
     int src = open(local_path, O_RDONLY | O_CLOEXEC);
     if (src < 0) {
@@ -545,10 +551,16 @@ cleanup:
 
 bool remote_head(RemoteStorage *rs, const char *key, RemoteObjectInfo *info, Err *err)
 {
+    return remote_head_ex(rs, key, info, NULL, err);
+}
+
+bool remote_head_ex(RemoteStorage *rs, const char *key, RemoteObjectInfo *info,
+                    const RemoteOpts *opts, Err *err)
+{
     memset(info, 0, sizeof(*info));
-    if (!remote_key_validate(key, err))
+    if (!remote_key_validate(key, err) || !remote_opts_check(opts, "head", err))
         return false;
-    return rs->ops->head(rs->impl, key, info, NULL, err);
+    return rs->ops->head(rs->impl, key, info, opts, err);
 }
 
 /* ---- listings ---- */

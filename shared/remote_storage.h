@@ -23,9 +23,11 @@
  * "timeout" row, which is also what http_client reports for a curl timeout); a raised cancel flag
  * fails with ERR_UNAVAILABLE (503, "retry later": cancellation means shutdown or the caller gave
  * up) and a message saying "cancelled". NULL opts = no deadline, no cancel. The calls without an
- * opts parameter use the defaults. A call that fails on its deadline or cancel flag changed
- * nothing that a retry would not redo: a put leaves the old object, a get_to_file leaves the old
- * local file, a delete_prefix has deleted some keys and a retry deletes the rest.
+ * opts parameter use the defaults; each has a form that takes options (remote_put_ex,
+ * remote_get_ex, remote_head_ex, remote_list_all, remote_delete_many, ...). A call that fails on
+ * its deadline or cancel flag changed nothing that a retry would not redo: a put leaves the old
+ * object, a get_to_file leaves the old local file, a delete_prefix has deleted some keys and a
+ * retry deletes the rest.
  */
 #ifndef SHARED_REMOTE_STORAGE_H
 #define SHARED_REMOTE_STORAGE_H
@@ -114,6 +116,8 @@ const char *remote_storage_url(const RemoteStorage *rs);
 /* remote_put: store len bytes under key, atomically and durably. */
 bool remote_put(RemoteStorage *rs, const char *key, const void *data, size_t len,
                 Err *err) MUST_CHECK;
+bool remote_put_ex(RemoteStorage *rs, const char *key, const void *data, size_t len,
+                   const RemoteOpts *opts, Err *err) MUST_CHECK;
 /* remote_put_file: store the contents of a local file (large layers) under key. */
 bool remote_put_file(RemoteStorage *rs, const char *key, const char *local_path,
                      Err *err) MUST_CHECK;
@@ -174,6 +178,8 @@ bool remote_get_to_file_ex(RemoteStorage *rs, const char *key, const char *local
 /* remote_head: size, mtime and etag of one object; ERR_NOT_FOUND when absent. info->key is NULL.
  */
 bool remote_head(RemoteStorage *rs, const char *key, RemoteObjectInfo *info, Err *err) MUST_CHECK;
+bool remote_head_ex(RemoteStorage *rs, const char *key, RemoteObjectInfo *info,
+                    const RemoteOpts *opts, Err *err) MUST_CHECK;
 
 /* ---- listings ---- */
 

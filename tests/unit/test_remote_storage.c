@@ -1153,6 +1153,9 @@ static void test_deadline_and_cancel(void **state)
     assert_timeout(remote_delete_prefix_ex(f->rs, "obj/", &past, &err), &err);
     assert_timeout(remote_get_to_file_ex(f->rs, "obj/big", local, &past, &err), &err);
     assert_timeout(remote_put_file_ex(f->rs, "obj/small", local, &past, &err), &err);
+    assert_timeout(remote_put_ex(f->rs, "obj/small", "new", 3, &past, &err), &err);
+    RemoteObjectInfo info;
+    assert_timeout(remote_head_ex(f->rs, "obj/small", &info, &past, &err), &err);
     char *v = get_str(f->rs, "obj/small");
     assert_string_equal(v, "old");
     free(v);
@@ -1171,6 +1174,10 @@ static void test_deadline_and_cancel(void **state)
     assert_cancelled(remote_delete_many(f->rs, keys, 1, NULL, &cancelled, &err), &err);
     assert_cancelled(remote_delete_prefix_ex(f->rs, "obj/", &cancelled, &err), &err);
     assert_cancelled(remote_put_file_ex(f->rs, "obj/small", local, &cancelled, &err), &err);
+    assert_cancelled(remote_put_ex(f->rs, "obj/small", "new", 3, &cancelled, &err), &err);
+    assert_cancelled(remote_head_ex(f->rs, "obj/small", &info, &cancelled, &err), &err);
+    assert_cancelled(remote_get_ex(f->rs, "obj/small", NULL, &data, &len, NULL, &cancelled, &err),
+                     &err);
     assert_cancelled(remote_opts_check(&cancelled, "x", &err), &err);
     v = get_str(f->rs, "obj/small");
     assert_string_equal(v, "old");
@@ -1221,6 +1228,9 @@ static void test_deadline_and_cancel(void **state)
     atomic_store(&cancel, false);
     RemoteOpts fine = {.deadline_ms = remote_deadline_after_ms(60000), .cancel = &cancel};
     assert_true(remote_put_file_ex(f->rs, "obj/small", big_local, &fine, &err));
+    assert_true(remote_head_ex(f->rs, "obj/small", &info, &fine, &err));
+    assert_int_equal(info.size, BIG_SIZE);
+    assert_true(remote_put_ex(f->rs, "obj/small", "new", 3, &fine, &err));
     assert_true(remote_delete_prefix_ex(f->rs, "obj/", &fine, &err));
     assert_listing(f->rs, "", NULL, 0);
     assert_true(fs_remove_tree(dldir, &err));
