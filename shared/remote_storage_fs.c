@@ -501,7 +501,7 @@ static bool starts_with(const char *s, const char *p)
     return strncmp(s, p, strlen(p)) == 0;
 }
 
-/* list_is_done: an entry beyond the resume point is about to be added: false when the page is
+/* list_has_room: an entry beyond the resume point is about to be added: false when the page is
  * already full (then the walk stops and the page gets a token). */
 static bool list_has_room(ListState *ls)
 {
