@@ -1,25 +1,48 @@
 /*
  * remote_storage.c: the backend-independent half of remote storage (remote_storage.h): URL
- * parsing and backend choice, key and prefix validation, and dispatch to the backend's ops.
- * delete_prefix is built here from list + delete so that every backend gets it for free.
+ * parsing, the table of backends, options, validation of keys, prefixes and counts, and
+ * everything built on the backends' few ops (remote_storage_backend.h) so that every backend gets
+ * it for free: the buffer, fixed-buffer and file sinks over get, listing all pages, delete as a
+ * delete_many of one, delete_prefix as pages of list_page + delete_many.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "shared/err.h"
 #include "shared/fsutil.h"
 #include "shared/str.h"
 
 #include "shared/remote_storage.h"
+#include "shared/remote_storage_backend.h"
 
 /* Keys longer than this are refused (S3's limit, and well under PATH_MAX for the fs backend). */
 #define REMOTE_KEY_MAX 1024
 
 struct RemoteStorage {
     char *url;
-    const RemoteStorageOps *ops;
+    const RemoteBackendOps *ops;
     void *impl;
 };
+
+/* The backends, one row per URL kind; a kind without a row is parsed but refused. */
+static const RemoteBackend BACKENDS[] = {
+    {REMOTE_STORAGE_LOCAL_FS, remote_fs_backend_open},
+};
+
+/* Scheme names of the kinds, for messages. */
+static const char *const KIND_SCHEMES[REMOTE_STORAGE_KIND_COUNT] = {
+    [REMOTE_STORAGE_LOCAL_FS] = "file",
+    [REMOTE_STORAGE_S3] = "s3",
+};
+
+/* Temporary files of remote_get_to_file: "<path>.tmp.<pid>.<n>". */
+static _Atomic unsigned long g_download_seq;
 
 /* parse_file_url: the part after "file://" must be an absolute path. A host ("file://x/y") is
  * refused rather than silently read as a relative path, and "." / ".." segments are refused
@@ -121,19 +144,27 @@ bool remote_storage_url_parse(const char *url, RemoteStorageUrl *out, Err *err)
     return false;
 }
 
-bool remote_storage_url_check_supported(const RemoteStorageUrl *rs, Err *err)
+static const RemoteBackend *backend_for(RemoteStorageKind kind)
 {
-    switch (rs->kind) {
-    case REMOTE_STORAGE_LOCAL_FS:
-        return true;
-    case REMOTE_STORAGE_S3:
-        err_set(err, ERR_PRECONDITION_FAILED, "s3 remote storage is not supported yet");
-        return false;
-    case REMOTE_STORAGE_KIND_COUNT:
-        break;
+    for (size_t i = 0; i < sizeof(BACKENDS) / sizeof(BACKENDS[0]); i++) {
+        if (BACKENDS[i].kind == kind)
+            return &BACKENDS[i];
     }
-    err_set(err, ERR_INTERNAL, "unknown remote storage kind %d", (int)rs->kind);
-    return false;
+    return NULL;
+}
+
+bool remote_storage_url_check_supported(const RemoteStorageUrl *url, Err *err)
+{
+    if ((int)url->kind < 0 || url->kind >= REMOTE_STORAGE_KIND_COUNT) {
+        err_set(err, ERR_INTERNAL, "unknown remote storage kind %d", (int)url->kind);
+        return false;
+    }
+    if (backend_for(url->kind) == NULL) {
+        err_set(err, ERR_PRECONDITION_FAILED, "%s remote storage is not supported yet",
+                KIND_SCHEMES[url->kind]);
+        return false;
+    }
+    return true;
 }
 
 bool remote_storage_open(const char *url, RemoteStorage **out, Err *err)
@@ -143,12 +174,12 @@ bool remote_storage_open(const char *url, RemoteStorage **out, Err *err)
         err_set(err, ERR_BAD_REQUEST, "empty remote storage URL (expected file:///abs/path)");
         return false;
     }
-    const RemoteStorageOps *ops = NULL;
+    const RemoteBackendOps *ops = NULL;
     void *impl = NULL;
     RemoteStorageUrl *parsed = xcalloc(1, sizeof(*parsed)); /* PATH_MAX-sized: not on the stack */
     bool ok = remote_storage_url_parse(url, parsed, err) &&
               remote_storage_url_check_supported(parsed, err) &&
-              remote_storage_fs_new(parsed->path, &ops, &impl, err);
+              backend_for(parsed->kind)->open(parsed, &ops, &impl, err);
     free(parsed);
     if (!ok)
         return false;
@@ -174,6 +205,37 @@ const char *remote_storage_url(const RemoteStorage *rs)
 {
     return rs->url;
 }
+
+/* ---- options ---- */
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t remote_deadline_after_ms(int64_t timeout_ms)
+{
+    return monotonic_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+}
+
+bool remote_opts_check(const RemoteOpts *opts, const char *what, Err *err)
+{
+    if (opts == NULL)
+        return true;
+    if (opts->cancel != NULL && atomic_load(opts->cancel)) {
+        err_set(err, ERR_UNAVAILABLE, "remote storage: %s cancelled", what);
+        return false;
+    }
+    if (opts->deadline_ms > 0 && monotonic_ms() >= opts->deadline_ms) {
+        err_set(err, ERR_TIMEOUT, "remote storage: %s timed out (deadline passed)", what);
+        return false;
+    }
+    return true;
+}
+
+/* ---- validation ---- */
 
 /* key_check: the segment rules shared by keys and prefixes. what names the input in messages. */
 static bool key_check(const char *key, const char *what, Err *err)
@@ -242,60 +304,330 @@ static bool prefix_validate(const char *prefix, Err *err)
     return ok;
 }
 
+/* ---- writes ---- */
+
+/* errno_set: err = "<what> <path>: <strerror(errno)>", thread-safe. */
+static void errno_set(Err *err, const char *what, const char *path)
+{
+    char buf[128];
+    int e = errno;
+    err_set(err, ERR_INTERNAL, "cannot %s %s: %s", what, path, strerror_r(e, buf, sizeof(buf)));
+}
+
 bool remote_put(RemoteStorage *rs, const char *key, const void *data, size_t len, Err *err)
 {
-    if (!remote_key_validate(key, err))
+    return remote_put_ex(rs, key, data, len, NULL, err);
+}
+
+bool remote_put_ex(RemoteStorage *rs, const char *key, const void *data, size_t len,
+                   const RemoteOpts *opts, Err *err)
+{
+    if (!remote_key_validate(key, err) || !remote_opts_check(opts, "put", err))
         return false;
-    return rs->ops->put(rs->impl, key, data, len, err);
+    return rs->ops->put(rs->impl, key, data, len, opts, err);
 }
 
 bool remote_put_file(RemoteStorage *rs, const char *key, const char *local_path, Err *err)
 {
-    if (!remote_key_validate(key, err))
+    return remote_put_file_ex(rs, key, local_path, NULL, err);
+}
+
+bool remote_put_file_ex(RemoteStorage *rs, const char *key, const char *local_path,
+                        const RemoteOpts *opts, Err *err)
+{
+    if (!remote_key_validate(key, err) || !remote_opts_check(opts, "put", err))
         return false;
-    return rs->ops->put_file(rs->impl, key, local_path, err);
+    int src = open(local_path, O_RDONLY | O_CLOEXEC);
+    if (src < 0) {
+        if (errno == ENOENT)
+            err_set(err, ERR_NOT_FOUND, "%s: no such file", local_path);
+        else
+            errno_set(err, "open", local_path);
+        return false;
+    }
+    bool ok = rs->ops->put_file(rs->impl, key, src, opts, err);
+    close(src);
+    return ok;
+}
+
+/* ---- reads ---- */
+
+bool remote_get_stream(RemoteStorage *rs, const char *key, const RemoteGetReq *req, RemoteSink sink,
+                       void *ctx, RemoteGetResult *res, const RemoteOpts *opts, Err *err)
+{
+    static const RemoteGetReq WHOLE = {0};
+    RemoteGetResult local;
+    if (res == NULL)
+        res = &local;
+    memset(res, 0, sizeof(*res));
+    if (!remote_key_validate(key, err) || !remote_opts_check(opts, "get", err))
+        return false;
+    return rs->ops->get(rs->impl, key, req != NULL ? req : &WHOLE, sink, ctx, res, opts, err);
+}
+
+/* A growing buffer, NUL-terminated when done. */
+typedef struct BufSink {
+    char *data;
+    size_t len, cap;
+} BufSink;
+
+static bool buf_sink(void *ctx, const void *chunk, size_t len, Err *err)
+{
+    (void)err;
+    BufSink *b = ctx;
+    if (b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        b->data = xrealloc(b->data, cap);
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, chunk, len);
+    b->len += len;
+    return true;
 }
 
 bool remote_get(RemoteStorage *rs, const char *key, char **data, size_t *len, Err *err)
 {
+    return remote_get_ex(rs, key, NULL, data, len, NULL, NULL, err);
+}
+
+bool remote_get_ex(RemoteStorage *rs, const char *key, const RemoteGetReq *req, char **data,
+                   size_t *len, RemoteGetResult *res, const RemoteOpts *opts, Err *err)
+{
+    RemoteGetResult local;
+    if (res == NULL)
+        res = &local;
     *data = NULL;
     *len = 0;
-    if (!remote_key_validate(key, err))
+    BufSink b = {0};
+    if (!remote_get_stream(rs, key, req, buf_sink, &b, res, opts, err)) {
+        free(b.data);
         return false;
-    return rs->ops->get(rs->impl, key, data, len, err);
+    }
+    if (res->not_modified)
+        return true;
+    if (b.data == NULL)
+        b.data = xmalloc(1); /* an empty object */
+    b.data[b.len] = '\0';
+    *data = b.data;
+    *len = b.len;
+    return true;
+}
+
+/* A caller's buffer of fixed size. */
+typedef struct FixedSink {
+    char *buf;
+    size_t len, cap;
+} FixedSink;
+
+static bool fixed_sink(void *ctx, const void *chunk, size_t len, Err *err)
+{
+    FixedSink *f = ctx;
+    if (len > f->cap - f->len) {
+        err_set(err, ERR_INTERNAL, "remote storage backend returned more than the range asked");
+        return false;
+    }
+    memcpy(f->buf + f->len, chunk, len);
+    f->len += len;
+    return true;
 }
 
 bool remote_get_range(RemoteStorage *rs, const char *key, uint64_t offset, size_t len, void *buf,
                       size_t *got, Err *err)
 {
     *got = 0;
-    if (!remote_key_validate(key, err))
+    if (len == 0) { /* a request's len 0 means "to the end": ask whether the object exists */
+        RemoteObjectInfo info;
+        return remote_head(rs, key, &info, err);
+    }
+    RemoteGetReq req = {.offset = offset, .len = len};
+    FixedSink f = {.buf = buf, .cap = len};
+    if (!remote_get_stream(rs, key, &req, fixed_sink, &f, NULL, NULL, err))
         return false;
-    return rs->ops->get_range(rs->impl, key, offset, len, buf, got, err);
+    *got = f.len;
+    return true;
+}
+
+static bool write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return true;
+}
+
+/* A download into a temporary file, created (with its directory) at the first chunk, so that a
+ * missing object leaves nothing behind. */
+typedef struct FileSink {
+    int fd;
+    bool created; /* tmp exists: unlink it unless renamed */
+    char tmp[PATH_MAX];
+    char dir[PATH_MAX];
+} FileSink;
+
+static bool file_sink_open(FileSink *f, Err *err)
+{
+    if (f->fd >= 0)
+        return true;
+    if (!fs_mkdir_p(f->dir, 0755, err))
+        return false;
+    f->fd = open(f->tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
+    if (f->fd < 0) {
+        errno_set(err, "create", f->tmp);
+        return false;
+    }
+    f->created = true;
+    return true;
+}
+
+static bool file_sink(void *ctx, const void *chunk, size_t len, Err *err)
+{
+    FileSink *f = ctx;
+    if (!file_sink_open(f, err))
+        return false;
+    if (!write_all(f->fd, chunk, len)) {
+        errno_set(err, "write", f->tmp);
+        return false;
+    }
+    return true;
 }
 
 bool remote_get_to_file(RemoteStorage *rs, const char *key, const char *local_path, Err *err)
 {
-    if (!remote_key_validate(key, err))
-        return false;
-    return rs->ops->get_to_file(rs->impl, key, local_path, err);
+    return remote_get_to_file_ex(rs, key, local_path, NULL, err);
+}
+
+/* remote_get_to_file_ex: stream into "<local_path>.tmp.<pid>.<n>", fsync, rename, fsync the
+ * directory. */
+bool remote_get_to_file_ex(RemoteStorage *rs, const char *key, const char *local_path,
+                           const RemoteOpts *opts, Err *err)
+{
+    FileSink *f = xcalloc(1, sizeof(*f)); /* two PATH_MAX buffers: not on the stack */
+    f->fd = -1;
+    unsigned long seq = atomic_fetch_add(&g_download_seq, 1);
+    bool ok = false;
+    if (!str_printf(f->tmp, sizeof(f->tmp), "%s.tmp.%ld.%lu", local_path, (long)getpid(), seq) ||
+        !fs_dir_of(local_path, f->dir, sizeof(f->dir))) {
+        err_set(err, ERR_BAD_REQUEST, "path too long: %s", local_path);
+        goto cleanup;
+    }
+    if (!remote_get_stream(rs, key, NULL, file_sink, f, NULL, opts, err) ||
+        !file_sink_open(f, err)) /* an empty object had no chunk */
+        goto cleanup;
+    if (fsync(f->fd) != 0) {
+        errno_set(err, "fsync", f->tmp);
+        goto cleanup;
+    }
+    int rc = close(f->fd);
+    f->fd = -1;
+    if (rc != 0) {
+        errno_set(err, "close", f->tmp);
+        goto cleanup;
+    }
+    if (rename(f->tmp, local_path) != 0) {
+        errno_set(err, "rename to the final name", f->tmp);
+        goto cleanup;
+    }
+    f->created = false; /* renamed: nothing to unlink */
+    ok = fs_fsync_dir(f->dir, err);
+
+cleanup:
+    if (f->fd >= 0)
+        close(f->fd);
+    if (f->created)
+        unlink(f->tmp);
+    free(f);
+    return ok;
 }
 
 bool remote_head(RemoteStorage *rs, const char *key, RemoteObjectInfo *info, Err *err)
 {
+    return remote_head_ex(rs, key, info, NULL, err);
+}
+
+bool remote_head_ex(RemoteStorage *rs, const char *key, RemoteObjectInfo *info,
+                    const RemoteOpts *opts, Err *err)
+{
     memset(info, 0, sizeof(*info));
-    if (!remote_key_validate(key, err))
+    if (!remote_key_validate(key, err) || !remote_opts_check(opts, "head", err))
         return false;
-    return rs->ops->head(rs->impl, key, info, err);
+    return rs->ops->head(rs->impl, key, info, opts, err);
+}
+
+/* ---- listings ---- */
+
+bool remote_list_page(RemoteStorage *rs, const char *prefix, const char *delimiter,
+                      const char *continuation_token, size_t max_keys, RemoteListing *page,
+                      const RemoteOpts *opts, Err *err)
+{
+    memset(page, 0, sizeof(*page));
+    if (!prefix_validate(prefix, err))
+        return false;
+    if (delimiter != NULL && delimiter[0] == '\0')
+        delimiter = NULL;
+    if (continuation_token != NULL && continuation_token[0] == '\0') {
+        err_set(err, ERR_BAD_REQUEST, "empty continuation token");
+        return false;
+    }
+    if (max_keys == 0 || max_keys > REMOTE_LIST_MAX_KEYS)
+        max_keys = REMOTE_LIST_MAX_KEYS;
+    if (!remote_opts_check(opts, "list", err))
+        return false;
+    if (!rs->ops->list_page(rs->impl, prefix, delimiter, continuation_token, max_keys, page, opts,
+                            err)) {
+        remote_listing_free(page);
+        return false;
+    }
+    return true;
+}
+
+/* append: move src[0..n) to the end of *dst (length *dst_n). */
+static void append(void **dst, size_t *dst_n, const void *src, size_t n, size_t elem)
+{
+    if (n == 0)
+        return;
+    *dst = xrealloc(*dst, (*dst_n + n) * elem);
+    memcpy((char *)*dst + *dst_n * elem, src, n * elem);
+    *dst_n += n;
+}
+
+bool remote_list_all(RemoteStorage *rs, const char *prefix, const char *delimiter,
+                     RemoteListing *out, const RemoteOpts *opts, Err *err)
+{
+    memset(out, 0, sizeof(*out));
+    char *token = NULL;
+    for (;;) {
+        RemoteListing page;
+        bool ok =
+            remote_list_page(rs, prefix, delimiter, token, REMOTE_LIST_MAX_KEYS, &page, opts, err);
+        free(token);
+        if (!ok) {
+            remote_listing_free(out);
+            return false;
+        }
+        append((void **)&out->items, &out->n, page.items, page.n, sizeof(*page.items));
+        append((void **)&out->prefixes, &out->n_prefixes, page.prefixes, page.n_prefixes,
+               sizeof(*page.prefixes));
+        free(page.items);
+        free(page.prefixes);
+        token = page.next_token;
+        if (token == NULL)
+            return true;
+    }
 }
 
 bool remote_list(RemoteStorage *rs, const char *prefix, RemoteListing *out, Err *err)
 {
-    out->items = NULL;
-    out->n = 0;
-    if (!prefix_validate(prefix, err))
-        return false;
-    return rs->ops->list(rs->impl, prefix, out, err);
+    return remote_list_all(rs, prefix, NULL, out, NULL, err);
 }
 
 void remote_listing_free(RemoteListing *l)
@@ -305,32 +637,112 @@ void remote_listing_free(RemoteListing *l)
     for (size_t i = 0; i < l->n; i++)
         free(l->items[i].key);
     free(l->items);
-    l->items = NULL;
-    l->n = 0;
+    for (size_t i = 0; i < l->n_prefixes; i++)
+        free(l->prefixes[i]);
+    free(l->prefixes);
+    free(l->next_token);
+    memset(l, 0, sizeof(*l));
+}
+
+/* ---- deletes ---- */
+
+void remote_delete_result_add(RemoteDeleteResult *res, size_t index, const Err *err)
+{
+    res->failures = xrealloc(res->failures, (res->n_failures + 1) * sizeof(*res->failures));
+    res->failures[res->n_failures].index = index;
+    res->failures[res->n_failures].err = *err;
+    res->n_failures++;
+}
+
+void remote_delete_result_free(RemoteDeleteResult *res)
+{
+    if (res == NULL)
+        return;
+    free(res->failures);
+    res->failures = NULL;
+    res->n_failures = 0;
 }
 
 bool remote_delete(RemoteStorage *rs, const char *key, Err *err)
 {
-    if (!remote_key_validate(key, err))
-        return false;
-    return rs->ops->delete_key(rs->impl, key, err);
+    return remote_delete_many(rs, &key, 1, NULL, NULL, err);
 }
 
-/* remote_delete_prefix: list then delete one by one. Keys put concurrently under the prefix
- * after the listing survive; callers delete prefixes of timelines or tenants nobody writes any
- * more. The first failure stops the walk (what was deleted stays deleted; a retry finishes). */
+bool remote_delete_many(RemoteStorage *rs, const char *const *keys, size_t n,
+                        RemoteDeleteResult *res, const RemoteOpts *opts, Err *err)
+{
+    if (res != NULL)
+        memset(res, 0, sizeof(*res));
+    if (n > REMOTE_DELETE_MAX_KEYS) {
+        err_set(err, ERR_BAD_REQUEST, "%zu keys to delete in one request, over the limit of %d", n,
+                REMOTE_DELETE_MAX_KEYS);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!remote_key_validate(keys[i], err))
+            return false;
+    }
+    if (n == 0)
+        return true;
+    if (!remote_opts_check(opts, "delete", err))
+        return false;
+    RemoteDeleteResult r = {0};
+    if (!rs->ops->delete_many(rs->impl, keys, n, &r, opts, err)) {
+        remote_delete_result_free(&r);
+        return false;
+    }
+    if (r.n_failures == 0)
+        return true;
+    const RemoteDeleteFailure *first = &r.failures[0];
+    if (err != NULL) {
+        *err = first->err;
+        if (r.n_failures > 1)
+            err_prefix(err, "%zu of %zu keys not deleted, first \"%s\": ", r.n_failures, n,
+                       keys[first->index]);
+    }
+    if (res != NULL)
+        *res = r;
+    else
+        remote_delete_result_free(&r);
+    return false;
+}
+
 bool remote_delete_prefix(RemoteStorage *rs, const char *prefix, Err *err)
+{
+    return remote_delete_prefix_ex(rs, prefix, NULL, err);
+}
+
+/* remote_delete_prefix_ex: one page, its deletion, the next page. Keys put concurrently under the
+ * prefix behind the listing's position survive; callers delete prefixes of timelines or tenants
+ * nobody writes any more. The first failure stops the walk (what was deleted stays deleted; a
+ * retry finishes). */
+bool remote_delete_prefix_ex(RemoteStorage *rs, const char *prefix, const RemoteOpts *opts,
+                             Err *err)
 {
     if (prefix == NULL || prefix[0] == '\0') {
         err_set(err, ERR_BAD_REQUEST, "remote_delete_prefix: the prefix must not be empty");
         return false;
     }
-    RemoteListing l;
-    if (!remote_list(rs, prefix, &l, err))
-        return false;
-    bool ok = true;
-    for (size_t i = 0; i < l.n && ok; i++)
-        ok = rs->ops->delete_key(rs->impl, l.items[i].key, err);
-    remote_listing_free(&l);
+    const char **keys = xmalloc(REMOTE_LIST_MAX_KEYS * sizeof(*keys));
+    char *token = NULL;
+    bool ok;
+    for (;;) {
+        RemoteListing page;
+        ok = remote_list_page(rs, prefix, NULL, token, REMOTE_LIST_MAX_KEYS, &page, opts, err);
+        free(token);
+        token = NULL;
+        if (!ok)
+            break;
+        for (size_t i = 0; i < page.n; i++)
+            keys[i] = page.items[i].key;
+        ok = remote_delete_many(rs, keys, page.n, NULL, opts, err);
+        token = page.next_token;
+        page.next_token = NULL;
+        remote_listing_free(&page);
+        if (!ok || token == NULL)
+            break;
+    }
+    free(token);
+    free(keys);
     return ok;
 }

@@ -14,6 +14,16 @@
  * gone; it simply retries. Deletes are not fsynced: a crash may resurrect a deleted object, which
  * callers already treat like a leaked one.
  *
+ * Reads stream the object in REMOTE_CHUNK_SIZE chunks from one open descriptor (so a get sees
+ * one version whole); writes and reads check the call's options between chunks. The etag is
+ * "<inode>-<size>-<mtime ns>" in hex: every put renames a new inode into place.
+ *
+ * Listings walk the directory tree in key order (each directory's entries sorted with '/'
+ * appended to subdirectory names, which is the bytewise order of the keys beneath), skip subtrees
+ * wholly before the continuation point, roll a subtree up into one common prefix without
+ * descending into it (a look for one object is enough), and stop one entry after the page is
+ * full. A continuation token is "k:<last key>" or "p:<last common prefix>".
+ *
  * No shared mutable state except the temporary-name counter (atomic): safe from many threads.
  */
 #include <dirent.h>
@@ -34,10 +44,11 @@
 #include "shared/str.h"
 
 #include "shared/remote_storage.h"
+#include "shared/remote_storage_backend.h"
 
 /* A put retries when a concurrent delete removed the directory it had just created. */
 #define FS_PUT_ATTEMPTS 100
-#define FS_COPY_BUF     (128 * 1024)
+#define FS_COPY_CHUNK   (8 * 1024 * 1024) /* copy_file_range per options check */
 
 typedef struct FsStorage {
     char *root; /* absolute, no trailing '/' */
@@ -187,47 +198,47 @@ static bool write_all(int fd, const void *data, size_t len)
     return true;
 }
 
-/* copy_fd: copy from in's position to EOF into out: copy_file_range (reflinks or in-kernel
- * copies where the filesystem can), falling back to a read/write loop where it is unsupported. */
-static bool copy_fd(int in, int out)
+/* copy_fd: copy from in's position to EOF into out, checking opts between chunks:
+ * copy_file_range (reflinks or in-kernel copies where the filesystem can), falling back to a
+ * read/write loop where it is unsupported. An I/O failure leaves errno set and *io_err true; an
+ * options failure fills err. */
+static bool copy_fd(int in, int out, const RemoteOpts *opts, bool *io_err, Err *err)
 {
+    *io_err = true;
+    char *buf = NULL;
     bool use_cfr = true;
+    bool ok = false;
     for (;;) {
+        if (!remote_opts_check(opts, "put", err)) {
+            *io_err = false;
+            break;
+        }
+        ssize_t n;
         if (use_cfr) {
-            ssize_t n = copy_file_range(in, NULL, out, NULL, 1 << 30, 0);
-            if (n > 0)
-                continue;
-            if (n == 0)
-                return true;
-            if (errno == EINTR)
-                continue;
-            if (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP ||
-                errno == EBADF) {
+            n = copy_file_range(in, NULL, out, NULL, FS_COPY_CHUNK, 0);
+            if (n < 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                          errno == EOPNOTSUPP || errno == EBADF)) {
                 use_cfr = false;
                 continue;
             }
-            return false;
-        }
-        char *buf = xmalloc(FS_COPY_BUF);
-        bool ok = true;
-        for (;;) {
-            ssize_t r = read(in, buf, FS_COPY_BUF);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0) {
-                ok = r == 0;
+        } else {
+            if (buf == NULL)
+                buf = xmalloc(REMOTE_CHUNK_SIZE);
+            n = read(in, buf, REMOTE_CHUNK_SIZE);
+            if (n > 0 && !write_all(out, buf, (size_t)n))
                 break;
-            }
-            if (!write_all(out, buf, (size_t)r)) {
-                ok = false;
-                break;
-            }
         }
-        int saved = errno;
-        free(buf);
-        errno = saved;
-        return ok;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ok = n == 0;
+            break;
+        }
     }
+    int saved = errno;
+    free(buf);
+    errno = saved;
+    return ok;
 }
 
 /* fs_tmp_name: "<path>.tmp.<pid>.<n>", unique per process and call. */
@@ -244,7 +255,7 @@ static bool fs_tmp_name(const char *path, char *out, Err *err)
 /* fs_put_common: the atomic write behind put and put_file: data/len when src_fd < 0, else the
  * contents of src_fd (read from its start). */
 static bool fs_put_common(FsStorage *fs, const char *key, const void *data, size_t len, int src_fd,
-                          Err *err)
+                          const RemoteOpts *opts, Err *err)
 {
     char path[PATH_MAX];
     char tmp[PATH_MAX];
@@ -271,14 +282,29 @@ static bool fs_put_common(FsStorage *fs, const char *key, const void *data, size
             return false;
         }
     }
+    bool io_err = true;
     bool ok;
     if (src_fd < 0) {
-        ok = write_all(fd, data, len);
+        const char *p = data;
+        size_t left = len;
+        ok = true;
+        while (ok && left > 0) {
+            size_t n = left < REMOTE_CHUNK_SIZE ? left : REMOTE_CHUNK_SIZE;
+            if (!remote_opts_check(opts, "put", err)) {
+                io_err = false;
+                ok = false;
+            } else {
+                ok = write_all(fd, p, n);
+            }
+            p += n;
+            left -= n;
+        }
     } else {
-        ok = lseek(src_fd, 0, SEEK_SET) == 0 && copy_fd(src_fd, fd);
+        ok = lseek(src_fd, 0, SEEK_SET) == 0 && copy_fd(src_fd, fd, opts, &io_err, err);
     }
     if (!ok) {
-        ERRNO_SET(err, ERR_INTERNAL, "cannot write %s", tmp);
+        if (io_err)
+            ERRNO_SET(err, ERR_INTERNAL, "cannot write %s", tmp);
         goto fail;
     }
     if (fsync(fd) != 0) {
@@ -291,6 +317,9 @@ static bool fs_put_common(FsStorage *fs, const char *key, const void *data, size
         goto fail;
     }
     fd = -1;
+    /* the last moment a deadline or cancel can still leave the old object in place */
+    if (!remote_opts_check(opts, "put", err))
+        goto fail;
     if (rename(tmp, path) != 0) {
         if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)
             err_set(err, ERR_CONFLICT, "remote key \"%s\" is a prefix of other objects", key);
@@ -307,24 +336,31 @@ fail:
     return false;
 }
 
-static bool fs_put(void *impl, const char *key, const void *data, size_t len, Err *err)
+static bool fs_put(void *impl, const char *key, const void *data, size_t len,
+                   const RemoteOpts *opts, Err *err)
 {
-    return fs_put_common(impl, key, data, len, -1, err);
+    return fs_put_common(impl, key, data, len, -1, opts, err);
 }
 
-static bool fs_put_file(void *impl, const char *key, const char *local_path, Err *err)
+static bool fs_put_file(void *impl, const char *key, int src_fd, const RemoteOpts *opts, Err *err)
 {
-    int src = open(local_path, O_RDONLY | O_CLOEXEC);
-    if (src < 0) {
-        if (errno == ENOENT)
-            err_set(err, ERR_NOT_FOUND, "%s: no such file", local_path);
-        else
-            ERRNO_SET(err, ERR_INTERNAL, "cannot open %s", local_path);
-        return false;
-    }
-    bool ok = fs_put_common(impl, key, NULL, 0, src, err);
-    close(src);
-    return ok;
+    return fs_put_common(impl, key, NULL, 0, src_fd, opts, err);
+}
+
+static int64_t stat_mtime_ms(const struct stat *st)
+{
+    return (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
+}
+
+/* stat_info: size, mtime and etag of a file (key left alone). */
+static void stat_info(const struct stat *st, RemoteObjectInfo *info)
+{
+    info->size = (uint64_t)st->st_size;
+    info->mtime_ms = stat_mtime_ms(st);
+    unsigned long long ns = (unsigned long long)st->st_mtim.tv_sec * 1000000000ull +
+                            (unsigned long long)st->st_mtim.tv_nsec;
+    snprintf(info->etag, sizeof(info->etag), "%llx-%llx-%llx", (unsigned long long)st->st_ino,
+             (unsigned long long)st->st_size, ns);
 }
 
 /* fs_open_object: open the object for reading; absent (or a directory, i.e. only a prefix of
@@ -376,249 +412,448 @@ static bool pread_full(int fd, uint64_t offset, void *buf, size_t len, size_t *g
     return true;
 }
 
-static bool fs_get(void *impl, const char *key, char **data, size_t *len, Err *err)
+/* fs_not_modified: the request's condition holds (see RemoteGetReq). */
+static bool fs_not_modified(const RemoteGetReq *req, const RemoteObjectInfo *info)
+{
+    if (req->if_none_match != NULL)
+        return strcmp(req->if_none_match, info->etag) == 0;
+    return req->if_modified_since_ms > 0 && info->mtime_ms <= req->if_modified_since_ms;
+}
+
+/* fs_get: the range [offset, min(offset + len, size)) of the version opened, chunk by chunk. */
+static bool fs_get(void *impl, const char *key, const RemoteGetReq *req, RemoteSink sink, void *ctx,
+                   RemoteGetResult *res, const RemoteOpts *opts, Err *err)
 {
     int fd;
     struct stat st;
     if (!fs_open_object(impl, key, &fd, &st, err))
         return false;
-    size_t size = (size_t)st.st_size;
-    char *buf = xmalloc(size + 1);
-    size_t got = 0;
-    if (!pread_full(fd, 0, buf, size, &got)) {
-        ERRNO_SET(err, ERR_INTERNAL, "cannot read remote object \"%s\"", key);
-        free(buf);
+    stat_info(&st, &res->info);
+    if (fs_not_modified(req, &res->info)) {
+        res->not_modified = true;
         close(fd);
-        return false;
+        return true;
     }
-    close(fd);
-    buf[got] = '\0';
-    *data = buf;
-    *len = got;
-    return true;
-}
-
-static bool fs_get_range(void *impl, const char *key, uint64_t offset, size_t len, void *buf,
-                         size_t *got, Err *err)
-{
-    int fd;
-    struct stat st;
-    if (!fs_open_object(impl, key, &fd, &st, err))
-        return false;
-    if (offset > (uint64_t)INT64_MAX) {
-        close(fd);
-        err_set(err, ERR_BAD_REQUEST, "offset %llu out of range", (unsigned long long)offset);
-        return false;
+    uint64_t size = res->info.size;
+    uint64_t pos = req->offset < size ? req->offset : size;
+    uint64_t end = size;
+    if (req->len > 0 && req->len < end - pos)
+        end = pos + req->len;
+    size_t bufsize = end - pos < REMOTE_CHUNK_SIZE ? (size_t)(end - pos) : REMOTE_CHUNK_SIZE;
+    char *buf = bufsize > 0 ? xmalloc(bufsize) : NULL;
+    bool ok = true;
+    while (ok && pos < end) {
+        size_t want = end - pos < bufsize ? (size_t)(end - pos) : bufsize;
+        size_t got = 0;
+        if (!remote_opts_check(opts, "get", err)) {
+            ok = false;
+        } else if (!pread_full(fd, pos, buf, want, &got)) {
+            ERRNO_SET(err, ERR_INTERNAL, "cannot read remote object \"%s\" at offset %llu", key,
+                      (unsigned long long)pos);
+            ok = false;
+        } else if (got == 0) {
+            break; /* the version opened cannot shrink; only a broken file system ends early */
+        } else {
+            ok = sink(ctx, buf, got, err);
+            pos += got;
+            res->bytes += got;
+        }
     }
-    bool ok = pread_full(fd, offset, buf, len, got);
-    if (!ok)
-        ERRNO_SET(err, ERR_INTERNAL, "cannot read remote object \"%s\" at offset %llu", key,
-                  (unsigned long long)offset);
+    free(buf);
     close(fd);
     return ok;
 }
 
-/* fs_get_to_file: copy the object into a temporary next to local_path, fsync, rename, fsync the
- * directory (created if missing). */
-static bool fs_get_to_file(void *impl, const char *key, const char *local_path, Err *err)
+static bool fs_head(void *impl, const char *key, RemoteObjectInfo *info, const RemoteOpts *opts,
+                    Err *err)
 {
-    int src;
-    struct stat st;
-    if (!fs_open_object(impl, key, &src, &st, err))
-        return false;
-    char tmp[PATH_MAX] = "";
-    char dir[PATH_MAX];
-    int fd = -1;
-    int rc;
-    bool ok = false;
-    if (!fs_tmp_name(local_path, tmp, err)) {
-        tmp[0] = '\0';
-        goto cleanup;
-    }
-    dir_part(local_path, dir);
-    if (!fs_mkdir_p(dir, 0755, err))
-        goto cleanup;
-    fd = open(tmp, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        ERRNO_SET(err, ERR_INTERNAL, "cannot create %s", tmp);
-        goto cleanup;
-    }
-    if (!copy_fd(src, fd)) {
-        ERRNO_SET(err, ERR_INTERNAL, "cannot copy remote object \"%s\" to %s", key, tmp);
-        goto cleanup;
-    }
-    if (fsync(fd) != 0) {
-        ERRNO_SET(err, ERR_INTERNAL, "cannot fsync %s", tmp);
-        goto cleanup;
-    }
-    rc = close(fd);
-    fd = -1;
-    if (rc != 0) {
-        ERRNO_SET(err, ERR_INTERNAL, "cannot close %s", tmp);
-        goto cleanup;
-    }
-    if (rename(tmp, local_path) != 0) {
-        ERRNO_SET(err, ERR_INTERNAL, "cannot rename %s to %s", tmp, local_path);
-        goto cleanup;
-    }
-    ok = fs_fsync_dir(dir, err);
-    tmp[0] = '\0'; /* renamed: nothing to unlink */
-
-cleanup:
-    if (fd >= 0)
-        close(fd);
-    if (!ok && tmp[0] != '\0' && fs_exists(tmp))
-        unlink(tmp);
-    close(src);
-    return ok;
-}
-
-static int64_t stat_mtime_ms(const struct stat *st)
-{
-    return (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
-}
-
-static bool fs_head(void *impl, const char *key, RemoteObjectInfo *info, Err *err)
-{
+    (void)opts; /* one stat: nothing to interrupt */
     int fd;
     struct stat st;
     if (!fs_open_object(impl, key, &fd, &st, err))
         return false;
     close(fd);
     info->key = NULL;
-    info->size = (uint64_t)st.st_size;
-    info->mtime_ms = stat_mtime_ms(&st);
+    stat_info(&st, info);
     return true;
 }
 
+/* ---- listings ---- */
+
 typedef struct ListState {
     const char *prefix;
-    RemoteListing *out;
-    size_t cap;
-    char key[PATH_MAX]; /* the key (relative path) of the directory being walked */
+    size_t plen;
+    const char *delim; /* NULL = none */
+    size_t dlen;
+    const char *after; /* from the token: list only entries after this one, or NULL */
+    bool after_is_prefix;
+    size_t max_keys;
+    const RemoteOpts *opts;
+    RemoteListing *page;
+    size_t cap_items, cap_prefixes;
+    bool last_is_prefix; /* which kind the page's last entry is */
+    bool full;           /* one entry past max_keys was found: stop */
+    char key[PATH_MAX];  /* the key path of the directory being walked, then an entry's */
 } ListState;
 
-/* list_walk: add the files under the directory dfd (whose key path is st->key[0..klen)) that
- * match the prefix, recursing into subdirectories that can hold matches. Entries that vanish
- * during the walk (concurrent deletes) are skipped. Takes ownership of dfd. */
+static bool starts_with(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+/* list_has_room: an entry beyond the resume point is about to be added: false when the page is
+ * already full (then the walk stops and the page gets a token). */
+static bool list_has_room(ListState *ls)
+{
+    if (ls->page->n + ls->page->n_prefixes < ls->max_keys)
+        return true;
+    ls->full = true;
+    return false;
+}
+
+static const char *list_last_prefix(const ListState *ls)
+{
+    return ls->page->n_prefixes > 0 ? ls->page->prefixes[ls->page->n_prefixes - 1] : NULL;
+}
+
+/* list_after_resume: the entry text (a key, or a common prefix when is_prefix) comes after the
+ * continuation point. */
+static bool list_after_resume(const ListState *ls, const char *text)
+{
+    if (ls->after == NULL)
+        return true;
+    if (ls->after_is_prefix && starts_with(text, ls->after))
+        return false;
+    return strcmp(text, ls->after) > 0;
+}
+
+static void list_add_prefix(ListState *ls, const char *cp, size_t len)
+{
+    RemoteListing *p = ls->page;
+    if (p->n_prefixes == ls->cap_prefixes) {
+        ls->cap_prefixes = ls->cap_prefixes ? ls->cap_prefixes * 2 : 16;
+        p->prefixes = xrealloc(p->prefixes, ls->cap_prefixes * sizeof(*p->prefixes));
+    }
+    p->prefixes[p->n_prefixes++] = xstrndup(cp, len);
+    ls->last_is_prefix = true;
+}
+
+/* list_rollup: the length of the common prefix text[0..plen+i+dlen) when the delimiter occurs in
+ * text[plen..len) (ending within len), else 0. */
+static size_t list_rollup(const ListState *ls, const char *text, size_t len)
+{
+    if (ls->delim == NULL || len <= ls->plen)
+        return 0;
+    const char *hit = memmem(text + ls->plen, len - ls->plen, ls->delim, ls->dlen);
+    return hit == NULL ? 0 : (size_t)(hit - text) + ls->dlen;
+}
+
+/* dir_has_object: the directory (which this closes) holds an object somewhere beneath; 0 no,
+ * 1 yes, -1 error (errno). Entries vanishing meanwhile are skipped. */
+static int dir_has_object(int dfd)
+{
+    DIR *d = fdopendir(dfd);
+    if (d == NULL) {
+        int e = errno;
+        close(dfd);
+        errno = e;
+        return -1;
+    }
+    int found = 0;
+    struct dirent *de;
+    while (found == 0) {
+        errno = 0;
+        de = readdir(d);
+        if (de == NULL) {
+            found = errno != 0 ? -1 : 0;
+            break;
+        }
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno != ENOENT)
+                found = -1;
+            continue;
+        }
+        if (S_ISREG(st.st_mode) && !fs_is_temp_name(de->d_name)) {
+            found = 1;
+        } else if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (sub < 0)
+                found = errno == ENOENT ? 0 : -1;
+            else
+                found = dir_has_object(sub);
+        }
+    }
+    int e = errno;
+    closedir(d);
+    errno = e;
+    return found;
+}
+
+/* One directory entry; sort is the name, with '/' appended for a directory. */
+typedef struct DirEntry {
+    char *sort;
+    bool is_dir;
+} DirEntry;
+
+static int dir_entry_cmp(const void *a, const void *b)
+{
+    return strcmp(((const DirEntry *)a)->sort, ((const DirEntry *)b)->sort);
+}
+
+/* read_sorted: the entries of d that are regular files or directories, in key order. Entries
+ * vanishing meanwhile are skipped. */
+static bool read_sorted(DIR *d, DirEntry **out, size_t *n_out)
+{
+    DirEntry *v = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            if (errno != 0)
+                goto fail;
+            break;
+        }
+        const char *name = de->d_name;
+        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            continue;
+        bool is_dir;
+        if (de->d_type == DT_DIR || de->d_type == DT_REG) {
+            is_dir = de->d_type == DT_DIR;
+        } else {
+            struct stat st;
+            if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                if (errno == ENOENT)
+                    continue;
+                goto fail;
+            }
+            if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode))
+                continue;
+            is_dir = S_ISDIR(st.st_mode);
+        }
+        if (!is_dir && fs_is_temp_name(name))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            v = xrealloc(v, cap * sizeof(*v));
+        }
+        size_t len = strlen(name);
+        v[n].sort = xmalloc(len + 2);
+        memcpy(v[n].sort, name, len);
+        v[n].sort[len] = is_dir ? '/' : '\0';
+        v[n].sort[len + 1] = '\0';
+        v[n].is_dir = is_dir;
+        n++;
+    }
+    if (n > 1)
+        qsort(v, n, sizeof(*v), dir_entry_cmp);
+    *out = v;
+    *n_out = n;
+    return true;
+
+fail:;
+    int e = errno;
+    for (size_t i = 0; i < n; i++)
+        free(v[i].sort);
+    free(v);
+    errno = e;
+    return false;
+}
+
+/* list_file: the file entry whose key is ls->key[0..len) (dfd its directory, name its name). */
+static bool list_file(ListState *ls, int dfd, const char *name, size_t len, Err *err)
+{
+    const char *key = ls->key;
+    if (len < ls->plen || memcmp(key, ls->prefix, ls->plen) != 0 || !list_after_resume(ls, key))
+        return true;
+    size_t cp = list_rollup(ls, key, len);
+    if (cp > 0) {
+        const char *last = list_last_prefix(ls);
+        if (last != NULL && strlen(last) == cp && memcmp(last, key, cp) == 0)
+            return true; /* rolled up already */
+        if (list_has_room(ls))
+            list_add_prefix(ls, key, cp);
+        return true;
+    }
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno == ENOENT)
+            return true; /* deleted meanwhile */
+        ERRNO_SET(err, ERR_INTERNAL, "cannot stat \"%s\"", key);
+        return false;
+    }
+    if (!S_ISREG(st.st_mode) || !list_has_room(ls))
+        return true;
+    RemoteListing *p = ls->page;
+    if (p->n == ls->cap_items) {
+        ls->cap_items = ls->cap_items ? ls->cap_items * 2 : 64;
+        p->items = xrealloc(p->items, ls->cap_items * sizeof(*p->items));
+    }
+    RemoteObjectInfo *it = &p->items[p->n++];
+    memset(it, 0, sizeof(*it));
+    it->key = xstrndup(key, len);
+    stat_info(&st, it);
+    ls->last_is_prefix = false;
+    return true;
+}
+
+static bool list_walk(ListState *ls, int dfd, size_t klen, Err *err);
+
+/* list_dir: the subdirectory entry whose key path is ls->key[0..len) (ending in '/'): skipped,
+ * rolled up into one common prefix, or walked. */
+static bool list_dir(ListState *ls, int dfd, const char *name, size_t len, Err *err)
+{
+    const char *dir = ls->key;
+    size_t common = len < ls->plen ? len : ls->plen;
+    if (memcmp(dir, ls->prefix, common) != 0)
+        return true; /* nothing beneath has the prefix */
+    if (ls->after != NULL) {
+        if (ls->after_is_prefix && starts_with(dir, ls->after))
+            return true; /* all beneath was rolled up on an earlier page */
+        if (!starts_with(ls->after, dir) && strcmp(dir, ls->after) < 0)
+            return true; /* all beneath sorts before the resume point */
+    }
+    const char *last = list_last_prefix(ls);
+    if (last != NULL && starts_with(dir, last))
+        return true; /* all beneath rolls up into the page's last common prefix */
+    size_t cp = list_rollup(ls, dir, len);
+    int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (sub < 0) {
+        if (errno == ENOENT)
+            return true;
+        ERRNO_SET(err, ERR_INTERNAL, "cannot open directory \"%s\"", dir);
+        return false;
+    }
+    if (cp == 0)
+        return list_walk(ls, sub, len, err);
+    /* every key beneath rolls up into dir[0..cp): list it if there is one, without walking */
+    char *text = xstrndup(dir, cp);
+    bool ok = true;
+    if (list_after_resume(ls, text)) {
+        int has = dir_has_object(sub);
+        if (has < 0) {
+            ERRNO_SET(err, ERR_INTERNAL, "cannot read directory \"%s\"", dir);
+            ok = false;
+        } else if (has > 0 && list_has_room(ls)) {
+            list_add_prefix(ls, text, cp);
+        }
+    } else {
+        close(sub);
+    }
+    free(text);
+    return ok;
+}
+
+/* list_walk: the entries of the directory dfd (whose key path is ls->key[0..klen)), in key
+ * order, until the page is full. Takes ownership of dfd. */
 static bool list_walk(ListState *ls, int dfd, size_t klen, Err *err)
 {
+    if (!remote_opts_check(ls->opts, "list", err)) {
+        close(dfd);
+        return false;
+    }
     DIR *d = fdopendir(dfd);
     if (d == NULL) {
         ERRNO_SET(err, ERR_INTERNAL, "cannot read directory \"%.*s\"", (int)klen, ls->key);
         close(dfd);
         return false;
     }
-    size_t plen = strlen(ls->prefix);
-    bool ok = true;
-    struct dirent *de;
-    while (ok) {
-        errno = 0;
-        de = readdir(d);
-        if (de == NULL) {
-            if (errno != 0) {
-                ERRNO_SET(err, ERR_INTERNAL, "cannot read directory \"%.*s\"", (int)klen, ls->key);
-                ok = false;
-            }
-            break;
-        }
-        const char *name = de->d_name;
-        if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
-            continue;
-        size_t nlen = strlen(name);
-        if (klen + nlen + 2 > sizeof(ls->key))
-            continue; /* deeper than any valid key */
-        memcpy(ls->key + klen, name, nlen + 1);
-        size_t newlen = klen + nlen;
-        /* a directory can hold matches if its key path and the prefix agree so far */
-        size_t common = newlen < plen ? newlen : plen;
-        if (memcmp(ls->key, ls->prefix, common) != 0)
-            continue;
-        struct stat st;
-        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-            if (errno == ENOENT)
-                continue;
-            ERRNO_SET(err, ERR_INTERNAL, "cannot stat \"%s\"", ls->key);
-            ok = false;
-            break;
-        }
-        if (S_ISDIR(st.st_mode)) {
-            int sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-            if (sub < 0) {
-                if (errno == ENOENT)
-                    continue;
-                ERRNO_SET(err, ERR_INTERNAL, "cannot open directory \"%s\"", ls->key);
-                ok = false;
-                break;
-            }
-            ls->key[newlen] = '/';
-            ls->key[newlen + 1] = '\0';
-            ok = list_walk(ls, sub, newlen + 1, err);
-            continue;
-        }
-        if (!S_ISREG(st.st_mode) || newlen < plen || fs_is_temp_name(name))
-            continue;
-        if (ls->out->n == ls->cap) {
-            ls->cap = ls->cap ? ls->cap * 2 : 64;
-            ls->out->items = xrealloc(ls->out->items, ls->cap * sizeof(*ls->out->items));
-        }
-        RemoteObjectInfo *it = &ls->out->items[ls->out->n++];
-        it->key = xstrndup(ls->key, newlen);
-        it->size = (uint64_t)st.st_size;
-        it->mtime_ms = stat_mtime_ms(&st);
+    DirEntry *v = NULL;
+    size_t n = 0;
+    if (!read_sorted(d, &v, &n)) {
+        ERRNO_SET(err, ERR_INTERNAL, "cannot read directory \"%.*s\"", (int)klen, ls->key);
+        closedir(d);
+        return false;
     }
+    bool ok = true;
+    for (size_t i = 0; i < n && ok && !ls->full; i++) {
+        size_t slen = strlen(v[i].sort);
+        if (klen + slen + 1 > sizeof(ls->key))
+            continue; /* deeper than any valid key */
+        memcpy(ls->key + klen, v[i].sort, slen + 1);
+        size_t nlen = v[i].is_dir ? slen - 1 : slen;
+        char name[NAME_MAX + 1];
+        memcpy(name, v[i].sort, nlen);
+        name[nlen] = '\0';
+        ok = v[i].is_dir ? list_dir(ls, dirfd(d), name, klen + slen, err)
+                         : list_file(ls, dirfd(d), name, klen + slen, err);
+    }
+    for (size_t i = 0; i < n; i++)
+        free(v[i].sort);
+    free(v);
     closedir(d);
     return ok;
 }
 
-static int info_cmp(const void *a, const void *b)
+/* list_parse_token: "k:<key>" or "p:<common prefix>", under the prefix. */
+static bool list_parse_token(ListState *ls, const char *token, Err *err)
 {
-    return strcmp(((const RemoteObjectInfo *)a)->key, ((const RemoteObjectInfo *)b)->key);
+    if (token == NULL)
+        return true;
+    if ((strncmp(token, "k:", 2) != 0 && strncmp(token, "p:", 2) != 0) ||
+        !starts_with(token + 2, ls->prefix)) {
+        err_set(err, ERR_BAD_REQUEST, "invalid continuation token for prefix \"%s\"", ls->prefix);
+        return false;
+    }
+    ls->after = token + 2;
+    ls->after_is_prefix = token[0] == 'p';
+    return true;
 }
 
-/* fs_list: walk from the deepest directory the prefix fully names (the part up to its last '/'),
- * then sort: strcmp compares as unsigned char, i.e. bytewise. */
-static bool fs_list(void *impl, const char *prefix, RemoteListing *out, Err *err)
+/* fs_list_page: walk from the deepest directory the prefix fully names (the part up to its last
+ * '/'). */
+static bool fs_list_page(void *impl, const char *prefix, const char *delimiter, const char *token,
+                         size_t max_keys, RemoteListing *page, const RemoteOpts *opts, Err *err)
 {
     FsStorage *fs = impl;
     ListState *ls = xcalloc(1, sizeof(*ls));
     ls->prefix = prefix;
-    ls->out = out;
+    ls->plen = strlen(prefix);
+    ls->delim = delimiter;
+    ls->dlen = delimiter ? strlen(delimiter) : 0;
+    ls->max_keys = max_keys;
+    ls->opts = opts;
+    ls->page = page;
+    bool ok = list_parse_token(ls, token, err);
     const char *slash = strrchr(prefix, '/');
     size_t base = slash == NULL ? 0 : (size_t)(slash - prefix) + 1;
     char dir[PATH_MAX];
-    if (!str_printf(dir, sizeof(dir), "%s/%.*s", fs->root, (int)base, prefix)) {
-        free(ls);
+    if (ok && !str_printf(dir, sizeof(dir), "%s/%.*s", fs->root, (int)base, prefix)) {
         err_set(err, ERR_BAD_REQUEST, "remote prefix \"%s\": path too long", prefix);
-        return false;
+        ok = false;
     }
-    memcpy(ls->key, prefix, base);
-    ls->key[base] = '\0';
-    bool ok = true;
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0) {
-        if (errno != ENOENT && errno != ENOTDIR) {
+    if (ok) {
+        memcpy(ls->key, prefix, base);
+        ls->key[base] = '\0';
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            ok = list_walk(ls, dfd, base, err);
+        } else if (errno != ENOENT && errno != ENOTDIR) {
             ERRNO_SET(err, ERR_INTERNAL, "cannot open directory %s", dir);
             ok = false;
         }
-    } else {
-        ok = list_walk(ls, dfd, base, err);
+    }
+    if (ok && ls->full) {
+        const char *last = ls->last_is_prefix ? list_last_prefix(ls) : page->items[page->n - 1].key;
+        size_t len = strlen(last);
+        page->next_token = xmalloc(len + 3);
+        page->next_token[0] = ls->last_is_prefix ? 'p' : 'k';
+        page->next_token[1] = ':';
+        memcpy(page->next_token + 2, last, len + 1);
     }
     free(ls);
-    if (!ok) {
-        remote_listing_free(out);
-        return false;
-    }
-    if (out->n > 1)
-        qsort(out->items, out->n, sizeof(*out->items), info_cmp);
-    return true;
+    return ok;
 }
 
-/* fs_delete: unlink, then remove the directories this left empty, up to but not including the
+/* ---- deletes ---- */
+
+/* fs_delete_one: unlink, then remove the directories this left empty, up to but not including the
  * root (rmdir fails on a non-empty directory, which ends the climb). */
-static bool fs_delete(void *impl, const char *key, Err *err)
+static bool fs_delete_one(FsStorage *fs, const char *key, Err *err)
 {
-    FsStorage *fs = impl;
     char path[PATH_MAX];
     if (!fs_check_key(key, err) || !fs_path(fs, key, path, err))
         return false;
@@ -640,6 +875,19 @@ static bool fs_delete(void *impl, const char *key, Err *err)
     return true;
 }
 
+static bool fs_delete_many(void *impl, const char *const *keys, size_t n, RemoteDeleteResult *res,
+                           const RemoteOpts *opts, Err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!remote_opts_check(opts, "delete", err))
+            return false;
+        Err one = {0};
+        if (!fs_delete_one(impl, keys[i], &one))
+            remote_delete_result_add(res, i, &one);
+    }
+    return true;
+}
+
 static void fs_free_impl(void *impl)
 {
     FsStorage *fs = impl;
@@ -649,25 +897,23 @@ static void fs_free_impl(void *impl)
     free(fs);
 }
 
-static const RemoteStorageOps FS_OPS = {
-    .scheme = "file",
+static const RemoteBackendOps FS_OPS = {
     .put = fs_put,
     .put_file = fs_put_file,
     .get = fs_get,
-    .get_range = fs_get_range,
-    .get_to_file = fs_get_to_file,
     .head = fs_head,
-    .list = fs_list,
-    .delete_key = fs_delete,
+    .list_page = fs_list_page,
+    .delete_many = fs_delete_many,
     .free_impl = fs_free_impl,
 };
 
-bool remote_storage_fs_new(const char *root_dir, const RemoteStorageOps **ops, void **impl,
-                           Err *err)
+bool remote_fs_backend_open(const RemoteStorageUrl *url, const RemoteBackendOps **ops, void **impl,
+                            Err *err)
 {
-    if (root_dir == NULL || root_dir[0] != '/') {
+    const char *root_dir = url->path;
+    if (root_dir[0] != '/') {
         err_set(err, ERR_BAD_REQUEST, "remote storage root \"%s\" is not an absolute path",
-                root_dir ? root_dir : "");
+                root_dir);
         return false;
     }
     size_t n = strlen(root_dir);

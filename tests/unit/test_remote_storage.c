@@ -1,6 +1,9 @@
 /* test_remote_storage.c: unit tests for shared/remote_storage.c and the file:// backend: URL
- * parsing, key validation, put/get/range/head/list/delete/delete_prefix semantics, atomicity of
+ * parsing, key validation, put/get/range/head/list/delete/delete_prefix semantics, paged listings
+ * with delimiters and continuation (checked against a model of ListObjectsV2), delete_many,
+ * streamed, ranged and conditional gets, etags, deadlines and cancellation, atomicity of
  * concurrent puts as seen by concurrent readers, and temporary files staying invisible. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -495,6 +498,745 @@ static void test_put_file_get_to_file(void **state)
     assert_true(fs_remove_tree(back, &err));
 }
 
+/* ---- paged listings ---- */
+
+/* write_obj: an object written straight into the backend's layout (much faster than a durable
+ * put for thousands of keys; the layout is the fs backend's documented one). */
+static void write_obj(Fixture *f, const char *key)
+{
+    char path[512], dir[512];
+    Err err = {0};
+    assert_true(str_printf(path, sizeof(path), "%s/%s", f->root, key));
+    assert_true(fs_dir_of(path, dir, sizeof(dir)));
+    assert_true(fs_mkdir_p(dir, 0755, &err));
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(key, fp);
+    fclose(fp);
+}
+
+/* One listed entry: a key, or a common prefix. */
+typedef struct Entry {
+    char *text;
+    bool is_prefix;
+} Entry;
+
+typedef struct Entries {
+    Entry *v;
+    size_t n;
+} Entries;
+
+static void entries_add(Entries *e, const char *text, size_t len, bool is_prefix)
+{
+    e->v = xrealloc(e->v, (e->n + 1) * sizeof(*e->v));
+    e->v[e->n].text = xstrndup(text, len);
+    e->v[e->n].is_prefix = is_prefix;
+    e->n++;
+}
+
+static void entries_free(Entries *e)
+{
+    for (size_t i = 0; i < e->n; i++)
+        free(e->v[i].text);
+    free(e->v);
+    e->v = NULL;
+    e->n = 0;
+}
+
+/* model_list: ListObjectsV2 over a sorted key set, by its definition. */
+static void model_list(char *const *keys, size_t n, const char *prefix, const char *delim,
+                       Entries *out)
+{
+    size_t plen = strlen(prefix);
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(keys[i], prefix, plen) != 0)
+            continue;
+        const char *hit = delim != NULL ? strstr(keys[i] + plen, delim) : NULL;
+        if (hit == NULL) {
+            entries_add(out, keys[i], strlen(keys[i]), false);
+            continue;
+        }
+        size_t cp = (size_t)(hit - keys[i]) + strlen(delim);
+        if (out->n > 0 && out->v[out->n - 1].is_prefix && strlen(out->v[out->n - 1].text) == cp &&
+            strncmp(out->v[out->n - 1].text, keys[i], cp) == 0)
+            continue;
+        entries_add(out, keys[i], cp, true);
+    }
+}
+
+/* page_entries: a page's objects and common prefixes merged into key order (asserting each list
+ * is sorted on its own). */
+static void page_entries(const RemoteListing *p, Entries *out)
+{
+    size_t i = 0, j = 0;
+    while (i < p->n || j < p->n_prefixes) {
+        if (i > 0 && i < p->n)
+            assert_true(strcmp(p->items[i - 1].key, p->items[i].key) < 0);
+        if (j > 0 && j < p->n_prefixes)
+            assert_true(strcmp(p->prefixes[j - 1], p->prefixes[j]) < 0);
+        if (j == p->n_prefixes || (i < p->n && strcmp(p->items[i].key, p->prefixes[j]) < 0)) {
+            entries_add(out, p->items[i].key, strlen(p->items[i].key), false);
+            i++;
+        } else {
+            entries_add(out, p->prefixes[j], strlen(p->prefixes[j]), true);
+            j++;
+        }
+    }
+}
+
+/* paged_list: every page of remote_list_page, checking page sizes and tokens; the number of
+ * pages into *pages. */
+static void paged_list(RemoteStorage *rs, const char *prefix, const char *delim, size_t max_keys,
+                       Entries *out, size_t *pages)
+{
+    char *token = NULL;
+    *pages = 0;
+    for (;;) {
+        Err err = {0};
+        RemoteListing p;
+        if (!remote_list_page(rs, prefix, delim, token, max_keys, &p, NULL, &err))
+            fail_msg("list_page \"%s\" \"%s\" %zu: %s", prefix, delim ? delim : "", max_keys,
+                     err.msg);
+        free(token);
+        (*pages)++;
+        size_t got = p.n + p.n_prefixes;
+        if (p.next_token != NULL)
+            assert_int_equal(got, max_keys); /* only the last page may be short */
+        else
+            assert_true(got <= max_keys);
+        for (size_t i = 0; i < p.n; i++)
+            assert_true(p.items[i].etag[0] != '\0');
+        page_entries(&p, out);
+        token = p.next_token;
+        p.next_token = NULL;
+        remote_listing_free(&p);
+        if (token == NULL)
+            return;
+    }
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Paging through a tree of keys with every combination of prefix, delimiter and page size gives
+ * exactly the model's entries. */
+static void test_list_page_model(void **state)
+{
+    Fixture *f = *state;
+    char **keys = NULL;
+    size_t n = 0;
+    char key[128];
+    for (int a = 0; a < 12; a++) {
+        for (int b = 0; b < 10; b++) {
+            for (int c = 0; c < 10; c++) {
+                assert_true(str_printf(key, sizeof(key), "t/a%02d/b%d/o%d", a, b, c));
+                keys = xrealloc(keys, (n + 1) * sizeof(*keys));
+                keys[n++] = xstrdup(key);
+            }
+            assert_true(str_printf(key, sizeof(key), "t/a%02d/b%d-x", a, b));
+            keys = xrealloc(keys, (n + 1) * sizeof(*keys));
+            keys[n++] = xstrdup(key);
+        }
+        assert_true(str_printf(key, sizeof(key), "t/a%02d-side", a));
+        keys = xrealloc(keys, (n + 1) * sizeof(*keys));
+        keys[n++] = xstrdup(key);
+    }
+    static const char *const EXTRA[] = {"t0", "t-", "t/z", "t/a05/b3/o3-deep/er", "u/v"};
+    for (size_t i = 0; i < N_ELEMS(EXTRA); i++) {
+        keys = xrealloc(keys, (n + 1) * sizeof(*keys));
+        keys[n++] = xstrdup(EXTRA[i]);
+    }
+    for (size_t i = 0; i < n; i++)
+        write_obj(f, keys[i]);
+    qsort(keys, n, sizeof(*keys), cmp_str);
+    /* neither an empty directory nor one holding only a temporary file is a common prefix */
+    char path[512];
+    Err err = {0};
+    assert_true(str_printf(path, sizeof(path), "%s/t/a03/empty/deeper", f->root));
+    assert_true(fs_mkdir_p(path, 0755, &err));
+    assert_true(str_printf(path, sizeof(path), "%s/t/a04/tmponly", f->root));
+    assert_true(fs_mkdir_p(path, 0755, &err));
+    assert_true(str_printf(path, sizeof(path), "%s/t/a04/tmponly/x.tmp.1.2", f->root));
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fclose(fp);
+
+    static const char *const PREFIXES[] = {"",        "t",           "t/",        "t/a0",
+                                           "t/a05/",  "t/a05/b3",    "t/a11/b9/", "t/a05/b3/o3",
+                                           "nothing", "t/a03/empty/"};
+    static const char *const DELIMS[] = {NULL, "/", "-", "b3/"};
+    static const size_t SIZES[] = {1, 7, 100, 1000};
+    for (size_t pi = 0; pi < N_ELEMS(PREFIXES); pi++) {
+        for (size_t di = 0; di < N_ELEMS(DELIMS); di++) {
+            Entries want = {0};
+            model_list(keys, n, PREFIXES[pi], DELIMS[di], &want);
+            for (size_t si = 0; si < N_ELEMS(SIZES); si++) {
+                if (SIZES[si] == 1 && want.n > 200)
+                    continue; /* one entry per page: only for the shorter listings */
+                Entries got = {0};
+                size_t pages = 0;
+                paged_list(f->rs, PREFIXES[pi], DELIMS[di], SIZES[si], &got, &pages);
+                if (got.n != want.n)
+                    fail_msg("prefix \"%s\" delim \"%s\" max %zu: %zu entries, want %zu",
+                             PREFIXES[pi], DELIMS[di] ? DELIMS[di] : "", SIZES[si], got.n, want.n);
+                for (size_t i = 0; i < want.n; i++) {
+                    if (strcmp(got.v[i].text, want.v[i].text) != 0 ||
+                        got.v[i].is_prefix != want.v[i].is_prefix)
+                        fail_msg("prefix \"%s\" delim \"%s\" max %zu: entry %zu is %s%s, want "
+                                 "%s%s",
+                                 PREFIXES[pi], DELIMS[di] ? DELIMS[di] : "", SIZES[si], i,
+                                 got.v[i].is_prefix ? "prefix " : "", got.v[i].text,
+                                 want.v[i].is_prefix ? "prefix " : "", want.v[i].text);
+                }
+                size_t want_pages = want.n == 0 ? 1 : (want.n + SIZES[si] - 1) / SIZES[si];
+                assert_int_equal(pages, want_pages);
+                entries_free(&got);
+            }
+            entries_free(&want);
+        }
+    }
+
+    /* remote_list_all and remote_list agree with the model too */
+    RemoteListing all;
+    assert_true(remote_list_all(f->rs, "t/", "/", &all, NULL, &err));
+    assert_null(all.next_token);
+    Entries want = {0};
+    model_list(keys, n, "t/", "/", &want);
+    assert_int_equal(all.n + all.n_prefixes, want.n);
+    assert_int_equal(all.n, 13); /* t/aNN-side, t/z */
+    assert_string_equal(all.items[0].key, "t/a00-side");
+    assert_string_equal(all.items[12].key, "t/z");
+    assert_int_equal(all.n_prefixes, 12);
+    assert_string_equal(all.prefixes[0], "t/a00/");
+    remote_listing_free(&all);
+    entries_free(&want);
+    assert_true(remote_list(f->rs, "", &all, &err));
+    assert_int_equal(all.n, n); /* over one page: every key, no common prefixes */
+    assert_int_equal(all.n_prefixes, 0);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(all.items[i].key, keys[i]);
+    remote_listing_free(&all);
+
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+}
+
+static void test_list_page_explicit(void **state)
+{
+    Fixture *f = *state;
+    static const char *const KEYS[] = {"tenants/a/x", "tenants/a/y", "tenants/b/z",
+                                       "tenants/m",   "tenants/n",   "tenants/c-1/q"};
+    for (size_t i = 0; i < N_ELEMS(KEYS); i++)
+        put_str(f->rs, KEYS[i], "v");
+    Err err = {0};
+    RemoteListing p;
+    /* entries: tenants/a/ tenants/b/ tenants/c-1/ tenants/m tenants/n */
+    assert_true(remote_list_page(f->rs, "tenants/", "/", NULL, 2, &p, NULL, &err));
+    assert_int_equal(p.n, 0);
+    assert_int_equal(p.n_prefixes, 2);
+    assert_string_equal(p.prefixes[0], "tenants/a/");
+    assert_string_equal(p.prefixes[1], "tenants/b/");
+    assert_non_null(p.next_token);
+    char *token = xstrdup(p.next_token);
+    remote_listing_free(&p);
+    assert_null(p.next_token);
+    /* a key put behind the position is not seen, one ahead of it is */
+    put_str(f->rs, "tenants/a/late", "v");
+    put_str(f->rs, "tenants/d", "v");
+    assert_true(remote_list_page(f->rs, "tenants/", "/", token, 3, &p, NULL, &err));
+    assert_int_equal(p.n_prefixes, 1);
+    assert_string_equal(p.prefixes[0], "tenants/c-1/");
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.items[0].key, "tenants/d");
+    assert_string_equal(p.items[1].key, "tenants/m");
+    assert_int_equal(p.items[1].size, 1);
+    free(token);
+    token = xstrdup(p.next_token);
+    remote_listing_free(&p);
+    assert_true(remote_list_page(f->rs, "tenants/", "/", token, 3, &p, NULL, &err));
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.items[0].key, "tenants/n");
+    assert_null(p.next_token); /* the last page */
+    remote_listing_free(&p);
+    free(token);
+    /* exactly max_keys entries: one page, no token */
+    assert_true(remote_list_page(f->rs, "tenants/a/", NULL, NULL, 3, &p, NULL, &err));
+    assert_int_equal(p.n, 3);
+    assert_null(p.next_token);
+    remote_listing_free(&p);
+    /* max_keys 0 and over the limit mean the limit */
+    assert_true(remote_list_page(f->rs, "", NULL, NULL, 0, &p, NULL, &err));
+    assert_int_equal(p.n, 8);
+    remote_listing_free(&p);
+
+    /* tokens: foreign, malformed, empty, or for another prefix */
+    static const char *const BAD[] = {"", "x:tenants/a", "tenants/a", "k:other/x"};
+    for (size_t i = 0; i < N_ELEMS(BAD); i++) {
+        err_clear(&err);
+        if (remote_list_page(f->rs, "tenants/", "/", BAD[i], 10, &p, NULL, &err))
+            fail_msg("token \"%s\" accepted", BAD[i]);
+        assert_int_equal(err.code, ERR_BAD_REQUEST);
+        assert_int_equal(p.n + p.n_prefixes, 0);
+    }
+    err_clear(&err);
+    assert_false(remote_list_page(f->rs, "../", "/", NULL, 10, &p, NULL, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+}
+
+/* ---- delete_many ---- */
+
+static void test_delete_many(void **state)
+{
+    Fixture *f = *state;
+    Err err = {0};
+    put_str(f->rs, "d/1", "x");
+    put_str(f->rs, "d/2", "x");
+    put_str(f->rs, "d/sub/3", "x");
+    put_str(f->rs, "keep", "x");
+    const char *keys[] = {"d/1", "d/absent", "d/sub/3", "d/2", "no/such/dir/key"};
+    RemoteDeleteResult res = {0};
+    assert_true(remote_delete_many(f->rs, keys, N_ELEMS(keys), &res, NULL, &err));
+    assert_int_equal(res.n_failures, 0);
+    static const char *const LEFT[] = {"keep"};
+    assert_listing(f->rs, "", LEFT, 1);
+    char path[512];
+    assert_true(str_printf(path, sizeof(path), "%s/d", f->root));
+    assert_false(fs_exists(path)); /* emptied directories go too */
+    assert_true(remote_delete_many(f->rs, keys, 0, &res, NULL, &err));
+
+    /* an invalid key refuses the whole call before anything is deleted */
+    put_str(f->rs, "d/1", "x");
+    const char *bad[] = {"d/1", "a//b"};
+    assert_false(remote_delete_many(f->rs, bad, 2, &res, NULL, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+    assert_int_equal(res.n_failures, 0);
+    char *v = get_str(f->rs, "d/1");
+    free(v);
+
+    /* over the limit */
+    const char **many = xcalloc(REMOTE_DELETE_MAX_KEYS + 1, sizeof(*many));
+    for (size_t i = 0; i <= REMOTE_DELETE_MAX_KEYS; i++)
+        many[i] = "d/1";
+    err_clear(&err);
+    assert_false(remote_delete_many(f->rs, many, REMOTE_DELETE_MAX_KEYS + 1, &res, NULL, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+    assert_true(remote_delete_many(f->rs, many, REMOTE_DELETE_MAX_KEYS, &res, NULL, &err));
+    free(many);
+
+    /* per-key failures (names the fs backend reserves) are reported by index; the rest go */
+    put_str(f->rs, "d/1", "x");
+    put_str(f->rs, "d/2", "x");
+    const char *mixed[] = {"d/1", "d/x.tmp.1.2", "d/2", "d/y.tmp.3.4"};
+    err_clear(&err);
+    assert_false(remote_delete_many(f->rs, mixed, N_ELEMS(mixed), &res, NULL, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+    assert_non_null(strstr(err.msg, "2 of 4 keys not deleted"));
+    assert_non_null(strstr(err.msg, "d/x.tmp.1.2"));
+    assert_int_equal(res.n_failures, 2);
+    assert_int_equal(res.failures[0].index, 1);
+    assert_int_equal(res.failures[1].index, 3);
+    assert_int_equal(res.failures[0].err.code, ERR_BAD_REQUEST);
+    remote_delete_result_free(&res);
+    assert_int_equal(res.n_failures, 0);
+    assert_listing(f->rs, "", LEFT, 1);
+    /* one failure: err is that key's own */
+    const char *one[] = {"d/z.tmp.5.6"};
+    err_clear(&err);
+    assert_false(remote_delete_many(f->rs, one, 1, NULL, NULL, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+    assert_null(strstr(err.msg, "keys not deleted"));
+}
+
+/* delete_prefix walks pages: more keys than one listing page and one delete_many hold. */
+static void test_delete_prefix_pages(void **state)
+{
+    Fixture *f = *state;
+    char key[64];
+    for (int i = 0; i < 2 * REMOTE_LIST_MAX_KEYS + 150; i++) {
+        assert_true(str_printf(key, sizeof(key), "big/d%02d/k%05d", i % 37, i));
+        write_obj(f, key);
+    }
+    put_str(f->rs, "big-neighbour", "x");
+    put_str(f->rs, "other/k", "x");
+    Err err = {0};
+    if (!remote_delete_prefix(f->rs, "big/", &err))
+        fail_msg("delete_prefix: %s", err.msg);
+    static const char *const LEFT[] = {"big-neighbour", "other/k"};
+    assert_listing(f->rs, "", LEFT, N_ELEMS(LEFT));
+    char path[512];
+    assert_true(str_printf(path, sizeof(path), "%s/big", f->root));
+    assert_false(fs_exists(path));
+}
+
+/* ---- gets: streams, ranges, conditions ---- */
+
+typedef struct Collect {
+    uint8_t *data;
+    size_t len;
+    size_t chunks;
+    size_t max_chunk;
+    size_t fail_after; /* 0 = never: else the sink fails on that chunk */
+    atomic_bool *cancel_after_first;
+    int64_t sleep_ms; /* per chunk */
+} Collect;
+
+static bool collect_sink(void *ctx, const void *chunk, size_t len, Err *err)
+{
+    Collect *c = ctx;
+    c->chunks++;
+    if (c->fail_after != 0 && c->chunks == c->fail_after) {
+        err_set(err, ERR_CONFLICT, "sink refused chunk %zu", c->chunks);
+        return false;
+    }
+    assert_true(len > 0);
+    if (len > c->max_chunk)
+        c->max_chunk = len;
+    c->data = xrealloc(c->data, c->len + len);
+    memcpy(c->data + c->len, chunk, len);
+    c->len += len;
+    if (c->cancel_after_first != NULL)
+        atomic_store(c->cancel_after_first, true);
+    if (c->sleep_ms > 0)
+        usleep((useconds_t)c->sleep_ms * 1000);
+    return true;
+}
+
+static uint8_t *pattern(size_t n)
+{
+    uint8_t *buf = xmalloc(n);
+    uint32_t x = 777;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(x >> 16);
+    }
+    return buf;
+}
+
+#define BIG_SIZE (3 * REMOTE_CHUNK_SIZE + 17)
+
+static void test_get_stream_and_ranges(void **state)
+{
+    Fixture *f = *state;
+    Err err = {0};
+    uint8_t *buf = pattern(BIG_SIZE);
+    assert_true(remote_put(f->rs, "obj/big", buf, BIG_SIZE, &err));
+
+    /* whole object: in chunks no bigger than REMOTE_CHUNK_SIZE */
+    Collect c = {0};
+    RemoteGetResult res;
+    assert_true(remote_get_stream(f->rs, "obj/big", NULL, collect_sink, &c, &res, NULL, &err));
+    assert_int_equal(c.len, BIG_SIZE);
+    assert_memory_equal(c.data, buf, BIG_SIZE);
+    assert_int_equal(c.chunks, 4);
+    assert_int_equal(c.max_chunk, REMOTE_CHUNK_SIZE);
+    assert_int_equal(res.bytes, BIG_SIZE);
+    assert_int_equal(res.info.size, BIG_SIZE);
+    assert_false(res.not_modified);
+    assert_null(res.info.key);
+    free(c.data);
+
+    /* ranges: across a chunk boundary, to the end (len 0), past the end, beyond the end */
+    static const struct {
+        uint64_t offset, len, want_off, want_len;
+    } RANGES[] = {
+        {REMOTE_CHUNK_SIZE - 5, 10, REMOTE_CHUNK_SIZE - 5, 10},
+        {100, 0, 100, BIG_SIZE - 100},
+        {BIG_SIZE - 7, 100, BIG_SIZE - 7, 7},
+        {BIG_SIZE, 10, 0, 0},
+        {BIG_SIZE + 1000, 0, 0, 0},
+        {0, 2 * REMOTE_CHUNK_SIZE + 1, 0, 2 * REMOTE_CHUNK_SIZE + 1},
+    };
+    for (size_t i = 0; i < N_ELEMS(RANGES); i++) {
+        Collect r = {0};
+        RemoteGetReq req = {.offset = RANGES[i].offset, .len = RANGES[i].len};
+        assert_true(remote_get_stream(f->rs, "obj/big", &req, collect_sink, &r, &res, NULL, &err));
+        assert_int_equal(r.len, RANGES[i].want_len);
+        assert_int_equal(res.bytes, RANGES[i].want_len);
+        assert_int_equal(res.info.size, BIG_SIZE); /* the whole object's */
+        if (r.len > 0)
+            assert_memory_equal(r.data, buf + RANGES[i].want_off, r.len);
+        free(r.data);
+    }
+
+    /* remote_get_ex with a range: a NUL-terminated buffer of just the range */
+    char *data;
+    size_t len;
+    RemoteGetReq req = {.offset = 10, .len = 20};
+    assert_true(remote_get_ex(f->rs, "obj/big", &req, &data, &len, NULL, NULL, &err));
+    assert_int_equal(len, 20);
+    assert_memory_equal(data, buf + 10, 20);
+    assert_int_equal(data[20], '\0');
+    free(data);
+    /* remote_get_range with len 0: nothing read, but the object must exist */
+    size_t got = 9;
+    char small[4];
+    assert_true(remote_get_range(f->rs, "obj/big", 0, 0, small, &got, &err));
+    assert_int_equal(got, 0);
+    assert_false(remote_get_range(f->rs, "obj/none", 0, 0, small, &got, &err));
+    assert_int_equal(err.code, ERR_NOT_FOUND);
+
+    /* a failing sink fails the get with its error, having stopped at that chunk */
+    Collect bad = {.fail_after = 2};
+    err_clear(&err);
+    assert_false(remote_get_stream(f->rs, "obj/big", NULL, collect_sink, &bad, NULL, NULL, &err));
+    assert_int_equal(err.code, ERR_CONFLICT);
+    assert_int_equal(bad.chunks, 2);
+    free(bad.data);
+    /* absent keys */
+    Collect none = {0};
+    err_clear(&err);
+    assert_false(remote_get_stream(f->rs, "obj/none", NULL, collect_sink, &none, &res, NULL, &err));
+    assert_int_equal(err.code, ERR_NOT_FOUND);
+    assert_int_equal(none.chunks, 0);
+
+    /* get_to_file streams the same bytes */
+    char local[512];
+    assert_true(str_printf(local, sizeof(local), "%s.dl/x/file", f->root));
+    assert_true(remote_get_to_file(f->rs, "obj/big", local, &err));
+    char *back;
+    assert_true(fs_read_file(local, BIG_SIZE + 1, &back, &len, &err));
+    assert_int_equal(len, BIG_SIZE);
+    assert_memory_equal(back, buf, BIG_SIZE);
+    free(back);
+    /* an empty object downloads as an empty file */
+    put_str(f->rs, "obj/empty", "");
+    assert_true(remote_get_to_file(f->rs, "obj/empty", local, &err));
+    assert_true(fs_read_file(local, 10, &back, &len, &err));
+    assert_int_equal(len, 0);
+    free(back);
+    assert_true(str_printf(local, sizeof(local), "%s.dl", f->root));
+    assert_true(fs_remove_tree(local, &err));
+    free(buf);
+}
+
+static void test_conditional_get_and_etag(void **state)
+{
+    Fixture *f = *state;
+    Err err = {0};
+    put_str(f->rs, "tenants/t/heatmap-v1.json", "{\"v\":1}");
+    RemoteObjectInfo info;
+    assert_true(remote_head(f->rs, "tenants/t/heatmap-v1.json", &info, &err));
+    assert_true(info.etag[0] != '\0');
+    char etag1[REMOTE_ETAG_SIZE];
+    memcpy(etag1, info.etag, sizeof(etag1));
+
+    /* the etag in a listing and in a get's result is head's */
+    RemoteListing l;
+    assert_true(remote_list(f->rs, "tenants/", &l, &err));
+    assert_string_equal(l.items[0].etag, etag1);
+    remote_listing_free(&l);
+
+    /* if_none_match: equal -> not modified, no body */
+    char *data = (char *)1;
+    size_t len = 7;
+    RemoteGetResult res;
+    RemoteGetReq req = {.if_none_match = etag1};
+    assert_true(
+        remote_get_ex(f->rs, "tenants/t/heatmap-v1.json", &req, &data, &len, &res, NULL, &err));
+    assert_true(res.not_modified);
+    assert_null(data);
+    assert_int_equal(len, 0);
+    assert_string_equal(res.info.etag, etag1);
+    assert_int_equal(res.info.size, 7);
+    Collect c = {0};
+    assert_true(remote_get_stream(f->rs, "tenants/t/heatmap-v1.json", &req, collect_sink, &c, &res,
+                                  NULL, &err));
+    assert_true(res.not_modified);
+    assert_int_equal(c.chunks, 0);
+    /* other etag -> the body */
+    req.if_none_match = "something-else";
+    assert_true(
+        remote_get_ex(f->rs, "tenants/t/heatmap-v1.json", &req, &data, &len, &res, NULL, &err));
+    assert_false(res.not_modified);
+    assert_string_equal(data, "{\"v\":1}");
+    assert_string_equal(res.info.etag, etag1);
+    free(data);
+
+    /* if_modified_since: at the mtime -> not modified; before it -> the body */
+    RemoteGetReq since = {.if_modified_since_ms = info.mtime_ms};
+    assert_true(
+        remote_get_ex(f->rs, "tenants/t/heatmap-v1.json", &since, &data, &len, &res, NULL, &err));
+    assert_true(res.not_modified);
+    since.if_modified_since_ms = info.mtime_ms - 1;
+    assert_true(
+        remote_get_ex(f->rs, "tenants/t/heatmap-v1.json", &since, &data, &len, &res, NULL, &err));
+    assert_false(res.not_modified);
+    assert_int_equal(len, 7);
+    free(data);
+    /* if_none_match wins over if_modified_since */
+    RemoteGetReq both = {.if_none_match = "other", .if_modified_since_ms = info.mtime_ms};
+    assert_true(
+        remote_get_ex(f->rs, "tenants/t/heatmap-v1.json", &both, &data, &len, &res, NULL, &err));
+    assert_false(res.not_modified);
+    free(data);
+
+    /* a put, even of the same bytes, changes the etag */
+    put_str(f->rs, "tenants/t/heatmap-v1.json", "{\"v\":1}");
+    assert_true(remote_head(f->rs, "tenants/t/heatmap-v1.json", &info, &err));
+    assert_string_not_equal(info.etag, etag1);
+    req.if_none_match = etag1;
+    assert_true(
+        remote_get_ex(f->rs, "tenants/t/heatmap-v1.json", &req, &data, &len, &res, NULL, &err));
+    assert_false(res.not_modified);
+    assert_string_equal(res.info.etag, info.etag);
+    free(data);
+    /* a conditional get of an absent key is still not found */
+    err_clear(&err);
+    assert_false(remote_get_ex(f->rs, "tenants/t/none", &req, &data, &len, &res, NULL, &err));
+    assert_int_equal(err.code, ERR_NOT_FOUND);
+}
+
+/* ---- deadlines and cancellation ---- */
+
+static void assert_timeout(bool ok, const Err *err)
+{
+    assert_false(ok);
+    assert_int_equal(err->code, ERR_TIMEOUT);
+    assert_non_null(strstr(err->msg, "timed out"));
+}
+
+static void assert_cancelled(bool ok, const Err *err)
+{
+    assert_false(ok);
+    assert_int_equal(err->code, ERR_UNAVAILABLE);
+    assert_non_null(strstr(err->msg, "cancelled"));
+}
+
+/* assert_dir_names: the directory holds exactly the names given (no temporary files). */
+static void assert_dir_names(const char *dir, const char *const *names, size_t n)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t count = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        bool known = false;
+        for (size_t i = 0; i < n; i++)
+            known = known || strcmp(de->d_name, names[i]) == 0;
+        if (!known)
+            fail_msg("unexpected %s in %s", de->d_name, dir);
+        count++;
+    }
+    closedir(d);
+    assert_int_equal(count, n);
+}
+
+static void test_deadline_and_cancel(void **state)
+{
+    Fixture *f = *state;
+    Err err = {0};
+    uint8_t *buf = pattern(BIG_SIZE);
+    assert_true(remote_put(f->rs, "obj/big", buf, BIG_SIZE, &err));
+    put_str(f->rs, "obj/small", "old");
+    char local[512], dldir[512];
+    assert_true(str_printf(dldir, sizeof(dldir), "%s.dl", f->root));
+    assert_true(str_printf(local, sizeof(local), "%s/file", dldir));
+    assert_true(fs_mkdir_p(dldir, 0755, &err));
+    assert_true(fs_write_atomic(local, "previous", 8, &err));
+
+    /* a deadline already passed: every call with options fails before doing anything */
+    RemoteOpts past = {.deadline_ms = remote_deadline_after_ms(0)};
+    Collect c = {0};
+    RemoteListing l;
+    const char *keys[] = {"obj/small"};
+    assert_timeout(remote_get_stream(f->rs, "obj/big", NULL, collect_sink, &c, NULL, &past, &err),
+                   &err);
+    assert_int_equal(c.chunks, 0);
+    assert_timeout(remote_list_page(f->rs, "", NULL, NULL, 10, &l, &past, &err), &err);
+    assert_timeout(remote_list_all(f->rs, "", "/", &l, &past, &err), &err);
+    assert_timeout(remote_delete_many(f->rs, keys, 1, NULL, &past, &err), &err);
+    assert_timeout(remote_delete_prefix_ex(f->rs, "obj/", &past, &err), &err);
+    assert_timeout(remote_get_to_file_ex(f->rs, "obj/big", local, &past, &err), &err);
+    assert_timeout(remote_put_file_ex(f->rs, "obj/small", local, &past, &err), &err);
+    assert_timeout(remote_put_ex(f->rs, "obj/small", "new", 3, &past, &err), &err);
+    RemoteObjectInfo info;
+    assert_timeout(remote_head_ex(f->rs, "obj/small", &info, &past, &err), &err);
+    char *v = get_str(f->rs, "obj/small");
+    assert_string_equal(v, "old");
+    free(v);
+    char *data;
+    size_t len;
+    assert_true(fs_read_file(local, 100, &data, &len, &err));
+    assert_string_equal(data, "previous");
+    free(data);
+
+    /* a raised cancel flag: the same, with the cancel code */
+    atomic_bool cancel = true;
+    RemoteOpts cancelled = {.cancel = &cancel};
+    assert_cancelled(
+        remote_get_stream(f->rs, "obj/big", NULL, collect_sink, &c, NULL, &cancelled, &err), &err);
+    assert_cancelled(remote_list_page(f->rs, "", NULL, NULL, 10, &l, &cancelled, &err), &err);
+    assert_cancelled(remote_delete_many(f->rs, keys, 1, NULL, &cancelled, &err), &err);
+    assert_cancelled(remote_delete_prefix_ex(f->rs, "obj/", &cancelled, &err), &err);
+    assert_cancelled(remote_put_file_ex(f->rs, "obj/small", local, &cancelled, &err), &err);
+    assert_cancelled(remote_put_ex(f->rs, "obj/small", "new", 3, &cancelled, &err), &err);
+    assert_cancelled(remote_head_ex(f->rs, "obj/small", &info, &cancelled, &err), &err);
+    assert_cancelled(remote_get_ex(f->rs, "obj/small", NULL, &data, &len, NULL, &cancelled, &err),
+                     &err);
+    assert_cancelled(remote_opts_check(&cancelled, "x", &err), &err);
+    v = get_str(f->rs, "obj/small");
+    assert_string_equal(v, "old");
+    free(v);
+
+    /* cancel raised during a stream: the next chunk is not read */
+    atomic_store(&cancel, false);
+    Collect mid = {.cancel_after_first = &cancel};
+    assert_cancelled(
+        remote_get_stream(f->rs, "obj/big", NULL, collect_sink, &mid, NULL, &cancelled, &err),
+        &err);
+    assert_int_equal(mid.chunks, 1);
+    free(mid.data);
+    /* a download that fails on its options leaves the old file and no temporary file */
+    atomic_store(&cancel, true);
+    assert_cancelled(remote_get_to_file_ex(f->rs, "obj/big", local, &cancelled, &err), &err);
+    assert_true(fs_read_file(local, 100, &data, &len, &err));
+    assert_string_equal(data, "previous");
+    free(data);
+    static const char *const ONLY_FILE[] = {"file"};
+    assert_dir_names(dldir, ONLY_FILE, 1);
+
+    /* a deadline passing during a stream: the chunk after it fails */
+    Collect slow = {.sleep_ms = 150};
+    RemoteOpts soon = {.deadline_ms = remote_deadline_after_ms(200)};
+    err_clear(&err);
+    assert_timeout(
+        remote_get_stream(f->rs, "obj/big", NULL, collect_sink, &slow, NULL, &soon, &err), &err);
+    assert_true(slow.chunks >= 1 && slow.chunks < 4); /* 2 unless the machine stalls */
+    assert_true(slow.len < BIG_SIZE);
+    free(slow.data);
+
+    /* a put_file from a large local file, cancelled: the old object stays */
+    char big_local[512];
+    assert_true(str_printf(big_local, sizeof(big_local), "%s/big", dldir));
+    assert_true(fs_write_atomic(big_local, buf, BIG_SIZE, &err));
+    atomic_store(&cancel, true);
+    assert_cancelled(remote_put_file_ex(f->rs, "obj/small", big_local, &cancelled, &err), &err);
+    v = get_str(f->rs, "obj/small");
+    assert_string_equal(v, "old");
+    free(v);
+    static const char *const OBJ[] = {"big", "small"};
+    char objdir[512];
+    assert_true(str_printf(objdir, sizeof(objdir), "%s/obj", f->root));
+    assert_dir_names(objdir, OBJ, N_ELEMS(OBJ));
+
+    /* with the flag down and a far deadline everything works */
+    atomic_store(&cancel, false);
+    RemoteOpts fine = {.deadline_ms = remote_deadline_after_ms(60000), .cancel = &cancel};
+    assert_true(remote_put_file_ex(f->rs, "obj/small", big_local, &fine, &err));
+    assert_true(remote_head_ex(f->rs, "obj/small", &info, &fine, &err));
+    assert_int_equal(info.size, BIG_SIZE);
+    assert_true(remote_put_ex(f->rs, "obj/small", "new", 3, &fine, &err));
+    assert_true(remote_delete_prefix_ex(f->rs, "obj/", &fine, &err));
+    assert_listing(f->rs, "", NULL, 0);
+    assert_true(fs_remove_tree(dldir, &err));
+    free(buf);
+}
+
 /* ---- concurrency ---- */
 
 #define CONC_WRITERS 4
@@ -663,6 +1405,15 @@ int main(void)
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_delete_and_prefix, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_put_file_get_to_file, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_list_page_model, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_list_page_explicit, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_many, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_delete_prefix_pages, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_get_stream_and_ranges, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_conditional_get_and_etag, fixture_setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline_and_cancel, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_puts_atomic, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_put_delete_churn, fixture_setup, fixture_teardown),
