@@ -197,7 +197,8 @@ static void deliver(Notifier *n, NotifierDone done, void *arg, const NotifierRes
     d->done = done;
     d->arg = arg;
     d->res = *res;
-    memcpy(d->key, res->key, res->key_len);
+    if (res->key_len > 0)
+        memcpy(d->key, res->key, res->key_len);
     d->res.key = NULL;
     d->next = n->deliveries;
     if (n->deliveries != NULL)
