@@ -1,10 +1,17 @@
 /*
- * storcon_client.c: re-attach and validate upcalls with retry until success or shutdown.
+ * storcon_client.c: the upcalls to the storage controller, as a table, with retry until success
+ * or shutdown.
+ *
+ * Each upcall is a row of UPCALLS: its path under the control-plane API, the body builder for
+ * the current request, the answer handler (parse and apply; false retries the request), what to
+ * do once every request was answered, and the batch size when the call carries items (a call of
+ * n items is a sequence of requests of at most `batch` items; a batch never holds two items with
+ * the same key, because answers name keys). A new upcall (e.g. import progress) is one more row
+ * and a typed start function.
  *
  * One Upcall object per logical call: it sends one HTTP attempt at a time (the shared client's
  * own retries are not used, because they give up), and after a failure arms a timer with
- * backoff_delay_ms and tries again. A validate of more than one batch is a sequence of requests
- * driven by the same object. Every live Upcall is on the client's list so that
+ * backoff_delay_ms and tries again. Every live Upcall is on the client's list so that
  * storcon_client_stop can cancel them all.
  */
 #include "pageserver/storcon_client.h"
@@ -24,25 +31,42 @@
 #include "pageserver/defaults.h"
 #include "pageserver/node_metadata.h"
 
-typedef enum UpcallKind { UPCALL_REATTACH, UPCALL_VALIDATE } UpcallKind;
+typedef struct Upcall Upcall;
 
-typedef struct Upcall {
+typedef struct UpcallDef {
+    const char *path; /* under --control-plane-api */
+    size_t batch;     /* items per request; 0 = the call carries no items */
+    size_t item_size;
+    /* same_key: two items that must not share a request (NULL = none) */
+    bool (*same_key)(const void *a, const void *b);
+    /* body: the JSON of the current request (items [batch_start, batch_end)) */
+    json_t *(*body)(Upcall *u);
+    /* answered: a 2xx answer's body; false (err set) retries the request */
+    bool (*answered)(Upcall *u, const json_t *body, Err *err);
+    /* finish: every request answered: unlink and free u (upcall_free) and call the done function */
+    void (*finish)(Upcall *u);
+} UpcallDef;
+
+struct Upcall {
     StorconClient *client;
-    UpcallKind kind;
+    const UpcallDef *def;
     char url[PAGESERVER_URL_MAX + 32];
     HttpCall *call;
-    struct event *timer;
+    struct event *timer; /* retry backoff; for an empty batched call, the zero-delay finish */
     int attempt;
-    /* validate */
-    ValidateItem *items;
+    void *items; /* n_items of def->item_size, owned */
     size_t n_items;
     size_t batch_start, batch_end; /* the request in flight covers [start, end) */
-    ValidateDoneFn validate_done;
-    /* re-attach */
-    ReattachDoneFn reattach_done;
+    union {
+        ReattachDoneFn reattach;
+        ValidateDoneFn validate;
+    } done;
     void *arg;
+    /* re-attach: the parsed answer, handed to done */
+    ReattachTenant *tenants;
+    size_t n_tenants;
     struct Upcall *next;
-} Upcall;
+};
 
 struct StorconClient {
     PageserverApp *app;
@@ -75,6 +99,7 @@ static void upcall_free(Upcall *u)
     if (u->timer != NULL)
         event_free(u->timer);
     free(u->items);
+    free(u->tenants);
     free(u);
 }
 
@@ -93,28 +118,9 @@ void storcon_client_free(StorconClient *c)
     free(c);
 }
 
-static void upcall_send(Upcall *u);
-
-static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+static void *upcall_item(const Upcall *u, size_t i)
 {
-    upcall_send(arg);
-}
-
-/* upcall_retry_later: log the failure (every attempt at debug, the first and every tenth at
- * warn, so a controller that is down does not flood the log) and arm the backoff timer. */
-static void upcall_retry_later(Upcall *u, const Err *err)
-{
-    u->attempt++;
-    long delay = backoff_delay_ms(u->attempt, PAGESERVER_UPCALL_BACKOFF_BASE_MS,
-                                  PAGESERVER_UPCALL_BACKOFF_MAX_MS);
-    if (u->attempt == 1 || u->attempt % 10 == 0)
-        log_warn("upcall %s failed (attempt %d): %s; retrying in %ld ms", u->url, u->attempt,
-                 err->msg, delay);
-    else
-        log_debug("upcall %s failed (attempt %d): %s", u->url, u->attempt, err->msg);
-    metric_counter_add(u->client->app->m.upcall_retries, 1);
-    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
-    evtimer_add(u->timer, &tv);
+    return (char *)u->items + i * u->def->item_size;
 }
 
 bool storcon_reattach_parse(const json_t *body, ReattachTenant **out, size_t *n, Err *err)
@@ -189,42 +195,20 @@ bool storcon_validate_apply(const json_t *body, ValidateItem *items, size_t n, E
     return true;
 }
 
-static void on_reattach_response(const HttpClientResponse *resp, void *arg)
-{
-    Upcall *u = arg;
-    u->call = NULL;
-    Err err = {0};
-    json_t *body = NULL;
-    ReattachTenant *ts = NULL;
-    size_t n = 0;
-    if (resp->status < 200 || resp->status >= 300) {
-        http_response_err(resp, &err);
-        upcall_retry_later(u, &err);
-        return;
-    }
-    if (!http_response_json(resp, &body, &err) || !storcon_reattach_parse(body, &ts, &n, &err)) {
-        json_decref(body);
-        upcall_retry_later(u, &err);
-        return;
-    }
-    json_decref(body);
-    log_info("re-attach answered after %d retries: %zu tenant shards", u->attempt, n);
-    ReattachDoneFn done = u->reattach_done;
-    void *done_arg = u->arg;
-    upcall_free(u);
-    done(done_arg, ts, n);
-    free(ts);
-}
+/* ---- the generic upcall ---- */
 
-/* validate_next_batch: [batch_start, batch_end) gets at most the batch size and never the same
- * tenant shard twice, because the answer names shards, not (shard, generation) pairs. */
-static void validate_next_batch(Upcall *u)
+static void upcall_send(Upcall *u);
+
+/* upcall_next_batch: [batch_start, batch_end) gets at most the batch size and never two items
+ * with the same key. */
+static void upcall_next_batch(Upcall *u)
 {
+    const UpcallDef *def = u->def;
     size_t end = u->batch_start;
-    while (end < u->n_items && end - u->batch_start < PAGESERVER_DELETION_VALIDATE_BATCH) {
+    while (end < u->n_items && end - u->batch_start < def->batch) {
         bool dup = false;
-        for (size_t k = u->batch_start; k < end && !dup; k++)
-            dup = tsid_eq(&u->items[k].tsid, &u->items[end].tsid);
+        for (size_t k = u->batch_start; def->same_key != NULL && k < end && !dup; k++)
+            dup = def->same_key(upcall_item(u, k), upcall_item(u, end));
         if (dup)
             break;
         end++;
@@ -232,7 +216,35 @@ static void validate_next_batch(Upcall *u)
     u->batch_end = end;
 }
 
-static void on_validate_response(const HttpClientResponse *resp, void *arg)
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    Upcall *u = arg;
+    if (u->def->batch > 0 && u->n_items == 0)
+        u->def->finish(u);
+    else
+        upcall_send(u);
+}
+
+/* upcall_retry_later: log the failure (every attempt at debug, the first and every tenth at
+ * warn, so a controller that is down does not flood the log) and arm the backoff timer. */
+static void upcall_retry_later(Upcall *u, const Err *err)
+{
+    u->attempt++;
+    long delay = backoff_delay_ms(u->attempt, PAGESERVER_UPCALL_BACKOFF_BASE_MS,
+                                  PAGESERVER_UPCALL_BACKOFF_MAX_MS);
+    if (u->attempt == 1 || u->attempt % 10 == 0)
+        log_warn("upcall %s failed (attempt %d): %s; retrying in %ld ms", u->url, u->attempt,
+                 err->msg, delay);
+    else
+        log_debug("upcall %s failed (attempt %d): %s", u->url, u->attempt, err->msg);
+    metric_counter_add(u->client->app->m.upcall_retries, 1);
+    struct timeval tv = {delay / 1000, (delay % 1000) * 1000};
+    evtimer_add(u->timer, &tv);
+}
+
+/* on_response: a 2xx answer that the row accepts ends the request; the next batch follows, or
+ * the call finishes. */
+static void on_response(const HttpClientResponse *resp, void *arg)
 {
     Upcall *u = arg;
     u->call = NULL;
@@ -243,48 +255,20 @@ static void on_validate_response(const HttpClientResponse *resp, void *arg)
         upcall_retry_later(u, &err);
         return;
     }
-    ValidateItem *batch = u->items + u->batch_start;
-    size_t bn = u->batch_end - u->batch_start;
-    for (size_t i = 0; i < bn; i++)
-        batch[i].valid = false;
-    if (!http_response_json(resp, &body, &err) || !storcon_validate_apply(body, batch, bn, &err)) {
+    if (!http_response_json(resp, &body, &err) || !u->def->answered(u, body, &err)) {
         json_decref(body);
         upcall_retry_later(u, &err);
         return;
     }
     json_decref(body);
-    metric_counter_add(u->client->app->m.deletion_validations, 1);
-    u->attempt = 0;
     u->batch_start = u->batch_end;
     if (u->batch_start < u->n_items) {
-        validate_next_batch(u);
+        u->attempt = 0;
+        upcall_next_batch(u);
         upcall_send(u);
         return;
     }
-    ValidateDoneFn done = u->validate_done;
-    void *done_arg = u->arg;
-    ValidateItem *items = u->items;
-    size_t n = u->n_items;
-    u->items = NULL;
-    upcall_free(u);
-    done(done_arg, items, n);
-    free(items);
-}
-
-/* upcall_body: the JSON of the current attempt. */
-static json_t *upcall_body(Upcall *u)
-{
-    PageserverApp *app = u->client->app;
-    if (u->kind == UPCALL_REATTACH) {
-        return json_pack("{s:I,s:o}", "node_id", (json_int_t)app->cfg.id, "register",
-                         node_metadata_to_json(&app->metadata));
-    }
-    json_t *arr = json_array();
-    for (size_t i = u->batch_start; i < u->batch_end; i++) {
-        json_array_append_new(arr, json_pack("{s:o,s:o}", "id", json_from_tsid(&u->items[i].tsid),
-                                             "gen", json_from_generation(u->items[i].gen)));
-    }
-    return json_pack("{s:o}", "tenants", arr);
+    u->def->finish(u);
 }
 
 static void upcall_send(Upcall *u)
@@ -292,65 +276,155 @@ static void upcall_send(Upcall *u)
     PageserverApp *app = u->client->app;
     if (u->client->stopped || app->http_client == NULL)
         return;
-    json_t *body = upcall_body(u);
+    json_t *body = u->def->body(u);
     HttpRetryPolicy once = {.max_attempts = 1};
-    u->call = http_client_start_json(
-        app->http_client, "POST", u->url, body, app->control_plane_token,
-        PAGESERVER_UPCALL_TIMEOUT_MS, once,
-        u->kind == UPCALL_REATTACH ? on_reattach_response : on_validate_response, u);
+    u->call =
+        http_client_start_json(app->http_client, "POST", u->url, body, app->control_plane_token,
+                               PAGESERVER_UPCALL_TIMEOUT_MS, once, on_response, u);
     json_decref(body);
 }
 
-static Upcall *upcall_new(StorconClient *c, UpcallKind kind, const char *name)
+/* upcall_start: a live Upcall for def with a copy of items[0..n); NULL after stop. A batched call
+ * of no items finishes from a zero-delay timer, never inside the caller. */
+static Upcall *upcall_start(StorconClient *c, const UpcallDef *def, const void *items, size_t n)
 {
+    if (c->stopped)
+        return NULL;
     Upcall *u = xcalloc(1, sizeof(*u));
     u->client = c;
-    u->kind = kind;
-    str_printf(u->url, sizeof(u->url), "%s%s", c->app->cfg.control_plane_api, name);
-    u->timer = evtimer_new(c->app->base, on_retry_timer, u);
+    u->def = def;
+    str_printf(u->url, sizeof(u->url), "%s%s", c->app->cfg.control_plane_api, def->path);
+    u->timer = evtimer_new(c->app->base, on_timer, u);
     u->next = c->live;
     c->live = u;
+    if (n > 0) {
+        u->items = xcalloc(n, def->item_size);
+        memcpy(u->items, items, n * def->item_size);
+        u->n_items = n;
+    }
     return u;
 }
 
-void storcon_reattach_start(StorconClient *c, ReattachDoneFn done, void *arg)
+/* upcall_go: send the first request (after the caller filled done and arg). */
+static void upcall_go(Upcall *u)
 {
-    if (c->stopped)
+    if (u->def->batch > 0 && u->n_items == 0) {
+        struct timeval zero = {0, 0};
+        evtimer_add(u->timer, &zero);
         return;
-    Upcall *u = upcall_new(c, UPCALL_REATTACH, "re-attach");
-    u->reattach_done = done;
-    u->arg = arg;
-    log_info("re-attach: POST %s", u->url);
+    }
+    if (u->def->batch > 0)
+        upcall_next_batch(u);
     upcall_send(u);
 }
 
-static void on_validate_empty(evutil_socket_t fd, short what, void *arg)
+/* ---- re-attach ---- */
+
+static json_t *reattach_body(Upcall *u)
 {
-    Upcall *u = arg;
-    ValidateDoneFn done = u->validate_done;
-    void *done_arg = u->arg;
+    PageserverApp *app = u->client->app;
+    return json_pack("{s:I,s:o}", "node_id", (json_int_t)app->cfg.id, "register",
+                     node_metadata_to_json(&app->metadata));
+}
+
+static bool reattach_answered(Upcall *u, const json_t *body, Err *err)
+{
+    if (!storcon_reattach_parse(body, &u->tenants, &u->n_tenants, err))
+        return false;
+    log_info("re-attach answered after %d retries: %zu tenant shards", u->attempt, u->n_tenants);
+    return true;
+}
+
+static void reattach_finish(Upcall *u)
+{
+    ReattachDoneFn done = u->done.reattach;
+    void *arg = u->arg;
+    ReattachTenant *ts = u->tenants;
+    size_t n = u->n_tenants;
+    u->tenants = NULL;
     upcall_free(u);
-    done(done_arg, NULL, 0);
+    done(arg, ts, n);
+    free(ts);
+}
+
+/* ---- validate ---- */
+
+static bool validate_same_key(const void *a, const void *b)
+{
+    return tsid_eq(&((const ValidateItem *)a)->tsid, &((const ValidateItem *)b)->tsid);
+}
+
+static json_t *validate_body(Upcall *u)
+{
+    json_t *arr = json_array();
+    for (size_t i = u->batch_start; i < u->batch_end; i++) {
+        const ValidateItem *it = upcall_item(u, i);
+        json_array_append_new(arr, json_pack("{s:o,s:o}", "id", json_from_tsid(&it->tsid), "gen",
+                                             json_from_generation(it->gen)));
+    }
+    return json_pack("{s:o}", "tenants", arr);
+}
+
+static bool validate_answered(Upcall *u, const json_t *body, Err *err)
+{
+    ValidateItem *batch = upcall_item(u, u->batch_start);
+    size_t bn = u->batch_end - u->batch_start;
+    for (size_t i = 0; i < bn; i++)
+        batch[i].valid = false;
+    if (!storcon_validate_apply(body, batch, bn, err))
+        return false;
+    metric_counter_add(u->client->app->m.deletion_validations, 1);
+    return true;
+}
+
+static void validate_finish(Upcall *u)
+{
+    ValidateDoneFn done = u->done.validate;
+    void *arg = u->arg;
+    ValidateItem *items = u->items;
+    size_t n = u->n_items;
+    u->items = NULL;
+    upcall_free(u);
+    done(arg, items, n);
+    free(items);
+}
+
+/* ---- the table ---- */
+
+enum { UPCALL_REATTACH, UPCALL_VALIDATE, UPCALL_COUNT };
+
+static const UpcallDef UPCALLS[UPCALL_COUNT] = {
+    [UPCALL_REATTACH] = {.path = "re-attach",
+                         .body = reattach_body,
+                         .answered = reattach_answered,
+                         .finish = reattach_finish},
+    [UPCALL_VALIDATE] = {.path = "validate",
+                         .batch = PAGESERVER_DELETION_VALIDATE_BATCH,
+                         .item_size = sizeof(ValidateItem),
+                         .same_key = validate_same_key,
+                         .body = validate_body,
+                         .answered = validate_answered,
+                         .finish = validate_finish},
+};
+
+void storcon_reattach_start(StorconClient *c, ReattachDoneFn done, void *arg)
+{
+    Upcall *u = upcall_start(c, &UPCALLS[UPCALL_REATTACH], NULL, 0);
+    if (u == NULL)
+        return;
+    u->done.reattach = done;
+    u->arg = arg;
+    log_info("re-attach: POST %s", u->url);
+    upcall_go(u);
 }
 
 void storcon_validate_start(StorconClient *c, const ValidateItem *items, size_t n,
                             ValidateDoneFn done, void *arg)
 {
-    if (c->stopped)
+    Upcall *u = upcall_start(c, &UPCALLS[UPCALL_VALIDATE], items, n);
+    if (u == NULL)
         return;
-    Upcall *u = upcall_new(c, UPCALL_VALIDATE, "validate");
-    u->validate_done = done;
+    u->done.validate = done;
     u->arg = arg;
-    if (n == 0) {
-        event_free(u->timer);
-        u->timer = evtimer_new(c->app->base, on_validate_empty, u);
-        struct timeval zero = {0, 0};
-        evtimer_add(u->timer, &zero);
-        return;
-    }
-    u->items = xcalloc(n, sizeof(*items));
-    memcpy(u->items, items, n * sizeof(*items));
-    u->n_items = n;
-    validate_next_batch(u);
-    upcall_send(u);
+    upcall_go(u);
 }

@@ -10,7 +10,9 @@
  * Every upcall is retried, one attempt at a time with capped jittered backoff, until it gets a
  * 2xx answer that parses, or until storcon_client_stop (shutdown): then its callback is never
  * called. Calls carry "Authorization: Bearer <token>" when --control-plane-token-file is set.
- * Everything runs on the event loop (curl multi through shared/http_client.h).
+ * Everything runs on the event loop (curl multi through shared/http_client.h). The upcalls are
+ * rows of one table in storcon_client.c (path, body builder, answer parser, batch size): a new
+ * upcall is a row plus a typed start function here.
  */
 #ifndef PAGESERVER_STORCON_CLIENT_H
 #define PAGESERVER_STORCON_CLIENT_H

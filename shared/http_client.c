@@ -8,11 +8,13 @@
  * multi handle's connection cache and capped per host, so thousands of calls to one pageserver
  * queue inside curl instead of opening thousands of sockets.
  *
- * A call is a small state machine driven by one evtimer of its own:
+ * A call is a small state machine (HTTP_CALL_FSM, diagram in docs/state-machines.md) driven by one
+ * evtimer of its own:
  *
+ *   NEW --attempt started--> RUNNING
  *   RUNNING --transfer done, retriable, attempts and deadline left--> BACKOFF --timer--> RUNNING
  *   RUNNING --transfer done otherwise--> DELIVERING --timer(0)--> IN_CALLBACK --> freed
- *   (start failures go straight to DELIVERING)
+ *   (start failures, from NEW or BACKOFF, go straight to DELIVERING)
  *
  * The done callback only ever runs from the call's own timer callback, never from inside a curl
  * callback or from http_client_start, so a callback may start, cancel or free anything, including
@@ -28,6 +30,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "shared/fsm.h"
 #include "shared/log.h"
 #include "shared/str.h"
 
@@ -41,11 +44,46 @@
 #define HTTP_CLIENT_ERR_BODY_CHARS       200
 
 typedef enum HttpCallState {
+    HTTP_CALL_NEW,         /* created, first attempt not started */
     HTTP_CALL_RUNNING,     /* easy handle on the multi handle */
     HTTP_CALL_BACKOFF,     /* waiting on call->ev before the next attempt */
     HTTP_CALL_DELIVERING,  /* result ready; call->ev fires on the next loop iteration */
     HTTP_CALL_IN_CALLBACK, /* the done callback is running */
+    HTTP_CALL_STATE_COUNT
 } HttpCallState;
+
+static const char *const HTTP_CALL_STATE_NAMES[HTTP_CALL_STATE_COUNT] = {
+    [HTTP_CALL_NEW] = "New",
+    [HTTP_CALL_RUNNING] = "Running",
+    [HTTP_CALL_BACKOFF] = "Backoff",
+    [HTTP_CALL_DELIVERING] = "Delivering",
+    [HTTP_CALL_IN_CALLBACK] = "InCallback",
+};
+
+static const FsmTransition HTTP_CALL_TRANSITIONS[] = {
+    {HTTP_CALL_NEW, HTTP_CALL_RUNNING, "first attempt started"},
+    {HTTP_CALL_NEW, HTTP_CALL_DELIVERING, "could not start"},
+    {HTTP_CALL_RUNNING, HTTP_CALL_BACKOFF, "retriable failure, attempts and time left"},
+    {HTTP_CALL_RUNNING, HTTP_CALL_DELIVERING, "transfer done"},
+    {HTTP_CALL_BACKOFF, HTTP_CALL_RUNNING, "timer"},
+    {HTTP_CALL_BACKOFF, HTTP_CALL_DELIVERING, "could not start"},
+    {HTTP_CALL_DELIVERING, HTTP_CALL_IN_CALLBACK, "zero timer"},
+};
+
+static const int HTTP_CALL_TERMINAL[] = {HTTP_CALL_IN_CALLBACK};
+
+static const FsmDef HTTP_CALL_FSM = {
+    .name = "http_call",
+    .doc = "docs/state-machines.md",
+    .state_names = HTTP_CALL_STATE_NAMES,
+    .n_states = HTTP_CALL_STATE_COUNT,
+    .initial = HTTP_CALL_NEW,
+    .terminal = HTTP_CALL_TERMINAL,
+    .n_terminal = FSM_COUNT(HTTP_CALL_TERMINAL),
+    .transitions = HTTP_CALL_TRANSITIONS,
+    .n_transitions = FSM_COUNT(HTTP_CALL_TRANSITIONS),
+};
+FSM_REGISTER(HTTP_CALL_FSM)
 
 /* One socket curl asked us to watch. */
 typedef struct HttpSock {
@@ -205,10 +243,15 @@ static void call_detach_easy(HttpCall *call)
 /* call_schedule_delivery: the result is final; hand it to the callback on the next loop
  * iteration (never synchronously, so callers of http_client_start never see a reentrant
  * callback). */
+static void call_set_state(HttpCall *call, HttpCallState to)
+{
+    (void)fsm_set_state(&HTTP_CALL_FSM, &call->state, to, call->url);
+}
+
 static void call_schedule_delivery(HttpCall *call)
 {
     static const struct timeval zero = {0, 0};
-    call->state = HTTP_CALL_DELIVERING;
+    call_set_state(call, HTTP_CALL_DELIVERING);
     evtimer_add(call->ev, &zero);
 }
 
@@ -315,7 +358,7 @@ static void call_start_attempt(HttpCall *call)
         return;
     }
     call->easy = e;
-    call->state = HTTP_CALL_RUNNING;
+    call_set_state(call, HTTP_CALL_RUNNING);
 }
 
 /* call_deliver: run the done callback once, then free the call. The call is unlinked first so
@@ -324,7 +367,7 @@ static void call_deliver(HttpCall *call)
 {
     calls_unlink(call->client, call);
     call->client = NULL;
-    call->state = HTTP_CALL_IN_CALLBACK;
+    call_set_state(call, HTTP_CALL_IN_CALLBACK);
 
     HttpClientResponse resp = {
         .method = call->method,
@@ -357,8 +400,10 @@ static void call_event_cb(evutil_socket_t fd, short what, void *arg)
     case HTTP_CALL_DELIVERING:
         call_deliver(call);
         break;
+    case HTTP_CALL_NEW:
     case HTTP_CALL_RUNNING:
     case HTTP_CALL_IN_CALLBACK:
+    case HTTP_CALL_STATE_COUNT:
         break;
     }
 }
@@ -403,7 +448,7 @@ static void call_attempt_done(HttpCall *call, CURLcode res, long http_status)
         if (call->deadline == 0 || now_ms() + delay < call->deadline) {
             log_debug("%s %s: attempt %d failed (%s), retrying in %ld ms", call->method, call->url,
                       call->attempts, res == CURLE_OK ? "503" : curl_easy_strerror(res), delay);
-            call->state = HTTP_CALL_BACKOFF;
+            call_set_state(call, HTTP_CALL_BACKOFF);
             struct timeval tv = ms_to_tv(delay);
             evtimer_add(call->ev, &tv);
             return;
@@ -587,6 +632,7 @@ static HttpCall *call_new(HttpClient *client, const HttpClientRequest *req, Http
 {
     HttpCall *call = xcalloc(1, sizeof(*call));
     call->client = client;
+    call->state = HTTP_CALL_NEW;
     call->done = done;
     call->arg = arg;
     strbuf_init(&call->resp_body);

@@ -1,11 +1,15 @@
 /*
- * worker_pool.c: a fixed set of threads running blocking jobs for the event loop.
+ * worker_pool.c: a fixed set of threads running blocking jobs for the event loop, in classes.
  *
- * Jobs wait in a FIFO queue (mutex + condition variable). A worker runs the work function, moves
- * the job to the completion queue and, when that queue was empty, writes to an eventfd; the loop
- * watches the eventfd with a persistent event, drains it and runs the done functions on the loop
- * thread in completion order. Worker threads block every asynchronous signal, so SIGTERM, SIGHUP
- * and friends are delivered to the main (loop) thread where the daemons handle them as events.
+ * Jobs wait in one FIFO queue per class (mutex + condition variable). A free worker takes the
+ * first job of the first class, in LATENCY, IO, BULK order, whose limit allows one more (see
+ * worker_pool.h), skips the work when the job's deadline has passed, moves the job to the
+ * completion queue and, when that queue was empty, writes to an eventfd; the loop watches the
+ * eventfd with a persistent event, drains it and runs the done functions on the loop thread in
+ * completion order. A worker that finishes a job wakes the others while jobs wait, since a class
+ * that was at its limit may have room now. Worker threads block every asynchronous signal, so
+ * SIGTERM, SIGHUP and friends are delivered to the main (loop) thread where the daemons handle
+ * them as events.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -16,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -27,25 +32,40 @@
 
 #define WORKER_POOL_MAX_THREADS 256
 
-typedef struct Job {
-    WorkFn work;
-    WorkDoneFn done;
+typedef enum JobWhere { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobWhere;
+
+struct WorkerJob {
+    WorkerPool *pool;
+    WorkerClass cls;
+    WorkerJobFn work;
+    WorkerJobDoneFn done;
+    WorkFn legacy_work; /* worker_pool_submit jobs: work and done without job or outcome */
+    WorkDoneFn legacy_done;
     void *arg;
-    struct Job *next;
-} Job;
+    uint64_t deadline_ms; /* CLOCK_MONOTONIC; 0 = none */
+    atomic_bool cancel;
+    JobWhere where; /* under mu */
+    WorkerOutcome outcome;
+    struct WorkerJob *prev, *next;
+};
 
 typedef struct JobQueue {
-    Job *head;
-    Job *tail;
+    WorkerJob *head;
+    WorkerJob *tail;
+    size_t len;
 } JobQueue;
 
 struct WorkerPool {
     struct event_base *base;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    JobQueue todo; /* under mu */
-    JobQueue done; /* under mu */
-    bool stopping; /* under mu */
+    JobQueue todo[WORKER_CLASS_COUNT];  /* under mu */
+    JobQueue done;                      /* under mu */
+    size_t running[WORKER_CLASS_COUNT]; /* under mu */
+    bool stopping;                      /* under mu */
+    atomic_bool shutting_down;          /* stopping, for worker_job_cancelled */
+    int limit[WORKER_CLASS_COUNT];
+    int background_max; /* IO + BULK together */
     pthread_t *threads;
     int nthreads;
     int efd;
@@ -54,24 +74,55 @@ struct WorkerPool {
     bool *dispatch_freed; /* set while completions run from the loop, see pool_event_cb */
 };
 
-static void queue_push(JobQueue *q, Job *job)
+static const char *const OUTCOME_NAMES[WORKER_OUTCOME_COUNT] = {
+    [WORKER_RAN] = "ran",
+    [WORKER_CANCELLED] = "cancelled",
+    [WORKER_DEADLINE_EXPIRED] = "deadline_expired",
+};
+
+const char *worker_outcome_name(WorkerOutcome o)
+{
+    return (unsigned)o < WORKER_OUTCOME_COUNT ? OUTCOME_NAMES[o] : "?";
+}
+
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void queue_push(JobQueue *q, WorkerJob *job)
 {
     job->next = NULL;
+    job->prev = q->tail;
     if (q->tail)
         q->tail->next = job;
     else
         q->head = job;
     q->tail = job;
+    q->len++;
 }
 
-static Job *queue_pop(JobQueue *q)
+static void queue_unlink(JobQueue *q, WorkerJob *job)
 {
-    Job *job = q->head;
-    if (job != NULL) {
+    if (job->prev)
+        job->prev->next = job->next;
+    else
         q->head = job->next;
-        if (q->head == NULL)
-            q->tail = NULL;
-    }
+    if (job->next)
+        job->next->prev = job->prev;
+    else
+        q->tail = job->prev;
+    job->prev = job->next = NULL;
+    q->len--;
+}
+
+static WorkerJob *queue_pop(JobQueue *q)
+{
+    WorkerJob *job = q->head;
+    if (job != NULL)
+        queue_unlink(q, job);
     return job;
 }
 
@@ -85,48 +136,97 @@ static void pool_notify(WorkerPool *pool)
     /* EAGAIN means the counter is already huge: the loop has a wakeup pending anyway. */
 }
 
-/* worker_main: take jobs until the pool stops and the queue is empty, so that every job queued
- * before worker_pool_free still runs. */
+/* pool_complete: under mu: hand a job to the loop with its outcome. */
+static void pool_complete(WorkerPool *pool, WorkerJob *job, WorkerOutcome outcome)
+{
+    job->outcome = outcome;
+    job->where = JOB_DONE;
+    bool was_empty = pool->done.head == NULL;
+    queue_push(&pool->done, job);
+    if (was_empty)
+        pool_notify(pool); /* the loop takes completions under mu, so one wakeup suffices */
+}
+
+static bool todo_empty(const WorkerPool *pool)
+{
+    for (int c = 0; c < WORKER_CLASS_COUNT; c++) {
+        if (pool->todo[c].head != NULL)
+            return false;
+    }
+    return true;
+}
+
+/* pool_pick: under mu: the next job a free worker may start, or NULL. */
+static WorkerJob *pool_pick(WorkerPool *pool)
+{
+    size_t background = pool->running[WORKER_CLASS_IO] + pool->running[WORKER_CLASS_BULK];
+    for (int c = 0; c < WORKER_CLASS_COUNT; c++) {
+        if (pool->todo[c].head == NULL || pool->running[c] >= (size_t)pool->limit[c])
+            continue;
+        if (c != WORKER_CLASS_LATENCY && background >= (size_t)pool->background_max)
+            continue;
+        return queue_pop(&pool->todo[c]);
+    }
+    return NULL;
+}
+
+static void job_run_work(WorkerJob *job)
+{
+    if (job->legacy_work != NULL)
+        job->legacy_work(job->arg);
+    else
+        job->work(job, job->arg);
+}
+
+/* worker_main: take jobs until the pool stops and the queues are empty (at shutdown only legacy
+ * jobs are left in them). */
 static void *worker_main(void *arg)
 {
     WorkerPool *pool = arg;
     pthread_mutex_lock(&pool->mu);
     for (;;) {
-        Job *job = queue_pop(&pool->todo);
+        WorkerJob *job = pool_pick(pool);
         if (job == NULL) {
-            if (pool->stopping)
+            if (pool->stopping && todo_empty(pool))
                 break;
             pthread_cond_wait(&pool->cv, &pool->mu);
             continue;
         }
+        job->where = JOB_RUNNING;
+        pool->running[job->cls]++;
         pthread_mutex_unlock(&pool->mu);
-        job->work(job->arg);
+        WorkerOutcome outcome = WORKER_RAN;
+        if (job->deadline_ms != 0 && monotonic_ms() >= job->deadline_ms)
+            outcome = WORKER_DEADLINE_EXPIRED;
+        else
+            job_run_work(job);
         pthread_mutex_lock(&pool->mu);
-        bool was_empty = pool->done.head == NULL;
-        queue_push(&pool->done, job);
-        if (was_empty)
-            pool_notify(pool); /* the loop takes completions under mu, so one wakeup suffices */
+        pool->running[job->cls]--;
+        pool_complete(pool, job, outcome);
+        if (!todo_empty(pool))
+            pthread_cond_broadcast(&pool->cv); /* a class at its limit may have room now */
     }
     pthread_mutex_unlock(&pool->mu);
     return NULL;
 }
 
-static Job *pool_pop_done(WorkerPool *pool)
+static WorkerJob *pool_pop_done(WorkerPool *pool)
 {
     pthread_mutex_lock(&pool->mu);
-    Job *job = queue_pop(&pool->done);
+    WorkerJob *job = queue_pop(&pool->done);
     pthread_mutex_unlock(&pool->mu);
     return job;
 }
 
-static void pool_run_done(WorkerPool *pool, Job *job)
+static void pool_run_done(WorkerPool *pool, WorkerJob *job)
 {
-    WorkDoneFn done = job->done;
-    void *arg = job->arg;
+    WorkerJob copy = *job;
     free(job);
     atomic_fetch_sub(&pool->pending, 1);
-    if (done != NULL)
-        done(arg);
+    if (copy.legacy_done != NULL)
+        copy.legacy_done(copy.arg);
+    else if (copy.done != NULL)
+        copy.done(copy.arg, copy.outcome);
 }
 
 /* pool_event_cb: run completions one at a time. A done function may call worker_pool_free; the
@@ -143,7 +243,7 @@ static void pool_event_cb(evutil_socket_t fd, short what, void *arg)
 
     bool freed = false;
     pool->dispatch_freed = &freed;
-    Job *job;
+    WorkerJob *job;
     while ((job = pool_pop_done(pool)) != NULL) {
         pool_run_done(pool, job);
         if (freed)
@@ -152,17 +252,52 @@ static void pool_event_cb(evutil_socket_t fd, short what, void *arg)
     pool->dispatch_freed = NULL;
 }
 
-bool worker_pool_new(struct event_base *base, int threads, WorkerPool **out, Err *err)
+/* config_resolve: fill the defaults of worker_pool.h and check the values. */
+static bool config_resolve(const WorkerPoolConfig *in, WorkerPoolConfig *out, Err *err)
 {
-    *out = NULL;
-    if (threads < 1 || threads > WORKER_POOL_MAX_THREADS) {
-        err_set(err, ERR_BAD_REQUEST, "worker pool: %d threads (want 1..%d)", threads,
+    *out = *in;
+    int t = out->threads;
+    if (t < 1 || t > WORKER_POOL_MAX_THREADS) {
+        err_set(err, ERR_BAD_REQUEST, "worker pool: %d threads (want 1..%d)", t,
                 WORKER_POOL_MAX_THREADS);
         return false;
     }
+    if (out->latency_reserved == 0)
+        out->latency_reserved = t < 2 ? 0 : (t / 4 > 1 ? t / 4 : 1);
+    int background = t - out->latency_reserved;
+    if (out->max_io == 0)
+        out->max_io = background;
+    if (out->max_bulk == 0)
+        out->max_bulk = background / 2 > 1 ? background / 2 : 1;
+    bool reserved_ok = out->latency_reserved >= 0 &&
+                       (out->latency_reserved < t || (t == 1 && out->latency_reserved == 0));
+    if (!reserved_ok || out->max_io < 1 || out->max_bulk < 1 || out->max_io > t ||
+        out->max_bulk > t) {
+        err_set(err, ERR_BAD_REQUEST,
+                "worker pool: bad limits (threads %d, latency_reserved %d, max_io %d, "
+                "max_bulk %d)",
+                t, out->latency_reserved, out->max_io, out->max_bulk);
+        return false;
+    }
+    return true;
+}
+
+bool worker_pool_new_config(struct event_base *base, const WorkerPoolConfig *cfg_in,
+                            WorkerPool **out, Err *err)
+{
+    *out = NULL;
+    WorkerPoolConfig cfg;
+    if (!config_resolve(cfg_in, &cfg, err))
+        return false;
+    int threads = cfg.threads;
     WorkerPool *pool = xcalloc(1, sizeof(*pool));
     pool->base = base;
+    pool->limit[WORKER_CLASS_LATENCY] = threads;
+    pool->limit[WORKER_CLASS_IO] = cfg.max_io;
+    pool->limit[WORKER_CLASS_BULK] = cfg.max_bulk;
+    pool->background_max = threads - cfg.latency_reserved; /* >= 1, see config_resolve */
     atomic_init(&pool->pending, 0);
+    atomic_init(&pool->shutting_down, false);
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
     pool->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -221,17 +356,83 @@ fail:
     return false;
 }
 
-void worker_pool_submit(WorkerPool *pool, WorkFn work, WorkDoneFn done, void *arg)
+bool worker_pool_new(struct event_base *base, int threads, WorkerPool **out, Err *err)
 {
-    Job *job = xmalloc(sizeof(*job));
-    job->work = work;
-    job->done = done;
+    WorkerPoolConfig cfg = {.threads = threads};
+    return worker_pool_new_config(base, &cfg, out, err);
+}
+
+static WorkerJob *job_new(WorkerPool *pool, WorkerClass cls, uint64_t deadline_ms, void *arg)
+{
+    WorkerJob *job = xcalloc(1, sizeof(*job));
+    job->pool = pool;
+    job->cls = (unsigned)cls < WORKER_CLASS_COUNT ? cls : WORKER_CLASS_IO;
     job->arg = arg;
+    job->deadline_ms = deadline_ms != 0 ? monotonic_ms() + deadline_ms : 0;
+    atomic_init(&job->cancel, false);
+    return job;
+}
+
+static void job_queue(WorkerPool *pool, WorkerJob *job)
+{
     atomic_fetch_add(&pool->pending, 1);
     pthread_mutex_lock(&pool->mu);
-    queue_push(&pool->todo, job);
-    pthread_cond_signal(&pool->cv);
+    job->where = JOB_QUEUED;
+    queue_push(&pool->todo[job->cls], job);
+    pthread_cond_broadcast(&pool->cv); /* the waiting worker may not be one that can take it */
     pthread_mutex_unlock(&pool->mu);
+}
+
+WorkerJob *worker_pool_start(WorkerPool *pool, const WorkerJobSpec *spec, WorkerJobFn work,
+                             WorkerJobDoneFn done, void *arg)
+{
+    WorkerJob *job = job_new(pool, spec->cls, spec->deadline_ms, arg);
+    job->work = work;
+    job->done = done;
+    job_queue(pool, job);
+    return job;
+}
+
+void worker_pool_submit(WorkerPool *pool, WorkFn work, WorkDoneFn done, void *arg)
+{
+    WorkerJob *job = job_new(pool, WORKER_CLASS_IO, 0, arg);
+    job->legacy_work = work;
+    job->legacy_done = done;
+    job_queue(pool, job);
+}
+
+void worker_job_cancel(WorkerPool *pool, WorkerJob *job)
+{
+    pthread_mutex_lock(&pool->mu);
+    if (job->where == JOB_QUEUED) {
+        queue_unlink(&pool->todo[job->cls], job);
+        pool_complete(pool, job, WORKER_CANCELLED);
+    } else {
+        atomic_store(&job->cancel, true);
+    }
+    pthread_mutex_unlock(&pool->mu);
+}
+
+bool worker_job_cancelled(const WorkerJob *job)
+{
+    return atomic_load(&((WorkerJob *)job)->cancel) || atomic_load(&job->pool->shutting_down) ||
+           (job->deadline_ms != 0 && monotonic_ms() >= job->deadline_ms);
+}
+
+size_t worker_pool_running(WorkerPool *pool, WorkerClass cls)
+{
+    pthread_mutex_lock(&pool->mu);
+    size_t n = (unsigned)cls < WORKER_CLASS_COUNT ? pool->running[cls] : 0;
+    pthread_mutex_unlock(&pool->mu);
+    return n;
+}
+
+size_t worker_pool_queued(WorkerPool *pool, WorkerClass cls)
+{
+    pthread_mutex_lock(&pool->mu);
+    size_t n = (unsigned)cls < WORKER_CLASS_COUNT ? pool->todo[cls].len : 0;
+    pthread_mutex_unlock(&pool->mu);
+    return n;
 }
 
 size_t worker_pool_pending(const WorkerPool *pool)
@@ -239,9 +440,26 @@ size_t worker_pool_pending(const WorkerPool *pool)
     return atomic_load(&((WorkerPool *)pool)->pending);
 }
 
-/* worker_pool_free: let the workers empty the queue, join them, then run the remaining done
- * functions here. A done function that submits more work during the drain gets it run inline,
- * since no worker is left to take it. */
+/* cancel_queued: under mu: every queued job but the legacy ones completes CANCELLED. */
+static void cancel_queued(WorkerPool *pool)
+{
+    for (int c = 0; c < WORKER_CLASS_COUNT; c++) {
+        WorkerJob *job = pool->todo[c].head;
+        while (job != NULL) {
+            WorkerJob *next = job->next;
+            if (job->legacy_work == NULL) {
+                queue_unlink(&pool->todo[c], job);
+                pool_complete(pool, job, WORKER_CANCELLED);
+            }
+            job = next;
+        }
+    }
+}
+
+/* worker_pool_free: cancel what waits, let the workers finish what runs (and the legacy jobs),
+ * join them, then run the remaining done functions here. A done function that submits more work
+ * during the drain gets a legacy job run inline and any other job cancelled, since no worker is
+ * left to take it. */
 void worker_pool_free(WorkerPool *pool)
 {
     if (pool == NULL)
@@ -252,18 +470,26 @@ void worker_pool_free(WorkerPool *pool)
 
     pthread_mutex_lock(&pool->mu);
     pool->stopping = true;
+    atomic_store(&pool->shutting_down, true);
+    cancel_queued(pool);
     pthread_cond_broadcast(&pool->cv);
     pthread_mutex_unlock(&pool->mu);
     for (int i = 0; i < pool->nthreads; i++)
         pthread_join(pool->threads[i], NULL);
 
     for (;;) {
-        Job *job = queue_pop(&pool->done);
+        WorkerJob *job = queue_pop(&pool->done);
         if (job == NULL) {
-            job = queue_pop(&pool->todo);
+            for (int c = 0; c < WORKER_CLASS_COUNT && job == NULL; c++)
+                job = queue_pop(&pool->todo[c]);
             if (job == NULL)
                 break;
-            job->work(job->arg);
+            if (job->legacy_work != NULL) {
+                job->legacy_work(job->arg);
+                job->outcome = WORKER_RAN;
+            } else {
+                job->outcome = WORKER_CANCELLED;
+            }
         }
         pool_run_done(pool, job);
     }

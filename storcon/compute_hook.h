@@ -11,6 +11,9 @@
  * stripe_size is null for a tenant of one shard (count 0 or 1). The keys always come in this
  * order, so that equal maps serialise to equal strings.
  *
+ * The mechanism is a keyed notifier (storcon/notifier.h) keyed by tenant id with the body below
+ * as its renderer; the rules are the notifier's:
+ *
  * Rules:
  *  - Sent only when every shard of the current count has a known attached node: a half map
  *    (e.g. during a split) is refused with COMPUTE_NOTIFY_NOT_READY and nothing is sent.
@@ -49,6 +52,7 @@
 #include "shared/http_client.h"
 #include "shared/id.h"
 #include "shared/metrics.h"
+#include "storcon/notifier.h"
 
 struct event_base;
 
@@ -74,17 +78,18 @@ typedef struct ComputeHookTenant {
 void compute_hook_tenant_init(ComputeHookTenant *t, const TenantId *tenant, ShardCount count,
                               uint32_t stripe_size, const char *az);
 
+/* The notifier's outcomes under the names compute callers use. */
 typedef enum ComputeNotifyOutcome {
-    COMPUTE_NOTIFY_SENT,         /* the control plane accepted this map (2xx) */
-    COMPUTE_NOTIFY_DEDUPLICATED, /* equal to the last accepted map: nothing sent */
-    COMPUTE_NOTIFY_DISABLED,     /* no control-plane URL: notifications are off (success) */
-    COMPUTE_NOTIFY_NOT_READY,    /* some shard has no known attached node: nothing sent */
-    COMPUTE_NOTIFY_SUPERSEDED,   /* a newer map for the tenant replaced this one before it was
-                                    accepted; that one's callback tells how it ended */
-    COMPUTE_NOTIFY_LOCKED,       /* 423 until the budget ran out: stored, not applied; pending */
-    COMPUTE_NOTIFY_FAILED,       /* err says why; the tenant stays pending */
-    COMPUTE_NOTIFY_CANCELLED,    /* compute_hook_forget(tenant) while waiting */
-    COMPUTE_NOTIFY_COUNT
+    COMPUTE_NOTIFY_SENT = NOTIFIER_SENT, /* the control plane accepted this map (2xx) */
+    COMPUTE_NOTIFY_DEDUPLICATED = NOTIFIER_DEDUPLICATED, /* equal to the last accepted map */
+    COMPUTE_NOTIFY_DISABLED = NOTIFIER_DISABLED,         /* no control-plane URL: off (success) */
+    COMPUTE_NOTIFY_NOT_READY = NOTIFIER_NOT_READY,       /* a shard has no known attached node */
+    COMPUTE_NOTIFY_SUPERSEDED = NOTIFIER_SUPERSEDED,     /* a newer map for the tenant replaced this
+                                                            one before it was accepted */
+    COMPUTE_NOTIFY_LOCKED = NOTIFIER_LOCKED,             /* 423 until the budget ran out; pending */
+    COMPUTE_NOTIFY_FAILED = NOTIFIER_FAILED,       /* err says why; the tenant stays pending */
+    COMPUTE_NOTIFY_CANCELLED = NOTIFIER_CANCELLED, /* compute_hook_forget(tenant) while waiting */
+    COMPUTE_NOTIFY_COUNT = NOTIFIER_OUTCOME_COUNT
 } ComputeNotifyOutcome;
 
 typedef struct ComputeNotifyResult {
@@ -98,7 +103,7 @@ typedef struct ComputeNotifyResult {
 /* ComputeHookDone: res is valid only during the callback. */
 typedef void (*ComputeHookDone)(const ComputeNotifyResult *res, void *arg);
 
-/* ComputeHookOptions: zero fields take the defaults of compute_hook.c. */
+/* ComputeHookOptions: zero fields take the notifier's defaults (storcon/notifier.c). */
 typedef struct ComputeHookOptions {
     const char *control_plane_url; /* NULL or "" = notifications off; copied */
     const char *bearer_token;      /* sent as "Authorization: Bearer"; NULL = none; copied */

@@ -1,7 +1,8 @@
 /*
  * db.c: asynchronous Postgres connections, the connection pool, its queue and transactions.
  *
- * Three state machines, each driven only by libevent callbacks:
+ * Three state machines (shared/fsm.h tables below, diagrams in docs/state-machines.md), each
+ * driven only by libevent callbacks:
  *
  *   DbConn     DISCONNECTED -> CONNECTING -> IDLE <-> QUERY; a failure anywhere -> DISCONNECTED.
  *              One event on PQsocket (re-created when the socket or the wanted events change:
@@ -29,6 +30,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "shared/fsm.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
 #include "shared/str.h"
@@ -231,6 +233,34 @@ typedef enum DbConnState {
     DB_CONN_STATE_COUNT
 } DbConnState;
 
+static const char *const DB_CONN_STATE_NAMES[DB_CONN_STATE_COUNT] = {
+    [DB_CONN_DISCONNECTED] = "Disconnected",
+    [DB_CONN_CONNECTING] = "Connecting",
+    [DB_CONN_IDLE] = "Idle",
+    [DB_CONN_QUERY] = "Query",
+};
+
+static const FsmTransition DB_CONN_TRANSITIONS[] = {
+    {DB_CONN_DISCONNECTED, DB_CONN_CONNECTING, "db_conn_connect"},
+    {DB_CONN_CONNECTING, DB_CONN_IDLE, "connected"},
+    {DB_CONN_CONNECTING, DB_CONN_DISCONNECTED, "failed or timed out"},
+    {DB_CONN_IDLE, DB_CONN_QUERY, "query sent"},
+    {DB_CONN_QUERY, DB_CONN_IDLE, "result delivered"},
+    {DB_CONN_IDLE, DB_CONN_DISCONNECTED, "lost or closed"},
+    {DB_CONN_QUERY, DB_CONN_DISCONNECTED, "lost or closed"},
+};
+
+static const FsmDef DB_CONN_FSM = {
+    .name = "db_conn",
+    .doc = "docs/state-machines.md",
+    .state_names = DB_CONN_STATE_NAMES,
+    .n_states = DB_CONN_STATE_COUNT,
+    .initial = DB_CONN_DISCONNECTED,
+    .transitions = DB_CONN_TRANSITIONS,
+    .n_transitions = FSM_COUNT(DB_CONN_TRANSITIONS),
+};
+FSM_REGISTER(DB_CONN_FSM)
+
 struct DbConn {
     struct event_base *base;
     char *url;
@@ -289,6 +319,11 @@ static void conn_watch(DbConn *c, short what, bool force)
 }
 
 /* conn_close: drop the connection and everything tied to it; no callback. */
+static void conn_set_state(DbConn *c, DbConnState to)
+{
+    (void)fsm_set_state(&DB_CONN_FSM, &c->state, to, NULL);
+}
+
 static void conn_close(DbConn *c)
 {
     if (c->io != NULL) {
@@ -306,7 +341,8 @@ static void conn_close(DbConn *c)
         PQclear(c->result);
         c->result = NULL;
     }
-    c->state = DB_CONN_DISCONNECTED;
+    if (c->state != DB_CONN_DISCONNECTED)
+        conn_set_state(c, DB_CONN_DISCONNECTED);
     c->connect_cb = NULL;
     c->query_cb = NULL;
 }
@@ -422,7 +458,7 @@ bool db_conn_connect(DbConn *c, uint64_t timeout_ms, DbConnectFn cb, void *arg, 
         conn_close(c);
         return false;
     }
-    c->state = DB_CONN_CONNECTING;
+    conn_set_state(c, DB_CONN_CONNECTING);
     c->connect_cb = cb;
     c->connect_arg = arg;
     c->timeout_ms = timeout_ms;
@@ -460,7 +496,7 @@ static void conn_connected(DbConn *c)
         return;
     }
     PQsetNoticeProcessor(c->pg, conn_notice, c);
-    c->state = DB_CONN_IDLE;
+    conn_set_state(c, DB_CONN_IDLE);
     conn_watch(c, EV_READ, true);
     conn_connect_finish(c, NULL);
 }
@@ -566,7 +602,7 @@ static void conn_query_finish(DbConn *c, const Err *lost)
         c->result = NULL;
     }
     if (c->state == DB_CONN_QUERY) {
-        c->state = DB_CONN_IDLE;
+        conn_set_state(c, DB_CONN_IDLE);
         conn_watch(c, EV_READ, false);
     }
     res.results = &r;
@@ -683,7 +719,7 @@ static bool conn_send(DbConn *c, const char *sql, int nparams, const char *const
         }
         return false;
     }
-    c->state = DB_CONN_QUERY;
+    conn_set_state(c, DB_CONN_QUERY);
     c->query_cb = cb;
     c->query_arg = arg;
     c->failed = false;
@@ -736,6 +772,68 @@ typedef enum DbRequestState {
     DB_REQ_DELIVERING,
     DB_REQ_STATE_COUNT
 } DbRequestState;
+
+static const char *const POOL_CONN_STATE_NAMES[POOL_CONN_STATE_COUNT] = {
+    [POOL_CONN_CONNECTING] = "Connecting",
+    [POOL_CONN_SETUP] = "Setup",
+    [POOL_CONN_IDLE] = "Idle",
+    [POOL_CONN_BUSY] = "Busy",
+    [POOL_CONN_BACKOFF] = "Backoff",
+};
+
+static const FsmTransition POOL_CONN_TRANSITIONS[] = {
+    {POOL_CONN_CONNECTING, POOL_CONN_SETUP, "connected"},
+    {POOL_CONN_CONNECTING, POOL_CONN_BACKOFF, "connect failed"},
+    {POOL_CONN_SETUP, POOL_CONN_IDLE, "statement_timeout set"},
+    {POOL_CONN_SETUP, POOL_CONN_BACKOFF, "setup failed"},
+    {POOL_CONN_IDLE, POOL_CONN_BUSY, "request started"},
+    {POOL_CONN_BUSY, POOL_CONN_IDLE, "request over"},
+    {POOL_CONN_IDLE, POOL_CONN_BACKOFF, "connection lost"},
+    {POOL_CONN_BUSY, POOL_CONN_BACKOFF, "connection lost"},
+    {POOL_CONN_BACKOFF, POOL_CONN_CONNECTING, "backoff timer"},
+};
+
+static const FsmDef POOL_CONN_FSM = {
+    .name = "db_pool_conn",
+    .doc = "docs/state-machines.md",
+    .state_names = POOL_CONN_STATE_NAMES,
+    .n_states = POOL_CONN_STATE_COUNT,
+    .initial = POOL_CONN_CONNECTING,
+    .transitions = POOL_CONN_TRANSITIONS,
+    .n_transitions = FSM_COUNT(POOL_CONN_TRANSITIONS),
+};
+FSM_REGISTER(POOL_CONN_FSM)
+
+static const char *const DB_REQ_STATE_NAMES[DB_REQ_STATE_COUNT] = {
+    [DB_REQ_QUEUED] = "Queued",         [DB_REQ_RUNNING] = "Running",
+    [DB_REQ_RETRY_WAIT] = "RetryWait",  [DB_REQ_DONE] = "Done",
+    [DB_REQ_DELIVERING] = "Delivering",
+};
+
+static const FsmTransition DB_REQ_TRANSITIONS[] = {
+    {DB_REQ_QUEUED, DB_REQ_RUNNING, "connection free"},
+    {DB_REQ_QUEUED, DB_REQ_DONE, "queue timeout"},
+    {DB_REQ_RUNNING, DB_REQ_DONE, "finished or failed"},
+    {DB_REQ_RUNNING, DB_REQ_QUEUED, "connection lost before sending"},
+    {DB_REQ_RUNNING, DB_REQ_RETRY_WAIT, "transaction to retry"},
+    {DB_REQ_RETRY_WAIT, DB_REQ_QUEUED, "backoff timer"},
+    {DB_REQ_DONE, DB_REQ_DELIVERING, "zero timer"},
+};
+
+static const int DB_REQ_TERMINAL[] = {DB_REQ_DELIVERING};
+
+static const FsmDef DB_REQ_FSM = {
+    .name = "db_request",
+    .doc = "docs/state-machines.md",
+    .state_names = DB_REQ_STATE_NAMES,
+    .n_states = DB_REQ_STATE_COUNT,
+    .initial = DB_REQ_QUEUED,
+    .terminal = DB_REQ_TERMINAL,
+    .n_terminal = FSM_COUNT(DB_REQ_TERMINAL),
+    .transitions = DB_REQ_TRANSITIONS,
+    .n_transitions = FSM_COUNT(DB_REQ_TRANSITIONS),
+};
+FSM_REGISTER(DB_REQ_FSM)
 
 typedef struct DbStmtCopy {
     char *sql;
@@ -862,6 +960,13 @@ static void pool_note_success(DbPool *pool)
 
 /* ---- pool connections ---- */
 
+static void pool_conn_set_state(PoolConn *pc, PoolConnState to)
+{
+    char ctx[32];
+    snprintf(ctx, sizeof(ctx), "%zu", pc->index);
+    (void)fsm_set_state(&POOL_CONN_FSM, &pc->state, to, ctx);
+}
+
 /* pool_conn_failed: a connection attempt failed or a connection broke: close it and try again
  * after a backoff that doubles up to the maximum. */
 static void pool_conn_failed(PoolConn *pc, const Err *e)
@@ -870,7 +975,7 @@ static void pool_conn_failed(PoolConn *pc, const Err *e)
     pool_note_failure(pool, e);
     conn_close(pc->conn);
     pc->req = NULL;
-    pc->state = POOL_CONN_BACKOFF;
+    pool_conn_set_state(pc, POOL_CONN_BACKOFF);
     struct timeval tv = timeval_from_ms(pc->backoff_ms);
     evtimer_add(pc->backoff, &tv);
     pc->backoff_ms *= 2;
@@ -882,7 +987,7 @@ static void pool_conn_failed(PoolConn *pc, const Err *e)
 static void pool_conn_release(PoolConn *pc)
 {
     pc->req = NULL;
-    pc->state = POOL_CONN_IDLE;
+    pool_conn_set_state(pc, POOL_CONN_IDLE);
 }
 
 static void pool_conn_setup_done(const DbResult *res, void *arg)
@@ -892,7 +997,7 @@ static void pool_conn_setup_done(const DbResult *res, void *arg)
         pool_conn_failed(pc, &res->err);
         return;
     }
-    pc->state = POOL_CONN_IDLE;
+    pool_conn_set_state(pc, POOL_CONN_IDLE);
     pc->backoff_ms = STORCON_DB_RECONNECT_BACKOFF_MIN_MS;
     pool_note_success(pc->pool);
     log_debug("database pool connection %zu ready", pc->index);
@@ -907,7 +1012,7 @@ static void pool_conn_connected(DbConn *conn, const Err *err, void *arg)
         pool_conn_failed(pc, err);
         return;
     }
-    pc->state = POOL_CONN_SETUP;
+    pool_conn_set_state(pc, POOL_CONN_SETUP);
     const char *params[1] = {pc->pool->statement_timeout};
     Err e;
     if (!db_conn_query(conn, SQL_SET_STATEMENT_TIMEOUT, 1, params, pool_conn_setup_done, pc, &e))
@@ -921,9 +1026,9 @@ static void pool_conn_lost(DbConn *conn, const Err *err, void *arg)
         pool_conn_failed(pc, err);
 }
 
+/* pool_conn_connect: start connecting (pc is CONNECTING). */
 static void pool_conn_connect(PoolConn *pc)
 {
-    pc->state = POOL_CONN_CONNECTING;
     Err e;
     if (!db_conn_connect(pc->conn, pc->pool->connect_timeout_ms, pool_conn_connected, pc, &e))
         pool_conn_failed(pc, &e);
@@ -931,7 +1036,9 @@ static void pool_conn_connect(PoolConn *pc)
 
 static void pool_conn_backoff_cb(evutil_socket_t fd, short what, void *arg)
 {
-    pool_conn_connect(arg);
+    PoolConn *pc = arg;
+    pool_conn_set_state(pc, POOL_CONN_CONNECTING);
+    pool_conn_connect(pc);
 }
 
 /* ---- requests ---- */
@@ -1007,6 +1114,7 @@ static DbRequest *req_new(DbPool *pool, const DbStatement *stmts, size_t n, bool
 {
     DbRequest *r = xcalloc(1, sizeof(*r));
     r->pool = pool;
+    r->state = DB_REQ_QUEUED; /* the initial state; req_enqueue follows */
     r->is_txn = is_txn;
     r->cb = cb;
     r->arg = arg;
@@ -1030,11 +1138,18 @@ static DbRequest *req_new(DbPool *pool, const DbStatement *stmts, size_t n, bool
     return r;
 }
 
-/* req_enqueue: wait for a connection, at most queue_timeout_ms. */
+static void req_set_state(DbRequest *r, DbRequestState to)
+{
+    (void)fsm_set_state(&DB_REQ_FSM, &r->state, to, NULL);
+}
+
+/* req_enqueue: wait for a connection, at most queue_timeout_ms (a new request is QUEUED from the
+ * start). */
 static void req_enqueue(DbRequest *r, bool front)
 {
     DbPool *pool = r->pool;
-    r->state = DB_REQ_QUEUED;
+    if (r->state != DB_REQ_QUEUED)
+        req_set_state(r, DB_REQ_QUEUED);
     queue_push(pool, r, front);
     struct timeval tv = timeval_from_ms(pool->queue_timeout_ms);
     evtimer_add(r->timer, &tv);
@@ -1044,7 +1159,7 @@ static void req_enqueue(DbRequest *r, bool front)
 /* req_finish: the request is over; deliver it from a zero timer. */
 static void req_finish(DbRequest *r)
 {
-    r->state = DB_REQ_DONE;
+    req_set_state(r, DB_REQ_DONE);
     r->pc = NULL;
     struct timeval tv = {0, 0};
     evtimer_add(r->timer, &tv);
@@ -1067,7 +1182,7 @@ static void req_retry_later(DbRequest *r)
     r->failed = false;
     r->retry_after_rollback = false;
     r->pc = NULL;
-    r->state = DB_REQ_RETRY_WAIT;
+    req_set_state(r, DB_REQ_RETRY_WAIT);
     if (pool->retries != NULL)
         metric_counter_add(pool->retries, 1);
     uint64_t delay = STORCON_DB_TXN_RETRY_BASE_MS;
@@ -1084,7 +1199,7 @@ static void req_retry_later(DbRequest *r)
 
 static void req_deliver(DbRequest *r)
 {
-    r->state = DB_REQ_DELIVERING;
+    req_set_state(r, DB_REQ_DELIVERING);
     DbDoneFn cb = r->cb;
     r->cb = NULL;
     if (cb != NULL) {
@@ -1303,11 +1418,11 @@ static void txn_send(DbRequest *r)
 static void req_start(PoolConn *pc, DbRequest *r)
 {
     evtimer_del(r->timer);
-    r->state = DB_REQ_RUNNING;
+    req_set_state(r, DB_REQ_RUNNING);
     r->pc = pc;
     r->attempts++;
     pc->req = r;
-    pc->state = POOL_CONN_BUSY;
+    pool_conn_set_state(pc, POOL_CONN_BUSY);
     if (r->is_txn) {
         r->step = TXN_STEP_BEGIN;
         r->commit_sent = false;
@@ -1385,6 +1500,7 @@ DbPool *db_pool_new(struct event_base *base, const DbPoolConfig *cfg)
         db_conn_on_lost(pc->conn, pool_conn_lost, pc);
         pc->backoff = evtimer_new(base, pool_conn_backoff_cb, pc);
         pc->backoff_ms = STORCON_DB_RECONNECT_BACKOFF_MIN_MS;
+        pc->state = POOL_CONN_CONNECTING; /* the initial state */
     }
     for (size_t i = 0; i < pool->n_conns; i++)
         pool_conn_connect(&pool->conns[i]);

@@ -2,11 +2,12 @@
  * reconcile.c: the per-shard reconciler (state machine in reconcile.h).
  *
  * One Reconcile object exists per queued or running reconcile (shard->reconciler points at it), so
- * idle shards cost nothing here. reconciler_spawn queues; a libevent "kick" event drains the queue
- * up to the concurrency bound, so nothing ever starts (or finishes) inside the caller of
- * reconciler_spawn. reconcile_step runs PLAN: it asks reconcile_plan for the next action on the
- * shard's LIVE state and starts exactly one call (pageserver or database); the call's completion
- * records the outcome in the shard's observed state and returns to PLAN.
+ * idle shards cost nothing here. reconciler_spawn queues; a "kick" (a shared/defer.h item, so
+ * several kicks coalesce) drains the queue on a later loop iteration up to the concurrency bound,
+ * so nothing ever starts (or finishes) inside the caller of reconciler_spawn. reconcile_step runs
+ * PLAN: it asks reconcile_plan for the next action on the shard's LIVE state and starts exactly one
+ * call (pageserver or database); the call's completion records the outcome in the shard's observed
+ * state and returns to PLAN.
  *
  * Sequence numbers: a reconcile remembers the shard's sequence when it starts (and after its own
  * generation bump). When it ends, a shard whose sequence moved on (a newer intent, a config change)
@@ -21,7 +22,9 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "shared/defer.h"
 #include "shared/failpoint.h"
+#include "shared/fsm.h"
 #include "shared/json.h"
 #include "shared/log.h"
 #include "storcon/db_tenants.h"
@@ -29,7 +32,7 @@
 
 /* ---- transition table ---- */
 
-const ReconcileTransition RECONCILE_TRANSITIONS[] = {
+static const FsmTransition TRANSITIONS[] = {
     {RECONCILE_QUEUED, RECONCILE_PLAN, "slot free"},
     {RECONCILE_PLAN, RECONCILE_REFRESH, "observed unknown"},
     {RECONCILE_PLAN, RECONCILE_BUMP_GENERATION, "attach needs a generation"},
@@ -50,8 +53,6 @@ const ReconcileTransition RECONCILE_TRANSITIONS[] = {
     {RECONCILE_DETACH, RECONCILE_FAILED, "call failed"},
     {RECONCILE_NOTIFY, RECONCILE_DONE, "handed to compute hook"},
 };
-const size_t RECONCILE_TRANSITIONS_COUNT =
-    sizeof(RECONCILE_TRANSITIONS) / sizeof(RECONCILE_TRANSITIONS[0]);
 
 static const char *const STATE_NAMES[RECONCILE_STATE_COUNT] = {
     [RECONCILE_QUEUED] = "Queued",   [RECONCILE_PLAN] = "Plan",
@@ -61,33 +62,24 @@ static const char *const STATE_NAMES[RECONCILE_STATE_COUNT] = {
     [RECONCILE_DONE] = "Done",       [RECONCILE_FAILED] = "Failed",
 };
 
+static const int TERMINAL[] = {RECONCILE_DONE, RECONCILE_FAILED};
+
+const FsmDef RECONCILE_FSM = {
+    .name = "reconcile",
+    .doc = "docs/storcon.md",
+    .state_names = STATE_NAMES,
+    .n_states = RECONCILE_STATE_COUNT,
+    .initial = RECONCILE_QUEUED,
+    .terminal = TERMINAL,
+    .n_terminal = FSM_COUNT(TERMINAL),
+    .transitions = TRANSITIONS,
+    .n_transitions = FSM_COUNT(TRANSITIONS),
+};
+FSM_REGISTER(RECONCILE_FSM)
+
 const char *reconcile_state_name(ReconcileState s)
 {
-    if ((unsigned)s >= RECONCILE_STATE_COUNT)
-        return "?";
-    return STATE_NAMES[s];
-}
-
-bool reconcile_transition_allowed(ReconcileState from, ReconcileState to)
-{
-    for (size_t i = 0; i < RECONCILE_TRANSITIONS_COUNT; i++) {
-        if (RECONCILE_TRANSITIONS[i].from == from && RECONCILE_TRANSITIONS[i].to == to)
-            return true;
-    }
-    return false;
-}
-
-void reconcile_render_mermaid(StrBuf *out)
-{
-    strbuf_append_str(out, "stateDiagram-v2\n");
-    strbuf_printf(out, "    [*] --> %s\n", reconcile_state_name(RECONCILE_QUEUED));
-    for (size_t i = 0; i < RECONCILE_TRANSITIONS_COUNT; i++) {
-        const ReconcileTransition *t = &RECONCILE_TRANSITIONS[i];
-        strbuf_printf(out, "    %s --> %s: %s\n", reconcile_state_name(t->from),
-                      reconcile_state_name(t->to), t->why);
-    }
-    strbuf_printf(out, "    %s --> [*]\n", reconcile_state_name(RECONCILE_DONE));
-    strbuf_printf(out, "    %s --> [*]\n", reconcile_state_name(RECONCILE_FAILED));
+    return fsm_state_name(&RECONCILE_FSM, (int)s);
 }
 
 /* ---- planning ---- */
@@ -221,7 +213,8 @@ typedef struct Reconcile {
 
 struct Reconciler {
     ReconcilerOptions opts;
-    struct event *kick;
+    LoopDefer *defer;
+    LoopDeferItem kick; /* drains the queue on a later loop iteration */
     Reconcile *queue_head, *queue_tail;
     size_t queued;
     Reconcile *running_list;
@@ -239,18 +232,13 @@ static void update_pending_gauge(Reconciler *r)
         metric_gauge_set(r->m_pending, (double)(r->queued + r->running));
 }
 
-/* reconcile_set_state: the one place a reconcile changes state; checks the table. */
+/* reconcile_set_state: the one place a reconcile changes state (checked against RECONCILE_FSM; an
+ * illegal transition is refused and logged). */
 static void reconcile_set_state(Reconcile *rc, ReconcileState to)
 {
-    if (!reconcile_transition_allowed(rc->state, to)) {
-        char tsid[TSID_STR_SIZE];
-        tsid_format(&rc->shard->tsid, tsid);
-        log_error("reconcile %s: illegal transition %s -> %s", tsid,
-                  reconcile_state_name(rc->state), reconcile_state_name(to));
-        abort();
-    }
-    log_debug("reconcile: %s -> %s", reconcile_state_name(rc->state), reconcile_state_name(to));
-    rc->state = to;
+    char tsid[TSID_STR_SIZE];
+    tsid_format(&rc->shard->tsid, tsid);
+    (void)fsm_set_state(&RECONCILE_FSM, &rc->state, to, tsid);
 }
 
 static void running_add(Reconciler *r, Reconcile *rc)
@@ -274,7 +262,7 @@ static void running_remove(Reconciler *r, Reconcile *rc)
     r->running--;
 }
 
-static void kick_cb(evutil_socket_t fd, short what, void *arg)
+static void kick_cb(void *arg)
 {
     Reconciler *r = arg;
     while (!r->stopped && r->queue_head != NULL && r->running < r->opts.max_concurrent) {
@@ -297,7 +285,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
 
 static void kick(Reconciler *r)
 {
-    event_active(r->kick, 0, 0);
+    (void)loop_defer_item(r->defer, &r->kick);
 }
 
 Reconciler *reconciler_new(const ReconcilerOptions *opts)
@@ -306,7 +294,8 @@ Reconciler *reconciler_new(const ReconcilerOptions *opts)
     r->opts = *opts;
     if (r->opts.max_concurrent == 0)
         r->opts.max_concurrent = STORCON_RECONCILE_MAX_CONCURRENT;
-    r->kick = event_new(opts->base, -1, 0, kick_cb, r);
+    r->defer = loop_defer_new(opts->base);
+    loop_defer_item_init(&r->kick, kick_cb, r);
     if (opts->metrics != NULL) {
         r->m_started = metrics_counter(opts->metrics, "storcon_reconciles_started_total",
                                        "Reconciles started", NULL);
@@ -339,7 +328,7 @@ void reconciler_free(Reconciler *r)
         rc->shard->reconciler = NULL;
         free(rc);
     }
-    event_free(r->kick);
+    loop_defer_free(r->defer);
     free(r);
 }
 

@@ -26,9 +26,9 @@
  * pass. Concurrency is bounded (max_concurrent); further reconciles wait in a FIFO queue. Shards
  * with scheduling policy Stop are never reconciled.
  *
- * The transition table RECONCILE_TRANSITIONS is the single source of the allowed transitions:
- * reconcile_set_state checks against it and reconcile_render_mermaid generates the diagram that
- * docs/storcon.md carries (a unit test compares them).
+ * The transition table RECONCILE_FSM (shared/fsm.h) is the single source of the allowed
+ * transitions: reconcile_set_state checks against it and the diagram in docs/storcon.md is its
+ * fsm_mermaid rendering (tests/unit/test_fsm_diagrams.c compares them).
  */
 #ifndef STORCON_RECONCILE_H
 #define STORCON_RECONCILE_H
@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "shared/err.h"
+#include "shared/fsm.h"
 #include "shared/id.h"
 #include "shared/metrics.h"
 #include "shared/str.h"
@@ -67,21 +68,10 @@ typedef enum ReconcileState {
     RECONCILE_STATE_COUNT
 } ReconcileState;
 
-typedef struct ReconcileTransition {
-    ReconcileState from;
-    ReconcileState to;
-    const char *why; /* label in the diagram */
-} ReconcileTransition;
-
-extern const ReconcileTransition RECONCILE_TRANSITIONS[];
-extern const size_t RECONCILE_TRANSITIONS_COUNT;
+/* RECONCILE_FSM: the transition table (shared/fsm.h); its diagram is in docs/storcon.md. */
+extern const FsmDef RECONCILE_FSM;
 
 const char *reconcile_state_name(ReconcileState s);
-/* reconcile_transition_allowed: the pair is a row of RECONCILE_TRANSITIONS. */
-bool reconcile_transition_allowed(ReconcileState from, ReconcileState to);
-/* reconcile_render_mermaid: the "stateDiagram-v2" text of the table (no code fence) appended to
- * out. */
-void reconcile_render_mermaid(StrBuf *out);
 
 /* ---- planning (pure) ---- */
 

@@ -2,7 +2,8 @@
  * test_storcon_compute_hook.c: unit tests for storcon/compute_hook.c against a fake control
  * plane: a small evhttp server in the test's own event loop that records every notify-attach
  * and answers from a per-tenant script (statuses in order, optional delay, or 423 until another
- * tenant has been heard from).
+ * tenant has been heard from). The last tests use the keyed notifier underneath directly
+ * (storcon/notifier.h) as a second instance, shaped like the tenant import_complete notification.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -32,6 +33,7 @@
 #include "shared/metrics.h"
 #include "shared/str.h"
 #include "storcon/compute_hook.h"
+#include "storcon/notifier.h"
 
 #define T1 "1f359dd625e519a1a4e8d7509690f6fc"
 #define T2 "2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a2a"
@@ -882,6 +884,114 @@ static void test_many_tenants(void **state)
     assert_int_equal(f->cp.nreqs, N);
 }
 
+/* ---- a second instance of the notifier: a tenant-scoped import_complete ---- */
+
+typedef struct ImportDone {
+    const char *tenant; /* hex */
+    const char *status;
+} ImportDone;
+
+static bool render_import(const void *input, char **body, Err *err)
+{
+    const ImportDone *d = input;
+    if (d->status == NULL) {
+        err_set(err, ERR_UNAVAILABLE, "import still running");
+        return false;
+    }
+    *body = str_dup_printf("{\"tenant_id\":\"%s\",\"status\":\"%s\"}", d->tenant, d->status);
+    return true;
+}
+
+typedef struct NOutcome {
+    int calls;
+    NotifierResult res;
+    uint8_t key[NOTIFIER_KEY_MAX];
+} NOutcome;
+
+static void on_notified(const NotifierResult *res, void *arg)
+{
+    NOutcome *o = arg;
+    assert_false(g_in_notify);
+    o->calls++;
+    o->res = *res;
+    memcpy(o->key, res->key, res->key_len);
+    g_done++;
+}
+
+static int g_dropped;
+static void count_drop(void *arg)
+{
+    g_dropped++;
+}
+
+static void import_notify(Notifier *n, const ImportDone *d, NOutcome *o)
+{
+    TenantId t = tid(d->tenant);
+    g_in_notify = true;
+    notifier_notify(n, t.b, sizeof(t.b), d->tenant, d, on_notified, o);
+    g_in_notify = false;
+    assert_int_equal(o->calls, 0);
+}
+
+/* The same mechanism with another body renderer, URL and metric prefix: coalescing, dedup against
+ * the accepted body, NOT_READY from the renderer, retries, and free dropping waiting callbacks. */
+static void test_second_notifier_instance(void **state)
+{
+    Fixture *f = *state;
+    char url[128];
+    assert_true(str_printf(url, sizeof(url), "%simport-complete", f->cp.url)); /* url ends in / */
+    NotifierOptions no = {
+        .what = "import notification",
+        .url = url,
+        .method = "PUT",
+        .render = render_import,
+        .drop_arg = count_drop,
+        .metric_prefix = "import_notifications",
+        .timeout_ms = 2000,
+        .max_attempts = 3,
+        .backoff_base_ms = 2,
+        .backoff_max_ms = 10,
+    };
+    Notifier *n = notifier_new(f->base, f->http, f->metrics, &no);
+    assert_true(notifier_enabled(n));
+    int retry[] = {503};
+    script_statuses(&f->cp, T2, retry, 1, 200);
+    ImportDone running = {T2, NULL}, done = {T2, "done"};
+    NOutcome o1 = {0}, o2 = {0}, o3 = {0}, o4 = {0};
+    import_notify(n, &running, &o1);
+    import_notify(n, &done, &o2);
+    import_notify(n, &done, &o3); /* joins the job in flight */
+    assert_true(run_until(f, 3, 5000));
+    assert_int_equal(o1.res.outcome, NOTIFIER_NOT_READY);
+    assert_int_equal(o2.res.outcome, NOTIFIER_SENT);
+    assert_int_equal(o2.res.attempts, 2); /* the 503 was retried */
+    assert_int_equal(o3.res.outcome, NOTIFIER_SENT);
+    TenantId t2 = tid(T2);
+    assert_memory_equal(o2.key, t2.b, sizeof(t2.b));
+    assert_int_equal(f->cp.nreqs, 2);
+    assert_string_equal(f->cp.reqs[1].path, "/import-complete");
+    assert_string_equal(f->cp.reqs[1].body, "{\"tenant_id\":\"" T2 "\",\"status\":\"done\"}");
+    assert_false(notifier_is_pending(n, t2.b, sizeof(t2.b)));
+    import_notify(n, &done, &o4);
+    assert_true(run_until(f, 4, 5000));
+    assert_int_equal(o4.res.outcome, NOTIFIER_DEDUPLICATED);
+    assert_int_equal(counter(f, "import_notifications_sent_total"), 1);
+    assert_int_equal(counter(f, "import_notifications_deduplicated_total"), 1);
+    assert_int_equal(counter(f, "compute_notifications_sent_total"), 0);
+
+    /* freed with a request in flight and a delivery queued: both callbacks are dropped */
+    cp_script(&f->cp, T3)->delay_ms = 200;
+    ImportDone other = {T3, "done"};
+    NOutcome o5 = {0}, o6 = {0};
+    import_notify(n, &other, &o5);
+    import_notify(n, &running, &o6); /* NOT_READY, queued for delivery */
+    g_dropped = 0;
+    notifier_free(n);
+    assert_int_equal(g_dropped, 2);
+    run_for(f, 300);
+    assert_int_equal(o5.calls + o6.calls, 0);
+}
+
 static void test_outcome_names(void **state)
 {
     static const char *const names[COMPUTE_NOTIFY_COUNT] = {"sent",      "deduplicated", "disabled",
@@ -914,6 +1024,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_map_supersedes_retry_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_tenants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_notifier_instance, setup, teardown),
         cmocka_unit_test(test_outcome_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,7 +1,7 @@
 /*
- * test_storcon_reconcile.c: the pure parts of the reconciler: the transition table (and the
- * diagram in docs/storcon.md generated from it) and the planner that decides the next action
- * from a shard's intent, observed state, node availability and progress.
+ * test_storcon_reconcile.c: the pure parts of the reconciler: the transition table (its diagram
+ * in docs/storcon.md is checked by test_fsm_diagrams.c) and the planner that decides the next
+ * action from a shard's intent, observed state, node availability and progress.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -27,9 +27,9 @@ static void test_table_shape(void **state)
     (void)state;
     for (int s = 0; s < RECONCILE_STATE_COUNT; s++) {
         bool out = false, in = false;
-        for (size_t i = 0; i < RECONCILE_TRANSITIONS_COUNT; i++) {
-            out = out || RECONCILE_TRANSITIONS[i].from == (ReconcileState)s;
-            in = in || RECONCILE_TRANSITIONS[i].to == (ReconcileState)s;
+        for (size_t i = 0; i < RECONCILE_FSM.n_transitions; i++) {
+            out = out || RECONCILE_FSM.transitions[i].from == s;
+            in = in || RECONCILE_FSM.transitions[i].to == s;
         }
         bool terminal = s == RECONCILE_DONE || s == RECONCILE_FAILED;
         /* every non-terminal state has a way out, terminal ones none */
@@ -41,10 +41,10 @@ static void test_table_shape(void **state)
     }
     assert_string_equal(reconcile_state_name(RECONCILE_STATE_COUNT), "?");
     /* no duplicate rows */
-    for (size_t i = 0; i < RECONCILE_TRANSITIONS_COUNT; i++)
-        for (size_t k = i + 1; k < RECONCILE_TRANSITIONS_COUNT; k++)
-            assert_false(RECONCILE_TRANSITIONS[i].from == RECONCILE_TRANSITIONS[k].from &&
-                         RECONCILE_TRANSITIONS[i].to == RECONCILE_TRANSITIONS[k].to);
+    for (size_t i = 0; i < RECONCILE_FSM.n_transitions; i++)
+        for (size_t k = i + 1; k < RECONCILE_FSM.n_transitions; k++)
+            assert_false(RECONCILE_FSM.transitions[i].from == RECONCILE_FSM.transitions[k].from &&
+                         RECONCILE_FSM.transitions[i].to == RECONCILE_FSM.transitions[k].to);
 }
 
 static void test_transition_allowed(void **state)
@@ -69,62 +69,10 @@ static void test_transition_allowed(void **state)
         {RECONCILE_REFRESH, RECONCILE_ATTACH, false},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        if (reconcile_transition_allowed(cases[i].from, cases[i].to) != cases[i].allowed)
+        if (fsm_allowed(&RECONCILE_FSM, (int)cases[i].from, (int)cases[i].to) != cases[i].allowed)
             fail_msg("case %zu: %s -> %s", i, reconcile_state_name(cases[i].from),
                      reconcile_state_name(cases[i].to));
     }
-}
-
-/* read_doc: docs/storcon.md, found from this file's path (absolute in CMake builds) or the
- * current directory. NULL when not found. */
-static char *read_doc(void)
-{
-    char path[4096];
-    const char *self = __FILE__;
-    const char *cut = strstr(self, "tests/unit/");
-    if (cut != NULL &&
-        !str_printf(path, sizeof(path), "%.*sdocs/storcon.md", (int)(cut - self), self))
-        return NULL;
-    if (cut == NULL)
-        str_copy(path, sizeof(path), "docs/storcon.md");
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    StrBuf b;
-    strbuf_init(&b);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-        strbuf_append(&b, buf, n);
-    fclose(f);
-    return strbuf_detach(&b);
-}
-
-static void test_mermaid_matches_docs(void **state)
-{
-    (void)state;
-    StrBuf m;
-    strbuf_init(&m);
-    reconcile_render_mermaid(&m);
-    assert_non_null(strstr(m.data, "stateDiagram-v2\n"));
-    /* every table row appears in the rendering */
-    for (size_t i = 0; i < RECONCILE_TRANSITIONS_COUNT; i++) {
-        char line[256];
-        assert_true(str_printf(line, sizeof(line), "%s --> %s: %s",
-                               reconcile_state_name(RECONCILE_TRANSITIONS[i].from),
-                               reconcile_state_name(RECONCILE_TRANSITIONS[i].to),
-                               RECONCILE_TRANSITIONS[i].why));
-        assert_non_null(strstr(m.data, line));
-    }
-    char *doc = read_doc();
-    if (doc == NULL)
-        fail_msg("docs/storcon.md not found");
-    if (strstr(doc, m.data) == NULL)
-        fail_msg("docs/storcon.md does not contain the diagram generated from "
-                 "RECONCILE_TRANSITIONS; regenerate it:\n%s",
-                 m.data);
-    free(doc);
-    strbuf_finish(&m);
 }
 
 /* ---- planner ---- */
@@ -403,8 +351,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_shape),          cmocka_unit_test(test_transition_allowed),
-        cmocka_unit_test(test_mermaid_matches_docs), cmocka_unit_test(test_plan_table),
-        cmocka_unit_test(test_plan_converges),       cmocka_unit_test(test_config_change_pushes),
+        cmocka_unit_test(test_plan_table),           cmocka_unit_test(test_plan_converges),
+        cmocka_unit_test(test_config_change_pushes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,5 @@
-/* test_worker_pool.c: unit tests for shared/worker_pool.c (threads, completion queue, eventfd). */
+/* test_worker_pool.c: unit tests for shared/worker_pool.c (threads, completion queue, eventfd,
+ * classes, cancellation, deadlines, shutdown). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -278,6 +279,276 @@ static void test_bad_thread_count(void **state)
     event_base_free(base);
 }
 
+/* ---- classes, cancellation, deadlines, shutdown ---- */
+
+typedef struct Gate {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool open;
+} Gate;
+
+static Gate g_gate;
+
+static void gate_init(void)
+{
+    pthread_mutex_init(&g_gate.mu, NULL);
+    pthread_cond_init(&g_gate.cv, NULL);
+    g_gate.open = false;
+}
+
+static void gate_open(void)
+{
+    pthread_mutex_lock(&g_gate.mu);
+    g_gate.open = true;
+    pthread_cond_broadcast(&g_gate.cv);
+    pthread_mutex_unlock(&g_gate.mu);
+}
+
+static void gate_destroy(void)
+{
+    pthread_mutex_destroy(&g_gate.mu);
+    pthread_cond_destroy(&g_gate.cv);
+}
+
+typedef struct CJob {
+    atomic_bool ran;
+    atomic_bool saw_cancel;
+    bool gated; /* wait for the gate (or a cancel) */
+    int done_runs;
+    WorkerOutcome outcome;
+    WorkerJob *handle;
+} CJob;
+
+static int g_done;
+
+/* cjob_work: a gated job waits until the gate opens or it is told to stop. */
+static void cjob_work(WorkerJob *job, void *arg)
+{
+    CJob *j = arg;
+    atomic_store(&j->ran, true);
+    if (!j->gated)
+        return;
+    struct timespec ts = {0, 1000000};
+    for (;;) {
+        pthread_mutex_lock(&g_gate.mu);
+        bool open = g_gate.open;
+        pthread_mutex_unlock(&g_gate.mu);
+        if (open)
+            return;
+        if (worker_job_cancelled(job)) {
+            atomic_store(&j->saw_cancel, true);
+            return;
+        }
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void cjob_done(void *arg, WorkerOutcome outcome)
+{
+    CJob *j = arg;
+    j->done_runs++;
+    j->outcome = outcome;
+    g_done++;
+}
+
+static WorkerJob *start(WorkerPool *pool, WorkerClass cls, uint64_t deadline_ms, CJob *j)
+{
+    WorkerJobSpec spec = {.cls = cls, .deadline_ms = deadline_ms};
+    j->handle = worker_pool_start(pool, &spec, cjob_work, cjob_done, j);
+    return j->handle;
+}
+
+static void run_until_done(struct event_base *base, int target)
+{
+    struct timespec ts = {0, 1000000};
+    for (int spins = 0; g_done < target && spins < 20000; spins++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        if (g_done < target)
+            nanosleep(&ts, NULL);
+    }
+    assert_int_equal(g_done, target);
+}
+
+static void wait_running(WorkerPool *pool, WorkerClass cls, size_t n)
+{
+    struct timespec ts = {0, 1000000};
+    for (int spins = 0; worker_pool_running(pool, cls) < n && spins < 10000; spins++)
+        nanosleep(&ts, NULL);
+    assert_int_equal(worker_pool_running(pool, cls), n);
+}
+
+/* A flood of BULK and IO jobs, all stuck, does not keep a LATENCY job from running at once. */
+static void test_bulk_flood_does_not_delay_latency(void **state)
+{
+    (void)state;
+    gate_init();
+    g_done = 0;
+    struct event_base *base = event_base_new();
+    WorkerPool *pool;
+    Err err;
+    assert_true(worker_pool_new(base, 4, &pool, &err));
+    enum { FLOOD = 40 };
+    CJob *flood = calloc(FLOOD, sizeof(CJob));
+    for (int i = 0; i < FLOOD / 2; i++) {
+        flood[i].gated = true;
+        start(pool, WORKER_CLASS_BULK, 0, &flood[i]);
+    }
+    wait_running(pool, WORKER_CLASS_BULK, 1);
+    for (int i = FLOOD / 2; i < FLOOD; i++) {
+        flood[i].gated = true;
+        start(pool, WORKER_CLASS_IO, 0, &flood[i]);
+    }
+    wait_running(pool, WORKER_CLASS_IO, 2);
+    CJob fast[5];
+    memset(fast, 0, sizeof(fast));
+    for (int i = 0; i < 5; i++)
+        start(pool, WORKER_CLASS_LATENCY, 0, &fast[i]);
+    run_until_done(base, 5); /* while every flood job is still stuck */
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(fast[i].outcome, WORKER_RAN);
+        assert_int_equal(fast[i].done_runs, 1);
+    }
+    /* the limits held: one BULK (half of the 3 background threads), IO filling the rest */
+    assert_int_equal(worker_pool_running(pool, WORKER_CLASS_BULK), 1);
+    assert_int_equal(worker_pool_running(pool, WORKER_CLASS_IO), 2);
+    assert_int_equal(worker_pool_queued(pool, WORKER_CLASS_BULK), FLOOD / 2 - 1);
+    assert_int_equal(worker_pool_queued(pool, WORKER_CLASS_IO), FLOOD / 2 - 2);
+    gate_open();
+    run_until_done(base, 5 + FLOOD);
+    for (int i = 0; i < FLOOD; i++)
+        assert_int_equal(flood[i].outcome, WORKER_RAN);
+    worker_pool_free(pool);
+    free(flood);
+    event_base_free(base);
+    gate_destroy();
+}
+
+/* A queued job cancelled never runs (done says so, later, not inside the cancel); a running one
+ * is told and stops. */
+static void test_cancel(void **state)
+{
+    (void)state;
+    gate_init();
+    g_done = 0;
+    struct event_base *base = event_base_new();
+    WorkerPool *pool;
+    Err err;
+    assert_true(worker_pool_new(base, 1, &pool, &err));
+    CJob running = {.gated = true}, queued = {0};
+    start(pool, WORKER_CLASS_IO, 0, &running);
+    start(pool, WORKER_CLASS_IO, 0, &queued);
+    struct timespec ts = {0, 1000000};
+    for (int spins = 0; !atomic_load(&running.ran) && spins < 10000; spins++)
+        nanosleep(&ts, NULL);
+    worker_job_cancel(pool, queued.handle);
+    assert_int_equal(queued.done_runs, 0);
+    worker_job_cancel(pool, running.handle);
+    run_until_done(base, 2);
+    assert_false(atomic_load(&queued.ran));
+    assert_int_equal(queued.outcome, WORKER_CANCELLED);
+    assert_true(atomic_load(&running.saw_cancel));
+    assert_int_equal(running.outcome, WORKER_RAN);
+    assert_string_equal(worker_outcome_name(WORKER_CANCELLED), "cancelled");
+    worker_pool_free(pool);
+    event_base_free(base);
+    gate_destroy();
+}
+
+/* A job whose deadline passed while it waited is not run; one in time is. */
+static void test_deadline(void **state)
+{
+    (void)state;
+    gate_init();
+    g_done = 0;
+    struct event_base *base = event_base_new();
+    WorkerPool *pool;
+    Err err;
+    assert_true(worker_pool_new(base, 1, &pool, &err));
+    CJob blocker = {.gated = true}, late = {0}, in_time = {0};
+    start(pool, WORKER_CLASS_IO, 0, &blocker);
+    start(pool, WORKER_CLASS_IO, 30, &late);
+    start(pool, WORKER_CLASS_IO, 60000, &in_time);
+    struct timespec ts = {0, 80 * 1000000};
+    nanosleep(&ts, NULL);
+    gate_open();
+    run_until_done(base, 3);
+    assert_false(atomic_load(&late.ran));
+    assert_int_equal(late.outcome, WORKER_DEADLINE_EXPIRED);
+    assert_true(atomic_load(&in_time.ran));
+    assert_int_equal(in_time.outcome, WORKER_RAN);
+    worker_pool_free(pool);
+    event_base_free(base);
+    gate_destroy();
+}
+
+static atomic_int g_legacy_runs;
+static int g_legacy_done;
+static void legacy_work(void *arg)
+{
+    atomic_fetch_add(&g_legacy_runs, 1);
+}
+static void legacy_done(void *arg)
+{
+    g_legacy_done++;
+}
+
+/* Shutdown cancels queued jobs (done still runs, told so), stops the running one, and still runs
+ * the legacy jobs whose done functions cannot be told. */
+static void test_shutdown_cancels_queued(void **state)
+{
+    (void)state;
+    gate_init();
+    g_done = 0;
+    atomic_store(&g_legacy_runs, 0);
+    g_legacy_done = 0;
+    struct event_base *base = event_base_new();
+    WorkerPool *pool;
+    Err err;
+    assert_true(worker_pool_new(base, 1, &pool, &err));
+    CJob running = {.gated = true}, queued[6];
+    memset(queued, 0, sizeof(queued));
+    start(pool, WORKER_CLASS_BULK, 0, &running);
+    struct timespec ts = {0, 1000000};
+    for (int spins = 0; !atomic_load(&running.ran) && spins < 10000; spins++)
+        nanosleep(&ts, NULL);
+    for (int i = 0; i < 6; i++)
+        start(pool, (WorkerClass)(i % WORKER_CLASS_COUNT), 0, &queued[i]);
+    worker_pool_submit(pool, legacy_work, legacy_done, NULL);
+    assert_int_equal(worker_pool_pending(pool), 8);
+    worker_pool_free(pool); /* the loop never runs: free delivers everything itself */
+    assert_int_equal(g_done, 7);
+    assert_true(atomic_load(&running.saw_cancel));
+    assert_int_equal(running.outcome, WORKER_RAN);
+    for (int i = 0; i < 6; i++) {
+        assert_false(atomic_load(&queued[i].ran));
+        assert_int_equal(queued[i].done_runs, 1);
+        assert_int_equal(queued[i].outcome, WORKER_CANCELLED);
+    }
+    assert_int_equal(atomic_load(&g_legacy_runs), 1);
+    assert_int_equal(g_legacy_done, 1);
+    event_base_free(base);
+    gate_destroy();
+}
+
+static void test_bad_limits(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    static const WorkerPoolConfig bad[] = {
+        {.threads = 4, .latency_reserved = 4},
+        {.threads = 4, .max_io = 5},
+        {.threads = 2, .latency_reserved = -1},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        WorkerPool *pool = (WorkerPool *)&pool;
+        Err err;
+        assert_false(worker_pool_new_config(base, &bad[i], &pool, &err));
+        assert_null(pool);
+        assert_int_equal(err.code, ERR_BAD_REQUEST);
+    }
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +558,11 @@ int main(void)
         cmocka_unit_test(test_free_drains_pending_jobs),
         cmocka_unit_test(test_free_from_done_callback),
         cmocka_unit_test(test_bad_thread_count),
+        cmocka_unit_test(test_bulk_flood_does_not_delay_latency),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_shutdown_cancels_queued),
+        cmocka_unit_test(test_bad_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
