@@ -76,6 +76,9 @@ typedef struct PageserverApp {
     bool stopping; /* SIGTERM seen: start no new background work */
 } PageserverApp;
 
+/* pageserver_metrics_register: look up app->m in app->metrics. */
+void pageserver_metrics_register(PageserverApp *app);
+
 /* Completions of the domain operations (tenant.h, timeline.h, read_path.h, utilization.h). The
  * conventions are storcon/service.h's: an asynchronous operation ends in exactly one callback on
  * the loop thread, never from inside the call that started it; err is NULL on success.

@@ -359,7 +359,7 @@ bool tenant_manager_shard_for_key(const TenantManager *mgr, const TenantId *tena
             continue;
         if (any == NULL || s->shard.count > any->shard.count)
             any = s;
-        if (shard_identity_is_key_local(&s->shard, key) &&
+        if (key_to_shard_number(s->shard.count, s->shard.stripe_size, key) == s->shard.number &&
             (best == NULL || s->shard.count > best->shard.count))
             best = s;
     }
