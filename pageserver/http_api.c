@@ -102,16 +102,36 @@ void http_reply_result(HttpRequest *req, bool ok, json_t *json, const Err *err)
         http_reply_error(req, err);
 }
 
+/* HttpPending: the argument of a domain completion: the request and the app (not read from the
+ * request: after the loop has ended the server has freed it, app->http is NULL and the reply
+ * helpers must not touch it). */
+typedef struct HttpPending {
+    PageserverApp *app;
+    HttpRequest *req;
+} HttpPending;
+
 void *http_await(HttpRequest *req, PageserverApp *app)
 {
-    http_request_set_data(req, app);
+    HttpPending *p = xcalloc(1, sizeof(*p));
+    p->app = app;
+    p->req = req;
+    return p;
+}
+
+/* http_pending_take: the request and app of a completion's argument (freed here). */
+HttpRequest *http_pending_take(void *arg, PageserverApp **app)
+{
+    HttpPending *p = arg;
+    HttpRequest *req = p->req;
+    *app = p->app;
+    free(p);
     return req;
 }
 
 static void reply_json_status(int status, const Err *err, json_t *result, void *arg)
 {
-    HttpRequest *req = arg;
-    PageserverApp *app = http_request_get_data(req);
+    PageserverApp *app = NULL;
+    HttpRequest *req = http_pending_take(arg, &app);
     if (err != NULL)
         pageserver_reply_error(app, req, err);
     else
@@ -309,8 +329,8 @@ static void handle_tenant_config_patch(HttpRequest *req, void *app_arg)
 
 static void on_utilization(const Err *err, const Utilization *u, void *arg)
 {
-    HttpRequest *req = arg;
-    PageserverApp *app = http_request_get_data(req);
+    PageserverApp *app = NULL;
+    HttpRequest *req = http_pending_take(arg, &app);
     if (err != NULL)
         pageserver_reply_error(app, req, err);
     else

@@ -56,8 +56,11 @@ bool http_param_timeline(HttpRequest *req, TimelineId *out, Err *err) MUST_CHECK
 /* http_reply_result: a synchronous view's answer: 200 with *json, or the error. */
 void http_reply_result(HttpRequest *req, bool ok, json_t *json, const Err *err);
 
-/* http_await: make req the argument of a domain completion (http_done_* below). */
+/* http_await: the argument of a domain completion that replies to req (http_done_* and
+ * http_json_* below, or a completion that calls http_pending_take once). */
 void *http_await(HttpRequest *req, struct PageserverApp *app);
+/* http_pending_take: req and *app of an http_await argument (which is freed). */
+HttpRequest *http_pending_take(void *arg, struct PageserverApp **app);
 /* http_done_200 / http_done_202 / http_json_200 / http_json_201: completions that reply to the
  * request given by http_await with that status ({} or the result), or the error. */
 void http_done_200(const Err *err, void *arg);

@@ -131,8 +131,8 @@ void http_handle_timeline_delete(HttpRequest *req, void *app_arg)
 
 static void on_page(const Err *err, const uint8_t *page, void *arg)
 {
-    HttpRequest *req = arg;
-    PageserverApp *app = http_request_get_data(req);
+    PageserverApp *app = NULL;
+    HttpRequest *req = http_pending_take(arg, &app);
     if (err != NULL)
         pageserver_reply_error(app, req, err);
     else
