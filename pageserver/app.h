@@ -14,10 +14,12 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <jansson.h>
+
 #include "shared/auth.h"
 #include "shared/daemon.h"
+#include "shared/err.h"
 #include "shared/http_client.h"
-#include "shared/http_server.h"
 #include "shared/metrics.h"
 #include "shared/remote_storage.h"
 #include "shared/worker_pool.h"
@@ -26,6 +28,7 @@
 #include "pageserver/node_metadata.h"
 
 struct event_base;
+struct HttpServer;
 struct TenantManager;
 struct DeletionQueue;
 struct StorconClient;
@@ -56,7 +59,7 @@ typedef struct PageserverApp {
     NodeMetadata metadata;   /* what metadata.json says (actual bound HTTP port) */
     Daemon *daemon;          /* loop, signals, graceful stop */
     struct event_base *base; /* daemon_base(daemon) */
-    HttpServer *http;        /* management API; owned by the daemon once added */
+    struct HttpServer *http; /* management API; owned by the daemon once added */
     HttpClient *http_client; /* outgoing calls (control plane upcalls) */
     WorkerPool *workers;     /* blocking disk and CPU work, --worker-threads */
     MetricsRegistry *metrics;
@@ -72,5 +75,24 @@ typedef struct PageserverApp {
     PageserverMetrics m;
     bool stopping; /* SIGTERM seen: start no new background work */
 } PageserverApp;
+
+/* pageserver_metrics_register: look up app->m in app->metrics. */
+void pageserver_metrics_register(PageserverApp *app);
+
+/* Completions of the domain operations (tenant.h, timeline.h, read_path.h, utilization.h). The
+ * conventions are storcon/service.h's: an asynchronous operation ends in exactly one callback on
+ * the loop thread, never from inside the call that started it; err is NULL on success.
+ * PageserverJsonFn hands over `result`, a new reference the callback owns (NULL exactly when err
+ * != NULL). */
+typedef void (*PageserverJsonFn)(const Err *err, json_t *result, void *arg);
+typedef void (*PageserverDoneFn)(const Err *err, void *arg);
+
+/* pageserver_defer: run fn(arg) from the loop soon (not from inside this call). */
+void pageserver_defer(PageserverApp *app, void (*fn)(void *arg), void *arg);
+/* pageserver_defer_json / pageserver_defer_done: call cb later with err (copied) or result (taken
+ * over; dropped when err is set). */
+void pageserver_defer_json(PageserverApp *app, PageserverJsonFn cb, void *arg, const Err *err,
+                           json_t *result);
+void pageserver_defer_done(PageserverApp *app, PageserverDoneFn cb, void *arg, const Err *err);
 
 #endif

@@ -1,8 +1,6 @@
 /*
- * http_api.c: route table and handlers of the pageserver management API (pageserver.md
- * "Management API"). Handlers parse and validate (400 for malformed ids, bodies and queries,
- * before anything changes), then hand over to the domain modules, which reply exactly once,
- * possibly later from a completion (pageserver_reply_*).
+ * http_api.c: route table of the pageserver management API (pageserver.md "Management API"), the
+ * helpers the route files share, and the node, location and tenant routes (http_api.h).
  */
 #include "pageserver/http_api.h"
 
@@ -22,10 +20,8 @@
 #include "pageserver/defaults.h"
 #include "pageserver/deletion_queue.h"
 #include "pageserver/location_config.h"
-#include "pageserver/read_path.h"
 #include "pageserver/tenant.h"
 #include "pageserver/tenant_config.h"
-#include "pageserver/timeline.h"
 #include "pageserver/utilization.h"
 
 void pageserver_reply_json(PageserverApp *app, HttpRequest *req, int status, json_t *body)
@@ -52,9 +48,9 @@ void pageserver_reply_raw(PageserverApp *app, HttpRequest *req, int status,
     http_reply_raw(req, status, content_type, body, len);
 }
 
-/* ---- parameter helpers ---- */
+/* ---- shared helpers ---- */
 
-static bool param_tsid(HttpRequest *req, TenantShardId *out, Err *err)
+bool http_param_tsid(HttpRequest *req, TenantShardId *out, Err *err)
 {
     const char *s = http_request_param(req, "tenant_shard_id");
     if (s == NULL || !tsid_parse(s, out, err)) {
@@ -66,7 +62,7 @@ static bool param_tsid(HttpRequest *req, TenantShardId *out, Err *err)
     return true;
 }
 
-static bool param_timeline(HttpRequest *req, TimelineId *out, Err *err)
+bool http_param_timeline(HttpRequest *req, TimelineId *out, Err *err)
 {
     const char *s = http_request_param(req, "timeline_id");
     if (s == NULL || !timeline_id_parse(s, out, err)) {
@@ -98,35 +94,68 @@ static bool query_bool(HttpRequest *req, const char *name, bool def, bool *out, 
     return false;
 }
 
-/* ready_slot: the tenant routes' common prologue: ready, id parses. *slot may be NULL. */
-static bool ready_slot(PageserverApp *app, HttpRequest *req, TenantShardId *tsid, TenantSlot **slot,
-                       Err *err)
+void http_reply_result(HttpRequest *req, bool ok, json_t *json, const Err *err)
 {
-    if (!param_tsid(req, tsid, err) || !tenant_manager_check_ready(app->tenants, err))
-        return false;
-    *slot = tenant_manager_find(app->tenants, tsid);
-    return true;
+    if (ok)
+        http_reply_json(req, 200, json);
+    else
+        http_reply_error(req, err);
 }
 
-/* configured_slot: ready_slot for routes about one configured location: replies the error
- * itself (400, 503, or 404 when this pageserver holds no location for the shard) and returns
- * NULL, or returns the slot. */
-static TenantSlot *configured_slot(PageserverApp *app, HttpRequest *req)
+/* HttpPending: the argument of a domain completion: the request and the app (not read from the
+ * request: after the loop has ended the server has freed it, app->http is NULL and the reply
+ * helpers must not touch it). */
+typedef struct HttpPending {
+    PageserverApp *app;
+    HttpRequest *req;
+} HttpPending;
+
+void *http_await(HttpRequest *req, PageserverApp *app)
 {
-    Err err = {0};
-    TenantShardId tsid;
-    TenantSlot *slot = NULL;
-    if (!ready_slot(app, req, &tsid, &slot, &err)) {
-        http_reply_error(req, &err);
-        return NULL;
-    }
-    if (slot == NULL || !slot->has_config) {
-        err_set(&err, ERR_NOT_FOUND, "tenant shard %s has no location here",
-                http_request_param(req, "tenant_shard_id"));
-        http_reply_error(req, &err);
-        return NULL;
-    }
-    return slot;
+    HttpPending *p = xcalloc(1, sizeof(*p));
+    p->app = app;
+    p->req = req;
+    return p;
+}
+
+/* http_pending_take: the request and app of a completion's argument (freed here). */
+HttpRequest *http_pending_take(void *arg, PageserverApp **app)
+{
+    HttpPending *p = arg;
+    HttpRequest *req = p->req;
+    *app = p->app;
+    free(p);
+    return req;
+}
+
+static void reply_json_status(int status, const Err *err, json_t *result, void *arg)
+{
+    PageserverApp *app = NULL;
+    HttpRequest *req = http_pending_take(arg, &app);
+    if (err != NULL)
+        pageserver_reply_error(app, req, err);
+    else
+        pageserver_reply_json(app, req, status, result);
+}
+
+void http_done_200(const Err *err, void *arg)
+{
+    reply_json_status(200, err, NULL, arg);
+}
+
+void http_done_202(const Err *err, void *arg)
+{
+    reply_json_status(202, err, NULL, arg);
+}
+
+void http_json_200(const Err *err, json_t *result, void *arg)
+{
+    reply_json_status(200, err, result, arg);
+}
+
+void http_json_201(const Err *err, json_t *result, void *arg)
+{
+    reply_json_status(201, err, result, arg);
 }
 
 /* ---- health, metrics, failpoints ---- */
@@ -186,7 +215,7 @@ static void handle_location_config_put(HttpRequest *req, void *app_arg)
     uint64_t flush = 0;
     const char *flush_s = http_request_query(req, "flush_ms");
     bool lazy = false;
-    if (!param_tsid(req, &tsid, &err) || !query_bool(req, "lazy", false, &lazy, &err))
+    if (!http_param_tsid(req, &tsid, &err) || !query_bool(req, "lazy", false, &lazy, &err))
         goto fail;
     if (flush_s != NULL && !parse_u64(flush_s, 0, INT32_MAX, &flush)) {
         err_set(&err, ERR_BAD_REQUEST,
@@ -199,7 +228,8 @@ static void handle_location_config_put(HttpRequest *req, void *app_arg)
         !location_config_check_tsid(&cfg, &tsid, &err))
         goto fail;
     json_decref(body);
-    tenant_location_config_put(app->tenants, req, &tsid, &cfg, flush_s ? (long)flush : -1, lazy);
+    tenant_location_config_put(app->tenants, &tsid, &cfg, flush_s ? (long)flush : -1, lazy,
+                               http_json_200, http_await(req, app));
     return;
 fail:
     location_config_finish(&cfg);
@@ -211,44 +241,31 @@ static void handle_location_config_list(HttpRequest *req, void *app_arg)
 {
     PageserverApp *app = app_arg;
     Err err = {0};
-    if (!tenant_manager_check_ready(app->tenants, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    http_reply_json(req, 200, tenant_location_config_list_json(app->tenants));
+    json_t *out = NULL;
+    bool ok = tenant_location_config_list(app->tenants, &out, &err);
+    http_reply_result(req, ok, out, &err);
 }
 
 static void handle_location_config_get(HttpRequest *req, void *app_arg)
 {
-    TenantSlot *slot = configured_slot(app_arg, req);
-    if (slot == NULL)
-        return;
-    http_reply_json(req, 200, location_config_to_json(&slot->config));
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    json_t *out = NULL;
+    bool ok = http_param_tsid(req, &tsid, &err) &&
+              tenant_location_config_get(app->tenants, &tsid, &out, &err);
+    http_reply_result(req, ok, out, &err);
 }
 
 /* ---- tenants ---- */
-
-static bool slot_listed(const TenantSlot *slot)
-{
-    return slot->state != SLOT_SECONDARY && slot->state != SLOT_GONE && slot->has_config &&
-           location_config_is_attached(&slot->config);
-}
 
 static void handle_tenant_list(HttpRequest *req, void *app_arg)
 {
     PageserverApp *app = app_arg;
     Err err = {0};
-    if (!tenant_manager_check_ready(app->tenants, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < app->tenants->n_slots; i++) {
-        const TenantSlot *slot = app->tenants->slots[i];
-        if (slot_listed(slot))
-            json_array_append_new(arr, tenant_info_json(slot, false));
-    }
-    http_reply_json(req, 200, arr);
+    json_t *out = NULL;
+    bool ok = tenant_list(app->tenants, &out, &err);
+    http_reply_result(req, ok, out, &err);
 }
 
 static void handle_tenant_get(HttpRequest *req, void *app_arg)
@@ -256,20 +273,9 @@ static void handle_tenant_get(HttpRequest *req, void *app_arg)
     PageserverApp *app = app_arg;
     Err err = {0};
     TenantShardId tsid;
-    TenantSlot *slot = NULL;
-    if (!ready_slot(app, req, &tsid, &slot, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    if (slot == NULL || !slot_listed(slot)) {
-        err_set(&err, ERR_NOT_FOUND, "tenant shard %s is not attached here%s",
-                http_request_param(req, "tenant_shard_id"),
-                slot != NULL && slot->state == SLOT_SECONDARY ? " (it is a secondary location)"
-                                                              : "");
-        http_reply_error(req, &err);
-        return;
-    }
-    http_reply_json(req, 200, tenant_info_json(slot, true));
+    json_t *out = NULL;
+    bool ok = http_param_tsid(req, &tsid, &err) && tenant_get(app->tenants, &tsid, &out, &err);
+    http_reply_result(req, ok, out, &err);
 }
 
 static void handle_tenant_delete(HttpRequest *req, void *app_arg)
@@ -277,22 +283,22 @@ static void handle_tenant_delete(HttpRequest *req, void *app_arg)
     PageserverApp *app = app_arg;
     Err err = {0};
     TenantShardId tsid;
-    if (!param_tsid(req, &tsid, &err)) {
+    if (!http_param_tsid(req, &tsid, &err)) {
         http_reply_error(req, &err);
         return;
     }
-    tenant_delete(app->tenants, req, &tsid);
+    tenant_delete(app->tenants, &tsid, http_done_200, http_await(req, app));
 }
 
 static void handle_tenant_config_get(HttpRequest *req, void *app_arg)
 {
-    TenantSlot *slot = configured_slot(app_arg, req);
-    if (slot == NULL)
-        return;
-    const TenantConfig *tc = &slot->config.tenant_conf;
-    http_reply_json(req, 200,
-                    json_pack("{s:o,s:o}", "tenant_specific_overrides", tenant_config_to_json(tc),
-                              "effective_config", tenant_config_effective_json(tc)));
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    json_t *out = NULL;
+    bool ok =
+        http_param_tsid(req, &tsid, &err) && tenant_config_get(app->tenants, &tsid, &out, &err);
+    http_reply_result(req, ok, out, &err);
 }
 
 static void tenant_config_write(HttpRequest *req, PageserverApp *app, bool patch)
@@ -306,7 +312,7 @@ static void tenant_config_write(HttpRequest *req, PageserverApp *app, bool patch
         return;
     }
     json_decref(body);
-    tenant_config_set(app->tenants, req, &r, patch);
+    tenant_config_set(app->tenants, &r, patch, http_done_200, http_await(req, app));
 }
 
 static void handle_tenant_config_put(HttpRequest *req, void *app_arg)
@@ -319,126 +325,26 @@ static void handle_tenant_config_patch(HttpRequest *req, void *app_arg)
     tenant_config_write(req, app_arg, true);
 }
 
-/* ---- timelines ---- */
-
-static void handle_timeline_create(HttpRequest *req, void *app_arg)
-{
-    PageserverApp *app = app_arg;
-    Err err = {0};
-    TenantShardId tsid;
-    TenantSlot *slot = NULL;
-    json_t *body = NULL;
-    TimelineCreateParams p;
-    if (!param_tsid(req, &tsid, &err) || !http_request_json(req, &body, &err) ||
-        !timeline_create_params_decode(body, &p, &err) ||
-        !tenant_manager_check_ready(app->tenants, &err)) {
-        json_decref(body);
-        http_reply_error(req, &err);
-        return;
-    }
-    json_decref(body);
-    slot = tenant_manager_find(app->tenants, &tsid);
-    if (!slot_check_readable(slot, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    timeline_create_start(slot, req, &p);
-}
-
-static void handle_timeline_list(HttpRequest *req, void *app_arg)
-{
-    PageserverApp *app = app_arg;
-    Err err = {0};
-    TenantShardId tsid;
-    TenantSlot *slot = NULL;
-    if (!ready_slot(app, req, &tsid, &slot, &err) || !slot_check_readable(slot, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    json_t *arr = json_array();
-    for (size_t i = 0; i < slot->n_timelines; i++) {
-        if (slot->timelines[i]->state != TIMELINE_LOADING)
-            json_array_append_new(arr, timeline_info_json(slot->timelines[i]));
-    }
-    http_reply_json(req, 200, arr);
-}
-
-static void handle_timeline_get(HttpRequest *req, void *app_arg)
-{
-    PageserverApp *app = app_arg;
-    Err err = {0};
-    TenantShardId tsid;
-    TimelineId id;
-    TenantSlot *slot = NULL;
-    if (!param_timeline(req, &id, &err) || !ready_slot(app, req, &tsid, &slot, &err) ||
-        !slot_check_readable(slot, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    Timeline *tl = slot_find_timeline(slot, &id);
-    if (tl == NULL || tl->state == TIMELINE_LOADING) {
-        err_set(&err, ERR_NOT_FOUND, "timeline %s not found",
-                http_request_param(req, "timeline_id"));
-        http_reply_error(req, &err);
-        return;
-    }
-    http_reply_json(req, 200, timeline_info_json(tl));
-}
-
-static void handle_timeline_delete(HttpRequest *req, void *app_arg)
-{
-    PageserverApp *app = app_arg;
-    Err err = {0};
-    TenantShardId tsid;
-    TimelineId id;
-    TenantSlot *slot = NULL;
-    if (!param_timeline(req, &id, &err) || !ready_slot(app, req, &tsid, &slot, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    if (slot == NULL) {
-        err_set(&err, ERR_PRECONDITION_FAILED, "tenant shard %s not found",
-                http_request_param(req, "tenant_shard_id"));
-        http_reply_error(req, &err);
-        return;
-    }
-    timeline_delete_start(slot, req, &id);
-}
-
-static void handle_getpage(HttpRequest *req, void *app_arg)
-{
-    PageserverApp *app = app_arg;
-    Err err = {0};
-    TenantShardId tsid;
-    TimelineId id;
-    TenantSlot *slot = NULL;
-    GetPageRequest r;
-    if (!param_timeline(req, &id, &err) ||
-        !getpage_parse_query(http_request_query(req, "rel"), http_request_query(req, "fork"),
-                             http_request_query(req, "blkno"), http_request_query(req, "lsn"), &r,
-                             &err) ||
-        !ready_slot(app, req, &tsid, &slot, &err) || !slot_check_readable(slot, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    read_path_getpage(slot, req, &id, &r);
-}
-
 /* ---- node ---- */
+
+static void on_utilization(const Err *err, const Utilization *u, void *arg)
+{
+    PageserverApp *app = NULL;
+    HttpRequest *req = http_pending_take(arg, &app);
+    if (err != NULL)
+        pageserver_reply_error(app, req, err);
+    else
+        pageserver_reply_json(app, req, 200, utilization_to_json(u));
+}
 
 static void handle_utilization(HttpRequest *req, void *app_arg)
 {
-    utilization_get(app_arg, req);
+    utilization_measure(app_arg, on_utilization, http_await(req, app_arg));
 }
 
 static void on_deletion_flushed(void *arg, const Err *err)
 {
-    HttpRequest *req = arg;
-    PageserverApp *app = http_request_get_data(req);
-    if (err != NULL)
-        pageserver_reply_error(app, req, err);
-    else
-        pageserver_reply_json(app, req, 200, NULL);
+    http_done_200(err, arg);
 }
 
 static void handle_deletion_flush(HttpRequest *req, void *app_arg)
@@ -450,8 +356,7 @@ static void handle_deletion_flush(HttpRequest *req, void *app_arg)
         http_reply_error(req, &err);
         return;
     }
-    http_request_set_data(req, app);
-    deletion_queue_flush(app->deletion, execute, on_deletion_flushed, req);
+    deletion_queue_flush(app->deletion, execute, on_deletion_flushed, http_await(req, app));
 }
 
 #define TSID_PATH "/v1/tenant/{tenant_shard_id}"
@@ -470,13 +375,14 @@ static const HttpRoute PAGESERVER_ROUTES[] = {
     {HTTP_GET, TSID_PATH, AUTH_SCOPE_PAGESERVERAPI, handle_tenant_get},
     {HTTP_DELETE, TSID_PATH, AUTH_SCOPE_PAGESERVERAPI, handle_tenant_delete},
     {HTTP_GET, TSID_PATH "/config", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_config_get},
-    {HTTP_POST, TSID_PATH "/timeline", AUTH_SCOPE_PAGESERVERAPI, handle_timeline_create},
-    {HTTP_GET, TSID_PATH "/timeline", AUTH_SCOPE_PAGESERVERAPI, handle_timeline_list},
-    {HTTP_GET, TSID_PATH "/timeline/{timeline_id}", AUTH_SCOPE_PAGESERVERAPI, handle_timeline_get},
+    {HTTP_POST, TSID_PATH "/timeline", AUTH_SCOPE_PAGESERVERAPI, http_handle_timeline_create},
+    {HTTP_GET, TSID_PATH "/timeline", AUTH_SCOPE_PAGESERVERAPI, http_handle_timeline_list},
+    {HTTP_GET, TSID_PATH "/timeline/{timeline_id}", AUTH_SCOPE_PAGESERVERAPI,
+     http_handle_timeline_get},
     {HTTP_DELETE, TSID_PATH "/timeline/{timeline_id}", AUTH_SCOPE_PAGESERVERAPI,
-     handle_timeline_delete},
+     http_handle_timeline_delete},
     {HTTP_GET, TSID_PATH "/timeline/{timeline_id}/getpage", AUTH_SCOPE_PAGESERVERAPI,
-     handle_getpage},
+     http_handle_getpage},
     {HTTP_GET, "/v1/utilization", AUTH_SCOPE_PAGESERVERAPI, handle_utilization},
     {HTTP_PUT, "/v1/deletion_queue/flush", AUTH_SCOPE_PAGESERVERAPI, handle_deletion_flush},
 };

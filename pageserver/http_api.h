@@ -1,7 +1,11 @@
 /*
  * http_api.h: the pageserver management API (pageserver.md "Management API"): the route table
  * served by shared/http_server.h with AUTH_POLICY_PAGESERVER, and its handlers. Every handler
- * gets the PageserverApp as its `app` argument.
+ * gets the PageserverApp as its `app` argument. This is the only pageserver code that sees HTTP:
+ * handlers parse and validate (400 for malformed ids, bodies and queries, before anything
+ * changes), call one domain operation (tenant.h, timeline.h, read_path.h, utilization.h) and
+ * render its result or error as the reply. http_api.c holds the node, location and tenant routes,
+ * http_timelines.c the timeline and getpage routes.
  *
  * Routes (docs/pageserver.md "Routes"; every tenant route needs a pageserverapi token, or a tenant
  * token of that tenant, when auth is on, and answers 503 until re-attach has been applied):
@@ -25,6 +29,9 @@
 
 #include "shared/err.h"
 #include "shared/http_server.h"
+#include "shared/id.h"
+
+#include "pageserver/read_path.h"
 
 struct PageserverApp;
 
@@ -38,5 +45,47 @@ void pageserver_reply_json(struct PageserverApp *app, HttpRequest *req, int stat
 void pageserver_reply_error(struct PageserverApp *app, HttpRequest *req, const Err *err);
 void pageserver_reply_raw(struct PageserverApp *app, HttpRequest *req, int status,
                           const char *content_type, const void *body, size_t len);
+
+/* ---- shared by the route files ---- */
+
+/* http_param_tsid / http_param_timeline: the {tenant_shard_id} / {timeline_id} path parameter;
+ * 400 naming it. */
+bool http_param_tsid(HttpRequest *req, TenantShardId *out, Err *err) MUST_CHECK;
+bool http_param_timeline(HttpRequest *req, TimelineId *out, Err *err) MUST_CHECK;
+
+/* http_reply_result: a synchronous view's answer: 200 with *json, or the error. */
+void http_reply_result(HttpRequest *req, bool ok, json_t *json, const Err *err);
+
+/* http_await: the argument of a domain completion that replies to req (http_done_* and
+ * http_json_* below, or a completion that calls http_pending_take once). */
+void *http_await(HttpRequest *req, struct PageserverApp *app);
+/* http_pending_take: req and *app of an http_await argument (which is freed). */
+HttpRequest *http_pending_take(void *arg, struct PageserverApp **app);
+/* http_done_200 / http_done_202 / http_json_200 / http_json_201: completions that reply to the
+ * request given by http_await with that status ({} or the result), or the error. */
+void http_done_200(const Err *err, void *arg);
+void http_done_202(const Err *err, void *arg);
+void http_json_200(const Err *err, json_t *result, void *arg);
+void http_json_201(const Err *err, json_t *result, void *arg);
+
+/* GetPageQuery: the getpage route's query. */
+typedef struct GetPageQuery {
+    RelTag rel;
+    uint32_t blkno;
+    Lsn lsn; /* LSN_INVALID: absent (the last record LSN) */
+} GetPageQuery;
+
+/* getpage_parse_query: the query values (NULL = absent): rel "<spc>/<db>/<rel>" (decimal u32,
+ * rel != 0), fork 0..3, blkno < 0xFFFFFFFF, lsn "X/X" (optional). 400 naming the parameter
+ * otherwise. */
+bool getpage_parse_query(const char *rel, const char *fork, const char *blkno, const char *lsn,
+                         GetPageQuery *out, Err *err) MUST_CHECK;
+
+/* Handlers of http_timelines.c. */
+void http_handle_timeline_create(HttpRequest *req, void *app);
+void http_handle_timeline_list(HttpRequest *req, void *app);
+void http_handle_timeline_get(HttpRequest *req, void *app);
+void http_handle_timeline_delete(HttpRequest *req, void *app);
+void http_handle_getpage(HttpRequest *req, void *app);
 
 #endif

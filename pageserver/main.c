@@ -206,49 +206,6 @@ static void load_token(PageserverApp *app)
     free(text);
 }
 
-/* register_domain_metrics: the series the tenant side updates. */
-static void register_domain_metrics(PageserverApp *app)
-{
-    MetricsRegistry *r = app->metrics;
-    PageserverMetrics *m = &app->m;
-    for (int s = 0; s < SLOT_STATE_COUNT; s++) {
-        char labels[64];
-        str_printf(labels, sizeof(labels), "state=\"%s\"", slot_state_name((SlotState)s));
-        m->slots_by_state[s] =
-            metrics_gauge(r, "pageserver_tenant_slots", "Tenant shard slots by state", labels);
-    }
-    m->timelines = metrics_gauge(r, "pageserver_timelines", "Timelines loaded", NULL);
-    m->layers_uploaded =
-        metrics_counter(r, "pageserver_layers_uploaded_total", "Layer files uploaded", NULL);
-    m->layer_bytes_uploaded = metrics_counter(r, "pageserver_layer_bytes_uploaded_total",
-                                              "Bytes of layer files uploaded", NULL);
-    m->layers_downloaded = metrics_counter(r, "pageserver_layers_downloaded_total",
-                                           "Reads that downloaded a layer file", NULL);
-    m->layer_bytes_downloaded = metrics_counter(r, "pageserver_layer_bytes_downloaded_total",
-                                                "Bytes of layer files downloaded", NULL);
-    m->index_uploads =
-        metrics_counter(r, "pageserver_index_uploads_total", "index_part.json uploads", NULL);
-    m->upload_retries =
-        metrics_counter(r, "pageserver_upload_retries_total", "Failed upload attempts", NULL);
-    m->deletion_queue_depth = metrics_gauge(r, "pageserver_deletion_queue_depth",
-                                            "Remote objects queued for deletion", NULL);
-    m->deletion_objects_executed =
-        metrics_counter(r, "pageserver_deletion_executed_total", "Remote objects deleted", NULL);
-    m->deletion_objects_dropped =
-        metrics_counter(r, "pageserver_deletion_dropped_total",
-                        "Remote deletions dropped because the generation was stale", NULL);
-    m->deletion_validations = metrics_counter(r, "pageserver_deletion_validations_total",
-                                              "validate upcalls answered", NULL);
-    m->getpage_seconds = metrics_histogram(r, "pageserver_getpage_seconds",
-                                           "Latency of getpage reads", NULL, NULL, 0);
-    m->getpage_errors =
-        metrics_counter(r, "pageserver_getpage_errors_total", "getpage reads that failed", NULL);
-    m->timelines_created =
-        metrics_counter(r, "pageserver_timelines_created_total", "Timelines created", NULL);
-    m->upcall_retries = metrics_counter(r, "pageserver_upcall_retries_total",
-                                        "Failed control plane upcall attempts", NULL);
-}
-
 /* start_tenants: deletion queue and persisted slots (blocking reads: before the loop runs). */
 static void start_tenants(PageserverApp *app)
 {
@@ -373,7 +330,7 @@ int main(int argc, char **argv)
 
     app.metrics = metrics_registry_new();
     register_metrics(&app);
-    register_domain_metrics(&app);
+    pageserver_metrics_register(&app);
     if (!daemon_new(PROGRAM, &app.daemon, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
     app.base = daemon_base(app.daemon);

@@ -1,4 +1,5 @@
-/* read_path.c: getpage through the ancestor chain, on the worker pool. */
+/* read_path.c: page, relation size / existence and database size reads through the ancestor
+ * chain, on the worker pool. */
 #include "pageserver/read_path.h"
 
 #include <inttypes.h>
@@ -14,70 +15,12 @@
 #include "shared/worker_pool.h"
 
 #include "pageserver/app.h"
-#include "pageserver/http_api.h"
 #include "pageserver/layer_map.h"
+#include "pageserver/pgdata.h"
 #include "pageserver/tenant.h"
 #include "pageserver/timeline.h"
 
-/* parse_u32_field: decimal u32 in [min, max] or a 400 naming what. */
-static bool parse_u32_field(const char *s, const char *what, uint64_t min, uint64_t max,
-                            uint32_t *out, Err *err)
-{
-    uint64_t v;
-    if (s == NULL || !parse_u64(s, min, max, &v)) {
-        err_set(err, ERR_BAD_REQUEST,
-                "%s: expected a decimal number in %" PRIu64 "..%" PRIu64 ", got \"%s\"", what, min,
-                max, s ? s : "");
-        return false;
-    }
-    *out = (uint32_t)v;
-    return true;
-}
-
-bool getpage_parse_query(const char *rel, const char *fork, const char *blkno, const char *lsn,
-                         GetPageRequest *out, Err *err)
-{
-    memset(out, 0, sizeof(*out));
-    if (rel == NULL || fork == NULL || blkno == NULL) {
-        err_set(err, ERR_BAD_REQUEST,
-                "missing query parameter \"%s\" (need rel=<spc>/<db>/<rel>, "
-                "fork=<n>, blkno=<n>, optional lsn=<X/X>)",
-                rel == NULL    ? "rel"
-                : fork == NULL ? "fork"
-                               : "blkno");
-        return false;
-    }
-    char parts[3][16];
-    const char *p = rel;
-    for (int i = 0; i < 3; i++) {
-        size_t len = strcspn(p, "/");
-        if (len == 0 || len >= sizeof(parts[i]) || (i < 2 && p[len] != '/') ||
-            (i == 2 && p[len] != '\0')) {
-            err_set(err, ERR_BAD_REQUEST, "rel: expected <spcnode>/<dbnode>/<relnode>, got \"%s\"",
-                    rel);
-            return false;
-        }
-        memcpy(parts[i], p, len);
-        parts[i][len] = '\0';
-        p += len + (i < 2 ? 1 : 0);
-    }
-    uint32_t f = 0;
-    if (!parse_u32_field(parts[0], "rel (spcnode)", 0, UINT32_MAX, &out->spc, err) ||
-        !parse_u32_field(parts[1], "rel (dbnode)", 0, UINT32_MAX, &out->db, err) ||
-        !parse_u32_field(parts[2], "rel (relnode)", 1, UINT32_MAX, &out->rel, err) ||
-        !parse_u32_field(fork, "fork", 0, FORK_INIT, &f, err) ||
-        !parse_u32_field(blkno, "blkno", 0, UINT32_MAX - 1, &out->blkno, err))
-        return false;
-    out->fork = (uint8_t)f;
-    if (lsn != NULL) {
-        if (!lsn_parse(lsn, &out->lsn, err)) {
-            err_prefix(err, "lsn: ");
-            return false;
-        }
-        out->has_lsn = true;
-    }
-    return true;
-}
+typedef enum ReadKind { READ_PAGE, READ_REL_SIZE, READ_REL_EXISTS, READ_DB_SIZE } ReadKind;
 
 typedef struct ChainLevel {
     Layer **layers; /* references */
@@ -85,26 +28,34 @@ typedef struct ChainLevel {
     Lsn lsn;
 } ChainLevel;
 
-typedef struct GetPageJob {
+typedef struct ReadJob {
+    ReadKind kind;
     PageserverApp *app;
-    struct TenantSlot *slot;
-    HttpRequest *req;
+    TenantSlot *slot; /* NULL when the read failed before the worker */
     ChainLevel *levels;
     size_t n_levels;
-    Key size_key;
-    Key block_key;
+    RelTag rel;
     uint32_t blkno;
-    char tsid[TSID_STR_SIZE];
     struct timespec start;
+    union {
+        ReadPageFn page;
+        ReadRelSizeFn rel_size;
+        ReadRelExistsFn rel_exists;
+        ReadDbSizeFn db_size;
+    } cb;
+    void *arg;
     /* result */
     bool ok;
     Err err;
     uint8_t page[BLCKSZ];
+    uint32_t nblocks;
+    bool exists;
+    uint64_t bytes;
     uint64_t downloaded;
-} GetPageJob;
+} ReadJob;
 
 /* chain_get: the value of key through the levels (see the header). */
-static bool chain_get(GetPageJob *j, const Key *key, void **value, size_t *len, bool *found)
+static bool chain_get(ReadJob *j, const Key *key, void **value, size_t *len, bool *found)
 {
     *found = false;
     for (size_t i = 0; i < j->n_levels; i++) {
@@ -117,76 +68,179 @@ static bool chain_get(GetPageJob *j, const Key *key, void **value, size_t *len, 
     return true;
 }
 
-static void getpage_work(void *arg)
+/* get_rel_size: the relation size key of (spc, db, rel, fork); *found false when absent. */
+static bool get_rel_size(ReadJob *j, uint32_t rel, uint8_t fork, uint32_t *nblocks, bool *found)
 {
-    GetPageJob *j = arg;
+    Key size_key = key_rel_size(j->rel.spc, j->rel.db, rel, fork);
     void *v = NULL;
     size_t len = 0;
-    bool found = false;
-    char key[KEY_STR_SIZE];
-    j->ok = failpoint_check("getpage", &j->err) && chain_get(j, &j->size_key, &v, &len, &found);
-    if (!j->ok)
-        return;
-    if (!found) {
-        key_format(&j->size_key, key);
-        err_set(&j->err, ERR_NOT_FOUND, "relation not found (no size key %s at this LSN)", key);
-        j->ok = false;
-        return;
-    }
+    if (!chain_get(j, &size_key, &v, &len, found))
+        return false;
+    if (!*found)
+        return true;
     if (len != 4) {
         free(v);
-        key_format(&j->size_key, key);
+        char key[KEY_STR_SIZE];
+        key_format(&size_key, key);
         err_set(&j->err, ERR_INTERNAL, "relation size key %s: %zu bytes, expected 4", key, len);
-        j->ok = false;
-        return;
+        return false;
     }
     const uint8_t *b = v;
-    uint32_t nblocks =
-        (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    *nblocks = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
     free(v);
+    return true;
+}
+
+/* get_existing_rel_size: get_rel_size with absent = 404. */
+static bool get_existing_rel_size(ReadJob *j, uint32_t *nblocks)
+{
+    bool found = false;
+    if (!get_rel_size(j, j->rel.rel, j->rel.fork, nblocks, &found))
+        return false;
+    if (!found) {
+        Key size_key = key_rel_size(j->rel.spc, j->rel.db, j->rel.rel, j->rel.fork);
+        char key[KEY_STR_SIZE];
+        key_format(&size_key, key);
+        err_set(&j->err, ERR_NOT_FOUND, "relation not found (no size key %s at this LSN)", key);
+        return false;
+    }
+    return true;
+}
+
+/* get_reldir: the decoded relation directory of (spc, db); *found false when absent. */
+static bool get_reldir(ReadJob *j, PgdataRelDirEntry **entries, size_t *n, bool *found)
+{
+    Key dir_key = key_reldir(j->rel.spc, j->rel.db);
+    void *v = NULL;
+    size_t len = 0;
+    *entries = NULL;
+    *n = 0;
+    if (!chain_get(j, &dir_key, &v, &len, found))
+        return false;
+    if (!*found)
+        return true;
+    bool ok = pgdata_reldir_decode(v, len, entries, n, &j->err);
+    free(v);
+    if (!ok) {
+        char key[KEY_STR_SIZE];
+        key_format(&dir_key, key);
+        err_prefix(&j->err, "relation directory %s: ", key);
+    }
+    return ok;
+}
+
+static bool read_page(ReadJob *j)
+{
+    uint32_t nblocks = 0;
+    if (!get_existing_rel_size(j, &nblocks))
+        return false;
     if (j->blkno >= nblocks) {
         err_set(&j->err, ERR_NOT_FOUND, "block %u is past the end of the relation (%u blocks)",
                 j->blkno, nblocks);
-        j->ok = false;
-        return;
+        return false;
     }
-    v = NULL;
-    if (!chain_get(j, &j->block_key, &v, &len, &found)) {
-        j->ok = false;
-        return;
-    }
+    Key block_key = key_rel_block(j->rel.spc, j->rel.db, j->rel.rel, j->rel.fork, j->blkno);
+    void *v = NULL;
+    size_t len = 0;
+    bool found = false;
+    if (!chain_get(j, &block_key, &v, &len, &found))
+        return false;
     if (!found) {
         memset(j->page, 0, sizeof(j->page)); /* a hole inside the relation */
-        return;
+        return true;
     }
     if (len != BLCKSZ) {
         free(v);
-        key_format(&j->block_key, key);
+        char key[KEY_STR_SIZE];
+        key_format(&block_key, key);
         err_set(&j->err, ERR_INTERNAL, "page %s: %zu bytes, expected %d", key, len, BLCKSZ);
-        j->ok = false;
-        return;
+        return false;
     }
     memcpy(j->page, v, BLCKSZ);
     free(v);
+    return true;
 }
 
-static void getpage_done(void *arg)
+static bool read_rel_exists(ReadJob *j)
 {
-    GetPageJob *j = arg;
-    struct timespec end;
-    clock_gettime(CLOCK_MONOTONIC, &end);
-    double secs =
-        (double)(end.tv_sec - j->start.tv_sec) + (double)(end.tv_nsec - j->start.tv_nsec) / 1e9;
-    metric_histogram_observe(j->app->m.getpage_seconds, secs);
-    if (j->downloaded > 0) {
-        metric_counter_add(j->app->m.layers_downloaded, 1);
-        metric_counter_add(j->app->m.layer_bytes_downloaded, j->downloaded);
+    PgdataRelDirEntry *e = NULL;
+    size_t n = 0;
+    bool found = false;
+    if (!get_reldir(j, &e, &n, &found))
+        return false;
+    j->exists = false;
+    for (size_t i = 0; i < n && !j->exists; i++)
+        j->exists = e[i].relnode == j->rel.rel && e[i].forknum == j->rel.fork;
+    free(e);
+    return true;
+}
+
+static bool read_db_size(ReadJob *j)
+{
+    PgdataRelDirEntry *e = NULL;
+    size_t n = 0;
+    bool found = false;
+    if (!get_reldir(j, &e, &n, &found))
+        return false;
+    if (!found) {
+        err_set(&j->err, ERR_NOT_FOUND, "database %u/%u not found (no relation directory)",
+                j->rel.spc, j->rel.db);
+        return false;
     }
-    if (j->ok) {
-        pageserver_reply_raw(j->app, j->req, 200, "application/octet-stream", j->page, BLCKSZ);
-    } else {
-        metric_counter_add(j->app->m.getpage_errors, 1);
-        pageserver_reply_error(j->app, j->req, &j->err);
+    bool ok = true;
+    j->bytes = 0;
+    for (size_t i = 0; i < n && ok; i++) {
+        uint32_t nblocks = 0;
+        bool has_size = false;
+        ok = get_rel_size(j, e[i].relnode, (uint8_t)e[i].forknum, &nblocks, &has_size);
+        if (ok && has_size)
+            j->bytes += (uint64_t)nblocks * BLCKSZ;
+    }
+    free(e);
+    return ok;
+}
+
+static void read_work(void *arg)
+{
+    ReadJob *j = arg;
+    if (j->kind == READ_PAGE && !failpoint_check("getpage", &j->err)) {
+        j->ok = false;
+        return;
+    }
+    switch (j->kind) {
+    case READ_PAGE:
+        j->ok = read_page(j);
+        break;
+    case READ_REL_SIZE:
+        j->ok = get_existing_rel_size(j, &j->nblocks);
+        break;
+    case READ_REL_EXISTS:
+        j->ok = read_rel_exists(j);
+        break;
+    case READ_DB_SIZE:
+        j->ok = read_db_size(j);
+        break;
+    }
+}
+
+/* read_answer: the job's one callback, then free it. */
+static void read_answer(void *arg)
+{
+    ReadJob *j = arg;
+    const Err *err = j->ok ? NULL : &j->err;
+    switch (j->kind) {
+    case READ_PAGE:
+        j->cb.page(err, j->ok ? j->page : NULL, j->arg);
+        break;
+    case READ_REL_SIZE:
+        j->cb.rel_size(err, j->ok ? j->nblocks : 0, j->arg);
+        break;
+    case READ_REL_EXISTS:
+        j->cb.rel_exists(err, j->ok && j->exists, j->arg);
+        break;
+    case READ_DB_SIZE:
+        j->cb.db_size(err, j->ok ? j->bytes : 0, j->arg);
+        break;
     }
     for (size_t i = 0; i < j->n_levels; i++) {
         for (size_t k = 0; k < j->levels[i].n; k++)
@@ -194,59 +248,74 @@ static void getpage_done(void *arg)
         free(j->levels[i].layers);
     }
     free(j->levels);
-    struct TenantSlot *slot = j->slot;
+    TenantSlot *slot = j->slot;
     free(j);
-    slot_job_end(slot);
+    if (slot != NULL)
+        slot_job_end(slot);
 }
 
-void read_path_getpage(struct TenantSlot *slot, HttpRequest *req, const TimelineId *tl_id,
-                       const GetPageRequest *r)
+static void read_done(void *arg)
 {
-    PageserverApp *app = slot->mgr->app;
-    Err err = {0};
+    ReadJob *j = arg;
+    if (j->kind == READ_PAGE) {
+        struct timespec end;
+        clock_gettime(CLOCK_MONOTONIC, &end);
+        double secs =
+            (double)(end.tv_sec - j->start.tv_sec) + (double)(end.tv_nsec - j->start.tv_nsec) / 1e9;
+        metric_histogram_observe(j->app->m.getpage_seconds, secs);
+        if (!j->ok)
+            metric_counter_add(j->app->m.getpage_errors, 1);
+    }
+    if (j->downloaded > 0) {
+        metric_counter_add(j->app->m.layers_downloaded, 1);
+        metric_counter_add(j->app->m.layer_bytes_downloaded, j->downloaded);
+    }
+    read_answer(j);
+}
+
+/* read_prepare: resolve the slot and timeline, check ownership (pages) and the LSN, take the
+ * layer references of the chain. false + j->err otherwise. */
+static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
+                         const TimelineId *tl_id, Lsn req_lsn)
+{
+    TenantSlot *slot = NULL;
+    if (!tenant_manager_readable_slot(mgr, tsid, &slot, &j->err))
+        return false;
     char id[ID_STR_SIZE];
     timeline_id_format(tl_id, id);
     Timeline *tl = slot_find_timeline(slot, tl_id);
     if (tl == NULL || tl->state == TIMELINE_LOADING || tl->state == TIMELINE_STOPPING) {
-        err_set(&err, ERR_NOT_FOUND, "timeline %s not found", id);
-        pageserver_reply_error(app, req, &err);
-        return;
+        err_set(&j->err, ERR_NOT_FOUND, "timeline %s not found", id);
+        return false;
     }
     if (tl->state == TIMELINE_BROKEN) {
-        err_set(&err, ERR_INTERNAL, "timeline %s is broken: %s", id, tl->broken_reason);
-        pageserver_reply_error(app, req, &err);
-        return;
+        err_set(&j->err, ERR_INTERNAL, "timeline %s is broken: %s", id, tl->broken_reason);
+        return false;
     }
-    Key block = key_rel_block(r->spc, r->db, r->rel, r->fork, r->blkno);
-    if (!shard_identity_is_key_local(&slot->shard, &block)) {
-        char key[KEY_STR_SIZE];
-        key_format(&block, key);
-        ShardNumber owner = key_to_shard_number(slot->shard.count, slot->shard.stripe_size, &block);
-        err_set(&err, ERR_NOT_FOUND,
-                "key %s is not owned by shard %s (it belongs to shard number %u)", key,
-                slot->tsid_str, (unsigned)owner);
-        pageserver_reply_error(app, req, &err);
-        return;
+    if (j->kind == READ_PAGE) {
+        Key block = key_rel_block(j->rel.spc, j->rel.db, j->rel.rel, j->rel.fork, j->blkno);
+        if (!shard_identity_is_key_local(&slot->shard, &block)) {
+            char key[KEY_STR_SIZE];
+            key_format(&block, key);
+            ShardNumber owner =
+                key_to_shard_number(slot->shard.count, slot->shard.stripe_size, &block);
+            err_set(&j->err, ERR_NOT_FOUND,
+                    "key %s is not owned by shard %s (it belongs to shard number %u)", key,
+                    slot->tsid_str, (unsigned)owner);
+            return false;
+        }
     }
-    Lsn lsn = r->has_lsn && r->lsn < tl->last_record_lsn ? r->lsn : tl->last_record_lsn;
+    Lsn lsn =
+        req_lsn != LSN_INVALID && req_lsn < tl->last_record_lsn ? req_lsn : tl->last_record_lsn;
     Lsn min_readable = tl->gc_cutoff_lsn > tl->initdb_lsn ? tl->gc_cutoff_lsn : tl->initdb_lsn;
     if (lsn < min_readable) {
         char a[LSN_STR_SIZE], b[LSN_STR_SIZE];
         lsn_format(lsn, a);
         lsn_format(min_readable, b);
-        err_set(&err, ERR_BAD_REQUEST, "lsn %s is below the timeline's min_readable_lsn %s", a, b);
-        pageserver_reply_error(app, req, &err);
-        return;
+        err_set(&j->err, ERR_BAD_REQUEST, "lsn %s is below the timeline's min_readable_lsn %s", a,
+                b);
+        return false;
     }
-    GetPageJob *j = xcalloc(1, sizeof(*j));
-    clock_gettime(CLOCK_MONOTONIC, &j->start);
-    j->app = app;
-    j->slot = slot;
-    j->req = req;
-    j->size_key = key_rel_size(r->spc, r->db, r->rel, r->fork);
-    j->block_key = block;
-    j->blkno = r->blkno;
-    str_copy(j->tsid, sizeof(j->tsid), slot->tsid_str);
     size_t depth = 0;
     for (const Timeline *t = tl; t != NULL; t = t->has_ancestor ? t->ancestor : NULL)
         depth++;
@@ -264,6 +333,63 @@ void read_path_getpage(struct TenantSlot *slot, HttpRequest *req, const Timeline
             lsn = t->ancestor_lsn;
         t = t->ancestor;
     }
-    slot_job_begin(slot);
-    worker_pool_submit(app->workers, getpage_work, getpage_done, j);
+    j->slot = slot;
+    return true;
+}
+
+static ReadJob *read_job_new(TenantManager *mgr, ReadKind kind, const RelTag *rel, void *arg)
+{
+    ReadJob *j = xcalloc(1, sizeof(*j));
+    clock_gettime(CLOCK_MONOTONIC, &j->start);
+    j->kind = kind;
+    j->app = mgr->app;
+    j->rel = *rel;
+    j->arg = arg;
+    return j;
+}
+
+static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
+                       const TimelineId *tl, Lsn lsn)
+{
+    if (!read_prepare(j, mgr, tsid, tl, lsn)) {
+        j->ok = false;
+        pageserver_defer(j->app, read_answer, j);
+        return;
+    }
+    slot_job_begin(j->slot);
+    worker_pool_submit(j->app->workers, read_work, read_done, j);
+}
+
+void read_path_get_page(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                        const RelTag *rel, uint32_t blkno, Lsn lsn, ReadPageFn cb, void *arg)
+{
+    ReadJob *j = read_job_new(mgr, READ_PAGE, rel, arg);
+    j->blkno = blkno;
+    j->cb.page = cb;
+    read_start(j, mgr, tsid, tl, lsn);
+}
+
+void read_path_rel_size(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                        const RelTag *rel, Lsn lsn, ReadRelSizeFn cb, void *arg)
+{
+    ReadJob *j = read_job_new(mgr, READ_REL_SIZE, rel, arg);
+    j->cb.rel_size = cb;
+    read_start(j, mgr, tsid, tl, lsn);
+}
+
+void read_path_rel_exists(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                          const RelTag *rel, Lsn lsn, ReadRelExistsFn cb, void *arg)
+{
+    ReadJob *j = read_job_new(mgr, READ_REL_EXISTS, rel, arg);
+    j->cb.rel_exists = cb;
+    read_start(j, mgr, tsid, tl, lsn);
+}
+
+void read_path_db_size(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                       uint32_t spc, uint32_t db, Lsn lsn, ReadDbSizeFn cb, void *arg)
+{
+    RelTag rel = {.spc = spc, .db = db};
+    ReadJob *j = read_job_new(mgr, READ_DB_SIZE, &rel, arg);
+    j->cb.db_size = cb;
+    read_start(j, mgr, tsid, tl, lsn);
 }

@@ -1,15 +1,22 @@
 /*
- * read_path.h: page reads (GET /v1/tenant/{tsid}/timeline/{tl}/getpage), the path the page
- * service will use later.
+ * read_path.h: reads of a timeline's keys, the calls the HTTP getpage route and the page service
+ * make: a page, a relation's size and existence, a database's size.
  *
- * A read of (rel, fork, blkno) at lsn:
+ * A page read of (rel, fork, blkno) at lsn:
  *   1. the key must be one this shard owns (relation blocks are striped; init-fork blocks live on
- *      shard 0): otherwise 404 "key ... is not owned by shard ...";
- *   2. effective LSN = min(lsn, last_record_lsn); below min_readable_lsn -> 400;
+ *      shard 0): otherwise 404 "key ... is not owned by shard ..." (tenant_manager_shard_for_key
+ *      says which local shard owns a key);
+ *   2. effective LSN = min(lsn, last_record_lsn) (LSN_INVALID: last_record_lsn); below
+ *      min_readable_lsn -> 400;
  *   3. the relation size key decides: absent -> 404 (no such relation), blkno >= nblocks -> 404
  *      (past the end);
  *   4. the block key: its 8192-byte image, or zeros when the relation has the block but no image
  *      was ever written (a hole).
+ * Relation size = the u32 of the relation size key (absent: 404 "relation not found"); relation
+ * exists = the relation directory key of (spc, db) lists (rel, fork) (no directory: false);
+ * database size = the sum over the relation directory's entries of their sizes, in bytes (no
+ * directory: 404). Size and directory keys are global: every shard answers them.
+ *
  * Each key is looked up timeline by timeline: the newest image layer holding the key at or below
  * the LSN; if the timeline has none, its ancestor at min(LSN, ancestor_lsn), and so on. An image
  * layer is complete for its key range, so a key absent from the layer that covers it does not
@@ -17,7 +24,9 @@
  *
  * The lookups run on a worker (layers not yet local are downloaded first) with references on the
  * layers of the whole ancestor chain; a corrupt block fails with 500 and the checksum message,
- * never with data.
+ * never with data. Before the worker: 503 not ready, the slot's readability errors
+ * (slot_check_readable), 404 unknown timeline, 500 broken timeline. Conventions: app.h (one
+ * callback, never from inside the call).
  */
 #ifndef PAGESERVER_READ_PATH_H
 #define PAGESERVER_READ_PATH_H
@@ -26,27 +35,34 @@
 #include <stdint.h>
 
 #include "shared/err.h"
-#include "shared/http_server.h"
 #include "shared/id.h"
 
-struct TenantSlot;
+struct TenantManager;
 
-typedef struct GetPageRequest {
+/* RelTag: a relation fork. */
+typedef struct RelTag {
     uint32_t spc, db, rel;
     uint8_t fork;
-    uint32_t blkno;
-    bool has_lsn;
-    Lsn lsn;
-} GetPageRequest;
+} RelTag;
 
-/* getpage_parse_query: the query values (NULL = absent): rel "<spc>/<db>/<rel>" (decimal u32,
- * rel != 0), fork 0..3, blkno < 0xFFFFFFFF, lsn "X/X" (optional: the last record LSN). 400
- * naming the parameter otherwise. */
-bool getpage_parse_query(const char *rel, const char *fork, const char *blkno, const char *lsn,
-                         GetPageRequest *out, Err *err) MUST_CHECK;
+/* ReadPageFn: page is BLCKSZ bytes, valid during the call; NULL exactly when err != NULL. */
+typedef void (*ReadPageFn)(const Err *err, const uint8_t *page, void *arg);
+typedef void (*ReadRelSizeFn)(const Err *err, uint32_t nblocks, void *arg);
+typedef void (*ReadRelExistsFn)(const Err *err, bool exists, void *arg);
+typedef void (*ReadDbSizeFn)(const Err *err, uint64_t bytes, void *arg);
 
-/* read_path_getpage: serve the read; replies to req (raw page or error) exactly once. */
-void read_path_getpage(struct TenantSlot *slot, HttpRequest *req, const TimelineId *tl,
-                       const GetPageRequest *r);
+/* read_path_get_page: block blkno of rel at lsn (LSN_INVALID: the last record LSN). */
+void read_path_get_page(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                        const RelTag *rel, uint32_t blkno, Lsn lsn, ReadPageFn cb, void *arg);
+/* read_path_rel_size: rel's size in blocks at lsn. */
+void read_path_rel_size(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                        const RelTag *rel, Lsn lsn, ReadRelSizeFn cb, void *arg);
+/* read_path_rel_exists: does rel exist at lsn? */
+void read_path_rel_exists(struct TenantManager *mgr, const TenantShardId *tsid,
+                          const TimelineId *tl, const RelTag *rel, Lsn lsn, ReadRelExistsFn cb,
+                          void *arg);
+/* read_path_db_size: the size in bytes of database (spc, db) at lsn. */
+void read_path_db_size(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                       uint32_t spc, uint32_t db, Lsn lsn, ReadDbSizeFn cb, void *arg);
 
 #endif

@@ -1,35 +1,24 @@
 /*
- * tenant.h: tenant shard slots ("locations") and the manager that owns them.
+ * tenant.h: the TenantManager: the tenant shard slots of this pageserver (slot.h), looked up by
+ * hash (TenantShardId -> slot, tenant id -> its shards here), and the operations on them that
+ * callers (the HTTP API, later the page service, import jobs and shard splits) start:
+ * location_config, tenant delete, tenant config, the read-only views, and which local shard owns a
+ * key.
  *
- * A slot is one tenant shard on this pageserver with its LocationConfig. It is an explicit state
- * machine (SLOT_TRANSITIONS below is the table; slot_set_state checks and logs every transition;
- * docs/pageserver.md's diagram is generated from the table by `pageserver --print-slot-fsm`, and a
- * unit test compares the two):
- *
- *   INIT        created, nothing started (startup, or a new location_config)
- *   PERSISTING  writing the new config to <workdir>/tenants/<tsid>/config (worker)
- *   ATTACHING   loading the timelines from remote storage (worker)
- *   ACTIVE      attached: readable, uploads per mode
- *   SECONDARY   holds its config, not readable
- *   BROKEN      the attach failed; reason kept; only a new location_config or delete helps
- *   STOPPING    waiting for in-flight work before a restart, detach or delete
- *   REMOVING    deleting local (and for tenant delete, remote) data (worker)
- *   GONE        removed from the manager; freed
- *
- * A slot in PERSISTING, ATTACHING, STOPPING or REMOVING is "being changed": another upsert gets
- * 409, reads get 503. A same-generation change of an attached slot is applied in place (no state
- * change, only a config write), during which upserts also get 409.
+ * Conventions (app.h): arguments are copied; asynchronous operations end in exactly one callback,
+ * never from inside the call that started it; synchronous views return a new json_t reference or
+ * false + Err. Errors carry HTTP-like codes (400 bad input, 404 unknown, 409 being changed, 412,
+ * 500 broken, 503 not ready / shutting down / retry).
  *
  * Startup: with --control-plane-api the manager sends re-attach and applies the answer before it is
- * ready (tenant routes answer 503 until then); without, the persisted configs are loaded as they
- * are (development mode).
+ * ready (every operation fails with 503 until then); without, the persisted configs are loaded as
+ * they are (development mode).
  *
  * Everything here runs on the event loop thread.
  */
 #ifndef PAGESERVER_TENANT_H
 #define PAGESERVER_TENANT_H
 
-#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,72 +26,31 @@
 #include <jansson.h>
 
 #include "shared/err.h"
-#include "shared/http_server.h"
 #include "shared/id.h"
 #include "shared/key.h"
-#include "shared/str.h"
 
+#include "pageserver/app.h"
 #include "pageserver/location_config.h"
-#include "pageserver/timeline.h"
+#include "pageserver/slot.h"
+#include "pageserver/tenant_config.h"
 
-struct PageserverApp;
-struct event;
-
-typedef enum SlotState {
-    SLOT_INIT,
-    SLOT_PERSISTING,
-    SLOT_ATTACHING,
-    SLOT_ACTIVE,
-    SLOT_SECONDARY,
-    SLOT_BROKEN,
-    SLOT_STOPPING,
-    SLOT_REMOVING,
-    SLOT_GONE,
-    SLOT_STATE_COUNT
-} SlotState;
-
-typedef struct SlotTransition {
-    SlotState from;
-    SlotState to;
-    const char *why; /* label in the diagram */
-} SlotTransition;
-
-extern const SlotTransition SLOT_TRANSITIONS[];
-extern const size_t SLOT_TRANSITIONS_COUNT;
-
-/* slot_state_name: "Init", "Persisting", ...; static storage. */
-const char *slot_state_name(SlotState s);
-/* slot_transition_allowed: is from -> to a row of SLOT_TRANSITIONS? */
-bool slot_transition_allowed(SlotState from, SlotState to);
-/* slot_fsm_mermaid: the diagram ("stateDiagram-v2" and one line per row) appended to out. */
-void slot_fsm_mermaid(StrBuf *out);
-
-typedef struct SlotChange SlotChange; /* the location_config / delete in progress (tenant.c) */
-
-typedef struct TenantSlot {
-    struct TenantManager *mgr;
-    TenantShardId tsid;
-    char tsid_str[TSID_STR_SIZE];
-    SlotState state;
-    bool has_config;       /* config holds the last persisted LocationConfig */
-    LocationConfig config; /* echoed by GET location_config */
-    ShardIdentity shard;
-    char broken_reason[ERR_MSG_SIZE];
-    char dir[PATH_MAX]; /* <workdir>/tenants/<tsid> */
-
-    Timeline **timelines;
-    size_t n_timelines, cap_timelines;
-
-    int inflight;         /* worker jobs and background operations that use the slot */
-    SlotChange *change;   /* at most one; non-NULL = upserts get 409 */
-    uint64_t incarnation; /* bumped whenever the slot restarts */
-} TenantSlot;
+/* TenantShards: the slots of one tenant on this node (any shard counts: during a split both the
+ * parents and the children are here). */
+typedef struct TenantShards {
+    TenantId tenant_id;
+    TenantSlot **slots;
+    size_t n, cap;
+    struct TenantShards *next; /* hash chain */
+} TenantShards;
 
 typedef struct TenantManager {
     struct PageserverApp *app;
-    TenantSlot **slots;
+    TenantSlot **slots; /* every slot, in creation order (listings) */
     size_t n_slots, cap_slots;
-    bool ready; /* re-attach applied */
+    TenantSlot **by_tsid;     /* n_buckets chains through TenantSlot.hash_next */
+    TenantShards **by_tenant; /* n_buckets chains */
+    size_t n_buckets;         /* a power of two; grows with the slot count */
+    bool ready;               /* re-attach applied */
     bool stopping;
 } TenantManager;
 
@@ -114,54 +62,60 @@ TenantManager *tenant_manager_new(struct PageserverApp *app);
 bool tenant_manager_load_local(TenantManager *mgr, Err *err) MUST_CHECK;
 /* tenant_manager_start: re-attach (or development mode), then ready. */
 void tenant_manager_start(TenantManager *mgr);
-/* tenant_manager_stop: SIGTERM: no new work; waiting requests will get 503. */
+/* tenant_manager_stop: SIGTERM: no new work; waiting operations fail with 503. */
 void tenant_manager_stop(TenantManager *mgr);
 void tenant_manager_free(TenantManager *mgr);
 
 /* tenant_manager_check_ready: 503 "not ready" before re-attach, 503 when stopping. */
 bool tenant_manager_check_ready(const TenantManager *mgr, Err *err) MUST_CHECK;
+/* tenant_manager_find: the slot of tsid or NULL (hash lookup). */
 TenantSlot *tenant_manager_find(const TenantManager *mgr, const TenantShardId *tsid);
+/* tenant_manager_tenant_shards: the slots of tenant here, or NULL when it has none. */
+const TenantShards *tenant_manager_tenant_shards(const TenantManager *mgr, const TenantId *tenant);
+/* tenant_manager_readable_slot: ready, and tsid's slot is readable (slot_check_readable). */
+bool tenant_manager_readable_slot(const TenantManager *mgr, const TenantShardId *tsid,
+                                  TenantSlot **out, Err *err) MUST_CHECK;
+/* tenant_manager_shard_for_key: which attached shard of tenant on this node owns key (by the
+ * shards' count and stripe size, shared/key.h; a global or shard-0 key: shard 0). While a split
+ * runs the shard of the highest count that owns the key wins. 503 not ready, 404 when the tenant
+ * has no readable shard here or the owner is not here (the message names the owner number). */
+bool tenant_manager_shard_for_key(const TenantManager *mgr, const TenantId *tenant, const Key *key,
+                                  TenantShardId *out, Err *err) MUST_CHECK;
+
+/* tenant_manager_link / tenant_manager_unlink: add a new slot to / remove it from the tables
+ * (slot_new and the slot's removal call these). */
+void tenant_manager_link(TenantManager *mgr, TenantSlot *slot);
+void tenant_manager_unlink(TenantManager *mgr, TenantSlot *slot);
 
 /* tenant_manager_on_visible_lsn: the deletion queue's LSN callback. */
 void tenant_manager_on_visible_lsn(void *arg, const TenantShardId *tsid, const TimelineId *tl,
                                    Lsn lsn);
 
-/* ---- slots ---- */
+/* ---- operations ---- */
 
-/* slot_set_state: checked against SLOT_TRANSITIONS (an unlisted transition is a bug: logged at
- * error and refused); logs the transition and updates the per-state gauge. */
-bool slot_set_state(TenantSlot *slot, SlotState to);
-/* slot_is_busy: PERSISTING, ATTACHING, STOPPING, REMOVING. */
-bool slot_is_busy(const TenantSlot *slot);
-/* slot_get_readable: 404 absent or secondary, 503 being changed, 500 broken (with the reason). */
-bool slot_check_readable(const TenantSlot *slot, Err *err) MUST_CHECK;
-/* slot_may_upload / slot_may_delete: mode AttachedSingle/Multi, resp. AttachedSingle, active. */
-bool slot_may_upload(const TenantSlot *slot);
-bool slot_may_delete(const TenantSlot *slot);
-Generation slot_generation(const TenantSlot *slot);
-Timeline *slot_find_timeline(const TenantSlot *slot, const TimelineId *id);
-void slot_add_timeline(TenantSlot *slot, Timeline *tl);
-void slot_remove_timeline(TenantSlot *slot, Timeline *tl); /* does not free */
-/* slot_job_begin / slot_job_end: count work that a STOPPING slot must wait for. */
-void slot_job_begin(TenantSlot *slot);
-void slot_job_end(TenantSlot *slot);
-/* slot_timelines_dir: "<dir>/timelines/<tl>". */
-void slot_timeline_dir(const TenantSlot *slot, const TimelineId *tl, char *out, size_t cap);
-
-/* ---- operations started by HTTP handlers (each replies to req exactly once) ---- */
-
-/* tenant_location_config_put: the upsert rules; cfg is taken over (finished here). flush_ms < 0:
- * no flush. */
-void tenant_location_config_put(TenantManager *mgr, HttpRequest *req, const TenantShardId *tsid,
-                                LocationConfig *cfg, long flush_ms, bool lazy);
-/* tenant_location_config_list_json: {"tenant_shards": [[tsid, cfg or null], ...]}. */
-json_t *tenant_location_config_list_json(const TenantManager *mgr);
-/* tenant_info_json: TenantInfo (details adds "timelines"). */
-json_t *tenant_info_json(const TenantSlot *slot, bool details);
-/* tenant_delete: DELETE /v1/tenant/{tsid}. */
-void tenant_delete(TenantManager *mgr, HttpRequest *req, const TenantShardId *tsid);
-/* tenant_config_set: PUT (patch false: replace) or PATCH /v1/tenant/config. */
-void tenant_config_set(TenantManager *mgr, HttpRequest *req, const TenantConfigRequest *r,
-                       bool patch);
+/* tenant_location_config_put: the upsert rules (pageserver.md "location_config"); cfg is taken
+ * over (finished here). flush_ms < 0: no flush. result: {"shards": [{"shard_id", "node_id"}],
+ * "stripe_size"} ({"shards": [], "stripe_size": null} for a detach). */
+void tenant_location_config_put(TenantManager *mgr, const TenantShardId *tsid, LocationConfig *cfg,
+                                long flush_ms, bool lazy, PageserverJsonFn cb, void *arg);
+/* tenant_location_config_list: {"tenant_shards": [[tsid, cfg or null], ...]}. */
+bool tenant_location_config_list(const TenantManager *mgr, json_t **out, Err *err) MUST_CHECK;
+/* tenant_location_config_get: the LocationConfig of tsid; 404 when it has no location here. */
+bool tenant_location_config_get(const TenantManager *mgr, const TenantShardId *tsid, json_t **out,
+                                Err *err) MUST_CHECK;
+/* tenant_list: [TenantInfo, ...] of the attached shards. */
+bool tenant_list(const TenantManager *mgr, json_t **out, Err *err) MUST_CHECK;
+/* tenant_get: TenantInfo with "timelines"; 404 when not attached here. */
+bool tenant_get(const TenantManager *mgr, const TenantShardId *tsid, json_t **out,
+                Err *err) MUST_CHECK;
+/* tenant_config_get: {"tenant_specific_overrides", "effective_config"}; 404 without a location. */
+bool tenant_config_get(const TenantManager *mgr, const TenantShardId *tsid, json_t **out,
+                       Err *err) MUST_CHECK;
+/* tenant_delete: tsid's slot (a shard count of 0: every shard of the tenant here), its local data
+ * and its remote prefix. */
+void tenant_delete(TenantManager *mgr, const TenantShardId *tsid, PageserverDoneFn cb, void *arg);
+/* tenant_config_set: replace (patch false) or patch the tenant config of every shard here. */
+void tenant_config_set(TenantManager *mgr, const TenantConfigRequest *r, bool patch,
+                       PageserverDoneFn cb, void *arg);
 
 #endif

@@ -6,9 +6,9 @@
  *              layers) -> layers added and their uploads queued -> index upload queued -> on the
  *              index upload's completion: ACTIVE, 201.
  *   Branch:    metadata from the ancestor -> index upload queued -> ACTIVE, 201.
- * The request waits in the timeline (create_req) until the index is durable; a repeat meanwhile
- * gets 429. A failure removes the LOADING timeline again (its local files are removed by the
- * next attach, its uploaded layers if any are unreferenced objects: they leak, which is safe).
+ * The caller's callback waits in the timeline (create_cb) until the index is durable; a repeat
+ * meanwhile gets 429. A failure removes the LOADING timeline again (its local files are removed by
+ * the next attach, its uploaded layers if any are unreferenced objects: they leak, which is safe).
  *
  * Deletion (DELETE ...): STOPPING at once (202), queued uploads dropped; once no upload runs a
  * worker writes an index with deleted_at in our generation and lists every object of the
@@ -40,7 +40,6 @@
 #include "pageserver/bootstrap.h"
 #include "pageserver/defaults.h"
 #include "pageserver/deletion_queue.h"
-#include "pageserver/http_api.h"
 #include "pageserver/remote_layout.h"
 #include "pageserver/tenant.h"
 
@@ -463,18 +462,18 @@ static bool create_params_match(const Timeline *tl, const TimelineCreateParams *
 
 /* ---- create: completion ---- */
 
-static void create_reply_error(Timeline *tl, const Err *err)
+static void create_answer_error(Timeline *tl, const Err *err)
 {
-    HttpRequest *req = tl->create_req;
-    tl->create_req = NULL;
-    if (req != NULL)
-        pageserver_reply_error(tl_app(tl), req, err);
+    PageserverJsonFn cb = tl->create_cb;
+    tl->create_cb = NULL;
+    if (cb != NULL)
+        cb(err, NULL, tl->create_arg);
 }
 
 /* create_discard: a LOADING timeline whose creation failed is forgotten. */
 static void create_discard(Timeline *tl, const Err *err)
 {
-    create_reply_error(tl, err);
+    create_answer_error(tl, err);
     struct TenantSlot *slot = tl->slot;
     if (tl->state == TIMELINE_LOADING) {
         slot_remove_timeline(slot, tl);
@@ -495,7 +494,7 @@ static void on_create_index_uploaded(void *arg, bool ok)
             !tl->slot->mgr->stopping)
             create_discard(tl, &err);
         else
-            create_reply_error(tl, &err);
+            create_answer_error(tl, &err);
         return;
     }
     tl->state = TIMELINE_ACTIVE;
@@ -503,10 +502,10 @@ static void on_create_index_uploaded(void *arg, bool ok)
     log_info("timeline %s/%s created (%s, %zu layers, last_record_lsn %" PRIX64 ")",
              tl->slot->tsid_str, tl->id_str, tl->has_ancestor ? "branch" : "bootstrap",
              tl->n_layers, tl->last_record_lsn);
-    HttpRequest *req = tl->create_req;
-    tl->create_req = NULL;
-    if (req != NULL)
-        pageserver_reply_json(tl_app(tl), req, 201, timeline_info_json(tl));
+    PageserverJsonFn cb = tl->create_cb;
+    tl->create_cb = NULL;
+    if (cb != NULL)
+        cb(NULL, timeline_info_json(tl), tl->create_arg);
 }
 
 typedef struct BootstrapJob {
@@ -536,7 +535,7 @@ static void bootstrap_done(void *arg)
         if (slot->state == SLOT_ACTIVE && !slot->mgr->stopping)
             create_discard(tl, &err); /* e.g. became AttachedStale: forget the attempt */
         else
-            create_reply_error(tl, &err); /* the stopping slot drops the timeline */
+            create_answer_error(tl, &err); /* the stopping slot drops the timeline */
     } else if (!j->ok) {
         create_discard(tl, &j->err);
     } else {
@@ -572,19 +571,21 @@ static void bootstrap_done(void *arg)
     slot_job_end(slot);
 }
 
-void timeline_create_start(struct TenantSlot *slot, HttpRequest *req, const TimelineCreateParams *p)
+void timeline_create(TenantManager *mgr, const TenantShardId *tsid, const TimelineCreateParams *p,
+                     PageserverJsonFn cb, void *arg)
 {
-    PageserverApp *app = slot->mgr->app;
+    PageserverApp *app = mgr->app;
     Err err = {0};
-    if (!slot_check_readable(slot, &err)) {
-        pageserver_reply_error(app, req, &err);
+    TenantSlot *slot = NULL;
+    if (!tenant_manager_readable_slot(mgr, tsid, &slot, &err)) {
+        pageserver_defer_json(app, cb, arg, &err, NULL);
         return;
     }
     if (!slot_may_upload(slot)) {
         err_set(&err, ERR_UNAVAILABLE,
                 "tenant shard %s is %s here: it does not upload, so it cannot create timelines",
                 slot->tsid_str, location_config_mode_name(slot->config.mode));
-        pageserver_reply_error(app, req, &err);
+        pageserver_defer_json(app, cb, arg, &err, NULL);
         return;
     }
     char id[ID_STR_SIZE];
@@ -598,10 +599,10 @@ void timeline_create_start(struct TenantSlot *slot, HttpRequest *req, const Time
         } else if (!create_params_match(existing, p)) {
             err_set(&err, ERR_CONFLICT, "timeline %s already exists with other parameters", id);
         } else {
-            pageserver_reply_json(app, req, 201, timeline_info_json(existing));
+            pageserver_defer_json(app, cb, arg, NULL, timeline_info_json(existing));
             return;
         }
-        pageserver_reply_error(app, req, &err);
+        pageserver_defer_json(app, cb, arg, &err, NULL);
         return;
     }
     Timeline *ancestor = NULL;
@@ -612,13 +613,13 @@ void timeline_create_start(struct TenantSlot *slot, HttpRequest *req, const Time
         ancestor = slot_find_timeline(slot, &p->ancestor);
         if (ancestor == NULL || ancestor->state == TIMELINE_LOADING) {
             err_set(&err, ERR_NOT_FOUND, "ancestor timeline %s not found", anc);
-            pageserver_reply_error(app, req, &err);
+            pageserver_defer_json(app, cb, arg, &err, NULL);
             return;
         }
         if (ancestor->state != TIMELINE_ACTIVE) {
             err_set(&err, ERR_UNAVAILABLE, "ancestor timeline %s is %s", anc,
                     timeline_state_name(ancestor->state));
-            pageserver_reply_error(app, req, &err);
+            pageserver_defer_json(app, cb, arg, &err, NULL);
             return;
         }
         start_lsn = p->has_ancestor_start_lsn ? p->ancestor_start_lsn : ancestor->last_record_lsn;
@@ -633,7 +634,7 @@ void timeline_create_start(struct TenantSlot *slot, HttpRequest *req, const Time
                     "ancestor_start_lsn %s is below what ancestor %s can serve (min_readable_lsn "
                     "%s)",
                     want, anc, have);
-            pageserver_reply_error(app, req, &err);
+            pageserver_defer_json(app, cb, arg, &err, NULL);
             return;
         }
         if (start_lsn > ancestor->last_record_lsn) {
@@ -641,20 +642,21 @@ void timeline_create_start(struct TenantSlot *slot, HttpRequest *req, const Time
             err_set(&err, ERR_NOT_ACCEPTABLE,
                     "ancestor_start_lsn %s is beyond ancestor %s's last_record_lsn %s", want, anc,
                     have);
-            pageserver_reply_error(app, req, &err);
+            pageserver_defer_json(app, cb, arg, &err, NULL);
             return;
         }
     } else if (p->has_pg_version && p->pg_version != PAGESERVER_PG_VERSION) {
         err_set(&err, ERR_BAD_REQUEST,
                 "pg_version %u is not supported: this pageserver bootstraps PostgreSQL %u",
                 p->pg_version, PAGESERVER_PG_VERSION);
-        pageserver_reply_error(app, req, &err);
+        pageserver_defer_json(app, cb, arg, &err, NULL);
         return;
     }
 
     Timeline *tl = timeline_new(slot, &p->new_timeline_id);
     tl->create_params = *p;
-    tl->create_req = req;
+    tl->create_cb = cb;
+    tl->create_arg = arg;
     slot_add_timeline(slot, tl);
     if (p->branch) {
         tl->has_ancestor = true;
@@ -874,16 +876,29 @@ void timeline_resume_deletion(Timeline *tl)
     timeline_start_deletion(tl);
 }
 
-void timeline_delete_start(struct TenantSlot *slot, HttpRequest *req, const TimelineId *id)
+void timeline_delete(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *id,
+                     PageserverDoneFn cb, void *arg)
 {
-    PageserverApp *app = slot->mgr->app;
+    PageserverApp *app = mgr->app;
     Err err = {0};
     char idstr[ID_STR_SIZE];
     timeline_id_format(id, idstr);
+    if (!tenant_manager_check_ready(mgr, &err)) {
+        pageserver_defer_done(app, cb, arg, &err);
+        return;
+    }
+    TenantSlot *slot = tenant_manager_find(mgr, tsid);
+    if (slot == NULL) {
+        char s[TSID_STR_SIZE];
+        tsid_format(tsid, s);
+        err_set(&err, ERR_PRECONDITION_FAILED, "tenant shard %s not found", s);
+        pageserver_defer_done(app, cb, arg, &err);
+        return;
+    }
     if (!slot_check_readable(slot, &err)) {
         if (err.code == ERR_NOT_FOUND)
             err.code = ERR_PRECONDITION_FAILED;
-        pageserver_reply_error(app, req, &err);
+        pageserver_defer_done(app, cb, arg, &err);
         return;
     }
     Timeline *tl = slot_find_timeline(slot, id);
@@ -909,9 +924,40 @@ void timeline_delete_start(struct TenantSlot *slot, HttpRequest *req, const Time
                     slot->tsid_str, location_config_mode_name(slot->config.mode));
     }
     if (err_is_set(&err)) {
-        pageserver_reply_error(app, req, &err);
+        pageserver_defer_done(app, cb, arg, &err);
         return;
     }
     timeline_start_deletion(tl);
-    pageserver_reply_json(app, req, 202, NULL);
+    pageserver_defer_done(app, cb, arg, NULL);
+}
+
+bool timeline_list(const TenantManager *mgr, const TenantShardId *tsid, json_t **out, Err *err)
+{
+    TenantSlot *slot = NULL;
+    if (!tenant_manager_readable_slot(mgr, tsid, &slot, err))
+        return false;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < slot->n_timelines; i++) {
+        if (slot->timelines[i]->state != TIMELINE_LOADING)
+            json_array_append_new(arr, timeline_info_json(slot->timelines[i]));
+    }
+    *out = arr;
+    return true;
+}
+
+bool timeline_get(const TenantManager *mgr, const TenantShardId *tsid, const TimelineId *id,
+                  json_t **out, Err *err)
+{
+    TenantSlot *slot = NULL;
+    if (!tenant_manager_readable_slot(mgr, tsid, &slot, err))
+        return false;
+    Timeline *tl = slot_find_timeline(slot, id);
+    if (tl == NULL || tl->state == TIMELINE_LOADING) {
+        char s[ID_STR_SIZE];
+        timeline_id_format(id, s);
+        err_set(err, ERR_NOT_FOUND, "timeline %s not found", s);
+        return false;
+    }
+    *out = timeline_info_json(tl);
+    return true;
 }

@@ -30,13 +30,14 @@
 #include <jansson.h>
 
 #include "shared/err.h"
-#include "shared/http_server.h"
 #include "shared/id.h"
 
+#include "pageserver/app.h"
 #include "pageserver/index_part.h"
 #include "pageserver/layer_map.h"
 
 struct TenantSlot;
+struct TenantManager;
 struct event;
 
 typedef enum TimelineState {
@@ -109,7 +110,8 @@ typedef struct Timeline {
 
     /* creation (state LOADING) */
     TimelineCreateParams create_params;
-    HttpRequest *create_req;
+    PageserverJsonFn create_cb; /* answered once the index is durable; NULL once answered */
+    void *create_arg;
     /* deletion */
     bool deleting;       /* deleted_at set or deletion requested: not served */
     bool delete_running; /* the background deletion is in progress */
@@ -149,13 +151,28 @@ json_t *timeline_info_json(const Timeline *tl);
 bool timeline_create_params_decode(const json_t *body, TimelineCreateParams *out,
                                    Err *err) MUST_CHECK;
 
-/* timeline_create_start: the POST /v1/tenant/{tsid}/timeline protocol on an active slot; replies
- * to req exactly once. */
-void timeline_create_start(struct TenantSlot *slot, HttpRequest *req,
-                           const TimelineCreateParams *params);
+/* ---- operations (conventions: app.h, tenant.h) ---- */
 
-/* timeline_delete_start: the DELETE protocol (202 / 409 / 404 / 412); replies to req. */
-void timeline_delete_start(struct TenantSlot *slot, HttpRequest *req, const TimelineId *id);
+/* timeline_create: the create protocol (pageserver.md "Timeline create") on tsid's slot (ready,
+ * readable, uploading): result TimelineInfo once the index is durable (an identical repeat of a
+ * finished create: at once); 429 while the same creation runs, 409 other parameters or being
+ * deleted, 404 unknown ancestor, 406 bad ancestor_start_lsn, 400 unsupported pg_version, 503 when
+ * the slot changes meanwhile. */
+void timeline_create(struct TenantManager *mgr, const TenantShardId *tsid,
+                     const TimelineCreateParams *params, PageserverJsonFn cb, void *arg);
+
+/* timeline_delete: start deleting (202 in HTTP terms: cb gets no error once the deletion has
+ * started); 412 unknown tenant shard, 404 unknown timeline, 409 being created or deleted, 412
+ * child timelines, 503 not AttachedSingle. */
+void timeline_delete(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *id,
+                     PageserverDoneFn cb, void *arg);
+
+/* timeline_list: [TimelineInfo, ...] of tsid's readable slot. */
+bool timeline_list(const struct TenantManager *mgr, const TenantShardId *tsid, json_t **out,
+                   Err *err) MUST_CHECK;
+/* timeline_get: TimelineInfo; 404 unknown (or still being created). */
+bool timeline_get(const struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *id,
+                  json_t **out, Err *err) MUST_CHECK;
 
 /* timeline_resume_deletion: continue the deletion of a timeline whose index has deleted_at. */
 void timeline_resume_deletion(Timeline *tl);

@@ -15,7 +15,6 @@
 
 #include "pageserver/app.h"
 #include "pageserver/defaults.h"
-#include "pageserver/http_api.h"
 #include "pageserver/tenant.h"
 
 void utilization_compute(Utilization *u)
@@ -75,8 +74,8 @@ static uint64_t tree_bytes(const char *path, int depth)
 }
 
 typedef struct UtilJob {
-    PageserverApp *app;
-    HttpRequest *req;
+    UtilizationFn cb;
+    void *arg;
     char workdir[PATH_MAX];
     Utilization u;
     bool ok;
@@ -104,18 +103,18 @@ static void util_done(void *arg)
     UtilJob *j = arg;
     if (j->ok) {
         utilization_compute(&j->u);
-        pageserver_reply_json(j->app, j->req, 200, utilization_to_json(&j->u));
+        j->cb(NULL, &j->u, j->arg);
     } else {
-        pageserver_reply_error(j->app, j->req, &j->err);
+        j->cb(&j->err, NULL, j->arg);
     }
     free(j);
 }
 
-void utilization_get(PageserverApp *app, HttpRequest *req)
+void utilization_measure(PageserverApp *app, UtilizationFn cb, void *arg)
 {
     UtilJob *j = xcalloc(1, sizeof(*j));
-    j->app = app;
-    j->req = req;
+    j->cb = cb;
+    j->arg = arg;
     str_copy(j->workdir, sizeof(j->workdir), app->cfg.workdir);
     j->u.disk_usable_pct = PAGESERVER_DISK_USABLE_PCT;
     j->u.max_shard_count = PAGESERVER_MAX_SHARD_COUNT;

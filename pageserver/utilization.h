@@ -18,7 +18,7 @@
 
 #include <jansson.h>
 
-#include "shared/http_server.h"
+#include "shared/err.h"
 
 struct PageserverApp;
 
@@ -37,7 +37,10 @@ typedef struct Utilization {
 void utilization_compute(Utilization *u);
 /* utilization_to_json: the wire object; new reference. */
 json_t *utilization_to_json(const Utilization *u);
-/* utilization_get: measure on a worker and reply to req. */
-void utilization_get(struct PageserverApp *app, HttpRequest *req);
+/* UtilizationFn: u is valid during the call; NULL exactly when err != NULL. */
+typedef void (*UtilizationFn)(const Err *err, const Utilization *u, void *arg);
+/* utilization_measure: measure on a worker (the disk) and on the loop (the shard count); one
+ * callback, never from inside the call. */
+void utilization_measure(struct PageserverApp *app, UtilizationFn cb, void *arg);
 
 #endif

@@ -20,7 +20,7 @@
 
 #include "pageserver/layer.h"
 #include "pageserver/layer_map.h"
-#include "pageserver/read_path.h"
+#include "pageserver/http_api.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -57,7 +57,7 @@ static void test_parse_query(void **state)
     };
     for (size_t i = 0; i < COUNT_OF(cases); i++) {
         const QueryCase *c = &cases[i];
-        GetPageRequest r;
+        GetPageQuery r;
         Err err = {0};
         bool ok = getpage_parse_query(c->rel, c->fork, c->blkno, c->lsn, &r, &err);
         if (ok != c->ok)
@@ -67,14 +67,12 @@ static void test_parse_query(void **state)
             assert_int_equal(err.code, ERR_BAD_REQUEST);
             continue;
         }
-        assert_int_equal(r.spc, c->spc);
-        assert_int_equal(r.db, c->db);
-        assert_int_equal(r.rel, c->relnode);
-        assert_int_equal(r.fork, c->fork_n);
+        assert_int_equal(r.rel.spc, c->spc);
+        assert_int_equal(r.rel.db, c->db);
+        assert_int_equal(r.rel.rel, c->relnode);
+        assert_int_equal(r.rel.fork, c->fork_n);
         assert_int_equal(r.blkno, c->blk);
-        assert_int_equal(r.has_lsn, c->lsn != NULL);
-        if (c->lsn != NULL)
-            assert_int_equal(r.lsn, c->want_lsn);
+        assert_int_equal(r.lsn, c->lsn != NULL ? c->want_lsn : LSN_INVALID);
     }
 }
 

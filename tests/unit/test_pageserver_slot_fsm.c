@@ -1,5 +1,5 @@
 /* test_pageserver_slot_fsm.c: unit tests for the tenant slot state machine table of
- * pageserver/tenant.c: its shape (every state reachable, no dead ends but Gone, no duplicate
+ * pageserver/slot.c: its shape (every state reachable, no dead ends but Gone, no duplicate
  * rows), slot_transition_allowed, and that docs/pageserver.md carries exactly the diagram the table
  * generates. */
 #include <setjmp.h>
@@ -16,7 +16,7 @@
 #include "shared/fsutil.h"
 #include "shared/str.h"
 
-#include "pageserver/tenant.h"
+#include "pageserver/slot.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 

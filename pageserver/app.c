@@ -1,0 +1,126 @@
+/* app.c: the domain metrics and deferred completions (app.h). */
+#include "pageserver/app.h"
+
+#include <stdlib.h>
+
+#include <event2/event.h>
+
+#include "shared/metrics.h"
+#include "shared/str.h"
+
+#include "pageserver/slot.h"
+
+typedef struct Deferred {
+    void (*fn)(void *arg);
+    void *arg;
+    struct event *ev;
+} Deferred;
+
+static void deferred_cb(evutil_socket_t fd, short what, void *arg)
+{
+    Deferred *d = arg;
+    event_free(d->ev);
+    void (*fn)(void *) = d->fn;
+    void *fn_arg = d->arg;
+    free(d);
+    fn(fn_arg);
+}
+
+void pageserver_defer(PageserverApp *app, void (*fn)(void *arg), void *arg)
+{
+    Deferred *d = xcalloc(1, sizeof(*d));
+    d->fn = fn;
+    d->arg = arg;
+    d->ev = event_new(app->base, -1, 0, deferred_cb, d);
+    event_active(d->ev, 0, 0);
+}
+
+typedef struct DeferredResult {
+    PageserverJsonFn json_cb;
+    PageserverDoneFn done_cb;
+    void *arg;
+    json_t *result;
+    Err err;
+    bool failed;
+} DeferredResult;
+
+static void deferred_result_cb(void *arg)
+{
+    DeferredResult *d = arg;
+    const Err *err = d->failed ? &d->err : NULL;
+    if (d->json_cb != NULL)
+        d->json_cb(err, d->result, d->arg);
+    else
+        d->done_cb(err, d->arg);
+    free(d);
+}
+
+static void defer_result(PageserverApp *app, PageserverJsonFn json_cb, PageserverDoneFn done_cb,
+                         void *arg, const Err *err, json_t *result)
+{
+    DeferredResult *d = xcalloc(1, sizeof(*d));
+    d->json_cb = json_cb;
+    d->done_cb = done_cb;
+    d->arg = arg;
+    if (err != NULL) {
+        d->err = *err;
+        d->failed = true;
+        json_decref(result);
+    } else {
+        d->result = result;
+    }
+    pageserver_defer(app, deferred_result_cb, d);
+}
+
+void pageserver_defer_json(PageserverApp *app, PageserverJsonFn cb, void *arg, const Err *err,
+                           json_t *result)
+{
+    defer_result(app, cb, NULL, arg, err, result);
+}
+
+void pageserver_defer_done(PageserverApp *app, PageserverDoneFn cb, void *arg, const Err *err)
+{
+    defer_result(app, NULL, cb, arg, err, NULL);
+}
+
+void pageserver_metrics_register(PageserverApp *app)
+{
+    MetricsRegistry *r = app->metrics;
+    PageserverMetrics *m = &app->m;
+    for (int s = 0; s < SLOT_STATE_COUNT; s++) {
+        char labels[64];
+        str_printf(labels, sizeof(labels), "state=\"%s\"", slot_state_name((SlotState)s));
+        m->slots_by_state[s] =
+            metrics_gauge(r, "pageserver_tenant_slots", "Tenant shard slots by state", labels);
+    }
+    m->timelines = metrics_gauge(r, "pageserver_timelines", "Timelines loaded", NULL);
+    m->layers_uploaded =
+        metrics_counter(r, "pageserver_layers_uploaded_total", "Layer files uploaded", NULL);
+    m->layer_bytes_uploaded = metrics_counter(r, "pageserver_layer_bytes_uploaded_total",
+                                              "Bytes of layer files uploaded", NULL);
+    m->layers_downloaded = metrics_counter(r, "pageserver_layers_downloaded_total",
+                                           "Reads that downloaded a layer file", NULL);
+    m->layer_bytes_downloaded = metrics_counter(r, "pageserver_layer_bytes_downloaded_total",
+                                                "Bytes of layer files downloaded", NULL);
+    m->index_uploads =
+        metrics_counter(r, "pageserver_index_uploads_total", "index_part.json uploads", NULL);
+    m->upload_retries =
+        metrics_counter(r, "pageserver_upload_retries_total", "Failed upload attempts", NULL);
+    m->deletion_queue_depth = metrics_gauge(r, "pageserver_deletion_queue_depth",
+                                            "Remote objects queued for deletion", NULL);
+    m->deletion_objects_executed =
+        metrics_counter(r, "pageserver_deletion_executed_total", "Remote objects deleted", NULL);
+    m->deletion_objects_dropped =
+        metrics_counter(r, "pageserver_deletion_dropped_total",
+                        "Remote deletions dropped because the generation was stale", NULL);
+    m->deletion_validations = metrics_counter(r, "pageserver_deletion_validations_total",
+                                              "validate upcalls answered", NULL);
+    m->getpage_seconds = metrics_histogram(r, "pageserver_getpage_seconds",
+                                           "Latency of getpage reads", NULL, NULL, 0);
+    m->getpage_errors =
+        metrics_counter(r, "pageserver_getpage_errors_total", "getpage reads that failed", NULL);
+    m->timelines_created =
+        metrics_counter(r, "pageserver_timelines_created_total", "Timelines created", NULL);
+    m->upcall_retries = metrics_counter(r, "pageserver_upcall_retries_total",
+                                        "Failed control plane upcall attempts", NULL);
+}
