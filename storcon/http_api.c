@@ -226,8 +226,8 @@ static const char *not_ready_reason(const StorconApp *app)
 {
     switch (app->phase) {
     case STORCON_PHASE_MIGRATING:
-        if (app->migrator != NULL && (migrate_state(app->migrator) == MIGRATE_CONNECTING ||
-                                      migrate_state(app->migrator) == MIGRATE_CONNECT_BACKOFF))
+        if (app->migrator != NULL && (schema_migrate_state(app->migrator) == SCHEMA_MIGRATE_CONNECTING ||
+                                      schema_migrate_state(app->migrator) == SCHEMA_MIGRATE_CONNECT_BACKOFF))
             return "connecting to the database";
         return "applying database migrations";
     case STORCON_PHASE_STARTING:

@@ -223,20 +223,6 @@ static void defer_done(Service *svc, ServiceDoneFn cb, void *arg, const Err *err
     event_active(d->ev, 0, 0);
 }
 
-/* current_count: the shard count the tenant's map is made of: the parents' (smallest) count while a
- * split runs, the only one otherwise. */
-static ShardCount current_count(const Tenant *t)
-{
-    ShardCount c = 255;
-    bool any = false;
-    for (size_t i = 0; i < t->n_shards; i++) {
-        if (!any || t->shards[i]->tsid.count < c)
-            c = t->shards[i]->tsid.count;
-        any = true;
-    }
-    return any ? c : 0;
-}
-
 static void update_node_gauges(Service *svc)
 {
     size_t counts[NODE_AVAILABILITY_COUNT] = {0};
@@ -323,7 +309,7 @@ static void on_notified(const ComputeNotifyResult *res, void *arg)
  * as attached when its intent's attached node is observed holding its generation. */
 static void notify_tenant(Service *svc, Tenant *t)
 {
-    ShardCount count = current_count(t);
+    ShardCount count = tenant_current_count(t);
     ComputeHookTenant snap;
     compute_hook_tenant_init(&snap, &t->id, count, t->stripe_size, t->preferred_az);
     for (size_t i = 0; i < t->n_shards; i++) {
@@ -718,8 +704,7 @@ static bool load_shard_row(Service *svc, const DbTenantShard *row, TenantShard *
         if (!shard_map_tenant_add(svc->map, &row->tsid.tenant_id, stripe, policy, row->config, &t,
                                   err))
             return false;
-        if (row->preferred_az_id != NULL &&
-            !shard_map_tenant_set_preferred_az(t, row->preferred_az_id, err))
+        if (row->preferred_az_id != NULL && !tenant_set_preferred_az(t, row->preferred_az_id, err))
             return false;
     }
     TenantShard *s = shard_map_get(svc->map, &row->tsid);
@@ -2097,7 +2082,7 @@ static void on_config_stored(const Err *err, void *arg)
     } else {
         Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
         if (t != NULL) {
-            shard_map_tenant_set_config(t, op->text);
+            tenant_set_config(t, op->text);
             (void)reconcile_tenant(svc, t);
         }
         op->cb(NULL, json_object(), op->arg);
@@ -2468,7 +2453,7 @@ bool service_tenant_locate(Service *svc, const TenantId *tenant, json_t **out, E
     Tenant *t = tenant_or_404(svc, tenant, err);
     if (t == NULL)
         return false;
-    ShardCount count = current_count(t);
+    ShardCount count = tenant_current_count(t);
     json_t *arr = json_array();
     for (size_t i = 0; i < t->n_shards; i++) {
         const TenantShard *s = t->shards[i];
@@ -2556,7 +2541,7 @@ bool service_tenant_snapshot(Service *svc, const TenantId *tenant, ServiceShardM
     Tenant *t = tenant_or_404(svc, tenant, err);
     if (t == NULL)
         return false;
-    ShardCount count = current_count(t);
+    ShardCount count = tenant_current_count(t);
     snapshot_init(out, t, count);
     for (size_t i = 0; i < t->n_shards; i++) {
         const TenantShard *s = t->shards[i];
