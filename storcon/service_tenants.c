@@ -1,0 +1,652 @@
+/*
+ * service_tenants.c: tenant operations: create, loading a tenant that is not in memory, delete,
+ * config, policy, and the reads (describe, list, locate).
+ */
+#include "storcon/service_internal.h"
+
+/* ---- tenants ---- */
+
+Tenant *service_tenant_or_404(Service *svc, const TenantId *id, Err *err)
+{
+    Tenant *t = shard_map_tenant_get(svc->map, id);
+    if (t == NULL) {
+        char hex[ID_STR_SIZE];
+        tenant_id_format(id, hex);
+        err_set(err, ERR_NOT_FOUND, "tenant %s not found", hex);
+    }
+    return t;
+}
+
+/* service_shards_json: [{"shard_id", "node_id", "generation"}] of the tenant's current shards. */
+json_t *service_shards_json(const Tenant *t, bool with_generation)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; i < t->n_shards; i++) {
+        const TenantShard *s = t->shards[i];
+        json_t *e = json_object();
+        json_set_new(e, "shard_id", json_from_tsid(&s->tsid));
+        json_set_new(e, "node_id",
+                     s->intent.attached == NODE_ID_NONE
+                         ? json_null()
+                         : json_integer((json_int_t)s->intent.attached));
+        if (with_generation)
+            json_set_new(e, "generation", json_from_generation(s->generation));
+        json_array_append_new(arr, e);
+    }
+    return arr;
+}
+
+static void create_reply(Service *svc, Waiter *w, bool timed_out)
+{
+    CreateOp *op = w->ctx;
+    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    if (t == NULL) {
+        Err err;
+        err_set(&err, ERR_UNAVAILABLE, "tenant was deleted while being created");
+        op->cb(&err, NULL, op->arg);
+    } else if (op->location_reply) {
+        op->cb(NULL,
+               json_pack("{s:o, s:o}", "shards", service_shards_json(t, false), "stripe_size",
+                         t->n_shards > 1 ? json_integer((json_int_t)t->stripe_size) : json_null()),
+               op->arg);
+    } else {
+        if (timed_out)
+            log_info("tenant create: answering before every reconcile finished");
+        op->cb(NULL, json_pack("{s:o}", "shards", service_shards_json(t, true)), op->arg);
+    }
+    free(op);
+}
+
+static void on_tenant_inserted(const Err *err, const DbTenantShard *rows, size_t n, bool created,
+                               void *arg)
+{
+    CreateOp *op = arg;
+    Service *svc = op->svc;
+    if (err != NULL) {
+        op->cb(err, NULL, op->arg);
+        free(op);
+        return;
+    }
+    Err e;
+    err_clear(&e);
+    for (size_t i = 0; i < n; i++) {
+        if (shard_map_get(svc->map, &rows[i].tsid) != NULL)
+            continue;
+        if (!service_load_shard_row(svc, &rows[i], NULL, &e)) {
+            op->cb(&e, NULL, op->arg);
+            free(op);
+            return;
+        }
+    }
+    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    if (t == NULL) {
+        err_set(&e, ERR_INTERNAL, "tenant rows inserted but not loaded");
+        op->cb(&e, NULL, op->arg);
+        free(op);
+        return;
+    }
+    ScheduleStats stats = {0};
+    if (!scheduler_schedule_tenant(&svc->sched, t, &stats, &e)) {
+        log_err(&e, "tenant create: scheduling");
+        if (placement_policy_wants_attached(t->policy)) {
+            bool any_attached = false;
+            for (size_t i = 0; i < t->n_shards; i++)
+                any_attached = any_attached || t->shards[i]->intent.attached != NODE_ID_NONE;
+            if (!any_attached) {
+                err_prefix(&e, "tenant stored, but not placed: ");
+                e.code = ERR_UNAVAILABLE;
+                op->cb(&e, NULL, op->arg);
+                free(op);
+                return;
+            }
+        }
+    }
+    (void)service_reconcile_tenant(svc, t);
+    log_info("tenant create: %zu shards %s, scheduled", t->n_shards,
+             created ? "inserted" : "already stored");
+    service_waiter_add(svc, &op->tenant, svc->opts.create_wait_ms, create_reply, op);
+}
+
+char *service_config_text(const json_t *config)
+{
+    if (config == NULL || !json_is_object(config))
+        return xstrdup("{}");
+    char *s = json_dumps(config, JSON_COMPACT | JSON_SORT_KEYS);
+    if (s == NULL)
+        abort();
+    return s;
+}
+
+void service_create_start(Service *svc, const ServiceTenantCreate *req, CreateOp *op)
+{
+    Err err;
+    err_clear(&err);
+    char policy[PLACEMENT_POLICY_TEXT_SIZE];
+    placement_policy_format_text(req->placement, policy);
+    char sched[SHARD_SCHEDULING_POLICY_TEXT_SIZE];
+    shard_scheduling_policy_format_text(
+        req->has_scheduling ? req->scheduling : SHARD_SCHEDULING_ACTIVE, sched);
+    char *conf = service_config_text(req->config);
+    DbTenantCreate c = {
+        .tenant_id = req->tenant_id,
+        .shard_count = req->shard_count,
+        .stripe_size = req->stripe_size != 0 ? req->stripe_size : STRIPE_SIZE_DEFAULT,
+        .generation = req->has_generation ? req->generation : GENERATION_NONE,
+        .generation_pageserver = DB_NODE_ID_NONE,
+        .placement_policy = policy,
+        .config = conf,
+        .scheduling_policy = sched,
+    };
+    op->svc = svc;
+    op->tenant = req->tenant_id;
+    bool ok = db_tenants_insert(svc->opts.db, &c, on_tenant_inserted, op, &err);
+    free(conf);
+    if (!ok) {
+        ServiceJsonFn cb = op->cb;
+        void *arg = op->arg;
+        free(op);
+        service_defer_err(svc, cb, arg, &err);
+    }
+}
+
+void service_tenant_create(Service *svc, const ServiceTenantCreate *req, ServiceJsonFn cb,
+                           void *arg)
+{
+    Err err;
+    err_clear(&err);
+    if (!service_check_ready(svc, &err)) {
+        service_defer_err(svc, cb, arg, &err);
+        return;
+    }
+    CreateOp *op = xcalloc(1, sizeof(*op));
+    op->cb = cb;
+    op->arg = arg;
+    service_create_start(svc, req, op);
+}
+
+/* ---- loading a tenant that is not in memory (detached tenants are not loaded at startup) ---- */
+
+typedef struct LoadOp {
+    Service *svc;
+    LoadedFn then;
+    void *ctx;
+} LoadOp;
+
+static void on_tenant_rows(const Err *err, const DbTenantShard *rows, size_t n, void *arg)
+{
+    LoadOp *op = arg;
+    Service *svc = op->svc;
+    for (size_t i = 0; err == NULL && i < n; i++) {
+        Err e;
+        err_clear(&e);
+        if (shard_map_get(svc->map, &rows[i].tsid) == NULL &&
+            !service_load_shard_row(svc, &rows[i], NULL, &e))
+            log_err(&e, "loading a tenant");
+    }
+    if (err != NULL && err->code != ERR_NOT_FOUND)
+        log_err(err, "loading a tenant");
+    op->then(svc, op->ctx);
+    free(op);
+}
+
+/* service_load_tenant_then: read the tenant's rows into memory (when it has any), then call then;
+ * then looks the tenant up again (still missing: it does not exist). */
+void service_load_tenant_then(Service *svc, const TenantId *tenant, LoadedFn then, void *ctx)
+{
+    LoadOp *op = xcalloc(1, sizeof(*op));
+    op->svc = svc;
+    op->then = then;
+    op->ctx = ctx;
+    db_tenants_get(svc->opts.db, tenant, on_tenant_rows, op);
+}
+
+/* ---- tenant delete ---- */
+
+typedef struct DeleteOp {
+    Service *svc;
+    TenantId tenant;
+    PlacementPolicy saved_policy;
+    size_t pending; /* remote deletions in flight */
+    Err first_err;
+    bool failed;
+    ServiceJsonFn cb;
+    void *arg;
+} DeleteOp;
+
+static void delete_fail(DeleteOp *op, const Err *err)
+{
+    Service *svc = op->svc;
+    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    if (t != NULL) { /* put the tenant back as it was */
+        t->policy = op->saved_policy;
+        Err e;
+        err_clear(&e);
+        if (!scheduler_schedule_tenant(&svc->sched, t, NULL, &e))
+            log_err(&e, "tenant delete failed; rescheduling");
+        (void)service_reconcile_tenant(svc, t);
+    }
+    op->cb(err, NULL, op->arg);
+    free(op);
+}
+
+static void on_rows_deleted(const Err *err, void *arg)
+{
+    DeleteOp *op = arg;
+    Service *svc = op->svc;
+    if (err != NULL && err->code != ERR_NOT_FOUND) {
+        delete_fail(op, err);
+        return;
+    }
+    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    if (t != NULL) {
+        while (t->n_shards > 0) {
+            TenantShard *s = t->shards[t->n_shards - 1];
+            Err e;
+            err_clear(&e);
+            scheduler_intent_clear(&svc->sched, s);
+            if (!shard_map_shard_remove(svc->map, s, &e)) {
+                log_err(&e, "tenant delete: forgetting a shard");
+                break;
+            }
+        }
+        Err e;
+        err_clear(&e);
+        if (t->n_shards == 0 && !shard_map_tenant_remove(svc->map, t, &e))
+            log_err(&e, "tenant delete: forgetting the tenant");
+    }
+    compute_hook_forget(svc->hook, &op->tenant);
+    char hex[ID_STR_SIZE];
+    tenant_id_format(&op->tenant, hex);
+    log_info("tenant %s deleted", hex);
+    op->cb(NULL, json_object(), op->arg);
+    free(op);
+}
+
+static void on_remote_deleted(const PageserverResult *res, void *arg)
+{
+    DeleteOp *op = arg;
+    if (!res->ok && !op->failed) {
+        op->failed = true;
+        op->first_err = pageserver_client_translate_error(res->status, &res->err);
+        err_prefix(&op->first_err, "deleting remote data: ");
+    }
+    if (--op->pending > 0)
+        return;
+    if (op->failed) {
+        Err e = op->first_err;
+        delete_fail(op, &e);
+        return;
+    }
+    db_tenants_delete(op->svc->opts.db, &op->tenant, on_rows_deleted, op);
+}
+
+/* any_available_node: a node to run remote deletions on. */
+static NodeId any_available_node(Service *svc)
+{
+    for (size_t i = 0; i < node_set_count(&svc->nodes); i++) {
+        Node *n = node_set_at(&svc->nodes, i);
+        if (node_is_available(n))
+            return n->id;
+    }
+    return NODE_ID_NONE;
+}
+
+/* delete_detached: the detach reconciles ended (or the deadline passed). */
+static void delete_detached(Service *svc, Waiter *w, bool timed_out)
+{
+    DeleteOp *op = w->ctx;
+    Err err;
+    err_clear(&err);
+    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    if (t == NULL) {
+        op->cb(NULL, json_object(), op->arg);
+        free(op);
+        return;
+    }
+    for (size_t i = 0; i < t->n_shards; i++) {
+        TenantShard *s = t->shards[i];
+        if (timed_out || tenant_shard_is_dirty(s, &svc->nodes)) {
+            err_set(&err, ERR_UNAVAILABLE, "tenant delete: detaching shards did not finish%s%s",
+                    tenant_shard_last_error(s)[0] ? ": " : "", tenant_shard_last_error(s));
+            delete_fail(op, &err);
+            return;
+        }
+    }
+    NodeId node = any_available_node(svc);
+    if (node == NODE_ID_NONE) {
+        err_set(&err, ERR_UNAVAILABLE, "tenant delete: no pageserver available to delete data");
+        delete_fail(op, &err);
+        return;
+    }
+    PageserverTarget tgt;
+    char url[SERVICE_URL_SIZE];
+    memset(&tgt, 0, sizeof(tgt));
+    (void)service_target_for(svc, node, &tgt, url, sizeof(url));
+    tgt.timeout_ms = STORCON_RECONCILE_CALL_TIMEOUT_MS;
+    tgt.retry.max_attempts = STORCON_RECONCILE_CALL_ATTEMPTS;
+    tgt.retry.base_ms = STORCON_RECONCILE_CALL_BACKOFF_MS;
+    tgt.retry.max_ms = STORCON_RECONCILE_CALL_BACKOFF_MAX;
+    /* One DELETE with the bare tenant id: the pageserver then removes every shard's prefix and
+     * the unsharded path shared by all shards (initdb.tar.zst), whatever the shard count was. */
+    TenantShardId all = tsid_unsharded(&op->tenant);
+    op->pending = 1;
+    (void)pageserver_client_tenant_delete(svc->pc, &tgt, &all, on_remote_deleted, op);
+}
+
+static void tenant_delete_run(Service *svc, const TenantId *tenant, ServiceJsonFn cb, void *arg,
+                              bool may_load);
+
+static void delete_after_load(Service *svc, void *ctx)
+{
+    RetryCtx *c = ctx;
+    tenant_delete_run(svc, &c->tenant, c->cb, c->arg, false);
+    free(c);
+}
+
+void service_tenant_delete(Service *svc, const TenantId *tenant, ServiceJsonFn cb, void *arg)
+{
+    tenant_delete_run(svc, tenant, cb, arg, true);
+}
+
+static void tenant_delete_run(Service *svc, const TenantId *tenant, ServiceJsonFn cb, void *arg,
+                              bool may_load)
+{
+    Err err;
+    err_clear(&err);
+    Tenant *t;
+    if (!service_check_ready(svc, &err)) {
+        service_defer_err(svc, cb, arg, &err);
+        return;
+    }
+    if (may_load && shard_map_tenant_get(svc->map, tenant) == NULL) {
+        RetryCtx *c = xcalloc(1, sizeof(*c));
+        c->tenant = *tenant;
+        c->cb = cb;
+        c->arg = arg;
+        service_load_tenant_then(svc, tenant, delete_after_load, c);
+        return;
+    }
+    if ((t = service_tenant_or_404(svc, tenant, &err)) == NULL) {
+        if (may_load)
+            service_defer_err(svc, cb, arg, &err);
+        else
+            cb(&err, NULL, arg);
+        return;
+    }
+    DeleteOp *op = xcalloc(1, sizeof(*op));
+    op->svc = svc;
+    op->tenant = *tenant;
+    op->cb = cb;
+    op->arg = arg;
+    op->saved_policy = t->policy;
+    /* detach everywhere: an empty intent, kept empty by the Detached policy while deleting */
+    t->policy = (PlacementPolicy){PLACEMENT_DETACHED, 0};
+    for (size_t i = 0; i < t->n_shards; i++) {
+        scheduler_intent_clear(&svc->sched, t->shards[i]);
+        (void)reconciler_spawn(svc->rec, t->shards[i]);
+    }
+    service_waiter_add(svc, tenant, STORCON_TENANT_DELETE_WAIT_MS, delete_detached, op);
+}
+
+/* ---- tenant config ---- */
+
+bool service_tenant_config_get(Service *svc, const TenantId *tenant, json_t **out, Err *err)
+{
+    Tenant *t = service_tenant_or_404(svc, tenant, err);
+    if (t == NULL)
+        return false;
+    json_t *conf = json_loads(t->config_json, 0, NULL);
+    if (!json_is_object(conf)) {
+        json_decref(conf);
+        conf = json_object();
+    }
+    /* the stored config passed strict validation when it was set; decode it again leniently
+     * only to overlay the pageserver defaults for effective_config */
+    TenantConfig parsed;
+    json_t *effective = NULL;
+    Err ignored;
+    if (tenant_config_decode(conf, false, &parsed, &ignored))
+        effective = tenant_config_effective_json(&parsed);
+    else
+        effective = json_incref(conf);
+    *out =
+        json_pack("{s:o, s:o}", "tenant_specific_overrides", conf, "effective_config", effective);
+    return true;
+}
+
+typedef struct ConfigOp {
+    Service *svc;
+    TenantId tenant;
+    char *text;
+    ServiceJsonFn cb;
+    void *arg;
+} ConfigOp;
+
+static void on_config_stored(const Err *err, void *arg)
+{
+    ConfigOp *op = arg;
+    Service *svc = op->svc;
+    if (err != NULL) {
+        op->cb(err, NULL, op->arg);
+    } else {
+        Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+        if (t != NULL) {
+            tenant_set_config(t, op->text);
+            (void)service_reconcile_tenant(svc, t);
+        }
+        op->cb(NULL, json_object(), op->arg);
+    }
+    free(op->text);
+    free(op);
+}
+
+void service_tenant_config_set(Service *svc, const TenantId *tenant, const json_t *config,
+                               bool patch, ServiceJsonFn cb, void *arg)
+{
+    Err err;
+    err_clear(&err);
+    Tenant *t;
+    if (!service_check_ready(svc, &err) || (t = service_tenant_or_404(svc, tenant, &err)) == NULL) {
+        service_defer_err(svc, cb, arg, &err);
+        return;
+    }
+    json_t *merged;
+    if (patch) {
+        merged = json_loads(t->config_json, 0, NULL);
+        if (!json_is_object(merged)) {
+            json_decref(merged);
+            merged = json_object();
+        }
+        const char *key;
+        json_t *v;
+        json_object_foreach((json_t *)config, key, v)
+        {
+            if (strcmp(key, "tenant_id") == 0)
+                continue;
+            if (json_is_null(v))
+                json_object_del(merged, key);
+            else
+                json_object_set(merged, key, v);
+        }
+    } else {
+        merged = json_deep_copy(config);
+        if (!json_is_object(merged)) {
+            json_decref(merged);
+            merged = json_object();
+        }
+        json_object_del(merged, "tenant_id");
+    }
+    ConfigOp *op = xcalloc(1, sizeof(*op));
+    op->svc = svc;
+    op->tenant = *tenant;
+    op->text = service_config_text(merged);
+    op->cb = cb;
+    op->arg = arg;
+    json_decref(merged);
+    if (!db_tenants_set_config(svc->opts.db, tenant, NULL, op->text, on_config_stored, op, &err)) {
+        free(op->text);
+        free(op);
+        service_defer_err(svc, cb, arg, &err);
+    }
+}
+
+/* ---- tenant policy ---- */
+
+typedef struct PolicyOp {
+    Service *svc;
+    TenantId tenant;
+    ServiceTenantPolicy req;
+    bool placement_done;
+    ServiceJsonFn cb;
+    void *arg;
+} PolicyOp;
+
+static void policy_step(PolicyOp *op, const Err *err);
+
+static void on_policy_stored(const Err *err, void *arg)
+{
+    policy_step(arg, err);
+}
+
+/* policy_step: placement persisted, then scheduling persisted, then memory and reconciles. */
+static void policy_step(PolicyOp *op, const Err *err)
+{
+    Service *svc = op->svc;
+    Err e;
+    err_clear(&e);
+    if (err != NULL) {
+        op->cb(err, NULL, op->arg);
+        free(op);
+        return;
+    }
+    if (op->req.has_placement && !op->placement_done) {
+        op->placement_done = true;
+        char text[PLACEMENT_POLICY_TEXT_SIZE];
+        placement_policy_format_text(op->req.placement, text);
+        if (!db_tenants_set_placement_policy(svc->opts.db, &op->tenant, NULL, text,
+                                             on_policy_stored, op, &e))
+            policy_step(op, &e);
+        return;
+    }
+    if (op->req.has_scheduling) {
+        op->req.has_scheduling = false;
+        char text[SHARD_SCHEDULING_POLICY_TEXT_SIZE];
+        shard_scheduling_policy_format_text(op->req.scheduling, text);
+        Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+        if (t != NULL) {
+            for (size_t i = 0; i < t->n_shards; i++)
+                t->shards[i]->scheduling = (uint8_t)op->req.scheduling;
+        }
+        if (!db_tenants_set_scheduling_policy(svc->opts.db, &op->tenant, NULL, text,
+                                              on_policy_stored, op, &e)) {
+            policy_step(op, &e);
+        }
+        return;
+    }
+    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    if (t != NULL) {
+        if (op->req.has_placement)
+            t->policy = op->req.placement;
+        if (!scheduler_schedule_tenant(&svc->sched, t, NULL, &e))
+            log_err(&e, "tenant policy: scheduling");
+        (void)service_reconcile_tenant(svc, t);
+    }
+    op->cb(NULL, json_object(), op->arg);
+    free(op);
+}
+
+static void policy_start_deferred(const Err *err, void *arg)
+{
+    policy_step(arg, err);
+}
+
+void service_tenant_policy(Service *svc, const TenantId *tenant, const ServiceTenantPolicy *req,
+                           ServiceJsonFn cb, void *arg)
+{
+    Err err;
+    err_clear(&err);
+    if (!service_check_ready(svc, &err) || service_tenant_or_404(svc, tenant, &err) == NULL) {
+        service_defer_err(svc, cb, arg, &err);
+        return;
+    }
+    PolicyOp *op = xcalloc(1, sizeof(*op));
+    op->svc = svc;
+    op->tenant = *tenant;
+    op->req = *req;
+    op->cb = cb;
+    op->arg = arg;
+    service_defer_done(svc, policy_start_deferred, op, NULL);
+}
+
+/* ---- describe, list, locate ---- */
+
+static json_t *tenant_describe_json(const Tenant *t)
+{
+    json_t *shards = json_array();
+    for (size_t i = 0; i < t->n_shards; i++)
+        json_array_append_new(shards, tenant_shard_to_json(t->shards[i]));
+    json_t *conf = json_loads(t->config_json, 0, NULL);
+    if (!json_is_object(conf)) {
+        json_decref(conf);
+        conf = json_object();
+    }
+    return json_pack("{s:o, s:o, s:I, s:o, s:o}", "tenant_id", json_from_tenant_id(&t->id),
+                     "shards", shards, "stripe_size", (json_int_t)t->stripe_size, "policy",
+                     placement_policy_to_json(t->policy), "config", conf);
+}
+
+bool service_tenant_describe(Service *svc, const TenantId *tenant, json_t **out, Err *err)
+{
+    Tenant *t = service_tenant_or_404(svc, tenant, err);
+    if (t == NULL)
+        return false;
+    *out = tenant_describe_json(t);
+    return true;
+}
+
+json_t *service_tenant_list(Service *svc, const TenantId *start_after, size_t limit)
+{
+    if (limit == 0)
+        limit = STORCON_TENANT_LIST_DEFAULT_LIMIT;
+    if (limit > STORCON_TENANT_LIST_MAX_LIMIT)
+        limit = STORCON_TENANT_LIST_MAX_LIMIT;
+    Tenant **page = xcalloc(limit, sizeof(*page));
+    size_t n = shard_map_list_tenants(svc->map, start_after, limit, page);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, tenant_describe_json(page[i]));
+    free(page);
+    return arr;
+}
+
+bool service_tenant_locate(Service *svc, const TenantId *tenant, json_t **out, Err *err)
+{
+    Tenant *t = service_tenant_or_404(svc, tenant, err);
+    if (t == NULL)
+        return false;
+    ShardCount count = tenant_current_count(t);
+    json_t *arr = json_array();
+    for (size_t i = 0; i < t->n_shards; i++) {
+        const TenantShard *s = t->shards[i];
+        if (s->tsid.count != count)
+            continue;
+        Node *n = s->intent.attached == NODE_ID_NONE
+                      ? NULL
+                      : node_set_get(&svc->nodes, s->intent.attached);
+        if (n == NULL) {
+            char tsid[TSID_STR_SIZE];
+            tsid_format(&s->tsid, tsid);
+            err_set(err, ERR_UNAVAILABLE, "shard %s has no attached node, retry", tsid);
+            json_decref(arr);
+            return false;
+        }
+        json_array_append_new(
+            arr, json_pack("{s:o, s:I, s:s, s:i, s:s, s:i}", "shard_id", json_from_tsid(&s->tsid),
+                           "node_id", (json_int_t)n->id, "listen_pg_addr", n->listen_pg_addr,
+                           "listen_pg_port", (int)n->listen_pg_port, "listen_http_addr",
+                           n->listen_http_addr, "listen_http_port", (int)n->listen_http_port));
+    }
+    *out = json_pack("{s:o, s:{s:i, s:I}}", "shards", arr, "shard_params", "count", (int)count,
+                     "stripe_size", (json_int_t)t->stripe_size);
+    return true;
+}
