@@ -306,13 +306,13 @@ static void waiter_check_cb(evutil_socket_t fd, short what, void *arg);
  * reconcile end and once right away, asynchronously) or after timeout_ms.
  */
 void service_waiter_add(Service *svc, const TenantId *tenant, long timeout_ms, WaiterFn fn,
-                        void *ctx)
+                        Operation *op)
 {
     Waiter *w = xcalloc(1, sizeof(*w));
     w->svc = svc;
     w->tenant = *tenant;
     w->fn = fn;
-    w->ctx = ctx;
+    w->op = op;
     w->deadline = event_new(svc->opts.base, -1, 0, waiter_deadline_cb, w);
     struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
     event_add(w->deadline, &tv);
@@ -447,6 +447,7 @@ Service *service_new(const ServiceOptions *opts)
         .hooks = {.host = svc, .target = hook_target, .result = service_hb_result},
     };
     svc->hb = heartbeat_new(&hbo);
+    svc->ops = operations_new(opts->base, svc);
     svc->waiter_kick = event_new(opts->base, -1, 0, waiter_check_cb, svc);
     svc->hb_soon = event_new(opts->base, -1, 0, hb_soon_cb, svc);
     if (opts->metrics != NULL) {
@@ -482,9 +483,9 @@ void service_free(Service *svc)
     while (svc->waiters != NULL) {
         Waiter *w = svc->waiters;
         waiter_remove(svc, w);
-        free(w->ctx);
-        free(w);
+        free(w); /* its operation goes with the registry */
     }
+    operations_free(svc->ops);
     event_free(svc->waiter_kick);
     event_free(svc->hb_soon);
     heartbeat_free(svc->hb);
@@ -549,6 +550,11 @@ bool service_pageserver_target(Service *svc, NodeId node, long timeout_ms,
     if (retry != NULL)
         t->retry = *retry;
     return true;
+}
+
+json_t *service_operations_json(Service *svc)
+{
+    return operations_to_json(svc->ops);
 }
 
 json_t *service_scheduler_json(Service *svc)

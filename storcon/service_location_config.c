@@ -37,98 +37,50 @@ static size_t schedulable_nodes(Service *svc)
     return n;
 }
 
-typedef struct LocPolicyCtx {
-    Service *svc;
-    TenantId tenant;
-    PlacementPolicy policy;
-    ServiceJsonFn cb;
-    void *arg;
-} LocPolicyCtx;
-
-static void loc_policy_done(const Err *err, json_t *result, void *arg)
+static void location_reply(Operation *op)
 {
-    LocPolicyCtx *c = arg;
-    Service *svc = c->svc;
-    json_decref(result);
-    Tenant *t;
-    if (err != NULL) {
-        c->cb(err, NULL, c->arg);
-    } else if ((t = shard_map_tenant_get(svc->map, &c->tenant)) == NULL) {
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
+    if (t == NULL) {
         Err e;
+        err_clear(&e);
         err_set(&e, ERR_NOT_FOUND, "tenant vanished");
-        c->cb(&e, NULL, c->arg);
-    } else {
-        c->cb(NULL,
-              json_pack("{s:o, s:o}", "shards", service_shards_json(t, false), "stripe_size",
-                        t->n_shards > 1 ? json_integer((json_int_t)t->stripe_size) : json_null()),
-              c->arg);
-    }
-    free(c);
-}
-
-static void loc_config_done(const Err *err, json_t *result, void *arg)
-{
-    LocPolicyCtx *c = arg;
-    json_decref(result);
-    if (err != NULL) {
-        c->cb(err, NULL, c->arg);
-        free(c);
+        operation_finish(op, &e, NULL);
         return;
     }
-    ServiceTenantPolicy p = {.has_placement = true, .placement = c->policy};
-    service_tenant_policy(c->svc, &c->tenant, &p, loc_policy_done, c);
+    operation_finish(op, NULL, service_location_json(t));
 }
 
-static void location_config_run(Service *svc, const TenantShardId *tsid, const json_t *config,
-                                ServiceJsonFn cb, void *arg, bool may_load);
-
-static void location_config_after_load(Service *svc, void *ctx)
+/* location_policy: the last step for a known tenant: its new placement policy. */
+static void location_policy(Operation *op)
 {
-    RetryCtx *c = ctx;
-    location_config_run(svc, &c->tsid, c->body, c->cb, c->arg, false);
-    json_decref(c->body);
-    free(c);
+    TenantOp *d = operation_data(op);
+    d->policy = (ServiceTenantPolicy){.has_placement = true, .placement = d->create.placement};
+    service_tenant_policy_store(op, location_reply);
 }
 
-void service_tenant_location_config(Service *svc, const TenantShardId *tsid, const json_t *config,
-                                    ServiceJsonFn cb, void *arg)
+/* location_loaded: the tenant is in memory if it exists; decode, then create it or change it
+ * (the steps of create, config and policy, never the service's public entry points: the
+ * operation already holds the tenant's lock). */
+static void location_loaded(Operation *op, const Err *ignored)
 {
-    location_config_run(svc, tsid, config, cb, arg, true);
-}
-
-static void location_config_run(Service *svc, const TenantShardId *tsid, const json_t *config,
-                                ServiceJsonFn cb, void *arg, bool may_load)
-{
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
     Err err;
     err_clear(&err);
-    if (!service_check_ready(svc, &err)) {
-        service_defer_err(svc, cb, arg, &err);
-        return;
-    }
-    if (may_load && shard_map_tenant_get(svc->map, &tsid->tenant_id) == NULL) {
-        RetryCtx *c = xcalloc(1, sizeof(*c));
-        c->tsid = *tsid;
-        c->body = json_deep_copy(config);
-        c->cb = cb;
-        c->arg = arg;
-        service_load_tenant_then(svc, &tsid->tenant_id, location_config_after_load, c);
-        return;
-    }
-    if (tsid->count > 1) {
+    if (d->tsid.count > 1) {
         err_set(&err, ERR_BAD_REQUEST, "location_config takes an unsharded tenant id");
-        service_defer_err(svc, cb, arg, &err);
+        operation_finish(op, &err, NULL);
         return;
     }
     LocJson lj;
     memset(&lj, 0, sizeof(lj));
     lj.generation = GENERATION_NONE;
-    if (!json_decode(config, &LOC_SPEC, &lj, &err)) {
-        service_defer_err(svc, cb, arg, &err);
-        return;
-    }
     ShardLocationMode mode;
-    if (!shard_location_mode_parse(lj.mode, &mode, &err)) {
-        service_defer_err(svc, cb, arg, &err);
+    if (!json_decode(d->body, &LOC_SPEC, &lj, &err) ||
+        !shard_location_mode_parse(lj.mode, &mode, &err)) {
+        operation_finish(op, &err, NULL);
         return;
     }
     PlacementPolicy policy;
@@ -138,47 +90,59 @@ static void location_config_run(Service *svc, const TenantShardId *tsid, const j
         policy = (PlacementPolicy){PLACEMENT_SECONDARY, 0};
     else
         policy = (PlacementPolicy){PLACEMENT_DETACHED, 0};
-    Tenant *t = shard_map_tenant_get(svc->map, &tsid->tenant_id);
+    Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
     if (t == NULL && policy.kind == PLACEMENT_DETACHED) {
         /* nothing to detach: answer as a detach does, and create nothing */
-        service_defer_json(svc, cb, arg, NULL, json_pack("{s:[],s:n}", "shards", "stripe_size"));
+        operation_finish(op, NULL, json_pack("{s:[],s:n}", "shards", "stripe_size"));
         return;
     }
+    d->create = (ServiceTenantCreate){
+        .tenant_id = d->tenant,
+        .has_generation = lj.generation != GENERATION_NONE,
+        .generation = lj.generation,
+        .shard_count = lj.shard_count,
+        .stripe_size = lj.shard_stripe_size,
+        .placement = policy,
+        .config = lj.tenant_conf, /* borrowed from d->body */
+    };
     if (t == NULL) {
-        ServiceTenantCreate req = {
-            .tenant_id = tsid->tenant_id,
-            .has_generation = lj.generation != GENERATION_NONE,
-            .generation = lj.generation,
-            .shard_count = lj.shard_count,
-            .stripe_size = lj.shard_stripe_size,
-            .placement = policy,
-            .config = lj.tenant_conf,
-        };
-        CreateOp *op = xcalloc(1, sizeof(*op));
-        op->cb = cb;
-        op->arg = arg;
-        op->location_reply = true;
-        service_create_start(svc, &req, op);
+        d->location_reply = true;
+        service_tenant_create_step(op);
         return;
     }
     /* known tenant: the controller alone issues generations from here on; the config (when it
      * changed) is persisted first, then the policy */
-    LocPolicyCtx *c = xcalloc(1, sizeof(*c));
-    c->svc = svc;
-    c->tenant = tsid->tenant_id;
-    c->policy = policy;
-    c->cb = cb;
-    c->arg = arg;
     if (lj.tenant_conf != NULL) {
         char *text = service_config_text(lj.tenant_conf);
         bool changed = strcmp(text, t->config_json) != 0;
         free(text);
         if (changed) {
-            service_tenant_config_set(svc, &tsid->tenant_id, lj.tenant_conf, false, loc_config_done,
-                                      c);
+            service_tenant_config_store(op, lj.tenant_conf, false, location_policy);
             return;
         }
     }
-    ServiceTenantPolicy p = {.has_placement = true, .placement = policy};
-    service_tenant_policy(svc, &tsid->tenant_id, &p, loc_policy_done, c);
+    location_policy(op);
+}
+
+static void location_run(Operation *op)
+{
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    if (!service_tenant_op_ready(op))
+        return;
+    if (shard_map_tenant_get(svc->map, &d->tenant) == NULL)
+        service_tenant_load(op, location_loaded);
+    else
+        location_loaded(op, NULL);
+}
+
+void service_tenant_location_config(Service *svc, const TenantShardId *tsid, const json_t *config,
+                                    ServiceJsonFn cb, void *arg)
+{
+    Operation *op =
+        service_tenant_op_new(svc, OPERATION_LOCATION_CONFIG, &tsid->tenant_id, cb, arg);
+    TenantOp *d = operation_data(op);
+    d->tsid = *tsid;
+    d->body = json_deep_copy(config);
+    operation_start(op, location_run);
 }

@@ -256,82 +256,74 @@ static void apply_node_availability(Service *svc, Node *n, NodeAvailability a)
     service_update_node_gauges(svc);
 }
 
-typedef struct ConfigureOp {
-    Service *svc;
-    ServiceNodeConfigure req;
-    ServiceJsonFn cb;
-    void *arg;
-} ConfigureOp;
-
-static void configure_apply(ConfigureOp *op)
+static void configure_apply(Operation *op)
 {
-    Service *svc = op->svc;
-    Node *n = node_set_get(&svc->nodes, op->req.node_id);
+    Service *svc = operation_host(op);
+    const ServiceNodeConfigure *req = operation_data(op);
+    Node *n = node_set_get(&svc->nodes, req->node_id);
     if (n == NULL) {
         Err err;
-        err_set(&err, ERR_NOT_FOUND, "node %llu not found", (unsigned long long)op->req.node_id);
-        op->cb(&err, NULL, op->arg);
-        free(op);
+        err_clear(&err);
+        err_set(&err, ERR_NOT_FOUND, "node %llu not found", (unsigned long long)req->node_id);
+        operation_finish(op, &err, NULL);
         return;
     }
-    if (op->req.has_scheduling) {
-        n->scheduling = op->req.scheduling;
+    operation_set_step(op, "applying");
+    if (req->has_scheduling) {
+        n->scheduling = req->scheduling;
         service_schedule_all(svc);
         (void)service_reconcile_all(svc);
     }
-    if (op->req.has_availability)
-        apply_node_availability(svc, n, op->req.availability);
-    op->cb(NULL, json_object(), op->arg);
-    free(op);
+    if (req->has_availability)
+        apply_node_availability(svc, n, req->availability);
+    operation_finish(op, NULL, json_object());
 }
 
-static void on_node_policy_set(const Err *err, void *arg)
+static void configure_stored(Operation *op, const Err *err)
 {
-    ConfigureOp *op = arg;
     if (err != NULL) {
-        op->cb(err, NULL, op->arg);
-        free(op);
+        operation_finish(op, err, NULL);
         return;
     }
     configure_apply(op);
 }
 
-static void configure_deferred(const Err *err, void *arg)
+static void configure_run(Operation *op)
 {
-    ConfigureOp *op = arg;
-    if (err != NULL) {
-        op->cb(err, NULL, op->arg);
-        free(op);
-        return;
-    }
-    configure_apply(op);
-}
-
-void service_node_configure(Service *svc, const ServiceNodeConfigure *req, ServiceJsonFn cb,
-                            void *arg)
-{
+    Service *svc = operation_host(op);
+    const ServiceNodeConfigure *req = operation_data(op);
     Err err;
     err_clear(&err);
     if (!service_check_ready(svc, &err)) {
-        service_defer_err(svc, cb, arg, &err);
+        operation_finish(op, &err, NULL);
         return;
     }
     if (node_set_get(&svc->nodes, req->node_id) == NULL) {
         err_set(&err, ERR_NOT_FOUND, "node %llu not found", (unsigned long long)req->node_id);
-        service_defer_err(svc, cb, arg, &err);
+        operation_finish(op, &err, NULL);
         return;
     }
-    ConfigureOp *op = xcalloc(1, sizeof(*op));
-    op->svc = svc;
-    op->req = *req;
-    op->cb = cb;
-    op->arg = arg;
     if (!req->has_scheduling) {
-        service_defer_done(svc, configure_deferred, op, NULL);
+        configure_apply(op);
         return;
     }
+    operation_set_step(op, "storing the scheduling policy");
+    operation_set_next(op, configure_stored);
     if (!db_nodes_set_scheduling_policy(svc->opts.db, req->node_id,
                                         node_scheduling_policy_name(req->scheduling),
-                                        on_node_policy_set, op, &err))
-        service_defer_done(svc, configure_deferred, op, &err);
+                                        operation_continue, op, &err))
+        operation_finish(op, &err, NULL);
+}
+
+/* service_node_configure: an operation holding the node's exclusive lock (as the drain / fill to
+ * come will). */
+void service_node_configure(Service *svc, const ServiceNodeConfigure *req, ServiceJsonFn cb,
+                            void *arg)
+{
+    Operation *op = operation_new(svc->ops, OPERATION_NODE_CONFIGURE, cb, arg);
+    ServiceNodeConfigure *d = xmalloc(sizeof(*d));
+    *d = *req;
+    operation_set_data(op, d, NULL);
+    operation_lock_node(op, req->node_id, TENANT_LOCK_EXCLUSIVE);
+    operation_start(op, configure_run);
 }

@@ -4,7 +4,7 @@
  */
 #include "storcon/service_internal.h"
 
-/* ---- tenants ---- */
+/* ---- shared by the tenant operations ---- */
 
 Tenant *service_tenant_or_404(Service *svc, const TenantId *id, Err *err)
 {
@@ -36,35 +36,113 @@ json_t *service_shards_json(const Tenant *t, bool with_generation)
     return arr;
 }
 
+/* service_location_json: see service_internal.h. */
+json_t *service_location_json(const Tenant *t)
+{
+    return json_pack("{s:o, s:o}", "shards", service_shards_json(t, false), "stripe_size",
+                     t->n_shards > 1 ? json_integer((json_int_t)t->stripe_size) : json_null());
+}
+
+/* ---- the operation on one tenant ---- */
+
+static void tenant_op_free(void *p)
+{
+    TenantOp *d = p;
+    json_decref(d->body);
+    free(d->config_text);
+    free(d);
+}
+
+Operation *service_tenant_op_new(Service *svc, OperationKind kind, const TenantId *tenant,
+                                 ServiceJsonFn cb, void *arg)
+{
+    Operation *op = operation_new(svc->ops, kind, cb, arg);
+    TenantOp *d = xcalloc(1, sizeof(*d));
+    d->tenant = *tenant;
+    operation_set_data(op, d, tenant_op_free);
+    operation_lock_tenant(op, tenant, TENANT_LOCK_EXCLUSIVE);
+    return op;
+}
+
+bool service_tenant_op_ready(Operation *op)
+{
+    Err err;
+    err_clear(&err);
+    if (!service_check_ready(operation_host(op), &err)) {
+        operation_finish(op, &err, NULL);
+        return false;
+    }
+    return true;
+}
+
+/* tenant_op_or_404: the operation's tenant, or NULL after finishing the operation with 404. */
+static Tenant *tenant_op_or_404(Operation *op)
+{
+    Err err;
+    err_clear(&err);
+    TenantOp *d = operation_data(op);
+    Tenant *t = service_tenant_or_404(operation_host(op), &d->tenant, &err);
+    if (t == NULL)
+        operation_finish(op, &err, NULL);
+    return t;
+}
+
+/* ---- loading a tenant that is not in memory (detached tenants are not loaded at startup) ---- */
+
+static void on_tenant_rows(const Err *err, const DbTenantShard *rows, size_t n, void *arg)
+{
+    Operation *op = arg;
+    Service *svc = operation_host(op);
+    for (size_t i = 0; err == NULL && i < n; i++) {
+        Err e;
+        err_clear(&e);
+        if (shard_map_get(svc->map, &rows[i].tsid) == NULL &&
+            !service_load_shard_row(svc, &rows[i], NULL, &e))
+            log_err(&e, "loading a tenant");
+    }
+    if (err != NULL && err->code != ERR_NOT_FOUND)
+        log_err(err, "loading a tenant");
+    operation_continue(NULL, op);
+}
+
+void service_tenant_load(Operation *op, OperationNextFn then)
+{
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    operation_set_step(op, "loading the tenant");
+    operation_set_next(op, then);
+    db_tenants_get(svc->opts.db, &d->tenant, on_tenant_rows, op);
+}
+
+/* ---- tenant create ---- */
+
 static void create_reply(Service *svc, Waiter *w, bool timed_out)
 {
-    CreateOp *op = w->ctx;
-    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    Operation *op = w->op;
+    TenantOp *d = operation_data(op);
+    Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
     if (t == NULL) {
         Err err;
+        err_clear(&err);
         err_set(&err, ERR_UNAVAILABLE, "tenant was deleted while being created");
-        op->cb(&err, NULL, op->arg);
-    } else if (op->location_reply) {
-        op->cb(NULL,
-               json_pack("{s:o, s:o}", "shards", service_shards_json(t, false), "stripe_size",
-                         t->n_shards > 1 ? json_integer((json_int_t)t->stripe_size) : json_null()),
-               op->arg);
+        operation_finish(op, &err, NULL);
+    } else if (d->location_reply) {
+        operation_finish(op, NULL, service_location_json(t));
     } else {
         if (timed_out)
             log_info("tenant create: answering before every reconcile finished");
-        op->cb(NULL, json_pack("{s:o}", "shards", service_shards_json(t, true)), op->arg);
+        operation_finish(op, NULL, json_pack("{s:o}", "shards", service_shards_json(t, true)));
     }
-    free(op);
 }
 
 static void on_tenant_inserted(const Err *err, const DbTenantShard *rows, size_t n, bool created,
                                void *arg)
 {
-    CreateOp *op = arg;
-    Service *svc = op->svc;
+    Operation *op = arg;
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
     if (err != NULL) {
-        op->cb(err, NULL, op->arg);
-        free(op);
+        operation_finish(op, err, NULL);
         return;
     }
     Err e;
@@ -73,18 +151,17 @@ static void on_tenant_inserted(const Err *err, const DbTenantShard *rows, size_t
         if (shard_map_get(svc->map, &rows[i].tsid) != NULL)
             continue;
         if (!service_load_shard_row(svc, &rows[i], NULL, &e)) {
-            op->cb(&e, NULL, op->arg);
-            free(op);
+            operation_finish(op, &e, NULL);
             return;
         }
     }
-    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
     if (t == NULL) {
         err_set(&e, ERR_INTERNAL, "tenant rows inserted but not loaded");
-        op->cb(&e, NULL, op->arg);
-        free(op);
+        operation_finish(op, &e, NULL);
         return;
     }
+    operation_set_step(op, "scheduling");
     ScheduleStats stats = {0};
     if (!scheduler_schedule_tenant(&svc->sched, t, &stats, &e)) {
         log_err(&e, "tenant create: scheduling");
@@ -95,8 +172,7 @@ static void on_tenant_inserted(const Err *err, const DbTenantShard *rows, size_t
             if (!any_attached) {
                 err_prefix(&e, "tenant stored, but not placed: ");
                 e.code = ERR_UNAVAILABLE;
-                op->cb(&e, NULL, op->arg);
-                free(op);
+                operation_finish(op, &e, NULL);
                 return;
             }
         }
@@ -104,7 +180,8 @@ static void on_tenant_inserted(const Err *err, const DbTenantShard *rows, size_t
     (void)service_reconcile_tenant(svc, t);
     log_info("tenant create: %zu shards %s, scheduled", t->n_shards,
              created ? "inserted" : "already stored");
-    service_waiter_add(svc, &op->tenant, svc->opts.create_wait_ms, create_reply, op);
+    operation_set_step(op, "waiting for reconciles");
+    service_waiter_add(svc, &d->tenant, svc->opts.create_wait_ms, create_reply, op);
 }
 
 char *service_config_text(const json_t *config)
@@ -117,8 +194,11 @@ char *service_config_text(const json_t *config)
     return s;
 }
 
-void service_create_start(Service *svc, const ServiceTenantCreate *req, CreateOp *op)
+void service_tenant_create_step(Operation *op)
 {
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    const ServiceTenantCreate *req = &d->create;
     Err err;
     err_clear(&err);
     char policy[PLACEMENT_POLICY_TEXT_SIZE];
@@ -137,107 +217,58 @@ void service_create_start(Service *svc, const ServiceTenantCreate *req, CreateOp
         .config = conf,
         .scheduling_policy = sched,
     };
-    op->svc = svc;
-    op->tenant = req->tenant_id;
+    operation_set_step(op, "storing the shards");
     bool ok = db_tenants_insert(svc->opts.db, &c, on_tenant_inserted, op, &err);
     free(conf);
-    if (!ok) {
-        ServiceJsonFn cb = op->cb;
-        void *arg = op->arg;
-        free(op);
-        service_defer_err(svc, cb, arg, &err);
-    }
+    if (!ok)
+        operation_finish(op, &err, NULL);
+}
+
+static void create_run(Operation *op)
+{
+    if (service_tenant_op_ready(op))
+        service_tenant_create_step(op);
 }
 
 void service_tenant_create(Service *svc, const ServiceTenantCreate *req, ServiceJsonFn cb,
                            void *arg)
 {
-    Err err;
-    err_clear(&err);
-    if (!service_check_ready(svc, &err)) {
-        service_defer_err(svc, cb, arg, &err);
-        return;
-    }
-    CreateOp *op = xcalloc(1, sizeof(*op));
-    op->cb = cb;
-    op->arg = arg;
-    service_create_start(svc, req, op);
-}
-
-/* ---- loading a tenant that is not in memory (detached tenants are not loaded at startup) ---- */
-
-typedef struct LoadOp {
-    Service *svc;
-    LoadedFn then;
-    void *ctx;
-} LoadOp;
-
-static void on_tenant_rows(const Err *err, const DbTenantShard *rows, size_t n, void *arg)
-{
-    LoadOp *op = arg;
-    Service *svc = op->svc;
-    for (size_t i = 0; err == NULL && i < n; i++) {
-        Err e;
-        err_clear(&e);
-        if (shard_map_get(svc->map, &rows[i].tsid) == NULL &&
-            !service_load_shard_row(svc, &rows[i], NULL, &e))
-            log_err(&e, "loading a tenant");
-    }
-    if (err != NULL && err->code != ERR_NOT_FOUND)
-        log_err(err, "loading a tenant");
-    op->then(svc, op->ctx);
-    free(op);
-}
-
-/* service_load_tenant_then: read the tenant's rows into memory (when it has any), then call then;
- * then looks the tenant up again (still missing: it does not exist). */
-void service_load_tenant_then(Service *svc, const TenantId *tenant, LoadedFn then, void *ctx)
-{
-    LoadOp *op = xcalloc(1, sizeof(*op));
-    op->svc = svc;
-    op->then = then;
-    op->ctx = ctx;
-    db_tenants_get(svc->opts.db, tenant, on_tenant_rows, op);
+    Operation *op = service_tenant_op_new(svc, OPERATION_TENANT_CREATE, &req->tenant_id, cb, arg);
+    TenantOp *d = operation_data(op);
+    d->create = *req;
+    d->body = req->config != NULL ? json_deep_copy(req->config) : NULL;
+    d->create.config = d->body;
+    operation_start(op, create_run);
 }
 
 /* ---- tenant delete ---- */
 
-typedef struct DeleteOp {
-    Service *svc;
-    TenantId tenant;
-    PlacementPolicy saved_policy;
-    size_t pending; /* remote deletions in flight */
-    Err first_err;
-    bool failed;
-    ServiceJsonFn cb;
-    void *arg;
-} DeleteOp;
-
-static void delete_fail(DeleteOp *op, const Err *err)
+static void delete_fail(Operation *op, const Err *err)
 {
-    Service *svc = op->svc;
-    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
     if (t != NULL) { /* put the tenant back as it was */
-        t->policy = op->saved_policy;
+        t->policy = d->saved_policy;
         Err e;
         err_clear(&e);
         if (!scheduler_schedule_tenant(&svc->sched, t, NULL, &e))
             log_err(&e, "tenant delete failed; rescheduling");
         (void)service_reconcile_tenant(svc, t);
     }
-    op->cb(err, NULL, op->arg);
-    free(op);
+    operation_finish(op, err, NULL);
 }
 
 static void on_rows_deleted(const Err *err, void *arg)
 {
-    DeleteOp *op = arg;
-    Service *svc = op->svc;
+    Operation *op = arg;
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
     if (err != NULL && err->code != ERR_NOT_FOUND) {
         delete_fail(op, err);
         return;
     }
-    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
     if (t != NULL) {
         while (t->n_shards > 0) {
             TenantShard *s = t->shards[t->n_shards - 1];
@@ -254,30 +285,26 @@ static void on_rows_deleted(const Err *err, void *arg)
         if (t->n_shards == 0 && !shard_map_tenant_remove(svc->map, t, &e))
             log_err(&e, "tenant delete: forgetting the tenant");
     }
-    compute_hook_forget(svc->hook, &op->tenant);
+    compute_hook_forget(svc->hook, &d->tenant);
     char hex[ID_STR_SIZE];
-    tenant_id_format(&op->tenant, hex);
+    tenant_id_format(&d->tenant, hex);
     log_info("tenant %s deleted", hex);
-    op->cb(NULL, json_object(), op->arg);
-    free(op);
+    operation_finish(op, NULL, json_object());
 }
 
 static void on_remote_deleted(const PageserverResult *res, void *arg)
 {
-    DeleteOp *op = arg;
-    if (!res->ok && !op->failed) {
-        op->failed = true;
-        op->first_err = pageserver_client_translate_error(res->status, &res->err);
-        err_prefix(&op->first_err, "deleting remote data: ");
-    }
-    if (--op->pending > 0)
-        return;
-    if (op->failed) {
-        Err e = op->first_err;
+    Operation *op = arg;
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    if (!res->ok) {
+        Err e = pageserver_client_translate_error(res->status, &res->err);
+        err_prefix(&e, "deleting remote data: ");
         delete_fail(op, &e);
         return;
     }
-    db_tenants_delete(op->svc->opts.db, &op->tenant, on_rows_deleted, op);
+    operation_set_step(op, "deleting the rows");
+    db_tenants_delete(svc->opts.db, &d->tenant, on_rows_deleted, op);
 }
 
 /* any_available_node: a node to run remote deletions on. */
@@ -294,13 +321,13 @@ static NodeId any_available_node(Service *svc)
 /* delete_detached: the detach reconciles ended (or the deadline passed). */
 static void delete_detached(Service *svc, Waiter *w, bool timed_out)
 {
-    DeleteOp *op = w->ctx;
+    Operation *op = w->op;
+    TenantOp *d = operation_data(op);
     Err err;
     err_clear(&err);
-    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
     if (t == NULL) {
-        op->cb(NULL, json_object(), op->arg);
-        free(op);
+        operation_finish(op, NULL, json_object());
         return;
     }
     for (size_t i = 0; i < t->n_shards; i++) {
@@ -328,64 +355,46 @@ static void delete_detached(Service *svc, Waiter *w, bool timed_out)
     tgt.retry.max_ms = STORCON_RECONCILE_CALL_BACKOFF_MAX;
     /* One DELETE with the bare tenant id: the pageserver then removes every shard's prefix and
      * the unsharded path shared by all shards (initdb.tar.zst), whatever the shard count was. */
-    TenantShardId all = tsid_unsharded(&op->tenant);
-    op->pending = 1;
+    TenantShardId all = tsid_unsharded(&d->tenant);
+    operation_set_step(op, "deleting remote data");
     (void)pageserver_client_tenant_delete(svc->pc, &tgt, &all, on_remote_deleted, op);
 }
 
-static void tenant_delete_run(Service *svc, const TenantId *tenant, ServiceJsonFn cb, void *arg,
-                              bool may_load);
-
-static void delete_after_load(Service *svc, void *ctx)
+/* delete_loaded: detach everywhere (an empty intent, kept empty by the Detached policy while
+ * deleting), then wait for the detaches. */
+static void delete_loaded(Operation *op, const Err *err)
 {
-    RetryCtx *c = ctx;
-    tenant_delete_run(svc, &c->tenant, c->cb, c->arg, false);
-    free(c);
-}
-
-void service_tenant_delete(Service *svc, const TenantId *tenant, ServiceJsonFn cb, void *arg)
-{
-    tenant_delete_run(svc, tenant, cb, arg, true);
-}
-
-static void tenant_delete_run(Service *svc, const TenantId *tenant, ServiceJsonFn cb, void *arg,
-                              bool may_load)
-{
-    Err err;
-    err_clear(&err);
-    Tenant *t;
-    if (!service_check_ready(svc, &err)) {
-        service_defer_err(svc, cb, arg, &err);
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    Tenant *t = tenant_op_or_404(op);
+    if (t == NULL)
         return;
-    }
-    if (may_load && shard_map_tenant_get(svc->map, tenant) == NULL) {
-        RetryCtx *c = xcalloc(1, sizeof(*c));
-        c->tenant = *tenant;
-        c->cb = cb;
-        c->arg = arg;
-        service_load_tenant_then(svc, tenant, delete_after_load, c);
-        return;
-    }
-    if ((t = service_tenant_or_404(svc, tenant, &err)) == NULL) {
-        if (may_load)
-            service_defer_err(svc, cb, arg, &err);
-        else
-            cb(&err, NULL, arg);
-        return;
-    }
-    DeleteOp *op = xcalloc(1, sizeof(*op));
-    op->svc = svc;
-    op->tenant = *tenant;
-    op->cb = cb;
-    op->arg = arg;
-    op->saved_policy = t->policy;
-    /* detach everywhere: an empty intent, kept empty by the Detached policy while deleting */
+    d->saved_policy = t->policy;
     t->policy = (PlacementPolicy){PLACEMENT_DETACHED, 0};
     for (size_t i = 0; i < t->n_shards; i++) {
         scheduler_intent_clear(&svc->sched, t->shards[i]);
         (void)reconciler_spawn(svc->rec, t->shards[i]);
     }
-    service_waiter_add(svc, tenant, STORCON_TENANT_DELETE_WAIT_MS, delete_detached, op);
+    operation_set_step(op, "detaching");
+    service_waiter_add(svc, &d->tenant, STORCON_TENANT_DELETE_WAIT_MS, delete_detached, op);
+}
+
+static void delete_run(Operation *op)
+{
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    if (!service_tenant_op_ready(op))
+        return;
+    if (shard_map_tenant_get(svc->map, &d->tenant) == NULL)
+        service_tenant_load(op, delete_loaded);
+    else
+        delete_loaded(op, NULL);
+}
+
+void service_tenant_delete(Service *svc, const TenantId *tenant, ServiceJsonFn cb, void *arg)
+{
+    Operation *op = service_tenant_op_new(svc, OPERATION_TENANT_DELETE, tenant, cb, arg);
+    operation_start(op, delete_run);
 }
 
 /* ---- tenant config ---- */
@@ -414,42 +423,28 @@ bool service_tenant_config_get(Service *svc, const TenantId *tenant, json_t **ou
     return true;
 }
 
-typedef struct ConfigOp {
-    Service *svc;
-    TenantId tenant;
-    char *text;
-    ServiceJsonFn cb;
-    void *arg;
-} ConfigOp;
-
-static void on_config_stored(const Err *err, void *arg)
+static void config_stored(Operation *op, const Err *err)
 {
-    ConfigOp *op = arg;
-    Service *svc = op->svc;
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
     if (err != NULL) {
-        op->cb(err, NULL, op->arg);
-    } else {
-        Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
-        if (t != NULL) {
-            tenant_set_config(t, op->text);
-            (void)service_reconcile_tenant(svc, t);
-        }
-        op->cb(NULL, json_object(), op->arg);
-    }
-    free(op->text);
-    free(op);
-}
-
-void service_tenant_config_set(Service *svc, const TenantId *tenant, const json_t *config,
-                               bool patch, ServiceJsonFn cb, void *arg)
-{
-    Err err;
-    err_clear(&err);
-    Tenant *t;
-    if (!service_check_ready(svc, &err) || (t = service_tenant_or_404(svc, tenant, &err)) == NULL) {
-        service_defer_err(svc, cb, arg, &err);
+        operation_finish(op, err, NULL);
         return;
     }
+    Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
+    if (t != NULL) {
+        tenant_set_config(t, d->config_text);
+        (void)service_reconcile_tenant(svc, t);
+    }
+    d->then(op);
+}
+
+void service_tenant_config_store(Operation *op, const json_t *config, bool patch,
+                                 OperationStepFn then)
+{
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
     json_t *merged;
     if (patch) {
         merged = json_loads(t->config_json, 0, NULL);
@@ -476,106 +471,113 @@ void service_tenant_config_set(Service *svc, const TenantId *tenant, const json_
         }
         json_object_del(merged, "tenant_id");
     }
-    ConfigOp *op = xcalloc(1, sizeof(*op));
-    op->svc = svc;
-    op->tenant = *tenant;
-    op->text = service_config_text(merged);
-    op->cb = cb;
-    op->arg = arg;
+    free(d->config_text);
+    d->config_text = service_config_text(merged);
     json_decref(merged);
-    if (!db_tenants_set_config(svc->opts.db, tenant, NULL, op->text, on_config_stored, op, &err)) {
-        free(op->text);
-        free(op);
-        service_defer_err(svc, cb, arg, &err);
-    }
+    d->then = then;
+    Err err;
+    err_clear(&err);
+    operation_set_step(op, "storing the config");
+    operation_set_next(op, config_stored);
+    if (!db_tenants_set_config(svc->opts.db, &d->tenant, NULL, d->config_text, operation_continue,
+                               op, &err))
+        operation_finish(op, &err, NULL);
+}
+
+static void answer_empty(Operation *op)
+{
+    operation_finish(op, NULL, json_object());
+}
+
+static void config_run(Operation *op)
+{
+    TenantOp *d = operation_data(op);
+    if (service_tenant_op_ready(op) && tenant_op_or_404(op) != NULL)
+        service_tenant_config_store(op, d->body, d->patch, answer_empty);
+}
+
+void service_tenant_config_set(Service *svc, const TenantId *tenant, const json_t *config,
+                               bool patch, ServiceJsonFn cb, void *arg)
+{
+    Operation *op = service_tenant_op_new(svc, OPERATION_TENANT_CONFIG, tenant, cb, arg);
+    TenantOp *d = operation_data(op);
+    d->body = json_deep_copy(config);
+    d->patch = patch;
+    operation_start(op, config_run);
 }
 
 /* ---- tenant policy ---- */
 
-typedef struct PolicyOp {
-    Service *svc;
-    TenantId tenant;
-    ServiceTenantPolicy req;
-    bool placement_done;
-    ServiceJsonFn cb;
-    void *arg;
-} PolicyOp;
-
-static void policy_step(PolicyOp *op, const Err *err);
-
-static void on_policy_stored(const Err *err, void *arg)
-{
-    policy_step(arg, err);
-}
-
 /* policy_step: placement persisted, then scheduling persisted, then memory and reconciles. */
-static void policy_step(PolicyOp *op, const Err *err)
+static void policy_step(Operation *op, const Err *err)
 {
-    Service *svc = op->svc;
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
     Err e;
     err_clear(&e);
     if (err != NULL) {
-        op->cb(err, NULL, op->arg);
-        free(op);
+        operation_finish(op, err, NULL);
         return;
     }
-    if (op->req.has_placement && !op->placement_done) {
-        op->placement_done = true;
+    operation_set_next(op, policy_step);
+    if (d->policy.has_placement && !d->placement_stored) {
+        d->placement_stored = true;
         char text[PLACEMENT_POLICY_TEXT_SIZE];
-        placement_policy_format_text(op->req.placement, text);
-        if (!db_tenants_set_placement_policy(svc->opts.db, &op->tenant, NULL, text,
-                                             on_policy_stored, op, &e))
+        placement_policy_format_text(d->policy.placement, text);
+        operation_set_step(op, "storing the placement policy");
+        if (!db_tenants_set_placement_policy(svc->opts.db, &d->tenant, NULL, text,
+                                             operation_continue, op, &e))
             policy_step(op, &e);
         return;
     }
-    if (op->req.has_scheduling) {
-        op->req.has_scheduling = false;
+    if (d->policy.has_scheduling) {
+        d->policy.has_scheduling = false;
         char text[SHARD_SCHEDULING_POLICY_TEXT_SIZE];
-        shard_scheduling_policy_format_text(op->req.scheduling, text);
-        Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+        shard_scheduling_policy_format_text(d->policy.scheduling, text);
+        Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
         if (t != NULL) {
             for (size_t i = 0; i < t->n_shards; i++)
-                t->shards[i]->scheduling = (uint8_t)op->req.scheduling;
+                t->shards[i]->scheduling = (uint8_t)d->policy.scheduling;
         }
-        if (!db_tenants_set_scheduling_policy(svc->opts.db, &op->tenant, NULL, text,
-                                              on_policy_stored, op, &e)) {
+        operation_set_step(op, "storing the scheduling policy");
+        if (!db_tenants_set_scheduling_policy(svc->opts.db, &d->tenant, NULL, text,
+                                              operation_continue, op, &e))
             policy_step(op, &e);
-        }
         return;
     }
-    Tenant *t = shard_map_tenant_get(svc->map, &op->tenant);
+    operation_set_step(op, "applying the policy");
+    Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
     if (t != NULL) {
-        if (op->req.has_placement)
-            t->policy = op->req.placement;
+        if (d->policy.has_placement)
+            t->policy = d->policy.placement;
         if (!scheduler_schedule_tenant(&svc->sched, t, NULL, &e))
             log_err(&e, "tenant policy: scheduling");
         (void)service_reconcile_tenant(svc, t);
     }
-    op->cb(NULL, json_object(), op->arg);
-    free(op);
+    d->then(op);
 }
 
-static void policy_start_deferred(const Err *err, void *arg)
+void service_tenant_policy_store(Operation *op, OperationStepFn then)
 {
-    policy_step(arg, err);
+    TenantOp *d = operation_data(op);
+    d->then = then;
+    d->placement_stored = false;
+    policy_step(op, NULL);
+}
+
+static void policy_run(Operation *op)
+{
+    if (service_tenant_op_ready(op) && tenant_op_or_404(op) != NULL)
+        service_tenant_policy_store(op, answer_empty);
 }
 
 void service_tenant_policy(Service *svc, const TenantId *tenant, const ServiceTenantPolicy *req,
                            ServiceJsonFn cb, void *arg)
 {
-    Err err;
-    err_clear(&err);
-    if (!service_check_ready(svc, &err) || service_tenant_or_404(svc, tenant, &err) == NULL) {
-        service_defer_err(svc, cb, arg, &err);
-        return;
-    }
-    PolicyOp *op = xcalloc(1, sizeof(*op));
-    op->svc = svc;
-    op->tenant = *tenant;
-    op->req = *req;
-    op->cb = cb;
-    op->arg = arg;
-    service_defer_done(svc, policy_start_deferred, op, NULL);
+    Operation *op = service_tenant_op_new(svc, OPERATION_TENANT_POLICY, tenant, cb, arg);
+    TenantOp *d = operation_data(op);
+    d->policy = *req;
+    operation_start(op, policy_run);
 }
 
 /* ---- describe, list, locate ---- */

@@ -1,8 +1,65 @@
 /*
- * service_timelines.c: shard map snapshots, from memory and from the database, for the timeline
- * fan-outs and the passthrough.
+ * service_timelines.c: timeline create and delete as operations holding the tenant's shared lock
+ * (the fan-out itself is timeline_fanout.c), and the shard map snapshots, from memory and from the
+ * database, for the fan-outs and the passthrough.
  */
 #include "storcon/service_internal.h"
+
+#include "storcon/timeline_fanout.h"
+
+/* ---- timeline operations ---- */
+
+typedef struct TimelineOp {
+    TenantId tenant;
+    TimelineId timeline;     /* delete */
+    TimelineCreateSpec spec; /* create */
+} TimelineOp;
+
+static Operation *timeline_op_new(Service *svc, OperationKind kind, const TenantId *tenant,
+                                  ServiceJsonFn cb, void *arg)
+{
+    Operation *op = operation_new(svc->ops, kind, cb, arg);
+    TimelineOp *d = xcalloc(1, sizeof(*d));
+    d->tenant = *tenant;
+    operation_set_data(op, d, NULL);
+    operation_lock_tenant(op, tenant, TENANT_LOCK_SHARED);
+    return op;
+}
+
+static void timeline_create_run(Operation *op)
+{
+    Service *svc = operation_host(op);
+    TimelineOp *d = operation_data(op);
+    operation_set_step(op, "fanning out");
+    timeline_fanout_create(svc, svc->opts.base, &d->tenant, &d->spec, operation_json_done, op);
+}
+
+void service_timeline_create(Service *svc, const TenantId *tenant, const TimelineCreateSpec *spec,
+                             ServiceJsonFn cb, void *arg)
+{
+    Operation *op = timeline_op_new(svc, OPERATION_TIMELINE_CREATE, tenant, cb, arg);
+    TimelineOp *d = operation_data(op);
+    d->spec = *spec;
+    d->spec.import_pgdata = NULL; /* borrowed during decode only */
+    operation_start(op, timeline_create_run);
+}
+
+static void timeline_delete_run(Operation *op)
+{
+    Service *svc = operation_host(op);
+    TimelineOp *d = operation_data(op);
+    operation_set_step(op, "fanning out");
+    timeline_fanout_delete(svc, svc->opts.base, &d->tenant, &d->timeline, operation_json_done, op);
+}
+
+void service_timeline_delete(Service *svc, const TenantId *tenant, const TimelineId *timeline,
+                             ServiceJsonFn cb, void *arg)
+{
+    Operation *op = timeline_op_new(svc, OPERATION_TIMELINE_DELETE, tenant, cb, arg);
+    TimelineOp *d = operation_data(op);
+    d->timeline = *timeline;
+    operation_start(op, timeline_delete_run);
+}
 
 /* ---- snapshots for fan-out ---- */
 
