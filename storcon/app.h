@@ -19,7 +19,7 @@
 #include "shared/metrics.h"
 #include "storcon/config.h"
 #include "storcon/db.h"
-#include "storcon/migrate.h"
+#include "storcon/schema_migrate.h"
 
 struct Service; /* storcon/service.h */
 
@@ -36,12 +36,12 @@ typedef struct StorconApp {
     Daemon *daemon;
     struct event_base *base; /* daemon_base(daemon) */
     MetricsRegistry *metrics;
-    Auth *auth;              /* NULL: auth off (--dev without --public-key) */
-    AuthSigner *signer;      /* NULL: no --private-key; signs calls to pageservers */
-    HttpServer *http;        /* owned by the Daemon once added (it frees it when stopping) */
-    Migrator *migrator;      /* while migrating */
-    DbPool *db;              /* from the end of migrations on */
-    struct Service *service; /* from the end of migrations on: all domain state */
+    Auth *auth;               /* NULL: auth off (--dev without --public-key) */
+    AuthSigner *signer;       /* NULL: no --private-key; signs calls to pageservers */
+    HttpServer *http;         /* owned by the Daemon once added (it frees it when stopping) */
+    SchemaMigrator *migrator; /* while migrating */
+    DbPool *db;               /* from the end of migrations on */
+    struct Service *service;  /* from the end of migrations on: all domain state */
     StorconPhase phase;
     char db_desc[256]; /* the database URL without password, for messages */
 } StorconApp;

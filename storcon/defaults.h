@@ -49,7 +49,7 @@
 #define STORCON_DB_KEEPALIVES_COUNT      3
 #define STORCON_DB_APPLICATION_NAME      "storcon"
 
-/* ---- migrations (storcon/migrate.c) ---- */
+/* ---- migrations (storcon/schema_migrate.c) ---- */
 /* pg_advisory_lock key held while migrating, so that two controllers never migrate at once
  * ("storcon1" in ASCII). */
 #define STORCON_MIGRATE_LOCK_KEY "8319396948745350705"

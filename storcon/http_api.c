@@ -1,6 +1,6 @@
 /*
  * http_api.c: the route table, the health, metrics and failpoint handlers, and the helpers the
- * route files share (deferred operations with per-tenant locks, strict bodies, path parameters).
+ * route files share (deferred replies, strict bodies, path parameters).
  *
  * Handlers parse and validate, then answer (or start work whose completion answers); errors go
  * through http_reply_error so they are logged once with where they were raised.
@@ -33,17 +33,6 @@ Service *http_api_service(HttpRequest *req, void *arg)
     return app->service;
 }
 
-/* http_api_locks: one table per process. StorconApp has no slot for it (app.h belongs to the
- * service core), and the HTTP layer is its only user, so it lives here. */
-TenantLocks *http_api_locks(void *arg)
-{
-    static TenantLocks *locks;
-    StorconApp *app = arg;
-    if (locks == NULL)
-        locks = tenant_locks_new(app->base);
-    return locks;
-}
-
 ApiOp *http_api_op_new(HttpRequest *req, void *app, Service *svc, int ok_status)
 {
     ApiOp *op = xcalloc(1, sizeof(*op));
@@ -54,39 +43,10 @@ ApiOp *http_api_op_new(HttpRequest *req, void *app, Service *svc, int ok_status)
     return op;
 }
 
-static void op_free(ApiOp *op)
-{
-    tenant_lock_release(op->lock);
-    if (op->data != NULL) {
-        if (op->free_data != NULL)
-            op->free_data(op->data);
-        else
-            free(op->data);
-    }
-    free(op);
-}
-
-static void op_granted(TenantLock *lock, void *arg)
-{
-    ApiOp *op = arg;
-    op->run(op);
-}
-
-void http_api_op_start(ApiOp *op, const TenantId *tenant, TenantLockMode mode, ApiOpRun run)
-{
-    op->run = run;
-    if (tenant == NULL) {
-        run(op);
-        return;
-    }
-    op->lock = tenant_lock_acquire(http_api_locks(op->app), tenant, mode, op_granted, op);
-}
-
 void http_api_op_reply(ApiOp *op, int status, json_t *result)
 {
     HttpRequest *req = op->req;
-    op_free(op); /* release the lock before the reply: the next waiter may start
-                    at once */
+    free(op);
     http_reply_json(req, status, result);
 }
 
@@ -94,7 +54,7 @@ void http_api_op_fail(ApiOp *op, const Err *err)
 {
     HttpRequest *req = op->req;
     Err copy = *err;
-    op_free(op);
+    free(op);
     http_reply_error(req, &copy);
 }
 
@@ -226,8 +186,9 @@ static const char *not_ready_reason(const StorconApp *app)
 {
     switch (app->phase) {
     case STORCON_PHASE_MIGRATING:
-        if (app->migrator != NULL && (migrate_state(app->migrator) == MIGRATE_CONNECTING ||
-                                      migrate_state(app->migrator) == MIGRATE_CONNECT_BACKOFF))
+        if (app->migrator != NULL &&
+            (schema_migrate_state(app->migrator) == SCHEMA_MIGRATE_CONNECTING ||
+             schema_migrate_state(app->migrator) == SCHEMA_MIGRATE_CONNECT_BACKOFF))
             return "connecting to the database";
         return "applying database migrations";
     case STORCON_PHASE_STARTING:
@@ -333,6 +294,7 @@ const HttpRoute STORCON_HTTP_ROUTES[] = {
     {HTTP_POST, "/debug/v1/reconcile_all", AUTH_SCOPE_ADMIN, http_debug_reconcile_all},
     {HTTP_POST, "/debug/v1/consistency_check", AUTH_SCOPE_ADMIN, http_debug_consistency_check},
     {HTTP_GET, "/debug/v1/scheduler", AUTH_SCOPE_ADMIN, http_debug_scheduler},
+    {HTTP_GET, "/debug/v1/operations", AUTH_SCOPE_ADMIN, http_debug_operations},
 };
 
 const size_t STORCON_HTTP_ROUTES_COUNT =

@@ -14,8 +14,8 @@
  *
  * How a route works: the handler decodes and validates the request strictly (400 naming the field),
  * finds the service (503 "not ready" while it does not exist), and either answers from memory at
- * once or starts an ApiOp: the per-tenant lock (tenant_lock.h) is taken when the route needs one,
- * then the operation runs, and its completion releases the lock and replies once.
+ * once or calls the service with an ApiOp whose completion replies once. The service takes the
+ * per-tenant locks itself (storcon/operation.h); routes take none.
  */
 #ifndef STORCON_HTTP_API_H
 #define STORCON_HTTP_API_H
@@ -30,7 +30,6 @@
 #include "shared/id.h"
 #include "shared/json.h"
 #include "storcon/service.h"
-#include "storcon/tenant_lock.h"
 
 extern const HttpRoute STORCON_HTTP_ROUTES[];
 extern const size_t STORCON_HTTP_ROUTES_COUNT;
@@ -38,36 +37,23 @@ extern const size_t STORCON_HTTP_ROUTES_COUNT;
 /* ---- shared by the route files (not used outside the HTTP layer) ---- */
 
 typedef struct ApiOp ApiOp;
-typedef void (*ApiOpRun)(ApiOp *op);
-
-/* ApiOp: one deferred request: lock, run, reply. */
+/* ApiOp: one deferred reply to a request. */
 struct ApiOp {
     HttpRequest *req;
     void *app; /* StorconApp */
     Service *svc;
-    int ok_status;    /* status of the success reply (200, 201) */
-    TenantLock *lock; /* NULL when the route takes none */
-    ApiOpRun run;     /* called once the lock is held (or at once without a lock) */
-    void *data;       /* the route's decoded request; freed with free_data (or free) */
-    void (*free_data)(void *data);
+    int ok_status; /* status of the success reply (200, 201) */
 };
 
 /* http_api_service: the service, or NULL after replying 503 "not ready" (startup has not created it
  * yet, or it is stopping). */
 Service *http_api_service(HttpRequest *req, void *app);
 
-/* http_api_locks: the per-tenant lock table of this process (created on first use on the app's
- * event base; lives until exit). */
-TenantLocks *http_api_locks(void *app);
-
 /* http_api_op_new: a deferred operation for req; freed by its reply. Never NULL. */
 ApiOp *http_api_op_new(HttpRequest *req, void *app, Service *svc, int ok_status);
 
-/* http_api_op_start: take tenant's lock in mode (tenant NULL: no lock) and then call run. */
-void http_api_op_start(ApiOp *op, const TenantId *tenant, TenantLockMode mode, ApiOpRun run);
-
 /* http_api_op_json_done: a ServiceJsonFn whose arg is an ApiOp: reply ok_status with the result (or
- * the error), release the lock, free the op. */
+ * the error), free the op. */
 void http_api_op_json_done(const Err *err, json_t *result, void *arg);
 
 /* http_api_op_reply: the same, from code that has the outcome in hand (result stolen). */
@@ -129,5 +115,6 @@ void http_debug_locate(HttpRequest *req, void *app);
 void http_debug_reconcile_all(HttpRequest *req, void *app);
 void http_debug_consistency_check(HttpRequest *req, void *app);
 void http_debug_scheduler(HttpRequest *req, void *app);
+void http_debug_operations(HttpRequest *req, void *app);
 
 #endif

@@ -27,8 +27,9 @@ static const JsonSpec ATTACH_HOOK_SPEC =
     JSON_SPEC("attach-hook", ATTACH_HOOK_FIELDS, JSON_UNKNOWN_REJECT);
 
 /* http_debug_attach_hook: {"tenant_shard_id", "node_id"?}; a missing or null node detaches.
- * Deliberately takes no tenant lock: tests use it to change an attachment in the middle of a
- * fan-out, which the fan-out's generation re-check must then notice. */
+ * Deliberately takes no tenant lock (the service does not lock it either): tests use it to change
+ * an attachment in the middle of a fan-out, which the fan-out's generation re-check must then
+ * notice. */
 void http_debug_attach_hook(HttpRequest *req, void *app)
 {
     Err err;
@@ -41,12 +42,8 @@ void http_debug_attach_hook(HttpRequest *req, void *app)
     Service *svc = http_api_service(req, app);
     if (svc == NULL)
         return;
-    ApiOp *op = http_api_op_new(req, app, svc, 200);
-    AttachHookBody *data = xmalloc(sizeof(*data));
-    *data = body;
-    op->data = data;
-    service_attach_hook(svc, &data->tsid, data->node_p == JSON_PRESENCE_SET, data->node_id,
-                        http_api_op_json_done, op);
+    service_attach_hook(svc, &body.tsid, body.node_p == JSON_PRESENCE_SET, body.node_id,
+                        http_api_op_json_done, http_api_op_new(req, app, svc, 200));
 }
 
 void http_debug_locate(HttpRequest *req, void *app)
@@ -88,4 +85,12 @@ void http_debug_scheduler(HttpRequest *req, void *app)
     if (svc == NULL)
         return;
     http_reply_json(req, 200, service_scheduler_json(svc));
+}
+
+void http_debug_operations(HttpRequest *req, void *app)
+{
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    http_reply_json(req, 200, service_operations_json(svc));
 }

@@ -3,8 +3,8 @@
  * location_config, timeline create / delete, the GET passthrough) and the /control/v1 tenant routes
  * (paged list, describe, policy).
  *
- * Locks (tenant_lock.h): exclusive for create, delete, location_config, config and policy; shared
- * for timeline create / delete. Reads (config get, describe, list, passthrough) take none: they
+ * The service takes the per-tenant locks its operations need (storcon/operation.h); these handlers
+ * only decode, validate and reply. Reads (config get, describe, list, passthrough) take none: they
  * answer from memory, or re-check the attachment themselves (passthrough).
  */
 #include <stdlib.h>
@@ -70,25 +70,6 @@ static const JsonField TENANT_CREATE_FIELDS[] = {
 static const JsonSpec TENANT_CREATE_SPEC =
     JSON_SPEC("tenant create", TENANT_CREATE_FIELDS, JSON_UNKNOWN_REJECT);
 
-/* A decoded create, kept while waiting for the lock. */
-typedef struct CreateData {
-    ServiceTenantCreate sc;
-    json_t *config; /* owned */
-} CreateData;
-
-static void create_data_free(void *p)
-{
-    CreateData *d = p;
-    json_decref(d->config);
-    free(d);
-}
-
-static void run_create(ApiOp *op)
-{
-    CreateData *d = op->data;
-    service_tenant_create(op->svc, &d->sc, http_api_op_json_done, op);
-}
-
 void http_tenants_create(HttpRequest *req, void *app)
 {
     Err err;
@@ -99,63 +80,48 @@ void http_tenants_create(HttpRequest *req, void *app)
     body.shard.count = 0;
     body.shard.stripe_size = STRIPE_SIZE_DEFAULT;
     tenant_config_init(&body.config);
-    CreateData *d = xcalloc(1, sizeof(*d));
-    d->sc.placement = PLACEMENT_POLICY_DEFAULT;
+    ServiceTenantCreate sc;
+    memset(&sc, 0, sizeof(sc));
+    sc.placement = PLACEMENT_POLICY_DEFAULT;
+    json_t *config = NULL;
     if (!http_api_body(req, &TENANT_CREATE_SPEC, &body, &doc, &err) ||
         !tenant_config_validate(&body.config, &err))
         goto fail;
     if (body.placement != NULL &&
-        !placement_policy_from_json(body.placement, &d->sc.placement, &err)) {
+        !placement_policy_from_json(body.placement, &sc.placement, &err)) {
         err_prefix(&err, "placement_policy: ");
         goto fail;
     }
     if (body.scheduling_p == JSON_PRESENCE_SET) {
-        d->sc.has_scheduling = true;
-        if (!shard_scheduling_policy_parse(body.scheduling, &d->sc.scheduling, &err)) {
+        sc.has_scheduling = true;
+        if (!shard_scheduling_policy_parse(body.scheduling, &sc.scheduling, &err)) {
             err_prefix(&err, "scheduling_policy: ");
             goto fail;
         }
     }
-    d->sc.tenant_id = body.tenant_id;
-    d->sc.has_generation = body.generation_p == JSON_PRESENCE_SET;
-    d->sc.generation = body.generation;
-    d->sc.shard_count = body.shard.count;
-    d->sc.stripe_size = body.shard.stripe_size;
-    d->config = tenant_config_to_json(&body.config);
-    d->sc.config = d->config;
+    sc.tenant_id = body.tenant_id;
+    sc.has_generation = body.generation_p == JSON_PRESENCE_SET;
+    sc.generation = body.generation;
+    sc.shard_count = body.shard.count;
+    sc.stripe_size = body.shard.stripe_size;
     json_decref(doc);
     doc = NULL;
     Service *svc = http_api_service(req, app);
-    if (svc == NULL) {
-        create_data_free(d);
+    if (svc == NULL)
         return;
-    }
-    ApiOp *op = http_api_op_new(req, app, svc, 201);
-    op->data = d;
-    op->free_data = create_data_free;
-    http_api_op_start(op, &d->sc.tenant_id, TENANT_LOCK_EXCLUSIVE, run_create);
+    config = tenant_config_to_json(&body.config);
+    sc.config = config; /* copied by the service */
+    service_tenant_create(svc, &sc, http_api_op_json_done, http_api_op_new(req, app, svc, 201));
+    json_decref(config);
     return;
 fail:
     json_decref(doc);
-    create_data_free(d);
     http_reply_error(req, &err);
 }
 
 /* ---- DELETE /v1/tenant/{tenant_id} ---- */
 
-typedef struct TenantData {
-    TenantId tenant;
-} TenantData;
-
-static void run_delete(ApiOp *op)
-{
-    TenantData *d = op->data;
-    service_tenant_delete(op->svc, &d->tenant, http_api_op_json_done, op);
-}
-
-/* start_tenant_op: the common shape of routes that only name a tenant. */
-static void start_tenant_op(HttpRequest *req, void *app, int ok_status, TenantLockMode mode,
-                            ApiOpRun run)
+void http_tenants_delete(HttpRequest *req, void *app)
 {
     Err err;
     err_clear(&err);
@@ -167,38 +133,9 @@ static void start_tenant_op(HttpRequest *req, void *app, int ok_status, TenantLo
     Service *svc = http_api_service(req, app);
     if (svc == NULL)
         return;
-    ApiOp *op = http_api_op_new(req, app, svc, ok_status);
-    TenantData *d = xmalloc(sizeof(*d));
-    d->tenant = tenant;
-    op->data = d;
-    http_api_op_start(op, &d->tenant, mode, run);
+    service_tenant_delete(svc, &tenant, http_api_op_json_done, http_api_op_new(req, app, svc, 200));
 }
-
-void http_tenants_delete(HttpRequest *req, void *app)
-{
-    start_tenant_op(req, app, 200, TENANT_LOCK_EXCLUSIVE, run_delete);
-}
-
 /* ---- PUT / PATCH /v1/tenant/config, GET /v1/tenant/{tenant_id}/config ---- */
-
-typedef struct ConfigData {
-    TenantId tenant;
-    json_t *config; /* owned */
-    bool patch;
-} ConfigData;
-
-static void config_data_free(void *p)
-{
-    ConfigData *d = p;
-    json_decref(d->config);
-    free(d);
-}
-
-static void run_config(ApiOp *op)
-{
-    ConfigData *d = op->data;
-    service_tenant_config_set(op->svc, &d->tenant, d->config, d->patch, http_api_op_json_done, op);
-}
 
 /* config_patch_json: the canonical rendering of a decoded PATCH: set fields with their values,
  * removed fields as null, absent fields absent. */
@@ -231,21 +168,18 @@ static void handle_config_set(HttpRequest *req, void *app, bool patch)
     Service *svc = http_api_service(req, app);
     if (svc == NULL)
         return;
-    ConfigData *d = xcalloc(1, sizeof(*d));
-    d->tenant = tc.tenant_id;
-    d->patch = patch;
+    json_t *config;
     if (patch) {
-        d->config = config_patch_json(&tc.config);
+        config = config_patch_json(&tc.config);
     } else {
         TenantConfig cfg;
         tenant_config_init(&cfg);
         tenant_config_apply_patch(&cfg, &tc.config); /* null = default = no override */
-        d->config = tenant_config_to_json(&cfg);
+        config = tenant_config_to_json(&cfg);
     }
-    ApiOp *op = http_api_op_new(req, app, svc, 200);
-    op->data = d;
-    op->free_data = config_data_free;
-    http_api_op_start(op, &d->tenant, TENANT_LOCK_EXCLUSIVE, run_config);
+    service_tenant_config_set(svc, &tc.tenant_id, config, patch, http_api_op_json_done,
+                              http_api_op_new(req, app, svc, 200));
+    json_decref(config);
 }
 
 void http_tenants_config_put(HttpRequest *req, void *app)
@@ -264,24 +198,6 @@ void http_tenants_config_get(HttpRequest *req, void *app)
 }
 
 /* ---- PUT /v1/tenant/{tsid}/location_config ---- */
-
-typedef struct LocationData {
-    TenantShardId tsid;
-    json_t *config; /* owned */
-} LocationData;
-
-static void location_data_free(void *p)
-{
-    LocationData *d = p;
-    json_decref(d->config);
-    free(d);
-}
-
-static void run_location(ApiOp *op)
-{
-    LocationData *d = op->data;
-    service_tenant_location_config(op->svc, &d->tsid, d->config, http_api_op_json_done, op);
-}
 
 /* http_tenants_location_config: the LocationConfig body itself is checked by the service (it is the
  * pageserver's format); here only that it is an object and the id is usable. */
@@ -307,13 +223,9 @@ void http_tenants_location_config(HttpRequest *req, void *app)
         json_decref(body);
         return;
     }
-    LocationData *d = xcalloc(1, sizeof(*d));
-    d->tsid = tsid;
-    d->config = body;
-    ApiOp *op = http_api_op_new(req, app, svc, 200);
-    op->data = d;
-    op->free_data = location_data_free;
-    http_api_op_start(op, &d->tsid.tenant_id, TENANT_LOCK_EXCLUSIVE, run_location);
+    service_tenant_location_config(svc, &tsid, body, http_api_op_json_done,
+                                   http_api_op_new(req, app, svc, 200));
+    json_decref(body);
     return;
 fail:
     json_decref(body);
@@ -322,71 +234,43 @@ fail:
 
 /* ---- timelines ---- */
 
-typedef struct TimelineData {
-    TenantId tenant;
-    TimelineId timeline;
-    TimelineCreateSpec spec;
-} TimelineData;
-
-static void run_timeline_create(ApiOp *op)
-{
-    TimelineData *d = op->data;
-    timeline_fanout_create(op->svc, app_base(op->app), &d->tenant, &d->spec, http_api_op_json_done,
-                           op);
-}
-
 void http_tenants_timeline_create(HttpRequest *req, void *app)
 {
     Err err;
     err_clear(&err);
     TenantId tenant;
     json_t *body = NULL;
-    TimelineData *d = xcalloc(1, sizeof(*d));
+    TimelineCreateSpec spec;
     if (!http_api_param_tenant_id(req, &tenant, &err) || !http_request_json(req, &body, &err) ||
-        !timeline_fanout_create_decode(body, &d->spec, &err)) {
+        !timeline_fanout_create_decode(body, &spec, &err)) {
         json_decref(body);
-        free(d);
         http_reply_error(req, &err);
         return;
     }
     json_decref(body);
     Service *svc = http_api_service(req, app);
-    if (svc == NULL) {
-        free(d);
+    if (svc == NULL)
         return;
-    }
-    d->tenant = tenant;
-    ApiOp *op = http_api_op_new(req, app, svc, 201);
-    op->data = d;
-    http_api_op_start(op, &d->tenant, TENANT_LOCK_SHARED, run_timeline_create);
-}
-
-static void run_timeline_delete(ApiOp *op)
-{
-    TimelineData *d = op->data;
-    timeline_fanout_delete(op->svc, app_base(op->app), &d->tenant, &d->timeline,
-                           http_api_op_json_done, op);
+    service_timeline_create(svc, &tenant, &spec, http_api_op_json_done,
+                            http_api_op_new(req, app, svc, 201));
 }
 
 void http_tenants_timeline_delete(HttpRequest *req, void *app)
 {
     Err err;
     err_clear(&err);
-    TimelineData *d = xcalloc(1, sizeof(*d));
-    if (!http_api_param_tenant_id(req, &d->tenant, &err) ||
-        !http_api_param_timeline_id(req, &d->timeline, &err)) {
-        free(d);
+    TenantId tenant;
+    TimelineId timeline;
+    if (!http_api_param_tenant_id(req, &tenant, &err) ||
+        !http_api_param_timeline_id(req, &timeline, &err)) {
         http_reply_error(req, &err);
         return;
     }
     Service *svc = http_api_service(req, app);
-    if (svc == NULL) {
-        free(d);
+    if (svc == NULL)
         return;
-    }
-    ApiOp *op = http_api_op_new(req, app, svc, 200);
-    op->data = d;
-    http_api_op_start(op, &d->tenant, TENANT_LOCK_SHARED, run_timeline_delete);
+    service_timeline_delete(svc, &tenant, &timeline, http_api_op_json_done,
+                            http_api_op_new(req, app, svc, 200));
 }
 
 /* ---- GET passthrough ---- */
@@ -485,17 +369,6 @@ static const JsonField POLICY_FIELDS[] = {
 };
 static const JsonSpec POLICY_SPEC = JSON_SPEC("tenant policy", POLICY_FIELDS, JSON_UNKNOWN_REJECT);
 
-typedef struct PolicyData {
-    TenantId tenant;
-    ServiceTenantPolicy policy;
-} PolicyData;
-
-static void run_policy(ApiOp *op)
-{
-    PolicyData *d = op->data;
-    service_tenant_policy(op->svc, &d->tenant, &d->policy, http_api_op_json_done, op);
-}
-
 void http_tenants_policy(HttpRequest *req, void *app)
 {
     Err err;
@@ -503,20 +376,22 @@ void http_tenants_policy(HttpRequest *req, void *app)
     json_t *doc = NULL;
     PolicyBody body;
     memset(&body, 0, sizeof(body));
-    PolicyData *d = xcalloc(1, sizeof(*d));
-    if (!http_api_param_tenant_id(req, &d->tenant, &err) ||
+    TenantId tenant;
+    ServiceTenantPolicy policy;
+    memset(&policy, 0, sizeof(policy));
+    if (!http_api_param_tenant_id(req, &tenant, &err) ||
         !http_api_body(req, &POLICY_SPEC, &body, &doc, &err))
         goto fail;
     if (body.placement != NULL) {
-        d->policy.has_placement = true;
-        if (!placement_policy_from_json(body.placement, &d->policy.placement, &err)) {
+        policy.has_placement = true;
+        if (!placement_policy_from_json(body.placement, &policy.placement, &err)) {
             err_prefix(&err, "placement: ");
             goto fail;
         }
     }
     if (body.scheduling_p == JSON_PRESENCE_SET) {
-        d->policy.has_scheduling = true;
-        if (!shard_scheduling_policy_parse(body.scheduling, &d->policy.scheduling, &err)) {
+        policy.has_scheduling = true;
+        if (!shard_scheduling_policy_parse(body.scheduling, &policy.scheduling, &err)) {
             err_prefix(&err, "scheduling: ");
             goto fail;
         }
@@ -524,16 +399,12 @@ void http_tenants_policy(HttpRequest *req, void *app)
     json_decref(doc);
     doc = NULL;
     Service *svc = http_api_service(req, app);
-    if (svc == NULL) {
-        free(d);
+    if (svc == NULL)
         return;
-    }
-    ApiOp *op = http_api_op_new(req, app, svc, 200);
-    op->data = d;
-    http_api_op_start(op, &d->tenant, TENANT_LOCK_EXCLUSIVE, run_policy);
+    service_tenant_policy(svc, &tenant, &policy, http_api_op_json_done,
+                          http_api_op_new(req, app, svc, 200));
     return;
 fail:
     json_decref(doc);
-    free(d);
     http_reply_error(req, &err);
 }

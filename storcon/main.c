@@ -31,7 +31,7 @@
 #include "storcon/db.h"
 #include "storcon/defaults.h"
 #include "storcon/http_api.h"
-#include "storcon/migrate.h"
+#include "storcon/schema_migrate.h"
 #include "storcon/migrations.h"
 #include "storcon/service.h"
 
@@ -70,13 +70,13 @@ static void on_stop(void *arg)
     service_stop(sm->app.service);
     if (sm->app.migrator != NULL) {
         log_info("stopping: abandoning the database migration (it rolls back)");
-        migrate_free(sm->app.migrator);
+        schema_migrate_free(sm->app.migrator);
         sm->app.migrator = NULL;
     }
 }
 
 /* print_migration_summary: for --migrate-to, what was done, on stdout. */
-static void print_migration_summary(const MigrateOutcome *o)
+static void print_migration_summary(const SchemaMigrateOutcome *o)
 {
     if (o->from_version == o->to_version) {
         printf("database schema already at version %d\n", o->to_version);
@@ -110,12 +110,12 @@ static void on_service_started(const Err *err, void *arg)
 
 /* on_migrated: the migration runner finished: start the pool and become ready (or, for
  * --migrate-to, report and stop). */
-static void on_migrated(const MigrateOutcome *o, void *arg)
+static void on_migrated(const SchemaMigrateOutcome *o, void *arg)
 {
     StorconMain *sm = arg;
     StorconApp *app = &sm->app;
-    MigrateOutcome outcome = *o; /* o belongs to the migrator, freed next */
-    migrate_free(app->migrator);
+    SchemaMigrateOutcome outcome = *o; /* o belongs to the migrator, freed next */
+    schema_migrate_free(app->migrator);
     app->migrator = NULL;
     if (!outcome.ok) {
         startup_fail(sm, outcome.exit_code, &outcome.err);
@@ -203,7 +203,7 @@ static bool start_http(StorconApp *app, Err *err)
 static void app_free(StorconApp *app)
 {
     service_free(app->service); /* before the pool: its calls are cancelled or abandoned */
-    migrate_free(app->migrator);
+    schema_migrate_free(app->migrator);
     db_pool_free(app->db);
     daemon_free(app->daemon); /* frees the HTTP server too */
     auth_free(app->auth);
@@ -260,15 +260,16 @@ int main(int argc, char **argv)
             log_info("no --control-plane-url: compute notifications are off");
     }
 
-    MigrateOptions mopts = {
+    SchemaMigrateOptions mopts = {
         .database_url = app->cfg.database_url,
         .connect_timeout_ms = app->cfg.db_connect_timeout_ms,
-        .target_version = app->cfg.migrate_only ? app->cfg.migrate_to : MIGRATE_TARGET_LATEST,
+        .target_version =
+            app->cfg.migrate_only ? app->cfg.migrate_to : SCHEMA_MIGRATE_TARGET_LATEST,
         .metrics = app->metrics,
     };
     log_info("database %s: checking the schema (%d migrations known)", app->db_desc,
              MIGRATIONS_COUNT);
-    if (!migrate_start(app->base, &mopts, on_migrated, &sm, &app->migrator, &err))
+    if (!schema_migrate_start(app->base, &mopts, on_migrated, &sm, &app->migrator, &err))
         die(app, EXIT_CODE_INTERNAL, &err);
 
     code = daemon_run(app->daemon);

@@ -3,7 +3,7 @@
  *
  * cmake/embed_migrations.cmake turns every migrations/NNNN_name.{up,down}.sql into one row of
  * MIGRATIONS (numbered 1..N without gaps, in order) at build time, so the binary carries its
- * schema and never reads SQL files at run time. storcon/migrate.h applies them.
+ * schema and never reads SQL files at run time. storcon/schema_migrate.h applies them.
  */
 #ifndef STORCON_MIGRATIONS_H
 #define STORCON_MIGRATIONS_H

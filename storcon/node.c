@@ -1,5 +1,6 @@
 /*
- * node.c: Node state and the NodeSet registry (sorted array of individually allocated Nodes).
+ * node.c: the node enums' wire names, Node state and the NodeSet registry (sorted array of
+ * individually allocated Nodes).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,106 @@
 #include "shared/str.h"
 
 #include "storcon/node.h"
+
+static const char *const NODE_AVAILABILITY_NAMES[NODE_AVAILABILITY_COUNT] = {
+    [NODE_AVAILABILITY_ACTIVE] = "Active",
+    [NODE_AVAILABILITY_WARMING_UP] = "WarmingUp",
+    [NODE_AVAILABILITY_OFFLINE] = "Offline",
+};
+static const NameTable NODE_AVAILABILITY_TABLE = {"node availability", NODE_AVAILABILITY_NAMES,
+                                                  NODE_AVAILABILITY_COUNT};
+
+static const char *const NODE_SCHEDULING_NAMES[NODE_SCHEDULING_COUNT] = {
+    [NODE_SCHEDULING_ACTIVE] = "Active",
+    [NODE_SCHEDULING_FILLING] = "Filling",
+    [NODE_SCHEDULING_PAUSE] = "Pause",
+    [NODE_SCHEDULING_PAUSE_FOR_RESTART] = "PauseForRestart",
+    [NODE_SCHEDULING_DRAINING] = "Draining",
+    [NODE_SCHEDULING_DELETING] = "Deleting",
+};
+static const NameTable NODE_SCHEDULING_TABLE = {"node scheduling policy", NODE_SCHEDULING_NAMES,
+                                                NODE_SCHEDULING_COUNT};
+
+static const char *const NODE_LIFECYCLE_NAMES[NODE_LIFECYCLE_COUNT] = {
+    [NODE_LIFECYCLE_ACTIVE] = "active",
+    [NODE_LIFECYCLE_DELETED] = "deleted",
+};
+static const NameTable NODE_LIFECYCLE_TABLE = {"node lifecycle", NODE_LIFECYCLE_NAMES,
+                                               NODE_LIFECYCLE_COUNT};
+
+/* ---- node availability, scheduling policy, lifecycle ---- */
+
+const char *node_availability_name(NodeAvailability a)
+{
+    return name_table_name(&NODE_AVAILABILITY_TABLE, (int)a);
+}
+
+bool node_availability_parse(const char *s, NodeAvailability *out, Err *err)
+{
+    int v = 0;
+    if (!name_table_parse(&NODE_AVAILABILITY_TABLE, s, &v, err))
+        return false;
+    *out = (NodeAvailability)v;
+    return true;
+}
+
+bool node_availability_from_json(const json_t *v, NodeAvailability *out, Err *err)
+{
+    int x = 0;
+    if (!name_table_from_json(&NODE_AVAILABILITY_TABLE, v, &x, err))
+        return false;
+    *out = (NodeAvailability)x;
+    return true;
+}
+
+json_t *node_availability_to_json(NodeAvailability a)
+{
+    return name_table_to_json(&NODE_AVAILABILITY_TABLE, (int)a);
+}
+
+const char *node_scheduling_policy_name(NodeSchedulingPolicy p)
+{
+    return name_table_name(&NODE_SCHEDULING_TABLE, (int)p);
+}
+
+bool node_scheduling_policy_parse(const char *s, NodeSchedulingPolicy *out, Err *err)
+{
+    int v = 0;
+    if (!name_table_parse(&NODE_SCHEDULING_TABLE, s, &v, err))
+        return false;
+    *out = (NodeSchedulingPolicy)v;
+    return true;
+}
+
+bool node_scheduling_policy_from_json(const json_t *v, NodeSchedulingPolicy *out, Err *err)
+{
+    int x = 0;
+    if (!name_table_from_json(&NODE_SCHEDULING_TABLE, v, &x, err))
+        return false;
+    *out = (NodeSchedulingPolicy)x;
+    return true;
+}
+
+json_t *node_scheduling_policy_to_json(NodeSchedulingPolicy p)
+{
+    return name_table_to_json(&NODE_SCHEDULING_TABLE, (int)p);
+}
+
+const char *node_lifecycle_name(NodeLifecycle l)
+{
+    return name_table_name(&NODE_LIFECYCLE_TABLE, (int)l);
+}
+
+bool node_lifecycle_parse(const char *s, NodeLifecycle *out, Err *err)
+{
+    int v = 0;
+    if (!name_table_parse(&NODE_LIFECYCLE_TABLE, s, &v, err))
+        return false;
+    *out = (NodeLifecycle)v;
+    return true;
+}
+
+/* ---- nodes ---- */
 
 void node_init(Node *n, NodeId id)
 {

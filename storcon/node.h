@@ -8,6 +8,14 @@
  * many shard locations the intent places on the node (attached + secondary) and how many of those
  * are attached. Everything else may be written directly by its owner (heartbeats, node config API).
  *
+ * The node enums (availability, scheduling policy, lifecycle) and their wire names live here too:
+ *   NodeAvailability      "Active" | "WarmingUp" | "Offline"  (not persisted)
+ *   NodeSchedulingPolicy  "Active" | "Filling" | "Pause" | "PauseForRestart" | "Draining" |
+ *                         "Deleting"  (nodes.scheduling_policy, as the bare name)
+ *   NodeLifecycle         "active" | "deleted"  (nodes.lifecycle)
+ * Parsers take the exact spelling only and fail with 400 naming the bad value (placement.h's name
+ * tables).
+ *
  * Predicates used by scheduling and reconciliation:
  *   available   availability Active or WarmingUp (the node answers; observed state on it counts)
  *   schedulable available Active, policy Active or Filling, lifecycle active (may receive new
@@ -29,6 +37,52 @@
 #include "shared/id.h"
 #include "shared/str.h"
 #include "storcon/placement.h"
+
+/* ---- node availability (from heartbeats; not persisted) ---- */
+
+typedef enum NodeAvailability {
+    NODE_AVAILABILITY_ACTIVE,     /* answering heartbeats */
+    NODE_AVAILABILITY_WARMING_UP, /* re-attached, waiting for its next good heartbeat */
+    NODE_AVAILABILITY_OFFLINE,    /* no good heartbeat for the offline timeout (or never) */
+    NODE_AVAILABILITY_COUNT
+} NodeAvailability;
+
+const char *node_availability_name(NodeAvailability a);
+bool node_availability_parse(const char *s, NodeAvailability *out, Err *err) MUST_CHECK;
+bool node_availability_from_json(const json_t *v, NodeAvailability *out, Err *err) MUST_CHECK;
+json_t *node_availability_to_json(NodeAvailability a); /* new reference */
+
+/* ---- node scheduling policy (operator controlled; persisted) ---- */
+
+typedef enum NodeSchedulingPolicy {
+    NODE_SCHEDULING_ACTIVE,            /* takes new shards */
+    NODE_SCHEDULING_FILLING,           /* a fill is moving shards onto it; takes new shards */
+    NODE_SCHEDULING_PAUSE,             /* keeps its shards, takes no new ones */
+    NODE_SCHEDULING_PAUSE_FOR_RESTART, /* drained, waiting for a restart */
+    NODE_SCHEDULING_DRAINING,          /* a drain is moving its shards away */
+    NODE_SCHEDULING_DELETING,          /* graceful delete in progress */
+    NODE_SCHEDULING_COUNT
+} NodeSchedulingPolicy;
+
+const char *node_scheduling_policy_name(NodeSchedulingPolicy p);
+bool node_scheduling_policy_parse(const char *s, NodeSchedulingPolicy *out, Err *err) MUST_CHECK;
+bool node_scheduling_policy_from_json(const json_t *v, NodeSchedulingPolicy *out,
+                                      Err *err) MUST_CHECK;
+json_t *node_scheduling_policy_to_json(NodeSchedulingPolicy p); /* new reference */
+
+/* ---- node lifecycle (persisted; a deleted node is a tombstone that may not register again) ----
+ */
+
+typedef enum NodeLifecycle {
+    NODE_LIFECYCLE_ACTIVE,
+    NODE_LIFECYCLE_DELETED,
+    NODE_LIFECYCLE_COUNT
+} NodeLifecycle;
+
+const char *node_lifecycle_name(NodeLifecycle l);
+bool node_lifecycle_parse(const char *s, NodeLifecycle *out, Err *err) MUST_CHECK;
+
+/* ---- nodes ---- */
 
 /* "No node" in intents and generation_pageserver. Never a valid id: ids arrive as JSON integers,
  * which top out at INT64_MAX. */

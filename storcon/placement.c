@@ -14,13 +14,6 @@
 
 #include "storcon/placement.h"
 
-/* A name table: names[value] for value in [0, count). `what` names the type in error messages. */
-typedef struct NameTable {
-    const char *what;
-    const char *const *names;
-    int count;
-} NameTable;
-
 static const char *const SHARD_SCHEDULING_NAMES[SHARD_SCHEDULING_COUNT] = {
     [SHARD_SCHEDULING_ACTIVE] = "Active",
     [SHARD_SCHEDULING_ESSENTIAL] = "Essential",
@@ -29,32 +22,6 @@ static const char *const SHARD_SCHEDULING_NAMES[SHARD_SCHEDULING_COUNT] = {
 };
 static const NameTable SHARD_SCHEDULING_TABLE = {"scheduling policy", SHARD_SCHEDULING_NAMES,
                                                  SHARD_SCHEDULING_COUNT};
-
-static const char *const NODE_AVAILABILITY_NAMES[NODE_AVAILABILITY_COUNT] = {
-    [NODE_AVAILABILITY_ACTIVE] = "Active",
-    [NODE_AVAILABILITY_WARMING_UP] = "WarmingUp",
-    [NODE_AVAILABILITY_OFFLINE] = "Offline",
-};
-static const NameTable NODE_AVAILABILITY_TABLE = {"node availability", NODE_AVAILABILITY_NAMES,
-                                                  NODE_AVAILABILITY_COUNT};
-
-static const char *const NODE_SCHEDULING_NAMES[NODE_SCHEDULING_COUNT] = {
-    [NODE_SCHEDULING_ACTIVE] = "Active",
-    [NODE_SCHEDULING_FILLING] = "Filling",
-    [NODE_SCHEDULING_PAUSE] = "Pause",
-    [NODE_SCHEDULING_PAUSE_FOR_RESTART] = "PauseForRestart",
-    [NODE_SCHEDULING_DRAINING] = "Draining",
-    [NODE_SCHEDULING_DELETING] = "Deleting",
-};
-static const NameTable NODE_SCHEDULING_TABLE = {"node scheduling policy", NODE_SCHEDULING_NAMES,
-                                                NODE_SCHEDULING_COUNT};
-
-static const char *const NODE_LIFECYCLE_NAMES[NODE_LIFECYCLE_COUNT] = {
-    [NODE_LIFECYCLE_ACTIVE] = "active",
-    [NODE_LIFECYCLE_DELETED] = "deleted",
-};
-static const NameTable NODE_LIFECYCLE_TABLE = {"node lifecycle", NODE_LIFECYCLE_NAMES,
-                                               NODE_LIFECYCLE_COUNT};
 
 static const char *const LOCATION_MODE_NAMES[SHARD_LOCATION_COUNT] = {
     [SHARD_LOCATION_ATTACHED_SINGLE] = "AttachedSingle",
@@ -86,15 +53,15 @@ static void quote_bad(const char *s, char *out, size_t cap)
     out[o] = '\0';
 }
 
-static const char *table_name(const NameTable *t, int v)
+const char *name_table_name(const NameTable *t, int v)
 {
     if (v < 0 || v >= t->count)
         return "?";
     return t->names[v];
 }
 
-/* table_parse: exact match against the table; 400 naming the value and the accepted names. */
-static bool table_parse(const NameTable *t, const char *s, int *out, Err *err)
+/* name_table_parse: exact match against the table; 400 naming the value and the accepted names. */
+bool name_table_parse(const NameTable *t, const char *s, int *out, Err *err)
 {
     for (int i = 0; i < t->count; i++) {
         if (strcmp(s, t->names[i]) == 0) {
@@ -118,8 +85,8 @@ static bool table_parse(const NameTable *t, const char *s, int *out, Err *err)
     return false;
 }
 
-/* table_from_json: a JSON string parsed with table_parse. */
-static bool table_from_json(const NameTable *t, const json_t *v, int *out, Err *err)
+/* name_table_from_json: a JSON string parsed with name_table_parse. */
+bool name_table_from_json(const NameTable *t, const json_t *v, int *out, Err *err)
 {
     if (!json_is_string(v)) {
         err_set(err, ERR_BAD_REQUEST, "invalid %s: expected a string", t->what);
@@ -129,12 +96,12 @@ static bool table_from_json(const NameTable *t, const json_t *v, int *out, Err *
         err_set(err, ERR_BAD_REQUEST, "invalid %s: NUL in string", t->what);
         return false;
     }
-    return table_parse(t, json_string_value(v), out, err);
+    return name_table_parse(t, json_string_value(v), out, err);
 }
 
-static json_t *table_to_json(const NameTable *t, int v)
+json_t *name_table_to_json(const NameTable *t, int v)
 {
-    json_t *j = json_string(table_name(t, v));
+    json_t *j = json_string(name_table_name(t, v));
     if (j == NULL)
         abort();
     return j;
@@ -289,13 +256,13 @@ unsigned placement_policy_wanted_secondaries(PlacementPolicy p)
 
 const char *shard_scheduling_policy_name(ShardSchedulingPolicy p)
 {
-    return table_name(&SHARD_SCHEDULING_TABLE, (int)p);
+    return name_table_name(&SHARD_SCHEDULING_TABLE, (int)p);
 }
 
 bool shard_scheduling_policy_parse(const char *s, ShardSchedulingPolicy *out, Err *err)
 {
     int v = 0;
-    if (!table_parse(&SHARD_SCHEDULING_TABLE, s, &v, err))
+    if (!name_table_parse(&SHARD_SCHEDULING_TABLE, s, &v, err))
         return false;
     *out = (ShardSchedulingPolicy)v;
     return true;
@@ -304,7 +271,7 @@ bool shard_scheduling_policy_parse(const char *s, ShardSchedulingPolicy *out, Er
 bool shard_scheduling_policy_from_json(const json_t *v, ShardSchedulingPolicy *out, Err *err)
 {
     int x = 0;
-    if (!table_from_json(&SHARD_SCHEDULING_TABLE, v, &x, err))
+    if (!name_table_from_json(&SHARD_SCHEDULING_TABLE, v, &x, err))
         return false;
     *out = (ShardSchedulingPolicy)x;
     return true;
@@ -312,7 +279,7 @@ bool shard_scheduling_policy_from_json(const json_t *v, ShardSchedulingPolicy *o
 
 json_t *shard_scheduling_policy_to_json(ShardSchedulingPolicy p)
 {
-    return table_to_json(&SHARD_SCHEDULING_TABLE, (int)p);
+    return name_table_to_json(&SHARD_SCHEDULING_TABLE, (int)p);
 }
 
 bool shard_scheduling_policy_parse_text(const char *text, ShardSchedulingPolicy *out, Err *err)
@@ -331,89 +298,17 @@ void shard_scheduling_policy_format_text(ShardSchedulingPolicy p,
     snprintf(out, SHARD_SCHEDULING_POLICY_TEXT_SIZE, "\"%s\"", shard_scheduling_policy_name(p));
 }
 
-/* ---- node availability, scheduling policy, lifecycle ---- */
-
-const char *node_availability_name(NodeAvailability a)
-{
-    return table_name(&NODE_AVAILABILITY_TABLE, (int)a);
-}
-
-bool node_availability_parse(const char *s, NodeAvailability *out, Err *err)
-{
-    int v = 0;
-    if (!table_parse(&NODE_AVAILABILITY_TABLE, s, &v, err))
-        return false;
-    *out = (NodeAvailability)v;
-    return true;
-}
-
-bool node_availability_from_json(const json_t *v, NodeAvailability *out, Err *err)
-{
-    int x = 0;
-    if (!table_from_json(&NODE_AVAILABILITY_TABLE, v, &x, err))
-        return false;
-    *out = (NodeAvailability)x;
-    return true;
-}
-
-json_t *node_availability_to_json(NodeAvailability a)
-{
-    return table_to_json(&NODE_AVAILABILITY_TABLE, (int)a);
-}
-
-const char *node_scheduling_policy_name(NodeSchedulingPolicy p)
-{
-    return table_name(&NODE_SCHEDULING_TABLE, (int)p);
-}
-
-bool node_scheduling_policy_parse(const char *s, NodeSchedulingPolicy *out, Err *err)
-{
-    int v = 0;
-    if (!table_parse(&NODE_SCHEDULING_TABLE, s, &v, err))
-        return false;
-    *out = (NodeSchedulingPolicy)v;
-    return true;
-}
-
-bool node_scheduling_policy_from_json(const json_t *v, NodeSchedulingPolicy *out, Err *err)
-{
-    int x = 0;
-    if (!table_from_json(&NODE_SCHEDULING_TABLE, v, &x, err))
-        return false;
-    *out = (NodeSchedulingPolicy)x;
-    return true;
-}
-
-json_t *node_scheduling_policy_to_json(NodeSchedulingPolicy p)
-{
-    return table_to_json(&NODE_SCHEDULING_TABLE, (int)p);
-}
-
-const char *node_lifecycle_name(NodeLifecycle l)
-{
-    return table_name(&NODE_LIFECYCLE_TABLE, (int)l);
-}
-
-bool node_lifecycle_parse(const char *s, NodeLifecycle *out, Err *err)
-{
-    int v = 0;
-    if (!table_parse(&NODE_LIFECYCLE_TABLE, s, &v, err))
-        return false;
-    *out = (NodeLifecycle)v;
-    return true;
-}
-
 /* ---- location modes ---- */
 
 const char *shard_location_mode_name(ShardLocationMode m)
 {
-    return table_name(&LOCATION_MODE_TABLE, (int)m);
+    return name_table_name(&LOCATION_MODE_TABLE, (int)m);
 }
 
 bool shard_location_mode_parse(const char *s, ShardLocationMode *out, Err *err)
 {
     int v = 0;
-    if (!table_parse(&LOCATION_MODE_TABLE, s, &v, err))
+    if (!name_table_parse(&LOCATION_MODE_TABLE, s, &v, err))
         return false;
     *out = (ShardLocationMode)v;
     return true;

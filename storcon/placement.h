@@ -1,15 +1,13 @@
 /*
- * placement.h: the storage controller's policy and state enums and their wire encodings, one name
- * table per enum (spec/storcon.md). Used by the scheduler, the reconciler, persistence and the
- * HTTP API, so that every spelling lives in exactly one place.
+ * placement.h: the storage controller's shard policy and location enums and their wire encodings,
+ * one name table per enum (spec/storcon.md), and the name-table helpers every enum encoding uses
+ * (node.h's node enums too). Used by the scheduler, the reconciler, persistence and the HTTP API,
+ * so that every spelling lives in exactly one place.
  *
  *   PlacementPolicy       {"Attached": n} | "Secondary" | "Detached"
- * (tenant_shards.placement_policy holds the same JSON as text) ShardSchedulingPolicy "Active" |
- * "Essential" | "Pause" | "Stop"    (tenant_shards.scheduling_policy holds the JSON string, quotes
- * included: '"Active"') NodeAvailability      "Active" | "WarmingUp" | "Offline"           (not
- * persisted) NodeSchedulingPolicy  "Active" | "Filling" | "Pause" | "PauseForRestart" | "Draining"
- * | "Deleting"                                   (nodes.scheduling_policy, as the bare name)
- *   NodeLifecycle         "active" | "deleted"                         (nodes.lifecycle)
+ *                         (tenant_shards.placement_policy holds the same JSON as text)
+ *   ShardSchedulingPolicy "Active" | "Essential" | "Pause" | "Stop"
+ *                         (tenant_shards.scheduling_policy holds the JSON string, quotes included)
  *   ShardLocationMode     "AttachedSingle" | "AttachedMulti" | "AttachedStale" | "Secondary" |
  *                         "Detached"  (the pageserver's LocationConfig modes, as the controller
  *                         observes and writes them)
@@ -27,6 +25,24 @@
 #include <jansson.h>
 
 #include "shared/err.h"
+
+/* ---- name tables (shared with node.h's enums) ---- */
+
+/* NameTable: names[value] for value in [0, count). `what` names the type in error messages. */
+typedef struct NameTable {
+    const char *what;
+    const char *const *names;
+    int count;
+} NameTable;
+
+/* name_table_name: the static name of v, "?" when out of range. */
+const char *name_table_name(const NameTable *t, int v);
+/* name_table_parse: exact match; 400 naming the value and the accepted names. */
+bool name_table_parse(const NameTable *t, const char *s, int *out, Err *err) MUST_CHECK;
+/* name_table_from_json: a JSON string parsed with name_table_parse. */
+bool name_table_from_json(const NameTable *t, const json_t *v, int *out, Err *err) MUST_CHECK;
+/* name_table_to_json: the name as a JSON string; a new reference the caller owns. */
+json_t *name_table_to_json(const NameTable *t, int v);
 
 /* ---- placement policy ---- */
 
@@ -96,50 +112,6 @@ bool shard_scheduling_policy_parse_text(const char *text, ShardSchedulingPolicy 
 #define SHARD_SCHEDULING_POLICY_TEXT_SIZE 16
 void shard_scheduling_policy_format_text(ShardSchedulingPolicy p,
                                          char out[SHARD_SCHEDULING_POLICY_TEXT_SIZE]);
-
-/* ---- node availability (from heartbeats; not persisted) ---- */
-
-typedef enum NodeAvailability {
-    NODE_AVAILABILITY_ACTIVE,     /* answering heartbeats */
-    NODE_AVAILABILITY_WARMING_UP, /* re-attached, waiting for its next good heartbeat */
-    NODE_AVAILABILITY_OFFLINE,    /* no good heartbeat for the offline timeout (or never) */
-    NODE_AVAILABILITY_COUNT
-} NodeAvailability;
-
-const char *node_availability_name(NodeAvailability a);
-bool node_availability_parse(const char *s, NodeAvailability *out, Err *err) MUST_CHECK;
-bool node_availability_from_json(const json_t *v, NodeAvailability *out, Err *err) MUST_CHECK;
-json_t *node_availability_to_json(NodeAvailability a); /* new reference */
-
-/* ---- node scheduling policy (operator controlled; persisted) ---- */
-
-typedef enum NodeSchedulingPolicy {
-    NODE_SCHEDULING_ACTIVE,            /* takes new shards */
-    NODE_SCHEDULING_FILLING,           /* a fill is moving shards onto it; takes new shards */
-    NODE_SCHEDULING_PAUSE,             /* keeps its shards, takes no new ones */
-    NODE_SCHEDULING_PAUSE_FOR_RESTART, /* drained, waiting for a restart */
-    NODE_SCHEDULING_DRAINING,          /* a drain is moving its shards away */
-    NODE_SCHEDULING_DELETING,          /* graceful delete in progress */
-    NODE_SCHEDULING_COUNT
-} NodeSchedulingPolicy;
-
-const char *node_scheduling_policy_name(NodeSchedulingPolicy p);
-bool node_scheduling_policy_parse(const char *s, NodeSchedulingPolicy *out, Err *err) MUST_CHECK;
-bool node_scheduling_policy_from_json(const json_t *v, NodeSchedulingPolicy *out,
-                                      Err *err) MUST_CHECK;
-json_t *node_scheduling_policy_to_json(NodeSchedulingPolicy p); /* new reference */
-
-/* ---- node lifecycle (persisted; a deleted node is a tombstone that may not register again) ----
- */
-
-typedef enum NodeLifecycle {
-    NODE_LIFECYCLE_ACTIVE,
-    NODE_LIFECYCLE_DELETED,
-    NODE_LIFECYCLE_COUNT
-} NodeLifecycle;
-
-const char *node_lifecycle_name(NodeLifecycle l);
-bool node_lifecycle_parse(const char *s, NodeLifecycle *out, Err *err) MUST_CHECK;
 
 /* ---- location modes (pageserver LocationConfig "mode") ---- */
 

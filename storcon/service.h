@@ -17,9 +17,10 @@
  *  - Request structs passed in are copied; nothing is borrowed after the call returns.
  *  - Before startup has finished (service_is_ready false) every operation except readiness,
  *    metrics and the upcalls fails with 503 "not ready".
- *  - Per-tenant operation locks (spec "exclusive for create, delete, ...") are the HTTP layer's;
- *    the service itself tolerates overlapping operations (a newer intent supersedes an older
- *    reconcile) but does not order them.
+ *  - Multi-step operations are Operation objects (storcon/operation.h) that take their own
+ *    per-tenant locks (spec "exclusive for create, delete, location_config, config, policy;
+ *    shared for timeline operations") before they run: the entry points below lock, callers do
+ *    not. GET /debug/v1/operations lists those in flight (service_operations_json).
  *  - service_free abandons operations still running: their callbacks never run.
  */
 #ifndef STORCON_SERVICE_H
@@ -130,7 +131,8 @@ typedef struct ServiceNodeConfigure {
     NodeSchedulingPolicy scheduling; /* persisted first */
 } ServiceNodeConfigure;
 
-/* service_node_configure: PUT /control/v1/node/{id}/config. 404 unknown node. result: {} */
+/* service_node_configure: PUT /control/v1/node/{id}/config, under the node's exclusive lock. 404
+ * unknown node. result: {} */
 void service_node_configure(Service *svc, const ServiceNodeConfigure *req, ServiceJsonFn cb,
                             void *arg);
 
@@ -296,6 +298,22 @@ size_t service_reconcile_all(Service *svc);
 /* service_consistency_check: memory vs database (every shard's generation, node, policies,
  * config; no extra or missing rows) vs scheduler counts. err 500 with details on mismatch. */
 void service_consistency_check(Service *svc, ServiceDoneFn cb, void *arg);
+
+/* service_operations_json: GET /debug/v1/operations: the operations in flight (see
+ * operations_to_json in storcon/operation.h). New reference. */
+json_t *service_operations_json(Service *svc);
+
+/* ---- timelines (fanned out to every shard: storcon/timeline_fanout.h) ---- */
+
+struct TimelineCreateSpec;
+
+/* service_timeline_create / service_timeline_delete: under the tenant's shared lock, the fan-outs
+ * of timeline_fanout_create / timeline_fanout_delete (result: shard 0's TimelineInfo / {}). spec
+ * is copied. */
+void service_timeline_create(Service *svc, const TenantId *tenant,
+                             const struct TimelineCreateSpec *spec, ServiceJsonFn cb, void *arg);
+void service_timeline_delete(Service *svc, const TenantId *tenant, const TimelineId *timeline,
+                             ServiceJsonFn cb, void *arg);
 
 /* service_scheduler_json: GET /debug/v1/scheduler. New reference. */
 json_t *service_scheduler_json(Service *svc);

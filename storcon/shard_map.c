@@ -61,13 +61,6 @@ ShardMap *shard_map_new(void)
     return map;
 }
 
-static void tenant_free(Tenant *t)
-{
-    free(t->config_json);
-    free(t->shards);
-    free(t);
-}
-
 void shard_map_free(ShardMap *map)
 {
     if (map == NULL)
@@ -170,11 +163,7 @@ bool shard_map_tenant_add(ShardMap *map, const TenantId *id, uint32_t stripe_siz
         table_grow(map);
         i = table_find(map, id);
     }
-    Tenant *t = xcalloc(1, sizeof(*t));
-    t->id = *id;
-    t->stripe_size = stripe_size;
-    t->policy = policy;
-    t->config_json = xstrdup(config_json != NULL ? config_json : "{}");
+    Tenant *t = tenant_new(id, stripe_size, policy, config_json);
     map->table[i] = t;
     map->n_tenants++;
     if (out != NULL)
@@ -195,8 +184,8 @@ bool shard_map_tenant_remove(ShardMap *map, Tenant *tenant, Err *err)
         err_set(err, ERR_CONFLICT, "tenant %s still has %zu shards", hex, tenant->n_shards);
         return false;
     }
-    if (tenant->notify != NULL || tenant->lock != NULL) {
-        err_set(err, ERR_CONFLICT, "tenant %s still has notification or lock state", hex);
+    if (tenant->notify != NULL) {
+        err_set(err, ERR_CONFLICT, "tenant %s still has notification state", hex);
         return false;
     }
     size_t i = table_find(map, &tenant->id);
@@ -208,37 +197,6 @@ bool shard_map_tenant_remove(ShardMap *map, Tenant *tenant, Err *err)
     map->n_tenants--;
     tenant_free(tenant);
     return true;
-}
-
-void shard_map_tenant_set_config(Tenant *tenant, const char *config_json)
-{
-    free(tenant->config_json);
-    tenant->config_json = xstrdup(config_json != NULL ? config_json : "{}");
-    for (size_t i = 0; i < tenant->n_shards; i++)
-        tenant_shard_mark_dirty(tenant->shards[i]);
-}
-
-bool shard_map_tenant_set_preferred_az(Tenant *tenant, const char *az, Err *err)
-{
-    if (az == NULL)
-        az = "";
-    if (!str_copy(tenant->preferred_az, sizeof(tenant->preferred_az), az)) {
-        tenant->preferred_az[0] = '\0';
-        err_set(err, ERR_BAD_REQUEST, "availability zone id longer than %d characters",
-                NODE_AZ_SIZE - 1);
-        return false;
-    }
-    return true;
-}
-
-size_t shard_map_tenant_shards_with_count(const Tenant *tenant, ShardCount count)
-{
-    size_t n = 0;
-    for (size_t i = 0; i < tenant->n_shards; i++) {
-        if (tenant->shards[i]->tsid.count == count)
-            n++;
-    }
-    return n;
 }
 
 /* ---- shards ---- */

@@ -2,11 +2,9 @@
  * shard_map.h: every tenant and tenant shard the controller manages, in memory (loop thread).
  *
  * Layout, for 100,000 shards:
- *  - Tenant: what all shards of a tenant share, stored once: stripe size, placement policy,
- *    preferred AZ, the tenant config (JSON text), and the tenant's shards as an array of pointers
- *    sorted in TenantShardId order (shard number, then count: during a split parents and children
- *    interleave as 0/2, 0/4, 1/2, 1/4, 2/4, 3/4). Tenants sit in an open-addressing hash table by
- *    TenantId.
+ *  - Tenant (tenant.h): what all shards of a tenant share, stored once, with its shards as an
+ *    array of pointers sorted in TenantShardId order. Tenants sit in an open-addressing hash table
+ *    by TenantId.
  *  - TenantShard: allocated from slabs of SHARD_MAP_SLAB_SHARDS contiguous slots (free slots
  *    reused), so a pass over all shards walks memory in order and a shard's address never changes
  *    while it exists.
@@ -17,7 +15,7 @@
  *
  * Removal rules: a shard can be removed only when its intent is empty (scheduler_intent_clear
  * first, so node counters stay right) and no reconcile runs on it; a tenant only when it has no
- * shards and its notify / lock slots are NULL (their owners release them).
+ * shards and its notify slot is NULL (its owner releases it).
  *
  * Iteration: shard_map_iter_* visits every shard in slab order (not sorted); removing shards
  * (any of them) during it is safe, shards added during it may or may not be visited.
@@ -35,27 +33,15 @@
 #include "shared/id.h"
 #include "storcon/node.h"
 #include "storcon/placement.h"
+#include "storcon/tenant.h"
 #include "storcon/tenant_shard.h"
 
 #define SHARD_MAP_SLAB_SHARDS 1024
 
-typedef struct Tenant {
-    TenantId id;
-    uint32_t stripe_size;            /* pages; != 0 */
-    PlacementPolicy policy;          /* for every shard of the tenant */
-    char preferred_az[NODE_AZ_SIZE]; /* "" = none */
-    char *config_json;               /* tenant config overrides as JSON text; owned, never NULL */
-    TenantShard **shards;            /* sorted by (number, count); pointers into the slabs */
-    size_t n_shards;
-    size_t cap_shards;
-    void *notify; /* compute-notification state; owned by the notifier module; NULL = none */
-    void *lock;   /* per-tenant operation lock; owned by the HTTP layer; NULL = none */
-} Tenant;
-
 typedef struct ShardMap ShardMap;
 
 /* shard_map_new / shard_map_free: an empty map; free releases every tenant and shard (without
- * looking at intents or the notify/lock slots: for shutdown). */
+ * looking at intents or the notify slots: for shutdown). */
 ShardMap *shard_map_new(void);
 void shard_map_free(ShardMap *map);
 
@@ -74,20 +60,9 @@ bool shard_map_tenant_add(ShardMap *map, const TenantId *id, uint32_t stripe_siz
 /* shard_map_tenant_get: the tenant, or NULL. */
 Tenant *shard_map_tenant_get(const ShardMap *map, const TenantId *id);
 
-/* shard_map_tenant_remove: forget a tenant without shards. 409 while it has shards or a notify /
- * lock slot is set. */
+/* shard_map_tenant_remove: forget a tenant without shards. 409 while it has shards or its notify
+ * slot is set. */
 bool shard_map_tenant_remove(ShardMap *map, Tenant *tenant, Err *err) MUST_CHECK;
-
-/* shard_map_tenant_set_config: replace the config text (copied). Marks every shard dirty (the new
- * config must be pushed). */
-void shard_map_tenant_set_config(Tenant *tenant, const char *config_json);
-
-/* shard_map_tenant_set_preferred_az: "" or NULL clears. 400 when longer than NODE_AZ_SIZE - 1. */
-bool shard_map_tenant_set_preferred_az(Tenant *tenant, const char *az, Err *err) MUST_CHECK;
-
-/* shard_map_tenant_shards_with_count: how many of the tenant's shards have this shard count (the
- * "current" count outside a split is the only count present). */
-size_t shard_map_tenant_shards_with_count(const Tenant *tenant, ShardCount count);
 
 /* ---- shards ---- */
 

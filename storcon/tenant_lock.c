@@ -1,7 +1,9 @@
 /*
- * tenant_lock.c: per-tenant FIFO reader/writer locks for the HTTP layer (see tenant_lock.h).
+ * tenant_lock.c: per-tenant and per-node FIFO reader/writer locks of the service's operations (see
+ * tenant_lock.h).
  *
- * Layout: a chained hash table of entries, one per tenant that has holders or waiters; each entry
+ * Layout: a chained hash table of entries, one per tenant or node that has holders or waiters
+ * (keyed by LockKey: what is locked, and its id); each entry
  * counts its holders and keeps its waiters in arrival order. A grant moves a waiter onto the
  * table's notify list and activates one event; the event's callback tells the granted owners, so
  * a grant never runs its owner's code inside acquire or release (where the caller may be in the
@@ -27,6 +29,14 @@ typedef enum TenantLockState {
 
 typedef struct TenantLockEntry TenantLockEntry;
 
+/* LockKey: a tenant's or a node's lock; the node id is stored in the first 8 bytes. */
+typedef enum LockKeyKind { LOCK_KEY_TENANT, LOCK_KEY_NODE } LockKeyKind;
+
+typedef struct LockKey {
+    LockKeyKind kind;
+    uint8_t b[ID_BYTES];
+} LockKey;
+
 struct TenantLock {
     TenantLocks *locks;
     TenantLockEntry *entry;
@@ -38,7 +48,7 @@ struct TenantLock {
 };
 
 struct TenantLockEntry {
-    TenantId tenant;
+    LockKey key;
     size_t shared_holders;
     bool exclusive_held;
     size_t n_waiters;
@@ -53,20 +63,45 @@ struct TenantLocks {
     TenantLockEntry *buckets[TENANT_LOCK_BUCKETS];
 };
 
-static size_t bucket_of(const TenantId *t)
+static LockKey key_tenant(const TenantId *tenant)
 {
-    uint32_t h = 2166136261u; /* FNV-1a over the id bytes */
+    LockKey k;
+    memset(&k, 0, sizeof(k));
+    k.kind = LOCK_KEY_TENANT;
+    memcpy(k.b, tenant->b, ID_BYTES);
+    return k;
+}
+
+static LockKey key_node(NodeId node)
+{
+    LockKey k;
+    memset(&k, 0, sizeof(k));
+    k.kind = LOCK_KEY_NODE;
+    memcpy(k.b, &node, sizeof(node));
+    return k;
+}
+
+static bool key_eq(const LockKey *a, const LockKey *b)
+{
+    return a->kind == b->kind && memcmp(a->b, b->b, ID_BYTES) == 0;
+}
+
+static size_t bucket_of(const LockKey *k)
+{
+    uint32_t h = 2166136261u; /* FNV-1a over the kind and the id bytes */
+    h ^= (uint32_t)k->kind;
+    h *= 16777619u;
     for (size_t i = 0; i < ID_BYTES; i++) {
-        h ^= t->b[i];
+        h ^= k->b[i];
         h *= 16777619u;
     }
     return h & (TENANT_LOCK_BUCKETS - 1);
 }
 
-static TenantLockEntry *entry_find(const TenantLocks *locks, const TenantId *tenant)
+static TenantLockEntry *entry_find(const TenantLocks *locks, const LockKey *key)
 {
-    for (TenantLockEntry *e = locks->buckets[bucket_of(tenant)]; e != NULL; e = e->next) {
-        if (tenant_id_eq(&e->tenant, tenant))
+    for (TenantLockEntry *e = locks->buckets[bucket_of(key)]; e != NULL; e = e->next) {
+        if (key_eq(&e->key, key))
             return e;
     }
     return NULL;
@@ -140,7 +175,7 @@ static void entry_free_if_idle(TenantLocks *locks, TenantLockEntry *e)
 {
     if (e->shared_holders > 0 || e->exclusive_held || e->head != NULL)
         return;
-    TenantLockEntry **pp = &locks->buckets[bucket_of(&e->tenant)];
+    TenantLockEntry **pp = &locks->buckets[bucket_of(&e->key)];
     while (*pp != e)
         pp = &(*pp)->next;
     *pp = e->next;
@@ -187,14 +222,14 @@ void tenant_locks_free(TenantLocks *locks)
     free(locks);
 }
 
-TenantLock *tenant_lock_acquire(TenantLocks *locks, const TenantId *tenant, TenantLockMode mode,
+static TenantLock *lock_acquire(TenantLocks *locks, const LockKey *key, TenantLockMode mode,
                                 TenantLockGranted granted, void *arg)
 {
-    TenantLockEntry *e = entry_find(locks, tenant);
+    TenantLockEntry *e = entry_find(locks, key);
     if (e == NULL) {
         e = xcalloc(1, sizeof(*e));
-        e->tenant = *tenant;
-        size_t b = bucket_of(tenant);
+        e->key = *key;
+        size_t b = bucket_of(key);
         e->next = locks->buckets[b];
         locks->buckets[b] = e;
     }
@@ -209,6 +244,20 @@ TenantLock *tenant_lock_acquire(TenantLocks *locks, const TenantId *tenant, Tena
     e->n_waiters++;
     entry_grant(locks, e);
     return l;
+}
+
+TenantLock *tenant_lock_acquire(TenantLocks *locks, const TenantId *tenant, TenantLockMode mode,
+                                TenantLockGranted granted, void *arg)
+{
+    LockKey k = key_tenant(tenant);
+    return lock_acquire(locks, &k, mode, granted, arg);
+}
+
+TenantLock *node_lock_acquire(TenantLocks *locks, NodeId node, TenantLockMode mode,
+                              TenantLockGranted granted, void *arg)
+{
+    LockKey k = key_node(node);
+    return lock_acquire(locks, &k, mode, granted, arg);
 }
 
 void tenant_lock_release(TenantLock *l)
@@ -244,12 +293,52 @@ bool tenant_lock_is_held(const TenantLock *l)
     return l != NULL && l->state == TENANT_LOCK_HELD;
 }
 
+static void entry_stats(const TenantLocks *locks, const LockKey *key, size_t *holders,
+                        size_t *waiters)
+{
+    const TenantLockEntry *e = entry_find(locks, key);
+    *holders = e == NULL ? 0 : e->shared_holders + (e->exclusive_held ? 1 : 0);
+    *waiters = e == NULL ? 0 : e->n_waiters;
+}
+
 void tenant_locks_stats(const TenantLocks *locks, const TenantId *tenant, size_t *holders,
                         size_t *waiters)
 {
-    const TenantLockEntry *e = entry_find(locks, tenant);
-    *holders = e == NULL ? 0 : e->shared_holders + (e->exclusive_held ? 1 : 0);
-    *waiters = e == NULL ? 0 : e->n_waiters;
+    LockKey k = key_tenant(tenant);
+    entry_stats(locks, &k, holders, waiters);
+}
+
+void node_locks_stats(const TenantLocks *locks, NodeId node, size_t *holders, size_t *waiters)
+{
+    LockKey k = key_node(node);
+    entry_stats(locks, &k, holders, waiters);
+}
+
+TenantLockMode tenant_lock_mode(const TenantLock *l)
+{
+    return l->mode;
+}
+
+bool tenant_lock_is_node(const TenantLock *l)
+{
+    return l->entry->key.kind == LOCK_KEY_NODE;
+}
+
+TenantId tenant_lock_tenant(const TenantLock *l)
+{
+    TenantId t;
+    memset(&t, 0, sizeof(t));
+    if (l->entry->key.kind == LOCK_KEY_TENANT)
+        memcpy(t.b, l->entry->key.b, ID_BYTES);
+    return t;
+}
+
+NodeId tenant_lock_node(const TenantLock *l)
+{
+    NodeId n = 0;
+    if (l->entry->key.kind == LOCK_KEY_NODE)
+        memcpy(&n, l->entry->key.b, sizeof(n));
+    return n;
 }
 
 const char *tenant_lock_mode_name(TenantLockMode mode)

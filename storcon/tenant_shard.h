@@ -58,7 +58,7 @@
 #include "storcon/node.h"
 #include "storcon/placement.h"
 
-struct Tenant; /* storcon/shard_map.h */
+struct Tenant; /* storcon/tenant.h */
 
 #define TENANT_SHARD_MAX_SECONDARIES PLACEMENT_MAX_SECONDARIES
 #define TENANT_SHARD_OBSERVED_INLINE 4

@@ -131,7 +131,7 @@ int main(int argc, char **argv)
             die("tenant add", &err);
         char az[NODE_AZ_SIZE];
         str_printf(az, sizeof(az), "az-%u", (unsigned)(i % 3));
-        if (!shard_map_tenant_set_preferred_az(t, az, &err))
+        if (!tenant_set_preferred_az(t, az, &err))
             die("preferred az", &err);
         for (unsigned k = 0; k < BENCH_SHARDS_PER_TENANT; k++) {
             if (!shard_map_shard_add(map, t, (ShardNumber)k, BENCH_SHARDS_PER_TENANT, NULL, &err))

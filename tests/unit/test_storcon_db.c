@@ -45,7 +45,7 @@
 #include "storcon/db_imports.h"
 #include "storcon/db_nodes.h"
 #include "storcon/db_tenants.h"
-#include "storcon/migrate.h"
+#include "storcon/schema_migrate.h"
 
 #ifndef PG_BIN
 #define PG_BIN "/usr/lib/postgresql/15/bin"
@@ -226,28 +226,28 @@ static struct event *tick_new(struct event_base *base)
 
 typedef struct MigrateWait {
     bool done;
-    MigrateOutcome outcome;
+    SchemaMigrateOutcome outcome;
 } MigrateWait;
 
-static void migrate_done(const MigrateOutcome *outcome, void *arg)
+static void migrate_done(const SchemaMigrateOutcome *outcome, void *arg)
 {
     MigrateWait *w = arg;
     w->outcome = *outcome;
     w->done = true;
 }
 
-/* apply_migrations: the real runner, to `target` (a version or MIGRATE_TARGET_LATEST). */
+/* apply_migrations: the real runner, to `target` (a version or SCHEMA_MIGRATE_TARGET_LATEST). */
 static bool apply_migrations(int target)
 {
     struct event_base *base = event_base_new();
-    MigrateOptions opts = {
+    SchemaMigrateOptions opts = {
         .database_url = PG.url, .connect_timeout_ms = 20000, .target_version = target};
     MigrateWait w = {0};
-    Migrator *m = NULL;
+    SchemaMigrator *m = NULL;
     Err err;
-    bool ok = migrate_start(base, &opts, migrate_done, &w, &m, &err);
+    bool ok = schema_migrate_start(base, &opts, migrate_done, &w, &m, &err);
     if (!ok) {
-        print_message("migrate_start: %s\n", err.msg);
+        print_message("schema_migrate_start: %s\n", err.msg);
     } else {
         struct event *tick = tick_new(base);
         double deadline = now_s() + START_TIMEOUT_S;
@@ -259,9 +259,9 @@ static bool apply_migrations(int target)
         else if (!w.outcome.ok)
             print_message("migrations failed: %s\n", w.outcome.err.msg);
         ok = w.done && w.outcome.ok &&
-             w.outcome.to_version == (target == MIGRATE_TARGET_LATEST ? MIGRATIONS_COUNT : target);
+             w.outcome.to_version == (target == SCHEMA_MIGRATE_TARGET_LATEST ? MIGRATIONS_COUNT : target);
     }
-    migrate_free(m);
+    schema_migrate_free(m);
     event_base_free(base);
     return ok;
 }
@@ -351,7 +351,7 @@ static int group_setup(void **state)
         print_message("check connection: %s\n", PQerrorMessage(PG.check));
         return -1;
     }
-    if (!apply_migrations(MIGRATE_TARGET_LATEST))
+    if (!apply_migrations(SCHEMA_MIGRATE_TARGET_LATEST))
         return -1;
     PG.available = true;
     return 0;
@@ -730,7 +730,7 @@ static void test_migration_0002_down_up(void **state)
     assert_int_equal(schema_objects(), 2);
     assert_true(apply_migrations(1));
     assert_int_equal(schema_objects(), 0);
-    assert_true(apply_migrations(MIGRATE_TARGET_LATEST));
+    assert_true(apply_migrations(SCHEMA_MIGRATE_TARGET_LATEST));
     assert_int_equal(schema_objects(), 2);
 }
 

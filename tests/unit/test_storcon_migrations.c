@@ -15,7 +15,7 @@
 
 #include "shared/err.h"
 #include "shared/str.h"
-#include "storcon/migrate.h"
+#include "storcon/schema_migrate.h"
 #include "storcon/migrations.h"
 
 /* The tables of spec/storcon.md "Postgres schema" (the version table belongs to the runner). */
@@ -174,7 +174,7 @@ static void test_plan_next(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int version = -7;
         bool up = !cases[i].up;
-        bool more = migrate_plan_next(cases[i].current, cases[i].target, &version, &up);
+        bool more = schema_migrate_plan_next(cases[i].current, cases[i].target, &version, &up);
         assert_int_equal(more, cases[i].more);
         if (more) {
             assert_int_equal(version, cases[i].version);
@@ -190,7 +190,7 @@ static void test_plan_walk(void **state)
         for (int to = 0; to <= 4; to++) {
             int current = from, steps = 0, version;
             bool up;
-            while (migrate_plan_next(current, to, &version, &up)) {
+            while (schema_migrate_plan_next(current, to, &version, &up)) {
                 assert_int_equal(version, up ? current + 1 : current);
                 current = up ? version : version - 1;
                 steps++;
@@ -204,12 +204,12 @@ static void test_plan_walk(void **state)
 
 static void test_state_names(void **state)
 {
-    for (int s = 0; s < MIGRATE_STATE_COUNT; s++) {
-        const char *name = migrate_state_name((MigrateState)s);
+    for (int s = 0; s < SCHEMA_MIGRATE_STATE_COUNT; s++) {
+        const char *name = schema_migrate_state_name((SchemaMigrateState)s);
         assert_non_null(name);
         assert_string_not_equal(name, "?");
     }
-    assert_string_equal(migrate_state_name(MIGRATE_STATE_COUNT), "?");
+    assert_string_equal(schema_migrate_state_name(SCHEMA_MIGRATE_STATE_COUNT), "?");
 }
 
 int main(void)

@@ -12,6 +12,7 @@
 #include <jansson.h>
 
 #include "shared/err.h"
+#include "storcon/node.h"
 #include "storcon/placement.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))

@@ -225,7 +225,7 @@ static void test_az_preference(void **state)
         Tenant *t = fx_tenant(fx, 1, PLACEMENT_POLICY_DEFAULT, 4);
         Err err;
         err_clear(&err);
-        assert_true(shard_map_tenant_set_preferred_az(t, cases[c].preferred, &err));
+        assert_true(tenant_set_preferred_az(t, cases[c].preferred, &err));
         schedule_tenant_ok(fx, t);
         unsigned per_node[5] = {0};
         for (size_t k = 0; k < t->n_shards; k++) {
@@ -253,7 +253,7 @@ static void test_secondaries_other_az(void **state)
     Tenant *t = fx_tenant(fx, 1, (PlacementPolicy){PLACEMENT_ATTACHED, 1}, 4);
     Err err;
     err_clear(&err);
-    assert_true(shard_map_tenant_set_preferred_az(t, "az-a", &err));
+    assert_true(tenant_set_preferred_az(t, "az-a", &err));
     schedule_tenant_ok(fx, t);
     for (size_t k = 0; k < t->n_shards; k++) {
         const TenantShard *s = t->shards[k];

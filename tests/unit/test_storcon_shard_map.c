@@ -93,15 +93,15 @@ static void test_tenant_add_get(void **state)
     assert_string_equal(t2->config_json, "{}");
 
     /* preferred AZ */
-    assert_true(shard_map_tenant_set_preferred_az(t2, "eu-west-1b", &err));
+    assert_true(tenant_set_preferred_az(t2, "eu-west-1b", &err));
     assert_string_equal(t2->preferred_az, "eu-west-1b");
     char longaz[NODE_AZ_SIZE + 4];
     memset(longaz, 'a', sizeof(longaz) - 1);
     longaz[sizeof(longaz) - 1] = '\0';
     err_clear(&err);
-    assert_false(shard_map_tenant_set_preferred_az(t2, longaz, &err));
+    assert_false(tenant_set_preferred_az(t2, longaz, &err));
     assert_int_equal(err.code, ERR_BAD_REQUEST);
-    assert_true(shard_map_tenant_set_preferred_az(t2, NULL, &err));
+    assert_true(tenant_set_preferred_az(t2, NULL, &err));
     assert_string_equal(t2->preferred_az, "");
 
     /* remove */
@@ -134,9 +134,9 @@ static void test_shards_in_shard_order(void **state)
         TenantShardId tsid = {t->id, (ShardNumber)want[i][0], (ShardCount)want[i][1]};
         assert_ptr_equal(shard_map_get(map, &tsid), t->shards[i]);
     }
-    assert_int_equal(shard_map_tenant_shards_with_count(t, 2), 2);
-    assert_int_equal(shard_map_tenant_shards_with_count(t, 4), 4);
-    assert_int_equal(shard_map_tenant_shards_with_count(t, 8), 0);
+    assert_int_equal(tenant_shards_with_count(t, 2), 2);
+    assert_int_equal(tenant_shards_with_count(t, 4), 4);
+    assert_int_equal(tenant_shards_with_count(t, 8), 0);
     assert_int_equal(shard_map_shard_count(map), 6);
 
     /* absent shards and tenants */
@@ -215,12 +215,12 @@ static void test_shard_remove_rules(void **state)
     assert_int_equal(t->n_shards, 0);
     assert_int_equal(shard_map_shard_count(map), 0);
 
-    /* notify / lock slots must be released by their owners first */
-    t->lock = &token;
+    /* the notify slot must be released by its owner first */
+    t->notify = &token;
     err_clear(&err);
     assert_false(shard_map_tenant_remove(map, t, &err));
     assert_int_equal(err.code, ERR_CONFLICT);
-    t->lock = NULL;
+    t->notify = NULL;
     TenantId id = t->id;
     assert_true(shard_map_tenant_remove(map, t, &err));
     assert_null(shard_map_tenant_get(map, &id));
@@ -388,7 +388,7 @@ static void test_set_config_marks_dirty(void **state)
     /* Detached-like: empty intent, nothing observed: clean */
     assert_false(tenant_shard_is_dirty(a, &nodes));
     uint64_t seq = a->sequence;
-    shard_map_tenant_set_config(t, "{\"gc_period\":\"1h\"}");
+    tenant_set_config(t, "{\"gc_period\":\"1h\"}");
     assert_string_equal(t->config_json, "{\"gc_period\":\"1h\"}");
     assert_string_equal(tenant_shard_config_json(b), "{\"gc_period\":\"1h\"}");
     assert_true(tenant_shard_is_dirty(a, &nodes));
@@ -795,7 +795,7 @@ static void test_shard_to_json(void **state)
 
     assert_true(scheduler_intent_set_attached(&sched, s, 4, &err));
     assert_true(scheduler_intent_add_secondary(&sched, s, 5, &err));
-    assert_true(shard_map_tenant_set_preferred_az(t, "az-1", &err));
+    assert_true(tenant_set_preferred_az(t, "az-1", &err));
     tenant_shard_set_last_error(s, "boom");
     tenant_shard_set_pending_notify(s, true);
     s->splitting = 1;

@@ -1,5 +1,5 @@
 /* test_storcon_tenant_lock.c: unit tests for storcon/tenant_lock.c (FIFO shared/exclusive
- * per-tenant locks granted asynchronously on the event loop). */
+ * per-tenant and per-node locks granted asynchronously on the event loop). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -269,6 +269,99 @@ static void test_free_with_outstanding(void **state)
     assert_int_equal(fx->owners[2].granted_calls, 0);
 }
 
+static Owner *acquire_node(Fixture *fx, int i, const char *name, NodeId node, TenantLockMode m)
+{
+    Owner *o = &fx->owners[i];
+    o->name = name;
+    o->lock = node_lock_acquire(fx->locks, node, m, on_granted, o);
+    assert_non_null(o->lock);
+    return o;
+}
+
+/* Node locks: the same FIFO shared / exclusive rules as tenant locks. */
+static void test_node_fifo(void **state)
+{
+    Fixture *fx = *state;
+    Owner *s1 = acquire_node(fx, 0, "s1", 7, TENANT_LOCK_SHARED);
+    Owner *s2 = acquire_node(fx, 1, "s2", 7, TENANT_LOCK_SHARED);
+    Owner *x = acquire_node(fx, 2, "x", 7, TENANT_LOCK_EXCLUSIVE);
+    Owner *s3 = acquire_node(fx, 3, "s3", 7, TENANT_LOCK_SHARED);
+    assert_int_equal(s1->granted_calls, 0); /* deferred, as for tenants */
+    run_loop(fx);
+    assert_int_equal(s1->granted_calls, 1);
+    assert_int_equal(s2->granted_calls, 1);
+    assert_int_equal(x->granted_calls, 0);
+    assert_int_equal(s3->granted_calls, 0); /* behind the queued exclusive waiter */
+    size_t holders, waiters;
+    node_locks_stats(fx->locks, 7, &holders, &waiters);
+    assert_int_equal(holders, 2);
+    assert_int_equal(waiters, 2);
+    assert_true(tenant_lock_is_node(x->lock));
+    assert_int_equal(tenant_lock_node(x->lock), 7);
+    assert_int_equal(tenant_lock_mode(x->lock), TENANT_LOCK_EXCLUSIVE);
+    release(s1);
+    release(s2);
+    run_loop(fx);
+    assert_int_equal(x->granted_calls, 1);
+    assert_int_equal(s3->granted_calls, 0);
+    release(x);
+    run_loop(fx);
+    assert_int_equal(s3->granted_calls, 1);
+    release(s3);
+    node_locks_stats(fx->locks, 7, &holders, &waiters);
+    assert_int_equal(holders, 0);
+    assert_int_equal(waiters, 0);
+}
+
+/* A node lock and a tenant lock never conflict, even when the tenant id's first bytes spell the
+ * node id; different nodes are independent. */
+static void test_node_and_tenant_independent(void **state)
+{
+    Fixture *fx = *state;
+    TenantId t;
+    memset(&t, 0, sizeof(t));
+    NodeId node = 0x1111111111111111ull;
+    memcpy(t.b, &node, sizeof(node));
+    Owner *tn = acquire(fx, 0, "tenant", &t, TENANT_LOCK_EXCLUSIVE);
+    Owner *nd = acquire_node(fx, 1, "node", node, TENANT_LOCK_EXCLUSIVE);
+    Owner *other = acquire_node(fx, 2, "other", node + 1, TENANT_LOCK_EXCLUSIVE);
+    run_loop(fx);
+    assert_int_equal(tn->granted_calls, 1);
+    assert_int_equal(nd->granted_calls, 1);
+    assert_int_equal(other->granted_calls, 1);
+    assert_false(tenant_lock_is_node(tn->lock));
+    TenantId got = tenant_lock_tenant(tn->lock);
+    assert_memory_equal(got.b, t.b, ID_BYTES);
+    assert_int_equal(tenant_lock_node(tn->lock), 0);
+    size_t holders, waiters;
+    tenant_locks_stats(fx->locks, &t, &holders, &waiters);
+    assert_int_equal(holders, 1);
+    node_locks_stats(fx->locks, node, &holders, &waiters);
+    assert_int_equal(holders, 1);
+    release(tn);
+    release(nd);
+    release(other);
+}
+
+/* A waiting node lock can leave the queue; freeing the table with node locks outstanding is
+ * clean (checked by the sanitizers / valgrind runs). */
+static void test_node_cancel_and_free(void **state)
+{
+    Fixture *fx = *state;
+    Owner *a = acquire_node(fx, 0, "a", 3, TENANT_LOCK_EXCLUSIVE);
+    Owner *b = acquire_node(fx, 1, "b", 3, TENANT_LOCK_SHARED);
+    run_loop(fx);
+    assert_int_equal(a->granted_calls, 1);
+    release(b); /* still waiting: leaves the queue, never granted */
+    run_loop(fx);
+    assert_int_equal(b->granted_calls, 0);
+    size_t holders, waiters;
+    node_locks_stats(fx->locks, 3, &holders, &waiters);
+    assert_int_equal(holders, 1);
+    assert_int_equal(waiters, 0);
+    (void)acquire_node(fx, 2, "c", 3, TENANT_LOCK_SHARED); /* left waiting at teardown */
+}
+
 static void test_mode_names(void **state)
 {
     assert_string_equal(tenant_lock_mode_name(TENANT_LOCK_SHARED), "shared");
@@ -287,6 +380,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_release_before_notification, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_and_acquire_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_outstanding, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_fifo, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_and_tenant_independent, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_cancel_and_free, setup, teardown),
         cmocka_unit_test(test_mode_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,172 @@
+/*
+ * service_internal.h: what the files of the service core share (service.c, service_startup.c,
+ * service_nodes.c, service_upcalls.c, service_tenants.c, service_location_config.c,
+ * service_timelines.c, service_debug.c): the Service struct and the helpers more than one of them
+ * uses. Private to those files; everyone else includes storcon/service.h.
+ */
+#ifndef STORCON_SERVICE_INTERNAL_H
+#define STORCON_SERVICE_INTERNAL_H
+
+#include "storcon/service.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "shared/json.h"
+#include "shared/log.h"
+#include "shared/str.h"
+#include "pageserver/tenant_config.h"
+#include "storcon/compute_hook.h"
+#include "storcon/db_nodes.h"
+#include "storcon/db_tenants.h"
+#include "storcon/defaults.h"
+#include "storcon/heartbeat.h"
+#include "storcon/operation.h"
+#include "storcon/reconcile.h"
+#include "storcon/scheduler.h"
+#include "storcon/shard_map.h"
+#include "storcon/tenant_shard.h"
+
+typedef enum WaiterKind { WAITER_CREATE, WAITER_DELETE } WaiterKind;
+
+typedef struct Operation Operation;
+typedef struct Waiter Waiter;
+typedef void (*WaiterFn)(Service *svc, Waiter *w, bool timed_out);
+
+struct Waiter {
+    Service *svc;
+    TenantId tenant;
+    WaiterFn fn;   /* runs once: when the tenant has no reconcile running, or at the
+                      deadline */
+    Operation *op; /* the operation waiting (owned by the registry) */
+    struct event *deadline;
+    Waiter *next;
+};
+
+typedef enum StartupStep {
+    STARTUP_IDLE,
+    STARTUP_LOAD_NODES,
+    STARTUP_LOAD_SHARDS,
+    STARTUP_ABORT_SPLITS,
+    STARTUP_LOCATIONS,
+    STARTUP_RECONCILE,
+    STARTUP_READY,
+    STARTUP_FAILED
+} StartupStep;
+
+struct Service {
+    ServiceOptions opts;
+    char *cp_url;
+    char *cp_token;
+    char *ps_token; /* bearer for pageserver calls; NULL = none */
+    HttpClient *http;
+    PageserverClient *pc;
+    ComputeHook *hook;
+    NodeSet nodes;
+    ShardMap *map;
+    Scheduler sched;
+    Reconciler *rec;
+    Heartbeater *hb;
+    struct event *bg_timer;
+    bool loaded; /* nodes and shards in memory: upcalls may be served */
+    bool ready;
+    bool stopping;
+    StartupStep step;
+    ServiceDoneFn start_done;
+    void *start_arg;
+    size_t startup_pending; /* location_config lists in flight */
+    Operations *ops;        /* operations in flight and their tenant / node locks */
+    Waiter *waiters;
+    struct event *waiter_kick; /* check every waiter from the loop */
+    struct event *hb_soon;     /* one heartbeat round shortly after a re-attach or registration */
+    MetricGauge *m_nodes[NODE_AVAILABILITY_COUNT];
+};
+
+/* RegisterOp: node registration, also the first step of a re-attach that carries "register". */
+typedef struct RegisterOp {
+    Service *svc;
+    Node node;
+    void (*then)(struct RegisterOp *op, const Err *err);
+    ServiceJsonFn cb;
+    void *arg;
+    NodeId reattach_node; /* re-attach continuation */
+} RegisterOp;
+
+/* TenantOp: the data of the operations on one tenant (create, delete, config, policy,
+ * location_config); each uses the fields of its own steps. */
+typedef struct TenantOp {
+    TenantId tenant;
+    json_t *body;                 /* the request's JSON (config, location_config body); owned */
+    ServiceTenantCreate create;   /* create (also location_config onboarding); config borrowed */
+    bool patch;                   /* config: PATCH semantics */
+    char *config_text;            /* config: the text being stored; owned */
+    ServiceTenantPolicy policy;   /* policy (also location_config's last step) */
+    bool placement_stored;        /* policy: the placement is persisted, the scheduling is next */
+    OperationStepFn then;         /* after the config or policy is stored and applied */
+    PlacementPolicy saved_policy; /* delete: put back when it fails */
+    TenantShardId tsid;           /* location_config */
+    bool location_reply;          /* create answers in the location_config form */
+} TenantOp;
+
+/* ---- shared helpers ---- */
+
+int64_t service_now_ms(void);
+bool service_check_loaded(const Service *svc, Err *err);
+bool service_check_ready(const Service *svc, Err *err);
+void service_node_url(const Node *n, char *buf, size_t size);
+bool service_target_for(Service *svc, NodeId node, PageserverTarget *t, char *buf, size_t size);
+void service_defer_json(Service *svc, ServiceJsonFn cb, void *arg, const Err *err, json_t *result);
+void service_defer_err(Service *svc, ServiceJsonFn cb, void *arg, const Err *err);
+void service_defer_done(Service *svc, ServiceDoneFn cb, void *arg, const Err *err);
+void service_update_node_gauges(Service *svc);
+void service_schedule_all(Service *svc);
+size_t service_reconcile_tenant(Service *svc, Tenant *t);
+void service_waiter_add(Service *svc, const TenantId *tenant, long timeout_ms, WaiterFn fn,
+                        Operation *op);
+void service_background_cb(evutil_socket_t fd, short what, void *arg);
+void service_heartbeat_soon(Service *svc);
+void service_hb_result(void *host, NodeId node, const PageserverUtilization *util, const Err *err);
+void service_register_fail(Service *svc, RegisterOp *op, const Err *err);
+void service_register_start(Service *svc, RegisterOp *op, const ServiceNodeRegistration *reg);
+bool service_load_shard_row(Service *svc, const DbTenantShard *row, TenantShard **out, Err *err);
+Tenant *service_tenant_or_404(Service *svc, const TenantId *id, Err *err);
+json_t *service_shards_json(const Tenant *t, bool with_generation);
+char *service_config_text(const json_t *config);
+
+/* ---- tenant operation steps (service_tenants.c), shared with location_config ---- */
+
+/* service_tenant_op_new: an operation on tenant with the tenant's exclusive lock and a TenantOp
+ * (operation_data) naming it; the caller fills the rest and starts it. */
+Operation *service_tenant_op_new(Service *svc, OperationKind kind, const TenantId *tenant,
+                                 ServiceJsonFn cb, void *arg);
+
+/* service_tenant_op_ready: the service is ready; else the operation is finished with 503. */
+bool service_tenant_op_ready(Operation *op);
+
+/* service_tenant_load: read the tenant's rows into memory (detached tenants are not loaded at
+ * startup) when it has any, then then(op, NULL); then looks the tenant up again (still missing: it
+ * does not exist). */
+void service_tenant_load(Operation *op, OperationNextFn then);
+
+/* service_tenant_create_step: store the shards of TenantOp.create, schedule, reconcile, wait up to
+ * create_wait_ms; finishes the operation (the location_config form when location_reply). */
+void service_tenant_create_step(Operation *op);
+
+/* service_tenant_config_store: store config (replacing the overrides, or patch), apply it in
+ * memory, then then(op). The tenant is in memory. Failures finish the operation. */
+void service_tenant_config_store(Operation *op, const json_t *config, bool patch,
+                                 OperationStepFn then);
+
+/* service_tenant_policy_store: store TenantOp.policy (placement, then scheduling), apply it
+ * (reschedule, reconcile), then then(op). Failures finish the operation. */
+void service_tenant_policy_store(Operation *op, OperationStepFn then);
+
+/* service_location_json: the location_config answer {"shards": [{"shard_id", "node_id"}],
+ * "stripe_size"}. New reference. */
+json_t *service_location_json(const Tenant *t);
+
+#endif
