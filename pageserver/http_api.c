@@ -21,7 +21,7 @@
 #include "pageserver/deletion_queue.h"
 #include "pageserver/location_config.h"
 #include "pageserver/tenant.h"
-#include "pageserver/tenant_config.h"
+#include "shared/tenant_config.h"
 #include "pageserver/utilization.h"
 
 void pageserver_reply_json(PageserverApp *app, HttpRequest *req, int status, json_t *body)

@@ -35,7 +35,7 @@
 #include "shared/err.h"
 #include "shared/id.h"
 
-#include "pageserver/tenant_config.h"
+#include "shared/tenant_config.h"
 
 typedef enum LocationMode {
     LOCATION_MODE_ATTACHED_SINGLE,

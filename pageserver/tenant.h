@@ -32,7 +32,7 @@
 #include "pageserver/app.h"
 #include "pageserver/location_config.h"
 #include "pageserver/slot.h"
-#include "pageserver/tenant_config.h"
+#include "shared/tenant_config.h"
 
 /* TenantShards: the slots of one tenant on this node (any shard counts: during a split both the
  * parents and the children are here). */

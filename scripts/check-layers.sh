@@ -8,9 +8,8 @@
 #      pageserver/main.c) includes shared/http_server.h; the rest of the pageserver knows nothing
 #      of HTTP.
 #
-# Only direct #include "dir/file.h" lines are checked (system headers are ignored). Temporary
-# exceptions are listed in ALLOWED_UNTIL_MERGED below; LAYERS_STRICT=1 ignores them (that is how the
-# exceptions are verified to still be needed). Prints every violation; exit status 1 if any.
+# Only direct #include "dir/file.h" lines are checked (system headers are ignored). There are no
+# exceptions. Prints every violation; exit status 1 if any.
 # --self-test checks that each rule catches a planted violation in a throwaway tree.
 set -uo pipefail
 
@@ -25,11 +24,11 @@ if [ "${1:-}" = --self-test ]; then
   printf '#include "shared/str.h"\n' >"$tmp/shared/ok.c"
   printf '#include "shared/http_server.h"\n' >"$tmp/pageserver/http_ok.c"
   ok=1
-  LAYERS_STRICT=1 bash "$tmp/scripts/check-layers.sh" >/dev/null || ok=0
+  bash "$tmp/scripts/check-layers.sh" >/dev/null || ok=0
   for bad in 'shared/up.c:#include "storcon/service.h"' 'storcon/x.c:#include "pageserver/tenant.h"' \
     'pageserver/y.c:#include "storcon/node.h"' 'pageserver/core.h:#include "shared/http_server.h"'; do
     printf '%s\n' "${bad#*:}" >"$tmp/${bad%%:*}"
-    if LAYERS_STRICT=1 bash "$tmp/scripts/check-layers.sh" >/dev/null; then
+    if bash "$tmp/scripts/check-layers.sh" >/dev/null; then
       echo "check-layers self-test: not detected: ${bad%%:*}: ${bad#*:}"
       ok=0
     fi
@@ -53,36 +52,10 @@ LAYERS=(
 # Files under pageserver/ allowed to include shared/http_server.h.
 HTTP_LAYER_GLOBS=("pageserver/http_*.c" "pageserver/http_*.h" "pageserver/main.c")
 
-# Temporary exceptions, "<file> <included header>", each expected to go away with a pending merge.
-# The lead empties an entry (or the whole list) once the branch that fixes it is merged.
-ALLOWED_UNTIL_MERGED=(
-  # pageserver/tenant_config.c moves to shared/ (lead)
-  "storcon/http_tenants.c pageserver/tenant_config.h"
-  "storcon/service.c pageserver/tenant_config.h"
-  # HTTP types leave the pageserver's core modules (HTTP-layer branch)
-  "pageserver/app.h shared/http_server.h"
-  "pageserver/read_path.h shared/http_server.h"
-  "pageserver/tenant.h shared/http_server.h"
-  "pageserver/timeline.h shared/http_server.h"
-  "pageserver/utilization.h shared/http_server.h"
-)
-if [ "${LAYERS_STRICT:-0}" = 1 ]; then
-  ALLOWED_UNTIL_MERGED=()
-fi
-
 violations=0
-allowed_used=0
 
-# report FILE HEADER WHY: count a violation unless it is a listed temporary exception.
+# report FILE HEADER WHY: count a violation.
 report() {
-  local entry
-  for entry in "${ALLOWED_UNTIL_MERGED[@]}"; do
-    if [ "$entry" = "$1 $2" ]; then
-      echo "check-layers: allowed until merged: $1 includes $2 ($3)"
-      allowed_used=$((allowed_used + 1))
-      return
-    fi
-  done
   echo "check-layers: VIOLATION: $1 includes $2 ($3)"
   violations=$((violations + 1))
 }
@@ -122,5 +95,5 @@ for rule in "${LAYERS[@]}"; do
   done < <(find "$dir" -type f \( -name '*.c' -o -name '*.h' \) -print0 | sort -z)
 done
 
-echo "check-layers: $checked files, $violations violations, $allowed_used allowed until merged"
+echo "check-layers: $checked files, $violations violations"
 [ "$violations" -eq 0 ]

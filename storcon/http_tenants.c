@@ -12,7 +12,7 @@
 
 #include <jansson.h>
 
-#include "pageserver/tenant_config.h"
+#include "shared/tenant_config.h"
 #include "shared/err.h"
 #include "shared/json.h"
 #include "shared/log.h"

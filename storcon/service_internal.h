@@ -19,7 +19,7 @@
 #include "shared/json.h"
 #include "shared/log.h"
 #include "shared/str.h"
-#include "pageserver/tenant_config.h"
+#include "shared/tenant_config.h"
 #include "storcon/compute_hook.h"
 #include "storcon/db_nodes.h"
 #include "storcon/db_tenants.h"

@@ -1,11 +1,11 @@
 /*
- * fuzz_tenant_config: tenant config bodies (pageserver/tenant_config.c), decoded by both daemons:
+ * fuzz_tenant_config: tenant config bodies (shared/tenant_config.c), decoded by both daemons:
  * strict and lenient decode, the PUT/PATCH envelope, PATCH application, and image_compression
  * syntax. A decoded config renders to JSON that decodes strictly to an equal config.
  */
 #include "tests/fuzz/fuzz_util.h"
 
-#include "pageserver/tenant_config.h"
+#include "shared/tenant_config.h"
 #include "shared/json.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)

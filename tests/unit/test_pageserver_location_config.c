@@ -17,7 +17,7 @@
 #include "shared/json.h"
 
 #include "pageserver/location_config.h"
-#include "pageserver/tenant_config.h"
+#include "shared/tenant_config.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 

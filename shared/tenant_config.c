@@ -6,7 +6,7 @@
  * effective values, equality and patching loop over the same rows using each row's offset, size,
  * presence offset and type. Adding a field is one struct member pair, one row and one default.
  */
-#include "pageserver/tenant_config.h"
+#include "shared/tenant_config.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -33,8 +33,8 @@
  * image_layer_creation_check_threshold 2, min_resident_size_override none (null),
  * evictions_low_residence_duration_metric_threshold 24h, timeline_offloading true.
  */
-#ifndef PAGESERVER_TENANT_CONFIG_H
-#define PAGESERVER_TENANT_CONFIG_H
+#ifndef SHARED_TENANT_CONFIG_H
+#define SHARED_TENANT_CONFIG_H
 
 #include <stdbool.h>
 #include <stddef.h>

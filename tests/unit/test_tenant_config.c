@@ -1,4 +1,4 @@
-/* test_pageserver_tenant_config.c: unit tests for pageserver/tenant_config.c: every field's valid
+/* test_pageserver_tenant_config.c: unit tests for shared/tenant_config.c: every field's valid
  * and invalid forms, strict vs lenient unknown fields, defaults and effective config, rendering,
  * PATCH semantics, the PUT/PATCH envelope and flattening the table into another request. */
 #include <setjmp.h>
@@ -18,7 +18,7 @@
 #include "shared/json.h"
 #include "shared/log.h"
 
-#include "pageserver/tenant_config.h"
+#include "shared/tenant_config.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
