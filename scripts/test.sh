@@ -11,7 +11,9 @@
 #   8. unit           ctest --test-dir build -LE integration       (everything but the integration suite)
 #   9. unit-release   ctest --test-dir build-release -L unit
 #  10. unit-clang     ctest --test-dir build-clang -L unit
-#  11. integration    ctest --test-dir build -L integration -V     (pytest against the real daemons, once)
+#  11. integration    ctest --test-dir build -L integration -V     (pytest against the real daemons)
+#  12. integration-asan ctest --test-dir build-asan -L integration  (the same suite, daemons under ASan)
+#  13. fuzz           scripts/fuzz.sh                 (every libFuzzer harness briefly, build-fuzz/)
 #
 # Warnings are errors in every build. Every stage runs even when an earlier one failed (unless it
 # needs a build that failed); the output of each goes to the terminal and to
@@ -61,11 +63,12 @@ skip() {
 summary_line() {
   case "$1" in
     unit*) grep -E 'tests passed|tests failed|No tests were found' "$2" | tail -n 1 ;;
-    integration)
+    integration*)
       # pytest -q's closing line, e.g. "1: 25 passed, 1 skipped in 41.20s" (ctest prefixes "1: ")
       grep -E '[0-9]+ (passed|failed|error|errors|skipped|deselected)' "$2" | grep -E ' in [0-9.]+s' |
         tail -n 1 | sed -E 's/^[0-9]+: //; s/^=+ //; s/ =+$//'
       ;;
+    fuzz) grep -E '^[0-9]+ passed, [0-9]+ failed' "$2" | tail -n 1 ;;
     *) : ;;
   esac
 }
@@ -105,11 +108,18 @@ if [ "${built[default]:-0}" = 1 ]; then
 else
   skip integration "build failed"
 fi
+if [ "${built[asan]:-0}" = 1 ]; then
+  stage integration-asan ctest --test-dir build-asan -L integration --output-on-failure -V
+else
+  skip integration-asan "build-asan failed"
+fi
+
+stage fuzz bash scripts/fuzz.sh
 
 echo
 echo "======== summary ========"
 for i in "${!names[@]}"; do
-  printf '%-14s %-9s %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${notes[$i]}"
+  printf '%-16s %-9s %5ss  %s\n' "${names[$i]}" "${results[$i]}" "${seconds[$i]}" "${notes[$i]}"
 done
 echo "logs: $log_dir"
 if [ "$failed" -ne 0 ]; then
