@@ -7,6 +7,7 @@ import socket
 import time
 
 import requests
+from fixtures.util import sanitized_build
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -117,5 +118,8 @@ def test_hostile_heads(pageserver):
         pass  # reset after the reply: the server stopped reading, which is the point
     s.close()
     grown_mib = (rss_kib(pid) - rss0) / 1024
-    assert grown_mib < 16, f"RSS grew by {grown_mib:.1f} MiB"
+    # Under ASan freed memory sits in the allocator's quarantine (up to 256 MiB), so RSS says
+    # nothing about what the server keeps; the bound is checked in the plain builds.
+    if not sanitized_build():
+        assert grown_mib < 16, f"RSS grew by {grown_mib:.1f} MiB"
     assert requests.get(pageserver.url + "/v1/status", timeout=5).status_code == 200
