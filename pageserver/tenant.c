@@ -488,7 +488,7 @@ typedef struct TenantDeleteOp {
     bool ok;
 } TenantDeleteOp;
 
-static void tenant_delete_remote_work(void *arg)
+static void tenant_delete_remote_work(WorkerJob *job, void *arg)
 {
     TenantDeleteOp *op = arg;
     RemoteListing l = {0};
@@ -508,9 +508,11 @@ static void tenant_delete_remote_work(void *arg)
         op->ok = remote_delete_prefix(op->rs, op->prefix, &op->err);
 }
 
-static void tenant_delete_remote_done(void *arg)
+static void tenant_delete_remote_done(void *arg, WorkerOutcome outcome)
 {
     TenantDeleteOp *op = arg;
+    if (!worker_outcome_err(outcome, "tenant delete", &op->err))
+        op->ok = false;
     char tsid[TSID_STR_SIZE];
     tsid_format(&op->tsid, tsid);
     if (op->ok) {
@@ -538,8 +540,10 @@ static void tenant_delete_local_done(TenantDeleteOp *op)
         remote_layout_tenant_all_shards_prefix(&op->tsid.tenant_id, op->prefix);
     else
         remote_layout_tenant_shard_prefix(&op->tsid, op->prefix);
-    worker_pool_submit(op->mgr->app->workers, tenant_delete_remote_work, tenant_delete_remote_done,
-                       op);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO,
+                          .deadline_ms = PAGESERVER_TENANT_DELETE_DEADLINE_MS};
+    worker_pool_start(op->mgr->app->workers, &spec, tenant_delete_remote_work,
+                      tenant_delete_remote_done, op);
 }
 
 static void on_local_removed(const Err *err, void *arg)
