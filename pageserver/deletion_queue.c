@@ -780,7 +780,6 @@ typedef struct ExecuteJob {
     DeletionQueue *dq;
     PersistedList *pl;
     char path[PATH_MAX];
-    size_t deleted;
     bool ok;
     Err err;
 } ExecuteJob;
@@ -791,10 +790,13 @@ static void execute_work(WorkerJob *job, void *arg)
     const DeletionList *l = &j->pl->list;
     j->ok = failpoint_check("deletion-queue-execute", &j->err);
     for (size_t i = 0; i < l->n_items && j->ok; i++) {
-        for (size_t k = 0; k < l->items[i].n_objects && j->ok; k++) {
-            j->ok = remote_delete(j->dq->app->remote, l->items[i].objects[k], &j->err);
-            if (j->ok)
-                j->deleted++;
+        const DeletionItem *it = &l->items[i];
+        for (size_t k = 0; k < it->n_objects && j->ok; k += REMOTE_DELETE_MAX_KEYS) {
+            size_t n = it->n_objects - k;
+            if (n > REMOTE_DELETE_MAX_KEYS)
+                n = REMOTE_DELETE_MAX_KEYS;
+            j->ok = remote_delete_many(j->dq->app->remote, (const char *const *)it->objects + k, n,
+                                       NULL, NULL, &j->err);
         }
     }
     if (j->ok && unlink(j->path) != 0 && errno != ENOENT) {

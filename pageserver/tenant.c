@@ -495,14 +495,23 @@ static void tenant_delete_remote_work(WorkerJob *job, void *arg)
     op->ok = failpoint_check("tenant-delete-remote", &op->err) &&
              remote_list(op->rs, op->prefix, &l, &op->err);
     size_t plen = strlen(op->prefix);
-    for (size_t i = 0; op->ok && i < l.n; i++) {
-        const char *key = l.items[i].key;
-        if (op->all_shards && key[plen] != '/' && key[plen] != '-')
-            continue;
-        op->ok = remote_delete(op->rs, key, &op->err);
-        if (op->ok)
-            op->deleted++;
+    const char **batch = xcalloc(REMOTE_DELETE_MAX_KEYS, sizeof(char *));
+    size_t n = 0;
+    for (size_t i = 0; op->ok && i <= l.n; i++) {
+        if (i < l.n) {
+            const char *key = l.items[i].key;
+            if (op->all_shards && key[plen] != '/' && key[plen] != '-')
+                continue;
+            batch[n++] = key;
+        }
+        if (n == REMOTE_DELETE_MAX_KEYS || (i == l.n && n > 0)) {
+            op->ok = remote_delete_many(op->rs, batch, n, NULL, NULL, &op->err);
+            if (op->ok)
+                op->deleted += n;
+            n = 0;
+        }
     }
+    free(batch);
     remote_listing_free(&l);
     if (op->ok && !op->all_shards)
         op->ok = remote_delete_prefix(op->rs, op->prefix, &op->err);
