@@ -219,7 +219,7 @@ static void upload_done(void *arg, WorkerOutcome outcome)
 {
     UploadJob *j = arg;
     if (!worker_outcome_err(outcome, "upload", &j->err))
-        j->ok = false; /* only shutdown cancels an upload: retried after the restart */
+        j->ok = false; /* only shutdown cancels: handled as a failed attempt, the op stays */
     Timeline *tl = j->tl;
     struct TenantSlot *slot = tl->slot;
     PageserverApp *app = tl_app(tl);
