@@ -59,6 +59,17 @@ static const ConfigOption PAGESERVER_OPTIONS[] = {
                "user initdb runs as when the pageserver runs as root (bootstrap timelines)"),
     PS_OPT_EX(CONFIG_U64, worker_threads, "worker-threads", PAGESERVER_DEFAULT_WORKER_THREADS_STR,
               "N", "threads for disk and CPU work", 1, PAGESERVER_MAX_WORKER_THREADS, false),
+    PS_OPT_EX(CONFIG_U64, worker_latency_reserved, "worker-latency-reserved", "0", "N",
+              "worker threads IO and BULK jobs never take, kept for page reads (0: threads / 4, "
+              "at least 1)",
+              0, PAGESERVER_MAX_WORKER_THREADS, false),
+    PS_OPT_EX(CONFIG_U64, worker_max_io, "worker-max-io", "0", "N",
+              "IO jobs (uploads, downloads, config writes, deletions) running at once (0: every "
+              "thread not reserved)",
+              0, PAGESERVER_MAX_WORKER_THREADS, false),
+    PS_OPT_EX(CONFIG_U64, worker_max_bulk, "worker-max-bulk", "0", "N",
+              "BULK jobs (initdb) running at once (0: half the threads not reserved, at least 1)",
+              0, PAGESERVER_MAX_WORKER_THREADS, false),
     PS_OPT_EX(CONFIG_U64, http_max_connections, "http-max-connections", "1000", "N",
               "open API connections at once; more are answered 503 and closed", 1,
               HTTP_MAX_CONNECTIONS_LIMIT, false),
@@ -142,6 +153,16 @@ bool pageserver_config_finish(PageserverConfig *cfg, int *exit_code, Err *err)
     if (cfg->worker_threads < 1 || cfg->worker_threads > PAGESERVER_MAX_WORKER_THREADS) {
         err_set(err, ERR_BAD_REQUEST, "--worker-threads must be in 1..%d",
                 PAGESERVER_MAX_WORKER_THREADS);
+        return false;
+    }
+    WorkerPoolConfig workers = {
+        .threads = (int)cfg->worker_threads,
+        .latency_reserved = (int)cfg->worker_latency_reserved,
+        .max_io = (int)cfg->worker_max_io,
+        .max_bulk = (int)cfg->worker_max_bulk,
+    };
+    if (!worker_pool_config_resolve(&workers, &cfg->workers, err)) {
+        err_prefix(err, "--worker-*: ");
         return false;
     }
     if (!make_absolute(cfg->workdir, sizeof(cfg->workdir), err))

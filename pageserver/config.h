@@ -19,6 +19,7 @@
 #include "shared/remote_storage.h"
 #include "shared/log.h"
 #include "shared/str.h"
+#include "shared/worker_pool.h"
 
 #include "pageserver/defaults.h"
 
@@ -37,6 +38,9 @@ typedef struct PageserverConfig {
     char log_file[PATH_MAX];
     char failpoints[4096];
     uint64_t worker_threads;
+    uint64_t worker_latency_reserved; /* 0: the worker pool's default (threads / 4, >= 1) */
+    uint64_t worker_max_io;           /* 0: threads - latency_reserved */
+    uint64_t worker_max_bulk;         /* 0: half of threads - latency_reserved, >= 1 */
     uint64_t http_max_connections;
     char control_plane_token_file[PATH_MAX]; /* bearer token (generations_api) for upcalls */
     char initdb_user[PAGESERVER_INITDB_USER_MAX];
@@ -44,6 +48,7 @@ typedef struct PageserverConfig {
     /* Derived by pageserver_config_finish. */
     LogLevel log_level_value;
     RemoteStorageUrl remote;
+    WorkerPoolConfig workers; /* the worker_* values, defaults resolved */
 } PageserverConfig;
 
 /* pageserver_config_spec: the option table (static storage; also generates --help). */

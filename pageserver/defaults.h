@@ -15,6 +15,14 @@
 #define PAGESERVER_DEFAULT_LOG_LEVEL          "info"
 #define PAGESERVER_DEFAULT_WORKER_THREADS_STR "4"
 #define PAGESERVER_MAX_WORKER_THREADS         256
+/* Worker pool job deadlines: how long a job whose caller waits for it may wait for a free worker
+ * before the caller gets 503 (retry). Uploads, the deletion queue, attach, location config writes,
+ * local removals and timeline deletions have none: they are retried, or a spurious failure would
+ * break the tenant shard; only shutdown cancels them. */
+#define PAGESERVER_READ_DEADLINE_MS          30000u /* LATENCY: get_page, rel_size, ... */
+#define PAGESERVER_UTILIZATION_DEADLINE_MS   10000u
+#define PAGESERVER_TENANT_DELETE_DEADLINE_MS 30000u /* deleting a tenant's remote data */
+#define PAGESERVER_BOOTSTRAP_DEADLINE_MS     60000u /* BULK: initdb of a timeline creation */
 
 /* Remote storage: default "file://<workdir>/" PAGESERVER_REMOTE_STORAGE_DIR. */
 #define PAGESERVER_REMOTE_STORAGE_DIR "remote_storage"

@@ -533,6 +533,10 @@ static void dq_phase_failed(DeletionQueue *dq, const char *what, const Err *err)
     dq->phase = DQ_IDLE;
 }
 
+/* Every job of the queue: IO, no deadline (a failed phase is redone at the next tick; only shutdown
+ * cancels, leaving persisted lists for the restart and leaking what was not persisted yet). */
+static const WorkerJobSpec DQ_JOB = {.cls = WORKER_CLASS_IO};
+
 /* -- PERSISTING -- */
 
 typedef struct PersistJob {
@@ -544,16 +548,18 @@ typedef struct PersistJob {
     Err err;
 } PersistJob;
 
-static void persist_work(void *arg)
+static void persist_work(WorkerJob *job, void *arg)
 {
     PersistJob *j = arg;
     j->ok = failpoint_check("deletion-queue-persist", &j->err) &&
             fs_write_atomic(j->path, j->text, strlen(j->text), &j->err);
 }
 
-static void persist_done(void *arg)
+static void persist_done(void *arg, WorkerOutcome outcome)
 {
     PersistJob *j = arg;
+    if (!worker_outcome_err(outcome, "deletion queue", &j->err))
+        j->ok = false;
     DeletionQueue *dq = j->dq;
     free(j->text);
     if (!j->ok) {
@@ -592,7 +598,7 @@ static void dq_start_persist(DeletionQueue *dq)
     list_path(dq, j->pl->list.sequence, j->path, sizeof(j->path));
     j->text = deletion_list_serialize(&j->pl->list);
     dq->phase = DQ_PERSISTING;
-    worker_pool_submit(dq->app->workers, persist_work, persist_done, j);
+    worker_pool_start(dq->app->workers, &DQ_JOB, persist_work, persist_done, j);
 }
 
 /* -- VALIDATING and WRITING_VALIDATED -- */
@@ -613,7 +619,7 @@ typedef struct ValidatedJob {
     Err err;
 } ValidatedJob;
 
-static void validated_work(void *arg)
+static void validated_work(WorkerJob *job, void *arg)
 {
     ValidatedJob *j = arg;
     j->ok = true;
@@ -645,9 +651,11 @@ static void dq_remove_empty_lists(DeletionQueue *dq)
     dq->n_lists = w;
 }
 
-static void validated_done(void *arg)
+static void validated_done(void *arg, WorkerOutcome outcome)
 {
     ValidatedJob *j = arg;
+    if (!worker_outcome_err(outcome, "deletion queue", &j->err))
+        j->ok = false;
     DeletionQueue *dq = j->dq;
     bool ok = j->ok;
     if (ok) {
@@ -723,7 +731,7 @@ static void on_validated(void *arg, const ValidateItem *answers, size_t n)
     str_printf(j->header_path, sizeof(j->header_path), "%s/%s", dq->dir, DELETION_HEADER_FILE);
     j->header_text = deletion_header_serialize(j->validated_seq);
     dq->phase = DQ_WRITING_VALIDATED;
-    worker_pool_submit(dq->app->workers, validated_work, validated_done, j);
+    worker_pool_start(dq->app->workers, &DQ_JOB, validated_work, validated_done, j);
 }
 
 static void add_pair(ValidateItem **items, size_t *n, size_t *cap, const TenantShardId *tsid,
@@ -772,21 +780,23 @@ typedef struct ExecuteJob {
     DeletionQueue *dq;
     PersistedList *pl;
     char path[PATH_MAX];
-    size_t deleted;
     bool ok;
     Err err;
 } ExecuteJob;
 
-static void execute_work(void *arg)
+static void execute_work(WorkerJob *job, void *arg)
 {
     ExecuteJob *j = arg;
     const DeletionList *l = &j->pl->list;
     j->ok = failpoint_check("deletion-queue-execute", &j->err);
     for (size_t i = 0; i < l->n_items && j->ok; i++) {
-        for (size_t k = 0; k < l->items[i].n_objects && j->ok; k++) {
-            j->ok = remote_delete(j->dq->app->remote, l->items[i].objects[k], &j->err);
-            if (j->ok)
-                j->deleted++;
+        const DeletionItem *it = &l->items[i];
+        for (size_t k = 0; k < it->n_objects && j->ok; k += REMOTE_DELETE_MAX_KEYS) {
+            size_t n = it->n_objects - k;
+            if (n > REMOTE_DELETE_MAX_KEYS)
+                n = REMOTE_DELETE_MAX_KEYS;
+            j->ok = remote_delete_many(j->dq->app->remote, (const char *const *)it->objects + k, n,
+                                       NULL, NULL, &j->err);
         }
     }
     if (j->ok && unlink(j->path) != 0 && errno != ENOENT) {
@@ -795,9 +805,11 @@ static void execute_work(void *arg)
     }
 }
 
-static void execute_done(void *arg)
+static void execute_done(void *arg, WorkerOutcome outcome)
 {
     ExecuteJob *j = arg;
+    if (!worker_outcome_err(outcome, "deletion queue", &j->err))
+        j->ok = false;
     DeletionQueue *dq = j->dq;
     bool ok = j->ok;
     if (ok) {
@@ -835,7 +847,7 @@ static void dq_start_execute(DeletionQueue *dq, PersistedList *pl)
     j->pl = pl;
     list_path(dq, pl->list.sequence, j->path, sizeof(j->path));
     dq->phase = DQ_EXECUTING;
-    worker_pool_submit(dq->app->workers, execute_work, execute_done, j);
+    worker_pool_start(dq->app->workers, &DQ_JOB, execute_work, execute_done, j);
 }
 
 static void dq_step(DeletionQueue *dq)

@@ -307,27 +307,11 @@ static bool writer_io_error(LayerWriter *w, const char *what, Err *err)
     return false;
 }
 
-static bool write_all(int fd, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t n = write(fd, p, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        p += n;
-        len -= (size_t)n;
-    }
-    return true;
-}
-
 static bool writer_flush(LayerWriter *w, Err *err)
 {
     if (w->buf_len == 0)
         return true;
-    if (!write_all(w->fd, w->buf, w->buf_len))
+    if (!fs_write_all(w->fd, w->buf, w->buf_len))
         return writer_io_error(w, "cannot write", err);
     w->buf_len = 0;
     return true;
@@ -339,7 +323,7 @@ static bool writer_emit(LayerWriter *w, const void *data, size_t len, Err *err)
     if (w->buf_len + len > WRITE_BUF_SIZE && !writer_flush(w, err))
         return false;
     if (len >= WRITE_BUF_SIZE) {
-        if (!write_all(w->fd, data, len))
+        if (!fs_write_all(w->fd, data, len))
             return writer_io_error(w, "cannot write", err);
     } else {
         memcpy(w->buf + w->buf_len, data, len);

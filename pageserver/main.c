@@ -334,7 +334,7 @@ int main(int argc, char **argv)
     if (!daemon_new(PROGRAM, &app.daemon, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
     app.base = daemon_base(app.daemon);
-    if (!worker_pool_new(app.base, (int)cfg->worker_threads, &app.workers, &err) ||
+    if (!worker_pool_new_config(app.base, &cfg->workers, &app.workers, &err) ||
         !http_client_new(app.base, &app.http_client, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
     start_http(&app);

@@ -15,6 +15,7 @@
 #include "shared/worker_pool.h"
 
 #include "pageserver/app.h"
+#include "pageserver/defaults.h"
 #include "pageserver/layer_map.h"
 #include "pageserver/pgdata.h"
 #include "pageserver/tenant.h"
@@ -200,7 +201,7 @@ static bool read_db_size(ReadJob *j)
     return ok;
 }
 
-static void read_work(void *arg)
+static void read_work(WorkerJob *job, void *arg)
 {
     ReadJob *j = arg;
     if (j->kind == READ_PAGE && !failpoint_check("getpage", &j->err)) {
@@ -254,9 +255,11 @@ static void read_answer(void *arg)
         slot_job_end(slot);
 }
 
-static void read_done(void *arg)
+static void read_done(void *arg, WorkerOutcome outcome)
 {
     ReadJob *j = arg;
+    if (!worker_outcome_err(outcome, "read", &j->err))
+        j->ok = false;
     if (j->kind == READ_PAGE) {
         struct timespec end;
         clock_gettime(CLOCK_MONOTONIC, &end);
@@ -357,7 +360,8 @@ static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid
         return;
     }
     slot_job_begin(j->slot);
-    worker_pool_submit(j->app->workers, read_work, read_done, j);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_LATENCY, .deadline_ms = PAGESERVER_READ_DEADLINE_MS};
+    worker_pool_start(j->app->workers, &spec, read_work, read_done, j);
 }
 
 void read_path_get_page(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,

@@ -313,7 +313,7 @@ typedef struct PersistJob {
     void (*then)(TenantSlot *slot, bool ok, const Err *err);
 } PersistJob;
 
-static void persist_work(void *arg)
+static void persist_work(WorkerJob *job, void *arg)
 {
     PersistJob *j = arg;
     char tl_dir[PATH_MAX];
@@ -323,9 +323,11 @@ static void persist_work(void *arg)
             fs_write_atomic(j->path, j->text, strlen(j->text), &j->err);
 }
 
-static void persist_done(void *arg)
+static void persist_done(void *arg, WorkerOutcome outcome)
 {
     PersistJob *j = arg;
+    if (!worker_outcome_err(outcome, "writing the location config", &j->err))
+        j->ok = false;
     TenantSlot *slot = j->slot;
     free(j->text);
     void (*then)(TenantSlot *, bool, const Err *) = j->then;
@@ -349,7 +351,8 @@ static void slot_persist(TenantSlot *slot, const LocationConfig *cfg,
     json_decref(json);
     j->then = then;
     slot->inflight++;
-    worker_pool_submit(slot->mgr->app->workers, persist_work, persist_done, j);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO}; /* no deadline: see PAGESERVER_*_DEADLINE_MS */
+    worker_pool_start(slot->mgr->app->workers, &spec, persist_work, persist_done, j);
 }
 
 typedef struct AttachTimeline {
@@ -431,7 +434,7 @@ static void attach_scan_local(const char *tl_dir, AttachTimeline *t)
     closedir(d);
 }
 
-static void attach_work(void *arg)
+static void attach_work(WorkerJob *job, void *arg)
 {
     AttachJob *j = arg;
     GenList *lists = NULL;
@@ -583,9 +586,11 @@ static void slot_on_active(TenantSlot *slot, const AttachJob *j)
     }
 }
 
-static void attach_done(void *arg)
+static void attach_done(void *arg, WorkerOutcome outcome)
 {
     AttachJob *j = arg;
+    if (!worker_outcome_err(outcome, "attach", &j->err))
+        j->ok = false;
     TenantSlot *slot = j->slot;
     slot->inflight--;
     if (slot->incarnation != j->incarnation || slot->state != SLOT_ATTACHING) {
@@ -646,7 +651,8 @@ void slot_start_attach(TenantSlot *slot)
     j->rs = slot->mgr->app->remote;
     str_copy(j->dir, sizeof(j->dir), slot->dir);
     slot->inflight++;
-    worker_pool_submit(slot->mgr->app->workers, attach_work, attach_done, j);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO}; /* no deadline: see PAGESERVER_*_DEADLINE_MS */
+    worker_pool_start(slot->mgr->app->workers, &spec, attach_work, attach_done, j);
 }
 
 typedef struct RemoveJob {
@@ -657,15 +663,17 @@ typedef struct RemoveJob {
     void *arg;
 } RemoveJob;
 
-static void remove_work(void *arg)
+static void remove_work(WorkerJob *job, void *arg)
 {
     RemoveJob *j = arg;
     j->ok = failpoint_check("tenant-remove-local", &j->err) && fs_remove_tree(j->dir, &j->err);
 }
 
-static void remove_done(void *arg)
+static void remove_done(void *arg, WorkerOutcome outcome)
 {
     RemoveJob *j = arg;
+    if (!worker_outcome_err(outcome, "removing local data", &j->err))
+        j->ok = false;
     j->then(j->arg, j->ok, &j->err);
     free(j);
 }
@@ -677,7 +685,8 @@ static void submit_remove(PageserverApp *app, const char *dir,
     str_copy(j->dir, sizeof(j->dir), dir);
     j->then = then;
     j->arg = arg;
-    worker_pool_submit(app->workers, remove_work, remove_done, j);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO}; /* no deadline: see PAGESERVER_*_DEADLINE_MS */
+    worker_pool_start(app->workers, &spec, remove_work, remove_done, j);
 }
 
 /* ---- change machinery ---- */

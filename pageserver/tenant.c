@@ -488,29 +488,40 @@ typedef struct TenantDeleteOp {
     bool ok;
 } TenantDeleteOp;
 
-static void tenant_delete_remote_work(void *arg)
+static void tenant_delete_remote_work(WorkerJob *job, void *arg)
 {
     TenantDeleteOp *op = arg;
     RemoteListing l = {0};
     op->ok = failpoint_check("tenant-delete-remote", &op->err) &&
              remote_list(op->rs, op->prefix, &l, &op->err);
     size_t plen = strlen(op->prefix);
-    for (size_t i = 0; op->ok && i < l.n; i++) {
-        const char *key = l.items[i].key;
-        if (op->all_shards && key[plen] != '/' && key[plen] != '-')
-            continue;
-        op->ok = remote_delete(op->rs, key, &op->err);
-        if (op->ok)
-            op->deleted++;
+    const char **batch = xcalloc(REMOTE_DELETE_MAX_KEYS, sizeof(char *));
+    size_t n = 0;
+    for (size_t i = 0; op->ok && i <= l.n; i++) {
+        if (i < l.n) {
+            const char *key = l.items[i].key;
+            if (op->all_shards && key[plen] != '/' && key[plen] != '-')
+                continue;
+            batch[n++] = key;
+        }
+        if (n == REMOTE_DELETE_MAX_KEYS || (i == l.n && n > 0)) {
+            op->ok = remote_delete_many(op->rs, batch, n, NULL, NULL, &op->err);
+            if (op->ok)
+                op->deleted += n;
+            n = 0;
+        }
     }
+    free(batch);
     remote_listing_free(&l);
     if (op->ok && !op->all_shards)
         op->ok = remote_delete_prefix(op->rs, op->prefix, &op->err);
 }
 
-static void tenant_delete_remote_done(void *arg)
+static void tenant_delete_remote_done(void *arg, WorkerOutcome outcome)
 {
     TenantDeleteOp *op = arg;
+    if (!worker_outcome_err(outcome, "tenant delete", &op->err))
+        op->ok = false;
     char tsid[TSID_STR_SIZE];
     tsid_format(&op->tsid, tsid);
     if (op->ok) {
@@ -538,8 +549,10 @@ static void tenant_delete_local_done(TenantDeleteOp *op)
         remote_layout_tenant_all_shards_prefix(&op->tsid.tenant_id, op->prefix);
     else
         remote_layout_tenant_shard_prefix(&op->tsid, op->prefix);
-    worker_pool_submit(op->mgr->app->workers, tenant_delete_remote_work, tenant_delete_remote_done,
-                       op);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO,
+                          .deadline_ms = PAGESERVER_TENANT_DELETE_DEADLINE_MS};
+    worker_pool_start(op->mgr->app->workers, &spec, tenant_delete_remote_work,
+                      tenant_delete_remote_done, op);
 }
 
 static void on_local_removed(const Err *err, void *arg)

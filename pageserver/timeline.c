@@ -202,7 +202,7 @@ typedef struct UploadJob {
 
 static void uq_step(Timeline *tl);
 
-static void upload_work(void *arg)
+static void upload_work(WorkerJob *job, void *arg)
 {
     UploadJob *j = arg;
     UploadOp *op = j->op;
@@ -215,9 +215,11 @@ static void upload_work(void *arg)
     }
 }
 
-static void upload_done(void *arg)
+static void upload_done(void *arg, WorkerOutcome outcome)
 {
     UploadJob *j = arg;
+    if (!worker_outcome_err(outcome, "upload", &j->err))
+        j->ok = false; /* only shutdown cancels: handled as a failed attempt, the op stays */
     Timeline *tl = j->tl;
     struct TenantSlot *slot = tl->slot;
     PageserverApp *app = tl_app(tl);
@@ -278,7 +280,8 @@ static void uq_step(Timeline *tl)
     j->rs = tl_app(tl)->remote;
     tl->uq_running = true;
     slot_job_begin(tl->slot);
-    worker_pool_submit(tl_app(tl)->workers, upload_work, upload_done, j);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO}; /* no deadline: retried until it succeeds */
+    worker_pool_start(tl_app(tl)->workers, &spec, upload_work, upload_done, j);
 }
 
 static void on_uq_timer(evutil_socket_t fd, short what, void *arg)
@@ -516,15 +519,17 @@ typedef struct BootstrapJob {
     Err err;
 } BootstrapJob;
 
-static void bootstrap_work(void *arg)
+static void bootstrap_work(WorkerJob *job, void *arg)
 {
     BootstrapJob *j = arg;
     j->ok = bootstrap_run(&j->params, &j->result, &j->err);
 }
 
-static void bootstrap_done(void *arg)
+static void bootstrap_done(void *arg, WorkerOutcome outcome)
 {
     BootstrapJob *j = arg;
+    if (!worker_outcome_err(outcome, "bootstrap", &j->err))
+        j->ok = false;
     Timeline *tl = j->tl;
     struct TenantSlot *slot = tl->slot;
     if (tl->state != TIMELINE_LOADING || slot->state != SLOT_ACTIVE || !slot_may_upload(slot)) {
@@ -689,7 +694,9 @@ void timeline_create(TenantManager *mgr, const TenantShardId *tsid, const Timeli
     bp->existing_initdb = p->existing_initdb;
     str_copy(bp->timeline_dir, sizeof(bp->timeline_dir), tl->dir);
     slot_job_begin(slot);
-    worker_pool_submit(app->workers, bootstrap_work, bootstrap_done, j);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_BULK,
+                          .deadline_ms = PAGESERVER_BOOTSTRAP_DEADLINE_MS};
+    worker_pool_start(app->workers, &spec, bootstrap_work, bootstrap_done, j);
 }
 
 /* ---- delete ---- */
@@ -719,7 +726,7 @@ static void delete_job_free(DeleteJob *j)
     free(j);
 }
 
-static void delete_list_work(void *arg)
+static void delete_list_work(WorkerJob *job, void *arg)
 {
     DeleteJob *j = arg;
     RemoteListing l = {0};
@@ -747,7 +754,7 @@ static void delete_list_work(void *arg)
     remote_listing_free(&l);
 }
 
-static void delete_local_work(void *arg)
+static void delete_local_work(WorkerJob *job, void *arg)
 {
     DeleteJob *j = arg;
     j->ok = fs_remove_tree(j->dir, &j->err);
@@ -764,9 +771,11 @@ static void delete_finish(DeleteJob *j)
     slot_job_end(slot);
 }
 
-static void delete_local_done(void *arg)
+static void delete_local_done(void *arg, WorkerOutcome outcome)
 {
     DeleteJob *j = arg;
+    if (!worker_outcome_err(outcome, "timeline delete", &j->err))
+        j->ok = false; /* shutdown: the next attach removes the local leftovers */
     if (!j->ok)
         log_err(&j->err, "timeline delete: removing the local directory");
     delete_finish(j);
@@ -784,7 +793,8 @@ static void on_delete_flushed(void *arg, const Err *err)
         slot_job_end(slot);
         return;
     }
-    worker_pool_submit(tl_app(j->tl)->workers, delete_local_work, delete_local_done, j);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO}; /* no deadline: must finish; resumed on attach */
+    worker_pool_start(tl_app(j->tl)->workers, &spec, delete_local_work, delete_local_done, j);
 }
 
 static void delete_step(DeleteJob *j);
@@ -794,9 +804,11 @@ static void on_delete_retry(evutil_socket_t fd, short what, void *arg)
     delete_step(arg);
 }
 
-static void delete_list_done(void *arg)
+static void delete_list_done(void *arg, WorkerOutcome outcome)
 {
     DeleteJob *j = arg;
+    if (!worker_outcome_err(outcome, "timeline delete", &j->err))
+        j->ok = false;
     Timeline *tl = j->tl;
     struct TenantSlot *slot = tl->slot;
     PageserverApp *app = tl_app(tl);
@@ -841,7 +853,8 @@ static void delete_step(DeleteJob *j)
     index_set_metadata(tl);
     free(j->index_text);
     j->index_text = index_part_serialize(tl->index);
-    worker_pool_submit(tl_app(tl)->workers, delete_list_work, delete_list_done, j);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO}; /* no deadline: must finish; resumed on attach */
+    worker_pool_start(tl_app(tl)->workers, &spec, delete_list_work, delete_list_done, j);
 }
 
 static void timeline_start_deletion(Timeline *tl)

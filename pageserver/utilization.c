@@ -82,7 +82,7 @@ typedef struct UtilJob {
     Err err;
 } UtilJob;
 
-static void util_work(void *arg)
+static void util_work(WorkerJob *job, void *arg)
 {
     UtilJob *j = arg;
     struct statvfs vfs;
@@ -98,9 +98,11 @@ static void util_work(void *arg)
     j->ok = true;
 }
 
-static void util_done(void *arg)
+static void util_done(void *arg, WorkerOutcome outcome)
 {
     UtilJob *j = arg;
+    if (!worker_outcome_err(outcome, "measuring utilization", &j->err))
+        j->ok = false;
     if (j->ok) {
         utilization_compute(&j->u);
         j->cb(NULL, &j->u, j->arg);
@@ -122,5 +124,7 @@ void utilization_measure(PageserverApp *app, UtilizationFn cb, void *arg)
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     j->u.captured_at_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
-    worker_pool_submit(app->workers, util_work, util_done, j);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO,
+                          .deadline_ms = PAGESERVER_UTILIZATION_DEADLINE_MS};
+    worker_pool_start(app->workers, &spec, util_work, util_done, j);
 }

@@ -137,6 +137,22 @@ bool fs_fsync_dir(const char *dir, Err *err)
     return true;
 }
 
+bool fs_write_all(int fd, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return false;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+    return true;
+}
+
 /* fs_write_atomic: the temporary name is unique per process and call, so concurrent writers of
  * one path never share a temporary file; the last rename wins. */
 bool fs_write_atomic(const char *path, const void *data, size_t len, Err *err)
@@ -154,18 +170,9 @@ bool fs_write_atomic(const char *path, const void *data, size_t len, Err *err)
         err_set(err, ERR_INTERNAL, "cannot create %s: %s", tmp, errno_text(errno));
         return false;
     }
-    const char *p = data;
-    size_t left = len;
-    while (left > 0) {
-        ssize_t w = write(fd, p, left);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            err_set(err, ERR_INTERNAL, "cannot write %s: %s", tmp, errno_text(errno));
-            goto fail_open;
-        }
-        p += w;
-        left -= (size_t)w;
+    if (!fs_write_all(fd, data, len)) {
+        err_set(err, ERR_INTERNAL, "cannot write %s: %s", tmp, errno_text(errno));
+        goto fail_open;
     }
     if (fsync(fd) != 0) {
         err_set(err, ERR_INTERNAL, "cannot fsync %s: %s", tmp, errno_text(errno));

@@ -20,6 +20,9 @@ bool fs_read_file(const char *path, size_t max_bytes, char **out, size_t *len, E
  */
 bool fs_write_atomic(const char *path, const void *data, size_t len, Err *err) MUST_CHECK;
 
+/* fs_write_all: write len bytes to fd, retrying short writes and EINTR; false with errno set. */
+bool fs_write_all(int fd, const void *data, size_t len) MUST_CHECK;
+
 bool fs_fsync_dir(const char *dir, Err *err) MUST_CHECK;
 /* fs_mkdir_p: create a directory and its parents (existing ones are fine). */
 bool fs_mkdir_p(const char *path, mode_t mode, Err *err) MUST_CHECK;

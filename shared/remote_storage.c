@@ -449,22 +449,6 @@ bool remote_get_range(RemoteStorage *rs, const char *key, uint64_t offset, size_
     return true;
 }
 
-static bool write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return true;
-}
-
 /* A download into a temporary file, created (with its directory) at the first chunk, so that a
  * missing object leaves nothing behind. */
 typedef struct FileSink {
@@ -494,7 +478,7 @@ static bool file_sink(void *ctx, const void *chunk, size_t len, Err *err)
     FileSink *f = ctx;
     if (!file_sink_open(f, err))
         return false;
-    if (!write_all(f->fd, chunk, len)) {
+    if (!fs_write_all(f->fd, chunk, len)) {
         errno_set(err, "write", f->tmp);
         return false;
     }

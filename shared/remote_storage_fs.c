@@ -181,23 +181,6 @@ static bool fs_sync_dirs(const FsStorage *fs, const char *path, bool created, Er
     }
 }
 
-/* write_all: write len bytes, retrying short writes and EINTR. */
-static bool write_all(int fd, const void *data, size_t len)
-{
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return false;
-        }
-        p += w;
-        len -= (size_t)w;
-    }
-    return true;
-}
-
 /* copy_fd: copy from in's position to EOF into out, checking opts between chunks:
  * copy_file_range (reflinks or in-kernel copies where the filesystem can), falling back to a
  * read/write loop where it is unsupported. An I/O failure leaves errno set and *io_err true; an
@@ -225,7 +208,7 @@ static bool copy_fd(int in, int out, const RemoteOpts *opts, bool *io_err, Err *
             if (buf == NULL)
                 buf = xmalloc(REMOTE_CHUNK_SIZE);
             n = read(in, buf, REMOTE_CHUNK_SIZE);
-            if (n > 0 && !write_all(out, buf, (size_t)n))
+            if (n > 0 && !fs_write_all(out, buf, (size_t)n))
                 break;
         }
         if (n < 0 && errno == EINTR)
@@ -294,7 +277,7 @@ static bool fs_put_common(FsStorage *fs, const char *key, const void *data, size
                 io_err = false;
                 ok = false;
             } else {
-                ok = write_all(fd, p, n);
+                ok = fs_write_all(fd, p, n);
             }
             p += n;
             left -= n;

@@ -78,17 +78,9 @@ static const char *printable(const char *name, char out[MSG_NAME_MAX])
 bool tar_fd_write(void *ctx, const void *data, size_t len, Err *err)
 {
     int fd = *(int *)ctx;
-    const char *p = data;
-    while (len > 0) {
-        ssize_t w = write(fd, p, len);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            err_set(err, ERR_INTERNAL, "write failed: %s", errno_text(errno));
-            return false;
-        }
-        p += w;
-        len -= (size_t)w;
+    if (!fs_write_all(fd, data, len)) {
+        err_set(err, ERR_INTERNAL, "write failed: %s", errno_text(errno));
+        return false;
     }
     return true;
 }

@@ -39,8 +39,6 @@ struct WorkerJob {
     WorkerClass cls;
     WorkerJobFn work;
     WorkerJobDoneFn done;
-    WorkFn legacy_work; /* worker_pool_submit jobs: work and done without job or outcome */
-    WorkDoneFn legacy_done;
     void *arg;
     uint64_t deadline_ms; /* CLOCK_MONOTONIC; 0 = none */
     atomic_bool cancel;
@@ -170,16 +168,7 @@ static WorkerJob *pool_pick(WorkerPool *pool)
     return NULL;
 }
 
-static void job_run_work(WorkerJob *job)
-{
-    if (job->legacy_work != NULL)
-        job->legacy_work(job->arg);
-    else
-        job->work(job, job->arg);
-}
-
-/* worker_main: take jobs until the pool stops and the queues are empty (at shutdown only legacy
- * jobs are left in them). */
+/* worker_main: take jobs until the pool stops (worker_pool_free has emptied the queues by then). */
 static void *worker_main(void *arg)
 {
     WorkerPool *pool = arg;
@@ -199,7 +188,7 @@ static void *worker_main(void *arg)
         if (job->deadline_ms != 0 && monotonic_ms() >= job->deadline_ms)
             outcome = WORKER_DEADLINE_EXPIRED;
         else
-            job_run_work(job);
+            job->work(job, job->arg);
         pthread_mutex_lock(&pool->mu);
         pool->running[job->cls]--;
         pool_complete(pool, job, outcome);
@@ -223,9 +212,7 @@ static void pool_run_done(WorkerPool *pool, WorkerJob *job)
     WorkerJob copy = *job;
     free(job);
     atomic_fetch_sub(&pool->pending, 1);
-    if (copy.legacy_done != NULL)
-        copy.legacy_done(copy.arg);
-    else if (copy.done != NULL)
+    if (copy.done != NULL)
         copy.done(copy.arg, copy.outcome);
 }
 
@@ -252,8 +239,8 @@ static void pool_event_cb(evutil_socket_t fd, short what, void *arg)
     pool->dispatch_freed = NULL;
 }
 
-/* config_resolve: fill the defaults of worker_pool.h and check the values. */
-static bool config_resolve(const WorkerPoolConfig *in, WorkerPoolConfig *out, Err *err)
+/* worker_pool_config_resolve: fill the defaults of worker_pool.h and check the values. */
+bool worker_pool_config_resolve(const WorkerPoolConfig *in, WorkerPoolConfig *out, Err *err)
 {
     *out = *in;
     int t = out->threads;
@@ -287,7 +274,7 @@ bool worker_pool_new_config(struct event_base *base, const WorkerPoolConfig *cfg
 {
     *out = NULL;
     WorkerPoolConfig cfg;
-    if (!config_resolve(cfg_in, &cfg, err))
+    if (!worker_pool_config_resolve(cfg_in, &cfg, err))
         return false;
     int threads = cfg.threads;
     WorkerPool *pool = xcalloc(1, sizeof(*pool));
@@ -295,7 +282,7 @@ bool worker_pool_new_config(struct event_base *base, const WorkerPoolConfig *cfg
     pool->limit[WORKER_CLASS_LATENCY] = threads;
     pool->limit[WORKER_CLASS_IO] = cfg.max_io;
     pool->limit[WORKER_CLASS_BULK] = cfg.max_bulk;
-    pool->background_max = threads - cfg.latency_reserved; /* >= 1, see config_resolve */
+    pool->background_max = threads - cfg.latency_reserved; /* >= 1, see the resolve */
     atomic_init(&pool->pending, 0);
     atomic_init(&pool->shutting_down, false);
     pthread_mutex_init(&pool->mu, NULL);
@@ -356,49 +343,26 @@ fail:
     return false;
 }
 
-bool worker_pool_new(struct event_base *base, int threads, WorkerPool **out, Err *err)
-{
-    WorkerPoolConfig cfg = {.threads = threads};
-    return worker_pool_new_config(base, &cfg, out, err);
-}
-
-static WorkerJob *job_new(WorkerPool *pool, WorkerClass cls, uint64_t deadline_ms, void *arg)
+/* worker_pool_start: during worker_pool_free (a done function starting more work) no worker is
+ * left to take the job: it is queued all the same and the free's drain cancels it. */
+WorkerJob *worker_pool_start(WorkerPool *pool, const WorkerJobSpec *spec, WorkerJobFn work,
+                             WorkerJobDoneFn done, void *arg)
 {
     WorkerJob *job = xcalloc(1, sizeof(*job));
     job->pool = pool;
-    job->cls = (unsigned)cls < WORKER_CLASS_COUNT ? cls : WORKER_CLASS_IO;
+    job->cls = (unsigned)spec->cls < WORKER_CLASS_COUNT ? spec->cls : WORKER_CLASS_IO;
+    job->work = work;
+    job->done = done;
     job->arg = arg;
-    job->deadline_ms = deadline_ms != 0 ? monotonic_ms() + deadline_ms : 0;
+    job->deadline_ms = spec->deadline_ms != 0 ? monotonic_ms() + spec->deadline_ms : 0;
     atomic_init(&job->cancel, false);
-    return job;
-}
-
-static void job_queue(WorkerPool *pool, WorkerJob *job)
-{
     atomic_fetch_add(&pool->pending, 1);
     pthread_mutex_lock(&pool->mu);
     job->where = JOB_QUEUED;
     queue_push(&pool->todo[job->cls], job);
     pthread_cond_broadcast(&pool->cv); /* the waiting worker may not be one that can take it */
     pthread_mutex_unlock(&pool->mu);
-}
-
-WorkerJob *worker_pool_start(WorkerPool *pool, const WorkerJobSpec *spec, WorkerJobFn work,
-                             WorkerJobDoneFn done, void *arg)
-{
-    WorkerJob *job = job_new(pool, spec->cls, spec->deadline_ms, arg);
-    job->work = work;
-    job->done = done;
-    job_queue(pool, job);
     return job;
-}
-
-void worker_pool_submit(WorkerPool *pool, WorkFn work, WorkDoneFn done, void *arg)
-{
-    WorkerJob *job = job_new(pool, WORKER_CLASS_IO, 0, arg);
-    job->legacy_work = work;
-    job->legacy_done = done;
-    job_queue(pool, job);
 }
 
 void worker_job_cancel(WorkerPool *pool, WorkerJob *job)
@@ -440,26 +404,35 @@ size_t worker_pool_pending(const WorkerPool *pool)
     return atomic_load(&((WorkerPool *)pool)->pending);
 }
 
-/* cancel_queued: under mu: every queued job but the legacy ones completes CANCELLED. */
-static void cancel_queued(WorkerPool *pool)
+bool worker_outcome_err(WorkerOutcome o, const char *what, Err *err)
 {
-    for (int c = 0; c < WORKER_CLASS_COUNT; c++) {
-        WorkerJob *job = pool->todo[c].head;
-        while (job != NULL) {
-            WorkerJob *next = job->next;
-            if (job->legacy_work == NULL) {
-                queue_unlink(&pool->todo[c], job);
-                pool_complete(pool, job, WORKER_CANCELLED);
-            }
-            job = next;
-        }
+    switch (o) {
+    case WORKER_RAN:
+        return true;
+    case WORKER_DEADLINE_EXPIRED:
+        err_set(err, ERR_UNAVAILABLE,
+                "%s: no worker was free before the deadline (the worker pool is busy); retry",
+                what);
+        return false;
+    default:
+        err_set(err, ERR_UNAVAILABLE, "%s: cancelled (shutting down); retry", what);
+        return false;
     }
 }
 
-/* worker_pool_free: cancel what waits, let the workers finish what runs (and the legacy jobs),
- * join them, then run the remaining done functions here. A done function that submits more work
- * during the drain gets a legacy job run inline and any other job cancelled, since no worker is
- * left to take it. */
+/* cancel_queued: under mu: every queued job completes CANCELLED. */
+static void cancel_queued(WorkerPool *pool)
+{
+    for (int c = 0; c < WORKER_CLASS_COUNT; c++) {
+        WorkerJob *job;
+        while ((job = queue_pop(&pool->todo[c])) != NULL)
+            pool_complete(pool, job, WORKER_CANCELLED);
+    }
+}
+
+/* worker_pool_free: cancel what waits, let the workers finish what runs, join them, then run the
+ * remaining done functions here. A job a done function starts during the drain is cancelled, since
+ * no worker is left to take it. */
 void worker_pool_free(WorkerPool *pool)
 {
     if (pool == NULL)
@@ -480,16 +453,10 @@ void worker_pool_free(WorkerPool *pool)
     for (;;) {
         WorkerJob *job = queue_pop(&pool->done);
         if (job == NULL) {
-            for (int c = 0; c < WORKER_CLASS_COUNT && job == NULL; c++)
-                job = queue_pop(&pool->todo[c]);
+            cancel_queued(pool); /* started by a done function of this drain */
+            job = queue_pop(&pool->done);
             if (job == NULL)
                 break;
-            if (job->legacy_work != NULL) {
-                job->legacy_work(job->arg);
-                job->outcome = WORKER_RAN;
-            } else {
-                job->outcome = WORKER_CANCELLED;
-            }
         }
         pool_run_done(pool, job);
     }

@@ -15,8 +15,8 @@
  * (outcome WORKER_DEADLINE_EXPIRED). A queued job can be cancelled (WORKER_CANCELLED, not run);
  * a running one is only told: its work function polls worker_job_cancelled(). The done function
  * always runs exactly once, on the loop thread, with the outcome, so it can free what the job
- * owns. worker_pool_free cancels every queued job (except jobs of the legacy
- * worker_pool_submit, whose done function cannot learn the outcome: those still run).
+ * owns. worker_pool_free cancels every queued job; worker_outcome_err turns an outcome other than
+ * WORKER_RAN into the error a done function reports.
  */
 #ifndef SHARED_WORKER_POOL_H
 #define SHARED_WORKER_POOL_H
@@ -65,6 +65,10 @@ typedef struct WorkerJobSpec {
     uint64_t deadline_ms; /* from submission; 0 = none */
 } WorkerJobSpec;
 
+/* worker_pool_config_resolve: in with its zero fields replaced by the defaults, into out; false
+ * (ERR_BAD_REQUEST) when the values cannot work together. worker_pool_new_config does the same. */
+bool worker_pool_config_resolve(const WorkerPoolConfig *in, WorkerPoolConfig *out,
+                                Err *err) MUST_CHECK;
 bool worker_pool_new_config(struct event_base *base, const WorkerPoolConfig *cfg, WorkerPool **out,
                             Err *err) MUST_CHECK;
 /* worker_pool_start: queue a job of spec's class; done may be NULL. The handle is valid until
@@ -81,23 +85,17 @@ bool worker_job_cancelled(const WorkerJob *job);
 /* worker_pool_running / worker_pool_queued: jobs of a class on a thread / waiting. */
 size_t worker_pool_running(WorkerPool *pool, WorkerClass cls);
 size_t worker_pool_queued(WorkerPool *pool, WorkerClass cls);
-const char *worker_outcome_name(WorkerOutcome o);
-
-/* ---- the original API (IO class, no deadline, run even at shutdown) ---- */
-
-typedef void (*WorkFn)(void *arg);     /* on a worker thread */
-typedef void (*WorkDoneFn)(void *arg); /* on the loop thread, after WorkFn returned */
-
-/* worker_pool_new: worker_pool_new_config with only the thread count. */
-bool worker_pool_new(struct event_base *base, int threads, WorkerPool **out, Err *err) MUST_CHECK;
-/* worker_pool_submit: an IO job without a deadline whose work runs even when the pool is freed
- * first (done cannot be told otherwise). done may be NULL. */
-void worker_pool_submit(WorkerPool *pool, WorkFn work, WorkDoneFn done, void *arg);
-/* worker_pool_pending: jobs submitted whose done function has not run yet. */
+/* worker_pool_pending: jobs started whose done function has not run yet. */
 size_t worker_pool_pending(const WorkerPool *pool);
-/* worker_pool_free: cancel every queued job (legacy jobs are run instead), tell running jobs to
- * stop, join the threads, then run the remaining done functions here. Must be called on the loop
- * thread (a done function may call it); it does not need the loop to be running. NULL ok. */
+const char *worker_outcome_name(WorkerOutcome o);
+/* worker_outcome_err: true for WORKER_RAN. Otherwise false, and err is ERR_UNAVAILABLE (503,
+ * retry later) saying that what ("reading a page", ...) was cancelled or waited past its deadline
+ * for a free worker. */
+bool worker_outcome_err(WorkerOutcome o, const char *what, Err *err) MUST_CHECK;
+
+/* worker_pool_free: cancel every queued job, tell running jobs to stop, join the threads, then run
+ * the remaining done functions here. Must be called on the loop thread (a done function may call
+ * it); it does not need the loop to be running. NULL ok. */
 void worker_pool_free(WorkerPool *pool);
 
 #endif

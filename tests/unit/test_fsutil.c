@@ -1,5 +1,7 @@
 /* test_fsutil.c: unit tests for shared/fsutil.c, all inside a mkdtemp directory. */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -8,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -228,11 +231,56 @@ static void test_exists_and_fsync_dir(void **state)
     assert_non_null(strstr(err.msg, "nope"));
 }
 
+/* fs_write_all: a write larger than a pipe's buffer (many short writes, a reader in a child)
+ * arrives whole; a bad descriptor fails with errno set. */
+static void test_write_all(void **state)
+{
+    enum { SIZE = 1 << 20 };
+    char *data = malloc(SIZE);
+    assert_non_null(data);
+    for (size_t i = 0; i < SIZE; i++)
+        data[i] = (char)(i * 7 + 3);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    const char *out = in_dir("piped");
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(fds[1]);
+        int fd = open(out, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+        char buf[4096];
+        ssize_t n;
+        while ((n = read(fds[0], buf, sizeof(buf))) > 0) {
+            if (write(fd, buf, (size_t)n) != n)
+                _exit(1);
+        }
+        _exit(close(fd) == 0 && n == 0 ? 0 : 1);
+    }
+    close(fds[0]);
+    assert_true(fs_write_all(fds[1], data, SIZE));
+    close(fds[1]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    char *back = NULL;
+    size_t len = 0;
+    Err err = {0};
+    assert_true(fs_read_file(out, SIZE * 2, &back, &len, &err));
+    assert_int_equal(len, SIZE);
+    assert_memory_equal(back, data, SIZE);
+    free(back);
+    free(data);
+    errno = 0;
+    assert_false(fs_write_all(-1, "x", 1));
+    assert_int_equal(errno, EBADF);
+}
+
 int main(void)
 {
     umask(022);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_write_and_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_all, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_relative_path, setup, teardown),
         cmocka_unit_test_setup_teardown(test_write_failures_leave_no_tmp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_read_errors, setup, teardown),

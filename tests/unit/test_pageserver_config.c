@@ -241,6 +241,14 @@ static void test_config_load_errors(void **state)
          CONFIG_ERROR,
          EXIT_CODE_BAD_ARGS,
          "\"--worker-threads\""},
+        {{"--workdir", "/tmp/x", "--id", "1", "--worker-latency-reserved", "4", NULL},
+         CONFIG_ERROR,
+         EXIT_CODE_BAD_ARGS,
+         "--worker-*: worker pool: bad limits"},
+        {{"--workdir", "/tmp/x", "--id", "1", "--worker-max-io", "300", NULL},
+         CONFIG_ERROR,
+         EXIT_CODE_BAD_ARGS,
+         "\"--worker-max-io\""},
         {{"--workdir", "/tmp/x", "--id", "1", "--config", "/nonexistent/ps.json", NULL},
          CONFIG_ERROR,
          EXIT_CODE_BAD_ARGS,
@@ -282,6 +290,11 @@ static void test_config_load_defaults(void **state)
     assert_string_equal(cfg.public_key, "");
     assert_int_equal(cfg.log_level_value, LOG_INFO);
     assert_int_equal(cfg.worker_threads, 4);
+    /* the pool's defaults for 4 threads: 1 reserved for reads, IO 3, BULK 1 */
+    assert_int_equal(cfg.workers.threads, 4);
+    assert_int_equal(cfg.workers.latency_reserved, 1);
+    assert_int_equal(cfg.workers.max_io, 3);
+    assert_int_equal(cfg.workers.max_bulk, 1);
 }
 
 static void test_config_load_flags(void **state)
@@ -302,6 +315,9 @@ static void test_config_load_flags(void **state)
                                        "debug",
                                        "--worker-threads",
                                        "9",
+                                       "--worker-max-bulk",
+                                       "3",
+                                       "--worker-latency-reserved=2",
                                        NULL};
     PageserverConfig cfg;
     Err err = {0};
@@ -317,6 +333,9 @@ static void test_config_load_flags(void **state)
     assert_string_equal(cfg.availability_zone, "us-east-2a");
     assert_int_equal(cfg.log_level_value, LOG_DEBUG);
     assert_int_equal(cfg.worker_threads, 9);
+    assert_int_equal(cfg.workers.latency_reserved, 2);
+    assert_int_equal(cfg.workers.max_io, 7);
+    assert_int_equal(cfg.workers.max_bulk, 3);
 }
 
 static void test_config_relative_workdir(void **state)

@@ -72,7 +72,8 @@ static int fixture_setup(void **state)
     pageserver_metrics_register(app);
     if (!fs_mkdir_p(dir, 0700, &err) || !fs_mkdir_p(remote_dir, 0700, &err) ||
         !remote_storage_open(url, &app->remote, &err) ||
-        !worker_pool_new(app->base, 2, &app->workers, &err)) {
+        !worker_pool_new_config(app->base, &(WorkerPoolConfig){.threads = 2}, &app->workers,
+                                &err)) {
         fprintf(stderr, "fixture: %s\n", err.msg);
         return -1;
     }
