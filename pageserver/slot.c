@@ -594,7 +594,7 @@ static void attach_done(void *arg)
         IndexPart *index = j->tls[i].index;
         j->tls[i].index = NULL;
         if (!timeline_load_index(tl, index, j->tls[i].resident, &err)) {
-            tl->state = TIMELINE_BROKEN;
+            (void)timeline_set_state(tl, TIMELINE_BROKEN);
             str_copy(tl->broken_reason, sizeof(tl->broken_reason), err.msg);
             log_err(&err, "attach: timeline is broken");
         }
@@ -608,7 +608,7 @@ static void attach_done(void *arg)
         if (tl->ancestor == NULL && tl->state == TIMELINE_ACTIVE) {
             char anc[ID_STR_SIZE];
             timeline_id_format(&tl->ancestor_id, anc);
-            tl->state = TIMELINE_BROKEN;
+            (void)timeline_set_state(tl, TIMELINE_BROKEN);
             str_printf(tl->broken_reason, sizeof(tl->broken_reason),
                        "ancestor timeline %s not found", anc);
         }
@@ -776,7 +776,7 @@ static void slot_begin_stop(TenantSlot *slot)
         return;
     slot->incarnation++;
     for (size_t i = 0; i < slot->n_timelines; i++) {
-        slot->timelines[i]->state = TIMELINE_STOPPING;
+        (void)timeline_set_state(slot->timelines[i], TIMELINE_STOPPING);
         timeline_uploads_drop(slot->timelines[i]);
     }
     if (slot->inflight == 0)

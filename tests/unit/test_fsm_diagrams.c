@@ -69,7 +69,7 @@ static void test_every_machine_matches_its_doc(void **state)
     static const char *const expected[] = {
         "reconcile",      "db_conn",         "db_pool_conn",   "db_request",
         "http_call",      "notifier_job",    "slot",           "operation",
-        "schema_migrate", "timeline_fanout", "deletion_queue",
+        "schema_migrate", "timeline_fanout", "deletion_queue", "timeline",
     };
     for (size_t k = 0; k < sizeof(expected) / sizeof(expected[0]); k++) {
         bool found = false;
