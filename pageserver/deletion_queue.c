@@ -1,11 +1,9 @@
 /*
  * deletion_queue.c: persisted, validated remote deletions.
  *
- * The queue is a small state machine driven on the loop thread:
- *
- *   IDLE --pending objects--> PERSISTING --written--> IDLE
- *   IDLE --unvalidated lists or LSN updates--> VALIDATING --answers--> WRITING_VALIDATED --> IDLE
- *   IDLE --validated list--> EXECUTING --deleted--> IDLE
+ * The queue is a small state machine driven on the loop thread (DQ_FSM below, shared/fsm.h; its
+ * diagram is in docs/pageserver.md): from IDLE it persists pending objects, validates lists and
+ * LSN updates (then writes the validated lists), or executes a validated list, and returns to IDLE.
  *
  * One phase runs at a time, in that priority, so that a list is always on disk before it is
  * validated and validated (durably) before anything in it is deleted. dq_step() starts the next
@@ -30,6 +28,7 @@
 #include <jansson.h>
 
 #include "shared/failpoint.h"
+#include "shared/fsm.h"
 #include "shared/fsutil.h"
 #include "shared/json.h"
 #include "shared/log.h"
@@ -245,7 +244,37 @@ typedef enum DqPhase {
     DQ_VALIDATING,
     DQ_WRITING_VALIDATED,
     DQ_EXECUTING,
+    DQ_PHASE_COUNT
 } DqPhase;
+
+static const char *const DQ_PHASE_NAMES[DQ_PHASE_COUNT] = {
+    [DQ_IDLE] = "Idle",
+    [DQ_PERSISTING] = "Persisting",
+    [DQ_VALIDATING] = "Validating",
+    [DQ_WRITING_VALIDATED] = "WritingValidated",
+    [DQ_EXECUTING] = "Executing",
+};
+
+static const FsmTransition DQ_TRANSITIONS[] = {
+    {DQ_IDLE, DQ_PERSISTING, "pending objects"},
+    {DQ_PERSISTING, DQ_IDLE, "list written, or failed"},
+    {DQ_IDLE, DQ_VALIDATING, "unvalidated lists or LSN updates"},
+    {DQ_VALIDATING, DQ_WRITING_VALIDATED, "generations answered"},
+    {DQ_WRITING_VALIDATED, DQ_IDLE, "lists and header written, or failed"},
+    {DQ_IDLE, DQ_EXECUTING, "a validated list"},
+    {DQ_EXECUTING, DQ_IDLE, "objects deleted, or failed"},
+};
+
+static const FsmDef DQ_FSM = {
+    .name = "deletion_queue",
+    .doc = "docs/pageserver.md",
+    .state_names = DQ_PHASE_NAMES,
+    .n_states = DQ_PHASE_COUNT,
+    .initial = DQ_IDLE,
+    .transitions = DQ_TRANSITIONS,
+    .n_transitions = FSM_COUNT(DQ_TRANSITIONS),
+};
+FSM_REGISTER(DQ_FSM)
 
 typedef struct PersistedList {
     DeletionList list;
@@ -530,7 +559,7 @@ static void dq_phase_failed(DeletionQueue *dq, const char *what, const Err *err)
     dq->failures++;
     if (dq->failures == 1 || dq->failures % 20 == 0)
         log_err(err, what);
-    dq->phase = DQ_IDLE;
+    (void)fsm_set_state(&DQ_FSM, &dq->phase, DQ_IDLE, NULL);
 }
 
 /* Every job of the queue: IO, no deadline (a failed phase is redone at the next tick; only shutdown
@@ -582,7 +611,7 @@ static void persist_done(void *arg, WorkerOutcome outcome)
     dq->persisted += deletion_list_object_count(&j->pl->list);
     dq_append_list(dq, j->pl);
     free(j);
-    dq->phase = DQ_IDLE;
+    (void)fsm_set_state(&DQ_FSM, &dq->phase, DQ_IDLE, NULL);
     dq_check_waiters(dq);
     dq_step(dq);
 }
@@ -597,7 +626,7 @@ static void dq_start_persist(DeletionQueue *dq)
     deletion_list_init(&dq->pending);
     list_path(dq, j->pl->list.sequence, j->path, sizeof(j->path));
     j->text = deletion_list_serialize(&j->pl->list);
-    dq->phase = DQ_PERSISTING;
+    (void)fsm_set_state(&DQ_FSM, &dq->phase, DQ_PERSISTING, NULL);
     worker_pool_start(dq->app->workers, &DQ_JOB, persist_work, persist_done, j);
 }
 
@@ -666,7 +695,7 @@ static void validated_done(void *arg, WorkerOutcome outcome)
         }
         dq_remove_empty_lists(dq);
         dq->failures = 0;
-        dq->phase = DQ_IDLE;
+        (void)fsm_set_state(&DQ_FSM, &dq->phase, DQ_IDLE, NULL);
     } else {
         dq_phase_failed(dq, "deletion queue: recording validated lists", &j->err);
     }
@@ -730,7 +759,7 @@ static void on_validated(void *arg, const ValidateItem *answers, size_t n)
 
     str_printf(j->header_path, sizeof(j->header_path), "%s/%s", dq->dir, DELETION_HEADER_FILE);
     j->header_text = deletion_header_serialize(j->validated_seq);
-    dq->phase = DQ_WRITING_VALIDATED;
+    (void)fsm_set_state(&DQ_FSM, &dq->phase, DQ_WRITING_VALIDATED, NULL);
     worker_pool_start(dq->app->workers, &DQ_JOB, validated_work, validated_done, j);
 }
 
@@ -762,7 +791,7 @@ static void dq_start_validate(DeletionQueue *dq)
     dq->lsn_in_validation = dq->n_lsn;
     for (size_t i = 0; i < dq->n_lsn; i++)
         add_pair(&items, &n, &cap, &dq->lsn[i].tsid, dq->lsn[i].gen);
-    dq->phase = DQ_VALIDATING;
+    (void)fsm_set_state(&DQ_FSM, &dq->phase, DQ_VALIDATING, NULL);
     if (dq->app->cfg.control_plane_api[0] == '\0' || dq->app->storcon == NULL) {
         /* development mode: no controller to ask, every generation is the latest */
         for (size_t i = 0; i < n; i++)
@@ -829,7 +858,7 @@ static void execute_done(void *arg, WorkerOutcome outcome)
         deletion_list_finish(&j->pl->list);
         free(j->pl);
         dq->failures = 0;
-        dq->phase = DQ_IDLE;
+        (void)fsm_set_state(&DQ_FSM, &dq->phase, DQ_IDLE, NULL);
     } else {
         dq_phase_failed(dq, "deletion queue: executing a list", &j->err);
     }
@@ -846,7 +875,7 @@ static void dq_start_execute(DeletionQueue *dq, PersistedList *pl)
     j->dq = dq;
     j->pl = pl;
     list_path(dq, pl->list.sequence, j->path, sizeof(j->path));
-    dq->phase = DQ_EXECUTING;
+    (void)fsm_set_state(&DQ_FSM, &dq->phase, DQ_EXECUTING, NULL);
     worker_pool_start(dq->app->workers, &DQ_JOB, execute_work, execute_done, j);
 }
 

@@ -17,8 +17,7 @@
  * exit 0.
  *
  * --listen-pg is only recorded in metadata.json: the page service does not exist yet, so nothing
- * listens on that port. `pageserver --print-slot-fsm` prints the slot state machine as a mermaid
- * diagram (docs/pageserver.md embeds it) and exits.
+ * listens on that port.
  *
  * Exit codes: 64 bad flag or value, 70 internal, 71 OS (cannot create, lock, bind), 78 unusable
  * configuration (s3 remote storage, no initdb, bad public key, work directory of another node).
@@ -219,16 +218,6 @@ static void start_tenants(PageserverApp *app)
     tenant_manager_start(app->tenants);
 }
 
-/* print_slot_fsm: `pageserver --print-slot-fsm`. */
-static int print_slot_fsm(void)
-{
-    StrBuf b = STRBUF_INIT;
-    slot_fsm_mermaid(&b);
-    fputs(b.data, stdout);
-    strbuf_finish(&b);
-    return EXIT_CODE_OK;
-}
-
 /* start_http: bind the management API; metadata.json records the port actually bound (port 0
  * picks a free one, which tests use). */
 static void start_http(PageserverApp *app)
@@ -295,8 +284,6 @@ int main(int argc, char **argv)
     app.started_at = time(NULL);
     Err err = {0};
 
-    if (argc == 2 && strcmp(argv[1], "--print-slot-fsm") == 0)
-        return print_slot_fsm();
     if (!log_init(PROGRAM, LOG_INFO, NULL, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
     int code = EXIT_CODE_OK;

@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "shared/failpoint.h"
+#include "shared/fsm.h"
 #include "shared/fsutil.h"
 #include "shared/json.h"
 #include "shared/log.h"
@@ -38,7 +39,7 @@ static const char *const SLOT_STATE_NAMES[SLOT_STATE_COUNT] = {
     [SLOT_STOPPING] = "Stopping", [SLOT_REMOVING] = "Removing",     [SLOT_GONE] = "Gone",
 };
 
-const SlotTransition SLOT_TRANSITIONS[] = {
+static const FsmTransition SLOT_TRANSITIONS[] = {
     {SLOT_INIT, SLOT_PERSISTING, "new config"},
     {SLOT_INIT, SLOT_ATTACHING, "startup, config as persisted"},
     {SLOT_INIT, SLOT_SECONDARY, "startup, config as persisted"},
@@ -57,32 +58,26 @@ const SlotTransition SLOT_TRANSITIONS[] = {
     {SLOT_REMOVING, SLOT_GONE, "local data removed"},
     {SLOT_REMOVING, SLOT_BROKEN, "removal failed"},
 };
-const size_t SLOT_TRANSITIONS_COUNT = sizeof(SLOT_TRANSITIONS) / sizeof(SLOT_TRANSITIONS[0]);
+
+static const int SLOT_TERMINAL[] = {SLOT_GONE};
+
+const FsmDef SLOT_FSM = {
+    .name = "slot",
+    .doc = "docs/pageserver.md",
+    .state_names = SLOT_STATE_NAMES,
+    .n_states = SLOT_STATE_COUNT,
+    .initial = SLOT_INIT,
+    .terminal = SLOT_TERMINAL,
+    .n_terminal = FSM_COUNT(SLOT_TERMINAL),
+    .transitions = SLOT_TRANSITIONS,
+    .n_transitions = FSM_COUNT(SLOT_TRANSITIONS),
+    .log_info = true,
+};
+FSM_REGISTER(SLOT_FSM)
 
 const char *slot_state_name(SlotState s)
 {
-    return (s >= 0 && s < SLOT_STATE_COUNT) ? SLOT_STATE_NAMES[s] : "Unknown";
-}
-
-bool slot_transition_allowed(SlotState from, SlotState to)
-{
-    for (size_t i = 0; i < SLOT_TRANSITIONS_COUNT; i++) {
-        if (SLOT_TRANSITIONS[i].from == from && SLOT_TRANSITIONS[i].to == to)
-            return true;
-    }
-    return false;
-}
-
-void slot_fsm_mermaid(StrBuf *out)
-{
-    strbuf_append_str(out, "stateDiagram-v2\n");
-    strbuf_printf(out, "    [*] --> %s\n", slot_state_name(SLOT_INIT));
-    for (size_t i = 0; i < SLOT_TRANSITIONS_COUNT; i++) {
-        const SlotTransition *t = &SLOT_TRANSITIONS[i];
-        strbuf_printf(out, "    %s --> %s: %s\n", slot_state_name(t->from), slot_state_name(t->to),
-                      t->why);
-    }
-    strbuf_printf(out, "    %s --> [*]\n", slot_state_name(SLOT_GONE));
+    return fsm_state_name(&SLOT_FSM, (int)s);
 }
 
 /* ---- changes ---- */
@@ -172,16 +167,10 @@ bool slot_set_state(TenantSlot *slot, SlotState to)
     SlotState from = slot->state;
     if (from == to)
         return true;
-    if (!slot_transition_allowed(from, to)) {
-        log_error("tenant shard %s: refused slot transition %s -> %s (not in the table)",
-                  slot->tsid_str, slot_state_name(from), slot_state_name(to));
+    if (!fsm_set_state(&SLOT_FSM, &slot->state, to, slot->tsid_str))
         return false;
-    }
-    log_info("tenant shard %s: %s -> %s", slot->tsid_str, slot_state_name(from),
-             slot_state_name(to));
     gauge_slot_state(slot->mgr, from, -1);
     gauge_slot_state(slot->mgr, to, 1);
-    slot->state = to;
     return true;
 }
 
@@ -610,7 +599,7 @@ static void attach_done(void *arg, WorkerOutcome outcome)
         IndexPart *index = j->tls[i].index;
         j->tls[i].index = NULL;
         if (!timeline_load_index(tl, index, j->tls[i].resident, &err)) {
-            tl->state = TIMELINE_BROKEN;
+            (void)timeline_set_state(tl, TIMELINE_BROKEN);
             str_copy(tl->broken_reason, sizeof(tl->broken_reason), err.msg);
             log_err(&err, "attach: timeline is broken");
         }
@@ -624,7 +613,7 @@ static void attach_done(void *arg, WorkerOutcome outcome)
         if (tl->ancestor == NULL && tl->state == TIMELINE_ACTIVE) {
             char anc[ID_STR_SIZE];
             timeline_id_format(&tl->ancestor_id, anc);
-            tl->state = TIMELINE_BROKEN;
+            (void)timeline_set_state(tl, TIMELINE_BROKEN);
             str_printf(tl->broken_reason, sizeof(tl->broken_reason),
                        "ancestor timeline %s not found", anc);
         }
@@ -796,7 +785,7 @@ static void slot_begin_stop(TenantSlot *slot)
         return;
     slot->incarnation++;
     for (size_t i = 0; i < slot->n_timelines; i++) {
-        slot->timelines[i]->state = TIMELINE_STOPPING;
+        (void)timeline_set_state(slot->timelines[i], TIMELINE_STOPPING);
         timeline_uploads_drop(slot->timelines[i]);
     }
     if (slot->inflight == 0)

@@ -3,9 +3,9 @@
  * and the state machine that changes it. The TenantManager (tenant.h) owns the slots and decides
  * which change a request means; this module runs the change.
  *
- * The slot is an explicit state machine (SLOT_TRANSITIONS below is the table; slot_set_state
- * checks and logs every transition; docs/pageserver.md's diagram is generated from the table by
- * `pageserver --print-slot-fsm`, and a unit test compares the two):
+ * The slot is a state machine defined through shared/fsm.h (SLOT_FSM; its table is in slot.c;
+ * slot_set_state checks and logs every transition; tests/unit/test_fsm_diagrams.c checks the
+ * diagram in docs/pageserver.md against the table):
  *
  *   INIT        created, nothing started (startup, or a new location_config)
  *   PERSISTING  writing the new config to <workdir>/tenants/<tsid>/config (worker)
@@ -48,6 +48,7 @@
 #include <jansson.h>
 
 #include "shared/err.h"
+#include "shared/fsm.h"
 #include "shared/id.h"
 #include "shared/key.h"
 #include "shared/str.h"
@@ -71,21 +72,12 @@ typedef enum SlotState {
     SLOT_STATE_COUNT
 } SlotState;
 
-typedef struct SlotTransition {
-    SlotState from;
-    SlotState to;
-    const char *why; /* label in the diagram */
-} SlotTransition;
-
-extern const SlotTransition SLOT_TRANSITIONS[];
-extern const size_t SLOT_TRANSITIONS_COUNT;
+/* SLOT_FSM: the slot's transitions (shared/fsm.h; the table is in slot.c); its diagram is in
+ * docs/pageserver.md. */
+extern const FsmDef SLOT_FSM;
 
 /* slot_state_name: "Init", "Persisting", ...; static storage. */
 const char *slot_state_name(SlotState s);
-/* slot_transition_allowed: is from -> to a row of SLOT_TRANSITIONS? */
-bool slot_transition_allowed(SlotState from, SlotState to);
-/* slot_fsm_mermaid: the diagram ("stateDiagram-v2" and one line per row) appended to out. */
-void slot_fsm_mermaid(StrBuf *out);
 
 typedef struct SlotChange SlotChange; /* the change in progress (slot.c) */
 
@@ -122,8 +114,9 @@ void slot_apply_config(TenantSlot *slot, const LocationConfig *cfg);
 
 /* ---- state ---- */
 
-/* slot_set_state: checked against SLOT_TRANSITIONS (an unlisted transition is a bug: logged at
- * error and refused); logs the transition and updates the per-state gauge. */
+/* slot_set_state: fsm_set_state on SLOT_FSM (an unlisted transition is a bug: logged at error and
+ * refused; the same state is a no-op); logs the transition at INFO ("slot <tsid>: From -> To")
+ * and updates the per-state gauge. */
 bool slot_set_state(TenantSlot *slot, SlotState to);
 /* slot_is_busy: INIT, PERSISTING, ATTACHING, STOPPING, REMOVING. */
 bool slot_is_busy(const TenantSlot *slot);

@@ -28,6 +28,7 @@
 #include <event2/event.h>
 
 #include "shared/failpoint.h"
+#include "shared/fsm.h"
 #include "shared/fsutil.h"
 #include "shared/http_client.h"
 #include "shared/json.h"
@@ -55,9 +56,38 @@ static const char *const TIMELINE_STATE_NAMES[TIMELINE_STATE_COUNT] = {
     [TIMELINE_BROKEN] = "Broken",
 };
 
+static const FsmTransition TIMELINE_TRANSITIONS[] = {
+    {TIMELINE_LOADING, TIMELINE_ACTIVE, "created, or index loaded"},
+    {TIMELINE_LOADING, TIMELINE_BROKEN, "index not loadable"},
+    {TIMELINE_LOADING, TIMELINE_STOPPING, "index has deleted_at, or slot stopping"},
+    {TIMELINE_ACTIVE, TIMELINE_BROKEN, "ancestor not found"},
+    {TIMELINE_ACTIVE, TIMELINE_STOPPING, "deleted, or slot stopping"},
+    {TIMELINE_BROKEN, TIMELINE_STOPPING, "slot stopping"},
+};
+
+static const int TIMELINE_TERMINAL[] = {TIMELINE_STOPPING};
+
+static const FsmDef TIMELINE_FSM = {
+    .name = "timeline",
+    .doc = "docs/pageserver.md",
+    .state_names = TIMELINE_STATE_NAMES,
+    .n_states = TIMELINE_STATE_COUNT,
+    .initial = TIMELINE_LOADING,
+    .terminal = TIMELINE_TERMINAL,
+    .n_terminal = FSM_COUNT(TIMELINE_TERMINAL),
+    .transitions = TIMELINE_TRANSITIONS,
+    .n_transitions = FSM_COUNT(TIMELINE_TRANSITIONS),
+};
+FSM_REGISTER(TIMELINE_FSM)
+
 const char *timeline_state_name(TimelineState s)
 {
-    return (s >= 0 && s < TIMELINE_STATE_COUNT) ? TIMELINE_STATE_NAMES[s] : "Unknown";
+    return fsm_state_name(&TIMELINE_FSM, (int)s);
+}
+
+bool timeline_set_state(Timeline *tl, TimelineState to)
+{
+    return tl->state == to || fsm_set_state(&TIMELINE_FSM, &tl->state, to, tl->id_str);
 }
 
 static void on_uq_timer(evutil_socket_t fd, short what, void *arg);
@@ -170,7 +200,7 @@ bool timeline_load_index(Timeline *tl, IndexPart *index, const bool *resident, E
     tl->initdb_lsn = m->initdb_lsn;
     tl->gc_cutoff_lsn = m->latest_gc_cutoff_lsn;
     tl->pg_version = m->pg_version;
-    tl->state = index->has_deleted_at ? TIMELINE_STOPPING : TIMELINE_ACTIVE;
+    (void)timeline_set_state(tl, index->has_deleted_at ? TIMELINE_STOPPING : TIMELINE_ACTIVE);
     tl->deleting = index->has_deleted_at;
     for (size_t i = 0; i < index->n_layers; i++) {
         Layer *l = NULL;
@@ -500,7 +530,7 @@ static void on_create_index_uploaded(void *arg, bool ok)
             create_answer_error(tl, &err);
         return;
     }
-    tl->state = TIMELINE_ACTIVE;
+    (void)timeline_set_state(tl, TIMELINE_ACTIVE);
     metric_counter_add(tl_app(tl)->m.timelines_created, 1);
     log_info("timeline %s/%s created (%s, %zu layers, last_record_lsn %" PRIX64 ")",
              tl->slot->tsid_str, tl->id_str, tl->has_ancestor ? "branch" : "bootstrap",
@@ -862,7 +892,7 @@ static void timeline_start_deletion(Timeline *tl)
     struct TenantSlot *slot = tl->slot;
     tl->deleting = true;
     tl->delete_running = true;
-    tl->state = TIMELINE_STOPPING;
+    (void)timeline_set_state(tl, TIMELINE_STOPPING);
     timeline_uploads_drop(tl);
     DeleteJob *j = xcalloc(1, sizeof(*j));
     j->tl = tl;
@@ -883,7 +913,7 @@ void timeline_resume_deletion(Timeline *tl)
         log_info("timeline %s/%s: deleted_at set; deletion resumes when AttachedSingle",
                  tl->slot->tsid_str, tl->id_str);
         tl->deleting = true;
-        tl->state = TIMELINE_STOPPING;
+        (void)timeline_set_state(tl, TIMELINE_STOPPING);
         return;
     }
     timeline_start_deletion(tl);

@@ -124,6 +124,10 @@ void timeline_free(Timeline *tl);
 
 /* timeline_state_name: "Loading", "Active", "Stopping", "Broken". */
 const char *timeline_state_name(TimelineState s);
+/* timeline_set_state: the one way to change tl->state (shared/fsm.h table "timeline" in
+ * timeline.c, diagram in docs/pageserver.md): a transition not in the table is logged and refused
+ * (false); the same state is a no-op. */
+bool timeline_set_state(Timeline *tl, TimelineState to);
 
 /* timeline_load_index: fill a new timeline's metadata and layers from its remote index (picked in
  * generation index_gen; resident[i] says whether layer i of the index is local). */

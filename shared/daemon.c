@@ -30,6 +30,7 @@
 
 #include <event2/event.h>
 
+#include "shared/fsm.h"
 #include "shared/log.h"
 #include "shared/str.h"
 
@@ -37,7 +38,40 @@
 #define DAEMON_FLUSH_GRACE_MS           100
 #define DAEMON_DEFAULT_DRAIN_TIMEOUT_MS 10000
 
-typedef enum DaemonState { DAEMON_RUNNING, DAEMON_DRAINING, DAEMON_STOPPED } DaemonState;
+typedef enum DaemonState {
+    DAEMON_RUNNING,
+    DAEMON_DRAINING,
+    DAEMON_STOPPED,
+    DAEMON_STATE_COUNT
+} DaemonState;
+
+static const char *const DAEMON_STATE_NAMES[DAEMON_STATE_COUNT] = {
+    [DAEMON_RUNNING] = "Running",
+    [DAEMON_DRAINING] = "Draining",
+    [DAEMON_STOPPED] = "Stopped",
+};
+
+static const FsmTransition DAEMON_TRANSITIONS[] = {
+    {DAEMON_RUNNING, DAEMON_DRAINING, "SIGTERM / SIGINT, daemon_stop or daemon_fail"},
+    {DAEMON_DRAINING, DAEMON_STOPPED, "drained, drain timeout, second signal or fatal error"},
+    {DAEMON_RUNNING, DAEMON_STOPPED, "event loop ended unexpectedly"},
+};
+
+static const int DAEMON_TERMINAL[] = {DAEMON_STOPPED};
+
+static const FsmDef DAEMON_FSM = {
+    .name = "daemon",
+    .doc = "docs/state-machines.md",
+    .state_names = DAEMON_STATE_NAMES,
+    .n_states = DAEMON_STATE_COUNT,
+    .initial = DAEMON_RUNNING,
+    .terminal = DAEMON_TERMINAL,
+    .n_terminal = FSM_COUNT(DAEMON_TERMINAL),
+    .transitions = DAEMON_TRANSITIONS,
+    .n_transitions = FSM_COUNT(DAEMON_TRANSITIONS),
+    .log_info = true,
+};
+FSM_REGISTER(DAEMON_FSM)
 
 struct Daemon {
     char program[64];
@@ -57,6 +91,13 @@ struct Daemon {
     DaemonState state;
     int exit_code;
 };
+
+/* daemon_set_state: checked against DAEMON_FSM; the same state is a no-op. */
+static void daemon_set_state(Daemon *d, DaemonState to)
+{
+    if (d->state != to)
+        (void)fsm_set_state(&DAEMON_FSM, &d->state, to, d->program);
+}
 
 static void daemon_on_signal(evutil_socket_t sig, short what, void *arg);
 static void daemon_on_drain_timer(evutil_socket_t fd, short what, void *arg);
@@ -189,7 +230,7 @@ static void daemon_on_finish(evutil_socket_t fd, short what, void *arg)
     Daemon *d = arg;
     if (d->state == DAEMON_STOPPED)
         return;
-    d->state = DAEMON_STOPPED;
+    daemon_set_state(d, DAEMON_STOPPED);
     event_del(d->drain_timer);
     daemon_free_servers(d);
     if (d->exit_code == 0)
@@ -260,7 +301,7 @@ void daemon_stop(Daemon *d)
 {
     if (d->state != DAEMON_RUNNING)
         return;
-    d->state = DAEMON_DRAINING;
+    daemon_set_state(d, DAEMON_DRAINING);
     log_info("stopping (in-flight requests may take up to %ld ms)", d->drain_timeout_ms);
     daemon_call_stop_hook(d);
     for (size_t i = 0; i < d->n_servers; i++)
@@ -278,7 +319,7 @@ void daemon_fail(Daemon *d, int exit_code)
     log_error("fatal error: stopping with exit code %d", exit_code);
     if (d->exit_code == 0) /* the first failure is the cause; later ones are consequences */
         d->exit_code = exit_code;
-    d->state = DAEMON_DRAINING; /* daemon_stopping() is true from now on */
+    daemon_set_state(d, DAEMON_DRAINING); /* daemon_stopping() is true from now on */
     daemon_call_stop_hook(d);
     daemon_finish_soon(d);
 }
@@ -312,7 +353,7 @@ int daemon_run(Daemon *d)
     if (d->state != DAEMON_STOPPED) {
         /* the loop ended without a stop: an error inside libevent, or nothing left to wait for */
         log_error("event loop ended unexpectedly (%d)", rc);
-        d->state = DAEMON_STOPPED;
+        daemon_set_state(d, DAEMON_STOPPED);
         daemon_free_servers(d);
         if (d->exit_code == 0)
             d->exit_code = EXIT_CODE_INTERNAL;

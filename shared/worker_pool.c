@@ -25,6 +25,7 @@
 
 #include <event2/event.h>
 
+#include "shared/fsm.h"
 #include "shared/log.h"
 #include "shared/str.h"
 
@@ -33,6 +34,31 @@
 #define WORKER_POOL_MAX_THREADS 256
 
 typedef enum JobWhere { JOB_QUEUED, JOB_RUNNING, JOB_DONE } JobWhere;
+
+static const char *const JOB_WHERE_NAMES[] = {
+    [JOB_QUEUED] = "Queued", [JOB_RUNNING] = "Running", [JOB_DONE] = "Done"};
+
+static const FsmTransition JOB_TRANSITIONS[] = {
+    {JOB_QUEUED, JOB_RUNNING, "a worker of its class took it"},
+    {JOB_QUEUED, JOB_DONE, "cancelled while queued, or pool stopped"},
+    {JOB_RUNNING, JOB_DONE, "work returned, or its deadline had passed"},
+};
+
+static const int JOB_TERMINAL[] = {JOB_DONE};
+
+/* worker_job: changed under mu, from the loop or a worker thread */
+static const FsmDef JOB_FSM = {
+    .name = "worker_job",
+    .doc = "docs/state-machines.md",
+    .state_names = JOB_WHERE_NAMES,
+    .n_states = FSM_COUNT(JOB_WHERE_NAMES),
+    .initial = JOB_QUEUED,
+    .terminal = JOB_TERMINAL,
+    .n_terminal = FSM_COUNT(JOB_TERMINAL),
+    .transitions = JOB_TRANSITIONS,
+    .n_transitions = FSM_COUNT(JOB_TRANSITIONS),
+};
+FSM_REGISTER(JOB_FSM)
 
 struct WorkerJob {
     WorkerPool *pool;
@@ -138,7 +164,7 @@ static void pool_notify(WorkerPool *pool)
 static void pool_complete(WorkerPool *pool, WorkerJob *job, WorkerOutcome outcome)
 {
     job->outcome = outcome;
-    job->where = JOB_DONE;
+    (void)fsm_set_state(&JOB_FSM, &job->where, JOB_DONE, NULL);
     bool was_empty = pool->done.head == NULL;
     queue_push(&pool->done, job);
     if (was_empty)
@@ -181,7 +207,7 @@ static void *worker_main(void *arg)
             pthread_cond_wait(&pool->cv, &pool->mu);
             continue;
         }
-        job->where = JOB_RUNNING;
+        (void)fsm_set_state(&JOB_FSM, &job->where, JOB_RUNNING, NULL);
         pool->running[job->cls]++;
         pthread_mutex_unlock(&pool->mu);
         WorkerOutcome outcome = WORKER_RAN;

@@ -3,7 +3,8 @@
  * the event loop (Daemon), metrics, auth, the HTTP server, the migration runner and the database
  * pool. main.c owns and drives it; route handlers receive it as their `app` argument.
  *
- * Startup phases (main.c): MIGRATING (listening: /status answers, /ready says 503) -> STARTING
+ * Startup phases (main.c drives them, storcon_app_set_phase checks them: table in app.c, diagram
+ * in docs/state-machines.md): MIGRATING (listening: /status answers, /ready says 503) -> STARTING
  * (the service loads nodes and tenants, asks the pageservers what they hold, rebuilds intents and
  * starts the reconciles: storcon/service.h) -> READY; any phase -> STOPPING on SIGTERM/SIGINT or
  * a fatal error.
@@ -46,22 +47,10 @@ typedef struct StorconApp {
     char db_desc[256]; /* the database URL without password, for messages */
 } StorconApp;
 
-/* storcon_phase_name: "MIGRATING", ... for logs. */
-static inline const char *storcon_phase_name(StorconPhase p)
-{
-    switch (p) {
-    case STORCON_PHASE_MIGRATING:
-        return "MIGRATING";
-    case STORCON_PHASE_STARTING:
-        return "STARTING";
-    case STORCON_PHASE_READY:
-        return "READY";
-    case STORCON_PHASE_STOPPING:
-        return "STOPPING";
-    case STORCON_PHASE_COUNT:
-    default:
-        return "?";
-    }
-}
+/* storcon_phase_name: "MIGRATING", ... for logs; "?" out of range. */
+const char *storcon_phase_name(StorconPhase p);
+/* storcon_app_set_phase: checked against the phase table in app.c (shared/fsm.h) and logged; the
+ * same phase is a no-op. */
+void storcon_app_set_phase(StorconApp *app, StorconPhase phase);
 
 #endif

@@ -44,14 +44,6 @@ typedef struct StorconMain {
     char fatal[ERR_MSG_SIZE]; /* printed as "storcon: <fatal>" when the loop has ended */
 } StorconMain;
 
-static void app_set_phase(StorconApp *app, StorconPhase phase)
-{
-    if (app->phase == phase)
-        return;
-    log_info("phase %s -> %s", storcon_phase_name(app->phase), storcon_phase_name(phase));
-    app->phase = phase;
-}
-
 /* startup_fail: a fatal error found on the loop: remember the line, stop with `code`. */
 static void startup_fail(StorconMain *sm, int code, const Err *err)
 {
@@ -66,7 +58,7 @@ static void startup_fail(StorconMain *sm, int code, const Err *err)
 static void on_stop(void *arg)
 {
     StorconMain *sm = arg;
-    app_set_phase(&sm->app, STORCON_PHASE_STOPPING);
+    storcon_app_set_phase(&sm->app, STORCON_PHASE_STOPPING);
     service_stop(sm->app.service);
     if (sm->app.migrator != NULL) {
         log_info("stopping: abandoning the database migration (it rolls back)");
@@ -104,7 +96,7 @@ static void on_service_started(const Err *err, void *arg)
     }
     if (daemon_stopping(sm->app.daemon))
         return;
-    app_set_phase(&sm->app, STORCON_PHASE_READY);
+    storcon_app_set_phase(&sm->app, STORCON_PHASE_READY);
     log_info("ready");
 }
 
@@ -146,7 +138,7 @@ static void on_migrated(const SchemaMigrateOutcome *o, void *arg)
         .control_plane_url = app->cfg.control_plane_url,
     };
     app->service = service_new(&sopts);
-    app_set_phase(app, STORCON_PHASE_STARTING);
+    storcon_app_set_phase(app, STORCON_PHASE_STARTING);
     service_start(app->service, on_service_started, sm);
 }
 

@@ -15,21 +15,10 @@
 
 #include <event2/event.h>
 
+#include "shared/fsm.h"
 #include "shared/json.h"
 #include "shared/log.h"
 #include "shared/str.h"
-
-const OperationTransition OPERATION_TRANSITIONS[] = {
-    {OPERATION_LOCKING, OPERATION_RUNNING},    /* every lock held */
-    {OPERATION_LOCKING, OPERATION_FAILED},     /* cancelled, or the deadline, while waiting */
-    {OPERATION_RUNNING, OPERATION_DONE},       /* finished */
-    {OPERATION_RUNNING, OPERATION_FAILED},     /* a step failed */
-    {OPERATION_RUNNING, OPERATION_CANCELLING}, /* cancelled, or the deadline, during a step */
-    {OPERATION_CANCELLING, OPERATION_DONE},    /* the step in flight completed the work anyway */
-    {OPERATION_CANCELLING, OPERATION_FAILED},  /* the step in flight stopped */
-};
-const size_t OPERATION_TRANSITIONS_COUNT =
-    sizeof(OPERATION_TRANSITIONS) / sizeof(OPERATION_TRANSITIONS[0]);
 
 static const char *const KIND_NAMES[OPERATION_KIND_COUNT] = {
     [OPERATION_TENANT_CREATE] = "tenant_create",
@@ -47,6 +36,31 @@ static const char *const STATE_NAMES[OPERATION_STATE_COUNT] = {
     [OPERATION_CANCELLING] = "Cancelling", [OPERATION_DONE] = "Done",
     [OPERATION_FAILED] = "Failed",
 };
+
+static const FsmTransition OPERATION_TRANSITIONS[] = {
+    {OPERATION_LOCKING, OPERATION_RUNNING, "every lock held"},
+    {OPERATION_LOCKING, OPERATION_FAILED, "cancelled / deadline while waiting"},
+    {OPERATION_RUNNING, OPERATION_DONE, "finished"},
+    {OPERATION_RUNNING, OPERATION_FAILED, "a step failed"},
+    {OPERATION_RUNNING, OPERATION_CANCELLING, "cancelled / deadline during a step"},
+    {OPERATION_CANCELLING, OPERATION_DONE, "the step in flight completed anyway"},
+    {OPERATION_CANCELLING, OPERATION_FAILED, "the step in flight stopped"},
+};
+
+static const int OPERATION_TERMINAL[] = {OPERATION_DONE, OPERATION_FAILED};
+
+const FsmDef OPERATION_FSM = {
+    .name = "operation",
+    .doc = "docs/storcon.md",
+    .state_names = STATE_NAMES,
+    .n_states = OPERATION_STATE_COUNT,
+    .initial = OPERATION_LOCKING,
+    .terminal = OPERATION_TERMINAL,
+    .n_terminal = FSM_COUNT(OPERATION_TERMINAL),
+    .transitions = OPERATION_TRANSITIONS,
+    .n_transitions = FSM_COUNT(OPERATION_TRANSITIONS),
+};
+FSM_REGISTER(OPERATION_FSM)
 
 typedef struct OperationLock {
     bool is_node;
@@ -99,29 +113,15 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-bool operation_transition_allowed(OperationState from, OperationState to)
-{
-    for (size_t i = 0; i < OPERATION_TRANSITIONS_COUNT; i++) {
-        if (OPERATION_TRANSITIONS[i].from == from && OPERATION_TRANSITIONS[i].to == to)
-            return true;
-    }
-    return false;
-}
-
-/* operation_set_state: every transition goes through here; an illegal one is a bug in the caller
- * (a step finishing an operation twice, or finishing one that never ran). */
+/* operation_set_state: every transition goes through here. An illegal one is a bug in the caller
+ * (a step finishing an operation that never ran): fsm_set_state logs it and leaves the state; the
+ * caller goes on (a finishing operation still releases its locks and answers). */
 static void operation_set_state(Operation *op, OperationState next)
 {
-    if (!operation_transition_allowed(op->state, next)) {
-        log_error("operation %llu (%s): illegal transition %s -> %s", (unsigned long long)op->id,
-                  operation_kind_name(op->kind), operation_state_name(op->state),
-                  operation_state_name(next));
-        abort();
-    }
-    log_debug("operation %llu (%s): %s -> %s", (unsigned long long)op->id,
-              operation_kind_name(op->kind), operation_state_name(op->state),
-              operation_state_name(next));
-    op->state = next;
+    char ctx[64];
+    (void)str_printf(ctx, sizeof(ctx), "%llu (%s)", (unsigned long long)op->id,
+                     operation_kind_name(op->kind));
+    (void)fsm_set_state(&OPERATION_FSM, &op->state, next, ctx);
 }
 
 /* ---- registry ---- */
@@ -502,7 +502,5 @@ const char *operation_kind_name(OperationKind kind)
 
 const char *operation_state_name(OperationState state)
 {
-    if ((unsigned)state >= OPERATION_STATE_COUNT)
-        return "?";
-    return STATE_NAMES[state];
+    return fsm_state_name(&OPERATION_FSM, (int)state);
 }

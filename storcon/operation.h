@@ -6,8 +6,8 @@
  * progress), its deadline and cancellation, and the one completion callback that answers its
  * caller.
  *
- * Life of an operation (OPERATION_TRANSITIONS is the whole table; every change goes through one
- * checked set-state):
+ * Life of an operation (OPERATION_FSM is the whole table; every change goes through one checked
+ * set-state, fsm_set_state, which refuses and logs a transition not in it):
  *
  *   LOCKING --> RUNNING --> DONE | FAILED
  *      |           |
@@ -46,6 +46,7 @@
 #include <jansson.h>
 
 #include "shared/err.h"
+#include "shared/fsm.h"
 #include "shared/id.h"
 #include "storcon/tenant_lock.h"
 
@@ -72,18 +73,9 @@ typedef enum OperationState {
     OPERATION_STATE_COUNT
 } OperationState;
 
-/* The state machine as a plain table of allowed (from, to) rows: the one place that says which
- * transitions exist (operation_set_state checks against it; docs/storcon.md draws it). */
-typedef struct OperationTransition {
-    OperationState from;
-    OperationState to;
-} OperationTransition;
-
-extern const OperationTransition OPERATION_TRANSITIONS[];
-extern const size_t OPERATION_TRANSITIONS_COUNT;
-
-/* operation_transition_allowed: (from, to) is a row of OPERATION_TRANSITIONS. */
-bool operation_transition_allowed(OperationState from, OperationState to);
+/* OPERATION_FSM: the state machine (shared/fsm.h; its table of allowed (from, to) rows is in
+ * operation.c and is the only definition; docs/storcon.md carries its diagram). */
+extern const FsmDef OPERATION_FSM;
 
 #define OPERATION_MAX_LOCKS 8
 

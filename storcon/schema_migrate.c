@@ -4,7 +4,8 @@
  * Every state but the terminal ones owns exactly one action: a statement on the migration
  * connection, a connection attempt, or a timer. schema_migrate_step() is called when that action
  * completes, picks the next state, and schema_migrate_set_state() checks the transition against the
- * table below and logs it. The migration scripts are sent with db_conn_script (simple query
+ * table below (SCHEMA_MIGRATE_FSM, shared/fsm.h; its diagram is in docs/state-machines.md) and
+ * logs it. The migration scripts are sent with db_conn_script (simple query
  * protocol): they hold several statements, which a parameterised statement cannot. That is the
  * one exception to the parameterised-statement rule, and it applies only to the SQL files
  * embedded at build time.
@@ -20,6 +21,7 @@
 
 #include "shared/daemon.h"
 #include "shared/failpoint.h"
+#include "shared/fsm.h"
 #include "shared/log.h"
 #include "shared/str.h"
 #include "storcon/db.h"
@@ -70,32 +72,58 @@ static const char *const STATE_NAMES[SCHEMA_MIGRATE_STATE_COUNT] = {
     [SCHEMA_MIGRATE_FAILED] = "FAILED",
 };
 
-#define BIT(s) (1u << (s))
+#define SM(x)            SCHEMA_MIGRATE_##x
+#define STATEMENT_FAILED "statement failed or connection lost"
 
-/* Allowed transitions: TRANSITIONS[from] has a bit for every legal next state. Any running state
- * may fail. */
-static const unsigned TRANSITIONS[SCHEMA_MIGRATE_STATE_COUNT] = {
-    [SCHEMA_MIGRATE_CONNECTING] = BIT(SCHEMA_MIGRATE_CONNECT_BACKOFF) | BIT(SCHEMA_MIGRATE_LOCKING),
-    [SCHEMA_MIGRATE_CONNECT_BACKOFF] = BIT(SCHEMA_MIGRATE_CONNECTING),
-    [SCHEMA_MIGRATE_LOCKING] = BIT(SCHEMA_MIGRATE_CREATE_TABLE),
-    [SCHEMA_MIGRATE_CREATE_TABLE] = BIT(SCHEMA_MIGRATE_READ_VERSION),
-    [SCHEMA_MIGRATE_READ_VERSION] =
-        BIT(SCHEMA_MIGRATE_BEGIN) | BIT(SCHEMA_MIGRATE_DROP_TABLE) | BIT(SCHEMA_MIGRATE_UNLOCK),
-    [SCHEMA_MIGRATE_BEGIN] = BIT(SCHEMA_MIGRATE_APPLY),
-    [SCHEMA_MIGRATE_APPLY] = BIT(SCHEMA_MIGRATE_RECORD),
-    [SCHEMA_MIGRATE_RECORD] = BIT(SCHEMA_MIGRATE_COMMIT_DELAY) | BIT(SCHEMA_MIGRATE_COMMIT),
-    [SCHEMA_MIGRATE_COMMIT_DELAY] = BIT(SCHEMA_MIGRATE_COMMIT),
-    [SCHEMA_MIGRATE_COMMIT] =
-        BIT(SCHEMA_MIGRATE_BEGIN) | BIT(SCHEMA_MIGRATE_DROP_TABLE) | BIT(SCHEMA_MIGRATE_UNLOCK),
-    [SCHEMA_MIGRATE_DROP_TABLE] = BIT(SCHEMA_MIGRATE_UNLOCK),
-    [SCHEMA_MIGRATE_UNLOCK] = BIT(SCHEMA_MIGRATE_DONE),
-    [SCHEMA_MIGRATE_DONE] = 0,
-    [SCHEMA_MIGRATE_FAILED] = 0,
+static const FsmTransition TRANSITIONS[] = {
+    {SM(CONNECTING), SM(LOCKING), "connected"},
+    {SM(CONNECTING), SM(CONNECT_BACKOFF), "connect failed, time left"},
+    {SM(CONNECTING), SM(FAILED), "connect timeout"},
+    {SM(CONNECT_BACKOFF), SM(CONNECTING), "timer"},
+    {SM(LOCKING), SM(CREATE_TABLE), "advisory lock held"},
+    {SM(LOCKING), SM(FAILED), STATEMENT_FAILED},
+    {SM(CREATE_TABLE), SM(READ_VERSION), "version table exists"},
+    {SM(CREATE_TABLE), SM(FAILED), STATEMENT_FAILED},
+    {SM(READ_VERSION), SM(BEGIN), "a migration to apply"},
+    {SM(READ_VERSION), SM(DROP_TABLE), "target 0 reached"},
+    {SM(READ_VERSION), SM(UNLOCK), "at the target"},
+    {SM(READ_VERSION), SM(FAILED), "failed, or schema newer than this binary"},
+    {SM(BEGIN), SM(APPLY), "transaction open"},
+    {SM(BEGIN), SM(FAILED), STATEMENT_FAILED},
+    {SM(APPLY), SM(RECORD), "script applied"},
+    {SM(APPLY), SM(FAILED), STATEMENT_FAILED},
+    {SM(RECORD), SM(COMMIT), "version row written"},
+    {SM(RECORD), SM(COMMIT_DELAY), "failpoint sleep"},
+    {SM(RECORD), SM(FAILED), "failed, no row, or failpoint return"},
+    {SM(COMMIT_DELAY), SM(COMMIT), "timer"},
+    {SM(COMMIT), SM(BEGIN), "next migration"},
+    {SM(COMMIT), SM(DROP_TABLE), "target 0 reached"},
+    {SM(COMMIT), SM(UNLOCK), "at the target"},
+    {SM(COMMIT), SM(FAILED), STATEMENT_FAILED},
+    {SM(DROP_TABLE), SM(UNLOCK), "version table dropped"},
+    {SM(DROP_TABLE), SM(FAILED), STATEMENT_FAILED},
+    {SM(UNLOCK), SM(DONE), "lock released"},
+    {SM(UNLOCK), SM(FAILED), STATEMENT_FAILED},
 };
+
+static const int TERMINAL[] = {SM(DONE), SM(FAILED)};
+
+const FsmDef SCHEMA_MIGRATE_FSM = {
+    .name = "schema_migrate",
+    .doc = "docs/state-machines.md",
+    .state_names = STATE_NAMES,
+    .n_states = SCHEMA_MIGRATE_STATE_COUNT,
+    .initial = SM(CONNECTING),
+    .terminal = TERMINAL,
+    .n_terminal = FSM_COUNT(TERMINAL),
+    .transitions = TRANSITIONS,
+    .n_transitions = FSM_COUNT(TRANSITIONS),
+};
+FSM_REGISTER(SCHEMA_MIGRATE_FSM)
 
 const char *schema_migrate_state_name(SchemaMigrateState s)
 {
-    return s >= 0 && s < SCHEMA_MIGRATE_STATE_COUNT ? STATE_NAMES[s] : "?";
+    return fsm_state_name(&SCHEMA_MIGRATE_FSM, (int)s);
 }
 
 SchemaMigrateState schema_migrate_state(const SchemaMigrator *m)
@@ -163,17 +191,10 @@ static void timer_in_ms(struct event *ev, uint64_t ms)
 }
 
 /* schema_migrate_set_state: every transition goes through here; an illegal one is a bug in this
- * file. */
+ * file (logged and refused by fsm_set_state). */
 static void schema_migrate_set_state(SchemaMigrator *m, SchemaMigrateState next)
 {
-    if (next != SCHEMA_MIGRATE_FAILED && !(TRANSITIONS[m->state] & BIT(next))) {
-        log_error("migrate: illegal transition %s -> %s", schema_migrate_state_name(m->state),
-                  schema_migrate_state_name(next));
-        abort();
-    }
-    log_debug("migrate: %s -> %s", schema_migrate_state_name(m->state),
-              schema_migrate_state_name(next));
-    m->state = next;
+    (void)fsm_set_state(&SCHEMA_MIGRATE_FSM, &m->state, next, m->url_desc);
 }
 
 /* schema_migrate_finish: close the connection (releasing the lock) and deliver the outcome from a

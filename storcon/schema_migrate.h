@@ -6,8 +6,9 @@
  * two controllers never migrate at once) -> CREATE_TABLE (storcon_schema_version if absent) ->
  * READ_VERSION (refuse a schema newer than this binary) -> for each migration to apply:
  * BEGIN -> APPLY (the up or down script) -> RECORD (insert or delete its version row) -> COMMIT ->
- * [DROP_TABLE when migrating to 0] -> UNLOCK -> DONE. Any failure -> FAILED; closing the
- * connection rolls back the open transaction and releases the lock.
+ * [DROP_TABLE when migrating to 0] -> UNLOCK -> DONE. A failure (connect timeout, or of the
+ * statement of the current state) -> FAILED; closing the connection rolls back the open
+ * transaction and releases the lock. SCHEMA_MIGRATE_FSM below is the exact table.
  *
  * The failpoint "storcon-migrate-before-commit" fires before each COMMIT (fault tests).
  */
@@ -18,6 +19,7 @@
 #include <stdint.h>
 
 #include "shared/err.h"
+#include "shared/fsm.h"
 #include "storcon/migrations.h"
 
 struct event_base;
@@ -40,6 +42,10 @@ typedef enum SchemaMigrateState {
     SCHEMA_MIGRATE_FAILED,
     SCHEMA_MIGRATE_STATE_COUNT
 } SchemaMigrateState;
+
+/* SCHEMA_MIGRATE_FSM: the runner's transitions (shared/fsm.h; the table is in schema_migrate.c,
+ * the diagram in docs/state-machines.md). */
+extern const FsmDef SCHEMA_MIGRATE_FSM;
 
 #define SCHEMA_MIGRATE_TARGET_LATEST (-1)
 

@@ -6,11 +6,57 @@
  */
 #include "storcon/service_internal.h"
 
+#include "shared/fsm.h"
+
 /* ---- startup ---- */
+
+static const char *const STARTUP_STEP_NAMES[] = {
+    [STARTUP_IDLE] = "Idle",
+    [STARTUP_LOAD_NODES] = "LoadNodes",
+    [STARTUP_LOAD_SHARDS] = "LoadShards",
+    [STARTUP_ABORT_SPLITS] = "AbortSplits",
+    [STARTUP_LOCATIONS] = "Locations",
+    [STARTUP_RECONCILE] = "Reconcile",
+    [STARTUP_READY] = "Ready",
+    [STARTUP_FAILED] = "Failed",
+};
+
+static const FsmTransition STARTUP_TRANSITIONS[] = {
+    {STARTUP_IDLE, STARTUP_LOAD_NODES, "service_start"},
+    {STARTUP_LOAD_NODES, STARTUP_LOAD_SHARDS, "nodes loaded"},
+    {STARTUP_LOAD_NODES, STARTUP_FAILED, "database error"},
+    {STARTUP_LOAD_SHARDS, STARTUP_ABORT_SPLITS, "half-done splits found"},
+    {STARTUP_ABORT_SPLITS, STARTUP_LOAD_SHARDS, "splits aborted: load again"},
+    {STARTUP_LOAD_SHARDS, STARTUP_LOCATIONS, "shards loaded"},
+    {STARTUP_LOAD_SHARDS, STARTUP_FAILED, "database error or bad row"},
+    {STARTUP_LOCATIONS, STARTUP_RECONCILE, "every node answered or gave up"},
+    {STARTUP_RECONCILE, STARTUP_READY, "intents rebuilt, reconciles started"},
+};
+
+static const int STARTUP_TERMINAL[] = {STARTUP_READY, STARTUP_FAILED};
+
+static const FsmDef STARTUP_FSM = {
+    .name = "storcon_startup",
+    .doc = "docs/storcon.md",
+    .state_names = STARTUP_STEP_NAMES,
+    .n_states = FSM_COUNT(STARTUP_STEP_NAMES),
+    .initial = STARTUP_IDLE,
+    .terminal = STARTUP_TERMINAL,
+    .n_terminal = FSM_COUNT(STARTUP_TERMINAL),
+    .transitions = STARTUP_TRANSITIONS,
+    .n_transitions = FSM_COUNT(STARTUP_TRANSITIONS),
+    .log_info = true,
+};
+FSM_REGISTER(STARTUP_FSM)
+
+static void startup_set_step(Service *svc, StartupStep to)
+{
+    (void)fsm_set_state(&STARTUP_FSM, &svc->step, to, NULL);
+}
 
 static void startup_finish(Service *svc, const Err *err)
 {
-    svc->step = err == NULL ? STARTUP_READY : STARTUP_FAILED;
+    startup_set_step(svc, err == NULL ? STARTUP_READY : STARTUP_FAILED);
     if (err == NULL)
         svc->ready = true;
     ServiceDoneFn done = svc->start_done;
@@ -166,7 +212,7 @@ static void on_startup_shards(const Err *err, const DbTenantShard *rows, size_t 
         }
     }
     if (n_aborts > 0) {
-        svc->step = STARTUP_ABORT_SPLITS;
+        startup_set_step(svc, STARTUP_ABORT_SPLITS);
         AbortCtx *c = xcalloc(1, sizeof(*c));
         c->svc = svc;
         c->list = aborts;
@@ -200,7 +246,7 @@ static void on_startup_shards(const Err *err, const DbTenantShard *rows, size_t 
 
 static void startup_load_shards(Service *svc)
 {
-    svc->step = STARTUP_LOAD_SHARDS;
+    startup_set_step(svc, STARTUP_LOAD_SHARDS);
     db_tenants_load(svc->opts.db, false, on_startup_shards, svc);
 }
 
@@ -247,7 +293,7 @@ static void on_startup_locations(const PageserverResult *res, void *arg)
 
 static void startup_locations(Service *svc)
 {
-    svc->step = STARTUP_LOCATIONS;
+    startup_set_step(svc, STARTUP_LOCATIONS);
     svc->startup_pending = 1; /* guard while starting calls */
     for (size_t i = 0; i < node_set_count(&svc->nodes); i++) {
         Node *n = node_set_at(&svc->nodes, i);
@@ -312,7 +358,7 @@ static void rebuild_shard_intent(Service *svc, TenantShard *s)
 
 static void startup_rebuild(Service *svc)
 {
-    svc->step = STARTUP_RECONCILE;
+    startup_set_step(svc, STARTUP_RECONCILE);
     /* shards on nodes that did not answer: their state there is unknown */
     ShardMapIter it;
     shard_map_iter_init(&it, svc->map);
@@ -340,6 +386,6 @@ void service_start(Service *svc, ServiceDoneFn done, void *arg)
 {
     svc->start_done = done;
     svc->start_arg = arg;
-    svc->step = STARTUP_LOAD_NODES;
+    startup_set_step(svc, STARTUP_LOAD_NODES);
     db_nodes_list(svc->opts.db, on_startup_nodes, svc);
 }

@@ -17,6 +17,7 @@
 
 #include <event2/event.h>
 
+#include "shared/fsm.h"
 #include "shared/str.h"
 
 #define TENANT_LOCK_BUCKETS 1024 /* power of two */
@@ -26,6 +27,33 @@ typedef enum TenantLockState {
     TENANT_LOCK_NOTIFYING, /* granted (counted as a holder), callback not yet run */
     TENANT_LOCK_HELD,      /* granted, callback ran */
 } TenantLockState;
+
+static const char *const LOCK_STATE_NAMES[] = {
+    [TENANT_LOCK_WAITING] = "Waiting",
+    [TENANT_LOCK_NOTIFYING] = "Notifying",
+    [TENANT_LOCK_HELD] = "Held",
+};
+
+static const FsmTransition LOCK_TRANSITIONS[] = {
+    {TENANT_LOCK_WAITING, TENANT_LOCK_NOTIFYING, "compatible with the holders, first in line"},
+    {TENANT_LOCK_NOTIFYING, TENANT_LOCK_HELD, "granted callback runs"},
+};
+
+/* tenant_lock_release ends a lock in any state */
+static const int LOCK_TERMINAL[] = {TENANT_LOCK_WAITING, TENANT_LOCK_NOTIFYING, TENANT_LOCK_HELD};
+
+static const FsmDef LOCK_FSM = {
+    .name = "tenant_lock",
+    .doc = "docs/storcon.md",
+    .state_names = LOCK_STATE_NAMES,
+    .n_states = FSM_COUNT(LOCK_STATE_NAMES),
+    .initial = TENANT_LOCK_WAITING,
+    .terminal = LOCK_TERMINAL,
+    .n_terminal = FSM_COUNT(LOCK_TERMINAL),
+    .transitions = LOCK_TRANSITIONS,
+    .n_transitions = FSM_COUNT(LOCK_TRANSITIONS),
+};
+FSM_REGISTER(LOCK_FSM)
 
 typedef struct TenantLockEntry TenantLockEntry;
 
@@ -139,7 +167,7 @@ static void on_notify(evutil_socket_t fd, short what, void *arg)
     while (locks->notify_head != NULL) {
         TenantLock *l = locks->notify_head;
         list_remove(&locks->notify_head, &locks->notify_tail, l);
-        l->state = TENANT_LOCK_HELD;
+        (void)fsm_set_state(&LOCK_FSM, &l->state, TENANT_LOCK_HELD, NULL);
         list_append(&locks->held_head, &locks->held_tail, l);
         l->granted(l, l->arg);
     }
@@ -163,7 +191,7 @@ static void entry_grant(TenantLocks *locks, TenantLockEntry *e)
         }
         list_remove(&e->head, &e->tail, l);
         e->n_waiters--;
-        l->state = TENANT_LOCK_NOTIFYING;
+        (void)fsm_set_state(&LOCK_FSM, &l->state, TENANT_LOCK_NOTIFYING, NULL);
         list_append(&locks->notify_head, &locks->notify_tail, l);
         any = true;
     }

@@ -2,7 +2,8 @@
  * timeline_fanout.c: timeline create / delete on every shard of a tenant, and the generation
  * re-check around fan-outs (see timeline_fanout.h).
  *
- * One Fanout object per request, an explicit state machine:
+ * One Fanout object per request, a state machine (FANOUT_FSM, shared/fsm.h; the exact table and
+ * its diagram in docs/state-machines.md):
  *
  *   READ_BEFORE --> SHARD_ZERO --> OTHERS --> RECHECK --> DONE      (create)
  *   READ_BEFORE --> OTHERS --> SHARD_ZERO --> RECHECK --> DONE      (delete)
@@ -20,6 +21,7 @@
 #include <event2/event.h>
 
 #include "shared/failpoint.h"
+#include "shared/fsm.h"
 #include "shared/log.h"
 #include "shared/str.h"
 #include "storcon/node.h"
@@ -41,14 +43,33 @@ static const char *const FANOUT_STATE_NAMES[FANOUT_STATE_COUNT] = {
     "READ_BEFORE", "SHARD_ZERO", "OTHERS", "RECHECK", "DONE",
 };
 
-/* Allowed transitions, [from][to]. */
-static const bool FANOUT_TRANSITIONS[FANOUT_STATE_COUNT][FANOUT_STATE_COUNT] = {
-    [FANOUT_READ_BEFORE] =
-        {[FANOUT_SHARD_ZERO] = true, [FANOUT_OTHERS] = true, [FANOUT_DONE] = true},
-    [FANOUT_SHARD_ZERO] = {[FANOUT_OTHERS] = true, [FANOUT_RECHECK] = true, [FANOUT_DONE] = true},
-    [FANOUT_OTHERS] = {[FANOUT_SHARD_ZERO] = true, [FANOUT_RECHECK] = true, [FANOUT_DONE] = true},
-    [FANOUT_RECHECK] = {[FANOUT_DONE] = true},
+static const FsmTransition FANOUT_TRANSITIONS[] = {
+    {FANOUT_READ_BEFORE, FANOUT_SHARD_ZERO, "create, or delete of an unsharded tenant"},
+    {FANOUT_READ_BEFORE, FANOUT_OTHERS, "delete of a sharded tenant"},
+    {FANOUT_READ_BEFORE, FANOUT_DONE, "shard map not read"},
+    {FANOUT_SHARD_ZERO, FANOUT_OTHERS, "sharded create: shard 0 created"},
+    {FANOUT_SHARD_ZERO, FANOUT_RECHECK, "last phase settled"},
+    {FANOUT_SHARD_ZERO, FANOUT_DONE, "a shard failed"},
+    {FANOUT_OTHERS, FANOUT_SHARD_ZERO, "delete: other shards deleted"},
+    {FANOUT_OTHERS, FANOUT_RECHECK, "create: other shards created"},
+    {FANOUT_OTHERS, FANOUT_DONE, "a shard failed"},
+    {FANOUT_RECHECK, FANOUT_DONE, "generations re-checked"},
 };
+
+static const int FANOUT_TERMINAL[] = {FANOUT_DONE};
+
+static const FsmDef FANOUT_FSM = {
+    .name = "timeline_fanout",
+    .doc = "docs/state-machines.md",
+    .state_names = FANOUT_STATE_NAMES,
+    .n_states = FANOUT_STATE_COUNT,
+    .initial = FANOUT_READ_BEFORE,
+    .terminal = FANOUT_TERMINAL,
+    .n_terminal = FSM_COUNT(FANOUT_TERMINAL),
+    .transitions = FANOUT_TRANSITIONS,
+    .n_transitions = FSM_COUNT(FANOUT_TRANSITIONS),
+};
+FSM_REGISTER(FANOUT_FSM)
 
 typedef struct Fanout Fanout;
 
@@ -85,18 +106,11 @@ static int64_t now_ms(void)
 
 static void fanout_step(Fanout *f);
 
-/* fanout_set_state: every transition is checked against the table and logged.
- */
+/* fanout_set_state: every transition is checked against FANOUT_FSM and logged; an illegal one is
+ * a bug here (logged and refused). */
 static void fanout_set_state(Fanout *f, FanoutState to)
 {
-    if (!FANOUT_TRANSITIONS[f->state][to]) {
-        log_error("timeline fan-out: illegal transition %s -> %s", FANOUT_STATE_NAMES[f->state],
-                  FANOUT_STATE_NAMES[to]);
-        abort();
-    }
-    log_debug("timeline %s fan-out: %s -> %s", f->kind == FANOUT_CREATE ? "create" : "delete",
-              FANOUT_STATE_NAMES[f->state], FANOUT_STATE_NAMES[to]);
-    f->state = to;
+    (void)fsm_set_state(&FANOUT_FSM, &f->state, to, f->kind == FANOUT_CREATE ? "create" : "delete");
 }
 
 static void fanout_free(Fanout *f)
@@ -303,7 +317,7 @@ static void fanout_step(Fanout *f)
     case FANOUT_DONE:
     case FANOUT_STATE_COUNT:
     default:
-        log_error("timeline fan-out: step in state %s", FANOUT_STATE_NAMES[f->state]);
+        log_error("timeline fan-out: step in state %s", fsm_state_name(&FANOUT_FSM, f->state));
         abort();
     }
     fanout_set_state(f, FANOUT_RECHECK);

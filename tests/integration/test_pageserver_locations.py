@@ -59,8 +59,8 @@ def assert_not_readable(ps, tsid, tl=None):
 
 def slot_stops(ps, tsid) -> int:
     """How often the slot went to Stopping: the pageserver logs every slot state transition
-    ("tenant shard <tsid>: Active -> Stopping", pageserver/tenant.h)."""
-    return len(re.findall(rf"tenant shard {tsid}: \w+ -> Stopping", ps.process.log_text()))
+    ("slot <tsid>: Active -> Stopping", shared/fsm.h)."""
+    return len(re.findall(rf"slot {tsid}: \w+ -> Stopping", ps.process.log_text()))
 
 
 class StatePoller:

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "shared/err.h"
+#include "shared/fsm.h"
 #include "shared/str.h"
 #include "storcon/schema_migrate.h"
 #include "storcon/migrations.h"
@@ -212,6 +213,45 @@ static void test_state_names(void **state)
     assert_string_equal(schema_migrate_state_name(SCHEMA_MIGRATE_STATE_COUNT), "?");
 }
 
+/* The runner's table (SCHEMA_MIGRATE_FSM): the path of a migration is legal, a skipped step, a
+ * way back or leaving a terminal state is refused, and fsm_set_state only moves on legal ones. */
+static void test_transitions(void **state)
+{
+    (void)state;
+    static const struct {
+        SchemaMigrateState from, to;
+        bool ok;
+    } cases[] = {
+        {SCHEMA_MIGRATE_CONNECTING, SCHEMA_MIGRATE_LOCKING, true},
+        {SCHEMA_MIGRATE_CONNECTING, SCHEMA_MIGRATE_CONNECT_BACKOFF, true},
+        {SCHEMA_MIGRATE_CONNECT_BACKOFF, SCHEMA_MIGRATE_CONNECTING, true},
+        {SCHEMA_MIGRATE_READ_VERSION, SCHEMA_MIGRATE_BEGIN, true},
+        {SCHEMA_MIGRATE_RECORD, SCHEMA_MIGRATE_COMMIT_DELAY, true},
+        {SCHEMA_MIGRATE_COMMIT, SCHEMA_MIGRATE_BEGIN, true},
+        {SCHEMA_MIGRATE_UNLOCK, SCHEMA_MIGRATE_DONE, true},
+        {SCHEMA_MIGRATE_APPLY, SCHEMA_MIGRATE_FAILED, true},
+        {SCHEMA_MIGRATE_CONNECTING, SCHEMA_MIGRATE_CREATE_TABLE, false},
+        {SCHEMA_MIGRATE_BEGIN, SCHEMA_MIGRATE_COMMIT, false},
+        {SCHEMA_MIGRATE_APPLY, SCHEMA_MIGRATE_BEGIN, false},
+        {SCHEMA_MIGRATE_CONNECT_BACKOFF, SCHEMA_MIGRATE_FAILED, false},
+        {SCHEMA_MIGRATE_DONE, SCHEMA_MIGRATE_FAILED, false},
+        {SCHEMA_MIGRATE_FAILED, SCHEMA_MIGRATE_CONNECTING, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(fsm_allowed(&SCHEMA_MIGRATE_FSM, cases[i].from, cases[i].to), cases[i].ok);
+        SchemaMigrateState st = cases[i].from;
+        assert_int_equal(fsm_set_state(&SCHEMA_MIGRATE_FSM, &st, cases[i].to, "test"), cases[i].ok);
+        assert_int_equal(st, cases[i].ok ? cases[i].to : cases[i].from);
+    }
+    /* every state but the terminal ones has a way on */
+    for (int s = 0; s < SCHEMA_MIGRATE_STATE_COUNT; s++) {
+        bool leaves = false;
+        for (size_t i = 0; i < SCHEMA_MIGRATE_FSM.n_transitions; i++)
+            leaves = leaves || SCHEMA_MIGRATE_FSM.transitions[i].from == s;
+        assert_int_equal(leaves, s != SCHEMA_MIGRATE_DONE && s != SCHEMA_MIGRATE_FAILED);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -224,6 +264,7 @@ int main(void)
         cmocka_unit_test(test_plan_next),
         cmocka_unit_test(test_plan_walk),
         cmocka_unit_test(test_state_names),
+        cmocka_unit_test(test_transitions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "shared/err.h"
+#include "shared/fsm.h"
 #include "shared/id.h"
 #include "storcon/operation.h"
 #include "tests/unit/loop_util.h"
@@ -119,15 +120,22 @@ static void test_transition_table(void **state)
         {OPERATION_DONE, OPERATION_FAILED, false},
         {OPERATION_FAILED, OPERATION_RUNNING, false},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        assert_int_equal(operation_transition_allowed(cases[i].from, cases[i].to), cases[i].ok);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(fsm_allowed(&OPERATION_FSM, cases[i].from, cases[i].to), cases[i].ok);
+        /* fsm_set_state moves the state exactly when the table allows it */
+        OperationState st = cases[i].from;
+        assert_int_equal(fsm_set_state(&OPERATION_FSM, &st, cases[i].to, "test"), cases[i].ok);
+        assert_int_equal(st, cases[i].ok ? cases[i].to : cases[i].from);
+    }
     /* every row names real states, and no row repeats */
-    for (size_t i = 0; i < OPERATION_TRANSITIONS_COUNT; i++) {
-        assert_true(OPERATION_TRANSITIONS[i].from < OPERATION_STATE_COUNT);
-        assert_true(OPERATION_TRANSITIONS[i].to < OPERATION_STATE_COUNT);
-        for (size_t j = i + 1; j < OPERATION_TRANSITIONS_COUNT; j++)
-            assert_false(OPERATION_TRANSITIONS[i].from == OPERATION_TRANSITIONS[j].from &&
-                         OPERATION_TRANSITIONS[i].to == OPERATION_TRANSITIONS[j].to);
+    const FsmDef *def = &OPERATION_FSM;
+    assert_int_equal(def->n_states, OPERATION_STATE_COUNT);
+    for (size_t i = 0; i < def->n_transitions; i++) {
+        assert_true(def->transitions[i].from < OPERATION_STATE_COUNT);
+        assert_true(def->transitions[i].to < OPERATION_STATE_COUNT);
+        for (size_t j = i + 1; j < def->n_transitions; j++)
+            assert_false(def->transitions[i].from == def->transitions[j].from &&
+                         def->transitions[i].to == def->transitions[j].to);
     }
     for (int s = 0; s < OPERATION_STATE_COUNT; s++)
         assert_string_not_equal(operation_state_name((OperationState)s), "?");
