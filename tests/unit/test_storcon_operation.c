@@ -14,12 +14,14 @@
 #include <jansson.h>
 
 #include "shared/err.h"
+#include "shared/defer.h"
 #include "shared/id.h"
 #include "storcon/operation.h"
 #include "tests/unit/loop_util.h"
 
 typedef struct Fixture {
     struct event_base *base;
+    LoopDefer *defer;
     Operations *ops;
     TenantId t1, t2;
 } Fixture;
@@ -68,7 +70,8 @@ static int setup(void **state)
 {
     Fixture *fx = calloc(1, sizeof(*fx));
     fx->base = event_base_new();
-    fx->ops = operations_new(fx->base, fx);
+    fx->defer = loop_defer_new(fx->base);
+    fx->ops = operations_new(fx->base, fx->defer, fx);
     memset(fx->t1.b, 0x11, sizeof(fx->t1.b));
     memset(fx->t2.b, 0x22, sizeof(fx->t2.b));
     g_starts = g_done = 0;
@@ -80,6 +83,7 @@ static int teardown(void **state)
 {
     Fixture *fx = *state;
     operations_free(fx->ops);
+    loop_defer_free(fx->defer);
     event_base_free(fx->base);
     free(fx);
     return 0;
@@ -369,7 +373,7 @@ static void test_free_abandons(void **state)
     operation_start(ob, first_step);
     loop_run_for(fx->base, 20);
     operations_free(fx->ops);
-    fx->ops = operations_new(fx->base, fx);
+    fx->ops = operations_new(fx->base, fx->defer, fx);
     assert_int_equal(freed, 2);
     assert_int_equal(a.done_calls, 0);
     assert_int_equal(b.done_calls, 0);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
+#include "shared/defer.h"
 #include "shared/id.h"
 #include "storcon/tenant_lock.h"
 
@@ -26,6 +27,7 @@ typedef struct Owner {
 
 typedef struct Fixture {
     struct event_base *base;
+    LoopDefer *defer;
     TenantLocks *locks;
     TenantId t1, t2;
     Owner owners[MAX_OWNERS];
@@ -58,7 +60,8 @@ static int setup(void **state)
 {
     Fixture *fx = calloc(1, sizeof(*fx));
     fx->base = event_base_new();
-    fx->locks = tenant_locks_new(fx->base);
+    fx->defer = loop_defer_new(fx->base);
+    fx->locks = tenant_locks_new(fx->defer);
     memset(fx->t1.b, 0x11, sizeof(fx->t1.b));
     memset(fx->t2.b, 0x22, sizeof(fx->t2.b));
     g_fx = fx;
@@ -70,6 +73,7 @@ static int teardown(void **state)
 {
     Fixture *fx = *state;
     tenant_locks_free(fx->locks);
+    loop_defer_free(fx->defer);
     event_base_free(fx->base);
     free(fx);
     g_fx = NULL;
@@ -263,7 +267,7 @@ static void test_free_with_outstanding(void **state)
     acquire(fx, 2, "c", &fx->t2, TENANT_LOCK_SHARED); /* granted, not notified */
     assert_int_equal(a->granted_calls, 1);
     tenant_locks_free(fx->locks);
-    fx->locks = tenant_locks_new(fx->base);
+    fx->locks = tenant_locks_new(fx->defer);
     run_loop(fx);
     assert_int_equal(fx->owners[1].granted_calls, 0);
     assert_int_equal(fx->owners[2].granted_calls, 0);
