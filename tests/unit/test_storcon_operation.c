@@ -103,6 +103,23 @@ static Operation *start(Fixture *fx, Rec *r, OperationKind kind)
     return r->op;
 }
 
+/* Freeing the registry with a lock-free start still queued unqueues it from the shared LoopDefer:
+ * the first step never runs. */
+static void test_free_cancels_queued_start(void **state)
+{
+    Fixture *fx = *state;
+    Rec r;
+    Operation *op = start(fx, &r, OPERATION_TENANT_CONFIG);
+    operation_start(op, first_step);
+    assert_int_equal(loop_defer_pending(fx->defer), 1);
+    operations_free(fx->ops);
+    assert_int_equal(loop_defer_pending(fx->defer), 0);
+    fx->ops = operations_new(fx->base, fx->defer, fx);
+    loop_run_for(fx->base, 20);
+    assert_int_equal(r.started, 0);
+    assert_int_equal(r.done_calls, 0);
+}
+
 static void test_transition_table(void **state)
 {
     (void)state;
@@ -391,6 +408,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_abandons, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_cancels_queued_start, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

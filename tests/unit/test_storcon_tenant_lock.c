@@ -273,6 +273,32 @@ static void test_free_with_outstanding(void **state)
     assert_int_equal(fx->owners[2].granted_calls, 0);
 }
 
+/* Grants coalesce into one deferred notification on the shared LoopDefer; freeing the table with
+ * a notification queued unqueues it (the LoopDefer stays usable and runs nothing of the table). */
+static void test_grants_share_one_deferral(void **state)
+{
+    Fixture *fx = *state;
+    acquire(fx, 0, "a", &fx->t1, TENANT_LOCK_SHARED);
+    acquire(fx, 1, "b", &fx->t1, TENANT_LOCK_SHARED);
+    acquire(fx, 2, "c", &fx->t2, TENANT_LOCK_EXCLUSIVE);
+    assert_int_equal(loop_defer_pending(fx->defer), 1);
+    run_loop(fx);
+    assert_int_equal(loop_defer_pending(fx->defer), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(fx->owners[i].granted_calls, 1);
+    assert_true(fx->owners[0].grant_order < fx->owners[1].grant_order);
+    assert_true(fx->owners[1].grant_order < fx->owners[2].grant_order);
+
+    release(&fx->owners[2]);
+    acquire(fx, 3, "d", &fx->t2, TENANT_LOCK_SHARED); /* granted, not notified */
+    assert_int_equal(loop_defer_pending(fx->defer), 1);
+    tenant_locks_free(fx->locks);
+    assert_int_equal(loop_defer_pending(fx->defer), 0);
+    fx->locks = tenant_locks_new(fx->defer);
+    run_loop(fx);
+    assert_int_equal(fx->owners[3].granted_calls, 0);
+}
+
 static Owner *acquire_node(Fixture *fx, int i, const char *name, NodeId node, TenantLockMode m)
 {
     Owner *o = &fx->owners[i];
@@ -384,6 +410,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_release_before_notification, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_and_acquire_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_outstanding, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grants_share_one_deferral, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_fifo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_and_tenant_independent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_cancel_and_free, setup, teardown),
