@@ -159,12 +159,14 @@ struct HttpConn {
     struct bufferevent *bev;         /* we hold a reference until conn_free */
     struct evhttp_connection *evcon; /* NULL until set up */
     evutil_socket_t fd;              /* -1 until set up */
-    struct event *setup_ev;          /* one-shot, right after evhttp has set the socket */
-    struct event *timer;             /* header deadline; after a rejection, the linger deadline */
-    HttpRequest *req;                /* the pending request, if any */
-    uint64_t answered;               /* requests replied to */
-    uint64_t timed_head;             /* the request whose head the timer runs for */
-    uint64_t received;               /* bytes added to the input since the connection opened */
+    /* one-shot, right after evhttp has set the socket; event_active and not a LoopDefer, which
+     * runs on a later iteration: setup must come before the connection's first read */
+    struct event *setup_ev;
+    struct event *timer; /* header deadline; after a rejection, the linger deadline */
+    HttpRequest *req;    /* the pending request, if any */
+    uint64_t answered;   /* requests replied to */
+    uint64_t timed_head; /* the request whose head the timer runs for */
+    uint64_t received;   /* bytes added to the input since the connection opened */
     HttpFraming framing;
     bool in_input_cb;
     bool rejected;  /* framing error or refused: closes after what is in flight */
