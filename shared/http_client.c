@@ -68,7 +68,7 @@ static const FsmTransition HTTP_CALL_TRANSITIONS[] = {
     {HTTP_CALL_RUNNING, HTTP_CALL_DELIVERING, "transfer done"},
     {HTTP_CALL_BACKOFF, HTTP_CALL_RUNNING, "timer"},
     {HTTP_CALL_BACKOFF, HTTP_CALL_DELIVERING, "could not start"},
-    {HTTP_CALL_DELIVERING, HTTP_CALL_IN_CALLBACK, "zero timer"},
+    {HTTP_CALL_DELIVERING, HTTP_CALL_IN_CALLBACK, "loop_defer"},
 };
 
 static const int HTTP_CALL_TERMINAL[] = {HTTP_CALL_IN_CALLBACK};
