@@ -1,38 +1,16 @@
-/* app.c: the domain metrics and deferred completions (app.h). */
+/* app.c: the domain metrics and deferred completions (app.h; through app->defer). */
 #include "pageserver/app.h"
 
 #include <stdlib.h>
-
-#include <event2/event.h>
 
 #include "shared/metrics.h"
 #include "shared/str.h"
 
 #include "pageserver/slot.h"
 
-typedef struct Deferred {
-    void (*fn)(void *arg);
-    void *arg;
-    struct event *ev;
-} Deferred;
-
-static void deferred_cb(evutil_socket_t fd, short what, void *arg)
-{
-    Deferred *d = arg;
-    event_free(d->ev);
-    void (*fn)(void *) = d->fn;
-    void *fn_arg = d->arg;
-    free(d);
-    fn(fn_arg);
-}
-
 void pageserver_defer(PageserverApp *app, void (*fn)(void *arg), void *arg)
 {
-    Deferred *d = xcalloc(1, sizeof(*d));
-    d->fn = fn;
-    d->arg = arg;
-    d->ev = event_new(app->base, -1, 0, deferred_cb, d);
-    event_active(d->ev, 0, 0);
+    loop_defer(app->defer, fn, arg);
 }
 
 typedef struct DeferredResult {

@@ -18,6 +18,7 @@
 
 #include "shared/auth.h"
 #include "shared/daemon.h"
+#include "shared/defer.h"
 #include "shared/err.h"
 #include "shared/http_client.h"
 #include "shared/metrics.h"
@@ -59,6 +60,7 @@ typedef struct PageserverApp {
     NodeMetadata metadata;   /* what metadata.json says (actual bound HTTP port) */
     Daemon *daemon;          /* loop, signals, graceful stop */
     struct event_base *base; /* daemon_base(daemon) */
+    LoopDefer *defer;        /* every "run soon" of the pageserver (pageserver_defer, kicks) */
     struct HttpServer *http; /* management API; owned by the daemon once added */
     HttpClient *http_client; /* outgoing calls (control plane upcalls) */
     WorkerPool *workers;     /* blocking disk and CPU work, --worker-threads */
@@ -87,7 +89,8 @@ void pageserver_metrics_register(PageserverApp *app);
 typedef void (*PageserverJsonFn)(const Err *err, json_t *result, void *arg);
 typedef void (*PageserverDoneFn)(const Err *err, void *arg);
 
-/* pageserver_defer: run fn(arg) from the loop soon (not from inside this call). */
+/* pageserver_defer: run fn(arg) from the loop soon (not from inside this call): loop_defer on
+ * app->defer. */
 void pageserver_defer(PageserverApp *app, void (*fn)(void *arg), void *arg);
 /* pageserver_defer_json / pageserver_defer_done: call cb later with err (copied) or result (taken
  * over; dropped when err is set). */

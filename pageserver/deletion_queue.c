@@ -316,8 +316,8 @@ struct DeletionQueue {
     DqPhase phase;
     bool stopped;
     struct event *tick;
-    struct event *kick;
-    int failures; /* consecutive phase failures, for log throttling */
+    LoopDeferItem kick; /* a step soon, on app->defer */
+    int failures;       /* consecutive phase failures, for log throttling */
 };
 
 static void dq_step(DeletionQueue *dq);
@@ -337,6 +337,11 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     dq_step(arg);
 }
 
+static void on_kick(void *arg)
+{
+    dq_step(arg);
+}
+
 DeletionQueue *deletion_queue_new(PageserverApp *app, DeletionLsnFn on_lsn, void *lsn_arg)
 {
     DeletionQueue *dq = xcalloc(1, sizeof(*dq));
@@ -347,7 +352,7 @@ DeletionQueue *deletion_queue_new(PageserverApp *app, DeletionLsnFn on_lsn, void
     deletion_list_init(&dq->pending);
     dq->next_seq = 1;
     dq->tick = event_new(app->base, -1, EV_PERSIST, on_tick, dq);
-    dq->kick = event_new(app->base, -1, 0, on_tick, dq);
+    loop_defer_item_init(&dq->kick, on_kick, dq);
     return dq;
 }
 
@@ -441,7 +446,7 @@ void deletion_queue_start(DeletionQueue *dq)
     struct timeval tv = {PAGESERVER_DELETION_TICK_MS / 1000,
                          (PAGESERVER_DELETION_TICK_MS % 1000) * 1000};
     event_add(dq->tick, &tv);
-    event_active(dq->kick, EV_TIMEOUT, 0);
+    (void)loop_defer_item(dq->app->defer, &dq->kick);
 }
 
 static void dq_fail_waiters(DeletionQueue *dq)
@@ -462,7 +467,7 @@ void deletion_queue_stop(DeletionQueue *dq)
         return;
     dq->stopped = true;
     event_del(dq->tick);
-    event_del(dq->kick);
+    loop_defer_cancel(dq->app->defer, &dq->kick);
     dq_fail_waiters(dq);
 }
 
@@ -472,7 +477,6 @@ void deletion_queue_free(DeletionQueue *dq)
         return;
     deletion_queue_stop(dq);
     event_free(dq->tick);
-    event_free(dq->kick);
     for (size_t i = 0; i < dq->n_lists; i++) {
         deletion_list_finish(&dq->lists[i]->list);
         free(dq->lists[i]);
@@ -486,7 +490,7 @@ void deletion_queue_free(DeletionQueue *dq)
 static void dq_kick(DeletionQueue *dq)
 {
     if (!dq->stopped)
-        event_active(dq->kick, EV_TIMEOUT, 0);
+        (void)loop_defer_item(dq->app->defer, &dq->kick);
 }
 
 void deletion_queue_push(DeletionQueue *dq, const TenantShardId *tsid, Generation gen,

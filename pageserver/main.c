@@ -321,6 +321,7 @@ int main(int argc, char **argv)
     if (!daemon_new(PROGRAM, &app.daemon, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
     app.base = daemon_base(app.daemon);
+    app.defer = loop_defer_new(app.base);
     if (!worker_pool_new_config(app.base, &cfg->workers, &app.workers, &err) ||
         !http_client_new(app.base, &app.http_client, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
@@ -363,6 +364,7 @@ int main(int argc, char **argv)
     storcon_client_free(app.storcon);
     remote_storage_free(app.remote);
     free(app.control_plane_token);
+    loop_defer_free(app.defer);
     daemon_free(app.daemon);
     if (app.auth != NULL)
         auth_free(app.auth);

@@ -52,7 +52,8 @@ struct Upcall {
     const UpcallDef *def;
     char url[PAGESERVER_URL_MAX + 32];
     HttpCall *call;
-    struct event *timer; /* retry backoff; for an empty batched call, the zero-delay finish */
+    struct event *timer;       /* retry backoff */
+    LoopDeferItem finish_soon; /* an empty batched call finishes from the loop (app->defer) */
     int attempt;
     void *items; /* n_items of def->item_size, owned */
     size_t n_items;
@@ -98,6 +99,7 @@ static void upcall_free(Upcall *u)
         http_call_cancel(u->call);
     if (u->timer != NULL)
         event_free(u->timer);
+    loop_defer_cancel(u->client->app->defer, &u->finish_soon);
     free(u->items);
     free(u->tenants);
     free(u);
@@ -218,11 +220,13 @@ static void upcall_next_batch(Upcall *u)
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
+    upcall_send(arg);
+}
+
+static void on_finish_soon(void *arg)
+{
     Upcall *u = arg;
-    if (u->def->batch > 0 && u->n_items == 0)
-        u->def->finish(u);
-    else
-        upcall_send(u);
+    u->def->finish(u);
 }
 
 /* upcall_retry_later: log the failure (every attempt at debug, the first and every tenth at
@@ -295,6 +299,7 @@ static Upcall *upcall_start(StorconClient *c, const UpcallDef *def, const void *
     u->def = def;
     str_printf(u->url, sizeof(u->url), "%s%s", c->app->cfg.control_plane_api, def->path);
     u->timer = evtimer_new(c->app->base, on_timer, u);
+    loop_defer_item_init(&u->finish_soon, on_finish_soon, u);
     u->next = c->live;
     c->live = u;
     if (n > 0) {
@@ -309,8 +314,7 @@ static Upcall *upcall_start(StorconClient *c, const UpcallDef *def, const void *
 static void upcall_go(Upcall *u)
 {
     if (u->def->batch > 0 && u->n_items == 0) {
-        struct timeval zero = {0, 0};
-        evtimer_add(u->timer, &zero);
+        (void)loop_defer_item(u->client->app->defer, &u->finish_soon);
         return;
     }
     if (u->def->batch > 0)

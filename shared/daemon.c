@@ -30,6 +30,7 @@
 
 #include <event2/event.h>
 
+#include "shared/defer.h"
 #include "shared/fsm.h"
 #include "shared/log.h"
 #include "shared/str.h"
@@ -78,7 +79,9 @@ struct Daemon {
     struct event_base *base;
     struct event *sig_term, *sig_int, *sig_hup;
     struct event *drain_timer; /* persistent, DAEMON_DRAIN_POLL_MS */
-    struct event *finish_ev;   /* activated to enter STOPPED from the loop */
+    LoopDefer *defer;          /* the daemon's "soon" (loop thread) */
+    LoopDeferItem first_look;  /* the drain check right after daemon_stop, not in 20 ms */
+    LoopDeferItem finish;      /* enter STOPPED from the loop */
     HttpServer *servers[DAEMON_MAX_SERVERS];
     size_t n_servers;
     DaemonStopFn stop_fn;
@@ -101,7 +104,8 @@ static void daemon_set_state(Daemon *d, DaemonState to)
 
 static void daemon_on_signal(evutil_socket_t sig, short what, void *arg);
 static void daemon_on_drain_timer(evutil_socket_t fd, short what, void *arg);
-static void daemon_on_finish(evutil_socket_t fd, short what, void *arg);
+static void daemon_on_first_look(void *arg);
+static void daemon_on_finish(void *arg);
 
 long daemon_raise_fd_limit(void)
 {
@@ -135,9 +139,10 @@ bool daemon_new(const char *program, Daemon **out, Err *err)
     d->sig_int = evsignal_new(d->base, SIGINT, daemon_on_signal, d);
     d->sig_hup = evsignal_new(d->base, SIGHUP, daemon_on_signal, d);
     d->drain_timer = event_new(d->base, -1, EV_PERSIST, daemon_on_drain_timer, d);
-    d->finish_ev = event_new(d->base, -1, 0, daemon_on_finish, d);
-    if (d->sig_term == NULL || d->sig_int == NULL || d->sig_hup == NULL || d->drain_timer == NULL ||
-        d->finish_ev == NULL) {
+    d->defer = loop_defer_new(d->base);
+    loop_defer_item_init(&d->first_look, daemon_on_first_look, d);
+    loop_defer_item_init(&d->finish, daemon_on_finish, d);
+    if (d->sig_term == NULL || d->sig_int == NULL || d->sig_hup == NULL || d->drain_timer == NULL) {
         err_set(err, ERR_INTERNAL, "cannot create the daemon's events");
         goto fail;
     }
@@ -169,11 +174,12 @@ void daemon_free(Daemon *d)
     if (d == NULL)
         return;
     daemon_free_servers(d);
-    struct event *events[] = {d->sig_term, d->sig_int, d->sig_hup, d->drain_timer, d->finish_ev};
+    struct event *events[] = {d->sig_term, d->sig_int, d->sig_hup, d->drain_timer};
     for (size_t i = 0; i < sizeof(events) / sizeof(events[0]); i++) {
         if (events[i] != NULL)
             event_free(events[i]);
     }
+    loop_defer_free(d->defer);
     if (d->base != NULL)
         event_base_free(d->base);
     free(d);
@@ -221,11 +227,11 @@ static void daemon_call_stop_hook(Daemon *d)
 /* daemon_finish_soon: enter STOPPED on the next loop iteration. */
 static void daemon_finish_soon(Daemon *d)
 {
-    event_active(d->finish_ev, EV_TIMEOUT, 0);
+    (void)loop_defer_item(d->defer, &d->finish);
 }
 
 /* daemon_on_finish: STOPPED. Freeing the servers answers their remaining requests with 503. */
-static void daemon_on_finish(evutil_socket_t fd, short what, void *arg)
+static void daemon_on_finish(void *arg)
 {
     Daemon *d = arg;
     if (d->state == DAEMON_STOPPED)
@@ -294,7 +300,12 @@ static void daemon_on_drain_timer(evutil_socket_t fd, short what, void *arg)
     } else {
         return;
     }
-    daemon_on_finish(-1, 0, d);
+    daemon_on_finish(d);
+}
+
+static void daemon_on_first_look(void *arg)
+{
+    daemon_on_drain_timer(-1, 0, arg);
 }
 
 void daemon_stop(Daemon *d)
@@ -309,7 +320,7 @@ void daemon_stop(Daemon *d)
     d->drain_deadline = deadline_in_ms(d->drain_timeout_ms);
     struct timeval poll = {0, DAEMON_DRAIN_POLL_MS * 1000};
     event_add(d->drain_timer, &poll);
-    event_active(d->drain_timer, EV_TIMEOUT, 0); /* first look now, not in 20 ms */
+    (void)loop_defer_item(d->defer, &d->first_look);
 }
 
 void daemon_fail(Daemon *d, int exit_code)

@@ -30,6 +30,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "shared/defer.h"
 #include "shared/fsm.h"
 #include "shared/log.h"
 #include "shared/str.h"
@@ -47,7 +48,7 @@ typedef enum HttpCallState {
     HTTP_CALL_NEW,         /* created, first attempt not started */
     HTTP_CALL_RUNNING,     /* easy handle on the multi handle */
     HTTP_CALL_BACKOFF,     /* waiting on call->ev before the next attempt */
-    HTTP_CALL_DELIVERING,  /* result ready; call->ev fires on the next loop iteration */
+    HTTP_CALL_DELIVERING,  /* result ready; call->deliver queued on the client's LoopDefer */
     HTTP_CALL_IN_CALLBACK, /* the done callback is running */
     HTTP_CALL_STATE_COUNT
 } HttpCallState;
@@ -67,7 +68,7 @@ static const FsmTransition HTTP_CALL_TRANSITIONS[] = {
     {HTTP_CALL_RUNNING, HTTP_CALL_DELIVERING, "transfer done"},
     {HTTP_CALL_BACKOFF, HTTP_CALL_RUNNING, "timer"},
     {HTTP_CALL_BACKOFF, HTTP_CALL_DELIVERING, "could not start"},
-    {HTTP_CALL_DELIVERING, HTTP_CALL_IN_CALLBACK, "zero timer"},
+    {HTTP_CALL_DELIVERING, HTTP_CALL_IN_CALLBACK, "loop_defer"},
 };
 
 static const int HTTP_CALL_TERMINAL[] = {HTTP_CALL_IN_CALLBACK};
@@ -111,8 +112,9 @@ struct HttpCall {
     HttpClientDone done;
     void *arg;
 
-    CURL *easy; /* only while RUNNING */
-    struct event *ev;
+    CURL *easy;            /* only while RUNNING */
+    struct event *ev;      /* the backoff timer */
+    LoopDeferItem deliver; /* the result to the callback, from the loop */
     StrBuf resp_body;
     bool body_too_large;
     int attempts;
@@ -125,7 +127,8 @@ struct HttpClient {
     struct event_base *base;
     CURLM *multi;
     struct event *timer;
-    HttpCall *calls; /* every call not yet delivered or cancelled */
+    LoopDefer *defer; /* deliveries */
+    HttpCall *calls;  /* every call not yet delivered or cancelled */
     HttpSock *socks;
     size_t inflight;
 };
@@ -221,6 +224,8 @@ static void calls_unlink(HttpClient *client, HttpCall *call)
 static void call_destroy(HttpCall *call)
 {
     event_free(call->ev);
+    if (call->client != NULL)
+        loop_defer_cancel(call->client->defer, &call->deliver);
     curl_slist_free_all(call->headers);
     strbuf_finish(&call->resp_body);
     free(call->method);
@@ -250,9 +255,8 @@ static void call_set_state(HttpCall *call, HttpCallState to)
 
 static void call_schedule_delivery(HttpCall *call)
 {
-    static const struct timeval zero = {0, 0};
     call_set_state(call, HTTP_CALL_DELIVERING);
-    evtimer_add(call->ev, &zero);
+    (void)loop_defer_item(call->client->defer, &call->deliver);
 }
 
 static void call_fail_async(HttpCall *call, ErrCode code, const char *what)
@@ -390,22 +394,17 @@ static void call_deliver(HttpCall *call)
     call_destroy(call);
 }
 
+/* call_event_cb: the backoff timer ended. */
 static void call_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     HttpCall *call = arg;
-    switch (call->state) {
-    case HTTP_CALL_BACKOFF:
+    if (call->state == HTTP_CALL_BACKOFF)
         call_start_attempt(call);
-        break;
-    case HTTP_CALL_DELIVERING:
-        call_deliver(call);
-        break;
-    case HTTP_CALL_NEW:
-    case HTTP_CALL_RUNNING:
-    case HTTP_CALL_IN_CALLBACK:
-    case HTTP_CALL_STATE_COUNT:
-        break;
-    }
+}
+
+static void call_deliver_cb(void *arg)
+{
+    call_deliver(arg);
 }
 
 static bool curl_result_retriable(CURLcode res)
@@ -579,6 +578,7 @@ bool http_client_new(struct event_base *base, HttpClient **out, Err *err)
     client->base = base;
     client->multi = curl_multi_init();
     client->timer = evtimer_new(base, timer_event_cb, client);
+    client->defer = loop_defer_new(base);
     if (client->multi == NULL || client->timer == NULL) {
         err_set(err, ERR_INTERNAL, "http client: curl_multi_init or evtimer_new failed");
         goto fail;
@@ -604,6 +604,7 @@ fail:
         curl_multi_cleanup(client->multi);
     if (client->timer)
         event_free(client->timer);
+    loop_defer_free(client->defer);
     free(client);
     return false;
 }
@@ -622,6 +623,7 @@ void http_client_free(HttpClient *client)
     while (client->socks != NULL)
         sock_free(client, client->socks);
     event_free(client->timer);
+    loop_defer_free(client->defer);
     free(client);
 }
 
@@ -632,6 +634,7 @@ static HttpCall *call_new(HttpClient *client, const HttpClientRequest *req, Http
 {
     HttpCall *call = xcalloc(1, sizeof(*call));
     call->client = client;
+    loop_defer_item_init(&call->deliver, call_deliver_cb, call);
     call->state = HTTP_CALL_NEW;
     call->done = done;
     call->arg = arg;

@@ -11,9 +11,9 @@
  *      context (request id, tenant) set.
  *   3. Exactly one reply (request_finish) sends the response, logs one line and counts it. A reply
  *      made during dispatch frees the request when dispatch ends; a deferred reply puts it on a
- *      graveyard emptied on the next loop iteration, so a buggy second reply in the same callback
- *      is still detected (assert in debug builds, log_error in release) instead of touching freed
- *      memory.
+ *      graveyard emptied on a later loop iteration (a LoopDeferItem, shared/defer.h), so a buggy
+ * second reply in the same callback is still detected (assert in debug builds, log_error in
+ * release) instead of touching freed memory.
  *
  * Client disconnect before a deferred reply: the watcher (EV_READ|EV_CLOSED on the socket, with a
  * MSG_PEEK to tell a close from pipelined bytes) marks the request gone; libevent's objects are
@@ -55,6 +55,7 @@
 #include <jansson.h>
 #include <pthread.h>
 
+#include "shared/defer.h"
 #include "shared/http_framing.h"
 #include "shared/id.h"
 #include "shared/log.h"
@@ -104,8 +105,9 @@ struct HttpServer {
     bool stopping;
     bool freeing;
     HttpRequest *pending;   /* received, not yet replied */
-    HttpRequest *graveyard; /* replied outside dispatch; freed by the reaper */
-    struct event *reaper;
+    HttpRequest *graveyard; /* replied outside dispatch; freed by `reap` */
+    LoopDefer *defer;
+    LoopDeferItem reap; /* empties the graveyard on a later iteration */
     uint64_t rng;
     /* connections (see "connections" below) */
     HttpConn *conns;       /* every connection evhttp has made a bufferevent for */
@@ -157,12 +159,14 @@ struct HttpConn {
     struct bufferevent *bev;         /* we hold a reference until conn_free */
     struct evhttp_connection *evcon; /* NULL until set up */
     evutil_socket_t fd;              /* -1 until set up */
-    struct event *setup_ev;          /* one-shot, right after evhttp has set the socket */
-    struct event *timer;             /* header deadline; after a rejection, the linger deadline */
-    HttpRequest *req;                /* the pending request, if any */
-    uint64_t answered;               /* requests replied to */
-    uint64_t timed_head;             /* the request whose head the timer runs for */
-    uint64_t received;               /* bytes added to the input since the connection opened */
+    /* one-shot, right after evhttp has set the socket; event_active and not a LoopDefer, which
+     * runs on a later iteration: setup must come before the connection's first read */
+    struct event *setup_ev;
+    struct event *timer; /* header deadline; after a rejection, the linger deadline */
+    HttpRequest *req;    /* the pending request, if any */
+    uint64_t answered;   /* requests replied to */
+    uint64_t timed_head; /* the request whose head the timer runs for */
+    uint64_t received;   /* bytes added to the input since the connection opened */
     HttpFraming framing;
     bool in_input_cb;
     bool rejected;  /* framing error or refused: closes after what is in flight */
@@ -389,7 +393,7 @@ static void pending_unlink(HttpServer *srv, HttpRequest *req)
     req->prev = req->next = NULL;
 }
 
-static void on_reap(evutil_socket_t fd, short what, void *arg)
+static void on_reap(void *arg)
 {
     HttpServer *srv = arg;
     HttpRequest *req = srv->graveyard;
@@ -559,7 +563,7 @@ static void request_finish(HttpRequest *req, int status, const char *content_typ
     if (!req->in_dispatch) {
         req->next = srv->graveyard;
         srv->graveyard = req;
-        event_active(srv->reaper, EV_TIMEOUT, 0);
+        (void)loop_defer_item(srv->defer, &srv->reap);
     }
 }
 
@@ -1226,10 +1230,11 @@ bool http_server_start(struct event_base *base, const HttpServerConfig *cfg, Htt
             metrics_counter(cfg->metrics, "http_accept_errors_total",
                             "accept() failures (e.g. out of file descriptors)", labels);
     }
-    srv->reaper = event_new(base, -1, 0, on_reap, srv);
+    srv->defer = loop_defer_new(base);
+    loop_defer_item_init(&srv->reap, on_reap, srv);
     srv->accept_timer = evtimer_new(base, on_accept_resume, srv);
     srv->http = evhttp_new(base);
-    if (srv->reaper == NULL || srv->accept_timer == NULL || srv->http == NULL) {
+    if (srv->accept_timer == NULL || srv->http == NULL) {
         err_set(err, ERR_INTERNAL, "%s: cannot create the HTTP server", srv->name);
         goto fail;
     }
@@ -1277,8 +1282,7 @@ bool http_server_start(struct event_base *base, const HttpServerConfig *cfg, Htt
 fail:
     if (srv->http)
         evhttp_free(srv->http);
-    if (srv->reaper)
-        event_free(srv->reaper);
+    loop_defer_free(srv->defer);
     if (srv->accept_timer)
         event_free(srv->accept_timer);
     for (size_t i = 0; i < srv->cfg.n_routes; i++)
@@ -1326,8 +1330,8 @@ void http_server_free(HttpServer *srv)
     while (srv->conns != NULL)
         conn_free(srv->conns); /* made but never set up */
     free(srv->conn_by_fd);
-    on_reap(-1, 0, srv);
-    event_free(srv->reaper);
+    loop_defer_free(srv->defer); /* the reap is done right here */
+    on_reap(srv);
     event_free(srv->accept_timer);
     for (size_t i = 0; i < srv->cfg.n_routes; i++)
         route_finish(&srv->routes[i]);

@@ -30,6 +30,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "shared/defer.h"
 #include "shared/fsm.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
@@ -817,7 +818,7 @@ static const FsmTransition DB_REQ_TRANSITIONS[] = {
     {DB_REQ_RUNNING, DB_REQ_QUEUED, "connection lost before sending"},
     {DB_REQ_RUNNING, DB_REQ_RETRY_WAIT, "transaction to retry"},
     {DB_REQ_RETRY_WAIT, DB_REQ_QUEUED, "backoff timer"},
-    {DB_REQ_DONE, DB_REQ_DELIVERING, "zero timer"},
+    {DB_REQ_DONE, DB_REQ_DELIVERING, "loop_defer"},
 };
 
 static const int DB_REQ_TERMINAL[] = {DB_REQ_DELIVERING};
@@ -860,7 +861,8 @@ struct DbRequest {
     int attempts;
     DbDoneFn cb; /* NULL once cancelled */
     void *arg;
-    struct event *timer; /* queue deadline, retry backoff, or delivery */
+    struct event *timer;   /* queue deadline or retry backoff */
+    LoopDeferItem deliver; /* the result to the callback, from the loop */
     PoolConn *pc;
     bool failed;
     Err err;
@@ -869,6 +871,7 @@ struct DbRequest {
 
 struct DbPool {
     struct event_base *base;
+    LoopDefer *defer; /* deliveries */
     char *url;
     char desc[256];
     size_t n_conns;
@@ -899,6 +902,7 @@ static const char SQL_TXN_ROLLBACK[] = "ROLLBACK";
 static void pool_dispatch(DbPool *pool);
 static void pool_conn_connect(PoolConn *pc);
 static void req_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void req_deliver_cb(void *arg);
 static void txn_send(DbRequest *r);
 
 static void pool_update_gauges(DbPool *pool)
@@ -1106,6 +1110,7 @@ static void req_free(DbRequest *r)
     free(r->stmts);
     free(r->results);
     event_free(r->timer);
+    loop_defer_cancel(r->pool->defer, &r->deliver);
     free(r);
 }
 
@@ -1131,6 +1136,7 @@ static DbRequest *req_new(DbPool *pool, const DbStatement *stmts, size_t n, bool
             s->params[p] = stmts[i].params[p] != NULL ? xstrdup(stmts[i].params[p]) : NULL;
     }
     r->timer = evtimer_new(pool->base, req_timer_cb, r);
+    loop_defer_item_init(&r->deliver, req_deliver_cb, r);
     r->all_next = pool->all;
     if (pool->all != NULL)
         pool->all->all_prev = r;
@@ -1156,13 +1162,13 @@ static void req_enqueue(DbRequest *r, bool front)
     pool_update_gauges(pool);
 }
 
-/* req_finish: the request is over; deliver it from a zero timer. */
+/* req_finish: the request is over; deliver it from the loop (the pool's LoopDefer). */
 static void req_finish(DbRequest *r)
 {
     req_set_state(r, DB_REQ_DONE);
     r->pc = NULL;
-    struct timeval tv = {0, 0};
-    evtimer_add(r->timer, &tv);
+    evtimer_del(r->timer);
+    (void)loop_defer_item(r->pool->defer, &r->deliver);
 }
 
 static void req_fail(DbRequest *r, const Err *e, const char *sqlstate)
@@ -1216,6 +1222,11 @@ static void req_deliver(DbRequest *r)
     req_free(r);
 }
 
+static void req_deliver_cb(void *arg)
+{
+    req_deliver(arg);
+}
+
 static void req_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     DbRequest *r = arg;
@@ -1234,9 +1245,6 @@ static void req_timer_cb(evutil_socket_t fd, short what, void *arg)
     case DB_REQ_RETRY_WAIT:
         req_enqueue(r, true);
         pool_dispatch(pool);
-        break;
-    case DB_REQ_DONE:
-        req_deliver(r);
         break;
     default:
         break;
@@ -1466,6 +1474,7 @@ DbPool *db_pool_new(struct event_base *base, const DbPoolConfig *cfg)
 {
     DbPool *pool = xcalloc(1, sizeof(*pool));
     pool->base = base;
+    pool->defer = loop_defer_new(base);
     pool->url = xstrdup(cfg->url);
     Err e;
     if (!db_url_describe(cfg->url, pool->desc, sizeof(pool->desc), &e))
@@ -1519,6 +1528,7 @@ void db_pool_free(DbPool *pool)
     }
     while (pool->all != NULL)
         req_free(pool->all);
+    loop_defer_free(pool->defer);
     free(pool->conns);
     free(pool->url);
     free(pool);

@@ -3,9 +3,9 @@
  *
  * The registry keeps operations in flight on a doubly linked list in start order, and owns the
  * lock table they take their locks from. An operation takes its locks one at a time, in the order
- * operation_start sorted them into; each grant (always from the lock table's event) asks for the
- * next, and the last one starts the first step. Without locks, a one-shot event starts it, so the
- * first step never runs inside operation_start either.
+ * operation_start sorted them into; each grant (always deferred by the lock table) asks for the
+ * next, and the last one starts the first step. Without locks, the operation's LoopDeferItem on
+ * the registry's LoopDefer starts it, so the first step never runs inside operation_start either.
  */
 #include "storcon/operation.h"
 
@@ -93,12 +93,13 @@ struct Operation {
     int64_t started_ms;
     int64_t deadline_ms;       /* monotonic; 0 = none */
     struct event *deadline_ev; /* NULL = none */
-    struct event *start_ev;    /* start without locks */
+    LoopDeferItem start;       /* start without locks */
     Err cancel_reason;
 };
 
 struct Operations {
     struct event_base *base;
+    LoopDefer *defer;
     void *host;
     TenantLocks *locks;
     Operation *head, *tail;
@@ -126,12 +127,13 @@ static void operation_set_state(Operation *op, OperationState next)
 
 /* ---- registry ---- */
 
-Operations *operations_new(struct event_base *base, void *host)
+Operations *operations_new(struct event_base *base, LoopDefer *defer, void *host)
 {
     Operations *ops = xcalloc(1, sizeof(*ops));
     ops->base = base;
+    ops->defer = defer;
     ops->host = host;
-    ops->locks = tenant_locks_new(base);
+    ops->locks = tenant_locks_new(defer);
     ops->next_id = 1;
     return ops;
 }
@@ -156,8 +158,7 @@ static void operation_free(Operation *op)
 {
     if (op->deadline_ev != NULL)
         event_free(op->deadline_ev);
-    if (op->start_ev != NULL)
-        event_free(op->start_ev);
+    loop_defer_cancel(op->ops->defer, &op->start);
     if (op->data != NULL) {
         if (op->free_data != NULL)
             op->free_data(op->data);
@@ -232,10 +233,13 @@ json_t *operations_to_json(const Operations *ops)
 
 /* ---- one operation ---- */
 
+static void on_start(void *arg);
+
 Operation *operation_new(Operations *ops, OperationKind kind, OperationDoneFn done, void *arg)
 {
     Operation *op = xcalloc(1, sizeof(*op));
     op->ops = ops;
+    loop_defer_item_init(&op->start, on_start, op);
     op->id = ops->next_id++;
     op->kind = kind;
     op->state = OPERATION_LOCKING;
@@ -354,7 +358,7 @@ static void request_next_lock(Operation *op)
         l->lock = tenant_lock_acquire(locks, &l->tenant, l->mode, on_lock_granted, op);
 }
 
-static void on_start(evutil_socket_t fd, short what, void *arg)
+static void on_start(void *arg)
 {
     run_first(arg);
 }
@@ -363,8 +367,7 @@ void operation_start(Operation *op, OperationStepFn first)
 {
     op->first = first;
     if (op->n_locks == 0) {
-        op->start_ev = event_new(op->ops->base, -1, 0, on_start, op);
-        event_active(op->start_ev, 0, 0);
+        (void)loop_defer_item(op->ops->defer, &op->start);
         return;
     }
     qsort(op->locks, op->n_locks, sizeof(op->locks[0]), lock_order);

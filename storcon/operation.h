@@ -45,6 +45,7 @@
 
 #include <jansson.h>
 
+#include "shared/defer.h"
 #include "shared/err.h"
 #include "shared/fsm.h"
 #include "shared/id.h"
@@ -95,8 +96,9 @@ typedef void (*OperationPersistFn)(const Operation *op, void *arg);
 /* ---- the registry of operations in flight ---- */
 
 /* operations_new: an empty registry with its own lock table; host is handed to every operation's
- * steps (operation_host: the Service). Never NULL; free with operations_free. */
-Operations *operations_new(struct event_base *base, void *host);
+ * steps (operation_host: the Service). Lock-free starts and lock grants are deferred through defer
+ * (borrowed: it must outlive the registry). Never NULL; free with operations_free. */
+Operations *operations_new(struct event_base *base, LoopDefer *defer, void *host);
 
 /* operations_free: free the registry, every operation in flight (their data too; completions
  * never run) and the lock table. NULL ok. */

@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "shared/defer.h"
 #include "shared/json.h"
 #include "shared/log.h"
 #include "shared/str.h"
@@ -28,9 +29,9 @@ struct PageserverCall {
     PageserverCall *prev, *next; /* in pc->calls */
     PageserverOp op;
     TenantShardId tsid;
-    ShardCount new_count;  /* SHARD_SPLIT: the count the children must have */
-    HttpCall *http;        /* while the request runs */
-    struct event *fail_ev; /* local failure waiting to be delivered */
+    ShardCount new_count; /* SHARD_SPLIT: the count the children must have */
+    HttpCall *http;       /* while the request runs */
+    LoopDeferItem fail;   /* delivers a local failure from the loop */
     Err fail_err;
     bool in_callback;
     PageserverDone done;
@@ -38,8 +39,8 @@ struct PageserverCall {
 };
 
 struct PageserverClient {
-    struct event_base *base;
     HttpClient *http;
+    LoopDefer *defer; /* local failures are delivered through it */
     PageserverCall *calls;
     size_t inflight;
 };
@@ -86,8 +87,8 @@ const char *pageserver_timeline_delete_name(PageserverTimelineDelete d)
 PageserverClient *pageserver_client_new(struct event_base *base, HttpClient *http)
 {
     PageserverClient *pc = xcalloc(1, sizeof(*pc));
-    pc->base = base;
     pc->http = http;
+    pc->defer = loop_defer_new(base);
     return pc;
 }
 
@@ -105,8 +106,8 @@ static void calls_unlink(PageserverClient *pc, PageserverCall *call)
 
 static void call_destroy(PageserverCall *call)
 {
-    if (call->fail_ev != NULL)
-        event_free(call->fail_ev);
+    if (call->pc != NULL)
+        loop_defer_cancel(call->pc->defer, &call->fail);
     free(call);
 }
 
@@ -127,6 +128,7 @@ void pageserver_client_free(PageserverClient *pc)
         return;
     while (pc->calls != NULL)
         call_abort(pc->calls);
+    loop_defer_free(pc->defer);
     free(pc);
 }
 
@@ -171,7 +173,7 @@ static void call_finish(PageserverCall *call, const PageserverResult *res)
     call_destroy(call);
 }
 
-static void fail_event_cb(evutil_socket_t fd, short what, void *arg)
+static void fail_event_cb(void *arg)
 {
     PageserverCall *call = arg;
     PageserverResult res;
@@ -185,14 +187,9 @@ static void fail_event_cb(evutil_socket_t fd, short what, void *arg)
 /* call_fail_async: deliver a failure found before any request on the next loop iteration. */
 static PageserverCall *call_fail_async(PageserverCall *call, const Err *err)
 {
-    static const struct timeval zero = {0, 0};
     call->fail_err = *err;
-    call->fail_ev = evtimer_new(call->pc->base, fail_event_cb, call);
-    if (call->fail_ev == NULL) {
-        log_error("pageserver client: evtimer_new failed");
-        abort(); /* cannot even report asynchronously; like an allocation failure */
-    }
-    evtimer_add(call->fail_ev, &zero);
+    loop_defer_item_init(&call->fail, fail_event_cb, call);
+    (void)loop_defer_item(call->pc->defer, &call->fail);
     return call;
 }
 

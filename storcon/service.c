@@ -13,6 +13,10 @@
  * config, policy, reads), service_location_config.c (onboarding), service_timelines.c (shard map
  * snapshots for fan-outs), service_debug.c (the consistency check).
  *
+ * Deferral: every "call back later, never from inside the caller" of the service (deferred
+ * completions, the waiter check, an operation's lock-free start, lock grants) goes through one
+ * LoopDefer (shared/defer.h) the Service owns.
+ *
  * Waiters: tenant create and delete wait for the tenant's reconciles. A Waiter names the tenant (by
  * id, never by pointer), is re-checked whenever a reconcile of that tenant ends, and has a deadline
  * timer.
@@ -79,75 +83,58 @@ static bool hook_target(void *host, NodeId node, PageserverTarget *t, char *buf,
     return service_target_for(host, node, t, buf, size);
 }
 
-/* Deferred callbacks: a ServiceJsonFn must never run inside the call that started it. */
+/* Deferred completions: a ServiceJsonFn / ServiceDoneFn never runs inside the call that started
+ * it; both go through the service's LoopDefer. */
 typedef struct Deferred {
-    ServiceJsonFn cb;
+    ServiceJsonFn json_cb;
+    ServiceDoneFn done_cb;
     void *arg;
     json_t *result;
     Err err;
     bool failed;
-    struct event *ev;
 } Deferred;
 
-static void deferred_cb(evutil_socket_t fd, short what, void *arg)
+static void deferred_run(void *arg)
 {
     Deferred *d = arg;
-    event_free(d->ev);
-    if (d->failed)
-        d->cb(&d->err, NULL, d->arg);
+    const Err *err = d->failed ? &d->err : NULL;
+    if (d->json_cb != NULL)
+        d->json_cb(err, d->result, d->arg);
     else
-        d->cb(NULL, d->result, d->arg);
+        d->done_cb(err, d->arg);
     free(d);
 }
 
-void service_defer_json(Service *svc, ServiceJsonFn cb, void *arg, const Err *err, json_t *result)
+static void defer_result(Service *svc, ServiceJsonFn json_cb, ServiceDoneFn done_cb, void *arg,
+                         const Err *err, json_t *result)
 {
     Deferred *d = xcalloc(1, sizeof(*d));
-    d->cb = cb;
+    d->json_cb = json_cb;
+    d->done_cb = done_cb;
     d->arg = arg;
-    d->result = result;
     if (err != NULL) {
         d->err = *err;
         d->failed = true;
         json_decref(result);
-        d->result = NULL;
+    } else {
+        d->result = result;
     }
-    d->ev = event_new(svc->opts.base, -1, 0, deferred_cb, d);
-    event_active(d->ev, 0, 0);
+    loop_defer(svc->defer, deferred_run, d);
+}
+
+void service_defer_json(Service *svc, ServiceJsonFn cb, void *arg, const Err *err, json_t *result)
+{
+    defer_result(svc, cb, NULL, arg, err, result);
 }
 
 void service_defer_err(Service *svc, ServiceJsonFn cb, void *arg, const Err *err)
 {
-    service_defer_json(svc, cb, arg, err, NULL);
-}
-
-typedef struct DeferredDone {
-    ServiceDoneFn cb;
-    void *arg;
-    Err err;
-    bool failed;
-    struct event *ev;
-} DeferredDone;
-
-static void deferred_done_cb(evutil_socket_t fd, short what, void *arg)
-{
-    DeferredDone *d = arg;
-    event_free(d->ev);
-    d->cb(d->failed ? &d->err : NULL, d->arg);
-    free(d);
+    defer_result(svc, cb, NULL, arg, err, NULL);
 }
 
 void service_defer_done(Service *svc, ServiceDoneFn cb, void *arg, const Err *err)
 {
-    DeferredDone *d = xcalloc(1, sizeof(*d));
-    d->cb = cb;
-    d->arg = arg;
-    if (err != NULL) {
-        d->err = *err;
-        d->failed = true;
-    }
-    d->ev = event_new(svc->opts.base, -1, 0, deferred_done_cb, d);
-    event_active(d->ev, 0, 0);
+    defer_result(svc, NULL, cb, arg, err, NULL);
 }
 
 void service_update_node_gauges(Service *svc)
@@ -300,8 +287,6 @@ static bool tenant_settled(Service *svc, const TenantId *id)
     return true;
 }
 
-static void waiter_check_cb(evutil_socket_t fd, short what, void *arg);
-
 /* service_waiter_add: fn runs when the tenant has no reconcile running (checked after every
  * reconcile end and once right away, asynchronously) or after timeout_ms.
  */
@@ -319,7 +304,7 @@ void service_waiter_add(Service *svc, const TenantId *tenant, long timeout_ms, W
     w->next = svc->waiters;
     svc->waiters = w;
     /* a first check from the loop, in case nothing needed reconciling */
-    event_active(svc->waiter_kick, 0, 0);
+    (void)loop_defer_item(svc->defer, &svc->waiter_kick);
 }
 
 static void check_waiters(Service *svc, const TenantId *tenant)
@@ -336,7 +321,7 @@ static void check_waiters(Service *svc, const TenantId *tenant)
     }
 }
 
-static void waiter_check_cb(evutil_socket_t fd, short what, void *arg)
+static void waiter_check_cb(void *arg)
 {
     check_waiters(arg, NULL);
 }
@@ -447,8 +432,9 @@ Service *service_new(const ServiceOptions *opts)
         .hooks = {.host = svc, .target = hook_target, .result = service_hb_result},
     };
     svc->hb = heartbeat_new(&hbo);
-    svc->ops = operations_new(opts->base, svc);
-    svc->waiter_kick = event_new(opts->base, -1, 0, waiter_check_cb, svc);
+    svc->defer = loop_defer_new(opts->base);
+    loop_defer_item_init(&svc->waiter_kick, waiter_check_cb, svc);
+    svc->ops = operations_new(opts->base, svc->defer, svc);
     svc->hb_soon = event_new(opts->base, -1, 0, hb_soon_cb, svc);
     if (opts->metrics != NULL) {
         for (int a = 0; a < NODE_AVAILABILITY_COUNT; a++) {
@@ -486,7 +472,6 @@ void service_free(Service *svc)
         free(w); /* its operation goes with the registry */
     }
     operations_free(svc->ops);
-    event_free(svc->waiter_kick);
     event_free(svc->hb_soon);
     heartbeat_free(svc->hb);
     reconciler_free(svc->rec);
@@ -499,6 +484,7 @@ void service_free(Service *svc)
     free(svc->cp_url);
     free(svc->cp_token);
     free(svc->ps_token);
+    loop_defer_free(svc->defer); /* completions not run yet never run */
     free(svc);
 }
 

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "shared/defer.h"
 #include "shared/json.h"
 #include "shared/log.h"
 #include "shared/str.h"
@@ -81,7 +82,8 @@ struct Service {
     size_t startup_pending; /* location_config lists in flight */
     Operations *ops;        /* operations in flight and their tenant / node locks */
     Waiter *waiters;
-    struct event *waiter_kick; /* check every waiter from the loop */
+    LoopDefer *defer;          /* every deferred call of the service (shared/defer.h) */
+    LoopDeferItem waiter_kick; /* check every waiter from the loop */
     struct event *hb_soon;     /* one heartbeat round shortly after a re-attach or registration */
     MetricGauge *m_nodes[NODE_AVAILABILITY_COUNT];
 };

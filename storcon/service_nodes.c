@@ -143,20 +143,16 @@ static void on_node_inserted(const Err *err, const DbNode *stored, bool created,
     op->then(op, NULL);
 }
 
-/* register_fail_cb: a registration refused before the database was asked, delivered from the loop.
- */
-static void register_fail_cb(evutil_socket_t fd, short what, void *arg);
-
+/* register_fail_cb: a registration refused before the database was asked, delivered from the loop
+ * (the service's LoopDefer). */
 typedef struct RegisterFail {
     RegisterOp *op;
     Err err;
-    struct event *ev;
 } RegisterFail;
 
-static void register_fail_cb(evutil_socket_t fd, short what, void *arg)
+static void register_fail_cb(void *arg)
 {
     RegisterFail *f = arg;
-    event_free(f->ev);
     f->op->then(f->op, &f->err);
     free(f);
 }
@@ -166,8 +162,7 @@ void service_register_fail(Service *svc, RegisterOp *op, const Err *err)
     RegisterFail *f = xcalloc(1, sizeof(*f));
     f->op = op;
     f->err = *err;
-    f->ev = event_new(svc->opts.base, -1, 0, register_fail_cb, f);
-    event_active(f->ev, 0, 0);
+    loop_defer(svc->defer, register_fail_cb, f);
 }
 
 /* service_register_start: the in-memory check (same registration: done; other addresses: 409), then

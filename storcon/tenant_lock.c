@@ -5,7 +5,8 @@
  * Layout: a chained hash table of entries, one per tenant or node that has holders or waiters
  * (keyed by LockKey: what is locked, and its id); each entry
  * counts its holders and keeps its waiters in arrival order. A grant moves a waiter onto the
- * table's notify list and activates one event; the event's callback tells the granted owners, so
+ * table's notify list and queues the table's LoopDeferItem (shared/defer.h; a coalescing kick); its
+ * callback tells the granted owners, so
  * a grant never runs its owner's code inside acquire or release (where the caller may be in the
  * middle of changing its own state).
  */
@@ -14,8 +15,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <event2/event.h>
 
 #include "shared/fsm.h"
 #include "shared/str.h"
@@ -85,7 +84,8 @@ struct TenantLockEntry {
 };
 
 struct TenantLocks {
-    struct event *notify_ev;
+    LoopDefer *defer;     /* borrowed */
+    LoopDeferItem notify; /* runs on_notify; queued while the notify list is not empty */
     TenantLock *notify_head, *notify_tail;
     TenantLock *held_head, *held_tail;
     TenantLockEntry *buckets[TENANT_LOCK_BUCKETS];
@@ -161,7 +161,7 @@ static void list_remove(TenantLock **head, TenantLock **tail, TenantLock *l)
 
 /* on_notify: tell granted owners. A callback may acquire or release any lock, including ones on
  * the notify list: each owner is taken off the list before its callback runs. */
-static void on_notify(evutil_socket_t fd, short what, void *arg)
+static void on_notify(void *arg)
 {
     TenantLocks *locks = arg;
     while (locks->notify_head != NULL) {
@@ -196,7 +196,7 @@ static void entry_grant(TenantLocks *locks, TenantLockEntry *e)
         any = true;
     }
     if (any)
-        event_active(locks->notify_ev, EV_TIMEOUT, 0);
+        (void)loop_defer_item(locks->defer, &locks->notify);
 }
 
 static void entry_free_if_idle(TenantLocks *locks, TenantLockEntry *e)
@@ -210,12 +210,11 @@ static void entry_free_if_idle(TenantLocks *locks, TenantLockEntry *e)
     free(e);
 }
 
-TenantLocks *tenant_locks_new(struct event_base *base)
+TenantLocks *tenant_locks_new(LoopDefer *defer)
 {
     TenantLocks *locks = xcalloc(1, sizeof(*locks));
-    locks->notify_ev = event_new(base, -1, 0, on_notify, locks);
-    if (locks->notify_ev == NULL)
-        abort(); /* out of memory, as xmalloc treats it */
+    locks->defer = defer;
+    loop_defer_item_init(&locks->notify, on_notify, locks);
     return locks;
 }
 
@@ -246,7 +245,7 @@ void tenant_locks_free(TenantLocks *locks)
             e = next;
         }
     }
-    event_free(locks->notify_ev);
+    loop_defer_cancel(locks->defer, &locks->notify);
     free(locks);
 }
 

@@ -22,9 +22,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "shared/defer.h"
 #include "shared/id.h"
-
-struct event_base;
 
 typedef struct TenantLocks TenantLocks;
 typedef struct TenantLock TenantLock;
@@ -38,9 +37,9 @@ typedef enum TenantLockMode {
 /* TenantLockGranted: the lock is held from now on until tenant_lock_release(lock). */
 typedef void (*TenantLockGranted)(TenantLock *lock, void *arg);
 
-/* tenant_locks_new: an empty lock table whose grant notifications run on base. Never NULL; the
- * caller frees with tenant_locks_free. */
-TenantLocks *tenant_locks_new(struct event_base *base);
+/* tenant_locks_new: an empty lock table whose grant notifications are deferred through defer
+ * (borrowed: it must outlive the table). Never NULL; the caller frees with tenant_locks_free. */
+TenantLocks *tenant_locks_new(LoopDefer *defer);
 
 /* tenant_locks_free: free the table and every lock still in it (held or waiting); their
  * callbacks never run and their handles become invalid. NULL ok. */

@@ -68,6 +68,7 @@ static int fixture_setup(void **state)
     char remote_dir[512];
     str_printf(remote_dir, sizeof(remote_dir), "%s/remote", f->tmp);
     app->base = event_base_new();
+    app->defer = loop_defer_new(app->base);
     app->metrics = metrics_registry_new();
     pageserver_metrics_register(app);
     if (!fs_mkdir_p(dir, 0700, &err) || !fs_mkdir_p(remote_dir, 0700, &err) ||
@@ -91,6 +92,7 @@ static int fixture_teardown(void **state)
     tenant_manager_free(app->tenants);
     remote_storage_free(app->remote);
     metrics_registry_free(app->metrics);
+    loop_defer_free(app->defer);
     event_base_free(app->base);
     Err err = {0};
     if (!fs_remove_tree(f->tmp, &err))

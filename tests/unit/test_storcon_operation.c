@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "shared/err.h"
+#include "shared/defer.h"
 #include "shared/fsm.h"
 #include "shared/id.h"
 #include "storcon/operation.h"
@@ -21,6 +22,7 @@
 
 typedef struct Fixture {
     struct event_base *base;
+    LoopDefer *defer;
     Operations *ops;
     TenantId t1, t2;
 } Fixture;
@@ -69,7 +71,8 @@ static int setup(void **state)
 {
     Fixture *fx = calloc(1, sizeof(*fx));
     fx->base = event_base_new();
-    fx->ops = operations_new(fx->base, fx);
+    fx->defer = loop_defer_new(fx->base);
+    fx->ops = operations_new(fx->base, fx->defer, fx);
     memset(fx->t1.b, 0x11, sizeof(fx->t1.b));
     memset(fx->t2.b, 0x22, sizeof(fx->t2.b));
     g_starts = g_done = 0;
@@ -81,6 +84,7 @@ static int teardown(void **state)
 {
     Fixture *fx = *state;
     operations_free(fx->ops);
+    loop_defer_free(fx->defer);
     event_base_free(fx->base);
     free(fx);
     return 0;
@@ -98,6 +102,23 @@ static Operation *start(Fixture *fx, Rec *r, OperationKind kind)
     r->op = operation_new(fx->ops, kind, on_done, r);
     operation_set_data(r->op, r, keep);
     return r->op;
+}
+
+/* Freeing the registry with a lock-free start still queued unqueues it from the shared LoopDefer:
+ * the first step never runs. */
+static void test_free_cancels_queued_start(void **state)
+{
+    Fixture *fx = *state;
+    Rec r;
+    Operation *op = start(fx, &r, OPERATION_TENANT_CONFIG);
+    operation_start(op, first_step);
+    assert_int_equal(loop_defer_pending(fx->defer), 1);
+    operations_free(fx->ops);
+    assert_int_equal(loop_defer_pending(fx->defer), 0);
+    fx->ops = operations_new(fx->base, fx->defer, fx);
+    loop_run_for(fx->base, 20);
+    assert_int_equal(r.started, 0);
+    assert_int_equal(r.done_calls, 0);
 }
 
 static void test_transition_table(void **state)
@@ -377,7 +398,7 @@ static void test_free_abandons(void **state)
     operation_start(ob, first_step);
     loop_run_for(fx->base, 20);
     operations_free(fx->ops);
-    fx->ops = operations_new(fx->base, fx);
+    fx->ops = operations_new(fx->base, fx->defer, fx);
     assert_int_equal(freed, 2);
     assert_int_equal(a.done_calls, 0);
     assert_int_equal(b.done_calls, 0);
@@ -395,6 +416,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deadline, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_abandons, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_cancels_queued_start, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 #include <event2/event.h>
 
+#include "shared/defer.h"
 #include "shared/id.h"
 #include "storcon/tenant_lock.h"
 
@@ -26,6 +27,7 @@ typedef struct Owner {
 
 typedef struct Fixture {
     struct event_base *base;
+    LoopDefer *defer;
     TenantLocks *locks;
     TenantId t1, t2;
     Owner owners[MAX_OWNERS];
@@ -58,7 +60,8 @@ static int setup(void **state)
 {
     Fixture *fx = calloc(1, sizeof(*fx));
     fx->base = event_base_new();
-    fx->locks = tenant_locks_new(fx->base);
+    fx->defer = loop_defer_new(fx->base);
+    fx->locks = tenant_locks_new(fx->defer);
     memset(fx->t1.b, 0x11, sizeof(fx->t1.b));
     memset(fx->t2.b, 0x22, sizeof(fx->t2.b));
     g_fx = fx;
@@ -70,6 +73,7 @@ static int teardown(void **state)
 {
     Fixture *fx = *state;
     tenant_locks_free(fx->locks);
+    loop_defer_free(fx->defer);
     event_base_free(fx->base);
     free(fx);
     g_fx = NULL;
@@ -263,10 +267,36 @@ static void test_free_with_outstanding(void **state)
     acquire(fx, 2, "c", &fx->t2, TENANT_LOCK_SHARED); /* granted, not notified */
     assert_int_equal(a->granted_calls, 1);
     tenant_locks_free(fx->locks);
-    fx->locks = tenant_locks_new(fx->base);
+    fx->locks = tenant_locks_new(fx->defer);
     run_loop(fx);
     assert_int_equal(fx->owners[1].granted_calls, 0);
     assert_int_equal(fx->owners[2].granted_calls, 0);
+}
+
+/* Grants coalesce into one deferred notification on the shared LoopDefer; freeing the table with
+ * a notification queued unqueues it (the LoopDefer stays usable and runs nothing of the table). */
+static void test_grants_share_one_deferral(void **state)
+{
+    Fixture *fx = *state;
+    acquire(fx, 0, "a", &fx->t1, TENANT_LOCK_SHARED);
+    acquire(fx, 1, "b", &fx->t1, TENANT_LOCK_SHARED);
+    acquire(fx, 2, "c", &fx->t2, TENANT_LOCK_EXCLUSIVE);
+    assert_int_equal(loop_defer_pending(fx->defer), 1);
+    run_loop(fx);
+    assert_int_equal(loop_defer_pending(fx->defer), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(fx->owners[i].granted_calls, 1);
+    assert_true(fx->owners[0].grant_order < fx->owners[1].grant_order);
+    assert_true(fx->owners[1].grant_order < fx->owners[2].grant_order);
+
+    release(&fx->owners[2]);
+    acquire(fx, 3, "d", &fx->t2, TENANT_LOCK_SHARED); /* granted, not notified */
+    assert_int_equal(loop_defer_pending(fx->defer), 1);
+    tenant_locks_free(fx->locks);
+    assert_int_equal(loop_defer_pending(fx->defer), 0);
+    fx->locks = tenant_locks_new(fx->defer);
+    run_loop(fx);
+    assert_int_equal(fx->owners[3].granted_calls, 0);
 }
 
 static Owner *acquire_node(Fixture *fx, int i, const char *name, NodeId node, TenantLockMode m)
@@ -380,6 +410,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_release_before_notification, setup, teardown),
         cmocka_unit_test_setup_teardown(test_release_and_acquire_in_callback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_with_outstanding, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_grants_share_one_deferral, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_fifo, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_and_tenant_independent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_cancel_and_free, setup, teardown),
