@@ -17,18 +17,19 @@ Tenant *service_tenant_or_404(Service *svc, const TenantId *id, Err *err)
     return t;
 }
 
-/* service_shards_json: [{"shard_id", "node_id", "generation"}] of the tenant's current shards. */
+/* service_shards_json: [{"shard_id", "node_id", "generation"}] of the tenant's current shards
+ * that have an attached node: Neon's TenantCreateResponseShard and TenantShardLocation require
+ * node_id, so a shard attached nowhere (Secondary, Detached) is left out. */
 json_t *service_shards_json(const Tenant *t, bool with_generation)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < t->n_shards; i++) {
         const TenantShard *s = t->shards[i];
+        if (s->intent.attached == NODE_ID_NONE)
+            continue;
         json_t *e = json_object();
         json_set_new(e, "shard_id", json_from_tsid(&s->tsid));
-        json_set_new(e, "node_id",
-                     s->intent.attached == NODE_ID_NONE
-                         ? json_null()
-                         : json_integer((json_int_t)s->intent.attached));
+        json_set_new(e, "node_id", json_integer((json_int_t)s->intent.attached));
         if (with_generation)
             json_set_new(e, "generation", json_from_generation(s->generation));
         json_array_append_new(arr, e);

@@ -1,0 +1,65 @@
+"""Storage controller compatibility with Neon's clients (storcon.md "Neon compatibility"):
+defects found by driving storcon with the shapes Neon's tools send and expect.
+
+- location_config answers list only shards with an attached node (node_id is required);
+- a tenant moved to Secondary then Detached has no compute notification pending, so
+  reconcile_all settles and DELETE succeeds;
+"""
+
+import pytest
+
+from storcon_env import (  # noqa: F401 - fixtures are used by name
+    cluster,
+    cluster_factory,
+    error_msg,
+    new_id,
+    ok_json,
+    tsid_of,
+    wait_for,
+)
+
+LOC = {"mode": "AttachedSingle", "generation": 1, "secondary_conf": None,
+       "shard_number": 0, "shard_count": 0, "shard_stripe_size": 0, "tenant_conf": {}}
+
+
+def put_location(cl, tenant, **fields):
+    return cl.storcon.put(f"/v1/tenant/{tenant}/location_config", json={**LOC, **fields},
+                          timeout=60)
+
+
+def test_location_config_secondary_detached_answers_and_settles(cluster_factory):
+    cl = cluster_factory(2)
+    tenant = new_id()
+    # The control plane fails the attach's notification: the tenant is pending when it leaves.
+    rule = cl.cp.respond("PUT", "/notify-attach", status=500, body={"msg": "down"})
+    body = ok_json(put_location(cl, tenant))
+    assert [s["shard_id"] for s in body["shards"]] == [tenant], body
+    assert isinstance(body["shards"][0]["node_id"], int), body
+
+    wait_for(lambda: cl.notifications(tenant), timeout=20, what="notification tried")
+    wait_for(lambda: cl.describe(tenant)["shards"][0]["is_pending_compute_notification"],
+             timeout=10, what="pending notification")
+    cl.cp.rules.remove(rule)
+
+    # Secondary: no shard has an attached node: none is listed (node_id is never null).
+    body = ok_json(put_location(cl, tenant, mode="Secondary", generation=None,
+                                secondary_conf={"warm": True}))
+    assert body["shards"] == [], body
+
+    # Detached: same answer, and nothing stays pending: reconcile_all settles.
+    body = ok_json(put_location(cl, tenant, mode="Detached", generation=None))
+    assert body["shards"] == [], body
+    cl.reconcile_until_idle(timeout=30)
+    shard = cl.describe(tenant)["shards"][0]
+    assert not shard["is_pending_compute_notification"], shard
+    assert cl.tenant_locations(tenant) == {}, cl.tenant_locations(tenant)
+
+    # DELETE succeeds (it was 503 on every retry while a notification stayed pending).
+    r = cl.delete_tenant(tenant)
+    assert r.status_code in (200, 202), r.text
+    error_msg(cl.storcon.get(f"/control/v1/tenant/{tenant}"), 404)
+
+    # The tenant comes back attached: the control plane is told again.
+    body = ok_json(put_location(cl, tenant, generation=None))
+    assert len(body["shards"]) == 1 and isinstance(body["shards"][0]["node_id"], int), body
+    cl.reconcile_until_idle()
