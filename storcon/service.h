@@ -144,9 +144,12 @@ void service_node_configure(Service *svc, const ServiceNodeConfigure *req, Servi
  * "stripe_size"}]}: those shards (AttachedSingle, the new generation) plus every shard whose
  * intent has a secondary on the node (Secondary, gen null). The node becomes WarmingUp until its
  * next good heartbeat. 404 when the node is not registered and reg is NULL. Allowed before
- * ready. */
+ * ready. empty_local_disk (Neon's ReAttachRequest field): the node lost its disk, so nothing it
+ * is told is assumed to be in place: its attached shards and secondaries are observed unknown
+ * and the next reconcile re-pushes each location (attachments load from remote storage,
+ * secondaries download again). */
 void service_reattach(Service *svc, NodeId node, const ServiceNodeRegistration *reg,
-                      ServiceJsonFn cb, void *arg);
+                      bool empty_local_disk, ServiceJsonFn cb, void *arg);
 
 typedef struct ServiceValidateItem {
     TenantShardId tsid;

@@ -93,7 +93,8 @@ typedef struct RegisterOp {
     void (*then)(struct RegisterOp *op, const Err *err);
     ServiceJsonFn cb;
     void *arg;
-    NodeId reattach_node; /* re-attach continuation */
+    NodeId reattach_node;  /* re-attach continuation */
+    bool empty_local_disk; /* re-attach: the node lost its local disk */
 } RegisterOp;
 
 /* TenantOp: the data of the operations on one tenant (create, delete, config, policy,

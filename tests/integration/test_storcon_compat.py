@@ -4,6 +4,7 @@ defects found by driving storcon with the shapes Neon's tools send and expect.
 - location_config answers list only shards with an attached node (node_id is required);
 - a tenant moved to Secondary then Detached has no compute notification pending, so
   reconcile_all settles and DELETE succeeds;
+- re-attach accepts Neon's "empty_local_disk" and re-pushes what a disk-less node is told;
 """
 
 import pytest
@@ -63,3 +64,40 @@ def test_location_config_secondary_detached_answers_and_settles(cluster_factory)
     body = ok_json(put_location(cl, tenant, generation=None))
     assert len(body["shards"]) == 1 and isinstance(body["shards"][0]["node_id"], int), body
     cl.reconcile_until_idle()
+
+
+def test_reattach_empty_local_disk(cluster_factory):
+    """Neon's pageservers send "empty_local_disk" in re-attach; true means the node lost its disk:
+    the attachment it is answered is not assumed in place, so a reconcile re-pushes it."""
+    cl = cluster_factory(2)
+    tenant, _ = cl.create_tenant(placement={"Attached": 1})
+    cl.reconcile_until_idle()
+    node = cl.attached(tenant)[tenant]
+    gen_before = cl.db_generations(tenant)[tenant]
+
+    # The field is accepted (false or null: an ordinary re-attach, nothing to re-push).
+    for value in (False, None):
+        body = ok_json(cl.storcon.post("/upcall/v1/re-attach",
+                                       json={"node_id": node, "empty_local_disk": value}))
+        assert {"id": tenant, "gen": cl.db_generations(tenant)[tenant], "mode": "AttachedSingle"}\
+            .items() <= next(t for t in body["tenants"] if t["id"] == tenant).items(), body
+        assert cl.reconcile_all() == 0
+    # The pageserver never saw those re-attaches: it holds the old generation.
+    held = ok_json(cl.ps(node).get(f"/v1/location_config/{tenant}"))
+    assert held["generation"] == gen_before, held
+
+    # true: the bumped generation is answered, and the next reconcile pushes the attachment.
+    body = ok_json(cl.storcon.post("/upcall/v1/re-attach",
+                                   json={"node_id": node, "empty_local_disk": True}))
+    entry = next(t for t in body["tenants"] if t["id"] == tenant)
+    assert entry["gen"] > gen_before and entry["mode"] == "AttachedSingle", body
+    # The re-attach starts the reconcile itself (the controller is ready): the pageserver ends up
+    # holding the shard in the controller's latest generation.
+    cl.reconcile_until_idle()
+    gen = cl.db_generations(tenant)[tenant]
+    assert gen >= entry["gen"], (entry, gen)
+    held = ok_json(cl.ps(node).get(f"/v1/location_config/{tenant}"))
+    assert held["mode"] == "AttachedSingle" and held["generation"] == gen, held
+    # A wrong type is still refused.
+    error_msg(cl.storcon.post("/upcall/v1/re-attach",
+                              json={"node_id": node, "empty_local_disk": "yes"}), 400)
