@@ -145,9 +145,9 @@ void service_node_configure(Service *svc, const ServiceNodeConfigure *req, Servi
  * intent has a secondary on the node (Secondary, gen null). The node becomes WarmingUp until its
  * next good heartbeat. 404 when the node is not registered and reg is NULL. Allowed before
  * ready. empty_local_disk (Neon's ReAttachRequest field): the node lost its disk, so nothing it
- * is told is assumed to be in place: its attached shards and secondaries are observed unknown
- * and the next reconcile re-pushes each location (attachments load from remote storage,
- * secondaries download again). */
+ * is told is assumed to be in place: its attached shards are observed unknown too (like its
+ * secondaries on every re-attach), so the next reconcile reads the node and re-pushes what is
+ * missing (attachments load from remote storage). */
 void service_reattach(Service *svc, NodeId node, const ServiceNodeRegistration *reg,
                       bool empty_local_disk, ServiceJsonFn cb, void *arg);
 
