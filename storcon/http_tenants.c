@@ -41,7 +41,7 @@ typedef struct ShardParamsBody {
 
 static const JsonField SHARD_PARAMS_FIELDS[] = {
     JSON_FIELD(ShardParamsBody, count, "count", JSON_FIELD_U8, 0),
-    JSON_FIELD(ShardParamsBody, stripe_size, "stripe_size", JSON_FIELD_U32, JSON_NONZERO),
+    JSON_FIELD(ShardParamsBody, stripe_size, "stripe_size", JSON_FIELD_U32, 0),
 };
 static const JsonSpec SHARD_PARAMS_SPEC =
     JSON_SPEC("shard_parameters", SHARD_PARAMS_FIELDS, JSON_UNKNOWN_REJECT);

@@ -68,6 +68,7 @@ typedef struct ServiceOptions {
     long background_interval_ms; /* background reconcile pass */
     size_t max_concurrent_reconciles;
     long create_wait_ms; /* tenant create waits this long for the first reconciles */
+    unsigned max_shards_per_tenant; /* the highest shard count a tenant may have */
 } ServiceOptions;
 
 /* service_new: an empty, not yet ready service (creates its own HTTP client, pageserver client,

@@ -138,6 +138,13 @@ Tenant *service_tenant_or_404(Service *svc, const TenantId *id, Err *err);
 json_t *service_shards_json(const Tenant *t, bool with_generation);
 char *service_config_text(const json_t *config);
 
+/* service_shard_params_check: the shard fields every route takes (POST /v1/tenant's
+ * shard_parameters, location_config's shard_number / shard_count / shard_stripe_size) are valid:
+ * count at most the configured max_shards_per_tenant (0 and 1 both mean unsharded), number below
+ * max(count, 1), stripe size not 0. 400 naming the field otherwise. */
+bool service_shard_params_check(const Service *svc, ShardCount count, ShardNumber number,
+                                uint32_t stripe, Err *err);
+
 /* ---- tenant operation steps (service_tenants.c), shared with location_config ---- */
 
 /* service_tenant_op_new: an operation on tenant with the tenant's exclusive lock and a TenantOp

@@ -195,6 +195,29 @@ char *service_config_text(const json_t *config)
     return s;
 }
 
+bool service_shard_params_check(const Service *svc, ShardCount count, ShardNumber number,
+                                uint32_t stripe, Err *err)
+{
+    unsigned max = svc->opts.max_shards_per_tenant != 0 ? svc->opts.max_shards_per_tenant
+                                                         : STORCON_MAX_SHARDS;
+    if (count > max) {
+        err_set(err, ERR_BAD_REQUEST,
+                "shard count %u is above this controller's maximum of %u shards per tenant",
+                (unsigned)count, max);
+        return false;
+    }
+    if (number >= (count > 1 ? count : 1)) {
+        err_set(err, ERR_BAD_REQUEST, "shard number %u is not below the shard count %u",
+                (unsigned)number, (unsigned)count);
+        return false;
+    }
+    if (stripe == 0) {
+        err_set(err, ERR_BAD_REQUEST, "stripe size must be more than 0");
+        return false;
+    }
+    return true;
+}
+
 void service_tenant_create_step(Operation *op)
 {
     Service *svc = operation_host(op);
@@ -211,7 +234,7 @@ void service_tenant_create_step(Operation *op)
     DbTenantCreate c = {
         .tenant_id = req->tenant_id,
         .shard_count = req->shard_count,
-        .stripe_size = req->stripe_size != 0 ? req->stripe_size : STRIPE_SIZE_DEFAULT,
+        .stripe_size = req->stripe_size,
         .generation = req->has_generation ? req->generation : GENERATION_NONE,
         .generation_pageserver = DB_NODE_ID_NONE,
         .placement_policy = policy,
@@ -227,6 +250,14 @@ void service_tenant_create_step(Operation *op)
 
 static void create_run(Operation *op)
 {
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    Err err;
+    err_clear(&err);
+    if (!service_shard_params_check(svc, d->create.shard_count, 0, d->create.stripe_size, &err)) {
+        operation_finish(op, &err, NULL);
+        return;
+    }
     if (service_tenant_op_ready(op))
         service_tenant_create_step(op);
 }

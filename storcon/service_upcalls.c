@@ -238,10 +238,10 @@ static void on_attach_hook_gen(const Err *err, Generation gen, void *arg)
         tenant_shard_set_generation(s, gen, op->node);
         if (!scheduler_intent_set_attached(&svc->sched, s, op->node, &e))
             log_err(&e, "attach-hook");
-        /* the test attaches the pageserver itself: record it as done */
-        ObservedState o = {
-            .known = true, .mode = SHARD_LOCATION_ATTACHED_SINGLE, .generation = gen};
-        tenant_shard_observed_set(s, op->node, &o);
+        /* the caller may attach the pageserver itself, or not: what the node holds is
+         * unknown, so the next reconcile reads it and attaches when needed (claiming the node
+         * holds gen would let that reconcile detach the old location only) */
+        tenant_shard_observed_set_unknown(s, op->node);
     }
     attach_hook_reply(op, NULL, gen);
 }

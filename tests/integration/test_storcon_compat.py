@@ -4,6 +4,7 @@ defects found by driving storcon with the shapes Neon's tools send and expect.
 - location_config answers list only shards with an attached node (node_id is required);
 - a tenant moved to Secondary then Detached has no compute notification pending, so
   reconcile_all settles and DELETE succeeds;
+- the attach hook leaves the node's state unknown, so a reconcile attaches it;
 - re-attach accepts Neon's "empty_local_disk" and re-pushes what a disk-less node is told;
 """
 
@@ -20,7 +21,7 @@ from storcon_env import (  # noqa: F401 - fixtures are used by name
 )
 
 LOC = {"mode": "AttachedSingle", "generation": 1, "secondary_conf": None,
-       "shard_number": 0, "shard_count": 0, "shard_stripe_size": 0, "tenant_conf": {}}
+       "shard_number": 0, "shard_count": 0, "shard_stripe_size": 2048, "tenant_conf": {}}
 
 
 def put_location(cl, tenant, **fields):
@@ -101,3 +102,23 @@ def test_reattach_empty_local_disk(cluster_factory):
     # A wrong type is still refused.
     error_msg(cl.storcon.post("/upcall/v1/re-attach",
                               json={"node_id": node, "empty_local_disk": "yes"}), 400)
+
+
+def test_attach_hook_then_reconcile_attaches(cluster_factory):
+    """The attach hook issues a generation for a node but does not claim the node holds it: when
+    the caller does not attach the pageserver itself, the next reconcile does (before, it only
+    detached the old location and the shard ended attached nowhere)."""
+    cl = cluster_factory(2)
+    tenant, _ = cl.create_tenant()
+    cl.reconcile_until_idle()
+    old = cl.attached(tenant)[tenant]
+    new = next(ps.id for ps in cl.pageservers if ps.id != old)
+    hook = ok_json(cl.attach_hook(tenant, new))
+    assert hook["gen"] >= 2, hook
+    cl.reconcile_until_idle()
+    assert cl.attached(tenant)[tenant] == new
+    gen = cl.db_generations(tenant)[tenant]
+    assert gen >= hook["gen"], (hook, gen)
+    # Attached exactly once, on the hook's node, in the controller's generation.
+    assert cl.attached_locations(tenant) == {tenant: [(new, gen, "AttachedSingle")]}, \
+        cl.tenant_locations(tenant)
