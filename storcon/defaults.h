@@ -14,7 +14,7 @@
 #define STORCON_DEFAULT_DB_POOL_SIZE       "4"
 #define STORCON_DEFAULT_DB_CONNECT_TIMEOUT "10s"
 #define STORCON_DEFAULT_MAX_SHARDS         "64"
-#define STORCON_MAX_SHARDS                 64 /* the same, for code given 0 */
+#define STORCON_MAX_SHARDS                 64    /* the same, for code given 0 */
 #define STORCON_DB_CONNECT_TIMEOUT_MS      10000 /* the same, for code given 0 */
 
 /* ---- flag limits ---- */

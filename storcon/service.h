@@ -67,7 +67,7 @@ typedef struct ServiceOptions {
     long offline_after_ms;       /* no good heartbeat this long -> Offline */
     long background_interval_ms; /* background reconcile pass */
     size_t max_concurrent_reconciles;
-    long create_wait_ms; /* tenant create waits this long for the first reconciles */
+    long create_wait_ms;            /* tenant create waits this long for the first reconciles */
     unsigned max_shards_per_tenant; /* the highest shard count a tenant may have */
 } ServiceOptions;
 

@@ -198,8 +198,8 @@ char *service_config_text(const json_t *config)
 bool service_shard_params_check(const Service *svc, ShardCount count, ShardNumber number,
                                 uint32_t stripe, Err *err)
 {
-    unsigned max = svc->opts.max_shards_per_tenant != 0 ? svc->opts.max_shards_per_tenant
-                                                         : STORCON_MAX_SHARDS;
+    unsigned max =
+        svc->opts.max_shards_per_tenant != 0 ? svc->opts.max_shards_per_tenant : STORCON_MAX_SHARDS;
     if (count > max) {
         err_set(err, ERR_BAD_REQUEST,
                 "shard count %u is above this controller's maximum of %u shards per tenant",

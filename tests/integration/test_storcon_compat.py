@@ -5,6 +5,7 @@ defects found by driving storcon with the shapes Neon's tools send and expect.
 - a tenant moved to Secondary then Detached has no compute notification pending, so
   reconcile_all settles and DELETE succeeds;
 - the attach hook leaves the node's state unknown, so a reconcile attaches it;
+- shard fields are validated by one rule set, the count capped by --max-shards-per-tenant;
 - re-attach accepts Neon's "empty_local_disk" and re-pushes what a disk-less node is told;
 """
 
@@ -122,3 +123,30 @@ def test_attach_hook_then_reconcile_attaches(cluster_factory):
     # Attached exactly once, on the hook's node, in the controller's generation.
     assert cl.attached_locations(tenant) == {tenant: [(new, gen, "AttachedSingle")]}, \
         cl.tenant_locations(tenant)
+
+
+def test_shard_fields_validated_identically_and_capped(cluster_factory):
+    """POST /v1/tenant and location_config (new or existing tenant) check shard fields with one
+    rule set; --max-shards-per-tenant caps the count."""
+    cl = cluster_factory(1, storcon_args=("--max-shards-per-tenant", "4"))
+    # The cap.
+    msg = error_msg(cl.storcon.post("/v1/tenant", json={
+        "new_tenant_id": new_id(), "shard_parameters": {"count": 8, "stripe_size": 2048}}), 400)
+    assert "maximum of 4" in msg, msg
+    error_msg(put_location(cl, new_id(), shard_count=8), 400)
+    cl.create_tenant(count=4, stripe=2048)
+    # Stripe 0: the same refusal from both routes (location_config used to onboard it as 2048).
+    m1 = error_msg(cl.storcon.post("/v1/tenant", json={
+        "new_tenant_id": new_id(), "shard_parameters": {"count": 2, "stripe_size": 0}}), 400)
+    fresh = new_id()
+    m2 = error_msg(put_location(cl, fresh, shard_stripe_size=0), 400)
+    assert m1 == m2, (m1, m2)
+    error_msg(cl.storcon.get(f"/control/v1/tenant/{fresh}"), 404)
+    # An existing tenant: invalid or mismatching shard fields are refused, not ignored.
+    tenant = new_id()
+    ok_json(put_location(cl, tenant))
+    for bad in ({"shard_count": 255}, {"shard_number": 1}, {"shard_count": 2, "shard_number": 2},
+                {"shard_stripe_size": 0}, {"shard_count": 2}):
+        error_msg(put_location(cl, tenant, **bad), 400)
+    ok_json(put_location(cl, tenant, shard_count=1))
+    cl.reconcile_until_idle()
