@@ -124,6 +124,12 @@ json_t *service_node_list(Service *svc);
 /* service_node_describe: NodeDescribe of one node; 404 when unknown. */
 bool service_node_describe(Service *svc, NodeId node, json_t **out, Err *err) MUST_CHECK;
 
+/* service_node_shards: GET /control/v1/node/{id}/shards, Neon's NodeShardResponse {"node_id",
+ * "shards": [{"tenant_shard_id", "is_intended_secondary", "is_observed_secondary"}]}: every shard
+ * in memory that the intent places on the node or that is observed there; each flag is null when
+ * the shard has nothing on the node by that measure. 404 when the node is unknown. */
+bool service_node_shards(Service *svc, NodeId node, json_t **out, Err *err) MUST_CHECK;
+
 typedef struct ServiceNodeConfigure {
     NodeId node_id;
     bool has_availability;
@@ -321,6 +327,15 @@ void service_timeline_delete(Service *svc, const TenantId *tenant, const Timelin
 
 /* service_scheduler_json: GET /debug/v1/scheduler. New reference. */
 json_t *service_scheduler_json(Service *svc);
+
+/* service_inspect_json: POST /debug/v1/inspect, Neon's InspectResponse {"attachment":
+ * [generation, node_id]} for a shard attached (by intent) in a known generation, else
+ * {"attachment": null} (also for an unknown shard). New reference. */
+json_t *service_inspect_json(Service *svc, const TenantShardId *tsid);
+
+/* service_shards_dump_json: GET /debug/v1/tenant: every shard in memory, in TenantDescribe's
+ * shard form plus "generation" and the tenant's "policy". New reference. */
+json_t *service_shards_dump_json(Service *svc);
 
 /* service_metrics_refresh: update the gauges (pending reconciles, node availability) before
  * GET /metrics renders the registry. */

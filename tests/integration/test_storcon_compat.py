@@ -6,6 +6,8 @@ defects found by driving storcon with the shapes Neon's tools send and expect.
   reconcile_all settles and DELETE succeeds;
 - the attach hook leaves the node's state unknown, so a reconcile attaches it;
 - shard fields are validated by one rule set, the count capped by --max-shards-per-tenant;
+- the operator routes POST /debug/v1/inspect, GET /debug/v1/tenant and
+  GET /control/v1/node/{id}/shards answer in Neon's shapes;
 - re-attach accepts Neon's "empty_local_disk" and re-pushes what a disk-less node is told;
 """
 
@@ -150,3 +152,41 @@ def test_shard_fields_validated_identically_and_capped(cluster_factory):
         error_msg(put_location(cl, tenant, **bad), 400)
     ok_json(put_location(cl, tenant, shard_count=1))
     cl.reconcile_until_idle()
+
+
+def test_operator_routes_inspect_dump_node_shards(cluster_factory):
+    cl = cluster_factory(2)
+    tenant, _ = cl.create_tenant(count=2, stripe=2048, placement={"Attached": 1})
+    cl.reconcile_until_idle()
+    attached = cl.attached(tenant)
+    gens = cl.db_generations(tenant)
+    s0 = tsid_of(tenant, 0, 2)
+
+    # inspect: Neon's InspectRequest / InspectResponse.
+    body = ok_json(cl.storcon.post("/debug/v1/inspect", json={"tenant_shard_id": s0}))
+    assert body == {"attachment": [gens[s0], attached[s0]]}, body
+    body = ok_json(cl.storcon.post("/debug/v1/inspect",
+                                   json={"tenant_shard_id": tsid_of(new_id(), 0, 2)}))
+    assert body == {"attachment": None}, body
+    error_msg(cl.storcon.post("/debug/v1/inspect", json={"tenant_shard_id": "nope"}), 400)
+
+    # the shard dump.
+    dump = ok_json(cl.storcon.get("/debug/v1/tenant"))
+    mine = {s["tenant_shard_id"]: s for s in dump if s["tenant_shard_id"].startswith(tenant)}
+    assert sorted(mine) == sorted(attached), dump
+    for tsid, s in mine.items():
+        assert s["node_attached"] == attached[tsid] and s["generation"] == gens[tsid], s
+        assert s["policy"] == {"Attached": 1} and len(s["node_secondary"]) == 1, s
+
+    # a node's shards: every shard is attached on one node and secondary on the other.
+    for ps in cl.pageservers:
+        body = ok_json(cl.storcon.get(f"/control/v1/node/{ps.id}/shards"))
+        assert body["node_id"] == ps.id, body
+        mine = {s["tenant_shard_id"]: s for s in body["shards"]
+                if s["tenant_shard_id"].startswith(tenant)}
+        assert sorted(mine) == sorted(attached), body
+        for tsid, s in mine.items():
+            secondary = attached[tsid] != ps.id
+            assert s == {"tenant_shard_id": tsid, "is_intended_secondary": secondary,
+                         "is_observed_secondary": secondary}, s
+    error_msg(cl.storcon.get("/control/v1/node/999/shards"), 404)
