@@ -280,6 +280,7 @@ const HttpRoute STORCON_HTTP_ROUTES[] = {
     {HTTP_GET, "/control/v1/node", AUTH_SCOPE_INFRA, http_nodes_list},
     {HTTP_GET, "/control/v1/node/{node_id}", AUTH_SCOPE_INFRA, http_nodes_describe},
     {HTTP_GET, "/control/v1/node/{node_id}/shards", AUTH_SCOPE_INFRA, http_nodes_shards},
+    {HTTP_PUT, "/control/v1/preferred_azs", AUTH_SCOPE_ADMIN, http_tenants_preferred_azs},
     {HTTP_PUT, "/control/v1/node/{node_id}/config", AUTH_SCOPE_ADMIN, http_nodes_configure},
     {HTTP_GET, "/control/v1/tenant", AUTH_SCOPE_ADMIN, http_tenants_list},
     {HTTP_GET, "/control/v1/tenant/{tenant_id}", AUTH_SCOPE_SCRUBBER, http_tenants_describe},

@@ -87,6 +87,7 @@ bool http_api_param_node_id(HttpRequest *req, NodeId *out, Err *err) MUST_CHECK;
 
 /* http_tenants.c: /v1 and /control/v1 tenant routes, timelines, passthrough. */
 void http_tenants_create(HttpRequest *req, void *app);
+void http_tenants_preferred_azs(HttpRequest *req, void *app);
 void http_tenants_delete(HttpRequest *req, void *app);
 void http_tenants_config_put(HttpRequest *req, void *app);
 void http_tenants_config_patch(HttpRequest *req, void *app);

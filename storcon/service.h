@@ -325,6 +325,19 @@ void service_timeline_create(Service *svc, const TenantId *tenant,
 void service_timeline_delete(Service *svc, const TenantId *tenant, const TimelineId *timeline,
                              ServiceJsonFn cb, void *arg);
 
+typedef struct ServicePreferredAz {
+    TenantShardId tsid;
+    char az[NODE_AZ_SIZE]; /* "" = none (null) */
+} ServicePreferredAz;
+
+/* service_preferred_azs: PUT /control/v1/preferred_azs (Neon's ShardsPreferredAzsRequest). The
+ * preferred AZ is kept per tenant here (every shard of a tenant shares it), so each named shard
+ * sets its tenant's: persisted on every row of the tenant, then in memory. Shards not in memory
+ * and AZs already set are skipped. items[0..n) copied. result: {"updated": [tsid, ...]} (Neon's
+ * ShardsPreferredAzsResponse), the shards whose tenant's AZ changed. Takes no tenant lock. */
+void service_preferred_azs(Service *svc, const ServicePreferredAz *items, size_t n,
+                           ServiceJsonFn cb, void *arg);
+
 /* service_scheduler_json: GET /debug/v1/scheduler. New reference. */
 json_t *service_scheduler_json(Service *svc);
 

@@ -684,3 +684,87 @@ bool service_tenant_locate(Service *svc, const TenantId *tenant, json_t **out, E
                      "stripe_size", (json_int_t)t->stripe_size);
     return true;
 }
+
+/* ---- preferred AZs ---- */
+
+typedef struct PreferredAzOp {
+    Service *svc;
+    ServicePreferredAz *items;
+    size_t n;
+    size_t next;     /* the item being stored */
+    json_t *updated; /* owned */
+    ServiceJsonFn cb;
+    void *arg;
+} PreferredAzOp;
+
+static void preferred_az_next(PreferredAzOp *op);
+
+static void preferred_az_finish(PreferredAzOp *op, const Err *err)
+{
+    if (err != NULL) {
+        json_decref(op->updated);
+        service_defer_err(op->svc, op->cb, op->arg, err);
+    } else {
+        service_defer_json(op->svc, op->cb, op->arg, NULL,
+                           json_must(json_pack("{s:o}", "updated", op->updated)));
+    }
+    free(op->items);
+    free(op);
+}
+
+static void on_preferred_az_stored(const Err *err, void *arg)
+{
+    PreferredAzOp *op = arg;
+    const ServicePreferredAz *it = &op->items[op->next];
+    if (err != NULL) {
+        preferred_az_finish(op, err);
+        return;
+    }
+    Tenant *t = shard_map_tenant_get(op->svc->map, &it->tsid.tenant_id);
+    Err e;
+    err_clear(&e);
+    if (t != NULL && !tenant_set_preferred_az(t, it->az, &e)) {
+        preferred_az_finish(op, &e);
+        return;
+    }
+    json_array_append_new(op->updated, json_from_tsid(&it->tsid));
+    op->next++;
+    preferred_az_next(op);
+}
+
+static void preferred_az_next(PreferredAzOp *op)
+{
+    for (; op->next < op->n; op->next++) {
+        const ServicePreferredAz *it = &op->items[op->next];
+        Tenant *t = shard_map_get(op->svc->map, &it->tsid) != NULL
+                        ? shard_map_tenant_get(op->svc->map, &it->tsid.tenant_id)
+                        : NULL;
+        if (t == NULL || strcmp(t->preferred_az, it->az) == 0)
+            continue;
+        db_tenants_set_preferred_az(op->svc->opts.db, &it->tsid.tenant_id, NULL,
+                                    it->az[0] != '\0' ? it->az : NULL, on_preferred_az_stored, op);
+        return;
+    }
+    preferred_az_finish(op, NULL);
+}
+
+void service_preferred_azs(Service *svc, const ServicePreferredAz *items, size_t n,
+                           ServiceJsonFn cb, void *arg)
+{
+    Err err;
+    err_clear(&err);
+    if (!service_check_ready(svc, &err)) {
+        service_defer_err(svc, cb, arg, &err);
+        return;
+    }
+    PreferredAzOp *op = xcalloc(1, sizeof(*op));
+    op->svc = svc;
+    op->items = xcalloc(n > 0 ? n : 1, sizeof(*items));
+    if (n > 0)
+        memcpy(op->items, items, n * sizeof(*items));
+    op->n = n;
+    op->updated = json_array();
+    op->cb = cb;
+    op->arg = arg;
+    preferred_az_next(op);
+}

@@ -1,5 +1,4 @@
-"""Storage controller compatibility with Neon's clients (storcon.md "Neon compatibility"):
-defects found by driving storcon with the shapes Neon's tools send and expect.
+"""Storage controller compatibility with Neon's clients (docs/api.md, storcon.md): defects found by driving storcon with the shapes Neon's tools send and expect.
 
 - location_config answers list only shards with an attached node (node_id is required);
 - a tenant moved to Secondary then Detached has no compute notification pending, so
@@ -7,11 +6,9 @@ defects found by driving storcon with the shapes Neon's tools send and expect.
 - the attach hook leaves the node's state unknown, so a reconcile attaches it;
 - shard fields are validated by one rule set, the count capped by --max-shards-per-tenant;
 - the operator routes POST /debug/v1/inspect, GET /debug/v1/tenant and
-  GET /control/v1/node/{id}/shards answer in Neon's shapes;
+  GET /control/v1/node/{id}/shards, PUT /control/v1/preferred_azs answer in Neon's shapes;
 - re-attach accepts Neon's "empty_local_disk" and re-pushes what a disk-less node is told;
 """
-
-import pytest
 
 from storcon_env import (  # noqa: F401 - fixtures are used by name
     cluster,
@@ -190,3 +187,32 @@ def test_operator_routes_inspect_dump_node_shards(cluster_factory):
             assert s == {"tenant_shard_id": tsid, "is_intended_secondary": secondary,
                          "is_observed_secondary": secondary}, s
     error_msg(cl.storcon.get("/control/v1/node/999/shards"), 404)
+
+
+def test_preferred_azs(cluster_factory):
+    """PUT /control/v1/preferred_azs (Neon's ShardsPreferredAzsRequest / Response)."""
+    cl = cluster_factory(1)
+    tenant, _ = cl.create_tenant(count=2, stripe=2048)
+    cl.reconcile_until_idle()
+    s0, s1 = tsid_of(tenant, 0, 2), tsid_of(tenant, 1, 2)
+    ghost = tsid_of(new_id(), 0, 2)
+    body = ok_json(cl.storcon.put("/control/v1/preferred_azs",
+                                  json={"preferred_az_ids": {s0: "az-b", ghost: "az-b"}}))
+    assert body == {"updated": [s0]}, body
+    # The AZ is the tenant's: both shards show it, and a repeat changes nothing.
+    assert {s["preferred_az_id"] for s in cl.describe(tenant)["shards"]} == {"az-b"}
+    assert ok_json(cl.storcon.put("/control/v1/preferred_azs",
+                                  json={"preferred_az_ids": {s1: "az-b"}})) == {"updated": []}
+    ok_json(cl.consistency_check())
+    # Persisted: a restarted controller still has it.
+    cl.storcon.stop()
+    cl.restart_storcon()
+    assert {s["preferred_az_id"] for s in cl.describe(tenant)["shards"]} == {"az-b"}
+    # null clears it.
+    assert ok_json(cl.storcon.put("/control/v1/preferred_azs",
+                                  json={"preferred_az_ids": {s1: None}})) == {"updated": [s1]}
+    assert {s["preferred_az_id"] for s in cl.describe(tenant)["shards"]} == {None}
+    # Bad bodies.
+    for bad in ({"preferred_az_ids": {"nope": "az"}}, {"preferred_az_ids": {s0: 5}},
+                {"preferred_az_ids": {s0: ""}}, {"ids": {}}):
+        error_msg(cl.storcon.put("/control/v1/preferred_azs", json=bad), 400)
