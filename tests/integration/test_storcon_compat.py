@@ -7,8 +7,11 @@
 - shard fields are validated by one rule set, the count capped by --max-shards-per-tenant;
 - the operator routes POST /debug/v1/inspect, GET /debug/v1/tenant and
   GET /control/v1/node/{id}/shards, PUT /control/v1/preferred_azs answer in Neon's shapes;
+- startup retries the location listing of a pageserver still re-attaching (503);
 - re-attach accepts Neon's "empty_local_disk" and re-pushes what a disk-less node is told;
 """
+
+import time
 
 from storcon_env import (  # noqa: F401 - fixtures are used by name
     cluster,
@@ -216,3 +219,25 @@ def test_preferred_azs(cluster_factory):
     for bad in ({"preferred_az_ids": {"nope": "az"}}, {"preferred_az_ids": {s0: 5}},
                 {"preferred_az_ids": {s0: ""}}, {"ids": {}}):
         error_msg(cl.storcon.put("/control/v1/preferred_azs", json=bad), 400)
+
+
+def test_startup_waits_for_a_pageserver_still_reattaching(cluster_factory):
+    """A pageserver answers 503 until its re-attach is applied; a controller starting meanwhile
+    retries its location listing instead of declaring the node Offline and moving its shards."""
+    cl = cluster_factory(2)
+    tenant, _ = cl.create_tenant(count=4, stripe=2048)
+    cl.reconcile_until_idle()
+    before = cl.attached(tenant)
+    victim = cl.pageservers[0]
+    assert victim.id in before.values(), before
+
+    cl.storcon.stop()
+    victim.stop()
+    victim.start(wait=False)  # its re-attach fails (no controller): 503 on tenant routes
+    time.sleep(6)  # its upcall backoff has grown to seconds
+    r = victim.get("/v1/location_config")
+    assert r.status_code == 503, r.text
+    cl.restart_storcon()
+    cl.wait_nodes("Active")
+    cl.reconcile_until_idle()
+    assert cl.attached(tenant) == before, "shards moved off a node that was only re-attaching"
