@@ -57,6 +57,16 @@ static const ConfigOption STORCON_OPTIONS[] = {
     OPT(CONFIG_DURATION_MS, db_connect_timeout_ms, "db-connect-timeout",
         STORCON_DEFAULT_DB_CONNECT_TIMEOUT, "DURATION",
         "give up (exit 69) when the database cannot be reached at startup within this time"),
+    {.name = "max-shards-per-tenant",
+     .type = CONFIG_U64,
+     .offset = offsetof(StorconConfig, max_shards_per_tenant),
+     .size = sizeof(((StorconConfig *)0)->max_shards_per_tenant),
+     .default_value = STORCON_DEFAULT_MAX_SHARDS,
+     .metavar = "N",
+     .help = "the highest shard count a tenant may be created with (create, location_config): "
+             "more is answered 400",
+     .min = 1,
+     .max = 255},
     OPT(CONFIG_STRING, migrate_to_text, "migrate-to", NULL, "N",
         "apply migrations up or down to schema version N (0 drops everything), print what was "
         "done and exit"),

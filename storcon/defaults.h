@@ -13,6 +13,8 @@
 #define STORCON_DEFAULT_LOG_LEVEL          "info"
 #define STORCON_DEFAULT_DB_POOL_SIZE       "4"
 #define STORCON_DEFAULT_DB_CONNECT_TIMEOUT "10s"
+#define STORCON_DEFAULT_MAX_SHARDS         "64"
+#define STORCON_MAX_SHARDS                 64    /* the same, for code given 0 */
 #define STORCON_DB_CONNECT_TIMEOUT_MS      10000 /* the same, for code given 0 */
 
 /* ---- flag limits ---- */
@@ -80,9 +82,15 @@
 /* An extra round this soon after a node registered or re-attached (it is unschedulable until
  * its next good heartbeat). */
 #define STORCON_HEARTBEAT_SOON_MS 200
-/* Startup: GET /v1/location_config on every node, per-attempt timeout and attempts. */
-#define STORCON_STARTUP_LOCATIONS_TIMEOUT_MS 5000
-#define STORCON_STARTUP_LOCATIONS_ATTEMPTS   2
+/* Startup: GET /v1/location_config on every node: per-attempt timeout, then retries (503 from a
+ * pageserver still re-attaching, transport errors) with backoff until the attempts or the total
+ * budget run out. The budget outlasts a pageserver's upcall backoff (at most 5 s), so a node
+ * that re-attaches meanwhile answers before it is declared unreachable. */
+#define STORCON_STARTUP_LOCATIONS_TIMEOUT_MS     5000
+#define STORCON_STARTUP_LOCATIONS_ATTEMPTS       20
+#define STORCON_STARTUP_LOCATIONS_BACKOFF_MS     200
+#define STORCON_STARTUP_LOCATIONS_BACKOFF_MAX_MS 1000
+#define STORCON_STARTUP_LOCATIONS_BUDGET_MS      12000
 /* Tenant create waits this long for the first reconciles before answering. */
 #define STORCON_TENANT_CREATE_WAIT_MS 30000
 /* Tenant delete: the detach reconciles must finish within this. */

@@ -279,6 +279,8 @@ const HttpRoute STORCON_HTTP_ROUTES[] = {
     {HTTP_POST, "/control/v1/node", AUTH_SCOPE_INFRA, http_nodes_register},
     {HTTP_GET, "/control/v1/node", AUTH_SCOPE_INFRA, http_nodes_list},
     {HTTP_GET, "/control/v1/node/{node_id}", AUTH_SCOPE_INFRA, http_nodes_describe},
+    {HTTP_GET, "/control/v1/node/{node_id}/shards", AUTH_SCOPE_INFRA, http_nodes_shards},
+    {HTTP_PUT, "/control/v1/preferred_azs", AUTH_SCOPE_ADMIN, http_tenants_preferred_azs},
     {HTTP_PUT, "/control/v1/node/{node_id}/config", AUTH_SCOPE_ADMIN, http_nodes_configure},
     {HTTP_GET, "/control/v1/tenant", AUTH_SCOPE_ADMIN, http_tenants_list},
     {HTTP_GET, "/control/v1/tenant/{tenant_id}", AUTH_SCOPE_SCRUBBER, http_tenants_describe},
@@ -291,6 +293,8 @@ const HttpRoute STORCON_HTTP_ROUTES[] = {
     /* /debug/v1 */
     {HTTP_POST, "/debug/v1/attach-hook", AUTH_SCOPE_ADMIN, http_debug_attach_hook},
     {HTTP_GET, "/debug/v1/tenant/{tenant_id}/locate", AUTH_SCOPE_ADMIN, http_debug_locate},
+    {HTTP_POST, "/debug/v1/inspect", AUTH_SCOPE_ADMIN, http_debug_inspect},
+    {HTTP_GET, "/debug/v1/tenant", AUTH_SCOPE_ADMIN, http_debug_tenants},
     {HTTP_POST, "/debug/v1/reconcile_all", AUTH_SCOPE_ADMIN, http_debug_reconcile_all},
     {HTTP_POST, "/debug/v1/consistency_check", AUTH_SCOPE_ADMIN, http_debug_consistency_check},
     {HTTP_GET, "/debug/v1/scheduler", AUTH_SCOPE_ADMIN, http_debug_scheduler},

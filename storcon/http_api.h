@@ -87,6 +87,7 @@ bool http_api_param_node_id(HttpRequest *req, NodeId *out, Err *err) MUST_CHECK;
 
 /* http_tenants.c: /v1 and /control/v1 tenant routes, timelines, passthrough. */
 void http_tenants_create(HttpRequest *req, void *app);
+void http_tenants_preferred_azs(HttpRequest *req, void *app);
 void http_tenants_delete(HttpRequest *req, void *app);
 void http_tenants_config_put(HttpRequest *req, void *app);
 void http_tenants_config_patch(HttpRequest *req, void *app);
@@ -103,6 +104,7 @@ void http_tenants_policy(HttpRequest *req, void *app);
 void http_nodes_register(HttpRequest *req, void *app);
 void http_nodes_list(HttpRequest *req, void *app);
 void http_nodes_describe(HttpRequest *req, void *app);
+void http_nodes_shards(HttpRequest *req, void *app);
 void http_nodes_configure(HttpRequest *req, void *app);
 
 /* http_upcalls.c: /upcall/v1 (pageservers). */
@@ -112,6 +114,8 @@ void http_upcalls_validate(HttpRequest *req, void *app);
 /* http_debug.c: /debug/v1 (admin). */
 void http_debug_attach_hook(HttpRequest *req, void *app);
 void http_debug_locate(HttpRequest *req, void *app);
+void http_debug_inspect(HttpRequest *req, void *app);
+void http_debug_tenants(HttpRequest *req, void *app);
 void http_debug_reconcile_all(HttpRequest *req, void *app);
 void http_debug_consistency_check(HttpRequest *req, void *app);
 void http_debug_scheduler(HttpRequest *req, void *app);

@@ -1,6 +1,7 @@
 /*
  * http_debug.c: /debug/v1 routes (scope admin): attach-hook (a test hook issuing generations),
- * locate, reconcile_all, consistency_check and the scheduler dump (storcon.md "/debug/v1").
+ * locate, inspect, the shard dump, reconcile_all, consistency_check and the scheduler dump
+ * (storcon.md "/debug/v1").
  */
 #include <stdlib.h>
 #include <string.h>
@@ -93,4 +94,38 @@ void http_debug_operations(HttpRequest *req, void *app)
     if (svc == NULL)
         return;
     http_reply_json(req, 200, service_operations_json(svc));
+}
+
+typedef struct InspectBody {
+    TenantShardId tsid;
+} InspectBody;
+
+static const JsonField INSPECT_FIELDS[] = {
+    JSON_FIELD(InspectBody, tsid, "tenant_shard_id", JSON_FIELD_TSID, JSON_REQUIRED),
+};
+static const JsonSpec INSPECT_SPEC = JSON_SPEC("inspect", INSPECT_FIELDS, JSON_UNKNOWN_REJECT);
+
+/* http_debug_inspect: Neon's InspectRequest {"tenant_shard_id"} -> {"attachment"}. */
+void http_debug_inspect(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    InspectBody body;
+    memset(&body, 0, sizeof(body));
+    if (!http_api_body(req, &INSPECT_SPEC, &body, NULL, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    http_reply_json(req, 200, service_inspect_json(svc, &body.tsid));
+}
+
+void http_debug_tenants(HttpRequest *req, void *app)
+{
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    http_reply_json(req, 200, service_shards_dump_json(svc));
 }

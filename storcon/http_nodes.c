@@ -60,6 +60,23 @@ void http_nodes_describe(HttpRequest *req, void *app)
     http_api_reply_sync(req, ok, out, &err);
 }
 
+void http_nodes_shards(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    NodeId node = 0;
+    if (!http_api_param_node_id(req, &node, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    json_t *out = NULL;
+    bool ok = service_node_shards(svc, node, &out, &err);
+    http_api_reply_sync(req, ok, out, &err);
+}
+
 /* The body of PUT /control/v1/node/{id}/config. */
 typedef struct NodeConfigureBody {
     NodeId node_id;

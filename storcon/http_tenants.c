@@ -41,7 +41,7 @@ typedef struct ShardParamsBody {
 
 static const JsonField SHARD_PARAMS_FIELDS[] = {
     JSON_FIELD(ShardParamsBody, count, "count", JSON_FIELD_U8, 0),
-    JSON_FIELD(ShardParamsBody, stripe_size, "stripe_size", JSON_FIELD_U32, JSON_NONZERO),
+    JSON_FIELD(ShardParamsBody, stripe_size, "stripe_size", JSON_FIELD_U32, 0),
 };
 static const JsonSpec SHARD_PARAMS_SPEC =
     JSON_SPEC("shard_parameters", SHARD_PARAMS_FIELDS, JSON_UNKNOWN_REJECT);
@@ -405,6 +405,63 @@ void http_tenants_policy(HttpRequest *req, void *app)
                           http_api_op_new(req, app, svc, 200));
     return;
 fail:
+    json_decref(doc);
+    http_reply_error(req, &err);
+}
+
+/* ---- PUT /control/v1/preferred_azs ---- */
+
+typedef struct PreferredAzsBody {
+    json_t *ids; /* borrowed from the document */
+} PreferredAzsBody;
+
+static const JsonField PREFERRED_AZS_FIELDS[] = {
+    JSON_FIELD(PreferredAzsBody, ids, "preferred_az_ids", JSON_FIELD_OBJECT, JSON_REQUIRED),
+};
+static const JsonSpec PREFERRED_AZS_SPEC =
+    JSON_SPEC("preferred azs", PREFERRED_AZS_FIELDS, JSON_UNKNOWN_REJECT);
+
+/* http_tenants_preferred_azs: {"preferred_az_ids": {"<tsid>": "<az>" or null}}. */
+void http_tenants_preferred_azs(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    json_t *doc = NULL;
+    PreferredAzsBody body = {0};
+    ServicePreferredAz *items = NULL;
+    if (!http_api_body(req, &PREFERRED_AZS_SPEC, &body, &doc, &err))
+        goto fail;
+    size_t n = json_object_size(body.ids), i = 0;
+    items = xcalloc(n > 0 ? n : 1, sizeof(*items));
+    const char *key;
+    json_t *value;
+    json_object_foreach(body.ids, key, value)
+    {
+        ServicePreferredAz *it = &items[i++];
+        if (!tsid_parse(key, &it->tsid, &err)) {
+            err_prefix(&err, "preferred_az_ids: ");
+            goto fail;
+        }
+        if (json_is_null(value))
+            continue;
+        if (!json_is_string(value) || json_string_length(value) == 0 ||
+            json_string_length(value) >= sizeof(it->az)) {
+            err_set(&err, ERR_BAD_REQUEST,
+                    "preferred_az_ids: %s: expected an AZ name (1 to %zu characters) or null", key,
+                    sizeof(it->az) - 1);
+            goto fail;
+        }
+        memcpy(it->az, json_string_value(value), json_string_length(value) + 1);
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc != NULL)
+        service_preferred_azs(svc, items, n, http_api_op_json_done,
+                              http_api_op_new(req, app, svc, 200));
+    free(items);
+    json_decref(doc);
+    return;
+fail:
+    free(items);
     json_decref(doc);
     http_reply_error(req, &err);
 }

@@ -19,12 +19,14 @@
 
 typedef struct ReattachBody {
     NodeId node_id;
-    json_t *reg; /* borrowed from the document; NULL when absent or null */
+    json_t *reg;           /* borrowed from the document; NULL when absent or null */
+    bool empty_local_disk; /* Neon's Option<bool>: absent or null = false */
 } ReattachBody;
 
 static const JsonField REATTACH_FIELDS[] = {
     JSON_FIELD(ReattachBody, node_id, "node_id", JSON_FIELD_NODE_ID, JSON_REQUIRED),
     JSON_FIELD(ReattachBody, reg, "register", JSON_FIELD_OBJECT, JSON_NULLABLE),
+    JSON_FIELD(ReattachBody, empty_local_disk, "empty_local_disk", JSON_FIELD_BOOL, JSON_NULLABLE),
 };
 static const JsonSpec REATTACH_SPEC = JSON_SPEC("re-attach", REATTACH_FIELDS, JSON_UNKNOWN_REJECT);
 
@@ -57,7 +59,8 @@ void http_upcalls_reattach(HttpRequest *req, void *app)
         return;
     }
     ApiOp *op = http_api_op_new(req, app, svc, 200);
-    service_reattach(svc, body.node_id, body.reg != NULL ? &reg : NULL, http_api_op_json_done, op);
+    service_reattach(svc, body.node_id, body.reg != NULL ? &reg : NULL, body.empty_local_disk,
+                     http_api_op_json_done, op);
     json_decref(doc);
     return;
 fail:

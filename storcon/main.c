@@ -136,6 +136,7 @@ static void on_migrated(const SchemaMigrateOutcome *o, void *arg)
         .metrics = app->metrics,
         .signer = app->signer,
         .control_plane_url = app->cfg.control_plane_url,
+        .max_shards_per_tenant = (unsigned)app->cfg.max_shards_per_tenant,
     };
     app->service = service_new(&sopts);
     storcon_app_set_phase(app, STORCON_PHASE_STARTING);

@@ -220,9 +220,20 @@ static void on_notified(const ComputeNotifyResult *res, void *arg)
 }
 
 /* notify_tenant: send the tenant's whole map (the compute hook refuses half maps). A shard counts
- * as attached when its intent's attached node is observed holding its generation. */
+ * as attached when its intent's attached node is observed holding its generation. A tenant
+ * attached nowhere by intent (Secondary, Detached) has no compute to tell: whatever was pending
+ * is dropped, and the hook forgets the tenant so that its next attachment is sent in full. */
 static void notify_tenant(Service *svc, Tenant *t)
 {
+    bool attached_anywhere = false;
+    for (size_t i = 0; i < t->n_shards; i++)
+        attached_anywhere |= t->shards[i]->intent.attached != NODE_ID_NONE;
+    if (!attached_anywhere) {
+        for (size_t i = 0; i < t->n_shards; i++)
+            tenant_shard_set_pending_notify(t->shards[i], false);
+        compute_hook_forget(svc->hook, &t->id);
+        return;
+    }
     ShardCount count = tenant_current_count(t);
     ComputeHookTenant snap;
     compute_hook_tenant_init(&snap, &t->id, count, t->stripe_size, t->preferred_az);

@@ -67,7 +67,8 @@ typedef struct ServiceOptions {
     long offline_after_ms;       /* no good heartbeat this long -> Offline */
     long background_interval_ms; /* background reconcile pass */
     size_t max_concurrent_reconciles;
-    long create_wait_ms; /* tenant create waits this long for the first reconciles */
+    long create_wait_ms;            /* tenant create waits this long for the first reconciles */
+    unsigned max_shards_per_tenant; /* the highest shard count a tenant may have */
 } ServiceOptions;
 
 /* service_new: an empty, not yet ready service (creates its own HTTP client, pageserver client,
@@ -123,6 +124,12 @@ json_t *service_node_list(Service *svc);
 /* service_node_describe: NodeDescribe of one node; 404 when unknown. */
 bool service_node_describe(Service *svc, NodeId node, json_t **out, Err *err) MUST_CHECK;
 
+/* service_node_shards: GET /control/v1/node/{id}/shards, Neon's NodeShardResponse {"node_id",
+ * "shards": [{"tenant_shard_id", "is_intended_secondary", "is_observed_secondary"}]}: every shard
+ * in memory that the intent places on the node or that is observed there; each flag is null when
+ * the shard has nothing on the node by that measure. 404 when the node is unknown. */
+bool service_node_shards(Service *svc, NodeId node, json_t **out, Err *err) MUST_CHECK;
+
 typedef struct ServiceNodeConfigure {
     NodeId node_id;
     bool has_availability;
@@ -144,9 +151,12 @@ void service_node_configure(Service *svc, const ServiceNodeConfigure *req, Servi
  * "stripe_size"}]}: those shards (AttachedSingle, the new generation) plus every shard whose
  * intent has a secondary on the node (Secondary, gen null). The node becomes WarmingUp until its
  * next good heartbeat. 404 when the node is not registered and reg is NULL. Allowed before
- * ready. */
+ * ready. empty_local_disk (Neon's ReAttachRequest field): the node lost its disk, so nothing it
+ * is told is assumed to be in place: its attached shards are observed unknown too (like its
+ * secondaries on every re-attach), so the next reconcile reads the node and re-pushes what is
+ * missing (attachments load from remote storage). */
 void service_reattach(Service *svc, NodeId node, const ServiceNodeRegistration *reg,
-                      ServiceJsonFn cb, void *arg);
+                      bool empty_local_disk, ServiceJsonFn cb, void *arg);
 
 typedef struct ServiceValidateItem {
     TenantShardId tsid;
@@ -315,8 +325,30 @@ void service_timeline_create(Service *svc, const TenantId *tenant,
 void service_timeline_delete(Service *svc, const TenantId *tenant, const TimelineId *timeline,
                              ServiceJsonFn cb, void *arg);
 
+typedef struct ServicePreferredAz {
+    TenantShardId tsid;
+    char az[NODE_AZ_SIZE]; /* "" = none (null) */
+} ServicePreferredAz;
+
+/* service_preferred_azs: PUT /control/v1/preferred_azs (Neon's ShardsPreferredAzsRequest). The
+ * preferred AZ is kept per tenant here (every shard of a tenant shares it), so each named shard
+ * sets its tenant's: persisted on every row of the tenant, then in memory. Shards not in memory
+ * and AZs already set are skipped. items[0..n) copied. result: {"updated": [tsid, ...]} (Neon's
+ * ShardsPreferredAzsResponse), the shards whose tenant's AZ changed. Takes no tenant lock. */
+void service_preferred_azs(Service *svc, const ServicePreferredAz *items, size_t n,
+                           ServiceJsonFn cb, void *arg);
+
 /* service_scheduler_json: GET /debug/v1/scheduler. New reference. */
 json_t *service_scheduler_json(Service *svc);
+
+/* service_inspect_json: POST /debug/v1/inspect, Neon's InspectResponse {"attachment":
+ * [generation, node_id]} for a shard attached (by intent) in a known generation, else
+ * {"attachment": null} (also for an unknown shard). New reference. */
+json_t *service_inspect_json(Service *svc, const TenantShardId *tsid);
+
+/* service_shards_dump_json: GET /debug/v1/tenant: every shard in memory, in TenantDescribe's
+ * shard form plus "generation" and the tenant's "policy". New reference. */
+json_t *service_shards_dump_json(Service *svc);
 
 /* service_metrics_refresh: update the gauges (pending reconciles, node availability) before
  * GET /metrics renders the registry. */

@@ -120,3 +120,30 @@ void service_consistency_check(Service *svc, ServiceDoneFn cb, void *arg)
     op->arg = arg;
     db_tenants_load(svc->opts.db, true, on_check_rows, op);
 }
+
+/* ---- inspect and the shard dump ---- */
+
+json_t *service_inspect_json(Service *svc, const TenantShardId *tsid)
+{
+    const TenantShard *s = shard_map_get(svc->map, tsid);
+    json_t *attachment = json_null();
+    if (s != NULL && s->intent.attached != NODE_ID_NONE && s->generation != GENERATION_NONE)
+        attachment = json_pack("[I, I]", (json_int_t)s->generation, (json_int_t)s->intent.attached);
+    return json_must(json_pack("{s:o}", "attachment", json_must(attachment)));
+}
+
+json_t *service_shards_dump_json(Service *svc)
+{
+    json_t *arr = json_array();
+    ShardMapIter it;
+    shard_map_iter_init(&it, svc->map);
+    TenantShard *s;
+    while ((s = shard_map_iter_next(&it)) != NULL) {
+        json_t *e = tenant_shard_to_json(s);
+        json_set_new(e, "generation", json_from_generation(s->generation));
+        if (s->tenant != NULL)
+            json_set_new(e, "policy", placement_policy_to_json(s->tenant->policy));
+        json_array_append_new(arr, e);
+    }
+    return arr;
+}

@@ -95,7 +95,8 @@ typedef struct RegisterOp {
     void (*then)(struct RegisterOp *op, const Err *err);
     ServiceJsonFn cb;
     void *arg;
-    NodeId reattach_node; /* re-attach continuation */
+    NodeId reattach_node;  /* re-attach continuation */
+    bool empty_local_disk; /* re-attach: the node lost its local disk */
 } RegisterOp;
 
 /* TenantOp: the data of the operations on one tenant (create, delete, config, policy,
@@ -138,6 +139,13 @@ bool service_load_shard_row(Service *svc, const DbTenantShard *row, TenantShard 
 Tenant *service_tenant_or_404(Service *svc, const TenantId *id, Err *err);
 json_t *service_shards_json(const Tenant *t, bool with_generation);
 char *service_config_text(const json_t *config);
+
+/* service_shard_params_check: the shard fields every route takes (POST /v1/tenant's
+ * shard_parameters, location_config's shard_number / shard_count / shard_stripe_size) are valid:
+ * count at most the configured max_shards_per_tenant (0 and 1 both mean unsharded), number below
+ * max(count, 1), stripe size not 0. 400 naming the field otherwise. */
+bool service_shard_params_check(const Service *svc, ShardCount count, ShardNumber number,
+                                uint32_t stripe, Err *err);
 
 /* ---- tenant operation steps (service_tenants.c), shared with location_config ---- */
 

@@ -77,9 +77,12 @@ static void location_loaded(Operation *op, const Err *ignored)
     LocJson lj;
     memset(&lj, 0, sizeof(lj));
     lj.generation = GENERATION_NONE;
+    lj.shard_stripe_size = STRIPE_SIZE_DEFAULT; /* when absent */
     ShardLocationMode mode;
     if (!json_decode(d->body, &LOC_SPEC, &lj, &err) ||
-        !shard_location_mode_parse(lj.mode, &mode, &err)) {
+        !shard_location_mode_parse(lj.mode, &mode, &err) ||
+        !service_shard_params_check(svc, lj.shard_count, lj.shard_number, lj.shard_stripe_size,
+                                    &err)) {
         operation_finish(op, &err, NULL);
         return;
     }
@@ -91,6 +94,13 @@ static void location_loaded(Operation *op, const Err *ignored)
     else
         policy = (PlacementPolicy){PLACEMENT_DETACHED, 0};
     Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
+    if (t != NULL && (lj.shard_count > 1 ? lj.shard_count : 1) !=
+                         (tenant_current_count(t) > 1 ? tenant_current_count(t) : 1)) {
+        err_set(&err, ERR_BAD_REQUEST, "shard_count %u does not match the tenant's %u shards",
+                (unsigned)lj.shard_count, (unsigned)tenant_current_count(t));
+        operation_finish(op, &err, NULL);
+        return;
+    }
     if (t == NULL && policy.kind == PLACEMENT_DETACHED) {
         /* nothing to detach: answer as a detach does, and create nothing */
         operation_finish(op, NULL, json_pack("{s:[],s:n}", "shards", "stripe_size"));

@@ -233,6 +233,37 @@ bool service_node_describe(Service *svc, NodeId node, json_t **out, Err *err)
     return true;
 }
 
+bool service_node_shards(Service *svc, NodeId node, json_t **out, Err *err)
+{
+    if (node_set_get(&svc->nodes, node) == NULL) {
+        err_set(err, ERR_NOT_FOUND, "node %llu not found", (unsigned long long)node);
+        return false;
+    }
+    json_t *shards = json_array();
+    ShardMapIter it;
+    shard_map_iter_init(&it, svc->map);
+    TenantShard *s;
+    while ((s = shard_map_iter_next(&it)) != NULL) {
+        IntentRole role = tenant_shard_intent_role(s, node);
+        ObservedState o;
+        bool observed = tenant_shard_observed_get(s, node, &o);
+        if (role == INTENT_ROLE_NONE && !observed)
+            continue;
+        json_t *e = json_object();
+        json_set_new(e, "tenant_shard_id", json_from_tsid(&s->tsid));
+        json_set_new(e, "is_intended_secondary",
+                     role == INTENT_ROLE_NONE ? json_null()
+                                              : json_boolean(role == INTENT_ROLE_SECONDARY));
+        json_set_new(e, "is_observed_secondary",
+                     !observed || !o.known ? json_null()
+                                           : json_boolean(o.mode == SHARD_LOCATION_SECONDARY));
+        json_array_append_new(shards, e);
+    }
+    *out = json_must(
+        json_pack("{s:I, s:o}", "node_id", (json_int_t)node, "shards", json_must(shards)));
+    return true;
+}
+
 /* apply_node_availability: an operator (or test) sets availability directly. */
 static void apply_node_availability(Service *svc, Node *n, NodeAvailability a)
 {

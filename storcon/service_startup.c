@@ -303,7 +303,10 @@ static void startup_locations(Service *svc)
         if (!service_target_for(svc, n->id, &t, url, sizeof(url)))
             continue;
         t.timeout_ms = STORCON_STARTUP_LOCATIONS_TIMEOUT_MS;
-        t.retry.max_attempts = STORCON_STARTUP_LOCATIONS_ATTEMPTS;
+        t.retry = (HttpRetryPolicy){.max_attempts = STORCON_STARTUP_LOCATIONS_ATTEMPTS,
+                                    .base_ms = STORCON_STARTUP_LOCATIONS_BACKOFF_MS,
+                                    .max_ms = STORCON_STARTUP_LOCATIONS_BACKOFF_MAX_MS,
+                                    .deadline_ms = STORCON_STARTUP_LOCATIONS_BUDGET_MS};
         LocationsCtx *c = xcalloc(1, sizeof(*c));
         c->svc = svc;
         c->node = n->id;

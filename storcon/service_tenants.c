@@ -17,18 +17,19 @@ Tenant *service_tenant_or_404(Service *svc, const TenantId *id, Err *err)
     return t;
 }
 
-/* service_shards_json: [{"shard_id", "node_id", "generation"}] of the tenant's current shards. */
+/* service_shards_json: [{"shard_id", "node_id", "generation"}] of the tenant's current shards
+ * that have an attached node: Neon's TenantCreateResponseShard and TenantShardLocation require
+ * node_id, so a shard attached nowhere (Secondary, Detached) is left out. */
 json_t *service_shards_json(const Tenant *t, bool with_generation)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < t->n_shards; i++) {
         const TenantShard *s = t->shards[i];
+        if (s->intent.attached == NODE_ID_NONE)
+            continue;
         json_t *e = json_object();
         json_set_new(e, "shard_id", json_from_tsid(&s->tsid));
-        json_set_new(e, "node_id",
-                     s->intent.attached == NODE_ID_NONE
-                         ? json_null()
-                         : json_integer((json_int_t)s->intent.attached));
+        json_set_new(e, "node_id", json_integer((json_int_t)s->intent.attached));
         if (with_generation)
             json_set_new(e, "generation", json_from_generation(s->generation));
         json_array_append_new(arr, e);
@@ -194,6 +195,29 @@ char *service_config_text(const json_t *config)
     return s;
 }
 
+bool service_shard_params_check(const Service *svc, ShardCount count, ShardNumber number,
+                                uint32_t stripe, Err *err)
+{
+    unsigned max =
+        svc->opts.max_shards_per_tenant != 0 ? svc->opts.max_shards_per_tenant : STORCON_MAX_SHARDS;
+    if (count > max) {
+        err_set(err, ERR_BAD_REQUEST,
+                "shard count %u is above this controller's maximum of %u shards per tenant",
+                (unsigned)count, max);
+        return false;
+    }
+    if (number >= (count > 1 ? count : 1)) {
+        err_set(err, ERR_BAD_REQUEST, "shard number %u is not below the shard count %u",
+                (unsigned)number, (unsigned)count);
+        return false;
+    }
+    if (stripe == 0) {
+        err_set(err, ERR_BAD_REQUEST, "stripe size must be more than 0");
+        return false;
+    }
+    return true;
+}
+
 void service_tenant_create_step(Operation *op)
 {
     Service *svc = operation_host(op);
@@ -210,7 +234,7 @@ void service_tenant_create_step(Operation *op)
     DbTenantCreate c = {
         .tenant_id = req->tenant_id,
         .shard_count = req->shard_count,
-        .stripe_size = req->stripe_size != 0 ? req->stripe_size : STRIPE_SIZE_DEFAULT,
+        .stripe_size = req->stripe_size,
         .generation = req->has_generation ? req->generation : GENERATION_NONE,
         .generation_pageserver = DB_NODE_ID_NONE,
         .placement_policy = policy,
@@ -226,6 +250,14 @@ void service_tenant_create_step(Operation *op)
 
 static void create_run(Operation *op)
 {
+    Service *svc = operation_host(op);
+    TenantOp *d = operation_data(op);
+    Err err;
+    err_clear(&err);
+    if (!service_shard_params_check(svc, d->create.shard_count, 0, d->create.stripe_size, &err)) {
+        operation_finish(op, &err, NULL);
+        return;
+    }
     if (service_tenant_op_ready(op))
         service_tenant_create_step(op);
 }
@@ -651,4 +683,88 @@ bool service_tenant_locate(Service *svc, const TenantId *tenant, json_t **out, E
     *out = json_pack("{s:o, s:{s:i, s:I}}", "shards", arr, "shard_params", "count", (int)count,
                      "stripe_size", (json_int_t)t->stripe_size);
     return true;
+}
+
+/* ---- preferred AZs ---- */
+
+typedef struct PreferredAzOp {
+    Service *svc;
+    ServicePreferredAz *items;
+    size_t n;
+    size_t next;     /* the item being stored */
+    json_t *updated; /* owned */
+    ServiceJsonFn cb;
+    void *arg;
+} PreferredAzOp;
+
+static void preferred_az_next(PreferredAzOp *op);
+
+static void preferred_az_finish(PreferredAzOp *op, const Err *err)
+{
+    if (err != NULL) {
+        json_decref(op->updated);
+        service_defer_err(op->svc, op->cb, op->arg, err);
+    } else {
+        service_defer_json(op->svc, op->cb, op->arg, NULL,
+                           json_must(json_pack("{s:o}", "updated", op->updated)));
+    }
+    free(op->items);
+    free(op);
+}
+
+static void on_preferred_az_stored(const Err *err, void *arg)
+{
+    PreferredAzOp *op = arg;
+    const ServicePreferredAz *it = &op->items[op->next];
+    if (err != NULL) {
+        preferred_az_finish(op, err);
+        return;
+    }
+    Tenant *t = shard_map_tenant_get(op->svc->map, &it->tsid.tenant_id);
+    Err e;
+    err_clear(&e);
+    if (t != NULL && !tenant_set_preferred_az(t, it->az, &e)) {
+        preferred_az_finish(op, &e);
+        return;
+    }
+    json_array_append_new(op->updated, json_from_tsid(&it->tsid));
+    op->next++;
+    preferred_az_next(op);
+}
+
+static void preferred_az_next(PreferredAzOp *op)
+{
+    for (; op->next < op->n; op->next++) {
+        const ServicePreferredAz *it = &op->items[op->next];
+        Tenant *t = shard_map_get(op->svc->map, &it->tsid) != NULL
+                        ? shard_map_tenant_get(op->svc->map, &it->tsid.tenant_id)
+                        : NULL;
+        if (t == NULL || strcmp(t->preferred_az, it->az) == 0)
+            continue;
+        db_tenants_set_preferred_az(op->svc->opts.db, &it->tsid.tenant_id, NULL,
+                                    it->az[0] != '\0' ? it->az : NULL, on_preferred_az_stored, op);
+        return;
+    }
+    preferred_az_finish(op, NULL);
+}
+
+void service_preferred_azs(Service *svc, const ServicePreferredAz *items, size_t n,
+                           ServiceJsonFn cb, void *arg)
+{
+    Err err;
+    err_clear(&err);
+    if (!service_check_ready(svc, &err)) {
+        service_defer_err(svc, cb, arg, &err);
+        return;
+    }
+    PreferredAzOp *op = xcalloc(1, sizeof(*op));
+    op->svc = svc;
+    op->items = xcalloc(n > 0 ? n : 1, sizeof(*items));
+    if (n > 0)
+        memcpy(op->items, items, n * sizeof(*items));
+    op->n = n;
+    op->updated = json_array();
+    op->cb = cb;
+    op->arg = arg;
+    preferred_az_next(op);
 }

@@ -9,7 +9,7 @@
 static void reattach_db(RegisterOp *op, const Err *err);
 
 void service_reattach(Service *svc, NodeId node, const ServiceNodeRegistration *reg,
-                      ServiceJsonFn cb, void *arg)
+                      bool empty_local_disk, ServiceJsonFn cb, void *arg)
 {
     Err err;
     err_clear(&err);
@@ -22,6 +22,7 @@ void service_reattach(Service *svc, NodeId node, const ServiceNodeRegistration *
     op->cb = cb;
     op->arg = arg;
     op->reattach_node = node;
+    op->empty_local_disk = empty_local_disk;
     op->then = reattach_db;
     if (reg != NULL) {
         if (reg->node_id != node) {
@@ -53,8 +54,9 @@ static json_t *reattach_entry(const TenantShardId *tsid, Generation gen, const c
 }
 
 /* on_reattached: the database bumped every shard issued to the node. Memory: those shards now hold
- * the new generation there; the node keeps its intent secondaries (state unknown until a reconcile
- * learns it); everything else the node had is gone (it deletes what it is not told). */
+ * the new generation there (unknown instead when the node lost its disk: a reconcile checks and
+ * re-pushes the attachment); the node keeps its intent secondaries (state unknown until a
+ * reconcile learns it); everything else the node had is gone (it deletes what it is not told). */
 static void on_reattached(const Err *err, const DbTenantShard *rows, size_t n, void *arg)
 {
     RegisterOp *op = arg;
@@ -83,6 +85,10 @@ static void on_reattached(const Err *err, const DbTenantShard *rows, size_t n, v
             continue;
         if (rows[i].generation > s->generation || s->generation == GENERATION_NONE)
             tenant_shard_set_generation(s, rows[i].generation, node);
+        if (op->empty_local_disk) {
+            tenant_shard_observed_set_unknown(s, node);
+            continue;
+        }
         ObservedState o = {.known = true,
                            .mode = SHARD_LOCATION_ATTACHED_SINGLE,
                            .generation = rows[i].generation};
@@ -103,9 +109,10 @@ static void on_reattached(const Err *err, const DbTenantShard *rows, size_t n, v
         nd->availability = NODE_AVAILABILITY_WARMING_UP;
         nd->last_heartbeat_ms = service_now_ms();
     }
-    log_info("node %llu re-attached: %zu attached shards (generations bumped), "
+    log_info("node %llu re-attached%s: %zu attached shards (generations bumped), "
              "%zu in all",
-             (unsigned long long)node, n, json_array_size(tenants));
+             (unsigned long long)node, op->empty_local_disk ? " with an empty local disk" : "", n,
+             json_array_size(tenants));
     if (svc->ready) {
         service_schedule_all(svc);
         (void)service_reconcile_all(svc);
@@ -231,10 +238,10 @@ static void on_attach_hook_gen(const Err *err, Generation gen, void *arg)
         tenant_shard_set_generation(s, gen, op->node);
         if (!scheduler_intent_set_attached(&svc->sched, s, op->node, &e))
             log_err(&e, "attach-hook");
-        /* the test attaches the pageserver itself: record it as done */
-        ObservedState o = {
-            .known = true, .mode = SHARD_LOCATION_ATTACHED_SINGLE, .generation = gen};
-        tenant_shard_observed_set(s, op->node, &o);
+        /* the caller may attach the pageserver itself, or not: what the node holds is
+         * unknown, so the next reconcile reads it and attaches when needed (claiming the node
+         * holds gen would let that reconcile detach the old location only) */
+        tenant_shard_observed_set_unknown(s, op->node);
     }
     attach_hook_reply(op, NULL, gen);
 }

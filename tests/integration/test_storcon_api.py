@@ -415,7 +415,7 @@ def test_location_config_onboarding(cluster_factory):
     cl = cluster_factory(2)
     tenant = new_id()
     conf = {"mode": "AttachedSingle", "generation": 5, "secondary_conf": None,
-            "shard_number": 0, "shard_count": 0, "shard_stripe_size": 0,
+            "shard_number": 0, "shard_count": 0, "shard_stripe_size": 2048,
             "tenant_conf": {"pitr_interval": "3h"}}
     body = ok_json(cl.storcon.put(f"/v1/tenant/{tenant}/location_config", json=conf, timeout=60))
     assert [s["shard_id"] for s in body["shards"]] == [tenant], body
