@@ -38,6 +38,7 @@ typedef struct Rec {
     json_t *result;
     bool finish_in_first; /* the first step finishes at once */
     int persisted;
+    int *free_count; /* counted by free_counted */
 } Rec;
 
 static int g_starts;
@@ -378,7 +379,8 @@ static void test_deadline(void **state)
 /* operations_free abandons operations in flight: completions never run, data is freed, locks go. */
 static void free_counted(void *p)
 {
-    (*(int *)p)++;
+    Rec *r = p;
+    (*r->free_count)++;
 }
 
 static void test_free_abandons(void **state)
@@ -389,10 +391,12 @@ static void test_free_abandons(void **state)
     Rec a, b;
     Operation *oa = start(fx, &a, OPERATION_TIMELINE_DELETE);
     operation_lock_tenant(oa, &fx->t1, TENANT_LOCK_EXCLUSIVE);
-    operation_set_data(oa, &freed, free_counted);
+    a.free_count = &freed;
+    operation_set_data(oa, &a, free_counted);
     Operation *ob = start(fx, &b, OPERATION_TIMELINE_DELETE);
     operation_lock_tenant(ob, &fx->t1, TENANT_LOCK_EXCLUSIVE);
-    operation_set_data(ob, &freed, free_counted);
+    b.free_count = &freed;
+    operation_set_data(ob, &b, free_counted);
     operation_set_deadline(ob, 60000);
     operation_start(oa, first_step);
     operation_start(ob, first_step);
