@@ -20,7 +20,13 @@
 #include "pageserver/tenant.h"
 #include "pageserver/timeline.h"
 
-typedef enum ReadKind { READ_PAGE, READ_REL_SIZE, READ_REL_EXISTS, READ_DB_SIZE } ReadKind;
+typedef enum ReadKind {
+    READ_PAGE,
+    READ_REL_SIZE,
+    READ_REL_EXISTS,
+    READ_DB_SIZE,
+    READ_TIMELINE_SIZES
+} ReadKind;
 
 typedef struct ChainLevel {
     Layer **layers; /* references */
@@ -42,7 +48,9 @@ typedef struct ReadJob {
         ReadRelSizeFn rel_size;
         ReadRelExistsFn rel_exists;
         ReadDbSizeFn db_size;
+        ReadSizesFn sizes;
     } cb;
+    Timeline *timeline; /* READ_TIMELINE_SIZES: the timeline, read by read_prepare only */
     void *arg;
     /* result */
     bool ok;
@@ -52,6 +60,7 @@ typedef struct ReadJob {
     bool exists;
     uint64_t bytes;
     uint64_t downloaded;
+    TimelineSizes sizes;
 } ReadJob;
 
 /* chain_get: the value of key through the levels (see the header). */
@@ -107,7 +116,8 @@ static bool get_existing_rel_size(ReadJob *j, uint32_t *nblocks)
     return true;
 }
 
-/* get_reldir: the decoded relation directory of (spc, db); *found false when absent. */
+/* get_reldir: the decoded relation directory of (j->rel.spc, j->rel.db); *found false when
+ * absent. */
 static bool get_reldir(ReadJob *j, PgdataRelDirEntry **entries, size_t *n, bool *found)
 {
     Key dir_key = key_reldir(j->rel.spc, j->rel.db);
@@ -200,6 +210,90 @@ static bool read_db_size(ReadJob *j)
     return ok;
 }
 
+/* get_dir_value: the raw value of a directory key (NULL, 0 when absent). */
+static bool get_dir_value(ReadJob *j, const Key *key, void **v, size_t *len)
+{
+    bool found = false;
+    *v = NULL;
+    *len = 0;
+    return chain_get(j, key, v, len, &found);
+}
+
+/* count_u32_dir: the entry count of a SLRU or two-phase directory key (absent: 0). */
+static bool count_u32_dir(ReadJob *j, const Key *key, bool slru, uint64_t *count)
+{
+    void *v = NULL;
+    size_t len = 0;
+    *count = 0;
+    if (!get_dir_value(j, key, &v, &len))
+        return false;
+    if (v == NULL)
+        return true;
+    uint32_t *entries = NULL;
+    size_t n = 0;
+    bool ok = slru ? pgdata_slrudir_decode(v, len, &entries, &n, &j->err)
+                   : pgdata_twophasedir_decode(v, len, &entries, &n, &j->err);
+    free(v);
+    free(entries);
+    if (!ok) {
+        char k[KEY_STR_SIZE];
+        key_format(key, k);
+        err_prefix(&j->err, "directory %s: ", k);
+        return false;
+    }
+    *count = n;
+    return true;
+}
+
+static bool read_timeline_sizes(ReadJob *j)
+{
+    TimelineSizes *s = &j->sizes;
+    memset(s, 0, sizeof(*s));
+    Key dbdir_key = key_dbdir();
+    void *v = NULL;
+    size_t len = 0;
+    if (!get_dir_value(j, &dbdir_key, &v, &len))
+        return false;
+    PgdataDbDirEntry *dbs = NULL;
+    size_t n_dbs = 0;
+    if (v != NULL) {
+        bool ok = pgdata_dbdir_decode(v, len, &dbs, &n_dbs, &j->err);
+        free(v);
+        if (!ok) {
+            err_prefix(&j->err, "database directory: ");
+            return false;
+        }
+    }
+    bool ok = true;
+    s->dir_counts[DIRKIND_DB] = n_dbs;
+    for (size_t d = 0; d < n_dbs && ok; d++) {
+        j->rel.spc = dbs[d].spcnode;
+        j->rel.db = dbs[d].dbnode;
+        PgdataRelDirEntry *e = NULL;
+        size_t n = 0;
+        bool found = false;
+        ok = get_reldir(j, &e, &n, &found);
+        s->dir_counts[DIRKIND_REL] += n;
+        for (size_t i = 0; i < n && ok; i++) {
+            uint32_t nblocks = 0;
+            bool has_size = false;
+            ok = get_rel_size(j, e[i].relnode, (uint8_t)e[i].forknum, &nblocks, &has_size);
+            if (ok && has_size)
+                s->logical_size += (uint64_t)nblocks * BLCKSZ;
+        }
+        free(e);
+    }
+    free(dbs);
+    Key twophase = key_twophase_dir();
+    Key clog = key_slru_dir(SLRU_CLOG);
+    Key members = key_slru_dir(SLRU_MULTIXACT_MEMBERS);
+    Key offsets = key_slru_dir(SLRU_MULTIXACT_OFFSETS);
+    return ok && count_u32_dir(j, &twophase, false, &s->dir_counts[DIRKIND_TWOPHASE]) &&
+           count_u32_dir(j, &clog, true, &s->dir_counts[DIRKIND_SLRU_CLOG]) &&
+           count_u32_dir(j, &members, true, &s->dir_counts[DIRKIND_SLRU_MULTIXACT_MEMBERS]) &&
+           count_u32_dir(j, &offsets, true, &s->dir_counts[DIRKIND_SLRU_MULTIXACT_OFFSETS]);
+}
+
 static void read_work(void *arg)
 {
     ReadJob *j = arg;
@@ -219,6 +313,9 @@ static void read_work(void *arg)
         break;
     case READ_DB_SIZE:
         j->ok = read_db_size(j);
+        break;
+    case READ_TIMELINE_SIZES:
+        j->ok = read_timeline_sizes(j);
         break;
     }
 }
@@ -240,6 +337,9 @@ static void read_answer(void *arg)
         break;
     case READ_DB_SIZE:
         j->cb.db_size(err, j->ok ? j->bytes : 0, j->arg);
+        break;
+    case READ_TIMELINE_SIZES:
+        j->cb.sizes(err, j->ok ? &j->sizes : NULL, j->arg);
         break;
     }
     for (size_t i = 0; i < j->n_levels; i++) {
@@ -273,12 +373,40 @@ static void read_done(void *arg)
     read_answer(j);
 }
 
+/* take_chain: references on the layers of tl's ancestor chain, each level at its LSN. */
+static void take_chain(ReadJob *j, const Timeline *tl, Lsn lsn)
+{
+    size_t depth = 0;
+    for (const Timeline *t = tl; t != NULL; t = t->has_ancestor ? t->ancestor : NULL)
+        depth++;
+    j->levels = xcalloc(depth, sizeof(*j->levels));
+    const Timeline *t = tl;
+    while (t != NULL) {
+        ChainLevel *lv = &j->levels[j->n_levels++];
+        lv->lsn = lsn;
+        lv->layers = xcalloc(t->n_layers ? t->n_layers : 1, sizeof(Layer *));
+        for (size_t i = 0; i < t->n_layers; i++)
+            lv->layers[lv->n++] = layer_obj_ref(t->layers[i]);
+        if (!t->has_ancestor)
+            break;
+        if (t->ancestor_lsn < lsn)
+            lsn = t->ancestor_lsn;
+        t = t->ancestor;
+    }
+}
+
 /* read_prepare: resolve the slot and timeline, check ownership (pages) and the LSN, take the
  * layer references of the chain. false + j->err otherwise. */
 static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
                          const TimelineId *tl_id, Lsn req_lsn)
 {
     TenantSlot *slot = NULL;
+    if (j->kind == READ_TIMELINE_SIZES) {
+        take_chain(j, j->timeline, j->timeline->last_record_lsn);
+        j->slot = j->timeline->slot;
+        j->timeline = NULL;
+        return true;
+    }
     if (!tenant_manager_readable_slot(mgr, tsid, &slot, &j->err))
         return false;
     char id[ID_STR_SIZE];
@@ -316,23 +444,7 @@ static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *ts
                 b);
         return false;
     }
-    size_t depth = 0;
-    for (const Timeline *t = tl; t != NULL; t = t->has_ancestor ? t->ancestor : NULL)
-        depth++;
-    j->levels = xcalloc(depth, sizeof(*j->levels));
-    const Timeline *t = tl;
-    while (t != NULL) {
-        ChainLevel *lv = &j->levels[j->n_levels++];
-        lv->lsn = lsn;
-        lv->layers = xcalloc(t->n_layers ? t->n_layers : 1, sizeof(Layer *));
-        for (size_t i = 0; i < t->n_layers; i++)
-            lv->layers[lv->n++] = layer_obj_ref(t->layers[i]);
-        if (!t->has_ancestor)
-            break;
-        if (t->ancestor_lsn < lsn)
-            lsn = t->ancestor_lsn;
-        t = t->ancestor;
-    }
+    take_chain(j, tl, lsn);
     j->slot = slot;
     return true;
 }
@@ -392,4 +504,13 @@ void read_path_db_size(TenantManager *mgr, const TenantShardId *tsid, const Time
     ReadJob *j = read_job_new(mgr, READ_DB_SIZE, &rel, arg);
     j->cb.db_size = cb;
     read_start(j, mgr, tsid, tl, lsn);
+}
+
+void read_path_timeline_sizes(Timeline *tl, ReadSizesFn cb, void *arg)
+{
+    RelTag none = {0};
+    ReadJob *j = read_job_new(tl->slot->mgr, READ_TIMELINE_SIZES, &none, arg);
+    j->cb.sizes = cb;
+    j->timeline = tl;
+    read_start(j, tl->slot->mgr, &tl->slot->tsid, &tl->id, tl->last_record_lsn);
 }

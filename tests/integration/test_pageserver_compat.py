@@ -1,0 +1,92 @@
+"""Pageserver compatibility with Neon's clients: TimelineInfo's fields (Neon's pageserver_api
+models), "no content" replies as JSON null, generation numbering (pageserver.md)."""
+
+import time
+
+from fixtures.util import wait_until
+from pageserver_env import (  # noqa: F401 - fixtures are used by name
+    BLCKSZ,
+    bootstrap,
+    branch,
+    delete_timeline,
+    error_msg,
+    fake_storcon,
+    initdb_files,
+    location_conf,
+    lsn_parse,
+    new_id,
+    ok_json,
+    ps_env,
+    put_location,
+    relation_sizes,
+    timeline_info,
+    timelines,
+    wait_timeline_gone,
+)
+
+# Neon's TimelineInfo fields this pageserver emits, with their JSON types (None: nullable).
+NEON_TIMELINE_INFO = {
+    "current_logical_size": int,
+    "current_logical_size_is_accurate": bool,
+    "directory_entries_counts": list,
+    "pitr_history_size": int,
+    "within_ancestor_pitr": bool,
+    "walreceiver_status": str,
+    "current_physical_size": int,
+    "pg_version": int,
+}
+DIRECTORY_KINDS = 7  # Db, TwoPhase, Rel, AuxFiles, SLRU clog / multixact members / offsets
+
+
+def wait_accurate(ps, tenant, tl):
+    def accurate():
+        info = timeline_info(ps, tenant, tl)
+        return info if info["current_logical_size_is_accurate"] else False
+    return wait_until(accurate, timeout=30, what="an accurate logical size")
+
+
+def check_types(info):
+    for field, typ in NEON_TIMELINE_INFO.items():
+        assert field in info, f"TimelineInfo lacks {field}: {info}"
+        assert type(info[field]) is typ, f"{field}: {info[field]!r} is not {typ.__name__}"
+
+
+def test_timeline_info_neon_fields_and_logical_size_after_load(ps_env):
+    ps1 = ps_env.pageserver()
+    tenant = new_id()
+    ps_env.attach(ps1, tenant, 1)
+    created = bootstrap(ps1, tenant, pg_version=15)
+    tl = created["timeline_id"]
+    check_types(created)
+    files = initdb_files(ps_env.remote, tenant, tl)
+    sizes = relation_sizes(files)
+    expected = sum(sizes.values()) * BLCKSZ
+    assert expected > 0
+    # A bootstrap sums the sizes while converting: accurate at once.
+    assert created["current_logical_size"] == expected, created
+    assert created["current_logical_size_is_accurate"] is True, created
+    assert created["walreceiver_status"] == "Not active", created
+    assert created["within_ancestor_pitr"] is False, created
+    assert created["pitr_history_size"] == \
+        lsn_parse(created["last_record_lsn"]) - lsn_parse(created["initdb_lsn"]), created
+    info = wait_until(lambda: timeline_info(ps1, tenant, tl)["directory_entries_counts"] or False,
+                      timeout=30, what="directory entry counts")
+    assert len(info) == DIRECTORY_KINDS and all(type(c) is int for c in info), info
+    dbs = {(spc, db) for spc, db, _, _ in sizes if db != 0}
+    assert info[0] >= len(dbs) and info[2] == len(sizes) and info[3] == 0, (info, len(sizes))
+
+    # Loaded from remote storage on another pageserver: the size is computed at load.
+    ps2 = ps_env.pageserver()
+    ps_env.attach(ps2, tenant, 2)
+    loaded = wait_accurate(ps2, tenant, tl)
+    check_types(loaded)
+    assert loaded["current_logical_size"] == expected, loaded
+    assert loaded["directory_entries_counts"] == info, loaded
+    assert timelines(ps2, tenant)[tl]["current_logical_size"] == expected
+
+    # A branch: within its ancestor's horizon, history counted from the branch point.
+    br = branch(ps2, tenant, tl)
+    check_types(br)
+    assert br["within_ancestor_pitr"] is True, br
+    assert br["pitr_history_size"] == 0, br  # branched at the ancestor's last record
+    assert wait_accurate(ps2, tenant, br["timeline_id"])["current_logical_size"] == expected
