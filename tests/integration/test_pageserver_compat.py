@@ -90,3 +90,24 @@ def test_timeline_info_neon_fields_and_logical_size_after_load(ps_env):
     assert br["within_ancestor_pitr"] is True, br
     assert br["pitr_history_size"] == 0, br  # branched at the ancestor's last record
     assert wait_accurate(ps2, tenant, br["timeline_id"])["current_logical_size"] == expected
+
+
+def assert_null(r, status):
+    assert r.status_code == status and r.text == "null", f"{r.status_code} {r.text!r}"
+    assert r.headers["Content-Type"].startswith("application/json")
+
+
+def test_no_content_replies_are_json_null(ps_env):
+    """Neon answers json_response(status, ()) = null; every such reply here is null too."""
+    ps = ps_env.pageserver()
+    tenant = new_id()
+    ps_env.attach(ps, tenant, 1)
+    assert_null(ps.put("/v1/failpoints", json=[{"name": "compat-noop", "actions": "off"}]), 200)
+    tl = bootstrap(ps, tenant, pg_version=15)["timeline_id"]
+    assert_null(ps.put("/v1/tenant/config", json={"tenant_id": tenant, "gc_period": "2h"}), 200)
+    assert_null(ps.request("PATCH", "/v1/tenant/config", json={"tenant_id": tenant, "gc_period": "3h"}),
+                200)
+    assert_null(delete_timeline(ps, tenant, tl), 202)
+    assert_null(ps.put("/v1/deletion_queue/flush", params={"execute": "true"}, timeout=60), 200)
+    wait_timeline_gone(ps, tenant, tl)
+    assert_null(ps.delete(f"/v1/tenant/{tenant}", timeout=60), 200)
