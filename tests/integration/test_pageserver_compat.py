@@ -111,3 +111,15 @@ def test_no_content_replies_are_json_null(ps_env):
     assert_null(ps.put("/v1/deletion_queue/flush", params={"execute": "true"}, timeout=60), 200)
     wait_timeline_gone(ps, tenant, tl)
     assert_null(ps.delete(f"/v1/tenant/{tenant}", timeout=60), 200)
+
+
+def test_generation_zero_is_rejected(ps_env):
+    """Generations start at 1: 0 is 400 {"msg"} and nothing is created."""
+    ps = ps_env.pageserver()
+    tenant = new_id()
+    for mode in ("AttachedSingle", "AttachedMulti", "AttachedStale"):
+        msg = error_msg(put_location(ps, tenant, location_conf(mode, 0)), 400)
+        assert "generation" in msg and "start at 1" in msg, msg
+    assert not (ps.workdir / "tenants" / tenant).exists()
+    error_msg(ps.get(f"/v1/location_config/{tenant}"), 404)
+    ps_env.attach(ps, tenant, 1)  # generation 1 is fine
