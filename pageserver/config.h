@@ -38,6 +38,7 @@ typedef struct PageserverConfig {
     char failpoints[4096];
     uint64_t worker_threads;
     uint64_t http_max_connections;
+    uint64_t wait_lsn_timeout_ms;            /* read_path.h: bounded wait for a future LSN */
     char control_plane_token_file[PATH_MAX]; /* bearer token (generations_api) for upcalls */
     char initdb_user[PAGESERVER_INITDB_USER_MAX];
 

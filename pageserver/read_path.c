@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "shared/failpoint.h"
 #include "shared/key.h"
 #include "shared/log.h"
@@ -460,9 +462,110 @@ static ReadJob *read_job_new(TenantManager *mgr, ReadKind kind, const RelTag *re
     return j;
 }
 
+/* ---- wait_lsn ---- */
+
+#define WAIT_LSN_POLL_MS 20 /* how often a parked read checks its timeline's last_record_lsn */
+
+/* LsnWait: a read parked until its LSN arrives; it holds nothing of the slot, and looks the
+ * timeline up again at every check (so a timeline or slot that goes away meanwhile needs no
+ * bookkeeping: the read then fails as any read would). */
+typedef struct LsnWait {
+    ReadJob *j;
+    TenantManager *mgr;
+    TenantShardId tsid;
+    TimelineId tl;
+    Lsn lsn;
+    struct timespec deadline;
+    struct event *ev;
+} LsnWait;
+
+static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
+                       const TimelineId *tl, Lsn lsn);
+
+static double secs_until(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(t->tv_sec - now.tv_sec) + (double)(t->tv_nsec - now.tv_nsec) / 1e9;
+}
+
+/* lsn_wait_timeline: the ACTIVE timeline whose last_record_lsn is below lsn, or NULL (the LSN
+ * has arrived, or the read fails or succeeds without waiting). */
+static const Timeline *lsn_wait_timeline(TenantManager *mgr, const TenantShardId *tsid,
+                                         const TimelineId *tl_id, Lsn lsn)
+{
+    TenantSlot *slot = NULL;
+    Err err = {0};
+    if (lsn == LSN_INVALID || !tenant_manager_readable_slot(mgr, tsid, &slot, &err))
+        return NULL;
+    const Timeline *tl = slot_find_timeline(slot, tl_id);
+    if (tl == NULL || tl->state != TIMELINE_ACTIVE || lsn <= tl->last_record_lsn)
+        return NULL;
+    return tl;
+}
+
+static void on_lsn_wait_tick(evutil_socket_t fd, short what, void *arg)
+{
+    LsnWait *w = arg;
+    const Timeline *tl = lsn_wait_timeline(w->mgr, &w->tsid, &w->tl, w->lsn);
+    if (tl != NULL && secs_until(&w->deadline) > 0)
+        return; /* persistent timer: check again */
+    ReadJob *j = w->j;
+    event_free(w->ev);
+    if (tl != NULL) {
+        char want[LSN_STR_SIZE], last[LSN_STR_SIZE], disk[LSN_STR_SIZE];
+        lsn_format(w->lsn, want);
+        lsn_format(tl->last_record_lsn, last);
+        lsn_format(tl->disk_consistent_lsn, disk);
+        err_set(&j->err, ERR_TIMEOUT,
+                "Timed out while waiting for WAL record at LSN %s to arrive, last_record_lsn %s "
+                "disk consistent LSN=%s, WalReceiver status: Not active",
+                want, last, disk);
+        free(w);
+        j->ok = false;
+        read_answer(j);
+        return;
+    }
+    TenantManager *mgr = w->mgr;
+    TenantShardId tsid = w->tsid;
+    TimelineId tl_id = w->tl;
+    Lsn lsn = w->lsn;
+    free(w);
+    read_start(j, mgr, &tsid, &tl_id, lsn);
+}
+
+/* lsn_wait_park: park j when its LSN is beyond the timeline's last_record_lsn (true), checked
+ * every WAIT_LSN_POLL_MS until it arrives or wait_lsn_timeout_ms has passed. */
+static bool lsn_wait_park(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
+                          const TimelineId *tl, Lsn lsn)
+{
+    if (lsn_wait_timeline(mgr, tsid, tl, lsn) == NULL)
+        return false;
+    LsnWait *w = xcalloc(1, sizeof(*w));
+    w->j = j;
+    w->mgr = mgr;
+    w->tsid = *tsid;
+    w->tl = *tl;
+    w->lsn = lsn;
+    uint64_t ms = j->app->cfg.wait_lsn_timeout_ms;
+    clock_gettime(CLOCK_MONOTONIC, &w->deadline);
+    w->deadline.tv_sec += (time_t)(ms / 1000);
+    w->deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (w->deadline.tv_nsec >= 1000000000L) {
+        w->deadline.tv_sec++;
+        w->deadline.tv_nsec -= 1000000000L;
+    }
+    w->ev = event_new(j->app->base, -1, EV_PERSIST, on_lsn_wait_tick, w);
+    struct timeval tv = {0, WAIT_LSN_POLL_MS * 1000};
+    event_add(w->ev, &tv);
+    return true;
+}
+
 static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
                        const TimelineId *tl, Lsn lsn)
 {
+    if (lsn_wait_park(j, mgr, tsid, tl, lsn))
+        return;
     if (!read_prepare(j, mgr, tsid, tl, lsn)) {
         j->ok = false;
         pageserver_defer(j->app, read_answer, j);

@@ -6,8 +6,9 @@
  *   1. the key must be one this shard owns (relation blocks are striped; init-fork blocks live on
  *      shard 0): otherwise 404 "key ... is not owned by shard ..." (tenant_manager_shard_for_key
  *      says which local shard owns a key);
- *   2. effective LSN = min(lsn, last_record_lsn) (LSN_INVALID: last_record_lsn); below
- *      min_readable_lsn -> 400;
+ *   2. an LSN beyond last_record_lsn waits for it (parked on the loop, rechecked every 20 ms,
+ *      408 after the config's wait_lsn_timeout_ms); effective LSN = min(lsn, last_record_lsn)
+ *      (LSN_INVALID: last_record_lsn); below min_readable_lsn -> 400;
  *   3. the relation size key decides: absent -> 404 (no such relation), blkno >= nblocks -> 404
  *      (past the end);
  *   4. the block key: its 8192-byte image, or zeros when the relation has the block but no image

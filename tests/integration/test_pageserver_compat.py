@@ -13,11 +13,14 @@ from pageserver_env import (  # noqa: F401 - fixtures are used by name
     fake_storcon,
     initdb_files,
     location_conf,
+    PageClient,
+    lsn_fmt,
     lsn_parse,
     new_id,
     ok_json,
     ps_env,
     put_location,
+    relation_pages,
     relation_sizes,
     timeline_info,
     timelines,
@@ -123,3 +126,35 @@ def test_generation_zero_is_rejected(ps_env):
     assert not (ps.workdir / "tenants" / tenant).exists()
     error_msg(ps.get(f"/v1/location_config/{tenant}"), 404)
     ps_env.attach(ps, tenant, 1)  # generation 1 is fine
+
+
+def test_getpage_beyond_last_record_lsn_waits_then_408(ps_env):
+    """A read at an LSN past last_record_lsn waits (up to --wait-lsn-timeout) for it instead of
+    answering the latest page, then 408 with Neon's message; the loop serves others meanwhile."""
+    ps = ps_env.pageserver(extra_args=["--wait-lsn-timeout", "1500ms"])
+    tenant = new_id()
+    ps_env.attach(ps, tenant, 1)
+    info = bootstrap(ps, tenant, pg_version=15)
+    tl, last = info["timeline_id"], lsn_parse(info["last_record_lsn"])
+    spc, db, rel, fork, blk, page = next(relation_pages(initdb_files(ps_env.remote, tenant, tl)))
+    pages = PageClient(ps)
+    assert pages.page(tenant, tl, spc, db, rel, fork, blk, lsn_fmt(last)) == page
+
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as pool:
+        start = time.monotonic()
+        future = pool.submit(PageClient(ps).get, tenant, tl, spc, db, rel, fork, blk,
+                             lsn_fmt(last + 0x1000))
+        time.sleep(0.3)
+        assert not future.done(), "a future LSN was answered at once"
+        # the event loop is not blocked by the parked read
+        t0 = time.monotonic()
+        assert pages.page(tenant, tl, spc, db, rel, fork, blk, lsn_fmt(last)) == page
+        assert ps.get("/v1/status").status_code == 200
+        assert time.monotonic() - t0 < 1.0
+        r = future.result(timeout=30)
+        waited = time.monotonic() - start
+    msg = error_msg(r, 408)
+    assert "Timed out while waiting for WAL record at LSN" in msg, msg
+    assert 1.4 <= waited < 10, waited
+    pages.close()
