@@ -713,6 +713,57 @@ void tenant_manager_on_visible_lsn(void *arg, const TenantShardId *tsid, const T
 
 /* ---- startup ---- */
 
+/* Temporary files ("<name>.tmp.<n>.<n>") a crash left behind are hidden from listings but take
+ * space: at startup a worker removes those older than this (a live writer, e.g. another
+ * pageserver putting into the same file remote storage, finishes well within it). */
+#define TEMP_FILE_GRACE_S 600
+
+typedef struct TempSweepJob {
+    PageserverApp *app;
+    char roots[2][PATH_MAX]; /* the tenants directory; the file remote storage root or "" */
+    uint64_t removed;
+    bool ok;
+    Err err;
+} TempSweepJob;
+
+static void temp_sweep_work(void *arg)
+{
+    TempSweepJob *j = arg;
+    j->ok = true;
+    for (size_t i = 0; i < 2 && j->ok; i++) {
+        if (j->roots[i][0] != '\0')
+            j->ok = remote_fs_sweep_temps(j->roots[i], TEMP_FILE_GRACE_S, &j->removed, &j->err);
+    }
+}
+
+static void temp_sweep_done(void *arg)
+{
+    TempSweepJob *j = arg;
+    metric_counter_add(j->app->m.temp_files_removed, j->removed);
+    if (!j->ok)
+        log_err(&j->err, "startup temporary file cleanup stopped");
+    if (j->removed > 0)
+        log_info("removed %" PRIu64 " temporary files left by a crash (older than %d s)",
+                 j->removed, TEMP_FILE_GRACE_S);
+    free(j);
+}
+
+/* start_temp_sweep: one worker job over the tenants directory and a file remote storage. */
+static void start_temp_sweep(TenantManager *mgr, const char *tenants_dir)
+{
+    PageserverApp *app = mgr->app;
+    TempSweepJob *j = xcalloc(1, sizeof(*j));
+    j->app = app;
+    str_copy(j->roots[0], sizeof(j->roots[0]), tenants_dir);
+    RemoteStorageUrl url;
+    Err e = {0};
+    if (app->remote != NULL &&
+        remote_storage_url_parse(remote_storage_url(app->remote), &url, &e) &&
+        url.kind == REMOTE_STORAGE_LOCAL_FS)
+        str_copy(j->roots[1], sizeof(j->roots[1]), url.path);
+    worker_pool_submit(app->workers, temp_sweep_work, temp_sweep_done, j);
+}
+
 bool tenant_manager_load_local(TenantManager *mgr, Err *err)
 {
     char dir[PATH_MAX];
@@ -753,6 +804,7 @@ bool tenant_manager_load_local(TenantManager *mgr, Err *err)
     }
     closedir(d);
     log_info("%zu tenant shards found in the work directory", mgr->n_slots);
+    start_temp_sweep(mgr, dir);
     return true;
 }
 

@@ -158,3 +158,36 @@ def test_getpage_beyond_last_record_lsn_waits_then_408(ps_env):
     assert "Timed out while waiting for WAL record at LSN" in msg, msg
     assert 1.4 <= waited < 10, waited
     pages.close()
+
+
+def test_startup_removes_stale_temp_files(ps_env):
+    """Temporary files a crash left (local layer directories, file remote storage) older than the
+    grace period are removed at startup and counted; fresh ones are kept."""
+    import os
+
+    ps = ps_env.pageserver()
+    tenant = new_id()
+    ps_env.attach(ps, tenant, 1)
+    tl = bootstrap(ps, tenant, pg_version=15)["timeline_id"]
+    assert ps.stop() == 0
+    old = time.time() - 3600
+    remote_dir = ps_env.remote.path(f"tenants/{tenant}/timelines/{tl}")
+    local_dir = ps.workdir / "tenants" / tenant / "timelines" / tl
+    assert remote_dir.is_dir() and local_dir.is_dir()
+    stale = [remote_dir / "index_part.json-00000001.tmp.4242.7", local_dir / "layer.tmp.4242.8",
+             ps.workdir / "tenants" / tenant / "config.tmp.4242.9"]
+    fresh = [remote_dir / "index_part.json-00000001.tmp.4242.10", local_dir / "layer.tmp.4242.11"]
+    keep = remote_dir / "not-temporary.tmp.x.1"
+    for p in stale + fresh + [keep]:
+        p.write_bytes(b"partial")
+    for p in stale + [keep]:
+        os.utime(p, (old, old))
+    ps.start()
+
+    def swept():
+        m = [ln for ln in ps.metrics().splitlines()
+             if ln.startswith("pageserver_temp_files_removed_total ")]
+        return m and float(m[0].split()[1]) == len(stale)
+    wait_until(swept, timeout=30, what="temp file sweep")
+    assert not any(p.exists() for p in stale), [p for p in stale if p.exists()]
+    assert all(p.exists() for p in fresh) and keep.exists()
