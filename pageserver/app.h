@@ -45,6 +45,7 @@ typedef struct PageserverMetrics {
     MetricCounter *index_uploads;
     MetricCounter *upload_retries;
     MetricCounter *temp_files_removed;
+    MetricCounter *layer_refetches;
     MetricGauge *deletion_queue_depth;
     MetricCounter *deletion_objects_executed;
     MetricCounter *deletion_objects_dropped;

@@ -62,6 +62,7 @@ typedef struct ReadJob {
     bool exists;
     uint64_t bytes;
     uint64_t downloaded;
+    uint64_t refetched; /* damaged local layer copies downloaded again */
     TimelineSizes sizes;
 } ReadJob;
 
@@ -74,7 +75,8 @@ static bool chain_get(ReadJob *j, const Key *key, void **value, size_t *len, boo
         Layer *l = layer_map_find_image(lv->layers, lv->n, key, lv->lsn);
         if (l == NULL)
             continue;
-        return layer_obj_get(l, j->app->remote, key, value, len, found, &j->downloaded, &j->err);
+        return layer_obj_get(l, j->app->remote, key, value, len, found, &j->downloaded,
+                             &j->refetched, &j->err);
     }
     return true;
 }
@@ -368,6 +370,7 @@ static void read_done(void *arg)
         if (!j->ok)
             metric_counter_add(j->app->m.getpage_errors, 1);
     }
+    metric_counter_add(j->app->m.layer_refetches, j->refetched);
     if (j->downloaded > 0) {
         metric_counter_add(j->app->m.layers_downloaded, 1);
         metric_counter_add(j->app->m.layer_bytes_downloaded, j->downloaded);
