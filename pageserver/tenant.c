@@ -198,19 +198,37 @@ void tenant_manager_free(TenantManager *mgr)
     free(mgr->slots);
     free(mgr->by_tsid);
     free(mgr->by_tenant);
+    free(mgr->removing);
     free(mgr);
 }
 
 /* ---- location_config ---- */
 
 typedef struct AbsentDetach {
+    TenantManager *mgr;
+    TenantShardId tsid;
     PageserverJsonFn cb;
     void *arg;
 } AbsentDetach;
 
+static bool removal_in_progress(const TenantManager *mgr, const TenantShardId *tsid)
+{
+    for (size_t i = 0; i < mgr->n_removing; i++)
+        if (tsid_eq(&mgr->removing[i], tsid))
+            return true;
+    return false;
+}
+
 static void after_absent_detach(const Err *err, void *arg)
 {
     AbsentDetach *a = arg;
+    TenantManager *mgr = a->mgr;
+    for (size_t i = 0; i < mgr->n_removing; i++) {
+        if (tsid_eq(&mgr->removing[i], &a->tsid)) {
+            mgr->removing[i] = mgr->removing[--mgr->n_removing];
+            break;
+        }
+    }
     a->cb(err, err == NULL ? slot_detach_result() : NULL, a->arg);
     free(a);
 }
@@ -225,6 +243,15 @@ void tenant_location_config_put(TenantManager *mgr, const TenantShardId *tsid, L
         return;
     }
     TenantSlot *slot = tenant_manager_find(mgr, tsid);
+    if (slot == NULL && removal_in_progress(mgr, tsid)) {
+        char id[TSID_STR_SIZE];
+        tsid_format(tsid, id);
+        err_set(&err, ERR_CONFLICT,
+                "tenant shard %s: its local directory is being removed (Detached); retry", id);
+        location_config_finish(cfg);
+        pageserver_defer_json(mgr->app, cb, arg, &err, NULL);
+        return;
+    }
     if (slot != NULL && slot->change != NULL) {
         err_set(&err, ERR_CONFLICT, "tenant shard %s is being changed (%s); retry", slot->tsid_str,
                 slot_state_name(slot->state));
@@ -250,8 +277,15 @@ void tenant_location_config_put(TenantManager *mgr, const TenantShardId *tsid, L
         if (slot == NULL) {
             /* idempotent; still remove leftovers of a shard this node no longer knows */
             AbsentDetach *a = xcalloc(1, sizeof(*a));
+            a->mgr = mgr;
+            a->tsid = *tsid;
             a->cb = cb;
             a->arg = arg;
+            if (mgr->n_removing == mgr->cap_removing) {
+                mgr->cap_removing = mgr->cap_removing ? mgr->cap_removing * 2 : 4;
+                mgr->removing = xrealloc(mgr->removing, mgr->cap_removing * sizeof(*mgr->removing));
+            }
+            mgr->removing[mgr->n_removing++] = *tsid;
             char dir[PATH_MAX];
             str_printf(dir, sizeof(dir), "%s/%s/%s", mgr->app->cfg.workdir, PAGESERVER_TENANTS_DIR,
                        tsid_str);

@@ -232,3 +232,30 @@ def test_damaged_local_layer_is_fetched_again(ps_env):
     m = [ln for ln in ps.metrics().splitlines()
          if ln.startswith("pageserver_layer_refetches_total ")]
     assert m and float(m[0].split()[1]) == 1, m
+
+
+def test_attach_behind_absent_detach_is_409_until_removal_ends(ps_env):
+    """A Detached location_config for a shard without a slot removes its directory on a worker;
+    an attach arriving meanwhile is 409 (it would lose its persisted config), and succeeds after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ps = ps_env.pageserver()
+    tenant = new_id()
+    leftover = ps.workdir / "tenants" / tenant
+    leftover.mkdir(parents=True)
+    (leftover / "junk").write_bytes(b"x")
+    r = ps.put("/v1/failpoints", json=[{"name": "tenant-remove-local", "actions": "sleep(1500)"}])
+    assert r.status_code == 200, r.text
+    with ThreadPoolExecutor(1) as pool:
+        detach = pool.submit(put_location, ps, tenant, location_conf("Detached"))
+        time.sleep(0.4)
+        assert not detach.done()
+        gen = ps_env.storcon.issue(tenant, 1)
+        ps_env.storcon.set_intent(ps.id, tenant, "AttachedSingle", 0)
+        msg = error_msg(put_location(ps, tenant, location_conf("AttachedSingle", gen)), 409)
+        assert "being removed" in msg, msg
+        assert detach.result(timeout=30).status_code == 200
+    assert not leftover.exists()
+    ok_json(put_location(ps, tenant, location_conf("AttachedSingle", gen)))
+    assert (leftover / "config").exists()
+    assert ok_json(ps.get(f"/v1/location_config/{tenant}"))["generation"] == gen
