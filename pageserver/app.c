@@ -84,6 +84,12 @@ void pageserver_metrics_register(PageserverApp *app)
         metrics_counter(r, "pageserver_index_uploads_total", "index_part.json uploads", NULL);
     m->upload_retries =
         metrics_counter(r, "pageserver_upload_retries_total", "Failed upload attempts", NULL);
+    m->layer_refetches =
+        metrics_counter(r, "pageserver_layer_refetches_total",
+                        "Damaged local layer copies evicted and downloaded again", NULL);
+    m->temp_files_removed =
+        metrics_counter(r, "pageserver_temp_files_removed_total",
+                        "Temporary files left by a crash removed at startup", NULL);
     m->deletion_queue_depth = metrics_gauge(r, "pageserver_deletion_queue_depth",
                                             "Remote objects queued for deletion", NULL);
     m->deletion_objects_executed =

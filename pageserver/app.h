@@ -45,6 +45,8 @@ typedef struct PageserverMetrics {
     MetricCounter *layer_bytes_downloaded;
     MetricCounter *index_uploads;
     MetricCounter *upload_retries;
+    MetricCounter *temp_files_removed;
+    MetricCounter *layer_refetches;
     MetricGauge *deletion_queue_depth;
     MetricCounter *deletion_objects_executed;
     MetricCounter *deletion_objects_dropped;

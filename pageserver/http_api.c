@@ -138,14 +138,15 @@ static void reply_json_status(int status, const Err *err, json_t *result, void *
         pageserver_reply_json(app, req, status, result);
 }
 
+/* "no content" successes answer JSON null, as Neon's json_response(status, ()) does */
 void http_done_200(const Err *err, void *arg)
 {
-    reply_json_status(200, err, NULL, arg);
+    reply_json_status(200, err, err == NULL ? json_null() : NULL, arg);
 }
 
 void http_done_202(const Err *err, void *arg)
 {
-    reply_json_status(202, err, NULL, arg);
+    reply_json_status(202, err, err == NULL ? json_null() : NULL, arg);
 }
 
 void http_json_200(const Err *err, json_t *result, void *arg)
@@ -199,7 +200,7 @@ static void handle_failpoints(HttpRequest *req, void *app_arg)
         http_reply_error(req, &err);
         return;
     }
-    http_reply_json(req, 200, NULL);
+    http_reply_json(req, 200, NULL); /* Neon: null */
 }
 
 /* ---- locations ---- */

@@ -62,7 +62,8 @@ void *http_await(HttpRequest *req, struct PageserverApp *app);
 /* http_pending_take: req and *app of an http_await argument (which is freed). */
 HttpRequest *http_pending_take(void *arg, struct PageserverApp **app);
 /* http_done_200 / http_done_202 / http_json_200 / http_json_201: completions that reply to the
- * request given by http_await with that status ({} or the result), or the error. */
+ * request given by http_await with that status (JSON null, as Neon answers "no content", or the
+ * result), or the error. */
 void http_done_200(const Err *err, void *arg);
 void http_done_202(const Err *err, void *arg);
 void http_json_200(const Err *err, json_t *result, void *arg);

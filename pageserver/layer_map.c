@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "shared/log.h"
 #include "shared/str.h"
@@ -58,6 +59,8 @@ void layer_obj_unref(Layer *l)
         return;
     if (l->reader != NULL)
         layer_reader_free(l->reader);
+    for (int i = 0; i < l->refetches; i++)
+        layer_reader_free(l->retired[i]);
     pthread_mutex_destroy(&l->mu);
     free(l);
 }
@@ -100,19 +103,68 @@ static bool ensure_resident(Layer *l, RemoteStorage *rs, uint64_t *downloaded, E
     return true;
 }
 
-bool layer_obj_get(Layer *l, RemoteStorage *rs, const Key *key, void **value, size_t *len,
-                   bool *found, uint64_t *downloaded, Err *err)
+/* open_reader: the layer's reader, downloading the file first when needed; under mu. */
+static bool open_reader(Layer *l, RemoteStorage *rs, uint64_t *downloaded, Err *err)
 {
-    pthread_mutex_lock(&l->mu);
     bool ok = ensure_resident(l, rs, downloaded, err);
     if (ok && l->reader == NULL)
         ok = layer_reader_open_file(l->local_path, &l->reader, err);
-    LayerReader *r = l->reader;
-    pthread_mutex_unlock(&l->mu);
-    if (!ok)
+    return ok;
+}
+
+/* evict_damaged: drop the local copy whose reader was bad (unless another read already did) so
+ * that the next open_reader downloads it again; false without remote storage or when the
+ * eviction budget is spent. Under mu. */
+static bool evict_damaged(Layer *l, RemoteStorage *rs, const LayerReader *bad, const Err *why)
+{
+    if (bad != NULL && l->reader != bad)
+        return true; /* already replaced by a concurrent read */
+    if (rs == NULL || l->refetches >= LAYER_REFETCH_MAX)
         return false;
-    /* The reader is immutable and thread-safe, and it lives until the last unref. */
-    return layer_reader_get(r, key, value, len, found, err);
+    log_warn("layer %s: local read failed (%s); evicting the local copy and downloading it again",
+             l->local_path, why->msg);
+    if (l->reader != NULL)
+        l->retired[l->refetches] = l->reader; /* concurrent reads may still hold it */
+    l->refetches++;
+    l->reader = NULL;
+    l->resident = false;
+    unlink(l->local_path);
+    return true;
+}
+
+bool layer_obj_get(Layer *l, RemoteStorage *rs, const Key *key, void **value, size_t *len,
+                   bool *found, uint64_t *downloaded, uint64_t *refetched, Err *err)
+{
+    for (int attempt = 0;; attempt++) {
+        pthread_mutex_lock(&l->mu);
+        bool was_resident = l->resident;
+        bool ok = open_reader(l, rs, downloaded, err);
+        LayerReader *r = l->reader;
+        if (!ok && was_resident && attempt == 0 && evict_damaged(l, rs, NULL, err)) {
+            /* the local copy cannot even be opened: fetch it again */
+            if (refetched != NULL)
+                (*refetched)++;
+            err_clear(err);
+            pthread_mutex_unlock(&l->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&l->mu);
+        if (!ok)
+            return false;
+        /* The reader is immutable and thread-safe, and it lives until the last unref. */
+        if (layer_reader_get(r, key, value, len, found, err))
+            return true;
+        if (attempt > 0)
+            return false;
+        pthread_mutex_lock(&l->mu);
+        bool again = evict_damaged(l, rs, r, err);
+        pthread_mutex_unlock(&l->mu);
+        if (!again)
+            return false;
+        if (refetched != NULL)
+            (*refetched)++;
+        err_clear(err);
+    }
 }
 
 Layer *layer_map_find_image(Layer *const *layers, size_t n, const Key *key, Lsn lsn)

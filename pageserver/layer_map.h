@@ -32,6 +32,10 @@
 #include "pageserver/layer.h"
 #include "pageserver/remote_layout.h"
 
+/* How many times one layer's local copy may be evicted and downloaded again after a failed
+ * local read (checksum mismatch or other damage) over the layer object's life. */
+#define LAYER_REFETCH_MAX 3
+
 typedef struct Layer {
     atomic_int refs;
     char name[LAYER_NAME_SIZE]; /* without generation suffix */
@@ -45,6 +49,9 @@ typedef struct Layer {
     pthread_mutex_t mu;
     bool resident;       /* under mu: the local file exists with file_size bytes */
     LayerReader *reader; /* under mu: opened lazily */
+    LayerReader *retired[LAYER_REFETCH_MAX]; /* under mu: readers of evicted copies, which
+                                              * concurrent reads may still use (freed last) */
+    int refetches;                           /* under mu: local copies evicted as damaged */
 } Layer;
 
 /* layer_obj_new: a layer from its index entry; timeline_dir is the local directory of the reading
@@ -64,9 +71,12 @@ IndexLayer layer_obj_to_index(const Layer *l);
 
 /* layer_obj_get: the value of key at the layer's LSN (worker thread). Downloads the layer from
  * rs first when it is not resident (counting *downloaded bytes, may be NULL). Absent key ->
- * *found false. Corruption -> ERR_INTERNAL with the reader's checksum message. */
+ * *found false. A local read that fails (checksum mismatch, damaged file) evicts the local copy
+ * and downloads the intact remote one again, then retries once (at most LAYER_REFETCH_MAX
+ * evictions per layer; *refetched counts them, may be NULL). Corruption that remains ->
+ * ERR_INTERNAL with the reader's checksum message. */
 bool layer_obj_get(Layer *l, RemoteStorage *rs, const Key *key, void **value, size_t *len,
-                   bool *found, uint64_t *downloaded, Err *err) MUST_CHECK;
+                   bool *found, uint64_t *downloaded, uint64_t *refetched, Err *err) MUST_CHECK;
 
 /* layer_map_find_image: among layers[0..n), the image layer holding key with the highest LSN
  * <= lsn; NULL when none. Ties (same LSN, overlapping ranges) pick the first in the array. */

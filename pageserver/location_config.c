@@ -165,7 +165,8 @@ static bool check_shard(const LocationConfigWire *w, Err *err)
     return true;
 }
 
-/* check_mode_fields: the per-mode rules for generation and secondary_conf. */
+/* check_mode_fields: the per-mode rules for generation (never 0: generations start at 1) and
+ * secondary_conf. */
 static bool check_mode_fields(LocationMode mode, const LocationConfigWire *w, Err *err)
 {
     if (location_config_mode_is_attached(mode) && w->generation_p != JSON_PRESENCE_SET) {
@@ -175,6 +176,10 @@ static bool check_mode_fields(LocationMode mode, const LocationConfigWire *w, Er
     }
     if (mode == LOCATION_MODE_SECONDARY && w->generation_p == JSON_PRESENCE_SET) {
         err_set(err, ERR_BAD_REQUEST, "field \"generation\": must be null for mode Secondary");
+        return false;
+    }
+    if (w->generation_p == JSON_PRESENCE_SET && w->generation == 0) {
+        err_set(err, ERR_BAD_REQUEST, "field \"generation\": generations start at 1, got 0");
         return false;
     }
     if (mode != LOCATION_MODE_SECONDARY && w->secondary_p == JSON_PRESENCE_SET) {

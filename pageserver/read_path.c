@@ -7,6 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "shared/failpoint.h"
 #include "shared/key.h"
 #include "shared/log.h"
@@ -21,7 +23,13 @@
 #include "pageserver/tenant.h"
 #include "pageserver/timeline.h"
 
-typedef enum ReadKind { READ_PAGE, READ_REL_SIZE, READ_REL_EXISTS, READ_DB_SIZE } ReadKind;
+typedef enum ReadKind {
+    READ_PAGE,
+    READ_REL_SIZE,
+    READ_REL_EXISTS,
+    READ_DB_SIZE,
+    READ_TIMELINE_SIZES
+} ReadKind;
 
 typedef struct ChainLevel {
     Layer **layers; /* references */
@@ -43,7 +51,9 @@ typedef struct ReadJob {
         ReadRelSizeFn rel_size;
         ReadRelExistsFn rel_exists;
         ReadDbSizeFn db_size;
+        ReadSizesFn sizes;
     } cb;
+    Timeline *timeline; /* READ_TIMELINE_SIZES: the timeline, read by read_prepare only */
     void *arg;
     /* result */
     bool ok;
@@ -53,6 +63,8 @@ typedef struct ReadJob {
     bool exists;
     uint64_t bytes;
     uint64_t downloaded;
+    uint64_t refetched; /* damaged local layer copies downloaded again */
+    TimelineSizes sizes;
 } ReadJob;
 
 /* chain_get: the value of key through the levels (see the header). */
@@ -64,7 +76,8 @@ static bool chain_get(ReadJob *j, const Key *key, void **value, size_t *len, boo
         Layer *l = layer_map_find_image(lv->layers, lv->n, key, lv->lsn);
         if (l == NULL)
             continue;
-        return layer_obj_get(l, j->app->remote, key, value, len, found, &j->downloaded, &j->err);
+        return layer_obj_get(l, j->app->remote, key, value, len, found, &j->downloaded,
+                             &j->refetched, &j->err);
     }
     return true;
 }
@@ -108,7 +121,8 @@ static bool get_existing_rel_size(ReadJob *j, uint32_t *nblocks)
     return true;
 }
 
-/* get_reldir: the decoded relation directory of (spc, db); *found false when absent. */
+/* get_reldir: the decoded relation directory of (j->rel.spc, j->rel.db); *found false when
+ * absent. */
 static bool get_reldir(ReadJob *j, PgdataRelDirEntry **entries, size_t *n, bool *found)
 {
     Key dir_key = key_reldir(j->rel.spc, j->rel.db);
@@ -201,6 +215,90 @@ static bool read_db_size(ReadJob *j)
     return ok;
 }
 
+/* get_dir_value: the raw value of a directory key (NULL, 0 when absent). */
+static bool get_dir_value(ReadJob *j, const Key *key, void **v, size_t *len)
+{
+    bool found = false;
+    *v = NULL;
+    *len = 0;
+    return chain_get(j, key, v, len, &found);
+}
+
+/* count_u32_dir: the entry count of a SLRU or two-phase directory key (absent: 0). */
+static bool count_u32_dir(ReadJob *j, const Key *key, bool slru, uint64_t *count)
+{
+    void *v = NULL;
+    size_t len = 0;
+    *count = 0;
+    if (!get_dir_value(j, key, &v, &len))
+        return false;
+    if (v == NULL)
+        return true;
+    uint32_t *entries = NULL;
+    size_t n = 0;
+    bool ok = slru ? pgdata_slrudir_decode(v, len, &entries, &n, &j->err)
+                   : pgdata_twophasedir_decode(v, len, &entries, &n, &j->err);
+    free(v);
+    free(entries);
+    if (!ok) {
+        char k[KEY_STR_SIZE];
+        key_format(key, k);
+        err_prefix(&j->err, "directory %s: ", k);
+        return false;
+    }
+    *count = n;
+    return true;
+}
+
+static bool read_timeline_sizes(ReadJob *j)
+{
+    TimelineSizes *s = &j->sizes;
+    memset(s, 0, sizeof(*s));
+    Key dbdir_key = key_dbdir();
+    void *v = NULL;
+    size_t len = 0;
+    if (!get_dir_value(j, &dbdir_key, &v, &len))
+        return false;
+    PgdataDbDirEntry *dbs = NULL;
+    size_t n_dbs = 0;
+    if (v != NULL) {
+        bool ok = pgdata_dbdir_decode(v, len, &dbs, &n_dbs, &j->err);
+        free(v);
+        if (!ok) {
+            err_prefix(&j->err, "database directory: ");
+            return false;
+        }
+    }
+    bool ok = true;
+    s->dir_counts[DIRKIND_DB] = n_dbs;
+    for (size_t d = 0; d < n_dbs && ok; d++) {
+        j->rel.spc = dbs[d].spcnode;
+        j->rel.db = dbs[d].dbnode;
+        PgdataRelDirEntry *e = NULL;
+        size_t n = 0;
+        bool found = false;
+        ok = get_reldir(j, &e, &n, &found);
+        s->dir_counts[DIRKIND_REL] += n;
+        for (size_t i = 0; i < n && ok; i++) {
+            uint32_t nblocks = 0;
+            bool has_size = false;
+            ok = get_rel_size(j, e[i].relnode, (uint8_t)e[i].forknum, &nblocks, &has_size);
+            if (ok && has_size)
+                s->logical_size += (uint64_t)nblocks * BLCKSZ;
+        }
+        free(e);
+    }
+    free(dbs);
+    Key twophase = key_twophase_dir();
+    Key clog = key_slru_dir(SLRU_CLOG);
+    Key members = key_slru_dir(SLRU_MULTIXACT_MEMBERS);
+    Key offsets = key_slru_dir(SLRU_MULTIXACT_OFFSETS);
+    return ok && count_u32_dir(j, &twophase, false, &s->dir_counts[DIRKIND_TWOPHASE]) &&
+           count_u32_dir(j, &clog, true, &s->dir_counts[DIRKIND_SLRU_CLOG]) &&
+           count_u32_dir(j, &members, true, &s->dir_counts[DIRKIND_SLRU_MULTIXACT_MEMBERS]) &&
+           count_u32_dir(j, &offsets, true, &s->dir_counts[DIRKIND_SLRU_MULTIXACT_OFFSETS]);
+}
+
 static void read_work(WorkerJob *job, void *arg)
 {
     ReadJob *j = arg;
@@ -220,6 +318,9 @@ static void read_work(WorkerJob *job, void *arg)
         break;
     case READ_DB_SIZE:
         j->ok = read_db_size(j);
+        break;
+    case READ_TIMELINE_SIZES:
+        j->ok = read_timeline_sizes(j);
         break;
     }
 }
@@ -241,6 +342,9 @@ static void read_answer(void *arg)
         break;
     case READ_DB_SIZE:
         j->cb.db_size(err, j->ok ? j->bytes : 0, j->arg);
+        break;
+    case READ_TIMELINE_SIZES:
+        j->cb.sizes(err, j->ok ? &j->sizes : NULL, j->arg);
         break;
     }
     for (size_t i = 0; i < j->n_levels; i++) {
@@ -269,11 +373,34 @@ static void read_done(void *arg, WorkerOutcome outcome)
         if (!j->ok)
             metric_counter_add(j->app->m.getpage_errors, 1);
     }
+    metric_counter_add(j->app->m.layer_refetches, j->refetched);
     if (j->downloaded > 0) {
         metric_counter_add(j->app->m.layers_downloaded, 1);
         metric_counter_add(j->app->m.layer_bytes_downloaded, j->downloaded);
     }
     read_answer(j);
+}
+
+/* take_chain: references on the layers of tl's ancestor chain, each level at its LSN. */
+static void take_chain(ReadJob *j, const Timeline *tl, Lsn lsn)
+{
+    size_t depth = 0;
+    for (const Timeline *t = tl; t != NULL; t = t->has_ancestor ? t->ancestor : NULL)
+        depth++;
+    j->levels = xcalloc(depth, sizeof(*j->levels));
+    const Timeline *t = tl;
+    while (t != NULL) {
+        ChainLevel *lv = &j->levels[j->n_levels++];
+        lv->lsn = lsn;
+        lv->layers = xcalloc(t->n_layers ? t->n_layers : 1, sizeof(Layer *));
+        for (size_t i = 0; i < t->n_layers; i++)
+            lv->layers[lv->n++] = layer_obj_ref(t->layers[i]);
+        if (!t->has_ancestor)
+            break;
+        if (t->ancestor_lsn < lsn)
+            lsn = t->ancestor_lsn;
+        t = t->ancestor;
+    }
 }
 
 /* read_prepare: resolve the slot and timeline, check ownership (pages) and the LSN, take the
@@ -282,6 +409,12 @@ static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *ts
                          const TimelineId *tl_id, Lsn req_lsn)
 {
     TenantSlot *slot = NULL;
+    if (j->kind == READ_TIMELINE_SIZES) {
+        take_chain(j, j->timeline, j->timeline->last_record_lsn);
+        j->slot = j->timeline->slot;
+        j->timeline = NULL;
+        return true;
+    }
     if (!tenant_manager_readable_slot(mgr, tsid, &slot, &j->err))
         return false;
     char id[ID_STR_SIZE];
@@ -319,23 +452,7 @@ static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *ts
                 b);
         return false;
     }
-    size_t depth = 0;
-    for (const Timeline *t = tl; t != NULL; t = t->has_ancestor ? t->ancestor : NULL)
-        depth++;
-    j->levels = xcalloc(depth, sizeof(*j->levels));
-    const Timeline *t = tl;
-    while (t != NULL) {
-        ChainLevel *lv = &j->levels[j->n_levels++];
-        lv->lsn = lsn;
-        lv->layers = xcalloc(t->n_layers ? t->n_layers : 1, sizeof(Layer *));
-        for (size_t i = 0; i < t->n_layers; i++)
-            lv->layers[lv->n++] = layer_obj_ref(t->layers[i]);
-        if (!t->has_ancestor)
-            break;
-        if (t->ancestor_lsn < lsn)
-            lsn = t->ancestor_lsn;
-        t = t->ancestor;
-    }
+    take_chain(j, tl, lsn);
     j->slot = slot;
     return true;
 }
@@ -351,16 +468,121 @@ static ReadJob *read_job_new(TenantManager *mgr, ReadKind kind, const RelTag *re
     return j;
 }
 
+/* ---- wait_lsn ---- */
+
+#define WAIT_LSN_POLL_MS 20 /* how often a parked read checks its timeline's last_record_lsn */
+
+/* LsnWait: a read parked until its LSN arrives; it holds nothing of the slot, and looks the
+ * timeline up again at every check (so a timeline or slot that goes away meanwhile needs no
+ * bookkeeping: the read then fails as any read would). */
+typedef struct LsnWait {
+    ReadJob *j;
+    TenantManager *mgr;
+    TenantShardId tsid;
+    TimelineId tl;
+    Lsn lsn;
+    struct timespec deadline;
+    struct event *ev;
+} LsnWait;
+
+static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
+                       const TimelineId *tl, Lsn lsn);
+
+static double secs_until(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(t->tv_sec - now.tv_sec) + (double)(t->tv_nsec - now.tv_nsec) / 1e9;
+}
+
+/* lsn_wait_timeline: the ACTIVE timeline whose last_record_lsn is below lsn, or NULL (the LSN
+ * has arrived, or the read fails or succeeds without waiting). */
+static const Timeline *lsn_wait_timeline(TenantManager *mgr, const TenantShardId *tsid,
+                                         const TimelineId *tl_id, Lsn lsn)
+{
+    TenantSlot *slot = NULL;
+    Err err = {0};
+    if (lsn == LSN_INVALID || !tenant_manager_readable_slot(mgr, tsid, &slot, &err))
+        return NULL;
+    const Timeline *tl = slot_find_timeline(slot, tl_id);
+    if (tl == NULL || tl->state != TIMELINE_ACTIVE || lsn <= tl->last_record_lsn)
+        return NULL;
+    return tl;
+}
+
+static void on_lsn_wait_tick(evutil_socket_t fd, short what, void *arg)
+{
+    LsnWait *w = arg;
+    const Timeline *tl = lsn_wait_timeline(w->mgr, &w->tsid, &w->tl, w->lsn);
+    if (tl != NULL && secs_until(&w->deadline) > 0)
+        return; /* persistent timer: check again */
+    ReadJob *j = w->j;
+    event_free(w->ev);
+    if (tl != NULL) {
+        char want[LSN_STR_SIZE], last[LSN_STR_SIZE], disk[LSN_STR_SIZE];
+        lsn_format(w->lsn, want);
+        lsn_format(tl->last_record_lsn, last);
+        lsn_format(tl->disk_consistent_lsn, disk);
+        err_set(&j->err, ERR_TIMEOUT,
+                "Timed out while waiting for WAL record at LSN %s to arrive, last_record_lsn %s "
+                "disk consistent LSN=%s, WalReceiver status: Not active",
+                want, last, disk);
+        free(w);
+        j->ok = false;
+        read_answer(j);
+        return;
+    }
+    TenantManager *mgr = w->mgr;
+    TenantShardId tsid = w->tsid;
+    TimelineId tl_id = w->tl;
+    Lsn lsn = w->lsn;
+    free(w);
+    read_start(j, mgr, &tsid, &tl_id, lsn);
+}
+
+/* lsn_wait_park: park j when its LSN is beyond the timeline's last_record_lsn (true), checked
+ * every WAIT_LSN_POLL_MS until it arrives or wait_lsn_timeout_ms has passed. */
+static bool lsn_wait_park(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
+                          const TimelineId *tl, Lsn lsn)
+{
+    if (lsn_wait_timeline(mgr, tsid, tl, lsn) == NULL)
+        return false;
+    LsnWait *w = xcalloc(1, sizeof(*w));
+    w->j = j;
+    w->mgr = mgr;
+    w->tsid = *tsid;
+    w->tl = *tl;
+    w->lsn = lsn;
+    uint64_t ms = j->app->cfg.wait_lsn_timeout_ms;
+    clock_gettime(CLOCK_MONOTONIC, &w->deadline);
+    w->deadline.tv_sec += (time_t)(ms / 1000);
+    w->deadline.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (w->deadline.tv_nsec >= 1000000000L) {
+        w->deadline.tv_sec++;
+        w->deadline.tv_nsec -= 1000000000L;
+    }
+    w->ev = event_new(j->app->base, -1, EV_PERSIST, on_lsn_wait_tick, w);
+    struct timeval tv = {0, WAIT_LSN_POLL_MS * 1000};
+    event_add(w->ev, &tv);
+    return true;
+}
+
 static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
                        const TimelineId *tl, Lsn lsn)
 {
+    if (lsn_wait_park(j, mgr, tsid, tl, lsn))
+        return;
     if (!read_prepare(j, mgr, tsid, tl, lsn)) {
         j->ok = false;
         pageserver_defer(j->app, read_answer, j);
         return;
     }
     slot_job_begin(j->slot);
+    /* the size walk of a whole timeline is background work: it must not hold the threads that
+     * page reads keep for themselves */
     WorkerJobSpec spec = {.cls = WORKER_CLASS_LATENCY, .deadline_ms = PAGESERVER_READ_DEADLINE_MS};
+    if (j->kind == READ_TIMELINE_SIZES)
+        spec = (WorkerJobSpec){.cls = WORKER_CLASS_IO};
     worker_pool_start(j->app->workers, &spec, read_work, read_done, j);
 }
 
@@ -396,4 +618,13 @@ void read_path_db_size(TenantManager *mgr, const TenantShardId *tsid, const Time
     ReadJob *j = read_job_new(mgr, READ_DB_SIZE, &rel, arg);
     j->cb.db_size = cb;
     read_start(j, mgr, tsid, tl, lsn);
+}
+
+void read_path_timeline_sizes(Timeline *tl, ReadSizesFn cb, void *arg)
+{
+    RelTag none = {0};
+    ReadJob *j = read_job_new(tl->slot->mgr, READ_TIMELINE_SIZES, &none, arg);
+    j->cb.sizes = cb;
+    j->timeline = tl;
+    read_start(j, tl->slot->mgr, &tl->slot->tsid, &tl->id, tl->last_record_lsn);
 }

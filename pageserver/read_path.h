@@ -6,8 +6,9 @@
  *   1. the key must be one this shard owns (relation blocks are striped; init-fork blocks live on
  *      shard 0): otherwise 404 "key ... is not owned by shard ..." (tenant_manager_shard_for_key
  *      says which local shard owns a key);
- *   2. effective LSN = min(lsn, last_record_lsn) (LSN_INVALID: last_record_lsn); below
- *      min_readable_lsn -> 400;
+ *   2. an LSN beyond last_record_lsn waits for it (parked on the loop, rechecked every 20 ms,
+ *      408 after the config's wait_lsn_timeout_ms); effective LSN = min(lsn, last_record_lsn)
+ *      (LSN_INVALID: last_record_lsn); below min_readable_lsn -> 400;
  *   3. the relation size key decides: absent -> 404 (no such relation), blkno >= nblocks -> 404
  *      (past the end);
  *   4. the block key: its 8192-byte image, or zeros when the relation has the block but no image
@@ -16,6 +17,13 @@
  * exists = the relation directory key of (spc, db) lists (rel, fork) (no directory: false);
  * database size = the sum over the relation directory's entries of their sizes, in bytes (no
  * directory: 404). Size and directory keys are global: every shard answers them.
+ *
+ * Timeline sizes (read_path_timeline_sizes, run when a timeline is loaded or created): at the
+ * timeline's last_record_lsn, the logical size = the sum over every relation directory entry of
+ * every database in the database directory of its size in bytes, and the directory entry counts
+ * in Neon's DirectoryKind order (TimelineInfo.directory_entries_counts): databases, two-phase
+ * transactions, relations (all databases), aux files (always 0: none are stored), then the SLRU
+ * segments of clog, multixact members and multixact offsets. An absent directory counts 0.
  *
  * Each key is looked up timeline by timeline: the newest image layer holding the key at or below
  * the LSN; if the timeline has none, its ancestor at min(LSN, ancestor_lsn), and so on. An image
@@ -38,6 +46,7 @@
 #include "shared/id.h"
 
 struct TenantManager;
+struct Timeline;
 
 /* RelTag: a relation fork. */
 typedef struct RelTag {
@@ -50,6 +59,26 @@ typedef void (*ReadPageFn)(const Err *err, const uint8_t *page, void *arg);
 typedef void (*ReadRelSizeFn)(const Err *err, uint32_t nblocks, void *arg);
 typedef void (*ReadRelExistsFn)(const Err *err, bool exists, void *arg);
 typedef void (*ReadDbSizeFn)(const Err *err, uint64_t bytes, void *arg);
+
+/* Directory kinds in Neon's order (DirectoryKind): the length of directory_entries_counts. */
+enum {
+    DIRKIND_DB,
+    DIRKIND_TWOPHASE,
+    DIRKIND_REL,
+    DIRKIND_AUX_FILES,
+    DIRKIND_SLRU_CLOG,
+    DIRKIND_SLRU_MULTIXACT_MEMBERS,
+    DIRKIND_SLRU_MULTIXACT_OFFSETS,
+    DIRKIND_COUNT
+};
+
+typedef struct TimelineSizes {
+    uint64_t logical_size; /* bytes */
+    uint64_t dir_counts[DIRKIND_COUNT];
+} TimelineSizes;
+
+/* ReadSizesFn: sizes is valid during the call; NULL exactly when err != NULL. */
+typedef void (*ReadSizesFn)(const Err *err, const TimelineSizes *sizes, void *arg);
 
 /* read_path_get_page: block blkno of rel at lsn (LSN_INVALID: the last record LSN). */
 void read_path_get_page(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
@@ -64,5 +93,10 @@ void read_path_rel_exists(struct TenantManager *mgr, const TenantShardId *tsid,
 /* read_path_db_size: the size in bytes of database (spc, db) at lsn. */
 void read_path_db_size(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
                        uint32_t spc, uint32_t db, Lsn lsn, ReadDbSizeFn cb, void *arg);
+
+/* read_path_timeline_sizes: tl's sizes at its last_record_lsn (tl ACTIVE, ancestors resolved).
+ * The job holds a slot job (slot_job_begin) and layer references, never tl itself: the callback
+ * must find the timeline again by id. */
+void read_path_timeline_sizes(struct Timeline *tl, ReadSizesFn cb, void *arg);
 
 #endif

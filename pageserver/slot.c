@@ -621,6 +621,8 @@ static void attach_done(void *arg, WorkerOutcome outcome)
     log_info("tenant shard %s attached in generation %" PRId64 ": %zu timelines", slot->tsid_str,
              slot_generation(slot), slot->n_timelines);
     (void)slot_set_state(slot, SLOT_ACTIVE);
+    for (size_t i = 0; i < slot->n_timelines; i++)
+        timeline_compute_sizes(slot->timelines[i]); /* logical size at load (read_path.h) */
     slot_on_active(slot, j);
     attach_job_free(j);
     slot_continue_change(slot);

@@ -198,19 +198,37 @@ void tenant_manager_free(TenantManager *mgr)
     free(mgr->slots);
     free(mgr->by_tsid);
     free(mgr->by_tenant);
+    free(mgr->removing);
     free(mgr);
 }
 
 /* ---- location_config ---- */
 
 typedef struct AbsentDetach {
+    TenantManager *mgr;
+    TenantShardId tsid;
     PageserverJsonFn cb;
     void *arg;
 } AbsentDetach;
 
+static bool removal_in_progress(const TenantManager *mgr, const TenantShardId *tsid)
+{
+    for (size_t i = 0; i < mgr->n_removing; i++)
+        if (tsid_eq(&mgr->removing[i], tsid))
+            return true;
+    return false;
+}
+
 static void after_absent_detach(const Err *err, void *arg)
 {
     AbsentDetach *a = arg;
+    TenantManager *mgr = a->mgr;
+    for (size_t i = 0; i < mgr->n_removing; i++) {
+        if (tsid_eq(&mgr->removing[i], &a->tsid)) {
+            mgr->removing[i] = mgr->removing[--mgr->n_removing];
+            break;
+        }
+    }
     a->cb(err, err == NULL ? slot_detach_result() : NULL, a->arg);
     free(a);
 }
@@ -225,6 +243,15 @@ void tenant_location_config_put(TenantManager *mgr, const TenantShardId *tsid, L
         return;
     }
     TenantSlot *slot = tenant_manager_find(mgr, tsid);
+    if (slot == NULL && removal_in_progress(mgr, tsid)) {
+        char id[TSID_STR_SIZE];
+        tsid_format(tsid, id);
+        err_set(&err, ERR_CONFLICT,
+                "tenant shard %s: its local directory is being removed (Detached); retry", id);
+        location_config_finish(cfg);
+        pageserver_defer_json(mgr->app, cb, arg, &err, NULL);
+        return;
+    }
     if (slot != NULL && slot->change != NULL) {
         err_set(&err, ERR_CONFLICT, "tenant shard %s is being changed (%s); retry", slot->tsid_str,
                 slot_state_name(slot->state));
@@ -250,8 +277,15 @@ void tenant_location_config_put(TenantManager *mgr, const TenantShardId *tsid, L
         if (slot == NULL) {
             /* idempotent; still remove leftovers of a shard this node no longer knows */
             AbsentDetach *a = xcalloc(1, sizeof(*a));
+            a->mgr = mgr;
+            a->tsid = *tsid;
             a->cb = cb;
             a->arg = arg;
+            if (mgr->n_removing == mgr->cap_removing) {
+                mgr->cap_removing = mgr->cap_removing ? mgr->cap_removing * 2 : 4;
+                mgr->removing = xrealloc(mgr->removing, mgr->cap_removing * sizeof(*mgr->removing));
+            }
+            mgr->removing[mgr->n_removing++] = *tsid;
             char dir[PATH_MAX];
             str_printf(dir, sizeof(dir), "%s/%s/%s", mgr->app->cfg.workdir, PAGESERVER_TENANTS_DIR,
                        tsid_str);
@@ -726,6 +760,61 @@ void tenant_manager_on_visible_lsn(void *arg, const TenantShardId *tsid, const T
 
 /* ---- startup ---- */
 
+/* Temporary files ("<name>.tmp.<n>.<n>") a crash left behind are hidden from listings but take
+ * space: at startup a worker removes those older than this (a live writer, e.g. another
+ * pageserver putting into the same file remote storage, finishes well within it). */
+#define TEMP_FILE_GRACE_S 600
+
+typedef struct TempSweepJob {
+    PageserverApp *app;
+    char roots[2][PATH_MAX]; /* the tenants directory; the file remote storage root or "" */
+    uint64_t removed;
+    bool ok;
+    Err err;
+} TempSweepJob;
+
+static void temp_sweep_work(WorkerJob *job, void *arg)
+{
+    (void)job;
+    TempSweepJob *j = arg;
+    j->ok = true;
+    for (size_t i = 0; i < 2 && j->ok; i++) {
+        if (j->roots[i][0] != '\0')
+            j->ok = remote_fs_sweep_temps(j->roots[i], TEMP_FILE_GRACE_S, &j->removed, &j->err);
+    }
+}
+
+static void temp_sweep_done(void *arg, WorkerOutcome outcome)
+{
+    TempSweepJob *j = arg;
+    if (!worker_outcome_err(outcome, "the temporary file sweep", &j->err))
+        j->ok = false;
+    metric_counter_add(j->app->m.temp_files_removed, j->removed);
+    if (!j->ok)
+        log_err(&j->err, "startup temporary file cleanup stopped");
+    if (j->removed > 0)
+        log_info("removed %" PRIu64 " temporary files left by a crash (older than %d s)",
+                 j->removed, TEMP_FILE_GRACE_S);
+    free(j);
+}
+
+/* start_temp_sweep: one worker job over the tenants directory and a file remote storage. */
+static void start_temp_sweep(TenantManager *mgr, const char *tenants_dir)
+{
+    PageserverApp *app = mgr->app;
+    TempSweepJob *j = xcalloc(1, sizeof(*j));
+    j->app = app;
+    str_copy(j->roots[0], sizeof(j->roots[0]), tenants_dir);
+    RemoteStorageUrl url;
+    Err e = {0};
+    if (app->remote != NULL &&
+        remote_storage_url_parse(remote_storage_url(app->remote), &url, &e) &&
+        url.kind == REMOTE_STORAGE_LOCAL_FS)
+        str_copy(j->roots[1], sizeof(j->roots[1]), url.path);
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO};
+    worker_pool_start(app->workers, &spec, temp_sweep_work, temp_sweep_done, j);
+}
+
 bool tenant_manager_load_local(TenantManager *mgr, Err *err)
 {
     char dir[PATH_MAX];
@@ -766,6 +855,7 @@ bool tenant_manager_load_local(TenantManager *mgr, Err *err)
     }
     closedir(d);
     log_info("%zu tenant shards found in the work directory", mgr->n_slots);
+    start_temp_sweep(mgr, dir);
     return true;
 }
 

@@ -52,6 +52,11 @@ typedef struct TenantManager {
     size_t n_buckets;         /* a power of two; grows with the slot count */
     bool ready;               /* re-attach applied */
     bool stopping;
+    /* placeholders: shards with no slot whose leftover local directory a Detached
+     * location_config is removing on a worker; any location_config for them is 409 until the
+     * removal ends (an attach must not persist its config into a directory being removed) */
+    TenantShardId *removing;
+    size_t n_removing, cap_removing;
 } TenantManager;
 
 /* ---- manager ---- */

@@ -364,6 +364,49 @@ void timeline_uploads_kick(Timeline *tl)
     uq_step(tl);
 }
 
+/* ---- sizes ---- */
+
+typedef struct SizesJob {
+    TenantSlot *slot; /* kept alive by the read job's slot job */
+    uint64_t incarnation;
+    TimelineId id;
+    Lsn lsn;
+} SizesJob;
+
+static void on_sizes(const Err *err, const TimelineSizes *sizes, void *arg)
+{
+    SizesJob *sj = arg;
+    Timeline *tl =
+        sj->slot->incarnation == sj->incarnation ? slot_find_timeline(sj->slot, &sj->id) : NULL;
+    if (tl != NULL && tl->sizes_running) {
+        tl->sizes_running = false;
+        if (err != NULL) {
+            log_warn("timeline %s/%s: cannot compute the logical size: %s", tl->slot->tsid_str,
+                     tl->id_str, err->msg);
+        } else if (tl->last_record_lsn == sj->lsn) {
+            tl->logical_size = sizes->logical_size;
+            tl->logical_size_accurate = true;
+            memcpy(tl->dir_counts, sizes->dir_counts, sizeof(tl->dir_counts));
+            tl->dir_counts_known = true;
+        }
+    }
+    free(sj);
+}
+
+void timeline_compute_sizes(Timeline *tl)
+{
+    if (tl->state != TIMELINE_ACTIVE || tl->sizes_running ||
+        (tl->logical_size_accurate && tl->dir_counts_known))
+        return;
+    SizesJob *sj = xcalloc(1, sizeof(*sj));
+    sj->slot = tl->slot;
+    sj->incarnation = tl->slot->incarnation;
+    sj->id = tl->id;
+    sj->lsn = tl->last_record_lsn;
+    tl->sizes_running = true;
+    read_path_timeline_sizes(tl, on_sizes, sj);
+}
+
 /* ---- TimelineInfo ---- */
 
 static json_t *lsn_or_zero(Lsn lsn)
@@ -399,10 +442,29 @@ json_t *timeline_info_json(const Timeline *tl)
     json_object_set_new(o, "applied_gc_cutoff_lsn", lsn_or_zero(tl->gc_cutoff_lsn));
     json_object_set_new(o, "latest_gc_cutoff_lsn", lsn_or_zero(tl->gc_cutoff_lsn));
     json_object_set_new(o, "current_logical_size", json_integer((json_int_t)tl->logical_size));
+    json_object_set_new(o, "current_logical_size_is_accurate",
+                        json_boolean(tl->logical_size_accurate));
+    json_t *counts = json_array();
+    for (size_t i = 0; tl->dir_counts_known && i < DIRKIND_COUNT; i++)
+        json_array_append_new(counts, json_integer((json_int_t)tl->dir_counts[i]));
+    json_object_set_new(o, "directory_entries_counts", counts);
     json_object_set_new(o, "current_physical_size",
                         json_integer((json_int_t)timeline_physical_size(tl)));
+    /* no WAL is ingested: the history is what lies between the horizon (GC cutoff, or the branch
+     * point when later) and last_record_lsn */
+    Lsn horizon = tl->gc_cutoff_lsn;
+    if (tl->has_ancestor && tl->ancestor_lsn > horizon)
+        horizon = tl->ancestor_lsn;
+    json_object_set_new(
+        o, "pitr_history_size",
+        json_integer(
+            (json_int_t)(tl->last_record_lsn > horizon ? tl->last_record_lsn - horizon : 0)));
+    json_object_set_new(o, "within_ancestor_pitr",
+                        json_boolean(tl->has_ancestor && tl->ancestor != NULL &&
+                                     tl->ancestor_lsn >= tl->ancestor->gc_cutoff_lsn));
     json_object_set_new(o, "pg_version", json_integer(tl->pg_version));
     json_object_set_new(o, "state", state);
+    json_object_set_new(o, "walreceiver_status", json_string("Not active"));
     return o;
 }
 
@@ -531,6 +593,7 @@ static void on_create_index_uploaded(void *arg, bool ok)
         return;
     }
     (void)timeline_set_state(tl, TIMELINE_ACTIVE);
+    timeline_compute_sizes(tl);
     metric_counter_add(tl_app(tl)->m.timelines_created, 1);
     log_info("timeline %s/%s created (%s, %zu layers, last_record_lsn %" PRIX64 ")",
              tl->slot->tsid_str, tl->id_str, tl->has_ancestor ? "branch" : "bootstrap",
@@ -598,6 +661,7 @@ static void bootstrap_done(void *arg, WorkerOutcome outcome)
             tl->prev_record_lsn = LSN_INVALID;
             tl->pg_version = j->result.pg_version;
             tl->logical_size = j->result.logical_size;
+            tl->logical_size_accurate = true; /* summed while converting */
             timeline_schedule_index_upload(tl, on_create_index_uploaded, tl);
         }
     }
@@ -981,8 +1045,10 @@ bool timeline_list(const TenantManager *mgr, const TenantShardId *tsid, json_t *
         return false;
     json_t *arr = json_array();
     for (size_t i = 0; i < slot->n_timelines; i++) {
-        if (slot->timelines[i]->state != TIMELINE_LOADING)
+        if (slot->timelines[i]->state != TIMELINE_LOADING) {
+            timeline_compute_sizes(slot->timelines[i]);
             json_array_append_new(arr, timeline_info_json(slot->timelines[i]));
+        }
     }
     *out = arr;
     return true;
@@ -1001,6 +1067,7 @@ bool timeline_get(const TenantManager *mgr, const TenantShardId *tsid, const Tim
         err_set(err, ERR_NOT_FOUND, "timeline %s not found", s);
         return false;
     }
+    timeline_compute_sizes(tl);
     *out = timeline_info_json(tl);
     return true;
 }

@@ -35,6 +35,7 @@
 #include "pageserver/app.h"
 #include "pageserver/index_part.h"
 #include "pageserver/layer_map.h"
+#include "pageserver/read_path.h"
 
 struct TenantSlot;
 struct TenantManager;
@@ -97,6 +98,10 @@ typedef struct Timeline {
     Lsn gc_cutoff_lsn;
     uint32_t pg_version;
     uint64_t logical_size;
+    bool logical_size_accurate; /* logical_size is exact at last_record_lsn */
+    bool dir_counts_known;      /* dir_counts computed at last_record_lsn */
+    bool sizes_running;         /* a read_path_timeline_sizes job runs */
+    uint64_t dir_counts[DIRKIND_COUNT];
 
     Layer **layers; /* owned references */
     size_t n_layers, cap_layers;
@@ -180,6 +185,12 @@ bool timeline_get(const struct TenantManager *mgr, const TenantShardId *tsid, co
 
 /* timeline_resume_deletion: continue the deletion of a timeline whose index has deleted_at. */
 void timeline_resume_deletion(Timeline *tl);
+
+/* timeline_compute_sizes: start computing the logical size and directory entry counts of an
+ * ACTIVE timeline whose ancestors are resolved (read_path_timeline_sizes, on a worker), unless they
+ * are known or being computed. Called when a timeline is loaded or created, and retried by
+ * timeline_get/timeline_list after a failure. */
+void timeline_compute_sizes(Timeline *tl);
 
 /* timeline_physical_size: the sum of the layer file sizes. */
 uint64_t timeline_physical_size(const Timeline *tl);

@@ -1443,7 +1443,7 @@ void http_reply_json(HttpRequest *req, int status, json_t *body)
         return;
     }
     if (text == NULL)
-        request_finish(req, status, "application/json", "{}", 2);
+        request_finish(req, status, "application/json", "null", 4);
     else
         request_finish(req, status, "application/json", text, strlen(text));
     free(text);

@@ -123,7 +123,9 @@ void http_request_set_data(HttpRequest *req, void *data);
 void *http_request_get_data(const HttpRequest *req);
 
 /* Replies: exactly one per request; each frees the request. */
-void http_reply_json(HttpRequest *req, int status, json_t *body); /* steals body; NULL = "{}" */
+/* http_reply_json: steals body. NULL is a reply without content, which is JSON null (as Neon
+ * answers). */
+void http_reply_json(HttpRequest *req, int status, json_t *body);
 void http_reply_raw(HttpRequest *req, int status, const char *content_type, const void *body,
                     size_t len);
 /* http_reply_error: logs the error once (with its raise site) and replies {"msg"} with its status.

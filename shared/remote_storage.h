@@ -106,6 +106,13 @@ bool remote_storage_url_parse(const char *url, RemoteStorageUrl *out, Err *err) 
  * ERR_PRECONDITION_FAILED "<scheme> remote storage is not supported yet" (s3 today). */
 bool remote_storage_url_check_supported(const RemoteStorageUrl *url, Err *err) MUST_CHECK;
 
+/* remote_fs_sweep_temps: remove, under root (recursively), the temporary files a crashed writer
+ * left (names "<name>.tmp.<n>.<n>", the form of the file backend's puts, fs_write_atomic and layer
+ * writers) whose mtime is more than grace_s seconds old; *removed counts them. Blocking: workers
+ * only. A missing root is not an error. */
+bool remote_fs_sweep_temps(const char *root, int64_t grace_s, uint64_t *removed,
+                           Err *err) MUST_CHECK;
+
 /* remote_storage_open: a backend for the URL. The caller frees it with remote_storage_free. */
 bool remote_storage_open(const char *url, RemoteStorage **out, Err *err) MUST_CHECK;
 void remote_storage_free(RemoteStorage *rs);

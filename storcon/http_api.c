@@ -238,7 +238,7 @@ static void handle_put_failpoints(HttpRequest *req, void *arg)
         return;
     }
     json_decref(body);
-    http_reply_json(req, 200, NULL);
+    http_reply_json(req, 200, NULL); /* Neon: null */
 }
 
 /* The passthrough rows: any GET under /v1/tenant/{id}/ up to this depth that no other GET row

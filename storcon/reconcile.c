@@ -399,10 +399,12 @@ static void reconcile_finish(Reconcile *rc)
         metric_counter_add(r->m_failed, 1);
     }
     free(rc);
-    if (r->opts.hooks.finished != NULL)
-        r->opts.hooks.finished(r->opts.hooks.host, s, ok);
+    /* the newer reconcile is queued before the owner hears of the end, so that a waiter for "no
+     * reconcile running" does not take this moment for a settled shard */
     if (newer && s->reconciler == NULL)
         (void)reconciler_spawn(r, s);
+    if (r->opts.hooks.finished != NULL)
+        r->opts.hooks.finished(r->opts.hooks.host, s, ok);
     update_pending_gauge(r);
     kick(r);
 }

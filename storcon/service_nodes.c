@@ -302,7 +302,7 @@ static void configure_apply(Operation *op)
     }
     if (req->has_availability)
         apply_node_availability(svc, n, req->availability);
-    operation_finish(op, NULL, json_object());
+    operation_finish(op, NULL, json_null()); /* Neon: null */
 }
 
 static void configure_stored(Operation *op, const Err *err)

@@ -321,7 +321,7 @@ static void on_rows_deleted(const Err *err, void *arg)
     char hex[ID_STR_SIZE];
     tenant_id_format(&d->tenant, hex);
     log_info("tenant %s deleted", hex);
-    operation_finish(op, NULL, json_object());
+    operation_finish(op, NULL, json_null()); /* Neon: null */
 }
 
 static void on_remote_deleted(const PageserverResult *res, void *arg)
@@ -359,7 +359,7 @@ static void delete_detached(Service *svc, Waiter *w, bool timed_out)
     err_clear(&err);
     Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
     if (t == NULL) {
-        operation_finish(op, NULL, json_object());
+        operation_finish(op, NULL, json_null()); /* Neon: null */
         return;
     }
     for (size_t i = 0; i < t->n_shards; i++) {
@@ -518,7 +518,7 @@ void service_tenant_config_store(Operation *op, const json_t *config, bool patch
 
 static void answer_empty(Operation *op)
 {
-    operation_finish(op, NULL, json_object());
+    operation_finish(op, NULL, json_null()); /* Neon: null */
 }
 
 static void config_run(Operation *op)

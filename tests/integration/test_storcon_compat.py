@@ -241,3 +241,29 @@ def test_startup_waits_for_a_pageserver_still_reattaching(cluster_factory):
     cl.wait_nodes("Active")
     cl.reconcile_until_idle()
     assert cl.attached(tenant) == before, "shards moved off a node that was only re-attaching"
+
+
+def test_no_content_replies_are_json_null(cluster_factory):
+    """Every reply without content is JSON null, as Neon's json_response(status, ()) sends it:
+    a Neon client that asserts None on these must pass."""
+    cl = cluster_factory(1)
+    sc = cl.storcon
+    tenant, _ = cl.create_tenant(count=1)
+    cl.reconcile_until_idle()
+    node = cl.pageservers[0].id
+
+    def assert_null(r, status=200):
+        assert r.status_code == status and r.content == b"null", \
+            f"{r.request.method} {r.url}: {r.status_code} {r.text}"
+        assert r.headers["Content-Type"].startswith("application/json")
+
+    assert_null(sc.get("/status"))
+    assert_null(sc.get("/ready"))
+    assert_null(sc.put("/debug/v1/failpoints", json=[{"name": "compat-noop", "actions": "off"}]))
+    assert_null(sc.put(f"/control/v1/node/{node}/config",
+                       json={"node_id": node, "scheduling": "Active"}))
+    assert_null(sc.put(f"/control/v1/tenant/{tenant}/policy", json={"scheduling": "Active"}))
+    assert_null(sc.put("/v1/tenant/config", json={"tenant_id": tenant}))
+    assert_null(sc.request("PATCH", "/v1/tenant/config", json={"tenant_id": tenant, "gc_period": "1h"}))
+    assert_null(sc.post("/debug/v1/consistency_check", timeout=30))
+    assert_null(sc.delete(f"/v1/tenant/{tenant}", timeout=60))

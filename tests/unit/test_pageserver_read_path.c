@@ -16,6 +16,7 @@
 #include "shared/fsutil.h"
 #include "shared/id.h"
 #include "shared/key.h"
+#include "shared/remote_storage.h"
 #include "shared/str.h"
 
 #include "pageserver/layer.h"
@@ -177,13 +178,13 @@ static void test_read_and_corruption(void **state)
     void *v = NULL;
     size_t len = 0;
     bool found = false;
-    assert_true(layer_obj_get(l, NULL, &k2, &v, &len, &found, NULL, &err));
+    assert_true(layer_obj_get(l, NULL, &k2, &v, &len, &found, NULL, NULL, &err));
     assert_true(found);
     assert_int_equal(len, BLCKSZ);
     assert_memory_equal(v, page, BLCKSZ);
     free(v);
     Key absent = key_rel_block(1663, 5, 1259, 0, 2);
-    assert_true(layer_obj_get(l, NULL, &absent, &v, &len, &found, NULL, &err));
+    assert_true(layer_obj_get(l, NULL, &absent, &v, &len, &found, NULL, NULL, &err));
     assert_false(found);
 
     /* flip bytes inside the first value blob (it starts right after the 16-byte header) */
@@ -195,11 +196,89 @@ static void test_read_and_corruption(void **state)
     fclose(f);
     err_clear(&err);
     v = NULL;
-    assert_false(layer_obj_get(l, NULL, &k1, &v, &len, &found, NULL, &err));
+    assert_false(layer_obj_get(l, NULL, &k1, &v, &len, &found, NULL, NULL, &err));
     assert_null(v);
     assert_int_equal(err.code, ERR_INTERNAL);
     assert_non_null(strstr(err.msg, "checksum"));
     layer_obj_unref(l);
+    assert_true(fs_remove_tree(dir, &err));
+}
+
+static void flip_bytes(const char *path, long offset)
+{
+    FILE *f = fopen(path, "r+b");
+    assert_non_null(f);
+    assert_int_equal(fseek(f, offset, SEEK_SET), 0);
+    uint8_t junk[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    assert_int_equal(fwrite(junk, 1, sizeof(junk), f), sizeof(junk));
+    fclose(f);
+}
+
+/* a damaged local copy is evicted and downloaded again from the intact remote object; with the
+ * remote object damaged too the read fails, after a bounded number of re-downloads */
+static void test_damaged_local_copy_is_fetched_again(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/test_read_path_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    Key k1 = key_rel_block(1663, 5, 1259, 0, 0);
+    KeyRange kr = {KEY_MIN, KEY_MAX};
+    LayerDesc d = layer_desc_image(&kr, 0x1000);
+    IndexLayer meta;
+    memset(&meta, 0, sizeof(meta));
+    layer_name_format(&d, meta.name);
+    meta.generation = 5;
+    char path[512], url[600];
+    assert_true(str_printf(path, sizeof(path), "%s/%s-00000005", dir, meta.name));
+    assert_true(str_printf(url, sizeof(url), "file://%s/remote", dir));
+    LayerWriter *w = NULL;
+    Err err = {0};
+    uint8_t page[BLCKSZ];
+    for (size_t i = 0; i < sizeof(page); i++)
+        page[i] = (uint8_t)(i * 5 + 1);
+    assert_true(layer_writer_new(path, &d, NULL, &w, &err));
+    assert_true(layer_writer_add(w, &k1, page, sizeof(page), &err));
+    LayerInfo info;
+    assert_true(layer_writer_finish(w, &info, &err));
+    meta.file_size = info.file_size;
+
+    TenantId t;
+    TimelineId tl;
+    memset(&t, 0x11, sizeof(t));
+    memset(&tl, 0x22, sizeof(tl));
+    Layer *l = NULL;
+    assert_true(layer_obj_new(&meta, &t, &tl, dir, true, &l, &err));
+    RemoteStorage *rs = NULL;
+    assert_true(remote_storage_open(url, &rs, &err));
+    assert_true(remote_put_file(rs, l->remote_key, path, &err));
+
+    flip_bytes(path, 40);
+    void *v = NULL;
+    size_t len = 0;
+    bool found = false;
+    uint64_t downloaded = 0, refetched = 0;
+    assert_true(layer_obj_get(l, rs, &k1, &v, &len, &found, &downloaded, &refetched, &err));
+    assert_true(found);
+    assert_memory_equal(v, page, BLCKSZ);
+    free(v);
+    assert_int_equal(refetched, 1);
+    assert_int_equal(downloaded, meta.file_size);
+
+    /* the remote object damaged as well: an error, never data, and the evictions stop */
+    char remote_path[1024];
+    assert_true(str_printf(remote_path, sizeof(remote_path), "%s/remote/%s", dir, l->remote_key));
+    flip_bytes(remote_path, 40);
+    flip_bytes(path, 40);
+    for (int i = 0; i < LAYER_REFETCH_MAX + 2; i++) {
+        v = NULL;
+        err_clear(&err);
+        assert_false(layer_obj_get(l, rs, &k1, &v, &len, &found, NULL, &refetched, &err));
+        assert_null(v);
+        assert_non_null(strstr(err.msg, "checksum"));
+    }
+    assert_int_equal(refetched, LAYER_REFETCH_MAX);
+    layer_obj_unref(l);
+    remote_storage_free(rs);
     assert_true(fs_remove_tree(dir, &err));
 }
 
@@ -210,6 +289,7 @@ int main(void)
         cmocka_unit_test(test_find_image),
         cmocka_unit_test(test_local_name_and_remote_key),
         cmocka_unit_test(test_read_and_corruption),
+        cmocka_unit_test(test_damaged_local_copy_is_fetched_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
