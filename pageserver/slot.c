@@ -5,7 +5,6 @@
  */
 #include "pageserver/slot.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
@@ -386,41 +385,62 @@ static GenList *genlist_get(GenList **lists, size_t *n, size_t *cap, const Timel
     return g;
 }
 
+/* attach_keep_local: one entry of a timeline directory: kept when the index names it with this
+ * size, else removed. */
+static bool attach_keep_local(const char *path, const char *name, void *arg)
+{
+    AttachTimeline *t = arg;
+    struct stat st;
+    bool keep = false;
+    for (size_t i = 0; i < t->index->n_layers && !keep; i++) {
+        const IndexLayer *l = &t->index->layers[i];
+        char local[LAYER_NAME_SIZE + GENERATION_SUFFIX_SIZE];
+        layer_obj_local_name(l->name, l->generation, local, sizeof(local));
+        if (strcmp(local, name) == 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+            (uint64_t)st.st_size == l->file_size) {
+            keep = true;
+            t->resident[i] = true;
+        }
+    }
+    if (!keep) {
+        Err err = {0};
+        log_info("attach: removing local file %s (not in the index)", path);
+        if (!fs_remove_tree(path, &err))
+            log_err(&err, "attach: removing a stale local file");
+    }
+    return true;
+}
+
 /* attach_scan_local: keep the local layer files the index names (with the right size) and remove
  * everything else in the timeline directory (partial downloads, layers of other generations). */
 static void attach_scan_local(const char *tl_dir, AttachTimeline *t)
 {
     t->resident = xcalloc(t->index->n_layers ? t->index->n_layers : 1, sizeof(bool));
-    DIR *d = opendir(tl_dir);
-    if (d == NULL)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char path[PATH_MAX];
-        if (!str_printf(path, sizeof(path), "%s/%s", tl_dir, de->d_name))
-            continue;
-        bool keep = false;
-        struct stat st;
-        for (size_t i = 0; i < t->index->n_layers && !keep; i++) {
-            const IndexLayer *l = &t->index->layers[i];
-            char name[LAYER_NAME_SIZE + GENERATION_SUFFIX_SIZE];
-            layer_obj_local_name(l->name, l->generation, name, sizeof(name));
-            if (strcmp(name, de->d_name) == 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
-                (uint64_t)st.st_size == l->file_size) {
-                keep = true;
-                t->resident[i] = true;
-            }
-        }
-        if (!keep) {
-            Err err = {0};
-            log_info("attach: removing local file %s (not in the index)", path);
-            if (!fs_remove_tree(path, &err))
-                log_err(&err, "attach: removing a stale local file");
-        }
+    Err err = {0};
+    if (!fs_dir_each(tl_dir, true, attach_keep_local, t, &err))
+        log_err(&err, "attach: scanning local layer files");
+}
+
+/* attach_drop_unknown_timeline: a local timeline directory that remote storage does not know is
+ * a leftover. */
+static bool attach_drop_unknown_timeline(const char *path, const char *name, void *arg)
+{
+    const AttachJob *j = arg;
+    if (name[0] == '.')
+        return true;
+    TimelineId id;
+    Err ignore = {0};
+    bool known = false;
+    if (timeline_id_parse(name, &id, &ignore)) {
+        for (size_t i = 0; i < j->n_tls && !known; i++)
+            known = timeline_id_eq(&j->tls[i].id, &id);
     }
-    closedir(d);
+    if (!known) {
+        log_info("attach: removing local timeline directory %s (not in remote storage)", path);
+        if (!fs_remove_tree(path, &ignore))
+            log_err(&ignore, "attach: removing a stale timeline directory");
+    }
+    return true;
 }
 
 static void attach_work(WorkerJob *job, void *arg)
@@ -498,31 +518,9 @@ static void attach_work(WorkerJob *job, void *arg)
     if (j->ok) {
         char tls_dir[PATH_MAX];
         str_printf(tls_dir, sizeof(tls_dir), "%s/%s", j->dir, PAGESERVER_TIMELINES_DIR);
-        DIR *d = opendir(tls_dir);
-        struct dirent *de;
-        while (d != NULL && (de = readdir(d)) != NULL) {
-            if (de->d_name[0] == '.')
-                continue;
-            TimelineId id;
-            Err ignore = {0};
-            bool known = false;
-            if (timeline_id_parse(de->d_name, &id, &ignore)) {
-                for (size_t i = 0; i < j->n_tls && !known; i++)
-                    known = timeline_id_eq(&j->tls[i].id, &id);
-            }
-            if (!known) {
-                char path[PATH_MAX];
-                if (str_printf(path, sizeof(path), "%s/%s", tls_dir, de->d_name)) {
-                    log_info("attach: removing local timeline directory %s (not in remote "
-                             "storage)",
-                             path);
-                    if (!fs_remove_tree(path, &ignore))
-                        log_err(&ignore, "attach: removing a stale timeline directory");
-                }
-            }
-        }
-        if (d != NULL)
-            closedir(d);
+        Err err = {0};
+        if (!fs_dir_each(tls_dir, true, attach_drop_unknown_timeline, j, &err))
+            log_err(&err, "attach: scanning local timeline directories");
     }
 done:
     for (size_t i = 0; i < n_lists; i++)

@@ -1,7 +1,6 @@
 /* utilization.c: disk and shard-count utilization for the storage controller's scheduler. */
 #include "pageserver/utilization.h"
 
-#include <dirent.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +8,7 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
+#include "shared/fsutil.h"
 #include "shared/log.h"
 #include "shared/str.h"
 #include "shared/worker_pool.h"
@@ -47,6 +47,13 @@ json_t *utilization_to_json(const Utilization *u)
                      (json_int_t)u->utilization_score, "captured_at", ts);
 }
 
+typedef struct TreeSum {
+    uint64_t bytes;
+    int depth;
+} TreeSum;
+
+static bool tree_bytes_entry(const char *path, const char *name, void *arg);
+
 /* tree_bytes: allocated bytes under path (files only; symlinks not followed). */
 static uint64_t tree_bytes(const char *path, int depth)
 {
@@ -57,20 +64,19 @@ static uint64_t tree_bytes(const char *path, int depth)
         return S_ISREG(st.st_mode) ? (uint64_t)st.st_size : 0;
     if (depth > 16)
         return 0;
-    uint64_t sum = 0;
-    DIR *d = opendir(path);
-    if (d == NULL)
-        return 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char child[PATH_MAX];
-        if (str_printf(child, sizeof(child), "%s/%s", path, de->d_name))
-            sum += tree_bytes(child, depth + 1);
-    }
-    closedir(d);
-    return sum;
+    TreeSum sum = {0, depth + 1};
+    Err err = {0};
+    if (!fs_dir_each(path, true, tree_bytes_entry, &sum, &err))
+        return sum.bytes; /* what could be read counts */
+    return sum.bytes;
+}
+
+static bool tree_bytes_entry(const char *path, const char *name, void *arg)
+{
+    (void)name;
+    TreeSum *sum = arg;
+    sum->bytes += tree_bytes(path, sum->depth);
+    return true;
 }
 
 typedef struct UtilJob {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "shared/log.h"
 #include "shared/str.h"
@@ -178,4 +179,51 @@ bool loop_defer_item_queued(const LoopDeferItem *item)
 size_t loop_defer_pending(const LoopDefer *d)
 {
     return d->pending;
+}
+
+typedef struct DeferredCompletion {
+    LoopDeferJsonFn json_cb;
+    LoopDeferDoneFn done_cb;
+    void *arg;
+    json_t *result;
+    Err err;
+    bool failed;
+} DeferredCompletion;
+
+static void completion_run(void *arg)
+{
+    DeferredCompletion *c = arg;
+    const Err *err = c->failed ? &c->err : NULL;
+    if (c->json_cb != NULL)
+        c->json_cb(err, c->result, c->arg);
+    else
+        c->done_cb(err, c->arg);
+    free(c);
+}
+
+static void defer_completion(LoopDefer *d, LoopDeferJsonFn json_cb, LoopDeferDoneFn done_cb,
+                             void *arg, const Err *err, json_t *result)
+{
+    DeferredCompletion *c = xcalloc(1, sizeof(*c));
+    c->json_cb = json_cb;
+    c->done_cb = done_cb;
+    c->arg = arg;
+    if (err != NULL) {
+        c->err = *err;
+        c->failed = true;
+        json_decref(result);
+    } else {
+        c->result = result;
+    }
+    loop_defer(d, completion_run, c);
+}
+
+void loop_defer_json(LoopDefer *d, LoopDeferJsonFn cb, void *arg, const Err *err, json_t *result)
+{
+    defer_completion(d, cb, NULL, arg, err, result);
+}
+
+void loop_defer_done(LoopDefer *d, LoopDeferDoneFn cb, void *arg, const Err *err)
+{
+    defer_completion(d, NULL, cb, arg, err, NULL);
 }

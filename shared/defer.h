@@ -18,10 +18,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "shared/err.h"
+
 struct event_base;
+struct json_t;
 
 typedef struct LoopDefer LoopDefer;
 typedef void (*LoopDeferFn)(void *arg);
+/* the two completion shapes of the domain layers (storcon's service, the pageserver's domain) */
+typedef void (*LoopDeferJsonFn)(const Err *err, struct json_t *result, void *arg);
+typedef void (*LoopDeferDoneFn)(const Err *err, void *arg);
 
 /* LoopDeferItem: caller-owned; initialise with loop_defer_item_init. Fields are private. */
 typedef struct LoopDeferItem {
@@ -51,5 +57,12 @@ bool loop_defer_item_queued(const LoopDeferItem *item);
 
 /* loop_defer_pending: calls queued and not run yet. */
 size_t loop_defer_pending(const LoopDefer *d);
+
+/* loop_defer_json / loop_defer_done: run a completion later with a copy of err (NULL: success) and
+ * result (stolen; dropped when err is set). The way a domain call answers without ever calling
+ * its caller back from inside the call. */
+void loop_defer_json(LoopDefer *d, LoopDeferJsonFn cb, void *arg, const Err *err,
+                     struct json_t *result);
+void loop_defer_done(LoopDefer *d, LoopDeferDoneFn cb, void *arg, const Err *err);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <ftw.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -291,4 +292,36 @@ void fs_strip_trailing_slashes(char *path)
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/')
         path[--n] = '\0';
+}
+
+bool fs_dir_each(const char *dir, bool missing_ok, FsDirEachFn fn, void *arg, Err *err)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        if (errno == ENOENT && missing_ok)
+            return true;
+        err_set(err, ERR_INTERNAL, "cannot open %s: %s", dir, errno_text(errno));
+        return false;
+    }
+    bool ok = true;
+    for (;;) {
+        errno = 0;
+        struct dirent *de = readdir(d);
+        if (de == NULL) {
+            if (errno != 0) {
+                err_set(err, ERR_INTERNAL, "cannot read %s: %s", dir, errno_text(errno));
+                ok = false;
+            }
+            break;
+        }
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        char path[PATH_MAX];
+        if (!str_printf(path, sizeof(path), "%s/%s", dir, de->d_name))
+            continue;
+        if (!fn(path, de->d_name, arg))
+            break;
+    }
+    closedir(d);
+    return ok;
 }

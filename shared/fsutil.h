@@ -29,6 +29,12 @@ bool fs_mkdir_p(const char *path, mode_t mode, Err *err) MUST_CHECK;
 /* fs_remove_tree: remove a file or a directory tree; absent is success. */
 bool fs_remove_tree(const char *path, Err *err) MUST_CHECK;
 bool fs_exists(const char *path);
+/* FsDirEachFn: one entry of a directory; path is "<dir>/<name>". Return false to stop the walk. */
+typedef bool (*FsDirEachFn)(const char *path, const char *name, void *arg);
+/* fs_dir_each: fn for every entry of dir ("." and ".." skipped) in readdir order; an entry whose
+ * path would not fit PATH_MAX is skipped. False with err set when dir cannot be opened (an absent
+ * one is empty when missing_ok) or read; true when fn stopped the walk. */
+bool fs_dir_each(const char *dir, bool missing_ok, FsDirEachFn fn, void *arg, Err *err) MUST_CHECK;
 /* fs_strip_trailing_slashes: "/a/b//" -> "/a/b" in place; a lone "/" stays. */
 void fs_strip_trailing_slashes(char *path);
 /* fs_dir_of: the directory holding path ("." for a bare name, "/" for "/name") into out[cap];

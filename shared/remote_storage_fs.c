@@ -98,38 +98,37 @@ static bool fs_is_temp_name(const char *name)
     return false;
 }
 
-bool remote_fs_sweep_temps(const char *root, int64_t grace_s, uint64_t *removed, Err *err)
+typedef struct TempSweep {
+    time_t cutoff;
+    int64_t grace_s;
+    uint64_t *removed;
+    Err *err;
+    bool failed;
+} TempSweep;
+
+static bool sweep_entry(const char *path, const char *name, void *arg)
 {
-    DIR *d = opendir(root);
-    if (d == NULL) {
-        if (errno == ENOENT)
-            return true;
-        ERRNO_SET(err, ERR_INTERNAL, "cannot open %s", root);
-        return false;
-    }
-    time_t cutoff = time(NULL) - (time_t)grace_s;
-    bool ok = true;
-    struct dirent *de;
-    while (ok && (de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char path[PATH_MAX];
-        struct stat st;
-        if (!str_printf(path, sizeof(path), "%s/%s", root, de->d_name) || lstat(path, &st) != 0)
-            continue; /* too long to be ours, or gone meanwhile */
-        if (S_ISDIR(st.st_mode)) {
-            ok = remote_fs_sweep_temps(path, grace_s, removed, err);
-        } else if (S_ISREG(st.st_mode) && fs_is_temp_name(de->d_name) && st.st_mtime < cutoff) {
-            if (unlink(path) == 0)
-                (*removed)++;
-            else if (errno != ENOENT) {
-                ERRNO_SET(err, ERR_INTERNAL, "cannot remove %s", path);
-                ok = false;
-            }
+    TempSweep *w = arg;
+    struct stat st;
+    if (lstat(path, &st) != 0)
+        return true; /* gone meanwhile */
+    if (S_ISDIR(st.st_mode)) {
+        w->failed = !remote_fs_sweep_temps(path, w->grace_s, w->removed, w->err);
+    } else if (S_ISREG(st.st_mode) && fs_is_temp_name(name) && st.st_mtime < w->cutoff) {
+        if (unlink(path) == 0) {
+            (*w->removed)++;
+        } else if (errno != ENOENT) {
+            ERRNO_SET(w->err, ERR_INTERNAL, "cannot remove %s", path);
+            w->failed = true;
         }
     }
-    closedir(d);
-    return ok;
+    return !w->failed;
+}
+
+bool remote_fs_sweep_temps(const char *root, int64_t grace_s, uint64_t *removed, Err *err)
+{
+    TempSweep w = {time(NULL) - (time_t)grace_s, grace_s, removed, err, false};
+    return fs_dir_each(root, true, sweep_entry, &w, err) && !w.failed;
 }
 
 /* fs_check_key: the backend's own restriction on top of remote_key_validate. */

@@ -1190,6 +1190,14 @@ static bool extract_apply_dir_modes(Extract *x, Err *err)
     return true;
 }
 
+static bool first_entry(const char *path, const char *name, void *arg)
+{
+    (void)path;
+    (void)name;
+    *(bool *)arg = false; /* not empty */
+    return false;
+}
+
 /* dest_prepare: dest must be an empty directory or absent (then created); *created says which,
  * for the cleanup after a failure. */
 static bool dest_prepare(const char *dest, bool *created, Err *err)
@@ -1210,20 +1218,9 @@ static bool dest_prepare(const char *dest, bool *created, Err *err)
         err_set(err, ERR_CONFLICT, "extract destination %s is not a directory", dest);
         return false;
     }
-    DIR *d = opendir(dest);
-    if (d == NULL) {
-        err_set(err, ERR_INTERNAL, "cannot open %s: %s", dest, errno_text(errno));
-        return false;
-    }
     bool empty = true;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-            empty = false;
-            break;
-        }
-    }
-    closedir(d);
+    if (!fs_dir_each(dest, false, first_entry, &empty, err))
+        return false;
     if (!empty) {
         err_set(err, ERR_CONFLICT, "extract destination %s is not empty", dest);
         return false;
@@ -1233,6 +1230,16 @@ static bool dest_prepare(const char *dest, bool *created, Err *err)
 
 /* dest_cleanup: undo a failed extraction. dest was empty or absent before, so everything in it
  * is ours to remove. */
+static bool cleanup_entry(const char *path, const char *name, void *arg)
+{
+    (void)name;
+    (void)arg;
+    Err e = {0};
+    if (!fs_remove_tree(path, &e))
+        log_err(&e, "cleaning up a failed extraction");
+    return true;
+}
+
 static void dest_cleanup(const char *dest, bool created)
 {
     Err e = {0};
@@ -1241,22 +1248,8 @@ static void dest_cleanup(const char *dest, bool created)
             log_err(&e, "cleaning up a failed extraction");
         return;
     }
-    DIR *d = opendir(dest);
-    if (d == NULL)
-        return;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        char path[PATH_MAX];
-        if (!str_printf(path, sizeof(path), "%s/%s", dest, de->d_name))
-            continue;
-        if (!fs_remove_tree(path, &e)) {
-            log_err(&e, "cleaning up a failed extraction");
-            err_clear(&e);
-        }
-    }
-    closedir(d);
+    if (!fs_dir_each(dest, true, cleanup_entry, NULL, &e))
+        log_err(&e, "cleaning up a failed extraction");
 }
 
 bool tar_reader_extract_to_dir(TarReader *r, const char *dest_dir, Err *err)

@@ -43,7 +43,9 @@ void http_nodes_list(HttpRequest *req, void *app)
     http_reply_json(req, 200, service_node_list(svc));
 }
 
-void http_nodes_describe(HttpRequest *req, void *app)
+/* node_read: a synchronous read of one node's state, {node_id} from the path. */
+static void node_read(HttpRequest *req, void *app,
+                      bool (*read)(Service *, NodeId, json_t **, Err *))
 {
     Err err;
     err_clear(&err);
@@ -56,25 +58,18 @@ void http_nodes_describe(HttpRequest *req, void *app)
     if (svc == NULL)
         return;
     json_t *out = NULL;
-    bool ok = service_node_describe(svc, node, &out, &err);
+    bool ok = read(svc, node, &out, &err);
     http_api_reply_sync(req, ok, out, &err);
+}
+
+void http_nodes_describe(HttpRequest *req, void *app)
+{
+    node_read(req, app, service_node_describe);
 }
 
 void http_nodes_shards(HttpRequest *req, void *app)
 {
-    Err err;
-    err_clear(&err);
-    NodeId node = 0;
-    if (!http_api_param_node_id(req, &node, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    Service *svc = http_api_service(req, app);
-    if (svc == NULL)
-        return;
-    json_t *out = NULL;
-    bool ok = service_node_shards(svc, node, &out, &err);
-    http_api_reply_sync(req, ok, out, &err);
+    node_read(req, app, service_node_shards);
 }
 
 /* The body of PUT /control/v1/node/{id}/config. */

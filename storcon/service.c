@@ -85,56 +85,39 @@ static bool hook_target(void *host, NodeId node, PageserverTarget *t, char *buf,
 
 /* Deferred completions: a ServiceJsonFn / ServiceDoneFn never runs inside the call that started
  * it; both go through the service's LoopDefer. */
-typedef struct Deferred {
-    ServiceJsonFn json_cb;
-    ServiceDoneFn done_cb;
-    void *arg;
-    json_t *result;
-    Err err;
-    bool failed;
-} Deferred;
-
-static void deferred_run(void *arg)
-{
-    Deferred *d = arg;
-    const Err *err = d->failed ? &d->err : NULL;
-    if (d->json_cb != NULL)
-        d->json_cb(err, d->result, d->arg);
-    else
-        d->done_cb(err, d->arg);
-    free(d);
-}
-
-static void defer_result(Service *svc, ServiceJsonFn json_cb, ServiceDoneFn done_cb, void *arg,
-                         const Err *err, json_t *result)
-{
-    Deferred *d = xcalloc(1, sizeof(*d));
-    d->json_cb = json_cb;
-    d->done_cb = done_cb;
-    d->arg = arg;
-    if (err != NULL) {
-        d->err = *err;
-        d->failed = true;
-        json_decref(result);
-    } else {
-        d->result = result;
-    }
-    loop_defer(svc->defer, deferred_run, d);
-}
-
 void service_defer_json(Service *svc, ServiceJsonFn cb, void *arg, const Err *err, json_t *result)
 {
-    defer_result(svc, cb, NULL, arg, err, result);
+    loop_defer_json(svc->defer, cb, arg, err, result);
 }
 
 void service_defer_err(Service *svc, ServiceJsonFn cb, void *arg, const Err *err)
 {
-    defer_result(svc, cb, NULL, arg, err, NULL);
+    loop_defer_json(svc->defer, cb, arg, err, NULL);
+}
+
+static bool enter(Service *svc, bool (*check)(const Service *, Err *), ServiceJsonFn cb, void *arg)
+{
+    Err err;
+    err_clear(&err);
+    if (check(svc, &err))
+        return true;
+    service_defer_err(svc, cb, arg, &err);
+    return false;
+}
+
+bool service_enter_loaded(Service *svc, ServiceJsonFn cb, void *arg)
+{
+    return enter(svc, service_check_loaded, cb, arg);
+}
+
+bool service_enter_ready(Service *svc, ServiceJsonFn cb, void *arg)
+{
+    return enter(svc, service_check_ready, cb, arg);
 }
 
 void service_defer_done(Service *svc, ServiceDoneFn cb, void *arg, const Err *err)
 {
-    defer_result(svc, NULL, cb, arg, err, NULL);
+    loop_defer_done(svc->defer, cb, arg, err);
 }
 
 void service_update_node_gauges(Service *svc)

@@ -120,6 +120,10 @@ typedef struct TenantOp {
 int64_t service_now_ms(void);
 bool service_check_loaded(const Service *svc, Err *err);
 bool service_check_ready(const Service *svc, Err *err);
+/* service_enter_loaded / service_enter_ready: the entry check of a JSON-answering service call:
+ * false when the check fails, after deferring the error to cb (the caller just returns). */
+bool service_enter_loaded(Service *svc, ServiceJsonFn cb, void *arg);
+bool service_enter_ready(Service *svc, ServiceJsonFn cb, void *arg);
 void service_node_url(const Node *n, char *buf, size_t size);
 bool service_target_for(Service *svc, NodeId node, PageserverTarget *t, char *buf, size_t size);
 void service_defer_json(Service *svc, ServiceJsonFn cb, void *arg, const Err *err, json_t *result);

@@ -200,12 +200,8 @@ void service_register_start(Service *svc, RegisterOp *op, const ServiceNodeRegis
 void service_node_register(Service *svc, const ServiceNodeRegistration *reg, ServiceJsonFn cb,
                            void *arg)
 {
-    Err err;
-    err_clear(&err);
-    if (!service_check_loaded(svc, &err)) {
-        service_defer_err(svc, cb, arg, &err);
+    if (!service_enter_loaded(svc, cb, arg))
         return;
-    }
     RegisterOp *op = xcalloc(1, sizeof(*op));
     op->svc = svc;
     op->then = register_then_reply;

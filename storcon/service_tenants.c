@@ -751,12 +751,8 @@ static void preferred_az_next(PreferredAzOp *op)
 void service_preferred_azs(Service *svc, const ServicePreferredAz *items, size_t n,
                            ServiceJsonFn cb, void *arg)
 {
-    Err err;
-    err_clear(&err);
-    if (!service_check_ready(svc, &err)) {
-        service_defer_err(svc, cb, arg, &err);
+    if (!service_enter_ready(svc, cb, arg))
         return;
-    }
     PreferredAzOp *op = xcalloc(1, sizeof(*op));
     op->svc = svc;
     op->items = xcalloc(n > 0 ? n : 1, sizeof(*items));

@@ -11,12 +11,10 @@ static void reattach_db(RegisterOp *op, const Err *err);
 void service_reattach(Service *svc, NodeId node, const ServiceNodeRegistration *reg,
                       bool empty_local_disk, ServiceJsonFn cb, void *arg)
 {
+    if (!service_enter_loaded(svc, cb, arg))
+        return;
     Err err;
     err_clear(&err);
-    if (!service_check_loaded(svc, &err)) {
-        service_defer_err(svc, cb, arg, &err);
-        return;
-    }
     RegisterOp *op = xcalloc(1, sizeof(*op));
     op->svc = svc;
     op->cb = cb;
@@ -183,12 +181,8 @@ static void on_validate_db(const Err *err, const DbShardGeneration *found, size_
 void service_validate(Service *svc, const ServiceValidateItem *items, size_t n, ServiceJsonFn cb,
                       void *arg)
 {
-    Err err;
-    err_clear(&err);
-    if (!service_check_loaded(svc, &err)) {
-        service_defer_err(svc, cb, arg, &err);
+    if (!service_enter_loaded(svc, cb, arg))
         return;
-    }
     ValidateOp *op = xcalloc(1, sizeof(*op));
     op->svc = svc;
     op->cb = cb;
@@ -296,12 +290,10 @@ static void on_attach_hook_inserted(const Err *err, const DbTenantShard *rows, s
 void service_attach_hook(Service *svc, const TenantShardId *tsid, bool has_node, NodeId node,
                          ServiceJsonFn cb, void *arg)
 {
+    if (!service_enter_ready(svc, cb, arg))
+        return;
     Err err;
     err_clear(&err);
-    if (!service_check_ready(svc, &err)) {
-        service_defer_err(svc, cb, arg, &err);
-        return;
-    }
     if (has_node && node_set_get(&svc->nodes, node) == NULL) {
         err_set(&err, ERR_NOT_FOUND, "node %llu is not registered", (unsigned long long)node);
         service_defer_err(svc, cb, arg, &err);

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "shared/defer.h"
 
@@ -166,6 +167,49 @@ static void test_free_pending(void **state)
     assert_int_equal(ctx.n, 0);
 }
 
+static void on_json(const Err *err, json_t *result, void *arg)
+{
+    (void)arg;
+    if (err == NULL) {
+        assert_non_null(result);
+        ctx.order[ctx.n++] = (int)json_integer_value(result);
+        json_decref(result);
+    } else {
+        assert_null(result); /* the result of a failed call is dropped */
+        assert_string_equal(err->msg, "busy");
+        ctx.order[ctx.n++] = -(int)err->code;
+    }
+}
+
+static void on_done(const Err *err, void *arg)
+{
+    ctx.order[ctx.n++] = err == NULL ? (int)(intptr_t)arg : -(int)err->code;
+}
+
+/* Completions: later, in order, with a copy of the error (the caller's may be gone). */
+static void test_completions(void **state)
+{
+    (void)state;
+    setup_ctx();
+    loop_defer_json(ctx.d, on_json, NULL, NULL, json_integer(7));
+    {
+        Err err;
+        err_clear(&err);
+        err_set(&err, ERR_CONFLICT, "busy");
+        loop_defer_json(ctx.d, on_json, NULL, &err, json_integer(8));
+        loop_defer_done(ctx.d, on_done, NULL, &err);
+        memset(&err, 0, sizeof(err));
+    }
+    loop_defer_done(ctx.d, on_done, (void *)(intptr_t)9, NULL);
+    assert_int_equal(ctx.n, 0);
+    assert_true(loop_run_until(ctx.base, &ctx.n, 4, 2000));
+    assert_int_equal(ctx.order[0], 7);
+    assert_int_equal(ctx.order[1], -(int)ERR_CONFLICT);
+    assert_int_equal(ctx.order[2], -(int)ERR_CONFLICT);
+    assert_int_equal(ctx.order[3], 9);
+    teardown_ctx();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -175,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_cancel_inside_batch),
         cmocka_unit_test(test_free_from_call),
         cmocka_unit_test(test_free_pending),
+        cmocka_unit_test(test_completions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -220,6 +220,52 @@ static void test_remove_tree(void **state)
     assert_int_not_equal(lstat(in_dir("top-link"), &st), 0);
 }
 
+typedef struct Seen {
+    int n;
+    int stop_after; /* 0: never stop */
+    bool names_ok;
+} Seen;
+
+static bool see(const char *path, const char *name, void *arg)
+{
+    Seen *s = arg;
+    s->n++;
+    /* path is <dir>/<name>, and the entry is one of those written */
+    if (strcmp(path, in_dir(name)) != 0 || strncmp(name, "e", 1) != 0)
+        s->names_ok = false;
+    return s->stop_after == 0 || s->n < s->stop_after;
+}
+
+static void test_dir_each(void **state)
+{
+    Err err = {0};
+    for (int i = 0; i < 5; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "e%d", i);
+        assert_true(fs_write_atomic(in_dir(name), "x", 1, &err));
+    }
+    assert_true(fs_mkdir_p(in_dir("e-dir"), 0755, &err));
+    Seen s = {0, 0, true};
+    assert_true(fs_dir_each(g_dir, false, see, &s, &err));
+    assert_int_equal(s.n, 6); /* "." and ".." skipped, a directory is an entry */
+    assert_true(s.names_ok);
+    /* the function stops the walk */
+    Seen stop = {0, 2, true};
+    assert_true(fs_dir_each(g_dir, false, see, &stop, &err));
+    assert_int_equal(stop.n, 2);
+    /* absent: empty when missing_ok, an error otherwise */
+    Seen none = {0, 0, true};
+    assert_true(fs_dir_each(in_dir("absent"), true, see, &none, &err));
+    assert_int_equal(none.n, 0);
+    assert_false(fs_dir_each(in_dir("absent"), false, see, &none, &err));
+    assert_int_equal(err.code, ERR_INTERNAL);
+    assert_non_null(strstr(err.msg, "absent"));
+    /* a file is not a directory */
+    err_clear(&err);
+    assert_false(fs_dir_each(in_dir("e0"), true, see, &none, &err));
+    assert_int_equal(none.n, 0);
+}
+
 static void test_exists_and_fsync_dir(void **state)
 {
     Err err = {0};
@@ -286,6 +332,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_read_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mkdir_p, setup, teardown),
         cmocka_unit_test_setup_teardown(test_remove_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_dir_each, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exists_and_fsync_dir, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
