@@ -153,6 +153,18 @@ def timelines(ps, tsid: str) -> dict:
     return {t["timeline_id"]: t for t in ok_json(ps.get(f"/v1/tenant/{tsid}/timeline"))}
 
 
+def settled_timelines(ps, tsid: str, timeout: float = 30) -> dict:
+    """timelines() once every timeline's sizes are computed: the logical size and directory
+    counts are computed in the background after a load or create, so a snapshot taken earlier
+    differs from a later one without anything having changed."""
+    def settled():
+        tls = timelines(ps, tsid)
+        done = all(t["current_logical_size_is_accurate"] and t["directory_entries_counts"]
+                   for t in tls.values())
+        return tls if done else False
+    return wait_until(settled, timeout=timeout, interval=0.05, what="timeline sizes computed")
+
+
 def timeline_info(ps, tsid: str, tl: str) -> dict:
     return ok_json(ps.get(f"/v1/tenant/{tsid}/timeline/{tl}"))
 

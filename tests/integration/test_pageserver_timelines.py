@@ -39,6 +39,7 @@ from pageserver_env import (  # noqa: F401 - fixtures are used by name
     ps_env,
     relation_pages,
     relation_sizes,
+    settled_timelines,
     shard_index,
     shared_ps_env,
     timeline_info,
@@ -472,7 +473,7 @@ def test_corrupt_layer_block_is_reported_not_served(shared_ps_env, boot):
 
 def test_timeline_bad_input_changes_nothing(shared_ps_env, boot):
     ps, tenant, tl = boot.ps, boot.tenant, boot.tl
-    before = timelines(ps, tenant)
+    before = settled_timelines(ps, tenant)
     location_before = ok_json(get_location(ps, tenant))
     lsn = before[tl]["last_record_lsn"]
     base = f"/v1/tenant/{tenant}/timeline"
