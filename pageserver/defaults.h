@@ -63,7 +63,9 @@
 /* Scratch space for initdb and conversions: <workdir>/tmp (emptied at startup). */
 #define PAGESERVER_TMP_DIR "tmp"
 /* Per tenant shard: <workdir>/tenants/<tsid>/config and .../timelines/<tl>/. */
-#define PAGESERVER_TENANT_CONFIG_FILE        "config"
+#define PAGESERVER_TENANT_CONFIG_FILE "config"
+/* The marker of an ignored tenant shard (POST /v1/tenant/{id}/ignore): <dir>/ignored, empty. */
+#define PAGESERVER_TENANT_IGNORED_FILE       "ignored"
 #define PAGESERVER_TIMELINES_DIR             "timelines"
 #define PAGESERVER_LOCATION_CONFIG_MAX_BYTES (1u * 1024 * 1024)
 

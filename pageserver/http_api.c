@@ -21,6 +21,7 @@
 #include "pageserver/deletion_queue.h"
 #include "pageserver/location_config.h"
 #include "pageserver/tenant.h"
+#include "pageserver/tenant_lifecycle.h"
 #include "shared/tenant_config.h"
 #include "pageserver/utilization.h"
 
@@ -326,6 +327,106 @@ static void handle_tenant_config_patch(HttpRequest *req, void *app_arg)
     tenant_config_write(req, app_arg, true);
 }
 
+/* ---- the older lifecycle API (tenant_lifecycle.h) ---- */
+
+/* param_tenant: the {tenant_id} path parameter (a bare tenant id); 400 naming it. */
+static bool param_tenant(HttpRequest *req, TenantId *out, Err *err)
+{
+    const char *s = http_request_param(req, "tenant_id");
+    if (s == NULL || !tenant_id_parse(s, out, err)) {
+        if (s == NULL)
+            err_set(err, ERR_BAD_REQUEST, "missing tenant id");
+        err_prefix(err, "tenant id: ");
+        return false;
+    }
+    return true;
+}
+
+/* optional_body: the JSON body, or NULL when the body is empty (Neon's
+ * json_request_or_empty_body). */
+static bool optional_body(HttpRequest *req, json_t **out, Err *err)
+{
+    size_t len = 0;
+    (void)http_request_body(req, &len);
+    *out = NULL;
+    return len == 0 || http_request_json(req, out, err);
+}
+
+static void handle_tenant_create(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    json_t *body = NULL;
+    TenantCreateRequest r;
+    bool ok = http_request_json(req, &body, &err) && tenant_create_request_decode(body, &r, &err);
+    json_decref(body);
+    if (!ok) {
+        http_reply_error(req, &err);
+        return;
+    }
+    tenant_create(app->tenants, &r, http_json_201, http_await(req, app));
+}
+
+static void handle_tenant_attach(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantId tenant;
+    json_t *body = NULL;
+    TenantAttachRequest r;
+    bool ok = param_tenant(req, &tenant, &err) && optional_body(req, &body, &err) &&
+              tenant_attach_request_decode(body, &r, &err);
+    json_decref(body);
+    if (!ok) {
+        http_reply_error(req, &err);
+        return;
+    }
+    tenant_attach(app->tenants, &tenant, &r, http_done_202, http_await(req, app));
+}
+
+static void handle_tenant_detach(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantId tenant;
+    bool detach_ignored = false;
+    if (!param_tenant(req, &tenant, &err) ||
+        !query_bool(req, "detach_ignored", false, &detach_ignored, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    tenant_detach(app->tenants, &tenant, detach_ignored, http_done_200, http_await(req, app));
+}
+
+static void handle_tenant_ignore(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantId tenant;
+    if (!param_tenant(req, &tenant, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    tenant_ignore(app->tenants, &tenant, http_done_200, http_await(req, app));
+}
+
+static void handle_tenant_load(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantId tenant;
+    json_t *body = NULL;
+    Generation gen = GENERATION_NONE;
+    bool ok = param_tenant(req, &tenant, &err) && optional_body(req, &body, &err) &&
+              tenant_load_request_decode(body, &gen, &err);
+    json_decref(body);
+    if (!ok) {
+        http_reply_error(req, &err);
+        return;
+    }
+    tenant_load(app->tenants, &tenant, gen, http_done_202, http_await(req, app));
+}
+
 /* ---- node ---- */
 
 static void on_utilization(const Err *err, const Utilization *u, void *arg)
@@ -360,7 +461,8 @@ static void handle_deletion_flush(HttpRequest *req, void *app_arg)
     deletion_queue_flush(app->deletion, execute, on_deletion_flushed, http_await(req, app));
 }
 
-#define TSID_PATH "/v1/tenant/{tenant_shard_id}"
+#define TSID_PATH   "/v1/tenant/{tenant_shard_id}"
+#define TENANT_PATH "/v1/tenant/{tenant_id}"
 
 static const HttpRoute PAGESERVER_ROUTES[] = {
     {HTTP_GET, "/v1/status", AUTH_SCOPE_NONE, handle_status},
@@ -371,6 +473,11 @@ static const HttpRoute PAGESERVER_ROUTES[] = {
     {HTTP_GET, "/v1/location_config/{tenant_shard_id}", AUTH_SCOPE_PAGESERVERAPI,
      handle_location_config_get},
     {HTTP_GET, "/v1/tenant", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_list},
+    {HTTP_POST, "/v1/tenant", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_create},
+    {HTTP_POST, TENANT_PATH "/attach", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_attach},
+    {HTTP_POST, TENANT_PATH "/detach", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_detach},
+    {HTTP_POST, TENANT_PATH "/ignore", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_ignore},
+    {HTTP_POST, TENANT_PATH "/load", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_load},
     {HTTP_PUT, "/v1/tenant/config", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_config_put},
     {HTTP_PATCH, "/v1/tenant/config", AUTH_SCOPE_PAGESERVERAPI, handle_tenant_config_patch},
     {HTTP_GET, TSID_PATH, AUTH_SCOPE_PAGESERVERAPI, handle_tenant_get},

@@ -14,6 +14,8 @@
  *   PUT    /v1/tenant/{tsid}/location_config         ?flush_ms=&lazy=
  *   GET    /v1/location_config, /v1/location_config/{tsid}
  *   GET    /v1/tenant, /v1/tenant/{tsid};  DELETE /v1/tenant/{tsid}
+ *   POST   /v1/tenant; POST /v1/tenant/{tenant_id}/attach, /detach?detach_ignored=, /ignore,
+ *          /load (the older lifecycle API, tenant_lifecycle.h)
  *   GET    /v1/tenant/{tsid}/config;  PUT, PATCH /v1/tenant/config
  *   POST   /v1/tenant/{tsid}/timeline;  GET /v1/tenant/{tsid}/timeline[/{tl}]
  *   DELETE /v1/tenant/{tsid}/timeline/{tl}

@@ -54,6 +54,7 @@ static const FsmTransition SLOT_TRANSITIONS[] = {
     {SLOT_BROKEN, SLOT_STOPPING, "restart, detach, delete"},
     {SLOT_STOPPING, SLOT_PERSISTING, "restart: in-flight work done"},
     {SLOT_STOPPING, SLOT_REMOVING, "detach or delete: in-flight work done"},
+    {SLOT_STOPPING, SLOT_GONE, "ignore: in-flight work done, local data kept"},
     {SLOT_REMOVING, SLOT_GONE, "local data removed"},
     {SLOT_REMOVING, SLOT_BROKEN, "removal failed"},
 };
@@ -81,7 +82,13 @@ const char *slot_state_name(SlotState s)
 
 /* ---- changes ---- */
 
-typedef enum ChangeKind { CHANGE_UPSERT, CHANGE_SWAP, CHANGE_DETACH, CHANGE_DELETE } ChangeKind;
+typedef enum ChangeKind {
+    CHANGE_UPSERT,
+    CHANGE_SWAP,
+    CHANGE_DETACH,
+    CHANGE_DELETE,
+    CHANGE_IGNORE
+} ChangeKind;
 
 struct SlotChange {
     TenantSlot *slot;
@@ -326,21 +333,30 @@ static void persist_done(void *arg, WorkerOutcome outcome)
     then(slot, ok, &err);
 }
 
-/* slot_persist: write cfg as <dir>/config (temp name, fsync, rename, fsync dir) on a worker. */
-static void slot_persist(TenantSlot *slot, const LocationConfig *cfg,
-                         void (*then)(TenantSlot *slot, bool ok, const Err *err))
+/* slot_write_file: write text (taken over) as <dir>/<name> (temp name, fsync, rename, fsync dir)
+ * on a worker, then call then on the loop. */
+static void slot_write_file(TenantSlot *slot, const char *name, char *text,
+                            void (*then)(TenantSlot *slot, bool ok, const Err *err))
 {
     PersistJob *j = xcalloc(1, sizeof(*j));
     j->slot = slot;
     str_copy(j->dir, sizeof(j->dir), slot->dir);
-    str_printf(j->path, sizeof(j->path), "%s/%s", slot->dir, PAGESERVER_TENANT_CONFIG_FILE);
-    json_t *json = location_config_to_json(cfg);
-    j->text = json_dumps_compact(json);
-    json_decref(json);
+    str_printf(j->path, sizeof(j->path), "%s/%s", slot->dir, name);
+    j->text = text;
     j->then = then;
     slot->inflight++;
     WorkerJobSpec spec = {.cls = WORKER_CLASS_IO}; /* no deadline: see PAGESERVER_*_DEADLINE_MS */
     worker_pool_start(slot->mgr->app->workers, &spec, persist_work, persist_done, j);
+}
+
+/* slot_persist: write cfg as <dir>/config. */
+static void slot_persist(TenantSlot *slot, const LocationConfig *cfg,
+                         void (*then)(TenantSlot *slot, bool ok, const Err *err))
+{
+    json_t *json = location_config_to_json(cfg);
+    char *text = json_dumps_compact(json);
+    json_decref(json);
+    slot_write_file(slot, PAGESERVER_TENANT_CONFIG_FILE, text, then);
 }
 
 typedef struct AttachTimeline {
@@ -803,7 +819,14 @@ static void slot_continue_change(TenantSlot *slot)
         if (slot->inflight > 0)
             return;
         slot_drop_timelines(slot);
-        if (c->kind == CHANGE_UPSERT) {
+        if (c->kind == CHANGE_IGNORE) {
+            /* local files stay, with the marker: forget the slot */
+            if (!slot_set_state(slot, SLOT_GONE))
+                return;
+            tenant_manager_unlink(slot->mgr, slot);
+            change_finish(c, NULL);
+            slot_free(slot);
+        } else if (c->kind == CHANGE_UPSERT) {
             if (!slot_set_state(slot, SLOT_PERSISTING))
                 return;
             slot_persist(slot, &c->cfg, after_persist);
@@ -942,6 +965,26 @@ void slot_change_remove(TenantSlot *slot, bool delete, PageserverJsonFn cb, void
     } else {
         slot_begin_stop(slot);
     }
+}
+
+static void after_ignore_marker(TenantSlot *slot, bool ok, const Err *err)
+{
+    SlotChange *c = slot->change;
+    if (!ok) {
+        Err e = *err;
+        err_prefix(&e, "writing the ignore marker: ");
+        change_finish(c, &e); /* the slot runs on as it was */
+        return;
+    }
+    log_info("tenant shard %s: ignore marker durable; stopping and forgetting the slot",
+             slot->tsid_str);
+    slot_begin_stop(slot);
+}
+
+void slot_change_ignore(TenantSlot *slot, PageserverJsonFn cb, void *arg)
+{
+    (void)change_new(slot, CHANGE_IGNORE, cb, arg);
+    slot_write_file(slot, PAGESERVER_TENANT_IGNORED_FILE, xstrdup(""), after_ignore_marker);
 }
 
 typedef struct LocalDirRemoval {

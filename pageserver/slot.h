@@ -27,6 +27,8 @@
  *   SWAP   (same generation / secondary update): config written, then applied in place
  *   DETACH: STOPPING -> REMOVING (local data) -> GONE
  *   DELETE: like DETACH (the tenant delete operation then deletes the remote prefix)
+ *   IGNORE: the marker <dir>/ignored written durably, then STOPPING -> GONE: the slot is
+ *           forgotten, its local files stay (tenant_lifecycle.h)
  * Each change answers its one callback exactly once (never from inside the call that started
  * it). An attach is answered once the slot is ACTIVE or BROKEN (bounded by
  * PAGESERVER_ATTACH_WAIT_MS; `lazy` answers once the config is durable), then after waiting up
@@ -148,6 +150,10 @@ void slot_change_swap(TenantSlot *slot, const LocationConfig *cfg, long flush_ms
 /* slot_change_remove: detach (delete false) or delete: stop, remove the local data, free the
  * slot. result: the detach answer {"shards": [], "stripe_size": null} (delete: {}). */
 void slot_change_remove(TenantSlot *slot, bool delete, PageserverJsonFn cb, void *arg);
+/* slot_change_ignore: write the ignore marker (fsynced), then stop the slot and free it, keeping
+ * its local files. result: {} (the caller answers its own way). A failed marker write leaves the
+ * slot as it was. */
+void slot_change_ignore(TenantSlot *slot, PageserverJsonFn cb, void *arg);
 /* slot_start_attach: development-mode startup of a slot with an attached persisted config. */
 void slot_start_attach(TenantSlot *slot);
 /* slot_remove_local_dir: remove a directory tree on a worker (leftovers of a shard without a

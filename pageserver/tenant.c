@@ -198,8 +198,86 @@ void tenant_manager_free(TenantManager *mgr)
     free(mgr->slots);
     free(mgr->by_tsid);
     free(mgr->by_tenant);
-    free(mgr->removing);
+    free(mgr->pending);
+    free(mgr->ignored);
     free(mgr);
+}
+
+/* ---- location_config ---- */
+
+/* ---- placeholders and the ignored set ---- */
+
+const char *tenant_manager_pending(const TenantManager *mgr, const TenantShardId *tsid)
+{
+    for (size_t i = 0; i < mgr->n_pending; i++)
+        if (tsid_eq(&mgr->pending[i].tsid, tsid))
+            return mgr->pending[i].what;
+    return NULL;
+}
+
+void tenant_manager_pending_add(TenantManager *mgr, const TenantShardId *tsid, const char *what)
+{
+    if (mgr->n_pending == mgr->cap_pending) {
+        mgr->cap_pending = mgr->cap_pending ? mgr->cap_pending * 2 : 4;
+        mgr->pending = xrealloc(mgr->pending, mgr->cap_pending * sizeof(*mgr->pending));
+    }
+    mgr->pending[mgr->n_pending++] = (TenantPlaceholder){*tsid, what};
+}
+
+void tenant_manager_pending_remove(TenantManager *mgr, const TenantShardId *tsid)
+{
+    for (size_t i = 0; i < mgr->n_pending; i++) {
+        if (tsid_eq(&mgr->pending[i].tsid, tsid)) {
+            mgr->pending[i] = mgr->pending[--mgr->n_pending];
+            return;
+        }
+    }
+}
+
+bool tenant_manager_busy_err(const TenantManager *mgr, const TenantShardId *tsid, bool conflict,
+                             Err *err)
+{
+    ErrCode code = conflict ? ERR_CONFLICT : ERR_UNAVAILABLE;
+    const TenantSlot *slot = tenant_manager_find(mgr, tsid);
+    if (slot != NULL && slot->change != NULL) {
+        err_set(err, code, "tenant shard %s is being changed (%s); retry", slot->tsid_str,
+                slot_state_name(slot->state));
+        return true;
+    }
+    const char *what = slot == NULL ? tenant_manager_pending(mgr, tsid) : NULL;
+    if (what != NULL) {
+        char id[TSID_STR_SIZE];
+        tsid_format(tsid, id);
+        err_set(err, code, "tenant shard %s: %s; retry", id, what);
+        return true;
+    }
+    return false;
+}
+
+bool tenant_manager_is_ignored(const TenantManager *mgr, const TenantShardId *tsid)
+{
+    for (size_t i = 0; i < mgr->n_ignored; i++)
+        if (tsid_eq(&mgr->ignored[i], tsid))
+            return true;
+    return false;
+}
+
+void tenant_manager_set_ignored(TenantManager *mgr, const TenantShardId *tsid, bool ignored)
+{
+    for (size_t i = 0; i < mgr->n_ignored; i++) {
+        if (tsid_eq(&mgr->ignored[i], tsid)) {
+            if (!ignored)
+                mgr->ignored[i] = mgr->ignored[--mgr->n_ignored];
+            return;
+        }
+    }
+    if (!ignored)
+        return;
+    if (mgr->n_ignored == mgr->cap_ignored) {
+        mgr->cap_ignored = mgr->cap_ignored ? mgr->cap_ignored * 2 : 4;
+        mgr->ignored = xrealloc(mgr->ignored, mgr->cap_ignored * sizeof(*mgr->ignored));
+    }
+    mgr->ignored[mgr->n_ignored++] = *tsid;
 }
 
 /* ---- location_config ---- */
@@ -211,26 +289,31 @@ typedef struct AbsentDetach {
     void *arg;
 } AbsentDetach;
 
-static bool removal_in_progress(const TenantManager *mgr, const TenantShardId *tsid)
-{
-    for (size_t i = 0; i < mgr->n_removing; i++)
-        if (tsid_eq(&mgr->removing[i], tsid))
-            return true;
-    return false;
-}
-
 static void after_absent_detach(const Err *err, void *arg)
 {
     AbsentDetach *a = arg;
-    TenantManager *mgr = a->mgr;
-    for (size_t i = 0; i < mgr->n_removing; i++) {
-        if (tsid_eq(&mgr->removing[i], &a->tsid)) {
-            mgr->removing[i] = mgr->removing[--mgr->n_removing];
-            break;
-        }
-    }
+    tenant_manager_pending_remove(a->mgr, &a->tsid);
+    if (err == NULL)
+        tenant_manager_set_ignored(a->mgr, &a->tsid, false); /* the marker went with the dir */
     a->cb(err, err == NULL ? slot_detach_result() : NULL, a->arg);
     free(a);
+}
+
+void tenant_manager_remove_absent(TenantManager *mgr, const TenantShardId *tsid,
+                                  PageserverJsonFn cb, void *arg)
+{
+    AbsentDetach *a = xcalloc(1, sizeof(*a));
+    a->mgr = mgr;
+    a->tsid = *tsid;
+    a->cb = cb;
+    a->arg = arg;
+    tenant_manager_pending_add(mgr, tsid, "its local directory is being removed");
+    char tsid_str[TSID_STR_SIZE];
+    tsid_format(tsid, tsid_str);
+    char dir[PATH_MAX];
+    str_printf(dir, sizeof(dir), "%s/%s/%s", mgr->app->cfg.workdir, PAGESERVER_TENANTS_DIR,
+               tsid_str);
+    slot_remove_local_dir(mgr->app, dir, after_absent_detach, a);
 }
 
 void tenant_location_config_put(TenantManager *mgr, const TenantShardId *tsid, LocationConfig *cfg,
@@ -243,18 +326,19 @@ void tenant_location_config_put(TenantManager *mgr, const TenantShardId *tsid, L
         return;
     }
     TenantSlot *slot = tenant_manager_find(mgr, tsid);
-    if (slot == NULL && removal_in_progress(mgr, tsid)) {
-        char id[TSID_STR_SIZE];
-        tsid_format(tsid, id);
-        err_set(&err, ERR_CONFLICT,
-                "tenant shard %s: its local directory is being removed (Detached); retry", id);
+    if (tenant_manager_busy_err(mgr, tsid, true, &err)) {
         location_config_finish(cfg);
         pageserver_defer_json(mgr->app, cb, arg, &err, NULL);
         return;
     }
-    if (slot != NULL && slot->change != NULL) {
-        err_set(&err, ERR_CONFLICT, "tenant shard %s is being changed (%s); retry", slot->tsid_str,
-                slot_state_name(slot->state));
+    if (slot == NULL && cfg->mode != LOCATION_MODE_DETACHED &&
+        tenant_manager_is_ignored(mgr, tsid)) {
+        char id[TSID_STR_SIZE];
+        tsid_format(tsid, id);
+        err_set(&err, ERR_CONFLICT,
+                "tenant shard %s is ignored on this pageserver: load it, or detach it with "
+                "detach_ignored=true, first",
+                id);
         location_config_finish(cfg);
         pageserver_defer_json(mgr->app, cb, arg, &err, NULL);
         return;
@@ -275,21 +359,9 @@ void tenant_location_config_put(TenantManager *mgr, const TenantShardId *tsid, L
     switch (change) {
     case LOCATION_CHANGE_DETACH:
         if (slot == NULL) {
-            /* idempotent; still remove leftovers of a shard this node no longer knows */
-            AbsentDetach *a = xcalloc(1, sizeof(*a));
-            a->mgr = mgr;
-            a->tsid = *tsid;
-            a->cb = cb;
-            a->arg = arg;
-            if (mgr->n_removing == mgr->cap_removing) {
-                mgr->cap_removing = mgr->cap_removing ? mgr->cap_removing * 2 : 4;
-                mgr->removing = xrealloc(mgr->removing, mgr->cap_removing * sizeof(*mgr->removing));
-            }
-            mgr->removing[mgr->n_removing++] = *tsid;
-            char dir[PATH_MAX];
-            str_printf(dir, sizeof(dir), "%s/%s/%s", mgr->app->cfg.workdir, PAGESERVER_TENANTS_DIR,
-                       tsid_str);
-            slot_remove_local_dir(mgr->app, dir, after_absent_detach, a);
+            /* idempotent; still remove leftovers of a shard this node no longer knows (or an
+             * ignored shard's files) */
+            tenant_manager_remove_absent(mgr, tsid, cb, arg);
         } else {
             slot_change_remove(slot, false, cb, arg);
         }
@@ -577,6 +649,7 @@ static void tenant_delete_local_done(TenantDeleteOp *op)
         free(op);
         return;
     }
+    tenant_manager_set_ignored(op->mgr, &op->tsid, false); /* its directory is gone */
     op->rs = op->mgr->app->remote;
     op->all_shards = op->tsid.count == 0;
     if (op->all_shards)
@@ -625,6 +698,10 @@ void tenant_delete(TenantManager *mgr, const TenantShardId *tsid, PageserverDone
 {
     Err err = {0};
     if (!tenant_manager_check_ready(mgr, &err)) {
+        pageserver_defer_done(mgr->app, cb, arg, &err);
+        return;
+    }
+    if (tenant_manager_find(mgr, tsid) == NULL && tenant_manager_busy_err(mgr, tsid, false, &err)) {
         pageserver_defer_done(mgr->app, cb, arg, &err);
         return;
     }
@@ -815,6 +892,34 @@ static void start_temp_sweep(TenantManager *mgr, const char *tenants_dir)
     worker_pool_start(app->workers, &spec, temp_sweep_work, temp_sweep_done, j);
 }
 
+bool tenant_local_config_read(const char *tenant_dir, const TenantShardId *tsid,
+                              LocationConfig *out, Err *err)
+{
+    location_config_init(out);
+    char path[PATH_MAX];
+    str_printf(path, sizeof(path), "%s/%s", tenant_dir, PAGESERVER_TENANT_CONFIG_FILE);
+    if (!fs_exists(path)) {
+        char id[TSID_STR_SIZE];
+        tsid_format(tsid, id);
+        err_set(err, ERR_NOT_FOUND, "tenant shard %s has no local location config (%s)", id, path);
+        return false;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    json_t *json = NULL;
+    bool ok = fs_read_file(path, PAGESERVER_LOCATION_CONFIG_MAX_BYTES, &text, &len, err) &&
+              json_parse_text(text, len, &json, err) && location_config_decode(json, out, err) &&
+              location_config_check_tsid(out, tsid, err);
+    if (!ok) {
+        location_config_finish(out);
+        err->code = ERR_INTERNAL;
+        err_prefix(err, "%s: ", path);
+    }
+    json_decref(json);
+    free(text);
+    return ok;
+}
+
 bool tenant_manager_load_local(TenantManager *mgr, Err *err)
 {
     char dir[PATH_MAX];
@@ -834,27 +939,27 @@ bool tenant_manager_load_local(TenantManager *mgr, Err *err)
             log_warn("%s/%s: not a tenant shard id; ignored", dir, de->d_name);
             continue;
         }
+        char marker[PATH_MAX];
+        str_printf(marker, sizeof(marker), "%s/%s/%s", dir, de->d_name,
+                   PAGESERVER_TENANT_IGNORED_FILE);
+        if (fs_exists(marker)) {
+            /* neither loaded nor removed (whatever re-attach says) until load or detach */
+            log_info("tenant shard %s is ignored (%s): not loaded", de->d_name, marker);
+            tenant_manager_set_ignored(mgr, &tsid, true);
+            continue;
+        }
         TenantSlot *slot = slot_new(mgr, &tsid);
-        char path[PATH_MAX];
-        str_printf(path, sizeof(path), "%s/%s", slot->dir, PAGESERVER_TENANT_CONFIG_FILE);
-        char *text = NULL;
-        size_t len = 0;
-        json_t *json = NULL;
         LocationConfig cfg;
-        location_config_init(&cfg);
-        if (!fs_read_file(path, PAGESERVER_LOCATION_CONFIG_MAX_BYTES, &text, &len, &e) ||
-            !json_parse_text(text, len, &json, &e) || !location_config_decode(json, &cfg, &e) ||
-            !location_config_check_tsid(&cfg, &tsid, &e)) {
+        if (!tenant_local_config_read(slot->dir, &tsid, &cfg, &e)) {
             log_err(&e, "local location config unusable (the shard counts as unknown)");
         } else {
             slot_apply_config(slot, &cfg);
+            location_config_finish(&cfg);
         }
-        location_config_finish(&cfg);
-        json_decref(json);
-        free(text);
     }
     closedir(d);
-    log_info("%zu tenant shards found in the work directory", mgr->n_slots);
+    log_info("%zu tenant shards found in the work directory (%zu ignored)", mgr->n_slots,
+             mgr->n_ignored);
     start_temp_sweep(mgr, dir);
     return true;
 }
@@ -939,6 +1044,12 @@ static void on_reattach(void *arg, const ReattachTenant *ts, size_t n)
         const ReattachTenant *r = &ts[k];
         if (r->mode == LOCATION_MODE_DETACHED || tenant_manager_find(mgr, &r->tsid) != NULL)
             continue;
+        if (tenant_manager_is_ignored(mgr, &r->tsid)) {
+            char id[TSID_STR_SIZE];
+            tsid_format(&r->tsid, id);
+            log_info("tenant shard %s: in the re-attach answer but ignored here; left ignored", id);
+            continue;
+        }
         TenantSlot *slot = slot_new(mgr, &r->tsid);
         LocationConfig cfg;
         location_config_init(&cfg);

@@ -43,6 +43,12 @@ typedef struct TenantShards {
     struct TenantShards *next; /* hash chain */
 } TenantShards;
 
+/* TenantPlaceholder: a shard an operation works on without a slot (TenantManager.pending). */
+typedef struct TenantPlaceholder {
+    TenantShardId tsid;
+    const char *what; /* static: "its local directory is being removed" */
+} TenantPlaceholder;
+
 typedef struct TenantManager {
     struct PageserverApp *app;
     TenantSlot **slots; /* every slot, in creation order (listings) */
@@ -52,11 +58,16 @@ typedef struct TenantManager {
     size_t n_buckets;         /* a power of two; grows with the slot count */
     bool ready;               /* re-attach applied */
     bool stopping;
-    /* placeholders: shards with no slot whose leftover local directory a Detached
-     * location_config is removing on a worker; any location_config for them is 409 until the
-     * removal ends (an attach must not persist its config into a directory being removed) */
-    TenantShardId *removing;
-    size_t n_removing, cap_removing;
+    /* placeholders: shards with no slot that an operation is working on without one: a Detached
+     * location_config (or detach of an ignored tenant) removing a leftover local directory, a
+     * load reading the local config. Any change for them is refused until the operation ends
+     * (an attach must not persist its config into a directory being removed). */
+    TenantPlaceholder *pending;
+    size_t n_pending, cap_pending;
+    /* ignored shards (POST /v1/tenant/{id}/ignore): no slot, local files kept with the marker
+     * <dir>/PAGESERVER_TENANT_IGNORED_FILE, not loaded at startup until load or detach */
+    TenantShardId *ignored;
+    size_t n_ignored, cap_ignored;
 } TenantManager;
 
 /* ---- manager ---- */
@@ -91,6 +102,33 @@ bool tenant_manager_shard_for_key(const TenantManager *mgr, const TenantId *tena
  * (slot_new and the slot's removal call these). */
 void tenant_manager_link(TenantManager *mgr, TenantSlot *slot);
 void tenant_manager_unlink(TenantManager *mgr, TenantSlot *slot);
+
+/* tenant_manager_pending: what an operation without a slot is doing to tsid (a static string),
+ * or NULL. tenant_manager_pending_add / _remove: mark / unmark it (at most once per tsid). */
+const char *tenant_manager_pending(const TenantManager *mgr, const TenantShardId *tsid);
+void tenant_manager_pending_add(TenantManager *mgr, const TenantShardId *tsid, const char *what);
+void tenant_manager_pending_remove(TenantManager *mgr, const TenantShardId *tsid);
+/* tenant_manager_busy_err: the 409 (conflict true) or 503 a change of tsid gets while a slot
+ * change or a placeholder operation runs on it; false (nothing set) when neither does. */
+bool tenant_manager_busy_err(const TenantManager *mgr, const TenantShardId *tsid, bool conflict,
+                             Err *err);
+
+/* tenant_manager_is_ignored / tenant_manager_set_ignored: the ignored set (in memory; the marker
+ * file on disk is written and removed by the operations that change it). */
+bool tenant_manager_is_ignored(const TenantManager *mgr, const TenantShardId *tsid);
+void tenant_manager_set_ignored(TenantManager *mgr, const TenantShardId *tsid, bool ignored);
+
+/* tenant_manager_remove_absent: remove the local directory of tsid, which has no slot (leftovers,
+ * or an ignored shard, which stops being ignored), under a placeholder; cb gets the detach answer
+ * ({"shards": [], "stripe_size": null}) or the error. */
+void tenant_manager_remove_absent(TenantManager *mgr, const TenantShardId *tsid,
+                                  PageserverJsonFn cb, void *arg);
+
+/* tenant_local_config_read: <workdir>/tenants/<tsid>/config as a LocationConfig of tsid (*out
+ * initialised here; finish it on success). Blocking: at startup or on a worker (thread-safe).
+ * ERR_NOT_FOUND when the file does not exist; 500 when it is unreadable or invalid. */
+bool tenant_local_config_read(const char *tenant_dir, const TenantShardId *tsid,
+                              LocationConfig *out, Err *err) MUST_CHECK;
 
 /* tenant_manager_on_visible_lsn: the deletion queue's LSN callback. */
 void tenant_manager_on_visible_lsn(void *arg, const TenantShardId *tsid, const TimelineId *tl,
