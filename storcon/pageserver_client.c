@@ -4,8 +4,9 @@
  * Each call is a small context linked into its PageserverClient: it starts one HttpCall (which
  * does the retrying), and when that completes decodes the body according to the operation into
  * a PageserverResult, unlinks itself, runs the caller's callback and frees everything the result
- * pointed to. Failures found before any request (a malformed passthrough path) are delivered
- * through a zero timer of their own, so that callbacks never run inside a start function.
+ * pointed to. Failures found before any request (a malformed passthrough path) and calls failed by
+ * pageserver_client_cancel_node are delivered through the client's LoopDefer, so that callbacks
+ * never run inside a start function or inside the cancellation.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -29,6 +30,7 @@ struct PageserverCall {
     PageserverCall *prev, *next; /* in pc->calls */
     PageserverOp op;
     TenantShardId tsid;
+    NodeId node;          /* the target's node (NODE_ID_NONE: not cancellable by node) */
     ShardCount new_count; /* SHARD_SPLIT: the count the children must have */
     HttpCall *http;       /* while the request runs */
     LoopDeferItem fail;   /* delivers a local failure from the loop */
@@ -150,6 +152,7 @@ static PageserverCall *call_new(PageserverClient *pc, PageserverOp op, const Ten
     PageserverCall *call = xcalloc(1, sizeof(*call));
     call->pc = pc;
     call->op = op;
+    call->node = NODE_ID_NONE;
     if (tsid != NULL)
         call->tsid = *tsid;
     call->done = done;
@@ -184,13 +187,38 @@ static void fail_event_cb(void *arg)
     call_finish(call, &res);
 }
 
-/* call_fail_async: deliver a failure found before any request on the next loop iteration. */
+/* call_fail_async: deliver a failure found before any request, or a cancellation, on a later loop
+ * iteration. */
 static PageserverCall *call_fail_async(PageserverCall *call, const Err *err)
 {
     call->fail_err = *err;
     loop_defer_item_init(&call->fail, fail_event_cb, call);
     (void)loop_defer_item(call->pc->defer, &call->fail);
     return call;
+}
+
+/* pageserver_client_cancel_node: see the header. The list holds the newest call first; it is
+ * walked from its tail so that the failures are delivered in the order the calls started. */
+size_t pageserver_client_cancel_node(PageserverClient *pc, NodeId node, const Err *err)
+{
+    if (pc == NULL || node == NODE_ID_NONE)
+        return 0;
+    PageserverCall *call = pc->calls;
+    while (call != NULL && call->next != NULL)
+        call = call->next;
+    size_t n = 0;
+    for (; call != NULL; call = call->prev) {
+        if (call->node != node || call->http == NULL)
+            continue; /* another node, or its failure is already on its way */
+        http_call_cancel(call->http);
+        call->http = NULL;
+        (void)call_fail_async(call, err);
+        n++;
+    }
+    if (n > 0)
+        log_info("pageserver node %llu: %zu calls cancelled: %s", (unsigned long long)node, n,
+                 err->msg);
+    return n;
 }
 
 /* ---- decoding, one function per operation; each fills res (ok) or err ---- */
@@ -518,6 +546,7 @@ static PageserverCall *call_start_http(PageserverCall *call, const PageserverTar
                                        const char *method, const char *path, const json_t *body)
 {
     char *url = target_url(t, path);
+    call->node = t->node;
     call->http = http_client_start_json(call->pc->http, method, url, body, t->token, t->timeout_ms,
                                         t->retry, http_done_cb, call);
     free(url);

@@ -21,6 +21,11 @@
  * applies the wire.md table (transport and 503 -> 503, 404 -> 404, 401/403 -> 500, timeout ->
  * 408, 429 and everything else -> 409).
  *
+ * Calls per node: a target may name the node it calls (PageserverTarget.node); such a call is
+ * registered under that node while it runs, and pageserver_client_cancel_node fails every one of
+ * them at once (the storage controller does so when heartbeats mark the node Offline, so that no
+ * caller waits out timeouts and retries against a node known to be down).
+ *
  * Lifetime: a PageserverClient borrows an HttpClient; free the PageserverClient first
  * (pageserver_client_free cancels its calls without running their callbacks).
  */
@@ -36,6 +41,7 @@
 #include "shared/err.h"
 #include "shared/http_client.h"
 #include "shared/id.h"
+#include "storcon/node.h"
 
 struct event_base;
 
@@ -44,6 +50,8 @@ typedef struct PageserverCall PageserverCall;
 
 /* PageserverTarget: where and how to call. Copied by every start function. */
 typedef struct PageserverTarget {
+    NodeId node;           /* the node called, for pageserver_client_cancel_node; NODE_ID_NONE =
+                              none (a zeroed target names node 0) */
     const char *base_url;  /* "http://host:port" (a trailing '/' is tolerated) */
     const char *token;     /* bearer token, or NULL = no Authorization header */
     long timeout_ms;       /* per attempt; 0 = the HTTP client's default (30 s) */
@@ -175,6 +183,17 @@ size_t pageserver_client_inflight(const PageserverClient *pc);
 /* pageserver_call_cancel: the callback will not run. Not from inside that call's own callback.
  * NULL ok. A PageserverCall handle is valid until its callback has run or it was cancelled. */
 void pageserver_call_cancel(PageserverCall *call);
+
+/* pageserver_client_cancel_node: every call in flight to node (node != NODE_ID_NONE) stops
+ * waiting for its request (or its retry backoff) and fails through its normal callback with
+ * status 0 and err (ERR_UNAVAILABLE, which pageserver_client_translate_error makes a 503). A
+ * request the node already received may still take effect there when it resumes; every call so
+ * cancelled is one the caller may repeat. The callbacks run on a later loop
+ * iteration, never inside this call, in the order the calls were started; a call cancelled with
+ * pageserver_call_cancel before then stays silent. A call that already failed locally (its
+ * callback is queued) keeps its own error. Returns how many calls were cancelled. Calls started
+ * after it are not affected (the caller decides whether to start them). */
+size_t pageserver_client_cancel_node(PageserverClient *pc, NodeId node, const Err *err);
 
 /* Start functions: never NULL; the callback runs exactly once unless cancelled. */
 

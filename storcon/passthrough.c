@@ -169,8 +169,7 @@ static void on_before(const Err *err, const ServiceShardMapSnapshot *snap, void 
     char url[SERVICE_URL_SIZE];
     if (!service_pageserver_target(p->svc, loc->node, PASSTHROUGH_CALL_TIMEOUT_MS, &retry, &t, url,
                                    &e)) {
-        err_set(&e, ERR_UNAVAILABLE, "node %llu of shard %s is gone, retry",
-                (unsigned long long)loc->node, tsid);
+        err_prefix(&e, "shard %s: ", tsid); /* 503: the node is gone or Offline */
         pt_finish(p, &e);
         return;
     }

@@ -422,22 +422,6 @@ static void reconcile_fail(Reconcile *rc, const char *what, const Err *err)
     reconcile_finish(rc);
 }
 
-void reconciler_node_offline(Reconciler *r, NodeId node)
-{
-    Reconcile *rc = r->running_list;
-    while (rc != NULL) {
-        Reconcile *next = rc->next_running;
-        if (rc->call != NULL && rc->action.node == node) {
-            pageserver_call_cancel(rc->call);
-            rc->call = NULL;
-            Err err;
-            err_set(&err, ERR_UNAVAILABLE, "node went offline");
-            reconcile_fail(rc, reconcile_action_name(rc->action.kind), &err);
-        }
-        rc = next;
-    }
-}
-
 /* location_config_json: the LocationConfig the intent wants on a node in mode. New reference. */
 static json_t *location_config_json(const TenantShard *s, ShardLocationMode mode, Generation gen)
 {

@@ -23,8 +23,11 @@
  * Every pageserver call marks the node's observed state unknown first and records the written
  * config on success; transport errors, timeouts and 503 are retried with capped backoff by the HTTP
  * client; a final failure records shard->last_error and leaves the shard dirty for the background
- * pass. Concurrency is bounded (max_concurrent); further reconciles wait in a FIFO queue. Shards
- * with scheduling policy Stop are never reconciled.
+ * pass. When a node goes Offline, the owner cancels every call to it
+ * (pageserver_client_cancel_node): a reconcile waiting on one fails at once like any failed call,
+ * and one whose shard moved starts over (the sequence number tells). Concurrency is bounded
+ * (max_concurrent); further reconciles wait in a FIFO queue. Shards with scheduling policy Stop
+ * are never reconciled.
  *
  * The transition table RECONCILE_FSM (shared/fsm.h) is the single source of the allowed
  * transitions: reconcile_set_state checks against it and the diagram in docs/storcon.md is its
@@ -121,7 +124,8 @@ typedef struct Reconciler Reconciler;
 /* Hooks into the owner (the service). */
 typedef struct ReconcilerHooks {
     void *host;
-    /* target: fill a PageserverTarget for node (url into buf[size]); false = node unknown. */
+    /* target: fill a PageserverTarget for node (url into buf[size], t->node = node); false = node
+     * unknown. */
     bool (*target)(void *host, NodeId node, PageserverTarget *t, char *buf, size_t size);
     /* notify: the shard's tenant should be notified to compute (the shard's attached location
      * changed or a notification is pending). */
@@ -152,10 +156,6 @@ void reconciler_free(Reconciler *r);
  * True when a new reconcile was queued.
  */
 bool reconciler_spawn(Reconciler *r, TenantShard *shard);
-
-/* reconciler_node_offline: node went offline: reconciles waiting on a call to it (which may retry
- * for long) fail now, so that the ones whose intent moved start over at once. */
-void reconciler_node_offline(Reconciler *r, NodeId node);
 
 /* reconciler_stop: no more reconciles start (shutdown). */
 void reconciler_stop(Reconciler *r);

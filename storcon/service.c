@@ -73,9 +73,16 @@ bool service_target_for(Service *svc, NodeId node, PageserverTarget *t, char *bu
     if (n == NULL)
         return false;
     service_node_url(n, buf, size);
+    t->node = node;
     t->base_url = buf;
     t->token = svc->ps_token;
     return buf[0] != '\0';
+}
+
+void service_node_offline_err(NodeId node, Err *err)
+{
+    err_set(err, ERR_UNAVAILABLE, "pageserver node %llu is offline, retry",
+            (unsigned long long)node);
 }
 
 static bool hook_target(void *host, NodeId node, PageserverTarget *t, char *buf, size_t size)
@@ -523,7 +530,12 @@ bool service_pageserver_target(Service *svc, NodeId node, long timeout_ms,
 {
     memset(t, 0, sizeof(*t));
     if (!service_target_for(svc, node, t, url_buf, SERVICE_URL_SIZE)) {
-        err_set(err, ERR_NOT_FOUND, "node %llu is not registered", (unsigned long long)node);
+        err_set(err, ERR_UNAVAILABLE, "pageserver node %llu is gone, retry",
+                (unsigned long long)node);
+        return false;
+    }
+    if (!node_set_is_available(&svc->nodes, node)) {
+        service_node_offline_err(node, err); /* fail fast instead of waiting out the timeouts */
         return false;
     }
     t->timeout_ms = timeout_ms;

@@ -293,7 +293,9 @@ void service_snapshot_finish(ServiceShardMapSnapshot *snap);
 /* service_pageserver_client: the client to call pageservers with (borrowed, owned by the
  * service). service_pageserver_target: a target for node's base URL with the service's token
  * (t->base_url points into url_buf[SERVICE_URL_SIZE]; t->token is owned by the service), the
- * given per-attempt timeout and retry policy. 404 unknown node. */
+ * given per-attempt timeout and retry policy; the call is cancelled (503) if the node goes Offline
+ * while it runs. 503 for an unknown node or one that is Offline already (a request fails fast
+ * instead of waiting out timeouts against a node heartbeats found down). */
 PageserverClient *service_pageserver_client(Service *svc);
 bool service_pageserver_target(Service *svc, NodeId node, long timeout_ms,
                                const HttpRetryPolicy *retry, PageserverTarget *t,

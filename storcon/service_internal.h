@@ -125,7 +125,12 @@ bool service_check_ready(const Service *svc, Err *err);
 bool service_enter_loaded(Service *svc, ServiceJsonFn cb, void *arg);
 bool service_enter_ready(Service *svc, ServiceJsonFn cb, void *arg);
 void service_node_url(const Node *n, char *buf, size_t size);
+/* service_target_for: node's base URL (into buf), the service's token and the node itself (so that
+ * the call is cancelled when the node goes Offline); false: unknown node. Availability is the
+ * caller's to check: heartbeats and the startup listing call Offline nodes on purpose. */
 bool service_target_for(Service *svc, NodeId node, PageserverTarget *t, char *buf, size_t size);
+/* service_node_offline_err: the 503 of a call to a node that is (or went) Offline. */
+void service_node_offline_err(NodeId node, Err *err);
 void service_defer_json(Service *svc, ServiceJsonFn cb, void *arg, const Err *err, json_t *result);
 void service_defer_err(Service *svc, ServiceJsonFn cb, void *arg, const Err *err);
 void service_defer_done(Service *svc, ServiceDoneFn cb, void *arg, const Err *err);

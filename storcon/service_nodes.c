@@ -17,7 +17,12 @@ static void node_went_offline(Service *svc, Node *n)
     while ((s = shard_map_iter_next(&it)) != NULL)
         (void)tenant_shard_observed_mark_unknown_if_present(s, n->id);
     service_schedule_all(svc);
-    reconciler_node_offline(svc->rec, n->id);
+    /* every call in flight to the node (reconciles, fan-outs, passthrough reads, tenant delete)
+     * fails with 503 now instead of retrying against it for up to minutes; the failures arrive on
+     * a later loop iteration, after the reconciles below were asked for */
+    Err err;
+    service_node_offline_err(n->id, &err);
+    (void)pageserver_client_cancel_node(svc->pc, n->id, &err);
     (void)service_reconcile_all(svc);
     service_update_node_gauges(svc);
 }

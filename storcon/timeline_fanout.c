@@ -232,7 +232,8 @@ static void on_delete_done(const PageserverResult *res, void *arg)
 }
 
 /* shard_call: one call to the node the BEFORE snapshot names for this shard. A failure to even
- * build the target (the node vanished from memory) settles the unit like a failed call. */
+ * build the target (the node vanished from memory or is Offline) settles the unit like a failed
+ * call; so does the call's cancellation when its node goes Offline while it runs. */
 static void shard_call(FanoutShard *fs)
 {
     Fanout *f = fs->f;
@@ -248,8 +249,7 @@ static void shard_call(FanoutShard *fs)
     err_clear(&err);
     if (!service_pageserver_target(f->svc, loc->node, TIMELINE_FANOUT_CALL_TIMEOUT_MS, &retry, &t,
                                    url, &err)) {
-        err_set(&err, ERR_UNAVAILABLE, "node %llu is gone, retry", (unsigned long long)loc->node);
-        shard_fail(fs, &err);
+        shard_fail(fs, &err); /* 503: the node is gone or Offline */
         shard_settled(f);
         return;
     }

@@ -225,6 +225,7 @@ typedef struct Fixture {
 /* Cap: what a callback saw, copied (results are borrowed). */
 typedef struct Cap {
     int calls;
+    int seq; /* g_done when it ran: the order of the callbacks */
     PageserverOp op;
     bool ok;
     int status;
@@ -270,6 +271,7 @@ static void on_done(const PageserverResult *r, void *arg)
     tsid_format(&r->tsid, c->tsid);
     c->text[0] = '\0';
     g_done++;
+    c->seq = g_done;
     if (!r->ok)
         return;
     char buf[128];
@@ -986,6 +988,109 @@ static void test_cancel_and_free(void **state)
     assert_int_equal(g_done, 1);
 }
 
+/* test_cancel_node: a pageserver that never answers (the fake server holds every request for a
+ * minute, like a SIGSTOPped process whose kernel still accepts connections): cancelling its node
+ * fails every call to it in flight with the given error, through the normal callback, on a later
+ * loop iteration, in the order they started, whatever phase the call was in (request sent, retry
+ * backoff); calls to other nodes, calls with no node and a local failure already on its way keep
+ * going; a call cancelled in between stays silent; the node is callable again afterwards. */
+static void test_cancel_node(void **state)
+{
+    Fixture *f = *state;
+    f->ps.delay_ms = 60000;
+    ps_set(&f->ps, 200, "{\"utilization_score\":7}");
+    TenantShardId id = tsid_of(TSID);
+    TimelineId tl = tl_of(TL);
+    PageserverTarget t1 = f->t, t2 = f->t, tnone = f->t;
+    t1.node = 1;
+    t1.timeout_ms = 30000;
+    t1.retry = (HttpRetryPolicy){.max_attempts = 3, .base_ms = 100, .max_ms = 1000};
+    t2.node = 2;
+    t2.timeout_ms = 30000;
+    tnone.node = NODE_ID_NONE;
+    tnone.timeout_ms = 30000;
+    /* node 1 also on a closed port, retrying with long backoffs: cancelled between attempts */
+    char closed[64];
+    assert_true(str_printf(closed, sizeof(closed), "http://127.0.0.1:%d", closed_port()));
+    PageserverTarget t1_backoff = t1;
+    t1_backoff.base_url = closed;
+    t1_backoff.retry = (HttpRetryPolicy){.max_attempts = 5, .base_ms = 10000, .max_ms = 10000};
+
+    json_t *body = json_pack("{s:s}", "new_timeline_id", TL);
+    Cap create = {0}, get = {0}, backoff = {0}, del = {0}, other = {0}, none = {0}, bad = {0};
+    START(pageserver_client_timeline_create(f->pc, &t1, &id, body, on_done, &create));
+    START(pageserver_client_location_config_get(f->pc, &t1, &id, on_done, &get));
+    START(pageserver_client_utilization(f->pc, &t1_backoff, on_done, &backoff));
+    PageserverCall *del_call = NULL;
+    START(del_call = pageserver_client_timeline_delete(f->pc, &t1, &id, &tl, on_done, &del));
+    START(pageserver_client_utilization(f->pc, &t2, on_done, &other));
+    START(pageserver_client_utilization(f->pc, &tnone, on_done, &none));
+    json_decref(body);
+    run_for(f, 300); /* the requests reach the server, which sits on them */
+    assert_int_equal(f->ps.requests, 5);
+    assert_int_equal(g_done, 0);
+    /* a local failure of node 1 whose callback is already queued keeps its own error */
+    START(pageserver_client_get(f->pc, &t1, "no-slash", on_done, &bad));
+    assert_int_equal(pageserver_client_inflight(f->pc), 7);
+
+    Err off;
+    err_set(&off, ERR_UNAVAILABLE, "pageserver node 1 is offline, retry");
+    g_in_start = true; /* on_done asserts that no callback runs inside the cancellation */
+    assert_int_equal(pageserver_client_cancel_node(f->pc, 1, &off), 4);
+    assert_int_equal(pageserver_client_cancel_node(f->pc, 1, &off), 0); /* already on their way */
+    assert_int_equal(pageserver_client_cancel_node(f->pc, 3, &off), 0); /* no calls there */
+    assert_int_equal(pageserver_client_cancel_node(f->pc, NODE_ID_NONE, &off), 0);
+    g_in_start = false;
+    assert_int_equal(g_done, 0);
+    pageserver_call_cancel(del_call); /* cancelled before its failure was delivered: silent */
+
+    assert_true(run_until(f, 4, 2000)); /* long before any timeout or backoff */
+    run_for(f, 100);
+    assert_int_equal(g_done, 4);
+    const Cap *cancelled[] = {&create, &get, &backoff};
+    const PageserverOp ops[] = {PAGESERVER_OP_TIMELINE_CREATE, PAGESERVER_OP_LOCATION_CONFIG_GET,
+                                PAGESERVER_OP_UTILIZATION};
+    for (size_t i = 0; i < 3; i++) {
+        const Cap *c = cancelled[i];
+        assert_int_equal(c->calls, 1);
+        assert_int_equal(c->op, ops[i]);
+        assert_false(c->ok);
+        assert_int_equal(c->status, 0);
+        assert_int_equal(c->err.code, ERR_UNAVAILABLE);
+        assert_string_equal(c->err.msg, "pageserver node 1 is offline, retry");
+        Err tr = pageserver_client_translate_error(c->status, &c->err);
+        assert_int_equal(err_http_status(tr.code), 503);
+        assert_string_equal(tr.msg, "pageserver node 1 is offline, retry");
+        if (i > 0)
+            assert_true(c->seq > cancelled[i - 1]->seq); /* in the order they started */
+    }
+    assert_string_equal(create.tsid, TSID);
+    assert_int_equal(bad.calls, 1);
+    assert_int_equal(bad.err.code, ERR_BAD_REQUEST);
+    assert_int_equal(del.calls, 0);
+    assert_int_equal(other.calls + none.calls, 0);
+    assert_int_equal(pageserver_client_inflight(f->pc), 2);
+
+    /* node 2's call is cancelled on its own; the call without a node is never matched */
+    Err off2;
+    err_set(&off2, ERR_UNAVAILABLE, "pageserver node 2 is offline, retry");
+    assert_int_equal(pageserver_client_cancel_node(f->pc, 2, &off2), 1);
+    wait1(f);
+    assert_int_equal(other.calls, 1);
+    assert_int_equal(other.err.code, ERR_UNAVAILABLE);
+    assert_string_equal(other.err.msg, "pageserver node 2 is offline, retry");
+    assert_int_equal(none.calls, 0);
+    assert_int_equal(pageserver_client_inflight(f->pc), 1);
+
+    /* the node answers again: new calls to it are not affected by the earlier cancellation */
+    f->ps.delay_ms = 0;
+    Cap again = {0};
+    START(pageserver_client_utilization(f->pc, &t1, on_done, &again));
+    wait1(f);
+    assert_true(again.ok);
+    assert_int_equal(again.util.utilization_score, 7);
+}
+
 static void test_names(void **state)
 {
     assert_string_equal(pageserver_op_name(PAGESERVER_OP_LOCATION_CONFIG_PUT),
@@ -1015,6 +1120,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_retries_where_asked, setup, teardown),
         cmocka_unit_test(test_translate_error_table),
         cmocka_unit_test_setup_teardown(test_cancel_and_free, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_node, setup, teardown),
         cmocka_unit_test(test_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
