@@ -959,6 +959,81 @@ static void test_generation_concurrent_increments(void **state)
                      (int64_t)last_node);
 }
 
+#define BATCH_TENANTS 16
+#define BATCH_SHARDS  8
+#define BATCH_ROUNDS  4
+
+/* Many increments at once, over many shards and several per shard: they are coalesced into
+ * batched statements, and still every shard's callers get strictly increasing generations in the
+ * order they asked, with the last one persisted. */
+static void test_generation_batched_increments(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    enum { N = BATCH_TENANTS * BATCH_SHARDS * BATCH_ROUNDS };
+    char ids[BATCH_TENANTS][ID_STR_SIZE];
+    TenantId tenants[BATCH_TENANTS];
+    for (int t = 0; t < BATCH_TENANTS; t++)
+        tenants[t] = create_tenant(f, BATCH_SHARDS, 0, ids[t]);
+    int calls = 0;
+    static IncCall inc[N];
+    memset(inc, 0, sizeof(inc));
+    for (int round = 0; round < BATCH_ROUNDS; round++) {
+        for (int t = 0; t < BATCH_TENANTS; t++) {
+            for (int k = 0; k < BATCH_SHARDS; k++) {
+                IncCall *c = &inc[(round * BATCH_TENANTS + t) * BATCH_SHARDS + k];
+                c->calls = &calls;
+                c->node = 100 + (NodeId)round;
+                TenantShardId s = shard_of(&tenants[t], (unsigned)k, BATCH_SHARDS);
+                db_tenants_increment_generation(f->pool, &s, c->node, on_concurrent_increment, c);
+            }
+        }
+    }
+    assert_int_equal(calls, 0);
+    pump(f, &calls, N);
+    for (int t = 0; t < BATCH_TENANTS; t++) {
+        for (int k = 0; k < BATCH_SHARDS; k++) {
+            for (int round = 0; round < BATCH_ROUNDS; round++) {
+                IncCall *c = &inc[(round * BATCH_TENANTS + t) * BATCH_SHARDS + k];
+                if (!c->ok)
+                    fail_msg("increment failed: %s", c->err.msg);
+                assert_int_equal(c->g, round + 1); /* strictly increasing, in asking order */
+            }
+        }
+        assert_int_equal(sql_int("SELECT count(*) FROM tenant_shards WHERE tenant_id = $1 AND "
+                                 "generation = $2::integer AND generation_pageserver = $3::bigint",
+                                 3, ids[t], "4", "103"),
+                         BATCH_SHARDS);
+    }
+}
+
+/* A batch whose statement fails fails exactly the callers in it (rolled back: nothing
+ * persisted); a caller that asked while it was in flight is in the next batch and succeeds. */
+static void test_generation_batch_failure(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    char id[ID_STR_SIZE];
+    TenantId t = create_tenant(f, 2, 5, id);
+    TenantShardId s0 = shard_of(&t, 0, 2), s1 = shard_of(&t, 1, 2);
+    Capture bad = {0}, good1 = {0}, good2 = {0};
+    /* a node id bigint cannot hold: the whole statement fails */
+    db_tenants_increment_generation(f->pool, &s0, (NodeId)1 << 63, on_generation, &bad);
+    db_tenants_increment_generation(f->pool, &s1, 7, on_generation, &good1);
+    event_base_loop(f->base, EVLOOP_NONBLOCK); /* the batch of the two goes out */
+    assert_int_equal(bad.calls + good1.calls, 0);
+    db_tenants_increment_generation(f->pool, &s0, 8, on_generation, &good2);
+    pump(f, &good2.calls, 1);
+    pump(f, &bad.calls, 1);
+    pump(f, &good1.calls, 1);
+    expect_err(&bad, ERR_INTERNAL, NULL);
+    expect_err(&good1, ERR_INTERNAL, NULL);
+    expect_ok(&good2);
+    assert_int_equal(good2.generation, 6);
+    assert_int_equal(sql_int("SELECT generation FROM tenant_shards WHERE tenant_id = $1 AND "
+                             "shard_number = 1",
+                             1, id, NULL, NULL),
+                     5);
+}
+
 static void test_generation_missing_and_detach(void **state)
 {
     Fixture *f = fixture_or_skip(state);
@@ -1643,6 +1718,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenant_insert, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_insert_invalid, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_load, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_generation_batched_increments, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_generation_batch_failure, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_generation_concurrent_increments, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_generation_missing_and_detach, test_setup,
