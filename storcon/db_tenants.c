@@ -433,6 +433,50 @@ void db_tenants_get(DbPool *pool, const TenantId *tenant, DbShardsFn cb, void *a
 
 /* ---- generations ---- */
 
+/* ShardArrays: shards as three parallel Postgres array literals (tenant ids, numbers, counts)
+ * for unnest($1::text[], $2::integer[], $3::integer[]); built from parsed ids, never SQL. */
+typedef struct ShardArrays {
+    StrBuf tenants, numbers, counts;
+    size_t n;
+} ShardArrays;
+
+static void shard_arrays_init(ShardArrays *a)
+{
+    strbuf_init(&a->tenants);
+    strbuf_init(&a->numbers);
+    strbuf_init(&a->counts);
+    strbuf_append_str(&a->tenants, "{");
+    strbuf_append_str(&a->numbers, "{");
+    strbuf_append_str(&a->counts, "{");
+    a->n = 0;
+}
+
+static void shard_arrays_add(ShardArrays *a, const TenantShardId *shard)
+{
+    char id[ID_STR_SIZE];
+    tenant_id_format(&shard->tenant_id, id);
+    const char *sep = a->n > 0 ? "," : "";
+    strbuf_printf(&a->tenants, "%s%s", sep, id);
+    strbuf_printf(&a->numbers, "%s%u", sep, (unsigned)shard->number);
+    strbuf_printf(&a->counts, "%s%u", sep, (unsigned)shard->count);
+    a->n++;
+}
+
+/* shard_arrays_close: terminate the literals (then pass a->tenants.data etc.). */
+static void shard_arrays_close(ShardArrays *a)
+{
+    strbuf_append_str(&a->tenants, "}");
+    strbuf_append_str(&a->numbers, "}");
+    strbuf_append_str(&a->counts, "}");
+}
+
+static void shard_arrays_finish(ShardArrays *a)
+{
+    strbuf_finish(&a->tenants);
+    strbuf_finish(&a->numbers);
+    strbuf_finish(&a->counts);
+}
+
 /* ---- generation increments: the coalescing batcher ----
  *
  * Every increment asked for on a pool goes through one GenBatcher attached to it (db_pool_attach),
@@ -558,34 +602,25 @@ static void gen_batch_send(void *arg)
     b->tail = keep_tail;
     b->batch_len = n;
 
-    StrBuf tenants = STRBUF_INIT, numbers = STRBUF_INIT, counts = STRBUF_INIT, nodes = STRBUF_INIT;
-    strbuf_append_str(&tenants, "{");
-    strbuf_append_str(&numbers, "{");
-    strbuf_append_str(&counts, "{");
+    ShardArrays a;
+    shard_arrays_init(&a);
+    StrBuf nodes = STRBUF_INIT;
     strbuf_append_str(&nodes, "{");
     for (GenRequest *r = b->batch; r != NULL; r = r->next) {
-        char id[ID_STR_SIZE];
-        tenant_id_format(&r->shard.tenant_id, id);
-        const char *sep = r != b->batch ? "," : "";
-        strbuf_printf(&tenants, "%s%s", sep, id);
-        strbuf_printf(&numbers, "%s%u", sep, (unsigned)r->shard.number);
-        strbuf_printf(&counts, "%s%u", sep, (unsigned)r->shard.count);
+        const char *sep = a.n > 0 ? "," : "";
         if (r->node == DB_NODE_ID_NONE)
             strbuf_printf(&nodes, "%sNULL", sep);
         else
             strbuf_printf(&nodes, "%s%" PRIu64, sep, r->node);
+        shard_arrays_add(&a, &r->shard);
     }
-    strbuf_append_str(&tenants, "}");
-    strbuf_append_str(&numbers, "}");
-    strbuf_append_str(&counts, "}");
+    shard_arrays_close(&a);
     strbuf_append_str(&nodes, "}");
-    const char *const params[] = {tenants.data, numbers.data, counts.data, nodes.data};
+    const char *const params[] = {a.tenants.data, a.numbers.data, a.counts.data, nodes.data};
     const DbStatement stmt = {
         .sql = SQL_GENERATION_INCREMENT_BATCH, .nparams = 4, .params = params};
     b->req = db_txn(b->pool, &stmt, 1, gen_batch_done, b);
-    strbuf_finish(&tenants);
-    strbuf_finish(&numbers);
-    strbuf_finish(&counts);
+    shard_arrays_finish(&a);
     strbuf_finish(&nodes);
 }
 
@@ -734,28 +769,16 @@ static void generations_done(const DbResult *res, void *arg)
 void db_tenants_generations(DbPool *pool, const TenantShardId *shards, size_t n, DbGenerationsFn cb,
                             void *arg)
 {
-    StrBuf tenants = STRBUF_INIT, numbers = STRBUF_INIT, counts = STRBUF_INIT;
-    strbuf_append_str(&tenants, "{");
-    strbuf_append_str(&numbers, "{");
-    strbuf_append_str(&counts, "{");
-    for (size_t i = 0; i < n; i++) {
-        char id[ID_STR_SIZE];
-        tenant_id_format(&shards[i].tenant_id, id);
-        const char *sep = i > 0 ? "," : "";
-        strbuf_printf(&tenants, "%s%s", sep, id);
-        strbuf_printf(&numbers, "%s%u", sep, (unsigned)shards[i].number);
-        strbuf_printf(&counts, "%s%u", sep, (unsigned)shards[i].count);
-    }
-    strbuf_append_str(&tenants, "}");
-    strbuf_append_str(&numbers, "}");
-    strbuf_append_str(&counts, "}");
-    const char *const params[] = {tenants.data, numbers.data, counts.data};
+    ShardArrays a;
+    shard_arrays_init(&a);
+    for (size_t i = 0; i < n; i++)
+        shard_arrays_add(&a, &shards[i]);
+    shard_arrays_close(&a);
+    const char *const params[] = {a.tenants.data, a.numbers.data, a.counts.data};
     TenantOp *op = op_new(arg);
     op->generations_cb = cb;
     db_exec(pool, SQL_GENERATIONS, 3, params, generations_done, op);
-    strbuf_finish(&tenants);
-    strbuf_finish(&numbers);
-    strbuf_finish(&counts);
+    shard_arrays_finish(&a);
 }
 
 /* ---- updates of a tenant or one of its shards ---- */
