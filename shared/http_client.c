@@ -5,8 +5,11 @@
  * persistent libevent event per socket, created, modified and freed as curl asks) and when to
  * wake it up (CURLMOPT_TIMERFUNCTION: one evtimer); both end in curl_multi_socket_action, after
  * which curl_multi_info_read hands us finished transfers. Connections are reused through the
- * multi handle's connection cache and capped per host, so thousands of calls to one pageserver
- * queue inside curl instead of opening thousands of sockets.
+ * multi handle's connection cache: at most max_host_connections per host (more calls queue inside
+ * curl instead of opening more sockets), and a cache (CURLMOPT_MAXCONNECTS) sized to hold that
+ * many for many hosts, so that the connections stay open between bursts (HTTP/1.1 keep-alive;
+ * both daemons' HTTP servers keep idle connections for 60 s). Every connection curl opens is
+ * counted (CURLINFO_NUM_CONNECTS of each finished transfer).
  *
  * A call is a small state machine (HTTP_CALL_FSM, diagram in docs/state-machines.md) driven by one
  * evtimer of its own:
@@ -33,6 +36,7 @@
 #include "shared/defer.h"
 #include "shared/fsm.h"
 #include "shared/log.h"
+#include "shared/metrics.h"
 #include "shared/str.h"
 
 #include "shared/http_client.h"
@@ -42,7 +46,11 @@
 #define HTTP_CLIENT_DEFAULT_BASE_MS      100L
 #define HTTP_CLIENT_DEFAULT_MAX_MS       10000L
 #define HTTP_CLIENT_MAX_HOST_CONNECTIONS 16L
-#define HTTP_CLIENT_ERR_BODY_CHARS       200
+/* The connection cache holds this many hosts' worth of idle connections by default. curl's own
+ * default (4 x the transfers added at that moment) shrinks whenever few calls run, closing
+ * connections that the next burst has to open again. */
+#define HTTP_CLIENT_CACHED_HOSTS   64L
+#define HTTP_CLIENT_ERR_BODY_CHARS 200
 
 typedef enum HttpCallState {
     HTTP_CALL_NEW,         /* created, first attempt not started */
@@ -131,6 +139,8 @@ struct HttpClient {
     HttpCall *calls;  /* every call not yet delivered or cancelled */
     HttpSock *socks;
     size_t inflight;
+    uint64_t opened;         /* connections opened (CURLINFO_NUM_CONNECTS summed) */
+    MetricCounter *m_opened; /* NULL: no metrics */
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -470,6 +480,12 @@ static void client_check_multi_info(HttpClient *client)
         long status = 0;
         curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
         curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        long opened = 0;
+        if (curl_easy_getinfo(e, CURLINFO_NUM_CONNECTS, &opened) == CURLE_OK && opened > 0) {
+            client->opened += (uint64_t)opened;
+            if (client->m_opened != NULL)
+                metric_counter_add(client->m_opened, (uint64_t)opened);
+        }
         HttpCall *call = (HttpCall *)priv;
         call_detach_easy(call);
         call_attempt_done(call, res, status);
@@ -568,7 +584,19 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 
 bool http_client_new(struct event_base *base, HttpClient **out, Err *err)
 {
+    return http_client_new_with(base, NULL, out, err);
+}
+
+bool http_client_new_with(struct event_base *base, const HttpClientOptions *opts, HttpClient **out,
+                          Err *err)
+{
     *out = NULL;
+    long per_host = opts != NULL && opts->max_host_connections > 0
+                        ? opts->max_host_connections
+                        : HTTP_CLIENT_MAX_HOST_CONNECTIONS;
+    long max_cached = opts != NULL && opts->max_cached_connections > 0
+                          ? opts->max_cached_connections
+                          : per_host * HTTP_CLIENT_CACHED_HOSTS;
     pthread_once(&curl_once, curl_global_init_once);
     if (curl_init_result != CURLE_OK) {
         err_set(err, ERR_INTERNAL, "curl_global_init: %s", curl_easy_strerror(curl_init_result));
@@ -591,11 +619,19 @@ bool http_client_new(struct event_base *base, HttpClient **out, Err *err)
     if (mc == CURLM_OK)
         mc = curl_multi_setopt(client->multi, CURLMOPT_TIMERDATA, (void *)client);
     if (mc == CURLM_OK)
-        mc = curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-                               HTTP_CLIENT_MAX_HOST_CONNECTIONS);
+        mc = curl_multi_setopt(client->multi, CURLMOPT_MAX_HOST_CONNECTIONS, per_host);
+    if (mc == CURLM_OK)
+        mc = curl_multi_setopt(client->multi, CURLMOPT_MAXCONNECTS, max_cached);
     if (mc != CURLM_OK) {
         err_set(err, ERR_INTERNAL, "http client: curl_multi_setopt: %s", curl_multi_strerror(mc));
         goto fail;
+    }
+    if (opts != NULL && opts->metrics != NULL) {
+        char name[128];
+        str_printf(name, sizeof(name), "%s_http_client_connections_opened_total",
+                   opts->metric_prefix != NULL ? opts->metric_prefix : "http");
+        client->m_opened =
+            metrics_counter(opts->metrics, name, "TCP connections opened by the HTTP client", NULL);
     }
     *out = client;
     return true;
@@ -749,6 +785,11 @@ void http_call_cancel(HttpCall *call)
 size_t http_client_inflight(const HttpClient *client)
 {
     return client->inflight;
+}
+
+uint64_t http_client_connections_opened(const HttpClient *client)
+{
+    return client->opened;
 }
 
 /* response_context: "<METHOD> <url>" for messages about a response, "" when unknown. */

@@ -13,12 +13,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
 #include "shared/err.h"
 
 struct event_base;
+struct MetricsRegistry;
 
 typedef struct HttpClient HttpClient;
 typedef struct HttpCall HttpCall;
@@ -53,7 +55,19 @@ typedef struct HttpClientResponse {
 
 typedef void (*HttpClientDone)(const HttpClientResponse *resp, void *arg);
 
+/* HttpClientOptions: the connection pool (0 = defaults) and the connections-opened metric. */
+typedef struct HttpClientOptions {
+    long max_host_connections;   /* open connections per host; 0 = 16. More calls wait in curl. */
+    long max_cached_connections; /* idle connections kept over all hosts; 0 = 64 hosts' worth */
+    struct MetricsRegistry *metrics; /* NULL = no metric */
+    const char *metric_prefix;       /* "<prefix>_http_client_connections_opened_total" */
+} HttpClientOptions;
+
+/* http_client_new: the defaults, no metric. */
 bool http_client_new(struct event_base *base, HttpClient **out, Err *err) MUST_CHECK;
+/* http_client_new_with: opts may be NULL (the defaults); opts is not kept. */
+bool http_client_new_with(struct event_base *base, const HttpClientOptions *opts, HttpClient **out,
+                          Err *err) MUST_CHECK;
 /* http_client_free: cancel every call still running (their callbacks are not invoked). */
 void http_client_free(HttpClient *client);
 
@@ -67,6 +81,8 @@ HttpCall *http_client_start_json(HttpClient *client, const char *method, const c
                                  HttpRetryPolicy retry, HttpClientDone done, void *arg);
 void http_call_cancel(HttpCall *call);
 size_t http_client_inflight(const HttpClient *client);
+/* http_client_connections_opened: TCP connections opened so far (a reused one is not counted). */
+uint64_t http_client_connections_opened(const HttpClient *client);
 
 /* http_response_json: parse a response body as JSON; the caller owns *out. */
 bool http_response_json(const HttpClientResponse *resp, json_t **out, Err *err) MUST_CHECK;

@@ -119,7 +119,7 @@ struct HttpServer {
     struct event *accept_timer; /* resumes accepting after an accept() failure */
     LogLimiter accept_log, refuse_log, reject_log;
     struct MetricGauge *m_open;
-    struct MetricCounter *m_refused, *m_accept_errors;
+    struct MetricCounter *m_refused, *m_accept_errors, *m_accepted;
     HttpServer *next_registered;
 };
 
@@ -941,6 +941,8 @@ static void conn_on_setup(evutil_socket_t unused, short what, void *arg)
     c->evcon = cbarg;
     evhttp_connection_set_closecb(c->evcon, conn_on_close, c);
     conn_register(srv, c);
+    if (srv->m_accepted != NULL)
+        metric_counter_add(srv->m_accepted, 1);
     if (srv->n_conns > srv->max_conns) {
         if (srv->m_refused != NULL)
             metric_counter_add(srv->m_refused, 1);
@@ -1229,6 +1231,8 @@ bool http_server_start(struct event_base *base, const HttpServerConfig *cfg, Htt
         srv->m_accept_errors =
             metrics_counter(cfg->metrics, "http_accept_errors_total",
                             "accept() failures (e.g. out of file descriptors)", labels);
+        srv->m_accepted = metrics_counter(cfg->metrics, "http_connections_accepted_total",
+                                          "Client connections accepted", labels);
     }
     srv->defer = loop_defer_new(base);
     loop_defer_item_init(&srv->reap, on_reap, srv);

@@ -20,7 +20,8 @@
  * 413 as soon as a declared length is over the body limit, 417, 431 for a head over 64 KiB, 501,
  * 505) and Connection: close; a request head must arrive within header_timeout_ms (else 408).
  * Connections over max_connections get 503 and are closed (counted in
- * http_connections_refused_total; http_open_connections is the gauge). When accept() fails (out of
+ * http_connections_refused_total; http_open_connections is the gauge,
+ * http_connections_accepted_total counts every connection accepted). When accept() fails (out of
  * file descriptors: EMFILE/ENFILE) the listener pauses for 250 ms instead of spinning, and the
  * error is logged at most once per 10 s (with the count of the ones not logged).
  *

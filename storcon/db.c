@@ -892,6 +892,8 @@ struct DbPool {
     MetricCounter *retries;
     MetricGauge *ready_gauge;
     MetricGauge *queue_gauge;
+
+    DbPoolAttachment attachments[DB_POOL_ATTACHMENTS_MAX];
 };
 
 static const char SQL_SET_STATEMENT_TIMEOUT[] = "SELECT set_config('statement_timeout', $1, false)";
@@ -1521,6 +1523,11 @@ void db_pool_free(DbPool *pool)
 {
     if (pool == NULL)
         return;
+    for (size_t i = 0; i < DB_POOL_ATTACHMENTS_MAX; i++) {
+        DbPoolAttachment *a = &pool->attachments[i];
+        if (a->obj != NULL && a->free_fn != NULL)
+            a->free_fn(a->obj); /* its requests are still linked: it may cancel them */
+    }
     for (size_t i = 0; i < pool->n_conns; i++) {
         PoolConn *pc = &pool->conns[i];
         event_free(pc->backoff);
@@ -1532,6 +1539,33 @@ void db_pool_free(DbPool *pool)
     free(pool->conns);
     free(pool->url);
     free(pool);
+}
+
+struct event_base *db_pool_base(const DbPool *pool)
+{
+    return pool->base;
+}
+
+void *db_pool_attached(const DbPool *pool, const void *key)
+{
+    for (size_t i = 0; i < DB_POOL_ATTACHMENTS_MAX; i++) {
+        if (pool->attachments[i].key == key)
+            return pool->attachments[i].obj;
+    }
+    return NULL;
+}
+
+void db_pool_attach(DbPool *pool, const void *key, void *obj, void (*free_fn)(void *obj))
+{
+    for (size_t i = 0; i < DB_POOL_ATTACHMENTS_MAX; i++) {
+        DbPoolAttachment *a = &pool->attachments[i];
+        if (a->key == NULL) {
+            *a = (DbPoolAttachment){.key = key, .obj = obj, .free_fn = free_fn};
+            return;
+        }
+    }
+    log_error("db pool: more than %d attachments", DB_POOL_ATTACHMENTS_MAX);
+    abort(); /* a programming error: the set of attaching modules is fixed */
 }
 
 DbRequest *db_exec(DbPool *pool, const char *sql, int nparams, const char *const *params,

@@ -139,6 +139,22 @@ void db_pool_free(DbPool *pool);
 size_t db_pool_ready_count(const DbPool *pool); /* connected connections (idle or busy) */
 size_t db_pool_queue_length(const DbPool *pool);
 
+/* Attachments: a module above the pool (db_tenants' generation batcher) hangs one object of its
+ * own on the pool, found again by a key (the address of a static in that module), so that every
+ * caller sharing the pool shares it too. db_pool_free calls free_fn on each attachment first,
+ * while the pool's requests are still linked (free_fn may db_cancel its own). */
+#define DB_POOL_ATTACHMENTS_MAX 4
+typedef struct DbPoolAttachment {
+    const void *key;
+    void *obj;
+    void (*free_fn)(void *obj);
+} DbPoolAttachment;
+struct event_base *db_pool_base(const DbPool *pool);
+/* db_pool_attached: the object attached under key, or NULL. */
+void *db_pool_attached(const DbPool *pool, const void *key);
+/* db_pool_attach: attach obj under key (not attached yet); the pool owns it from now on. */
+void db_pool_attach(DbPool *pool, const void *key, void *obj, void (*free_fn)(void *obj));
+
 /* db_exec: run one parameterised statement in autocommit mode. sql and params are copied.
  * A connection lost after the statement was sent fails the request with ERR_UNAVAILABLE (its
  * outcome is unknown) and is not retried. The returned handle is valid until the callback runs

@@ -16,6 +16,7 @@
 
 #include <libpq-fe.h>
 
+#include "shared/defer.h"
 #include "shared/str.h"
 
 /* The column list every SELECT/RETURNING decodes with shard_from_row (order matters). */
@@ -46,7 +47,6 @@ typedef enum SplitKind { SPLIT_BEGIN, SPLIT_COMPLETE, SPLIT_ABORT } SplitKind;
 typedef struct TenantOp {
     DbShardsFn shards_cb;
     DbTenantCreateFn create_cb;
-    DbGenerationFn generation_cb;
     DbGenerationsFn generations_cb;
     DbTenantsDoneFn done_cb;
     void *arg;
@@ -433,51 +433,264 @@ void db_tenants_get(DbPool *pool, const TenantId *tenant, DbShardsFn cb, void *a
 
 /* ---- generations ---- */
 
-/* One UPDATE: the row lock makes concurrent increments queue up, each seeing the previous one's
- * value, so the generation never repeats or goes backwards (no serialization retry needed). */
-static const char SQL_GENERATION_INCREMENT[] =
-    "UPDATE tenant_shards SET generation = COALESCE(generation, 0) + 1, "
-    "generation_pageserver = $4::bigint "
-    "WHERE tenant_id = $1 AND shard_number = $2::integer AND shard_count = $3::integer "
-    "RETURNING generation";
+/* ShardArrays: shards as three parallel Postgres array literals (tenant ids, numbers, counts)
+ * for unnest($1::text[], $2::integer[], $3::integer[]); built from parsed ids, never SQL. */
+typedef struct ShardArrays {
+    StrBuf tenants, numbers, counts;
+    size_t n;
+} ShardArrays;
 
-/* increment_done: no row updated means no such shard; else the new generation. */
-static void increment_done(const DbResult *res, void *arg)
+static void shard_arrays_init(ShardArrays *a)
 {
-    TenantOp *op = arg;
+    strbuf_init(&a->tenants);
+    strbuf_init(&a->numbers);
+    strbuf_init(&a->counts);
+    strbuf_append_str(&a->tenants, "{");
+    strbuf_append_str(&a->numbers, "{");
+    strbuf_append_str(&a->counts, "{");
+    a->n = 0;
+}
+
+static void shard_arrays_add(ShardArrays *a, const TenantShardId *shard)
+{
+    char id[ID_STR_SIZE];
+    tenant_id_format(&shard->tenant_id, id);
+    const char *sep = a->n > 0 ? "," : "";
+    strbuf_printf(&a->tenants, "%s%s", sep, id);
+    strbuf_printf(&a->numbers, "%s%u", sep, (unsigned)shard->number);
+    strbuf_printf(&a->counts, "%s%u", sep, (unsigned)shard->count);
+    a->n++;
+}
+
+/* shard_arrays_close: terminate the literals (then pass a->tenants.data etc.). */
+static void shard_arrays_close(ShardArrays *a)
+{
+    strbuf_append_str(&a->tenants, "}");
+    strbuf_append_str(&a->numbers, "}");
+    strbuf_append_str(&a->counts, "}");
+}
+
+static void shard_arrays_finish(ShardArrays *a)
+{
+    strbuf_finish(&a->tenants);
+    strbuf_finish(&a->numbers);
+    strbuf_finish(&a->counts);
+}
+
+/* ---- generation increments: the coalescing batcher ----
+ *
+ * Every increment asked for on a pool goes through one GenBatcher attached to it (db_pool_attach),
+ * whoever asks (reconciles, the attach hook): requests wait in a FIFO, and one UPDATE ... FROM
+ * unnest(...) RETURNING carries up to DB_GENERATION_BATCH_MAX of them. One batch is in flight at a
+ * time, so the requests arriving meanwhile (a failover asks for thousands within milliseconds)
+ * make up the next one: a lone increment goes out on the next loop iteration, a burst costs one
+ * statement per batch instead of one per shard. A shard appears at most once per batch (a second
+ * request for it waits for the next batch), so each request sees exactly one +1 and concurrent
+ * increments of one shard still get distinct, increasing values. The statement runs as a
+ * one-statement transaction (db_txn), retried as a whole after a serialization failure or
+ * deadlock with another transaction; the generations are committed before any caller hears of
+ * them. A failed batch fails exactly its own requests; the ones queued behind it go out next. */
+
+#define DB_GENERATION_BATCH_MAX 1000
+
+static const char SQL_GENERATION_INCREMENT_BATCH[] =
+    "UPDATE tenant_shards AS t SET generation = COALESCE(t.generation, 0) + 1, "
+    "generation_pageserver = u.node "
+    "FROM unnest($1::text[], $2::integer[], $3::integer[], $4::bigint[]) "
+    "AS u(tenant_id, shard_number, shard_count, node) "
+    "WHERE t.tenant_id = u.tenant_id AND t.shard_number = u.shard_number "
+    "AND t.shard_count = u.shard_count "
+    "RETURNING t.tenant_id, t.shard_number, t.shard_count, t.generation";
+
+typedef struct GenRequest {
+    TenantShardId shard;
+    NodeId node;
+    DbGenerationFn cb;
+    void *arg;
+    Generation result; /* GENERATION_NONE: no row came back (unknown shard) */
+    struct GenRequest *next;
+} GenRequest;
+
+typedef struct GenBatcher {
+    DbPool *pool;
+    LoopDefer *defer;
+    LoopDeferItem kick;
+    GenRequest *head, *tail; /* waiting */
+    GenRequest *batch;       /* in flight (NULL: none) */
+    size_t batch_len;
+    DbRequest *req;
+} GenBatcher;
+
+static const char GEN_BATCHER_KEY[] = "generation batcher";
+
+static void gen_list_free(GenRequest *r)
+{
+    while (r != NULL) {
+        GenRequest *next = r->next;
+        free(r);
+        r = next;
+    }
+}
+
+/* gen_batcher_free: db_pool_free drops everything without calling back. */
+static void gen_batcher_free(void *obj)
+{
+    GenBatcher *b = obj;
+    if (b->req != NULL)
+        db_cancel(b->pool, b->req);
+    gen_list_free(b->batch);
+    gen_list_free(b->head);
+    loop_defer_free(b->defer);
+    free(b);
+}
+
+static void gen_batch_send(void *arg);
+
+static GenBatcher *gen_batcher_of(DbPool *pool)
+{
+    GenBatcher *b = db_pool_attached(pool, GEN_BATCHER_KEY);
+    if (b == NULL) {
+        b = xcalloc(1, sizeof(*b));
+        b->pool = pool;
+        b->defer = loop_defer_new(db_pool_base(pool));
+        loop_defer_item_init(&b->kick, gen_batch_send, b);
+        db_pool_attach(pool, GEN_BATCHER_KEY, b, gen_batcher_free);
+    }
+    return b;
+}
+
+static bool gen_in_list(const GenRequest *list, const TenantShardId *shard)
+{
+    for (; list != NULL; list = list->next) {
+        if (tsid_eq(&list->shard, shard))
+            return true;
+    }
+    return false;
+}
+
+static void gen_batch_done(const DbResult *res, void *arg);
+
+/* gen_batch_send: take up to DB_GENERATION_BATCH_MAX waiting requests (a shard once) and send
+ * them as one statement. */
+static void gen_batch_send(void *arg)
+{
+    GenBatcher *b = arg;
+    if (b->batch != NULL || b->head == NULL)
+        return;
+    GenRequest *batch_tail = NULL, *keep_head = NULL, *keep_tail = NULL;
+    size_t n = 0;
+    while (b->head != NULL) {
+        GenRequest *r = b->head;
+        b->head = r->next;
+        r->next = NULL;
+        if (n >= DB_GENERATION_BATCH_MAX || gen_in_list(b->batch, &r->shard)) {
+            if (keep_tail != NULL)
+                keep_tail->next = r;
+            else
+                keep_head = r;
+            keep_tail = r;
+            continue;
+        }
+        if (batch_tail != NULL)
+            batch_tail->next = r;
+        else
+            b->batch = r;
+        batch_tail = r;
+        n++;
+    }
+    b->head = keep_head;
+    b->tail = keep_tail;
+    b->batch_len = n;
+
+    ShardArrays a;
+    shard_arrays_init(&a);
+    StrBuf nodes = STRBUF_INIT;
+    strbuf_append_str(&nodes, "{");
+    for (GenRequest *r = b->batch; r != NULL; r = r->next) {
+        const char *sep = a.n > 0 ? "," : "";
+        if (r->node == DB_NODE_ID_NONE)
+            strbuf_printf(&nodes, "%sNULL", sep);
+        else
+            strbuf_printf(&nodes, "%s%" PRIu64, sep, r->node);
+        shard_arrays_add(&a, &r->shard);
+    }
+    shard_arrays_close(&a);
+    strbuf_append_str(&nodes, "}");
+    const char *const params[] = {a.tenants.data, a.numbers.data, a.counts.data, nodes.data};
+    const DbStatement stmt = {
+        .sql = SQL_GENERATION_INCREMENT_BATCH, .nparams = 4, .params = params};
+    b->req = db_txn(b->pool, &stmt, 1, gen_batch_done, b);
+    shard_arrays_finish(&a);
+    strbuf_finish(&nodes);
+}
+
+/* gen_batch_done: hand each request of the batch its generation (or the batch's error, or
+ * ERR_NOT_FOUND for a shard without a row), then send the next batch. */
+static void gen_batch_done(const DbResult *res, void *arg)
+{
+    GenBatcher *b = arg;
+    GenRequest *batch = b->batch;
+    b->batch = NULL;
+    b->req = NULL;
     Err e;
-    Generation g = GENERATION_NONE;
-    bool ok = false;
-    if (!res->ok) {
+    bool ok = res->ok;
+    if (!ok)
         e = res->err;
-    } else if (db_result_rows(res, 0) == 0) {
-        char tsid[TSID_STR_SIZE];
-        tsid_format(&op->shard, tsid);
-        err_set(&e, ERR_NOT_FOUND, "tenant shard %s not found", tsid);
-    } else {
-        ok = generation_at(result_of(res, 0), 0, 0, &g, &e);
+    const PGresult *r = result_of(res, 0);
+    int rows = ok && r != NULL ? PQntuples(r) : 0;
+    for (int i = 0; i < rows && ok; i++) {
+        TenantShardId t;
+        Generation g;
+        ok = tsid_at(r, i, 0, &t, &e) && generation_at(r, i, 3, &g, &e);
         if (ok && g == GENERATION_NONE) {
             err_set(&e, ERR_INTERNAL, "generation increment returned NULL");
             ok = false;
         }
+        for (GenRequest *q = batch; ok && q != NULL; q = q->next) {
+            if (tsid_eq(&q->shard, &t)) {
+                q->result = g;
+                break;
+            }
+        }
     }
-    op->generation_cb(ok ? NULL : &e, ok ? g : GENERATION_NONE, op->arg);
-    free(op);
+    /* callbacks may ask for more increments: they queue behind this point and go out next */
+    while (batch != NULL) {
+        GenRequest *q = batch;
+        batch = q->next;
+        if (!ok) {
+            q->cb(&e, GENERATION_NONE, q->arg);
+        } else if (q->result == GENERATION_NONE) {
+            Err nf;
+            char tsid[TSID_STR_SIZE];
+            tsid_format(&q->shard, tsid);
+            err_set(&nf, ERR_NOT_FOUND, "tenant shard %s not found", tsid);
+            q->cb(&nf, GENERATION_NONE, q->arg);
+        } else {
+            q->cb(NULL, q->result, q->arg);
+        }
+        free(q);
+    }
+    if (b->head != NULL)
+        (void)loop_defer_item(b->defer, &b->kick);
 }
 
 void db_tenants_increment_generation(DbPool *pool, const TenantShardId *shard, NodeId node,
                                      DbGenerationFn cb, void *arg)
 {
-    ShardParams p;
-    const char *number, *count;
-    ShardIndex idx = tsid_shard_index(shard);
-    shard_params(&shard->tenant_id, &idx, &p, &number, &count);
-    char node_buf[INT_TEXT_SIZE];
-    const char *const params[] = {p.tenant, number, count, node_text(node, node_buf)};
-    TenantOp *op = op_new(arg);
-    op->generation_cb = cb;
-    op->shard = *shard;
-    db_exec(pool, SQL_GENERATION_INCREMENT, 4, params, increment_done, op);
+    GenBatcher *b = gen_batcher_of(pool);
+    GenRequest *r = xcalloc(1, sizeof(*r));
+    r->shard = *shard;
+    r->node = node;
+    r->cb = cb;
+    r->arg = arg;
+    r->result = GENERATION_NONE;
+    if (b->tail != NULL)
+        b->tail->next = r;
+    else
+        b->head = r;
+    b->tail = r;
+    if (b->batch == NULL)
+        (void)loop_defer_item(b->defer, &b->kick);
 }
 
 /* The node must be registered and active; a re-attach from anything else is refused. */
@@ -556,28 +769,16 @@ static void generations_done(const DbResult *res, void *arg)
 void db_tenants_generations(DbPool *pool, const TenantShardId *shards, size_t n, DbGenerationsFn cb,
                             void *arg)
 {
-    StrBuf tenants = STRBUF_INIT, numbers = STRBUF_INIT, counts = STRBUF_INIT;
-    strbuf_append_str(&tenants, "{");
-    strbuf_append_str(&numbers, "{");
-    strbuf_append_str(&counts, "{");
-    for (size_t i = 0; i < n; i++) {
-        char id[ID_STR_SIZE];
-        tenant_id_format(&shards[i].tenant_id, id);
-        const char *sep = i > 0 ? "," : "";
-        strbuf_printf(&tenants, "%s%s", sep, id);
-        strbuf_printf(&numbers, "%s%u", sep, (unsigned)shards[i].number);
-        strbuf_printf(&counts, "%s%u", sep, (unsigned)shards[i].count);
-    }
-    strbuf_append_str(&tenants, "}");
-    strbuf_append_str(&numbers, "}");
-    strbuf_append_str(&counts, "}");
-    const char *const params[] = {tenants.data, numbers.data, counts.data};
+    ShardArrays a;
+    shard_arrays_init(&a);
+    for (size_t i = 0; i < n; i++)
+        shard_arrays_add(&a, &shards[i]);
+    shard_arrays_close(&a);
+    const char *const params[] = {a.tenants.data, a.numbers.data, a.counts.data};
     TenantOp *op = op_new(arg);
     op->generations_cb = cb;
     db_exec(pool, SQL_GENERATIONS, 3, params, generations_done, op);
-    strbuf_finish(&tenants);
-    strbuf_finish(&numbers);
-    strbuf_finish(&counts);
+    shard_arrays_finish(&a);
 }
 
 /* ---- updates of a tenant or one of its shards ---- */

@@ -2,9 +2,9 @@
  * db_tenants.h: the `tenant_shards` table: tenants, their shards and generations, one function
  * per statement or atomic operation, all asynchronous on the DbPool.
  *
- * The atomic operations of spec/storcon.md are each one transaction: a single-row generation
- * increment is one autocommit UPDATE (the row lock serialises concurrent increments, so they never
- * need a retry); the multi-statement ones (tenant insert, re-attach, split begin/complete/abort,
+ * The atomic operations of spec/storcon.md are each one transaction: generation increments are
+ * batched into one UPDATE per batch (a one-statement transaction, retried after a deadlock); the
+ * multi-statement ones (tenant insert, re-attach, split begin/complete/abort,
  * tenant delete) are serializable transactions that the pool runs again after a serialization
  * failure or deadlock. The database is written before memory: call these first, update the
  * in-memory state in the callback.
@@ -97,8 +97,10 @@ void db_tenants_load(DbPool *pool, bool include_detached, DbShardsFn cb, void *a
 void db_tenants_get(DbPool *pool, const TenantId *tenant, DbShardsFn cb, void *arg);
 
 /* db_tenants_increment_generation: generation + 1 (NULL counts as 0) and record `node`
- * (DB_NODE_ID_NONE: none) in one statement; concurrent calls get distinct, increasing values.
- * ERR_NOT_FOUND for an unknown shard. */
+ * (DB_NODE_ID_NONE: none), committed before the callback; concurrent calls get distinct,
+ * increasing values. Calls are coalesced per pool: the ones waiting while a batch is in flight go
+ * out together as one UPDATE ... FROM unnest(...) of up to 1000 shards (see db_tenants.c); a
+ * failed batch fails exactly its own callers. ERR_NOT_FOUND for an unknown shard. */
 void db_tenants_increment_generation(DbPool *pool, const TenantShardId *shard, NodeId node,
                                      DbGenerationFn cb, void *arg);
 

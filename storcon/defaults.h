@@ -70,6 +70,11 @@
 #define STORCON_RECONCILE_CALL_BACKOFF_MS  250
 #define STORCON_RECONCILE_CALL_BACKOFF_MAX 4000
 #define STORCON_RECONCILE_CALL_DEADLINE_MS 90000
+/* Outgoing HTTP (pageservers, control plane): persistent connections per host (calls beyond wait
+ * in the client's queue: 128 reconciles spread over a few nodes keep every one busy) and idle
+ * connections kept over all hosts, so that a burst (a failover's 20,000 PUTs) reuses them. */
+#define STORCON_HTTP_HOST_CONNECTIONS   16
+#define STORCON_HTTP_CACHED_CONNECTIONS 1024
 /* heatmap_period the controller sets on shards that have secondaries (pageserver.md). */
 #define STORCON_HEATMAP_PERIOD_WITH_SECONDARIES "60s"
 /* Background pass: reconcile every dirty shard, retry pending compute notifications. */

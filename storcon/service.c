@@ -397,7 +397,13 @@ Service *service_new(const ServiceOptions *opts)
         log_err(&err, "signing the pageserver token");
         svc->ps_token = NULL;
     }
-    if (!http_client_new(opts->base, &svc->http, &err)) {
+    HttpClientOptions http_opts = {
+        .max_host_connections = STORCON_HTTP_HOST_CONNECTIONS,
+        .max_cached_connections = STORCON_HTTP_CACHED_CONNECTIONS,
+        .metrics = opts->metrics,
+        .metric_prefix = "storcon",
+    };
+    if (!http_client_new_with(opts->base, &http_opts, &svc->http, &err)) {
         log_err(&err, "creating the HTTP client");
         abort();
     }

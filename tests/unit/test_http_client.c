@@ -25,6 +25,7 @@
 #include "tests/unit/loop_util.h"
 #include "shared/err.h"
 #include "shared/http_client.h"
+#include "shared/metrics.h"
 #include "shared/str.h"
 
 /* ---- test server ---- */
@@ -52,6 +53,7 @@ struct Server {
     SlowReply *slow[MAX_SLOW];
     struct evhttp_connection *live[MAX_LIVE];
     int nlive, max_live;
+    int accepted; /* connections seen in all */
 };
 
 static void slow_forget(Server *srv, int i)
@@ -86,6 +88,7 @@ static void track_conn(Server *srv, struct evhttp_request *req)
     }
     assert_true(srv->nlive < MAX_LIVE);
     srv->live[srv->nlive++] = evcon;
+    srv->accepted++;
     if (srv->nlive > srv->max_live)
         srv->max_live = srv->nlive;
     evhttp_connection_set_closecb(evcon, conn_closed, srv);
@@ -759,6 +762,53 @@ static void test_many_concurrent_calls(void **state)
     assert_true(f->srv.max_live <= 16);
 }
 
+/* Connection reuse: sequential calls, then bursts of concurrent ones with idle time between them,
+ * to one server open at most the pool size of connections, counted by the client
+ * (http_client_connections_opened and its metric) as by the server. */
+static void test_connections_reused(void **state)
+{
+    Fixture *f = *state;
+    enum { POOL = 4, N = 200, WAVES = 3 };
+    http_client_free(f->client);
+    MetricsRegistry *reg = metrics_registry_new();
+    HttpClientOptions opts = {.max_host_connections = POOL, .metrics = reg, .metric_prefix = "t"};
+    Err err;
+    assert_true(http_client_new_with(f->base, &opts, &f->client, &err));
+    static Result rs[N];
+    int done = 0;
+    for (int i = 0; i < N; i++) { /* one after the other */
+        memset(&rs[0], 0, sizeof(rs[0]));
+        HttpClientRequest req = {.method = "GET", .url = url(f, "/echo")};
+        start(f, &req, &rs[0]);
+        assert_true(run_until(f, ++done, 10000));
+        assert_int_equal(rs[0].status, 200);
+    }
+    assert_int_equal(http_client_connections_opened(f->client), 1);
+    for (int w = 0; w < WAVES; w++) { /* bursts, idle in between */
+        memset(rs, 0, sizeof(rs));
+        for (int i = 0; i < N; i++) {
+            HttpClientRequest req = {
+                .method = "PUT", .url = url(f, "/echo"), .body = "{}", .body_len = 2};
+            start(f, &req, &rs[i]);
+        }
+        done += N;
+        assert_true(run_until(f, done, 30000));
+        for (int i = 0; i < N; i++)
+            assert_int_equal(rs[i].status, 200);
+        run_for(f, 50);
+    }
+    uint64_t opened = http_client_connections_opened(f->client);
+    assert_true(opened >= 1 && opened <= POOL);
+    assert_true(f->srv.accepted <= POOL);
+    assert_int_equal((uint64_t)f->srv.accepted, opened);
+    assert_int_equal(metric_counter_get(
+                         metrics_counter(reg, "t_http_client_connections_opened_total", "", NULL)),
+                     opened);
+    http_client_free(f->client);
+    f->client = NULL;
+    metrics_registry_free(reg);
+}
+
 static void test_backoff_bounds(void **state)
 {
     static const struct {
@@ -856,6 +906,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_callback_may_free_client, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failures_are_asynchronous, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_concurrent_calls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_connections_reused, setup, teardown),
         cmocka_unit_test(test_backoff_bounds),
         cmocka_unit_test(test_response_helpers_without_context),
     };

@@ -34,6 +34,7 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 #include "tests/unit/dep_util.h"
+#include "tests/unit/pg_util.h"
 #include <event2/event.h>
 #include <libpq-fe.h>
 
@@ -47,168 +48,27 @@
 #include "storcon/db_tenants.h"
 #include "storcon/schema_migrate.h"
 
-#ifndef PG_BIN
-#define PG_BIN "/usr/lib/postgresql/15/bin"
-#endif
-#define RUNUSER         "/usr/sbin/runuser"
 #define WAIT_TIMEOUT_S  30.0
 #define START_TIMEOUT_S 60.0
 
 /* ------------------------------------------------------------------------------------------ */
-/* the throwaway cluster                                                                      */
+/* the throwaway cluster (tests/unit/pg_util.h)                                               */
 /* ------------------------------------------------------------------------------------------ */
 
 static struct {
     bool available;
-    char root[64];
-    char datadir[128];
-    char log_path[128];
-    pid_t child; /* what we forked: the postmaster, or runuser running it */
-    int port;
-    char url[128];
+    PgCluster pg;
     PGconn *check; /* plain blocking connection for verification queries */
     bool atexit_registered;
 } PG;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static bool as_root(void)
-{
-    return geteuid() == 0;
-}
-
-/* spawn: fork and exec argv (through runuser as postgres when root), output appended to the
- * cluster log. Returns the child pid or -1. */
-static pid_t spawn(const char *const *argv)
-{
-    const char *full[32];
-    size_t n = 0;
-    if (as_root()) {
-        full[n++] = RUNUSER;
-        full[n++] = "-u";
-        full[n++] = "postgres";
-        full[n++] = "--";
-    }
-    for (size_t i = 0; argv[i] != NULL && n < 31; i++)
-        full[n++] = argv[i];
-    full[n] = NULL;
-    pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    int fd = open(PG.log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    int null_fd = open("/dev/null", O_RDONLY);
-    if (fd >= 0) {
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-    }
-    if (null_fd >= 0)
-        dup2(null_fd, STDIN_FILENO);
-    setsid();
-    execv(full[0], (char *const *)full);
-    _exit(127);
-}
-
-static void print_log_tail(void)
-{
-    FILE *f = fopen(PG.log_path, "r");
-    if (f == NULL)
-        return;
-    char line[512];
-    print_message("---- %s ----\n", PG.log_path);
-    while (fgets(line, sizeof(line), f) != NULL)
-        print_message("%s", line);
-    fclose(f);
-}
-
-/* postmaster_pid: the first line of postmaster.pid, or -1. */
-static pid_t postmaster_pid(void)
-{
-    char path[192];
-    snprintf(path, sizeof(path), "%s/postmaster.pid", PG.datadir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    char line[32] = "";
-    bool got = fgets(line, sizeof(line), f) != NULL;
-    fclose(f);
-    line[strcspn(line, "\n")] = '\0';
-    int64_t pid;
-    if (!got || !parse_i64(line, 1, INT32_MAX, &pid))
-        return -1;
-    return (pid_t)pid;
-}
-
-/* pg_stop: fast shutdown (SIGINT) of the postmaster by its pid, SIGKILL if it lingers; then reap
- * the child we forked. Safe to call twice. */
-static void pg_stop(void)
+static void pg_cleanup(void)
 {
     if (PG.check != NULL) {
         PQfinish(PG.check);
         PG.check = NULL;
     }
-    if (PG.child <= 0)
-        return;
-    pid_t pm = postmaster_pid();
-    pid_t target = pm > 0 ? pm : PG.child;
-    kill(target, SIGINT);
-    double deadline = now_s() + 20.0;
-    bool exited = false;
-    while (!exited && now_s() < deadline) {
-        int status;
-        pid_t r = waitpid(PG.child, &status, WNOHANG);
-        exited = r == PG.child || (r < 0 && errno == ECHILD);
-        if (!exited)
-            sleep_ms(50);
-    }
-    if (!exited) {
-        kill(target, SIGKILL);
-        if (target != PG.child)
-            kill(PG.child, SIGKILL);
-        waitpid(PG.child, NULL, 0);
-    }
-    PG.child = 0;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    remove(path);
-    return 0;
-}
-
-static void pg_cleanup(void)
-{
-    pg_stop();
-    if (PG.root[0] != '\0') {
-        nftw(PG.root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-        PG.root[0] = '\0';
-    }
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    pg_cluster_cleanup(&PG.pg);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
@@ -241,7 +101,7 @@ static bool apply_migrations(int target)
 {
     struct event_base *base = event_base_new();
     SchemaMigrateOptions opts = {
-        .database_url = PG.url, .connect_timeout_ms = 20000, .target_version = target};
+        .database_url = PG.pg.url, .connect_timeout_ms = 20000, .target_version = target};
     MigrateWait w = {0};
     SchemaMigrator *m = NULL;
     Err err;
@@ -250,8 +110,8 @@ static bool apply_migrations(int target)
         print_message("schema_migrate_start: %s\n", err.msg);
     } else {
         struct event *tick = tick_new(base);
-        double deadline = now_s() + START_TIMEOUT_S;
-        while (!w.done && now_s() < deadline)
+        double deadline = pg_now_s() + START_TIMEOUT_S;
+        while (!w.done && pg_now_s() < deadline)
             event_base_loop(base, EVLOOP_ONCE);
         event_free(tick);
         if (!w.done)
@@ -259,7 +119,8 @@ static bool apply_migrations(int target)
         else if (!w.outcome.ok)
             print_message("migrations failed: %s\n", w.outcome.err.msg);
         ok = w.done && w.outcome.ok &&
-             w.outcome.to_version == (target == SCHEMA_MIGRATE_TARGET_LATEST ? MIGRATIONS_COUNT : target);
+             w.outcome.to_version ==
+                 (target == SCHEMA_MIGRATE_TARGET_LATEST ? MIGRATIONS_COUNT : target);
     }
     schema_migrate_free(m);
     event_base_free(base);
@@ -269,8 +130,7 @@ static bool apply_migrations(int target)
 static int group_setup(void **state)
 {
     log_set_level(LOG_WARN);
-    if (access(PG_BIN "/postgres", X_OK) != 0 || access(PG_BIN "/initdb", X_OK) != 0 ||
-        (as_root() && access(RUNUSER, X_OK) != 0)) {
+    if (!pg_binaries_available()) {
         print_message("[  SKIP    ] Postgres 15 binaries not found in " PG_BIN
                       ": skipping the database tests\n");
         PG.available = false;
@@ -280,73 +140,9 @@ static int group_setup(void **state)
         atexit(pg_cleanup);
         PG.atexit_registered = true;
     }
-    str_copy(PG.root, sizeof(PG.root), "/tmp/storcon-db-test-XXXXXX");
-    if (mkdtemp(PG.root) == NULL) {
-        print_message("mkdtemp: %s\n", strerror(errno));
-        PG.root[0] = '\0';
+    if (!pg_cluster_start(&PG.pg, "storcon-db-test", 60))
         return -1;
-    }
-    chmod(PG.root, 0755);
-    if (as_root()) {
-        struct passwd *pw = getpwnam("postgres");
-        if (pw == NULL || chown(PG.root, pw->pw_uid, pw->pw_gid) != 0) {
-            print_message("cannot hand %s to the postgres user\n", PG.root);
-            return -1;
-        }
-    }
-    snprintf(PG.datadir, sizeof(PG.datadir), "%s/data", PG.root);
-    snprintf(PG.log_path, sizeof(PG.log_path), "%s/postgres.log", PG.root);
-
-    const char *const initdb[] = {
-        PG_BIN "/initdb", "-D", PG.datadir, "--auth=trust", "-U", "postgres",
-        "--no-sync",      "-E", "UTF8",     "--locale=C",   NULL};
-    pid_t pid = spawn(initdb);
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0) {
-        print_message("initdb failed\n");
-        print_log_tail();
-        return -1;
-    }
-
-    PG.port = free_port();
-    char port[16];
-    snprintf(port, sizeof(port), "%d", PG.port);
-    const char *const postgres[] = {PG_BIN "/postgres",
-                                    "-D",
-                                    PG.datadir,
-                                    "-p",
-                                    port,
-                                    "-k",
-                                    PG.root,
-                                    "-c",
-                                    "listen_addresses=127.0.0.1",
-                                    "-c",
-                                    "fsync=off",
-                                    "-c",
-                                    "synchronous_commit=off",
-                                    "-c",
-                                    "full_page_writes=off",
-                                    "-c",
-                                    "max_connections=60",
-                                    NULL};
-    PG.child = spawn(postgres);
-    if (PG.child < 0) {
-        PG.child = 0;
-        return -1;
-    }
-    snprintf(PG.url, sizeof(PG.url), "postgresql://postgres@127.0.0.1:%d/postgres", PG.port);
-    double deadline = now_s() + START_TIMEOUT_S;
-    while (PQping(PG.url) != PQPING_OK) {
-        if (waitpid(PG.child, &status, WNOHANG) == PG.child || now_s() > deadline) {
-            print_message("postgres did not start\n");
-            print_log_tail();
-            PG.child = 0;
-            return -1;
-        }
-        sleep_ms(50);
-    }
-    PG.check = PQconnectdb(PG.url);
+    PG.check = PQconnectdb(PG.pg.url);
     if (PQstatus(PG.check) != CONNECTION_OK) {
         print_message("check connection: %s\n", PQerrorMessage(PG.check));
         return -1;
@@ -436,7 +232,7 @@ static void fixture_free(Fixture *f)
 
 static int test_setup(void **state)
 {
-    *state = PG.available ? fixture_new(PG.url, 8, 20000) : NULL;
+    *state = PG.available ? fixture_new(PG.pg.url, 8, 20000) : NULL;
     return 0;
 }
 
@@ -456,9 +252,9 @@ static Fixture *fixture_or_skip(void **state)
 /* pump: run the loop until *calls reaches want (each callback increments it) or time is up. */
 static void pump(Fixture *f, const int *calls, int want)
 {
-    double deadline = now_s() + WAIT_TIMEOUT_S;
+    double deadline = pg_now_s() + WAIT_TIMEOUT_S;
     while (*calls < want) {
-        if (now_s() > deadline)
+        if (pg_now_s() > deadline)
             fail_msg("timed out waiting for %d callbacks (got %d)", want, *calls);
         event_base_loop(f->base, EVLOOP_ONCE);
     }
@@ -1163,6 +959,81 @@ static void test_generation_concurrent_increments(void **state)
                      (int64_t)last_node);
 }
 
+#define BATCH_TENANTS 16
+#define BATCH_SHARDS  8
+#define BATCH_ROUNDS  4
+
+/* Many increments at once, over many shards and several per shard: they are coalesced into
+ * batched statements, and still every shard's callers get strictly increasing generations in the
+ * order they asked, with the last one persisted. */
+static void test_generation_batched_increments(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    enum { N = BATCH_TENANTS * BATCH_SHARDS * BATCH_ROUNDS };
+    char ids[BATCH_TENANTS][ID_STR_SIZE];
+    TenantId tenants[BATCH_TENANTS];
+    for (int t = 0; t < BATCH_TENANTS; t++)
+        tenants[t] = create_tenant(f, BATCH_SHARDS, 0, ids[t]);
+    int calls = 0;
+    static IncCall inc[N];
+    memset(inc, 0, sizeof(inc));
+    for (int round = 0; round < BATCH_ROUNDS; round++) {
+        for (int t = 0; t < BATCH_TENANTS; t++) {
+            for (int k = 0; k < BATCH_SHARDS; k++) {
+                IncCall *c = &inc[(round * BATCH_TENANTS + t) * BATCH_SHARDS + k];
+                c->calls = &calls;
+                c->node = 100 + (NodeId)round;
+                TenantShardId s = shard_of(&tenants[t], (unsigned)k, BATCH_SHARDS);
+                db_tenants_increment_generation(f->pool, &s, c->node, on_concurrent_increment, c);
+            }
+        }
+    }
+    assert_int_equal(calls, 0);
+    pump(f, &calls, N);
+    for (int t = 0; t < BATCH_TENANTS; t++) {
+        for (int k = 0; k < BATCH_SHARDS; k++) {
+            for (int round = 0; round < BATCH_ROUNDS; round++) {
+                IncCall *c = &inc[(round * BATCH_TENANTS + t) * BATCH_SHARDS + k];
+                if (!c->ok)
+                    fail_msg("increment failed: %s", c->err.msg);
+                assert_int_equal(c->g, round + 1); /* strictly increasing, in asking order */
+            }
+        }
+        assert_int_equal(sql_int("SELECT count(*) FROM tenant_shards WHERE tenant_id = $1 AND "
+                                 "generation = $2::integer AND generation_pageserver = $3::bigint",
+                                 3, ids[t], "4", "103"),
+                         BATCH_SHARDS);
+    }
+}
+
+/* A batch whose statement fails fails exactly the callers in it (rolled back: nothing
+ * persisted); a caller that asked while it was in flight is in the next batch and succeeds. */
+static void test_generation_batch_failure(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    char id[ID_STR_SIZE];
+    TenantId t = create_tenant(f, 2, 5, id);
+    TenantShardId s0 = shard_of(&t, 0, 2), s1 = shard_of(&t, 1, 2);
+    Capture bad = {0}, good1 = {0}, good2 = {0};
+    /* a node id bigint cannot hold: the whole statement fails */
+    db_tenants_increment_generation(f->pool, &s0, (NodeId)1 << 63, on_generation, &bad);
+    db_tenants_increment_generation(f->pool, &s1, 7, on_generation, &good1);
+    event_base_loop(f->base, EVLOOP_NONBLOCK); /* the batch of the two goes out */
+    assert_int_equal(bad.calls + good1.calls, 0);
+    db_tenants_increment_generation(f->pool, &s0, 8, on_generation, &good2);
+    pump(f, &good2.calls, 1);
+    pump(f, &bad.calls, 1);
+    pump(f, &good1.calls, 1);
+    expect_err(&bad, ERR_INTERNAL, NULL);
+    expect_err(&good1, ERR_INTERNAL, NULL);
+    expect_ok(&good2);
+    assert_int_equal(good2.generation, 6);
+    assert_int_equal(sql_int("SELECT generation FROM tenant_shards WHERE tenant_id = $1 AND "
+                             "shard_number = 1",
+                             1, id, NULL, NULL),
+                     5);
+}
+
 static void test_generation_missing_and_detach(void **state)
 {
     Fixture *f = fixture_or_skip(state);
@@ -1815,7 +1686,7 @@ static void test_unavailable(void **state)
 {
     if (!PG.available)
         SKIP_MISSING_DEP("no usable Postgres 15 (binaries in " PG_BIN ")");
-    int port = free_port();
+    int port = pg_free_port();
     char url[128];
     snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", port);
     Fixture *f = fixture_new(url, 1, 300);
@@ -1847,6 +1718,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_tenant_insert, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_insert_invalid, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_load, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_generation_batched_increments, test_setup,
+                                        test_teardown),
+        cmocka_unit_test_setup_teardown(test_generation_batch_failure, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_generation_concurrent_increments, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_generation_missing_and_detach, test_setup,
