@@ -1544,12 +1544,24 @@ DbRequest *db_exec(DbPool *pool, const char *sql, int nparams, const char *const
     return r;
 }
 
-DbRequest *db_txn(DbPool *pool, const DbStatement *stmts, size_t n, DbDoneFn cb, void *arg)
+/* txn_submit: a new transaction, queued at the back or (first) ahead of every waiting request. */
+static DbRequest *txn_submit(DbPool *pool, const DbStatement *stmts, size_t n, bool first,
+                             DbDoneFn cb, void *arg)
 {
     DbRequest *r = req_new(pool, stmts, n, true, cb, arg);
-    req_enqueue(r, false);
+    req_enqueue(r, first);
     pool_dispatch(pool);
     return r;
+}
+
+DbRequest *db_txn(DbPool *pool, const DbStatement *stmts, size_t n, DbDoneFn cb, void *arg)
+{
+    return txn_submit(pool, stmts, n, false, cb, arg);
+}
+
+DbRequest *db_txn_first(DbPool *pool, const DbStatement *stmts, size_t n, DbDoneFn cb, void *arg)
+{
+    return txn_submit(pool, stmts, n, true, cb, arg);
 }
 
 void db_cancel(DbPool *pool, DbRequest *r)

@@ -163,6 +163,9 @@ typedef struct DbStatement {
  * STORCON_DB_TXN_MAX_ATTEMPTS runs) on 40001/40P01 or a connection lost before COMMIT was sent;
  * a connection lost after COMMIT was sent fails with ERR_UNAVAILABLE "outcome unknown". */
 DbRequest *db_txn(DbPool *pool, const DbStatement *stmts, size_t n, DbDoneFn cb, void *arg);
+/* db_txn_first: db_txn, queued ahead of every request waiting for a connection, for work a client
+ * is waiting on that must not wait behind background work (tenant create batches). */
+DbRequest *db_txn_first(DbPool *pool, const DbStatement *stmts, size_t n, DbDoneFn cb, void *arg);
 
 /* db_cancel: the callback of req will not run. A queued request is dropped; a running one
  * finishes on the server (a transaction commits or not) with its result discarded. */
