@@ -329,7 +329,10 @@ struct DbTenantInserter {
  * yet gets all its shards; a tenant with rows keeps them, untouched. The answer holds, per
  * tenant, the inserted rows (created) or the existing ones, each with whether it matches the
  * request (placement and config compared as jsonb). A concurrent insert of one of the tenants
- * makes ON CONFLICT fail the serializable transaction (40001), which the pool runs again. */
+ * makes ON CONFLICT fail the serializable transaction (40001), which the pool runs again.
+ * The OFFSET 0 subqueries keep the planner from turning the per-tenant lookups into a join with a
+ * scan of the whole table (it cannot know how few tenants the JSON holds): each tenant costs one
+ * primary-key probe whatever the table's size. */
 static const char SQL_TENANT_INSERT_BATCH[] =
     "WITH r AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(t text, c integer, s integer, "
     "g integer, p bigint, pp text, cf text, sp text, az text)), "
@@ -338,12 +341,12 @@ static const char SQL_TENANT_INSERT_BATCH[] =
     "preferred_az_id) "
     "SELECT r.t, n, r.c, r.s, r.g, r.p, r.pp, 0, r.cf, r.sp, r.az "
     "FROM r CROSS JOIN LATERAL generate_series(0, greatest(r.c, 1) - 1) AS n "
-    "WHERE NOT EXISTS (SELECT 1 FROM tenant_shards x WHERE x.tenant_id = r.t) "
+    "WHERE NOT EXISTS (SELECT 1 FROM tenant_shards x WHERE x.tenant_id = r.t OFFSET 0) "
     "ON CONFLICT DO NOTHING RETURNING " SHARD_COLUMNS ") "
     "SELECT " SHARD_COLUMNS ", true AS same, true AS created FROM ins "
     "UNION ALL SELECT " SHARD_COLUMNS ", (shard_count = r.c AND shard_stripe_size = r.s "
     "AND placement_policy::jsonb = r.pp::jsonb AND config::jsonb = r.cf::jsonb), false "
-    "FROM r JOIN tenant_shards ON tenant_id = r.t";
+    "FROM r CROSS JOIN LATERAL (SELECT * FROM tenant_shards WHERE tenant_id = r.t OFFSET 0) x";
 
 enum { COL_SAME = SHARD_COLUMN_COUNT, COL_CREATED };
 
