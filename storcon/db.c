@@ -289,6 +289,13 @@ struct DbConn {
     double started;
     PGresult *delivering; /* the result handed to query_cb; conn_take_result steals it */
 
+    /* a pipeline (conn_send_pipeline): n_pipe queries sent at once, one result slot each */
+    PGresult **pipe_results;
+    int n_pipe;
+    int pipe_done;              /* queries whose results are complete */
+    PGresult **delivering_pipe; /* the pipeline's results during its callback */
+    int n_delivering_pipe;
+
     int in_callback;
     bool free_pending;
 
@@ -325,6 +332,18 @@ static void conn_set_state(DbConn *c, DbConnState to)
     (void)fsm_set_state(&DB_CONN_FSM, &c->state, to, NULL);
 }
 
+/* conn_pipe_clear: forget a pipeline's results (those nobody took). */
+static void conn_pipe_clear(DbConn *c)
+{
+    for (int i = 0; i < c->n_pipe; i++)
+        if (c->pipe_results[i] != NULL)
+            PQclear(c->pipe_results[i]);
+    free(c->pipe_results);
+    c->pipe_results = NULL;
+    c->n_pipe = 0;
+    c->pipe_done = 0;
+}
+
 static void conn_close(DbConn *c)
 {
     if (c->io != NULL) {
@@ -342,6 +361,7 @@ static void conn_close(DbConn *c)
         PQclear(c->result);
         c->result = NULL;
     }
+    conn_pipe_clear(c);
     if (c->state != DB_CONN_DISCONNECTED)
         conn_set_state(c, DB_CONN_DISCONNECTED);
     c->connect_cb = NULL;
@@ -598,7 +618,7 @@ static void conn_query_finish(DbConn *c, const Err *lost)
         res.ok = false;
         res.err = c->err;
         str_copy(res.sqlstate, sizeof(res.sqlstate), c->sqlstate);
-    } else {
+    } else if (c->n_pipe == 0) {
         r = c->result;
         c->result = NULL;
     }
@@ -608,7 +628,20 @@ static void conn_query_finish(DbConn *c, const Err *lost)
     }
     res.results = &r;
     res.n_results = r != NULL ? 1 : 0;
+    /* A pipeline's results move out of the connection before the callback, which may already
+     * send the next query on it; conn_take_pipe_result takes them from here. */
+    PGresult **pipe = c->pipe_results;
+    int n_pipe = c->n_pipe;
+    c->pipe_results = NULL;
+    c->n_pipe = 0;
+    c->pipe_done = 0;
+    if (res.ok && n_pipe > 0) {
+        res.results = pipe;
+        res.n_results = (size_t)n_pipe;
+    }
     c->delivering = r;
+    c->delivering_pipe = pipe;
+    c->n_delivering_pipe = n_pipe;
     c->in_callback++;
     if (cb != NULL)
         cb(&res, arg);
@@ -616,6 +649,12 @@ static void conn_query_finish(DbConn *c, const Err *lost)
     c->delivering = NULL;
     if (left != NULL)
         PQclear(left);
+    for (int i = 0; i < n_pipe; i++)
+        if (pipe[i] != NULL)
+            PQclear(pipe[i]);
+    free(pipe);
+    c->delivering_pipe = NULL;
+    c->n_delivering_pipe = 0;
     conn_leave(c);
 }
 
@@ -657,7 +696,33 @@ static void conn_query_io(DbConn *c, short what)
         conn_query_finish(c, &e);
         return;
     }
-    while (!PQisBusy(c->pg)) {
+    while (c->n_pipe > 0 && !PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        if (r == NULL) { /* the end of one query's results */
+            c->pipe_done++;
+            continue;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            (void)PQexitPipelineMode(c->pg);
+            conn_query_finish(c, NULL);
+            return;
+        }
+        if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED || c->pipe_done >= c->n_pipe) {
+            PQclear(r); /* skipped after an earlier error, which is what is reported */
+            continue;
+        }
+        PGresult *prev = c->result;
+        c->result = NULL;
+        conn_collect(c, r); /* an error is recorded; a good result lands in c->result */
+        if (c->result != NULL) {
+            if (c->pipe_results[c->pipe_done] != NULL)
+                PQclear(c->pipe_results[c->pipe_done]);
+            c->pipe_results[c->pipe_done] = c->result;
+        }
+        c->result = prev;
+    }
+    while (c->n_pipe == 0 && !PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
         if (r == NULL) {
             conn_query_finish(c, NULL);
@@ -740,6 +805,61 @@ bool db_conn_query(DbConn *c, const char *sql, int nparams, const char *const *p
 bool db_conn_script(DbConn *c, const char *sql, DbDoneFn cb, void *arg, Err *err)
 {
     return conn_send(c, sql, 0, NULL, true, cb, arg, err);
+}
+
+/* conn_send_pipeline: send n parameterised queries at once in libpq's pipeline mode, followed by
+ * a sync, and collect them as one query: the callback gets n results (one per query) when every
+ * one succeeded, else the first error (the server skipped the rest). false when nothing could be
+ * sent (as conn_send). */
+static bool conn_send_pipeline(DbConn *c, int n, const char *const *sqls, const int *nparams,
+                               const char *const *const *params, DbDoneFn cb, void *arg, Err *err)
+{
+    if (c->state != DB_CONN_IDLE) {
+        err_set(err, c->state == DB_CONN_QUERY ? ERR_INTERNAL : ERR_UNAVAILABLE,
+                "database connection %s", c->state == DB_CONN_QUERY ? "busy" : "not connected");
+        return false;
+    }
+    bool sent = PQenterPipelineMode(c->pg) == 1;
+    for (int i = 0; sent && i < n; i++)
+        sent = PQsendQueryParams(c->pg, sqls[i], nparams[i], NULL, params[i], NULL, NULL, 0) == 1;
+    sent = sent && PQpipelineSync(c->pg) == 1;
+    int flushed = sent ? PQflush(c->pg) : -1;
+    if (!sent || flushed < 0) {
+        err_from_conn(err, c->pg, "cannot send pipeline");
+        conn_count_error(c);
+        /* whatever reached the server is unknown: never reuse this connection */
+        conn_close(c);
+        return false;
+    }
+    conn_set_state(c, DB_CONN_QUERY);
+    c->pipe_results = xcalloc((size_t)n, sizeof(*c->pipe_results));
+    c->n_pipe = n;
+    c->pipe_done = 0;
+    c->query_cb = cb;
+    c->query_arg = arg;
+    c->failed = false;
+    c->sqlstate[0] = '\0';
+    err_clear(&c->err);
+    c->started = now_seconds();
+    conn_watch(c, flushed == 1 ? (short)(EV_READ | EV_WRITE) : EV_READ, false);
+    return true;
+}
+
+/* conn_take_pipe_result: inside a pipeline's callback, take ownership of query i's result. */
+static PGresult *conn_take_pipe_result(DbConn *c, int i)
+{
+    if (i < 0 || i >= c->n_delivering_pipe)
+        return NULL;
+    PGresult *r = c->delivering_pipe[i];
+    c->delivering_pipe[i] = NULL;
+    return r;
+}
+
+/* conn_in_transaction: the server has a transaction block open (idle in it, or failed). */
+static bool conn_in_transaction(const DbConn *c)
+{
+    PGTransactionStatusType st = c->pg != NULL ? PQtransactionStatus(c->pg) : PQTRANS_UNKNOWN;
+    return st == PQTRANS_INTRANS || st == PQTRANS_INERROR;
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -851,6 +971,7 @@ struct DbRequest {
     DbRequest *queue_prev, *queue_next; /* while QUEUED */
     DbRequestState state;
     bool is_txn;
+    bool pipelined; /* BEGIN, the statements and COMMIT in one round trip (no checks) */
     DbStmtCopy *stmts;
     size_t n;
     PGresult **results; /* n */
@@ -1424,6 +1545,82 @@ static void txn_send(DbRequest *r)
     txn_send(r);
 }
 
+/* txn_pipeline_done: a pipelined transaction's results. Committed: done. A server error: the
+ * transaction is rolled back (ROLLBACK when the block is still open, through txn_step_done), then
+ * retried when the error is retryable. A broken connection: COMMIT was sent with the rest, so
+ * the outcome is unknown (req_conn_broke). */
+static void txn_pipeline_done(const DbResult *res, void *arg)
+{
+    DbRequest *r = arg;
+    PoolConn *pc = r->pc;
+    DbPool *pool = r->pool;
+    if (!res->ok && !db_conn_is_connected(pc->conn)) {
+        pool_conn_failed(pc, &res->err);
+        req_conn_broke(r, &res->err, true);
+        return;
+    }
+    if (res->ok) {
+        for (size_t i = 0; i < r->n; i++) { /* results[0] is BEGIN's, results[n + 1] COMMIT's */
+            r->results[i] = conn_take_pipe_result(pc->conn, (int)i + 1);
+        }
+        pool_conn_release(pc);
+        req_finish(r);
+        pool_dispatch(pool);
+        return;
+    }
+    r->err = res->err;
+    str_copy(r->sqlstate, sizeof(r->sqlstate), res->sqlstate);
+    bool retryable = db_sqlstate_retryable(res->sqlstate);
+    if (retryable && r->attempts < STORCON_DB_TXN_MAX_ATTEMPTS && r->cb != NULL) {
+        r->retry_after_rollback = true;
+    } else {
+        r->failed = true;
+        if (retryable)
+            err_prefix(&r->err, "giving up after %d attempts: ", r->attempts);
+    }
+    if (conn_in_transaction(pc->conn)) {
+        r->step = (long)r->n + 1; /* ROLLBACK */
+        txn_send(r);
+        return;
+    }
+    pool_conn_release(pc);
+    r->pc = NULL;
+    if (r->retry_after_rollback)
+        req_retry_later(r);
+    else
+        req_finish(r);
+    pool_dispatch(pool);
+}
+
+/* txn_pipeline_start: send BEGIN, every statement and COMMIT at once. */
+static void txn_pipeline_start(DbRequest *r)
+{
+    PoolConn *pc = r->pc;
+    int n = (int)r->n + 2;
+    const char **sqls = xcalloc((size_t)n, sizeof(*sqls));
+    int *nparams = xcalloc((size_t)n, sizeof(*nparams));
+    const char *const **params = xcalloc((size_t)n, sizeof(*params));
+    sqls[0] = SQL_TXN_BEGIN;
+    for (size_t i = 0; i < r->n; i++) {
+        sqls[i + 1] = r->stmts[i].sql;
+        nparams[i + 1] = r->stmts[i].nparams;
+        params[i + 1] = (const char *const *)r->stmts[i].params;
+    }
+    sqls[n - 1] = SQL_TXN_COMMIT;
+    Err e;
+    bool sent = conn_send_pipeline(pc->conn, n, sqls, nparams, params, txn_pipeline_done, r, &e);
+    free(sqls);
+    free(nparams);
+    free(params);
+    if (sent) {
+        r->commit_sent = true;
+        return;
+    }
+    /* nothing or part of it sent, the connection closed: the server rolls back; run it again */
+    pool_conn_failed(pc, &e);
+    req_conn_broke(r, &e, false);
+}
+
 /* req_start: run r on the idle connection pc. */
 static void req_start(PoolConn *pc, DbRequest *r)
 {
@@ -1437,7 +1634,10 @@ static void req_start(PoolConn *pc, DbRequest *r)
         r->step = TXN_STEP_BEGIN;
         r->commit_sent = false;
         r->retry_after_rollback = false;
-        txn_send(r);
+        if (r->pipelined)
+            txn_pipeline_start(r);
+        else
+            txn_send(r);
         return;
     }
     DbStmtCopy *s = &r->stmts[0];
@@ -1578,12 +1778,28 @@ DbRequest *db_exec(DbPool *pool, const char *sql, int nparams, const char *const
     return r;
 }
 
-DbRequest *db_txn(DbPool *pool, const DbStatement *stmts, size_t n, DbDoneFn cb, void *arg)
+/* txn_submit: a new transaction, queued at the back or (first) ahead of every waiting request. */
+static DbRequest *txn_submit(DbPool *pool, const DbStatement *stmts, size_t n, bool first,
+                             DbDoneFn cb, void *arg)
 {
     DbRequest *r = req_new(pool, stmts, n, true, cb, arg);
-    req_enqueue(r, false);
+    /* the latency-sensitive transactions are pipelined when they have no checks to run */
+    r->pipelined = first;
+    for (size_t i = 0; i < n; i++)
+        r->pipelined = r->pipelined && stmts[i].check == NULL;
+    req_enqueue(r, first);
     pool_dispatch(pool);
     return r;
+}
+
+DbRequest *db_txn(DbPool *pool, const DbStatement *stmts, size_t n, DbDoneFn cb, void *arg)
+{
+    return txn_submit(pool, stmts, n, false, cb, arg);
+}
+
+DbRequest *db_txn_first(DbPool *pool, const DbStatement *stmts, size_t n, DbDoneFn cb, void *arg)
+{
+    return txn_submit(pool, stmts, n, true, cb, arg);
 }
 
 void db_cancel(DbPool *pool, DbRequest *r)

@@ -16,6 +16,7 @@
  *      db_txn:  a fixed list of statements in one BEGIN ISOLATION LEVEL SERIALIZABLE ... COMMIT
  *               on one connection, run again as a whole (with backoff) after a serialization
  *               failure or deadlock (SQLSTATE 40001 / 40P01) or a connection lost before COMMIT.
+ *               db_txn_first: the same, ahead of the queue, pipelined in one round trip.
  *
  * Rules for callers: every statement is a `static const char SQL_...[]` next to the one C
  * function that runs it, with $n parameters passed as text (NULL = SQL NULL); never build SQL by
@@ -179,6 +180,12 @@ typedef struct DbStatement {
  * STORCON_DB_TXN_MAX_ATTEMPTS runs) on 40001/40P01 or a connection lost before COMMIT was sent;
  * a connection lost after COMMIT was sent fails with ERR_UNAVAILABLE "outcome unknown". */
 DbRequest *db_txn(DbPool *pool, const DbStatement *stmts, size_t n, DbDoneFn cb, void *arg);
+/* db_txn_first: db_txn for work a client is waiting on (tenant create batches): queued ahead of
+ * every request waiting for a connection, and, when no statement has a check, pipelined: BEGIN,
+ * the statements and COMMIT go to the server at once (libpq pipeline mode) and come back in one
+ * round trip. A server error rolls back (and a serialization failure retries) as with db_txn; a
+ * connection lost after sending fails with ERR_UNAVAILABLE "outcome unknown" (COMMIT was sent). */
+DbRequest *db_txn_first(DbPool *pool, const DbStatement *stmts, size_t n, DbDoneFn cb, void *arg);
 
 /* db_cancel: the callback of req will not run. A queued request is dropped; a running one
  * finishes on the server (a transaction commits or not) with its result discarded. */

@@ -14,10 +14,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <libpq-fe.h>
 
 #include "shared/defer.h"
 #include "shared/str.h"
+#include "storcon/defaults.h"
 
 /* The column list every SELECT/RETURNING decodes with shard_from_row (order matters). */
 #define SHARD_COLUMNS                                                                              \
@@ -46,17 +48,15 @@ typedef enum SplitKind { SPLIT_BEGIN, SPLIT_COMPLETE, SPLIT_ABORT } SplitKind;
 /* TenantOp: one operation in flight; exactly one of the callbacks is set. */
 typedef struct TenantOp {
     DbShardsFn shards_cb;
-    DbTenantCreateFn create_cb;
     DbGenerationsFn generations_cb;
     DbTenantsDoneFn done_cb;
     void *arg;
 
-    size_t rows_stmt; /* shards_cb / create_cb: the statement whose rows are handed back */
+    size_t rows_stmt; /* shards_cb: the statement whose rows are handed back */
     TenantId tenant;
     TenantShardId shard;
     bool has_shard; /* updates: one shard (op->shard), not the whole tenant */
     NodeId node;
-    size_t expect_rows; /* insert: rows the tenant must have */
     SplitKind split;
     int old_count, new_count; /* split */
 } TenantOp;
@@ -275,14 +275,6 @@ static void shard_params(const TenantId *tenant, const ShardIndex *shard, ShardP
     }
 }
 
-static const char *node_text(NodeId node, char buf[INT_TEXT_SIZE])
-{
-    if (node == DB_NODE_ID_NONE)
-        return NULL;
-    snprintf(buf, INT_TEXT_SIZE, "%" PRIu64, node);
-    return buf;
-}
-
 static bool json_arg_ok(const char *json, const char *what, Err *err)
 {
     if (json == NULL || json[0] == '\0') {
@@ -292,68 +284,305 @@ static bool json_arg_ok(const char *json, const char *what, Err *err)
     return true;
 }
 
-/* ---- insert a tenant ---- */
+/* ---- insert tenants: group commit ---- */
 
-/* Insert every shard; rows that exist already are left alone and judged by the check below. */
-static const char SQL_TENANT_INSERT[] =
-    "INSERT INTO tenant_shards (tenant_id, shard_number, shard_count, shard_stripe_size, "
+/* One create waiting in the inserter: the caller's request, copied. */
+typedef struct InsertItem {
+    DbTenantCreate c; /* the strings point into the copies below */
+    char *placement, *config, *scheduling, *az;
+    DbTenantCreateFn cb;
+    void *arg;
+    bool alone; /* a batch holding it failed on a bad row: it runs in a batch of its own */
+    struct InsertItem *next;
+} InsertItem;
+
+/* One transaction in flight: items[0..n) in queue order. */
+typedef struct InsertBatch {
+    DbTenantInserter *ins;
+    InsertItem *items;
+    size_t n;
+    DbRequest *req;
+    struct InsertBatch *prev, *next;
+} InsertBatch;
+
+struct DbTenantInserter {
+    DbPool *pool;
+    LoopDefer *defer;
+    LoopDeferItem kick; /* dispatch from the loop: creates of one loop pass go together */
+    InsertItem *head, *tail;
+    size_t max_batch, max_in_flight;
+    InsertBatch *in_flight;
+    size_t n_in_flight;
+    DbTenantInserterStats stats;
+};
+
+/* Every tenant of the batch ($1: a JSON array of {t, c, s, g, p, pp, cf, sp, az}) that has no row
+ * yet gets all its shards; a tenant with rows keeps them, untouched. The answer holds, per
+ * tenant, the inserted rows (created) or the existing ones, each with whether it matches the
+ * request (placement and config compared as jsonb). A concurrent insert of one of the tenants
+ * makes ON CONFLICT fail the serializable transaction (40001), which the pool runs again.
+ * The OFFSET 0 subqueries keep the planner from turning the per-tenant lookups into a join with a
+ * scan of the whole table (it cannot know how few tenants the JSON holds): each tenant costs one
+ * primary-key probe whatever the table's size. */
+static const char SQL_TENANT_INSERT_BATCH[] =
+    "WITH r AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(t text, c integer, s integer, "
+    "g integer, p bigint, pp text, cf text, sp text, az text)), "
+    "ins AS (INSERT INTO tenant_shards (tenant_id, shard_number, shard_count, shard_stripe_size, "
     "generation, generation_pageserver, placement_policy, splitting, config, scheduling_policy, "
     "preferred_az_id) "
-    "SELECT $1, n, $2::integer, $3::integer, $4::integer, $5::bigint, $6, 0, $7, $8, $9 "
-    "FROM generate_series(0, greatest($2::integer, 1) - 1) AS n "
-    "ON CONFLICT DO NOTHING RETURNING shard_number";
+    "SELECT r.t, n, r.c, r.s, r.g, r.p, r.pp, 0, r.cf, r.sp, r.az "
+    "FROM r CROSS JOIN LATERAL generate_series(0, greatest(r.c, 1) - 1) AS n "
+    "WHERE NOT EXISTS (SELECT 1 FROM tenant_shards x WHERE x.tenant_id = r.t OFFSET 0) "
+    "ON CONFLICT DO NOTHING RETURNING " SHARD_COLUMNS ") "
+    "SELECT " SHARD_COLUMNS ", true AS same, true AS created FROM ins "
+    "UNION ALL SELECT " SHARD_COLUMNS ", (shard_count = r.c AND shard_stripe_size = r.s "
+    "AND placement_policy::jsonb = r.pp::jsonb AND config::jsonb = r.cf::jsonb), false "
+    "FROM r CROSS JOIN LATERAL (SELECT * FROM tenant_shards WHERE tenant_id = r.t OFFSET 0) x";
 
-/* All the tenant's rows, each with whether it matches the request (policies as jsonb). */
-static const char SQL_TENANT_INSERT_READ[] =
-    "SELECT " SHARD_COLUMNS ", (shard_count = $2::integer AND shard_stripe_size = $3::integer "
-    "AND placement_policy::jsonb = $4::jsonb AND config::jsonb = $5::jsonb) AS same "
-    "FROM tenant_shards WHERE tenant_id = $1 ORDER BY shard_count, shard_number";
+enum { COL_SAME = SHARD_COLUMN_COUNT, COL_CREATED };
 
-/* insert_check: the tenant now has exactly the requested rows, all matching; else 409 and the
- * transaction (with whatever the INSERT added) rolls back. */
-static bool insert_check(const PGresult *r, void *arg, Err *err)
+static void item_free(InsertItem *it)
 {
-    TenantOp *op = arg;
+    free(it->placement);
+    free(it->config);
+    free(it->scheduling);
+    free(it->az);
+    free(it);
+}
+
+static void inserter_kick(DbTenantInserter *ins)
+{
+    (void)loop_defer_item(ins->defer, &ins->kick);
+}
+
+/* item_json: the item as one element of $1. */
+static json_t *item_json(const InsertItem *it)
+{
+    char tenant[ID_STR_SIZE];
+    tenant_id_format(&it->c.tenant_id, tenant);
+    const DbTenantCreate *c = &it->c;
+    return json_pack("{s:s, s:I, s:I, s:o, s:o, s:s, s:s, s:s, s:o}", "t", tenant, "c",
+                     (json_int_t)c->shard_count, "s", (json_int_t)c->stripe_size, "g",
+                     c->generation != GENERATION_NONE ? json_integer((json_int_t)c->generation)
+                                                      : json_null(),
+                     "p",
+                     c->generation_pageserver != DB_NODE_ID_NONE
+                         ? json_integer((json_int_t)c->generation_pageserver)
+                         : json_null(),
+                     "pp", it->placement, "cf", it->config, "sp", it->scheduling, "az",
+                     it->az != NULL ? json_string(it->az) : json_null());
+}
+
+/* item_deliver: the item's outcome from the batch's rows: its inserted rows, or its existing
+ * rows when they all match the request (a repeat), else 409 with nothing written. */
+static void item_deliver(const InsertItem *it, const PGresult *r)
+{
+    size_t expect = it->c.shard_count > 0 ? it->c.shard_count : 1;
     int rows = PQntuples(r);
-    int same = 0;
-    for (int i = 0; i < rows; i++) {
-        const char *v = value_at(r, i, SHARD_COLUMN_COUNT);
+    DbTenantShard *shards = xcalloc(expect + 1, sizeof(*shards));
+    size_t n = 0, same = 0, found = 0;
+    bool created = false;
+    int first_row = -1;
+    Err e;
+    err_clear(&e);
+    bool ok = true;
+    for (int i = 0; i < rows && ok; i++) {
+        TenantShardId tsid;
+        if (!tsid_at(r, i, COL_TENANT_ID, &tsid, &e)) {
+            ok = false;
+            break;
+        }
+        if (!tenant_id_eq(&tsid.tenant_id, &it->c.tenant_id))
+            continue;
+        if (first_row < 0)
+            first_row = i;
+        found++;
+        const char *v = value_at(r, i, COL_SAME);
         if (v != NULL && strcmp(v, "t") == 0)
             same++;
+        v = value_at(r, i, COL_CREATED);
+        created = created || (v != NULL && strcmp(v, "t") == 0);
+        if (n < expect)
+            ok = shard_from_row(r, i, &shards[n++], &e);
     }
-    if ((size_t)rows == op->expect_rows && same == rows)
-        return true;
     char tenant[ID_STR_SIZE];
-    tenant_id_format(&op->tenant, tenant);
-    const char *count = value_at(r, 0, COL_SHARD_COUNT);
-    const char *stripe = value_at(r, 0, COL_STRIPE_SIZE);
-    err_set(err, ERR_CONFLICT,
-            "tenant %s already exists with other parameters (%d rows, shard count %s, stripe "
-            "size %s, or another placement policy or config)",
-            tenant, rows, count != NULL ? count : "?", stripe != NULL ? stripe : "?");
-    return false;
-}
-
-static void insert_done(const DbResult *res, void *arg)
-{
-    TenantOp *op = arg;
-    Err e;
-    DbTenantShard *shards = NULL;
-    size_t n = 0;
-    bool ok = false, created = false;
-    if (!res->ok) {
-        e = res->err;
-    } else if (shards_decode(result_of(res, 1), &shards, &n, &e)) {
-        ok = true;
-        created = db_result_rows(res, 0) > 0;
+    tenant_id_format(&it->c.tenant_id, tenant);
+    if (ok && found == 0) {
+        err_set(&e, ERR_UNAVAILABLE, "tenant %s: rows neither inserted nor found, retry", tenant);
+        ok = false;
+    } else if (ok && (found != expect || same != found)) {
+        const char *count = value_at(r, first_row, COL_SHARD_COUNT);
+        const char *stripe = value_at(r, first_row, COL_STRIPE_SIZE);
+        err_set(&e, ERR_CONFLICT,
+                "tenant %s already exists with other parameters (%zu rows, shard count %s, stripe "
+                "size %s, or another placement policy or config)",
+                tenant, found, count != NULL ? count : "?", stripe != NULL ? stripe : "?");
+        ok = false;
     }
-    op->create_cb(ok ? NULL : &e, ok ? shards : NULL, ok ? n : 0, created, op->arg);
+    if (ok)
+        qsort(shards, n, sizeof(*shards), shard_order);
+    it->cb(ok ? NULL : &e, ok ? shards : NULL, ok ? n : 0, created, it->arg);
     free(shards);
-    free(op);
 }
 
-bool db_tenants_insert(DbPool *pool, const DbTenantCreate *c, DbTenantCreateFn cb, void *arg,
-                       Err *err)
+static void inserter_dispatch(void *arg);
+
+static void batch_unlink(InsertBatch *b)
+{
+    DbTenantInserter *ins = b->ins;
+    if (b->prev != NULL)
+        b->prev->next = b->next;
+    else
+        ins->in_flight = b->next;
+    if (b->next != NULL)
+        b->next->prev = b->prev;
+    ins->n_in_flight--;
+}
+
+/* batch_done: the batch's transaction ended. Committed: every item gets its own outcome. A
+ * database failure (unreachable, connection lost, outcome unknown, timeout, retries exhausted)
+ * fails every item of the batch and only those. Any other error comes from a bad row: the items
+ * go back to the front of the queue, each to run alone, so one bad create fails by itself. */
+static void batch_done(const DbResult *res, void *arg)
+{
+    InsertBatch *b = arg;
+    DbTenantInserter *ins = b->ins;
+    batch_unlink(b);
+    if (res->ok) {
+        const PGresult *r = result_of(res, 0);
+        for (InsertItem *it = b->items; it != NULL; it = it->next)
+            item_deliver(it, r);
+    } else if (res->err.code != ERR_UNAVAILABLE && b->n > 1) {
+        ins->stats.split++;
+        InsertItem *last = b->items;
+        for (InsertItem *it = b->items; it != NULL; it = it->next) {
+            it->alone = true;
+            last = it;
+        }
+        last->next = ins->head;
+        if (ins->head == NULL)
+            ins->tail = last;
+        ins->head = b->items;
+        b->items = NULL;
+    } else {
+        for (InsertItem *it = b->items; it != NULL; it = it->next)
+            it->cb(&res->err, NULL, 0, false, it->arg);
+    }
+    while (b->items != NULL) {
+        InsertItem *it = b->items;
+        b->items = it->next;
+        item_free(it);
+    }
+    free(b);
+    inserter_dispatch(ins);
+}
+
+/* batch_take: move the next batch off the queue: an item that must run alone by itself, else up
+ * to max_batch items in queue order, skipping a tenant already in the batch (it waits for the
+ * next one, so one statement never inserts a tenant twice) and items that must run alone. */
+static InsertBatch *batch_take(DbTenantInserter *ins)
+{
+    InsertBatch *b = xcalloc(1, sizeof(*b));
+    b->ins = ins;
+    InsertItem **tail = &b->items;
+    InsertItem *prev = NULL;
+    for (InsertItem *it = ins->head, *next; it != NULL && b->n < ins->max_batch; it = next) {
+        next = it->next;
+        bool take = b->n == 0 || !it->alone;
+        for (InsertItem *x = b->items; take && x != NULL; x = x->next)
+            take = !tenant_id_eq(&x->c.tenant_id, &it->c.tenant_id);
+        if (!take) {
+            prev = it;
+            continue;
+        }
+        if (prev != NULL)
+            prev->next = next;
+        else
+            ins->head = next;
+        if (ins->tail == it)
+            ins->tail = prev;
+        it->next = NULL;
+        *tail = it;
+        tail = &it->next;
+        b->n++;
+        if (it->alone)
+            break;
+    }
+    return b;
+}
+
+/* inserter_dispatch: start batches while fewer than max_in_flight are running. */
+static void inserter_dispatch(void *arg)
+{
+    DbTenantInserter *ins = arg;
+    while (ins->head != NULL && ins->n_in_flight < ins->max_in_flight) {
+        InsertBatch *b = batch_take(ins);
+        json_t *rows = json_array();
+        for (InsertItem *it = b->items; it != NULL; it = it->next)
+            json_array_append_new(rows, item_json(it));
+        char *text = json_dumps(rows, JSON_COMPACT);
+        json_decref(rows);
+        if (text == NULL)
+            abort();
+        const char *const params[] = {text};
+        const DbStatement stmt = {.sql = SQL_TENANT_INSERT_BATCH, .nparams = 1, .params = params};
+        b->next = ins->in_flight;
+        if (ins->in_flight != NULL)
+            ins->in_flight->prev = b;
+        ins->in_flight = b;
+        ins->n_in_flight++;
+        ins->stats.batches++;
+        ins->stats.creates += b->n;
+        if (b->n > ins->stats.largest)
+            ins->stats.largest = b->n;
+        b->req = db_txn_first(ins->pool, &stmt, 1, batch_done, b);
+        free(text);
+    }
+}
+
+DbTenantInserter *db_tenants_inserter_new(struct event_base *base, DbPool *pool, size_t max_batch,
+                                          size_t max_in_flight)
+{
+    DbTenantInserter *ins = xcalloc(1, sizeof(*ins));
+    ins->pool = pool;
+    ins->defer = loop_defer_new(base);
+    loop_defer_item_init(&ins->kick, inserter_dispatch, ins);
+    ins->max_batch = max_batch > 0 ? max_batch : STORCON_DB_INSERT_BATCH_MAX;
+    ins->max_in_flight = max_in_flight > 0 ? max_in_flight : STORCON_DB_INSERT_IN_FLIGHT;
+    return ins;
+}
+
+void db_tenants_inserter_free(DbTenantInserter *ins)
+{
+    if (ins == NULL)
+        return;
+    while (ins->in_flight != NULL) {
+        InsertBatch *b = ins->in_flight;
+        batch_unlink(b);
+        db_cancel(ins->pool, b->req);
+        while (b->items != NULL) {
+            InsertItem *it = b->items;
+            b->items = it->next;
+            item_free(it);
+        }
+        free(b);
+    }
+    while (ins->head != NULL) {
+        InsertItem *it = ins->head;
+        ins->head = it->next;
+        item_free(it);
+    }
+    loop_defer_free(ins->defer);
+    free(ins);
+}
+
+DbTenantInserterStats db_tenants_inserter_stats(const DbTenantInserter *ins)
+{
+    return ins->stats;
+}
+
+bool db_tenants_insert(DbTenantInserter *ins, const DbTenantCreate *c, DbTenantCreateFn cb,
+                       void *arg, Err *err)
 {
     if (c->stripe_size == 0 || c->stripe_size > INT32_MAX) {
         err_set(err, ERR_BAD_REQUEST, "stripe size %" PRIu32 " out of range", c->stripe_size);
@@ -371,34 +600,24 @@ bool db_tenants_insert(DbPool *pool, const DbTenantCreate *c, DbTenantCreateFn c
     }
     if (!json_arg_ok(c->placement_policy, "placement_policy", err))
         return false;
-    char tenant[ID_STR_SIZE], count[INT_TEXT_SIZE], stripe[INT_TEXT_SIZE], gen[INT_TEXT_SIZE],
-        node[INT_TEXT_SIZE];
-    tenant_id_format(&c->tenant_id, tenant);
-    snprintf(count, sizeof(count), "%u", (unsigned)c->shard_count);
-    snprintf(stripe, sizeof(stripe), "%" PRIu32, c->stripe_size);
-    snprintf(gen, sizeof(gen), "%" PRId64, c->generation);
-    const char *config = c->config != NULL ? c->config : "{}";
-    const char *const insert_params[] = {
-        tenant,
-        count,
-        stripe,
-        c->generation != GENERATION_NONE ? gen : NULL,
-        node_text(c->generation_pageserver, node),
-        c->placement_policy,
-        config,
-        c->scheduling_policy != NULL ? c->scheduling_policy : "\"Active\"",
-        c->preferred_az_id,
-    };
-    const char *const read_params[] = {tenant, count, stripe, c->placement_policy, config};
-    const DbStatement stmts[] = {
-        {.sql = SQL_TENANT_INSERT, .nparams = 9, .params = insert_params},
-        {.sql = SQL_TENANT_INSERT_READ, .nparams = 5, .params = read_params, .check = insert_check},
-    };
-    TenantOp *op = op_new(arg);
-    op->create_cb = cb;
-    op->tenant = c->tenant_id;
-    op->expect_rows = c->shard_count > 0 ? c->shard_count : 1;
-    db_txn(pool, stmts, 2, insert_done, op);
+    InsertItem *it = xcalloc(1, sizeof(*it));
+    it->c = *c;
+    it->placement = xstrdup(c->placement_policy);
+    it->config = xstrdup(c->config != NULL ? c->config : "{}");
+    it->scheduling = xstrdup(c->scheduling_policy != NULL ? c->scheduling_policy : "\"Active\"");
+    it->az = c->preferred_az_id != NULL ? xstrdup(c->preferred_az_id) : NULL;
+    it->c.placement_policy = it->placement;
+    it->c.config = it->config;
+    it->c.scheduling_policy = it->scheduling;
+    it->c.preferred_az_id = it->az;
+    it->cb = cb;
+    it->arg = arg;
+    if (ins->tail != NULL)
+        ins->tail->next = it;
+    else
+        ins->head = it;
+    ins->tail = it;
+    inserter_kick(ins);
     return true;
 }
 

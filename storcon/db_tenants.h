@@ -31,6 +31,8 @@
 #include "shared/id.h"
 #include "storcon/db.h"
 
+struct event_base;
+
 #define DB_NODE_ID_NONE UINT64_MAX /* generation_pageserver IS NULL */
 
 /* DbTenantShard: one row. */
@@ -80,13 +82,49 @@ typedef void (*DbGenerationsFn)(const Err *err, const DbShardGeneration *found, 
 /* DbTenantsDoneFn: an update or delete finished. */
 typedef void (*DbTenantsDoneFn)(const Err *err, void *arg);
 
-/* db_tenants_insert: insert every shard of a new tenant (max(count, 1) rows) in one transaction.
- * If the tenant's rows already exist with the same shard count, stripe size, placement policy and
- * config, that is success with created false (generations and nodes as stored now); any other
- * existing rows -> ERR_CONFLICT and nothing is written. false (ERR_BAD_REQUEST): stripe size 0 or
- * above INT32_MAX, generation out of range, no placement policy. */
-bool db_tenants_insert(DbPool *pool, const DbTenantCreate *create, DbTenantCreateFn cb, void *arg,
-                       Err *err) MUST_CHECK;
+/* ---- tenant inserts, with group commit ----
+ *
+ * A DbTenantInserter batches the inserts of concurrent creates into shared transactions: the
+ * creates submitted during one loop pass, and those arriving while max_in_flight batches are
+ * committing, go together (at most max_batch tenants) in one serializable transaction of one
+ * statement, queued ahead of other database work (db_txn_first). Each create still gets its own
+ * outcome:
+ *  - a new tenant: all its rows inserted (created true);
+ *  - rows that exist with the same shard count, stripe size, placement policy and config: success
+ *    with created false (generations and nodes as stored now);
+ *  - any other existing rows: ERR_CONFLICT, nothing written for it; its batch-mates go on;
+ *  - a row the database refuses (e.g. config that is not JSON): the batch is rolled back and its
+ *    creates run again one per transaction, so only the bad one fails (ERR_INTERNAL);
+ *  - a database failure (unreachable, lost connection, outcome unknown, statement timeout,
+ *    serialization retries exhausted): every create of that batch fails with ERR_UNAVAILABLE and
+ *    none of them is acknowledged; creates in other batches are not affected. A serialization
+ *    failure (a concurrent insert of the same tenant) runs the whole batch again.
+ * A callback runs only after the transaction holding its rows committed. */
+typedef struct DbTenantInserter DbTenantInserter;
+
+/* DbTenantInserterStats: what the inserter has done (tests, benchmarks). */
+typedef struct DbTenantInserterStats {
+    uint64_t batches; /* transactions started (a retried one counts once) */
+    uint64_t creates; /* creates in them */
+    uint64_t largest; /* the most creates in one transaction */
+    uint64_t split;   /* batches rolled back for a bad row and run again one by one */
+} DbTenantInserterStats;
+
+/* db_tenants_inserter_new: an inserter on pool; max_batch 0 = STORCON_DB_INSERT_BATCH_MAX
+ * tenants per transaction, max_in_flight 0 = STORCON_DB_INSERT_IN_FLIGHT transactions at once.
+ * The caller frees it with db_tenants_inserter_free, before the pool. */
+DbTenantInserter *db_tenants_inserter_new(struct event_base *base, DbPool *pool, size_t max_batch,
+                                          size_t max_in_flight);
+/* db_tenants_inserter_free: drop every create not answered yet WITHOUT calling it back (a batch
+ * in flight commits or not on the server). */
+void db_tenants_inserter_free(DbTenantInserter *ins);
+DbTenantInserterStats db_tenants_inserter_stats(const DbTenantInserter *ins);
+
+/* db_tenants_insert: insert every shard of a new tenant (max(count, 1) rows), batched as above.
+ * false (ERR_BAD_REQUEST, no callback): stripe size 0 or above INT32_MAX, generation out of
+ * range, no placement policy. */
+bool db_tenants_insert(DbTenantInserter *ins, const DbTenantCreate *create, DbTenantCreateFn cb,
+                       void *arg, Err *err) MUST_CHECK;
 
 /* db_tenants_load: every shard row (startup), ordered by tenant, count, number; with
  * include_detached false, rows whose placement policy is "Detached" are left out. */

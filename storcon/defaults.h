@@ -44,6 +44,11 @@
 #define STORCON_DB_TXN_MAX_ATTEMPTS  5
 #define STORCON_DB_TXN_RETRY_BASE_MS 20
 #define STORCON_DB_TXN_RETRY_MAX_MS  1000
+/* Tenant creates are inserted in shared transactions (group commit, db_tenants.h): at most this
+ * many tenants per transaction, and this many transactions committing at once; creates arriving
+ * meanwhile wait and go together in the next one. */
+#define STORCON_DB_INSERT_BATCH_MAX 64
+#define STORCON_DB_INSERT_IN_FLIGHT 1
 /* TCP keepalives on database connections, so that a vanished server is noticed in about 1 min
  * (used unless the database URL sets its own). */
 #define STORCON_DB_KEEPALIVES_IDLE_S     30

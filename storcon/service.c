@@ -440,6 +440,7 @@ Service *service_new(const ServiceOptions *opts)
     };
     svc->hb = heartbeat_new(&hbo);
     svc->defer = loop_defer_new(opts->base);
+    svc->inserter = db_tenants_inserter_new(opts->base, opts->db, 0, 0);
     loop_defer_item_init(&svc->waiter_kick, waiter_check_cb, svc);
     svc->ops = operations_new(opts->base, svc->defer, svc);
     svc->hb_soon = event_new(opts->base, -1, 0, hb_soon_cb, svc);
@@ -479,6 +480,7 @@ void service_free(Service *svc)
         free(w); /* its operation goes with the registry */
     }
     operations_free(svc->ops);
+    db_tenants_inserter_free(svc->inserter); /* creates not answered yet went with ops */
     event_free(svc->hb_soon);
     heartbeat_free(svc->hb);
     reconciler_free(svc->rec);

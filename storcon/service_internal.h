@@ -79,8 +79,9 @@ struct Service {
     StartupStep step;
     ServiceDoneFn start_done;
     void *start_arg;
-    size_t startup_pending; /* location_config lists in flight */
-    Operations *ops;        /* operations in flight and their tenant / node locks */
+    size_t startup_pending;     /* location_config lists in flight */
+    Operations *ops;            /* operations in flight and their tenant / node locks */
+    DbTenantInserter *inserter; /* tenant inserts, batched (group commit) */
     Waiter *waiters;
     LoopDefer *defer;          /* every deferred call of the service (shared/defer.h) */
     LoopDeferItem waiter_kick; /* check every waiter from the loop */

@@ -242,7 +242,7 @@ void service_tenant_create_step(Operation *op)
         .scheduling_policy = sched,
     };
     operation_set_step(op, "storing the shards");
-    bool ok = db_tenants_insert(svc->opts.db, &c, on_tenant_inserted, op, &err);
+    bool ok = db_tenants_insert(svc->inserter, &c, on_tenant_inserted, op, &err);
     free(conf);
     if (!ok)
         operation_finish(op, &err, NULL);

@@ -320,7 +320,7 @@ void service_attach_hook(Service *svc, const TenantShardId *tsid, bool has_node,
         .generation_pageserver = DB_NODE_ID_NONE,
         .placement_policy = policy,
     };
-    if (!db_tenants_insert(svc->opts.db, &c, on_attach_hook_inserted, op, &err)) {
+    if (!db_tenants_insert(svc->inserter, &c, on_attach_hook_inserted, op, &err)) {
         free(op);
         service_defer_err(svc, cb, arg, &err);
     }

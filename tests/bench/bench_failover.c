@@ -4,7 +4,7 @@
  * of TCP connections).
  *
  * Setup (nothing timed):
- *   - a throwaway Postgres 15 cluster (tests/unit/pg_util.h), the schema applied by the real
+ *   - a throwaway Postgres 15 cluster (tests/unit/pg_cluster.h), the schema applied by the real
  *     daemon (`storcon --migrate-to N`);
  *   - 10 fake pageservers in this process, on one event loop in a thread of their own, served by
  *     the real HTTP server (shared/http_server.c) and answering what the controller asks quickly
@@ -51,7 +51,7 @@
 #include "shared/metrics.h"
 #include "shared/str.h"
 #include "storcon/migrations.h"
-#include "tests/unit/pg_util.h"
+#include "tests/unit/pg_cluster.h"
 
 #define BENCH_NODES             10
 #define BENCH_SHARDS_PER_TENANT 4
@@ -385,7 +385,7 @@ static const char SQL_BASELINE_INCREMENT[] =
 static double baseline_ms(void)
 {
     PGconn *c = db_connect();
-    double t0 = pg_now_s();
+    double t0 = pg_cluster_now_s();
     db_run(c, "BEGIN", 0, NULL);
     for (size_t i = 0; i < B.n_shards; i++) {
         TenantShardId t;
@@ -398,7 +398,7 @@ static double baseline_ms(void)
         db_run(c, SQL_BASELINE_INCREMENT, 4, params);
     }
     db_run(c, "COMMIT", 0, NULL);
-    double ms = (pg_now_s() - t0) * 1e3;
+    double ms = (pg_cluster_now_s() - t0) * 1e3;
     PQfinish(c);
     return ms;
 }
@@ -490,11 +490,11 @@ static double metric(const char *name)
 
 static void wait_for(const char *what, bool (*cond)(void))
 {
-    double deadline = pg_now_s() + BENCH_TIMEOUT_S;
+    double deadline = pg_cluster_now_s() + BENCH_TIMEOUT_S;
     while (!cond()) {
-        if (pg_now_s() > deadline)
+        if (pg_cluster_now_s() > deadline)
             die("timed out waiting for %s", what);
-        pg_sleep_ms(2);
+        pg_cluster_sleep_ms(2);
     }
 }
 
@@ -525,7 +525,7 @@ int main(int argc, char **argv)
     log_set_level(LOG_ERROR);
     signal(SIGPIPE, SIG_IGN);
     curl_global_init(CURL_GLOBAL_DEFAULT);
-    if (!pg_binaries_available()) {
+    if (!pg_cluster_available()) {
         fprintf(stderr, "bench: Postgres 15 binaries not found in " PG_BIN "\n");
         return 1;
     }
@@ -542,7 +542,8 @@ int main(int argc, char **argv)
         die("%s not found (build the storcon target)", exe);
     atexit(cleanup);
 
-    if (!pg_cluster_start(&B.pg, "bench-failover", 100))
+    const char *const settings[] = {PG_CLUSTER_FAST_SETTINGS, "max_connections=100", NULL};
+    if (!pg_cluster_start(&B.pg, settings, 60))
         die("could not start Postgres");
     str_printf(B.storcon_log, sizeof(B.storcon_log), "%s/storcon.log", B.pg.root);
 
@@ -561,7 +562,7 @@ int main(int argc, char **argv)
     if (pthread_create(&thread, NULL, fake_thread, NULL) != 0)
         die("pthread_create failed");
 
-    int port = pg_free_port();
+    int port = pg_cluster_free_port();
     char listen[32];
     str_printf(listen, sizeof(listen), "127.0.0.1:%d", port);
     str_printf(B.storcon_url, sizeof(B.storcon_url), "http://%s", listen);
@@ -577,7 +578,7 @@ int main(int argc, char **argv)
     uint64_t accepted_before = fakes_accepted();
     size_t puts_before = atomic_load(&B.puts);
     atomic_store(&B.dead, true);
-    double t0 = pg_now_s();
+    double t0 = pg_cluster_now_s();
     char path[64];
     str_printf(path, sizeof(path), "/control/v1/node/%d/config", BENCH_DEAD_NODE);
     char body[64];
@@ -586,9 +587,9 @@ int main(int argc, char **argv)
     if (http("PUT", path, body, NULL) != 200)
         die("marking node %d Offline failed", BENCH_DEAD_NODE);
     wait_for("every shard re-attached", all_reattached);
-    double t_attached = (pg_now_s() - t0) * 1e3;
+    double t_attached = (pg_cluster_now_s() - t0) * 1e3;
     wait_for("reconciles to settle", reconciles_settled);
-    double t_settled = (pg_now_s() - t0) * 1e3;
+    double t_settled = (pg_cluster_now_s() - t0) * 1e3;
     double conns_after = metric("storcon_http_client_connections_opened_total");
     uint64_t accepted = fakes_accepted() - accepted_before;
     size_t puts = atomic_load(&B.puts) - puts_before;

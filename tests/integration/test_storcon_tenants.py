@@ -8,7 +8,8 @@
   "storcon-fanout-before-recheck");
 - locate and the paged tenant list; a failed notification stays pending and is retried, a 423
   does not block other tenants; a slow timeline delete answers 409 after 25 s, then 200;
-- tenant delete waits for a running timeline create (per-tenant locks).
+- tenant delete waits for a running timeline create (per-tenant locks);
+- concurrent creates share transactions (group commit) yet each gets its own outcome.
 """
 
 import threading
@@ -595,3 +596,41 @@ def test_failed_reconcile_reports_error_and_background_pass_retries(cluster):
              interval=0.5)
     assert time.monotonic() - fixed_at <= 25, "the background pass runs every 20 s"
     wait_for(lambda: cluster.notifications(tenant), timeout=10, what="notify-attach")
+
+
+def test_concurrent_creates_share_transactions_each_with_its_own_outcome(cluster):
+    """Group commit (docs/storcon.md "Tenant create: group commit"): creates sent at once are
+    batched into shared transactions, yet every new tenant is persisted and answered 201, a
+    conflicting create of an existing tenant fails alone with 409 and writes nothing, and an
+    identical repeat succeeds."""
+    existing, _ = cluster.create_tenant(count=2, placement="Detached")
+    news = [(new_id(), count, placement)
+            for count in (0, 2) for placement in ({"Attached": 0}, "Detached")
+            for _ in range(4)]
+    bodies = [{"new_tenant_id": t, "shard_parameters": {"count": c}, "placement_policy": p}
+              for t, c, p in news]
+    bodies.append({"new_tenant_id": existing, "shard_parameters": {"count": 4},
+                   "placement_policy": "Detached"})  # conflict: other shard count
+    bodies.append({"new_tenant_id": existing, "shard_parameters": {"count": 2},
+                   "placement_policy": "Detached"})  # identical repeat
+    results = [None] * len(bodies)
+    start = threading.Barrier(len(bodies))
+
+    def create(i):
+        start.wait()
+        results[i] = cluster.storcon.post("/v1/tenant", json=bodies[i], timeout=60)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(bodies))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+
+    for (tenant, count, _), r in zip(news, results):
+        assert r.status_code == 201, f"{tenant}: {r.status_code} {r.text}"
+        rows = cluster.db_shards(tenant)
+        assert sorted(rows) == sorted(shard_tsids(tenant, count)), rows
+    assert "already exists" in error_msg(results[-2], 409)
+    assert results[-1].status_code == 201, results[-1].text
+    assert sorted(cluster.db_shards(existing)) == sorted(shard_tsids(existing, 2))
+    assert cluster.consistency_check().status_code == 200

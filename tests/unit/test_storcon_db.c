@@ -2,9 +2,8 @@
  * test_storcon_db.c: the persistence layer (storcon/db_nodes.c, db_tenants.c, db_imports.c)
  * against a real, throwaway Postgres 15.
  *
- * The group setup runs initdb into a mkdtemp directory under /tmp (owned by the postgres user,
- * through runuser, when we are root), starts the postmaster on a free port with fsync off, and
- * applies every migration with the real migration runner. Each test then drives the functions
+ * The group setup starts a throwaway cluster with fsync off (tests/unit/pg_cluster.h) and applies
+ * every migration with the real migration runner. Each test then drives the functions
  * under test from an event loop and checks their callbacks, and checks the rows they left with a
  * separate, plain libpq connection (so the code under test never verifies itself). The group
  * teardown (and, should a test abort the process, an atexit handler) stops Postgres by its pid
@@ -34,7 +33,6 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 #include "tests/unit/dep_util.h"
-#include "tests/unit/pg_util.h"
 #include <event2/event.h>
 #include <libpq-fe.h>
 
@@ -47,20 +45,27 @@
 #include "storcon/db_nodes.h"
 #include "storcon/db_tenants.h"
 #include "storcon/schema_migrate.h"
+#include "tests/unit/pg_cluster.h"
 
 #define WAIT_TIMEOUT_S  30.0
 #define START_TIMEOUT_S 60.0
 
 /* ------------------------------------------------------------------------------------------ */
-/* the throwaway cluster (tests/unit/pg_util.h)                                               */
+/* the throwaway cluster (tests/unit/pg_cluster.h)                                            */
 /* ------------------------------------------------------------------------------------------ */
 
 static struct {
     bool available;
-    PgCluster pg;
-    PGconn *check; /* plain blocking connection for verification queries */
+    PgCluster cluster;
+    const char *url; /* cluster.url */
+    PGconn *check;   /* plain blocking connection for verification queries */
     bool atexit_registered;
 } PG;
+
+static double now_s(void)
+{
+    return pg_cluster_now_s();
+}
 
 static void pg_cleanup(void)
 {
@@ -68,7 +73,12 @@ static void pg_cleanup(void)
         PQfinish(PG.check);
         PG.check = NULL;
     }
-    pg_cluster_cleanup(&PG.pg);
+    pg_cluster_cleanup(&PG.cluster);
+}
+
+static int free_port(void)
+{
+    return pg_cluster_free_port();
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
@@ -101,7 +111,7 @@ static bool apply_migrations(int target)
 {
     struct event_base *base = event_base_new();
     SchemaMigrateOptions opts = {
-        .database_url = PG.pg.url, .connect_timeout_ms = 20000, .target_version = target};
+        .database_url = PG.url, .connect_timeout_ms = 20000, .target_version = target};
     MigrateWait w = {0};
     SchemaMigrator *m = NULL;
     Err err;
@@ -110,8 +120,8 @@ static bool apply_migrations(int target)
         print_message("schema_migrate_start: %s\n", err.msg);
     } else {
         struct event *tick = tick_new(base);
-        double deadline = pg_now_s() + START_TIMEOUT_S;
-        while (!w.done && pg_now_s() < deadline)
+        double deadline = now_s() + START_TIMEOUT_S;
+        while (!w.done && now_s() < deadline)
             event_base_loop(base, EVLOOP_ONCE);
         event_free(tick);
         if (!w.done)
@@ -130,7 +140,7 @@ static bool apply_migrations(int target)
 static int group_setup(void **state)
 {
     log_set_level(LOG_WARN);
-    if (!pg_binaries_available()) {
+    if (!pg_cluster_available()) {
         print_message("[  SKIP    ] Postgres 15 binaries not found in " PG_BIN
                       ": skipping the database tests\n");
         PG.available = false;
@@ -140,9 +150,11 @@ static int group_setup(void **state)
         atexit(pg_cleanup);
         PG.atexit_registered = true;
     }
-    if (!pg_cluster_start(&PG.pg, "storcon-db-test", 60))
+    const char *const settings[] = {PG_CLUSTER_FAST_SETTINGS, NULL};
+    if (!pg_cluster_start(&PG.cluster, settings, START_TIMEOUT_S))
         return -1;
-    PG.check = PQconnectdb(PG.pg.url);
+    PG.url = PG.cluster.url;
+    PG.check = PQconnectdb(PG.url);
     if (PQstatus(PG.check) != CONNECTION_OK) {
         print_message("check connection: %s\n", PQerrorMessage(PG.check));
         return -1;
@@ -205,18 +217,25 @@ typedef struct Fixture {
     struct event_base *base;
     struct event *tick;
     DbPool *pool;
+    DbTenantInserter *ins;
 } Fixture;
 
-static Fixture *fixture_new(const char *url, size_t size, uint64_t queue_timeout_ms)
+/* fixture_new: statement_timeout_ms 0 = the pool's default. */
+static Fixture *fixture_new(const char *url, size_t size, uint64_t queue_timeout_ms,
+                            uint64_t statement_timeout_ms)
 {
     Fixture *f = calloc(1, sizeof(*f));
     assert_non_null(f);
     f->base = event_base_new();
     assert_non_null(f->base);
     f->tick = tick_new(f->base);
-    DbPoolConfig cfg = {
-        .url = url, .size = size, .connect_timeout_ms = 5000, .queue_timeout_ms = queue_timeout_ms};
+    DbPoolConfig cfg = {.url = url,
+                        .size = size,
+                        .connect_timeout_ms = 5000,
+                        .queue_timeout_ms = queue_timeout_ms,
+                        .statement_timeout_ms = statement_timeout_ms};
     f->pool = db_pool_new(f->base, &cfg);
+    f->ins = db_tenants_inserter_new(f->base, f->pool, 0, 0);
     return f;
 }
 
@@ -224,6 +243,7 @@ static void fixture_free(Fixture *f)
 {
     if (f == NULL)
         return;
+    db_tenants_inserter_free(f->ins);
     db_pool_free(f->pool);
     event_free(f->tick);
     event_base_free(f->base);
@@ -232,7 +252,7 @@ static void fixture_free(Fixture *f)
 
 static int test_setup(void **state)
 {
-    *state = PG.available ? fixture_new(PG.pg.url, 8, 20000) : NULL;
+    *state = PG.available ? fixture_new(PG.url, 8, 20000, 0) : NULL;
     return 0;
 }
 
@@ -252,9 +272,9 @@ static Fixture *fixture_or_skip(void **state)
 /* pump: run the loop until *calls reaches want (each callback increments it) or time is up. */
 static void pump(Fixture *f, const int *calls, int want)
 {
-    double deadline = pg_now_s() + WAIT_TIMEOUT_S;
+    double deadline = now_s() + WAIT_TIMEOUT_S;
     while (*calls < want) {
-        if (pg_now_s() > deadline)
+        if (now_s() > deadline)
             fail_msg("timed out waiting for %d callbacks (got %d)", want, *calls);
         event_base_loop(f->base, EVLOOP_ONCE);
     }
@@ -473,7 +493,7 @@ static TenantId create_tenant(Fixture *f, ShardCount count, Generation gen, char
     c.generation = gen;
     Capture cap = {0};
     Err err;
-    assert_true(db_tenants_insert(f->pool, &c, on_create, &cap, &err));
+    assert_true(db_tenants_insert(f->ins, &c, on_create, &cap, &err));
     pump(f, &cap.calls, 1);
     expect_ok(&cap);
     assert_true(cap.flag);
@@ -698,7 +718,7 @@ static void test_tenant_insert(void **state)
     Capture c = {0};
     Err err;
 
-    assert_true(db_tenants_insert(f->pool, &create, on_create, &c, &err));
+    assert_true(db_tenants_insert(f->ins, &create, on_create, &c, &err));
     pump(f, &c.calls, 1);
     expect_ok(&c);
     assert_true(c.flag);
@@ -723,7 +743,7 @@ static void test_tenant_insert(void **state)
     DbTenantCreate again = create;
     again.placement_policy = "{ \"Attached\" : 1 }";
     again.generation = 5;
-    assert_true(db_tenants_insert(f->pool, &again, on_create, &c, &err));
+    assert_true(db_tenants_insert(f->ins, &again, on_create, &c, &err));
     pump(f, &c.calls, 2);
     expect_ok(&c);
     assert_false(c.flag);
@@ -751,7 +771,7 @@ static void test_tenant_insert(void **state)
         other.placement_policy = conflicts[i].placement;
         other.config = conflicts[i].config;
         int before = c.calls;
-        assert_true(db_tenants_insert(f->pool, &other, on_create, &c, &err));
+        assert_true(db_tenants_insert(f->ins, &other, on_create, &c, &err));
         pump(f, &c.calls, before + 1);
         if (c.ok)
             fail_msg("conflicting create (%s) was accepted", conflicts[i].what);
@@ -780,7 +800,7 @@ static void test_tenant_insert(void **state)
     unsharded.generation = GENERATION_NONE;
     unsharded.scheduling_policy = "\"Pause\"";
     unsharded.preferred_az_id = "az-1";
-    assert_true(db_tenants_insert(f->pool, &unsharded, on_create, &c, &err));
+    assert_true(db_tenants_insert(f->ins, &unsharded, on_create, &c, &err));
     pump(f, &c.calls, c.calls + 1);
     expect_ok(&c);
     assert_int_equal(c.n, 1);
@@ -822,7 +842,7 @@ static void test_tenant_insert_invalid(void **state)
         Capture cap = {0};
         Err err;
         err_clear(&err);
-        if (db_tenants_insert(f->pool, &c, on_create, &cap, &err))
+        if (db_tenants_insert(f->ins, &c, on_create, &cap, &err))
             fail_msg("case \"%s\" accepted", cases[i].what);
         assert_int_equal(err.code, ERR_BAD_REQUEST);
     }
@@ -831,12 +851,145 @@ static void test_tenant_insert_invalid(void **state)
     bad.config = "{not json";
     Capture cap = {0};
     Err err;
-    assert_true(db_tenants_insert(f->pool, &bad, on_create, &cap, &err));
+    assert_true(db_tenants_insert(f->ins, &bad, on_create, &cap, &err));
     pump(f, &cap.calls, 1);
     expect_err(&cap, ERR_INTERNAL, NULL);
     char id[ID_STR_SIZE];
     tenant_id_format(&t, id);
     assert_int_equal(rows_of(id), 0);
+}
+
+/* Group commit: creates submitted together share one transaction, yet each gets its own outcome;
+ * a bad row fails alone; a database failure fails exactly the creates of its batch. */
+typedef struct BatchCreate {
+    const char *what;
+    int tenant;     /* index into the test's tenants */
+    unsigned count; /* shard count */
+    const char *config;
+    ErrCode code; /* ERR_NONE: success */
+    bool created; /* on success */
+} BatchCreate;
+
+static void submit_batch(Fixture *f, const TenantId *tenants, const BatchCreate *bc, size_t n,
+                         Capture *caps)
+{
+    for (size_t i = 0; i < n; i++) {
+        DbTenantCreate c = make_create(&tenants[bc[i].tenant], (ShardCount)bc[i].count);
+        if (bc[i].config != NULL)
+            c.config = bc[i].config;
+        Err err;
+        memset(&caps[i], 0, sizeof(caps[i]));
+        assert_true(db_tenants_insert(f->ins, &c, on_create, &caps[i], &err));
+    }
+    for (size_t i = 0; i < n; i++)
+        pump(f, &caps[i].calls, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (bc[i].code == ERR_NONE) {
+            if (!caps[i].ok)
+                fail_msg("%s: %s", bc[i].what, caps[i].err.msg);
+            if (caps[i].flag != bc[i].created)
+                fail_msg("%s: created %d, expected %d", bc[i].what, caps[i].flag, bc[i].created);
+            assert_int_equal(caps[i].n, bc[i].count > 0 ? bc[i].count : 1);
+            assert_true(tenant_id_eq(&caps[i].shards[0].tsid.tenant_id, &tenants[bc[i].tenant]));
+        } else {
+            if (caps[i].ok)
+                fail_msg("%s: accepted", bc[i].what);
+            expect_err(&caps[i], bc[i].code, NULL);
+        }
+    }
+}
+
+static void test_tenant_insert_batched(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    enum { T_EXISTING, T_REPEAT, T_A, T_B, T_C, T_E, T_F, T_G, T_COUNT };
+    TenantId t[T_COUNT];
+    char id[T_COUNT][ID_STR_SIZE];
+    t[T_EXISTING] = create_tenant(f, 2, 0, id[T_EXISTING]);
+    t[T_REPEAT] = create_tenant(f, 0, 0, id[T_REPEAT]);
+    for (int i = T_A; i < T_COUNT; i++) {
+        tenant_id_generate(&t[i]);
+        tenant_id_format(&t[i], id[i]);
+    }
+    static Capture caps[8];
+
+    /* all submitted in one loop pass: one transaction, except the second create of A, which
+     * waits for the next one (a statement never inserts a tenant twice) */
+    DbTenantInserterStats before = db_tenants_inserter_stats(f->ins);
+    const BatchCreate first[] = {
+        {"new A", T_A, 4, NULL, ERR_NONE, true},
+        {"new B", T_B, 0, NULL, ERR_NONE, true},
+        {"existing tenant, other count", T_EXISTING, 4, NULL, ERR_CONFLICT, false},
+        {"identical repeat", T_REPEAT, 0, NULL, ERR_NONE, false},
+        {"new C", T_C, 1, NULL, ERR_NONE, true},
+        {"A again in the same pass", T_A, 4, NULL, ERR_NONE, false},
+    };
+    submit_batch(f, t, first, 6, caps);
+    DbTenantInserterStats after = db_tenants_inserter_stats(f->ins);
+    assert_int_equal(after.batches - before.batches, 2);
+    assert_int_equal(after.creates - before.creates, 6);
+    assert_true(after.largest >= 5);
+    assert_int_equal(rows_of(id[T_A]), 4);
+    assert_int_equal(rows_of(id[T_B]), 1);
+    assert_int_equal(rows_of(id[T_C]), 1);
+    assert_int_equal(sql_int("SELECT count(*) FROM tenant_shards WHERE tenant_id = $1 AND "
+                             "shard_count = 2",
+                             1, id[T_EXISTING], NULL, NULL),
+                     2);
+    assert_int_equal(rows_of(id[T_EXISTING]), 2);
+    assert_non_null(strstr(caps[2].err.msg, "already exists"));
+
+    /* a row the database refuses fails alone; its batch-mates are inserted */
+    before = db_tenants_inserter_stats(f->ins);
+    const BatchCreate second[] = {
+        {"new E", T_E, 2, NULL, ERR_NONE, true},
+        {"config that is not JSON", T_F, 0, "{not json", ERR_INTERNAL, false},
+        {"new G", T_G, 0, NULL, ERR_NONE, true},
+    };
+    submit_batch(f, t, second, 3, caps);
+    after = db_tenants_inserter_stats(f->ins);
+    assert_int_equal(after.split - before.split, 1);
+    assert_int_equal(rows_of(id[T_E]), 2);
+    assert_int_equal(rows_of(id[T_F]), 0);
+    assert_int_equal(rows_of(id[T_G]), 1);
+}
+
+/* A database failure in the middle of a batch (its statement times out behind a lock) fails
+ * every create of the batch, none is acknowledged and no row is left; the next batch works. */
+static void test_tenant_insert_batch_db_failure(void **state)
+{
+    if (!PG.available)
+        SKIP_MISSING_DEP("no usable Postgres 15 (binaries in " PG_BIN ")");
+    Fixture *f = fixture_new(PG.url, 2, 20000, 300);
+    enum { T_H, T_I, T_J, T_K, T_COUNT };
+    TenantId t[T_COUNT];
+    char id[T_COUNT][ID_STR_SIZE];
+    for (int i = 0; i < T_COUNT; i++) {
+        tenant_id_generate(&t[i]);
+        tenant_id_format(&t[i], id[i]);
+    }
+    PGresult *r = PQexec(PG.check, "BEGIN; LOCK TABLE tenant_shards IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    static Capture caps[4];
+    DbTenantInserterStats before = db_tenants_inserter_stats(f->ins);
+    const BatchCreate failing[] = {
+        {"H", T_H, 4, NULL, ERR_UNAVAILABLE, false},
+        {"I", T_I, 0, NULL, ERR_UNAVAILABLE, false},
+        {"J", T_J, 2, NULL, ERR_UNAVAILABLE, false},
+    };
+    submit_batch(f, t, failing, 3, caps);
+    DbTenantInserterStats after = db_tenants_inserter_stats(f->ins);
+    r = PQexec(PG.check, "ROLLBACK");
+    PQclear(r);
+    assert_int_equal(after.batches - before.batches, 1);
+    assert_int_equal(after.split, before.split);
+    for (int i = T_H; i <= T_J; i++)
+        assert_int_equal(rows_of(id[i]), 0);
+    const BatchCreate next[] = {{"K after the lock", T_K, 0, NULL, ERR_NONE, true}};
+    submit_batch(f, t, next, 1, caps);
+    assert_int_equal(rows_of(id[T_K]), 1);
+    fixture_free(f);
 }
 
 static void test_tenant_load(void **state)
@@ -851,7 +1004,7 @@ static void test_tenant_load(void **state)
     detached.placement_policy = "\"Detached\"";
     Capture c = {0};
     Err err;
-    assert_true(db_tenants_insert(f->pool, &detached, on_create, &c, &err));
+    assert_true(db_tenants_insert(f->ins, &detached, on_create, &c, &err));
     pump(f, &c.calls, 1);
     expect_ok(&c);
 
@@ -1686,10 +1839,10 @@ static void test_unavailable(void **state)
 {
     if (!PG.available)
         SKIP_MISSING_DEP("no usable Postgres 15 (binaries in " PG_BIN ")");
-    int port = pg_free_port();
+    int port = free_port();
     char url[128];
     snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", port);
-    Fixture *f = fixture_new(url, 1, 300);
+    Fixture *f = fixture_new(url, 1, 300, 0);
     Capture c = {0};
     db_nodes_list(f->pool, on_nodes, &c);
     TenantId t;
@@ -1717,6 +1870,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_invalid_arguments, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_insert, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_insert_invalid, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_insert_batched, test_setup, test_teardown),
+        cmocka_unit_test(test_tenant_insert_batch_db_failure),
         cmocka_unit_test_setup_teardown(test_tenant_load, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_generation_batched_increments, test_setup,
                                         test_teardown),

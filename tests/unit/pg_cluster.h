@@ -1,16 +1,17 @@
 /*
- * pg_util.h: a throwaway Postgres 15 cluster for tests and benchmarks that need a real database
- * (tests/unit/test_storcon_db.c, tests/bench/bench_failover.c). Header-only (static functions)
- * because every test and benchmark is its own executable.
+ * pg_cluster.h: a throwaway Postgres 15 cluster for C tests and benchmarks (the unit tests of the
+ * persistence layer, tests/bench/bench_tenant_create.c and
+ * bench_failover.c).
  *
  * pg_cluster_start runs initdb into a mkdtemp directory under /tmp (owned by the postgres user,
  * through runuser, when we are root: Postgres refuses to run as root), starts the postmaster on a
- * free loopback port with fsync off, and waits until it answers. pg_cluster_cleanup stops it by
- * its pid (fast shutdown, SIGKILL if it lingers) and removes the directory; it is safe to call
- * twice, so it can also run from an atexit handler.
+ * free loopback port with the caller's settings and waits until it accepts connections.
+ * pg_cluster_cleanup stops it by its pid (fast shutdown, SIGKILL if it lingers) and removes the
+ * directory; it is safe to call twice, e.g. from an atexit handler. Header-only (static functions)
+ * because every test is its own executable.
  */
-#ifndef TESTS_UNIT_PG_UTIL_H
-#define TESTS_UNIT_PG_UTIL_H
+#ifndef TESTS_UNIT_PG_CLUSTER_H
+#define TESTS_UNIT_PG_CLUSTER_H
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,8 +37,7 @@
 #ifndef PG_BIN
 #define PG_BIN "/usr/lib/postgresql/15/bin"
 #endif
-#define PG_UTIL_RUNUSER         "/usr/sbin/runuser"
-#define PG_UTIL_START_TIMEOUT_S 60.0
+#define PG_CLUSTER_RUNUSER "/usr/sbin/runuser"
 
 typedef struct PgCluster {
     char root[64];
@@ -48,33 +48,32 @@ typedef struct PgCluster {
     char url[128];
 } PgCluster;
 
-static inline double pg_now_s(void)
+/* Settings of a cluster whose durability does not matter (unit tests): no fsync. */
+#define PG_CLUSTER_FAST_SETTINGS                                                                   \
+    "fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_connections=60"
+
+static inline double pg_cluster_now_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static inline void pg_sleep_ms(long ms)
+static inline void pg_cluster_sleep_ms(long ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
-static inline bool pg_as_root(void)
-{
-    return geteuid() == 0;
-}
-
-/* pg_binaries_available: initdb and postgres exist (and runuser, when we are root). */
-static inline bool pg_binaries_available(void)
+/* pg_cluster_available: the Postgres binaries (and runuser when root) are there. */
+static inline bool pg_cluster_available(void)
 {
     return access(PG_BIN "/postgres", X_OK) == 0 && access(PG_BIN "/initdb", X_OK) == 0 &&
-           (!pg_as_root() || access(PG_UTIL_RUNUSER, X_OK) == 0);
+           (geteuid() != 0 || access(PG_CLUSTER_RUNUSER, X_OK) == 0);
 }
 
-/* pg_free_port: a loopback TCP port that was free a moment ago, or -1. */
-static inline int pg_free_port(void)
+/* pg_cluster_free_port: a loopback port nobody listens on right now, or -1. */
+static inline int pg_cluster_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0)
@@ -90,19 +89,19 @@ static inline int pg_free_port(void)
     return port;
 }
 
-/* pg_spawn: fork and exec argv (through runuser as postgres when root), output appended to the
- * cluster log. Returns the child pid or -1. */
-static inline pid_t pg_spawn(const PgCluster *pg, const char *const *argv)
+/* pg_cluster_spawn: fork and exec argv (through runuser as postgres when root), output appended
+ * to the cluster log. Returns the child pid or -1. */
+static inline pid_t pg_cluster_spawn(const PgCluster *pg, const char *const *argv)
 {
-    const char *full[32];
+    const char *full[64];
     size_t n = 0;
-    if (pg_as_root()) {
-        full[n++] = PG_UTIL_RUNUSER;
+    if (geteuid() == 0) {
+        full[n++] = PG_CLUSTER_RUNUSER;
         full[n++] = "-u";
         full[n++] = "postgres";
         full[n++] = "--";
     }
-    for (size_t i = 0; argv[i] != NULL && n < 31; i++)
+    for (size_t i = 0; argv[i] != NULL && n < 63; i++)
         full[n++] = argv[i];
     full[n] = NULL;
     pid_t pid = fork();
@@ -121,8 +120,8 @@ static inline pid_t pg_spawn(const PgCluster *pg, const char *const *argv)
     _exit(127);
 }
 
-/* pg_print_log: the cluster's log to out (after a failure). */
-static inline void pg_print_log(const PgCluster *pg, FILE *out)
+/* pg_cluster_log_tail: print the cluster log to `out` (after a failure). */
+static inline void pg_cluster_log_tail(const PgCluster *pg, FILE *out)
 {
     FILE *f = fopen(pg->log_path, "r");
     if (f == NULL)
@@ -134,8 +133,8 @@ static inline void pg_print_log(const PgCluster *pg, FILE *out)
     fclose(f);
 }
 
-/* pg_postmaster_pid: the first line of postmaster.pid, or -1. */
-static inline pid_t pg_postmaster_pid(const PgCluster *pg)
+/* pg_cluster_postmaster_pid: the first line of postmaster.pid, or -1. */
+static inline pid_t pg_cluster_postmaster_pid(const PgCluster *pg)
 {
     char path[192];
     snprintf(path, sizeof(path), "%s/postmaster.pid", pg->datadir);
@@ -146,7 +145,7 @@ static inline pid_t pg_postmaster_pid(const PgCluster *pg)
     bool got = fgets(line, sizeof(line), f) != NULL;
     fclose(f);
     char *end = NULL;
-    long pid = got ? strtol(line, &end, 10) : 0;
+    long pid = got ? strtol(line, &end, 10) : -1;
     if (!got || end == line || pid <= 0 || pid > INT32_MAX)
         return -1;
     return (pid_t)pid;
@@ -158,17 +157,17 @@ static inline void pg_cluster_stop(PgCluster *pg)
 {
     if (pg->child <= 0)
         return;
-    pid_t pm = pg_postmaster_pid(pg);
+    pid_t pm = pg_cluster_postmaster_pid(pg);
     pid_t target = pm > 0 ? pm : pg->child;
     kill(target, SIGINT);
-    double deadline = pg_now_s() + 20.0;
+    double deadline = pg_cluster_now_s() + 20.0;
     bool exited = false;
-    while (!exited && pg_now_s() < deadline) {
+    while (!exited && pg_cluster_now_s() < deadline) {
         int status;
         pid_t r = waitpid(pg->child, &status, WNOHANG);
         exited = r == pg->child || (r < 0 && errno == ECHILD);
         if (!exited)
-            pg_sleep_ms(50);
+            pg_cluster_sleep_ms(50);
     }
     if (!exited) {
         kill(target, SIGKILL);
@@ -179,8 +178,8 @@ static inline void pg_cluster_stop(PgCluster *pg)
     pg->child = 0;
 }
 
-static inline int pg_remove_entry(const char *path, const struct stat *sb, int flag,
-                                  struct FTW *ftw)
+static inline int pg_cluster_remove_entry(const char *path, const struct stat *sb, int flag,
+                                          struct FTW *ftw)
 {
     (void)sb;
     (void)flag;
@@ -189,30 +188,31 @@ static inline int pg_remove_entry(const char *path, const struct stat *sb, int f
     return 0;
 }
 
-/* pg_cluster_cleanup: stop and remove the directory. Safe to call twice. */
+/* pg_cluster_cleanup: stop the cluster and remove its directory. Safe to call twice. */
 static inline void pg_cluster_cleanup(PgCluster *pg)
 {
     pg_cluster_stop(pg);
     if (pg->root[0] != '\0') {
-        nftw(pg->root, pg_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        nftw(pg->root, pg_cluster_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
         pg->root[0] = '\0';
     }
 }
 
-/* pg_cluster_start: initdb and start a cluster under /tmp/<prefix>-XXXXXX; pg->url names its
- * "postgres" database. false (with a message on stderr and the log printed) on failure; call
- * pg_cluster_cleanup either way. */
-static inline bool pg_cluster_start(PgCluster *pg, const char *prefix, int max_connections)
+/* pg_cluster_start: initdb and start a cluster with `settings` ("name=value" each, NULL
+ * terminated, at most 16) and wait until it accepts connections (at most timeout_s). false after
+ * printing why to stderr (the log tail when Postgres itself failed); the caller still runs
+ * pg_cluster_cleanup. */
+static inline bool pg_cluster_start(PgCluster *pg, const char *const *settings, double timeout_s)
 {
     memset(pg, 0, sizeof(*pg));
-    snprintf(pg->root, sizeof(pg->root), "/tmp/%s-XXXXXX", prefix);
+    snprintf(pg->root, sizeof(pg->root), "/tmp/storcon-pg-XXXXXX");
     if (mkdtemp(pg->root) == NULL) {
         fprintf(stderr, "mkdtemp: %s\n", strerror(errno));
         pg->root[0] = '\0';
         return false;
     }
     chmod(pg->root, 0755);
-    if (pg_as_root()) {
+    if (geteuid() == 0) {
         struct passwd *pw = getpwnam("postgres");
         if (pw == NULL || chown(pg->root, pw->pw_uid, pw->pw_gid) != 0) {
             fprintf(stderr, "cannot hand %s to the postgres user\n", pg->root);
@@ -225,52 +225,42 @@ static inline bool pg_cluster_start(PgCluster *pg, const char *prefix, int max_c
     const char *const initdb[] = {
         PG_BIN "/initdb", "-D", pg->datadir, "--auth=trust", "-U", "postgres",
         "--no-sync",      "-E", "UTF8",      "--locale=C",   NULL};
-    pid_t pid = pg_spawn(pg, initdb);
+    pid_t pid = pg_cluster_spawn(pg, initdb);
     int status = 0;
     if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
         WEXITSTATUS(status) != 0) {
         fprintf(stderr, "initdb failed\n");
-        pg_print_log(pg, stderr);
+        pg_cluster_log_tail(pg, stderr);
         return false;
     }
 
-    pg->port = pg_free_port();
-    char port[16], max_conns[40];
+    pg->port = pg_cluster_free_port();
+    char port[16];
     snprintf(port, sizeof(port), "%d", pg->port);
-    snprintf(max_conns, sizeof(max_conns), "max_connections=%d", max_connections);
-    const char *const postgres[] = {PG_BIN "/postgres",
-                                    "-D",
-                                    pg->datadir,
-                                    "-p",
-                                    port,
-                                    "-k",
-                                    pg->root,
-                                    "-c",
-                                    "listen_addresses=127.0.0.1",
-                                    "-c",
-                                    "fsync=off",
-                                    "-c",
-                                    "synchronous_commit=off",
-                                    "-c",
-                                    "full_page_writes=off",
-                                    "-c",
-                                    max_conns,
-                                    NULL};
-    pg->child = pg_spawn(pg, postgres);
+    const char *argv[64] = {
+        PG_BIN "/postgres",          "-D", pg->datadir, "-p", port, "-k", pg->root, "-c",
+        "listen_addresses=127.0.0.1"};
+    size_t n = 9;
+    for (size_t i = 0; settings != NULL && settings[i] != NULL && i < 16; i++) {
+        argv[n++] = "-c";
+        argv[n++] = settings[i];
+    }
+    argv[n] = NULL;
+    pg->child = pg_cluster_spawn(pg, argv);
     if (pg->child < 0) {
         pg->child = 0;
         return false;
     }
     snprintf(pg->url, sizeof(pg->url), "postgresql://postgres@127.0.0.1:%d/postgres", pg->port);
-    double deadline = pg_now_s() + PG_UTIL_START_TIMEOUT_S;
+    double deadline = pg_cluster_now_s() + timeout_s;
     while (PQping(pg->url) != PQPING_OK) {
-        if (waitpid(pg->child, &status, WNOHANG) == pg->child || pg_now_s() > deadline) {
+        if (waitpid(pg->child, &status, WNOHANG) == pg->child || pg_cluster_now_s() > deadline) {
             fprintf(stderr, "postgres did not start\n");
-            pg_print_log(pg, stderr);
+            pg_cluster_log_tail(pg, stderr);
             pg->child = 0;
             return false;
         }
-        pg_sleep_ms(50);
+        pg_cluster_sleep_ms(50);
     }
     return true;
 }
