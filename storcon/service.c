@@ -395,6 +395,12 @@ Service *service_new(const ServiceOptions *opts)
         abort();
     }
     svc->pc = pageserver_client_new(opts->base, svc->http);
+    WorkerPoolConfig wc = {.threads = STORCON_WORKER_THREADS};
+    if (!worker_pool_new_config(opts->base, &wc, &svc->workers, &err)) {
+        log_err(&err, "creating the worker pool");
+        abort();
+    }
+    pageserver_client_set_workers(svc->pc, svc->workers);
     ComputeHookOptions ho = {
         .control_plane_url = svc->cp_url,
         .bearer_token = svc->cp_token,
@@ -471,6 +477,7 @@ void service_free(Service *svc)
     reconciler_free(svc->rec);
     compute_hook_free(svc->hook);
     pageserver_client_free(svc->pc);
+    worker_pool_free(svc->workers); /* after the client: scans of its cancelled calls end here */
     http_client_free(svc->http);
     /* intents are dropped with the map; node counters go with the nodes */
     shard_map_free(svc->map);

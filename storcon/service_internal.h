@@ -21,6 +21,7 @@
 #include "shared/log.h"
 #include "shared/str.h"
 #include "shared/tenant_config.h"
+#include "shared/worker_pool.h"
 #include "storcon/compute_hook.h"
 #include "storcon/db_nodes.h"
 #include "storcon/db_tenants.h"
@@ -66,6 +67,7 @@ struct Service {
     char *ps_token; /* bearer for pageserver calls; NULL = none */
     HttpClient *http;
     PageserverClient *pc;
+    WorkerPool *workers; /* CPU work off the loop (the startup location listings) */
     ComputeHook *hook;
     NodeSet nodes;
     ShardMap *map;

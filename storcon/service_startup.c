@@ -270,14 +270,10 @@ static void on_startup_locations(const PageserverResult *res, void *arg)
             TenantShard *s = shard_map_get(svc->map, &loc->tsid);
             if (s == NULL)
                 continue;
-            ObservedState o;
-            Err e;
-            err_clear(&e);
-            if (loc->config == NULL || json_is_null(loc->config) ||
-                !tenant_shard_observed_from_json(loc->config, &o, &e))
-                tenant_shard_observed_set_unknown(s, n->id);
+            if (loc->observed.known)
+                tenant_shard_observed_set(s, n->id, &loc->observed);
             else
-                tenant_shard_observed_set(s, n->id, &o);
+                tenant_shard_observed_set_unknown(s, n->id);
             known++;
         }
         log_info("startup: node %llu holds %zu known shards", (unsigned long long)c->node, known);
