@@ -12,6 +12,7 @@
  *    followed by a low one, no lone surrogate, no \u0000;
  *  - every value (scalars too) counts one level of nesting, at most 2048;
  *  - after the document only whitespace;
+ *  - one NUL byte right after a number or a literal is ignored (skip_lookahead_nul);
  *  - a repeated key replaces the earlier value: each "tenant_shards" at the top level starts the
  *    list again, and the summary fields of a config are judged on their last values.
  * Problems of shape (an element that is not a pair, an id that does not parse) are remembered
@@ -313,6 +314,16 @@ static bool scan_string(Scan *sc, ScanStr *out)
     }
 }
 
+/* skip_lookahead_nul: jansson's quirk, copied so that the decoders agree: the byte after a
+ * number or a literal is read ahead and pushed back, and a NUL byte pushed back is lost (its
+ * stream buffer takes NUL for "empty"), so ONE NUL byte right after a number or literal is
+ * ignored. */
+static void skip_lookahead_nul(Scan *sc)
+{
+    if (sc->p < sc->end && *sc->p == '\0')
+        sc->p++;
+}
+
 typedef enum NumKind { NUM_INTEGER, NUM_REAL } NumKind;
 
 static bool is_digit(int c)
@@ -355,6 +366,7 @@ static bool scan_number(Scan *sc, NumKind *kind, long long *ival)
         *kind = NUM_INTEGER;
         *ival = neg ? (mag == (unsigned long long)LLONG_MAX + 1 ? LLONG_MIN : -(long long)mag)
                     : (long long)mag;
+        skip_lookahead_nul(sc);
         return true;
     }
     if (c == '.') {
@@ -388,6 +400,7 @@ static bool scan_number(Scan *sc, NumKind *kind, long long *ival)
     if (huge)
         return fail(sc, "real number overflow");
     *kind = NUM_REAL;
+    skip_lookahead_nul(sc);
     return true;
 }
 
@@ -401,6 +414,7 @@ static bool scan_literal(Scan *sc, const char *word)
     int c = peek(sc);
     if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
         return fail(sc, "invalid token");
+    skip_lookahead_nul(sc);
     return true;
 }
 

@@ -34,6 +34,7 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 #include "tests/unit/dep_util.h"
+#include "tests/unit/pg_cluster.h"
 #include <event2/event.h>
 #include <libpq-fe.h>
 
@@ -47,24 +48,16 @@
 #include "storcon/db_tenants.h"
 #include "storcon/schema_migrate.h"
 
-#ifndef PG_BIN
-#define PG_BIN "/usr/lib/postgresql/15/bin"
-#endif
-#define RUNUSER         "/usr/sbin/runuser"
 #define WAIT_TIMEOUT_S  30.0
 #define START_TIMEOUT_S 60.0
 
 /* ------------------------------------------------------------------------------------------ */
-/* the throwaway cluster                                                                      */
+/* the throwaway cluster (tests/unit/pg_cluster.h)                                            */
 /* ------------------------------------------------------------------------------------------ */
 
 static struct {
     bool available;
-    char root[64];
-    char datadir[128];
-    char log_path[128];
-    pid_t child; /* what we forked: the postmaster, or runuser running it */
-    int port;
+    PgCluster cluster;
     char url[128];
     PGconn *check; /* plain blocking connection for verification queries */
     bool atexit_registered;
@@ -72,143 +65,16 @@ static struct {
 
 static double now_s(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return pg_cluster_now_s();
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static bool as_root(void)
-{
-    return geteuid() == 0;
-}
-
-/* spawn: fork and exec argv (through runuser as postgres when root), output appended to the
- * cluster log. Returns the child pid or -1. */
-static pid_t spawn(const char *const *argv)
-{
-    const char *full[32];
-    size_t n = 0;
-    if (as_root()) {
-        full[n++] = RUNUSER;
-        full[n++] = "-u";
-        full[n++] = "postgres";
-        full[n++] = "--";
-    }
-    for (size_t i = 0; argv[i] != NULL && n < 31; i++)
-        full[n++] = argv[i];
-    full[n] = NULL;
-    pid_t pid = fork();
-    if (pid != 0)
-        return pid;
-    int fd = open(PG.log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    int null_fd = open("/dev/null", O_RDONLY);
-    if (fd >= 0) {
-        dup2(fd, STDOUT_FILENO);
-        dup2(fd, STDERR_FILENO);
-    }
-    if (null_fd >= 0)
-        dup2(null_fd, STDIN_FILENO);
-    setsid();
-    execv(full[0], (char *const *)full);
-    _exit(127);
-}
-
-static void print_log_tail(void)
-{
-    FILE *f = fopen(PG.log_path, "r");
-    if (f == NULL)
-        return;
-    char line[512];
-    print_message("---- %s ----\n", PG.log_path);
-    while (fgets(line, sizeof(line), f) != NULL)
-        print_message("%s", line);
-    fclose(f);
-}
-
-/* postmaster_pid: the first line of postmaster.pid, or -1. */
-static pid_t postmaster_pid(void)
-{
-    char path[192];
-    snprintf(path, sizeof(path), "%s/postmaster.pid", PG.datadir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    char line[32] = "";
-    bool got = fgets(line, sizeof(line), f) != NULL;
-    fclose(f);
-    line[strcspn(line, "\n")] = '\0';
-    int64_t pid;
-    if (!got || !parse_i64(line, 1, INT32_MAX, &pid))
-        return -1;
-    return (pid_t)pid;
-}
-
-/* pg_stop: fast shutdown (SIGINT) of the postmaster by its pid, SIGKILL if it lingers; then reap
- * the child we forked. Safe to call twice. */
-static void pg_stop(void)
+static void pg_cleanup(void)
 {
     if (PG.check != NULL) {
         PQfinish(PG.check);
         PG.check = NULL;
     }
-    if (PG.child <= 0)
-        return;
-    pid_t pm = postmaster_pid();
-    pid_t target = pm > 0 ? pm : PG.child;
-    kill(target, SIGINT);
-    double deadline = now_s() + 20.0;
-    bool exited = false;
-    while (!exited && now_s() < deadline) {
-        int status;
-        pid_t r = waitpid(PG.child, &status, WNOHANG);
-        exited = r == PG.child || (r < 0 && errno == ECHILD);
-        if (!exited)
-            sleep_ms(50);
-    }
-    if (!exited) {
-        kill(target, SIGKILL);
-        if (target != PG.child)
-            kill(PG.child, SIGKILL);
-        waitpid(PG.child, NULL, 0);
-    }
-    PG.child = 0;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    remove(path);
-    return 0;
-}
-
-static void pg_cleanup(void)
-{
-    pg_stop();
-    if (PG.root[0] != '\0') {
-        nftw(PG.root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-        PG.root[0] = '\0';
-    }
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0)
-        return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    int port = -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    close(fd);
-    return port;
+    pg_cluster_cleanup(&PG.cluster);
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
@@ -259,7 +125,8 @@ static bool apply_migrations(int target)
         else if (!w.outcome.ok)
             print_message("migrations failed: %s\n", w.outcome.err.msg);
         ok = w.done && w.outcome.ok &&
-             w.outcome.to_version == (target == SCHEMA_MIGRATE_TARGET_LATEST ? MIGRATIONS_COUNT : target);
+             w.outcome.to_version ==
+                 (target == SCHEMA_MIGRATE_TARGET_LATEST ? MIGRATIONS_COUNT : target);
     }
     schema_migrate_free(m);
     event_base_free(base);
@@ -269,8 +136,7 @@ static bool apply_migrations(int target)
 static int group_setup(void **state)
 {
     log_set_level(LOG_WARN);
-    if (access(PG_BIN "/postgres", X_OK) != 0 || access(PG_BIN "/initdb", X_OK) != 0 ||
-        (as_root() && access(RUNUSER, X_OK) != 0)) {
+    if (!pg_cluster_available()) {
         print_message("[  SKIP    ] Postgres 15 binaries not found in " PG_BIN
                       ": skipping the database tests\n");
         PG.available = false;
@@ -280,72 +146,9 @@ static int group_setup(void **state)
         atexit(pg_cleanup);
         PG.atexit_registered = true;
     }
-    str_copy(PG.root, sizeof(PG.root), "/tmp/storcon-db-test-XXXXXX");
-    if (mkdtemp(PG.root) == NULL) {
-        print_message("mkdtemp: %s\n", strerror(errno));
-        PG.root[0] = '\0';
+    if (!pg_cluster_start(&PG.cluster, "/tmp/storcon-db-test-XXXXXX"))
         return -1;
-    }
-    chmod(PG.root, 0755);
-    if (as_root()) {
-        struct passwd *pw = getpwnam("postgres");
-        if (pw == NULL || chown(PG.root, pw->pw_uid, pw->pw_gid) != 0) {
-            print_message("cannot hand %s to the postgres user\n", PG.root);
-            return -1;
-        }
-    }
-    snprintf(PG.datadir, sizeof(PG.datadir), "%s/data", PG.root);
-    snprintf(PG.log_path, sizeof(PG.log_path), "%s/postgres.log", PG.root);
-
-    const char *const initdb[] = {
-        PG_BIN "/initdb", "-D", PG.datadir, "--auth=trust", "-U", "postgres",
-        "--no-sync",      "-E", "UTF8",     "--locale=C",   NULL};
-    pid_t pid = spawn(initdb);
-    int status = 0;
-    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-        WEXITSTATUS(status) != 0) {
-        print_message("initdb failed\n");
-        print_log_tail();
-        return -1;
-    }
-
-    PG.port = free_port();
-    char port[16];
-    snprintf(port, sizeof(port), "%d", PG.port);
-    const char *const postgres[] = {PG_BIN "/postgres",
-                                    "-D",
-                                    PG.datadir,
-                                    "-p",
-                                    port,
-                                    "-k",
-                                    PG.root,
-                                    "-c",
-                                    "listen_addresses=127.0.0.1",
-                                    "-c",
-                                    "fsync=off",
-                                    "-c",
-                                    "synchronous_commit=off",
-                                    "-c",
-                                    "full_page_writes=off",
-                                    "-c",
-                                    "max_connections=60",
-                                    NULL};
-    PG.child = spawn(postgres);
-    if (PG.child < 0) {
-        PG.child = 0;
-        return -1;
-    }
-    snprintf(PG.url, sizeof(PG.url), "postgresql://postgres@127.0.0.1:%d/postgres", PG.port);
-    double deadline = now_s() + START_TIMEOUT_S;
-    while (PQping(PG.url) != PQPING_OK) {
-        if (waitpid(PG.child, &status, WNOHANG) == PG.child || now_s() > deadline) {
-            print_message("postgres did not start\n");
-            print_log_tail();
-            PG.child = 0;
-            return -1;
-        }
-        sleep_ms(50);
-    }
+    str_copy(PG.url, sizeof(PG.url), PG.cluster.url);
     PG.check = PQconnectdb(PG.url);
     if (PQstatus(PG.check) != CONNECTION_OK) {
         print_message("check connection: %s\n", PQerrorMessage(PG.check));
@@ -1815,7 +1618,7 @@ static void test_unavailable(void **state)
 {
     if (!PG.available)
         SKIP_MISSING_DEP("no usable Postgres 15 (binaries in " PG_BIN ")");
-    int port = free_port();
+    int port = pg_cluster_free_port();
     char url[128];
     snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", port);
     Fixture *f = fixture_new(url, 1, 300);
