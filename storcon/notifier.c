@@ -338,13 +338,9 @@ static bool record_clear(const KeyState *ks)
 
 static void store_kick(Notifier *n);
 
-/* store_want: the key's record must become hash (NULL: none); queued behind earlier writes, the
- * newest wish per key replacing a queued one. */
-static void store_want(Notifier *n, KeyState *ks, const uint8_t *hash)
+/* store_enqueue: queue the key's write of `want` (once; a queued key's newest want is written). */
+static void store_enqueue(Notifier *n, KeyState *ks)
 {
-    ks->want_has = hash != NULL;
-    if (hash != NULL)
-        memcpy(ks->want, hash, NOTIFIER_HASH_SIZE);
     if (!ks->store_queued) {
         ks->store_queued = true;
         ks->store_next = NULL;
@@ -355,6 +351,16 @@ static void store_want(Notifier *n, KeyState *ks, const uint8_t *hash)
         n->store_tail = ks;
     }
     store_kick(n);
+}
+
+/* store_want: the key's record must become hash (NULL: none); queued behind earlier writes, the
+ * newest wish per key replacing a queued one. */
+static void store_want(Notifier *n, KeyState *ks, const uint8_t *hash)
+{
+    ks->want_has = hash != NULL;
+    if (hash != NULL)
+        memcpy(ks->want, hash, NOTIFIER_HASH_SIZE);
+    store_enqueue(n, ks);
 }
 
 /* store_want_none: make sure the key's record goes (unless that is already on its way). */
@@ -403,8 +409,7 @@ static void store_done(const Err *err, void *arg)
             ks->durable_clear = !n->batch_entries[i].has_hash;
         } else {
             ks->durable_clear = false; /* unknown */
-            if (!ks->store_queued)     /* nothing newer: write the same again */
-                store_want(n, ks, ks->want_has ? ks->want : NULL);
+            store_enqueue(n, ks);      /* the newest wish (maybe this one) again */
         }
     }
     for (size_t i = 0; i < count; i++)
