@@ -185,6 +185,7 @@ ComputeHook *compute_hook_new(struct event_base *base, HttpClient *http, Metrics
         .backoff_base_ms = opts->backoff_base_ms,
         .backoff_max_ms = opts->backoff_max_ms,
         .store = opts->store,
+        .max_inflight = opts->max_inflight,
     };
     hook->db = opts->db;
     if (opts->db != NULL)

@@ -121,6 +121,7 @@ typedef struct ComputeHookOptions {
     long backoff_max_ms;
     DbPool *db;          /* borrowed: accepted hashes kept in compute_notifications; NULL: not */
     NotifierStore store; /* without db: another store (tests); write NULL = memory only */
+    int max_inflight;    /* requests in flight over all tenants */
 } ComputeHookOptions;
 
 /* compute_hook_new: http and metrics (NULL = no metrics) are borrowed and must outlive the hook.

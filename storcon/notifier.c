@@ -42,6 +42,7 @@
 #define NOTIFIER_DEFAULT_BACKOFF_MAX_MS      5000L
 #define NOTIFIER_INITIAL_BUCKETS             64    /* power of two */
 #define NOTIFIER_STORE_BATCH                 1000  /* record writes per store call */
+#define NOTIFIER_DEFAULT_MAX_INFLIGHT        128   /* requests in flight over all keys */
 #define NOTIFIER_STORE_RETRY_MS              1000L /* after a failed record write */
 
 typedef enum NotifierJobState {
@@ -103,8 +104,10 @@ typedef struct NotifyJob {
     int attempts;
     int transient_failures; /* transport, timeout, 429, 502-504 */
     int locked_answers;     /* 423 */
-    HttpCall *call;         /* SENDING */
+    HttpCall *call;         /* SENDING, holding one of the notifier's request slots */
     struct event *timer;    /* BACKOFF */
+    bool waiting_slot;      /* SENDING, waiting for a request slot (n->slot_head list) */
+    struct NotifyJob *wprev, *wnext;
 } NotifyJob;
 
 struct KeyState {
@@ -166,6 +169,10 @@ struct Notifier {
     size_t batch_n;
     bool writing;
     struct event *store_retry;
+
+    int max_inflight;                 /* request slots over all keys */
+    int inflight;                     /* slots taken */
+    NotifyJob *slot_head, *slot_tail; /* jobs waiting for a slot, FIFO */
 
     MetricCounter *m_sent, *m_failed, *m_dedup;
 };
@@ -491,12 +498,21 @@ static void job_add_waiter(NotifyJob *job, NotifierDone done, void *arg)
 
 /* job_free: stop whatever the job waits for and free it; waiters are dropped without a call
  * (job_settle has delivered to them, or the notifier is going away: then drop_arg tells). */
+static void slot_unlink(Notifier *n, NotifyJob *job);
+static void slots_fill(Notifier *n);
+
 static void job_free(NotifyJob *job, bool going_away)
 {
     if (job == NULL)
         return;
-    if (job->call != NULL)
+    if (job->waiting_slot)
+        slot_unlink(job->n, job);
+    if (job->call != NULL) {
         http_call_cancel(job->call);
+        job->n->inflight--;
+        if (!going_away)
+            slots_fill(job->n);
+    }
     event_free(job->timer);
     Waiter *w = job->waiters;
     while (w != NULL) {
@@ -538,10 +554,57 @@ static void job_supersede(Notifier *n, NotifyJob *job)
 
 static void http_done_cb(const HttpClientResponse *resp, void *arg);
 
-/* job_send: one request for the key's current job. */
+/* ---- request slots: at most max_inflight requests over all keys; the rest wait in FIFO order
+ * (a failover notifying 25,000 tenants must not open 25,000 connections at once) ---- */
+
+static void slot_unlink(Notifier *n, NotifyJob *job)
+{
+    if (job->wprev != NULL)
+        job->wprev->wnext = job->wnext;
+    else
+        n->slot_head = job->wnext;
+    if (job->wnext != NULL)
+        job->wnext->wprev = job->wprev;
+    else
+        n->slot_tail = job->wprev;
+    job->wprev = job->wnext = NULL;
+    job->waiting_slot = false;
+}
+
+static void job_request(Notifier *n, NotifyJob *job);
+
+/* slots_fill: start waiting jobs while slots are free. */
+static void slots_fill(Notifier *n)
+{
+    while (n->inflight < n->max_inflight && n->slot_head != NULL) {
+        NotifyJob *job = n->slot_head;
+        slot_unlink(n, job);
+        job_request(n, job);
+    }
+}
+
+/* job_send: the key's current job sends (now, or when a slot is free). */
 static void job_send(Notifier *n, NotifyJob *job)
 {
     job_set_state(job, NOTIFIER_JOB_SENDING);
+    if (n->inflight >= n->max_inflight) {
+        job->waiting_slot = true;
+        job->wnext = NULL;
+        job->wprev = n->slot_tail;
+        if (n->slot_tail != NULL)
+            n->slot_tail->wnext = job;
+        else
+            n->slot_head = job;
+        n->slot_tail = job;
+        return;
+    }
+    job_request(n, job);
+}
+
+/* job_request: one request for a sending job, in a slot of its own. */
+static void job_request(Notifier *n, NotifyJob *job)
+{
+    n->inflight++;
     job->attempts++;
     HttpClientRequest req = {
         .method = n->method,
@@ -612,6 +675,8 @@ static void http_done_cb(const HttpClientResponse *resp, void *arg)
     Notifier *n = job->n;
     KeyState *ks = job->ks;
     job->call = NULL; /* the HTTP client frees it after this callback */
+    n->inflight--;
+    slots_fill(n);
     int st = resp->status;
 
     if (st >= 200 && st < 300) {
@@ -710,6 +775,7 @@ Notifier *notifier_new(struct event_base *base, HttpClient *http, MetricsRegistr
     n->buckets = xcalloc(n->nbuckets, sizeof(*n->buckets));
     n->defer = loop_defer_new(base);
     n->store = opts->store;
+    n->max_inflight = opts->max_inflight > 0 ? opts->max_inflight : NOTIFIER_DEFAULT_MAX_INFLIGHT;
     n->batch = xcalloc(NOTIFIER_STORE_BATCH, sizeof(*n->batch));
     n->batch_entries = xcalloc(NOTIFIER_STORE_BATCH, sizeof(*n->batch_entries));
     n->store_retry = evtimer_new(base, store_retry_cb, n);
@@ -826,7 +892,8 @@ void notifier_notify(Notifier *n, const void *key, size_t key_len, const char *l
     }
     NotifyJob *job = job_new(n, ks, body);
     job_add_waiter(job, done, arg);
-    if (cur != NULL && (cur->state == NOTIFIER_JOB_BACKOFF || cur->state == NOTIFIER_JOB_STORING)) {
+    if (cur != NULL && (cur->state == NOTIFIER_JOB_BACKOFF || cur->state == NOTIFIER_JOB_STORING ||
+                        cur->waiting_slot)) {
         ks->current = NULL;
         job_supersede(n, cur);
     }

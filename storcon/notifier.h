@@ -5,8 +5,9 @@
  * caller notifies a KEY (a tenant id, as bytes) with an INPUT that a body renderer turns into the
  * request body. Per key:
  *  - at most one request in flight; a newer body supersedes an older one that is queued or waiting
- *    to retry (the older one's callback says SUPERSEDED); an equal body joins the job that carries
- *    it (several callbacks, one request);
+ *    to retry (or still waiting for a request slot: over all keys at most max_inflight requests
+ *    run, the others wait in FIFO order) (the older one's callback says SUPERSEDED); an equal body
+ * joins the job that carries it (several callbacks, one request);
  *  - deduplicated against the last body the endpoint ACCEPTED (2xx), kept as its SHA-256: a
  *    repeat is a no-op success (DEDUPLICATED). Once a request was attempted and not accepted the
  *    endpoint's state is unknown, so the next body is sent even if it equals the old accepted one;
@@ -119,6 +120,7 @@ typedef struct NotifierOptions {
     long backoff_base_ms;      /* capped exponential backoff with full jitter */
     long backoff_max_ms;
     NotifierStore store; /* write NULL = accepted hashes are kept in memory only */
+    int max_inflight;    /* requests in flight over all keys */
 } NotifierOptions;
 
 /* notifier_new: http and metrics (NULL = none) are borrowed and must outlive the notifier. Never

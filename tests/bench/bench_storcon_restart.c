@@ -20,9 +20,11 @@
  *   - decoding one node's listing with the tree decoder (json_loadb + location_list_from_json)
  *     and with the scanner (location_list_scan), best of 3 each.
  *
- * Usage: bench_storcon_restart [--tenants N] [--storcon PATH]
+ * Usage: bench_storcon_restart [--tenants N] [--storcon PATH] [--schema N]
  *   --storcon  the storcon binary to start (default: the one next to this program), e.g. a
- *              build of an older revision to compare.
+ *              build of an older revision to compare;
+ *   --schema   the schema version to migrate to (default: the latest this tree knows; an older
+ *              binary refuses a newer schema).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -429,15 +431,19 @@ static void decode_figures(const StrBuf *listing)
 int main(int argc, char **argv)
 {
     uint64_t tenants = 25000;
+    uint64_t schema = (uint64_t)MIGRATIONS_COUNT;
     char storcon[4096] = "";
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--tenants") == 0 && i + 1 < argc &&
             parse_u64(argv[i + 1], 1, 1000000, &tenants)) {
             i++;
+        } else if (strcmp(argv[i], "--schema") == 0 && i + 1 < argc &&
+                   parse_u64(argv[i + 1], 1, 1000, &schema)) {
+            i++;
         } else if (strcmp(argv[i], "--storcon") == 0 && i + 1 < argc) {
             str_copy(storcon, sizeof(storcon), argv[++i]);
         } else {
-            fprintf(stderr, "usage: %s [--tenants N] [--storcon PATH]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--tenants N] [--storcon PATH] [--schema N]\n", argv[0]);
             return 2;
         }
     }
@@ -469,7 +475,7 @@ int main(int argc, char **argv)
 
     /* the schema, by the binary under test */
     char target[16];
-    snprintf(target, sizeof(target), "%d", MIGRATIONS_COUNT);
+    snprintf(target, sizeof(target), "%llu", (unsigned long long)schema);
     const char *const migrate[] = {storcon,        "--database-url", pg.url, "--dev",
                                    "--migrate-to", target,           NULL};
     if (wait_exit(spawn(migrate, log_path)) != 0) {

@@ -885,6 +885,34 @@ static void test_many_tenants(void **state)
     assert_int_equal(f->cp.nreqs, N);
 }
 
+/* At most max_inflight requests run over all tenants; the others wait their turn (FIFO). */
+static void test_request_slots(void **state)
+{
+    Fixture *f = *state;
+    ComputeHookOptions opts = TEST_OPTS;
+    opts.control_plane_url = f->cp.url;
+    opts.max_inflight = 2;
+    hook_new_with(f, opts);
+    enum { N = 8 };
+    static Outcome os[N];
+    memset(os, 0, sizeof(os));
+    for (int i = 0; i < N; i++) {
+        char hex[ID_STR_SIZE];
+        assert_true(str_printf(hex, sizeof(hex), "%032x", i + 1));
+        cp_script(&f->cp, hex)->delay_ms = 30;
+        NodeId n[] = {1};
+        ComputeHookTenant s = snap(hex, 0, 2048, NULL, n, 1);
+        notify(f, &s, &os[i]);
+    }
+    assert_int_equal(compute_hook_pending_count(f->hook), N);
+    assert_true(run_until(f, N, 20000));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(os[i].res.outcome, COMPUTE_NOTIFY_SENT);
+    assert_int_equal(f->cp.nreqs, N);
+    assert_true(f->cp.max_live <= 2);
+    assert_true(f->cp.max_live >= 1);
+}
+
 /* ---- a second instance of the notifier: a tenant-scoped import_complete ---- */
 
 typedef struct ImportDone {
@@ -1248,6 +1276,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_map_supersedes_retry_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_tenants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_notifier_instance, setup, teardown),
         cmocka_unit_test_setup_teardown(test_store_record_after_accept_removed_before_send, setup,
                                         teardown),
