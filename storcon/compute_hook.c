@@ -12,9 +12,14 @@
 #include "shared/str.h"
 
 #include "storcon/compute_hook.h"
+#include "storcon/db_compute_notifications.h"
 
 struct ComputeHook {
     Notifier *n;
+    DbPool *db;         /* NULL: no database store */
+    DbRequest *writing; /* the record write in flight */
+    NotifierStoreDoneFn write_done;
+    void *write_done_arg;
 };
 
 /* HookWaiter: a caller's callback, called from the notifier's. */
@@ -118,6 +123,39 @@ static void hook_done_cb(const NotifierResult *r, void *arg)
     w.done(&res, w.arg);
 }
 
+/* ---- the database store (compute_notifications) ---- */
+
+static void db_write_done(const Err *err, void *arg)
+{
+    ComputeHook *hook = arg;
+    hook->writing = NULL;
+    hook->write_done(err, hook->write_done_arg);
+}
+
+static void db_store_write(void *ctx, const NotifierStoreEntry *entries, size_t n,
+                           NotifierStoreDoneFn done, void *done_arg)
+{
+    ComputeHook *hook = ctx;
+    DbComputeNotificationWrite *w = xcalloc(n ? n : 1, sizeof(*w));
+    for (size_t i = 0; i < n; i++) {
+        memcpy(w[i].tenant_id.b, entries[i].key, sizeof(w[i].tenant_id.b)); /* keys are ids */
+        w[i].has_hash = entries[i].has_hash;
+        memcpy(w[i].body_sha256, entries[i].hash, sizeof(w[i].body_sha256));
+    }
+    hook->write_done = done;
+    hook->write_done_arg = done_arg;
+    hook->writing = db_compute_notifications_write(hook->db, w, n, db_write_done, hook);
+    free(w);
+}
+
+static void db_store_cancel(void *ctx)
+{
+    ComputeHook *hook = ctx;
+    if (hook->writing != NULL)
+        db_cancel(hook->db, hook->writing);
+    hook->writing = NULL;
+}
+
 ComputeHook *compute_hook_new(struct event_base *base, HttpClient *http, MetricsRegistry *metrics,
                               const ComputeHookOptions *opts)
 {
@@ -146,7 +184,12 @@ ComputeHook *compute_hook_new(struct event_base *base, HttpClient *http, Metrics
         .locked_max_attempts = opts->locked_max_attempts,
         .backoff_base_ms = opts->backoff_base_ms,
         .backoff_max_ms = opts->backoff_max_ms,
+        .store = opts->store,
+        .max_inflight = opts->max_inflight,
     };
+    hook->db = opts->db;
+    if (opts->db != NULL)
+        no.store = (NotifierStore){.write = db_store_write, .cancel = db_store_cancel, .ctx = hook};
     hook->n = notifier_new(base, http, metrics, &no);
     if (url != NULL)
         log_info("compute notifications go to %s", url);
@@ -193,6 +236,31 @@ bool compute_hook_is_pending(const ComputeHook *hook, const TenantId *tenant)
 size_t compute_hook_pending_count(const ComputeHook *hook)
 {
     return notifier_pending_count(hook->n);
+}
+
+void compute_hook_seed(ComputeHook *hook, const TenantId *tenant,
+                       const uint8_t hash[NOTIFIER_HASH_SIZE])
+{
+    char tid[ID_STR_SIZE], label[NOTIFIER_LABEL_MAX];
+    tenant_id_format(tenant, tid);
+    (void)str_printf(label, sizeof(label), "tenant %s", tid); /* fits */
+    notifier_seed(hook->n, tenant->b, sizeof(tenant->b), label, hash);
+}
+
+void compute_hook_records_unknown(ComputeHook *hook)
+{
+    notifier_set_new_keys_unknown(hook->n, true);
+}
+
+bool compute_hook_is_current(const ComputeHook *hook, const ComputeHookTenant *snapshot)
+{
+    return notifier_is_accepted(hook->n, snapshot->tenant_id.b, sizeof(snapshot->tenant_id.b),
+                                snapshot);
+}
+
+bool compute_hook_store_idle(const ComputeHook *hook)
+{
+    return notifier_store_idle(hook->n);
 }
 
 void compute_hook_forget(ComputeHook *hook, const TenantId *tenant)

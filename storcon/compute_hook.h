@@ -17,10 +17,16 @@
  * Rules:
  *  - Sent only when every shard of the current count has a known attached node: a half map
  *    (e.g. during a split) is refused with COMPUTE_NOTIFY_NOT_READY and nothing is sent.
- *  - Deduplicated against the last body the control plane ACCEPTED (2xx) for the tenant, kept in
- *    memory: a repeat is a no-op success (DEDUPLICATED). Once a notification has been attempted
- *    and not accepted, the control plane's state is unknown, so the next one is sent even if it
- *    equals the old accepted body.
+ *  - Deduplicated against the last body the control plane ACCEPTED (2xx) for the tenant: a
+ *    repeat is a no-op success (DEDUPLICATED). Once a notification has been attempted and not
+ *    accepted, the control plane's state is unknown, so the next one is sent even if it equals
+ *    the old accepted body.
+ *  - With a database (ComputeHookOptions.db) what was accepted survives a restart: the SHA-256
+ *    of the accepted body is written to compute_notifications after the 2xx, and a tenant's
+ *    row is removed before a different body is sent (storcon/notifier.h, "store"), so a row
+ *    always names a map the control plane holds. At startup the service reads the rows back
+ *    (compute_hook_seed) and notifies only tenants whose map is not the recorded one
+ *    (compute_hook_is_current). compute_hook_forget removes the tenant's row as well.
  *  - Each tenant's notification is its own asynchronous call; at most one request per tenant is
  *    in flight. A newer map supersedes an older one that is queued or waiting to retry (the older
  *    one's callback says SUPERSEDED); a map equal to the one in flight or queued joins it.
@@ -52,6 +58,7 @@
 #include "shared/http_client.h"
 #include "shared/id.h"
 #include "shared/metrics.h"
+#include "storcon/db.h"
 #include "storcon/notifier.h"
 
 struct event_base;
@@ -112,6 +119,9 @@ typedef struct ComputeHookOptions {
     int locked_max_attempts;       /* 423 answers */
     long backoff_base_ms;          /* capped exponential backoff with full jitter */
     long backoff_max_ms;
+    DbPool *db;          /* borrowed: accepted hashes kept in compute_notifications; NULL: not */
+    NotifierStore store; /* without db: another store (tests); write NULL = memory only */
+    int max_inflight;    /* requests in flight over all tenants */
 } ComputeHookOptions;
 
 /* compute_hook_new: http and metrics (NULL = no metrics) are borrowed and must outlive the hook.
@@ -134,6 +144,19 @@ void compute_hook_notify(ComputeHook *hook, const ComputeHookTenant *snapshot, C
 bool compute_hook_is_pending(const ComputeHook *hook, const TenantId *tenant);
 /* compute_hook_pending_count: how many tenants are pending. */
 size_t compute_hook_pending_count(const ComputeHook *hook);
+
+/* compute_hook_seed: the control plane holds the tenant's map whose body hashes to hash (a
+ * compute_notifications row read back at startup). */
+void compute_hook_seed(ComputeHook *hook, const TenantId *tenant,
+                       const uint8_t hash[NOTIFIER_HASH_SIZE]);
+/* compute_hook_records_unknown: the rows could not be read back: a tenant's first notification
+ * removes its row before it is sent. */
+void compute_hook_records_unknown(ComputeHook *hook);
+/* compute_hook_is_current: the snapshot's map is the one the control plane last accepted for the
+ * tenant, nothing is pending, so there is nothing to send. False when notifications are off. */
+bool compute_hook_is_current(const ComputeHook *hook, const ComputeHookTenant *snapshot);
+/* compute_hook_store_idle: no record write queued or in flight. */
+bool compute_hook_store_idle(const ComputeHook *hook);
 
 /* compute_hook_forget: the tenant was deleted: stop its requests (waiting callbacks get
  * CANCELLED) and drop what is remembered about it. */

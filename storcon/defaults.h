@@ -101,6 +101,9 @@
 #define STORCON_STARTUP_LOCATIONS_BACKOFF_MS     200
 #define STORCON_STARTUP_LOCATIONS_BACKOFF_MAX_MS 1000
 #define STORCON_STARTUP_LOCATIONS_BUDGET_MS      12000
+/* Worker threads (shared/worker_pool.h) for CPU work kept off the loop: scanning the location
+ * listings at startup (megabytes each), several at once. */
+#define STORCON_WORKER_THREADS 2
 /* Tenant create waits this long for the first reconciles before answering. */
 #define STORCON_TENANT_CREATE_WAIT_MS 30000
 /* Tenant delete: the detach reconciles must finish within this. */

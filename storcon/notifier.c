@@ -1,13 +1,16 @@
 /*
  * notifier.c: keyed coalescing notifications (rules in notifier.h).
  *
- * Per key (KeyState, in a hash table keyed by the key bytes): the body the endpoint last
- * accepted, a "failed" flag, and at most two jobs: `current` (a request in flight or a retry
- * waiting for its backoff timer) and `queued` (the newest body, waiting for current to end). A
- * job carries the body and the callbacks waiting for it (several notifies of one body share one
- * job). A job's transitions:
+ * Per key (KeyState, in a hash table keyed by the key bytes): the SHA-256 of the body the
+ * endpoint last accepted, a "failed" flag, and at most two jobs: `current` (a request in flight or
+ * a retry waiting for its backoff timer) and `queued` (the newest body, waiting for current to
+ * end). A job carries the body and the callbacks waiting for it (several notifies of one body
+ * share one job). With a store, a key also has its record's state: whether the store is known to
+ * hold no record (`durable_clear`), and the newest record wanted (`want_has` / `want`) while a
+ * write of it is queued or in flight. A job's transitions:
  *
- *   Queued --current ended, body not the accepted one--> Sending
+ *   Queued --current ended, body not the accepted one, store holds no record--> Sending
+ *   Queued --the same, but the store may hold a record--> Storing --record removed--> Sending
  *   Sending --2xx / budget exhausted / another status--> Settled (SENT / LOCKED / FAILED)
  *   Sending --423 / transport / 429 / 502-504, budget left--> Backoff --timer--> Sending
  *   Sending, retry due but a newer body queued --> Settled (SUPERSEDED)
@@ -24,6 +27,7 @@
 #include <string.h>
 
 #include <event2/event.h>
+#include <openssl/sha.h>
 
 #include "shared/defer.h"
 #include "shared/fsm.h"
@@ -36,26 +40,32 @@
 #define NOTIFIER_DEFAULT_LOCKED_MAX_ATTEMPTS 30     /* 423 answers before giving up (pending) */
 #define NOTIFIER_DEFAULT_BACKOFF_BASE_MS     200L
 #define NOTIFIER_DEFAULT_BACKOFF_MAX_MS      5000L
-#define NOTIFIER_INITIAL_BUCKETS             64 /* power of two */
+#define NOTIFIER_INITIAL_BUCKETS             64    /* power of two */
+#define NOTIFIER_STORE_BATCH                 1000  /* record writes per store call */
+#define NOTIFIER_DEFAULT_MAX_INFLIGHT        128   /* requests in flight over all keys */
+#define NOTIFIER_STORE_RETRY_MS              1000L /* after a failed record write */
 
 typedef enum NotifierJobState {
     NOTIFIER_JOB_QUEUED,  /* behind the key's current job */
     NOTIFIER_JOB_SENDING, /* request in flight */
     NOTIFIER_JOB_BACKOFF, /* waiting for the retry timer */
+    NOTIFIER_JOB_STORING, /* waiting for the key's record to be removed before sending */
     NOTIFIER_JOB_SETTLED, /* outcome handed to the waiters; freed at once */
     NOTIFIER_JOB_STATE_COUNT
 } NotifierJobState;
 
 static const char *const JOB_STATE_NAMES[NOTIFIER_JOB_STATE_COUNT] = {
-    [NOTIFIER_JOB_QUEUED] = "Queued",
-    [NOTIFIER_JOB_SENDING] = "Sending",
-    [NOTIFIER_JOB_BACKOFF] = "Backoff",
+    [NOTIFIER_JOB_QUEUED] = "Queued",   [NOTIFIER_JOB_SENDING] = "Sending",
+    [NOTIFIER_JOB_BACKOFF] = "Backoff", [NOTIFIER_JOB_STORING] = "Storing",
     [NOTIFIER_JOB_SETTLED] = "Settled",
 };
 
 static const FsmTransition JOB_TRANSITIONS[] = {
     {NOTIFIER_JOB_QUEUED, NOTIFIER_JOB_SENDING, "current ended, body not accepted yet"},
     {NOTIFIER_JOB_QUEUED, NOTIFIER_JOB_SETTLED, "deduplicated, superseded or cancelled"},
+    {NOTIFIER_JOB_QUEUED, NOTIFIER_JOB_STORING, "the key's record must go first"},
+    {NOTIFIER_JOB_STORING, NOTIFIER_JOB_SENDING, "record removed"},
+    {NOTIFIER_JOB_STORING, NOTIFIER_JOB_SETTLED, "superseded or cancelled"},
     {NOTIFIER_JOB_SENDING, NOTIFIER_JOB_BACKOFF, "423, transport, 429, 502-504, budget left"},
     {NOTIFIER_JOB_SENDING, NOTIFIER_JOB_SETTLED, "accepted, failed, superseded or cancelled"},
     {NOTIFIER_JOB_BACKOFF, NOTIFIER_JOB_SENDING, "timer"},
@@ -94,8 +104,10 @@ typedef struct NotifyJob {
     int attempts;
     int transient_failures; /* transport, timeout, 429, 502-504 */
     int locked_answers;     /* 423 */
-    HttpCall *call;         /* SENDING */
+    HttpCall *call;         /* SENDING, holding one of the notifier's request slots */
     struct event *timer;    /* BACKOFF */
+    bool waiting_slot;      /* SENDING, waiting for a request slot (n->slot_head list) */
+    struct NotifyJob *wprev, *wnext;
 } NotifyJob;
 
 struct KeyState {
@@ -103,10 +115,19 @@ struct KeyState {
     size_t key_len;
     char label[NOTIFIER_LABEL_MAX];
     KeyState *hnext;
-    char *accepted; /* last body the endpoint accepted; NULL = none or unknown */
-    bool failed;    /* the last notification ended without acceptance */
+    bool has_accepted;                    /* false: none or unknown */
+    uint8_t accepted[NOTIFIER_HASH_SIZE]; /* SHA-256 of the last body the endpoint accepted */
+    bool failed;                          /* the last notification ended without acceptance */
     NotifyJob *current;
     NotifyJob *queued;
+    /* the durable record (with a store) */
+    bool durable_clear;  /* the store is known to hold no record for the key */
+    bool store_queued;   /* in the write queue, to write `want` */
+    bool store_inflight; /* in the write in flight */
+    bool want_has;       /* the newest record wanted (while queued or in flight) */
+    uint8_t want[NOTIFIER_HASH_SIZE];
+    KeyState *store_next; /* write queue */
+    bool forgotten;       /* notifier_forget ran; kept until its record is removed */
 };
 
 /* A result on its way to a callback (key copied: the KeyState may be gone by then). */
@@ -139,6 +160,19 @@ struct Notifier {
 
     LoopDefer *defer;
     Delivery *deliveries; /* not yet run, so notifier_free can free them */
+
+    NotifierStore store;
+    bool new_keys_unknown;             /* records may exist for keys never seeded */
+    KeyState *store_head, *store_tail; /* keys whose record must be written */
+    KeyState **batch;                  /* the write in flight */
+    NotifierStoreEntry *batch_entries;
+    size_t batch_n;
+    bool writing;
+    struct event *store_retry;
+
+    int max_inflight;                 /* request slots over all keys */
+    int inflight;                     /* slots taken */
+    NotifyJob *slot_head, *slot_tail; /* jobs waiting for a slot, FIFO */
 
     MetricCounter *m_sent, *m_failed, *m_dedup;
 };
@@ -272,6 +306,7 @@ static KeyState *key_get(Notifier *n, const void *key, size_t len, const char *l
     memcpy(ks->key, key, len);
     ks->key_len = len;
     (void)str_copy(ks->label, sizeof(ks->label), label != NULL ? label : "?"); /* cut: logs only */
+    ks->durable_clear = !n->new_keys_unknown;
     size_t k = key_hash(key, len) & (n->nbuckets - 1);
     ks->hnext = n->buckets[k];
     n->buckets[k] = ks;
@@ -288,6 +323,139 @@ static void key_unlink(Notifier *n, KeyState *ks)
         *pp = ks->hnext;
         n->nkeys--;
     }
+}
+
+/* ---- the durable record of accepted bodies ---- */
+
+static void body_hash(const char *body, uint8_t out[NOTIFIER_HASH_SIZE])
+{
+    SHA256((const unsigned char *)body, strlen(body), out);
+}
+
+static bool store_enabled(const Notifier *n)
+{
+    return n->store.write != NULL;
+}
+
+/* record_clear: the store holds no record for the key and no write of one is pending. */
+static bool record_clear(const KeyState *ks)
+{
+    return ks->durable_clear && !ks->store_queued && !ks->store_inflight;
+}
+
+static void store_kick(Notifier *n);
+
+/* store_enqueue: queue the key's write of `want` (once; a queued key's newest want is written). */
+static void store_enqueue(Notifier *n, KeyState *ks)
+{
+    if (!ks->store_queued) {
+        ks->store_queued = true;
+        ks->store_next = NULL;
+        if (n->store_tail != NULL)
+            n->store_tail->store_next = ks;
+        else
+            n->store_head = ks;
+        n->store_tail = ks;
+    }
+    store_kick(n);
+}
+
+/* store_want: the key's record must become hash (NULL: none); queued behind earlier writes, the
+ * newest wish per key replacing a queued one. */
+static void store_want(Notifier *n, KeyState *ks, const uint8_t *hash)
+{
+    ks->want_has = hash != NULL;
+    if (hash != NULL)
+        memcpy(ks->want, hash, NOTIFIER_HASH_SIZE);
+    store_enqueue(n, ks);
+}
+
+/* store_want_none: make sure the key's record goes (unless that is already on its way). */
+static void store_want_none(Notifier *n, KeyState *ks)
+{
+    if ((ks->store_queued || ks->store_inflight) && !ks->want_has)
+        return;
+    store_want(n, ks, NULL);
+}
+
+static void job_send(Notifier *n, NotifyJob *job);
+static void key_release(Notifier *n, KeyState *ks);
+
+/* key_store_settled: a write for the key ended: a job waiting for its record to go may send. */
+static void key_store_settled(Notifier *n, KeyState *ks)
+{
+    if (ks->current != NULL && ks->current->state == NOTIFIER_JOB_STORING) {
+        if (record_clear(ks))
+            job_send(n, ks->current);
+        else
+            store_want_none(n, ks); /* the removal failed: it is queued again */
+    }
+    if (ks->forgotten && ks->current == NULL && ks->queued == NULL && !ks->store_queued &&
+        !ks->store_inflight)
+        key_release(n, ks);
+}
+
+/* store_done: the write in flight ended. While its keys are settled n->writing stays set, so
+ * that nothing starts a new write over the batch being walked; the next one starts at the end
+ * (after a failure: when the retry timer fires). */
+static void store_done(const Err *err, void *arg)
+{
+    Notifier *n = arg;
+    size_t count = n->batch_n;
+    if (err != NULL) {
+        log_warn("%s: recording what was accepted failed (retrying in %ld ms): %s", n->what,
+                 NOTIFIER_STORE_RETRY_MS, err->msg);
+        struct timeval tv = {.tv_sec = NOTIFIER_STORE_RETRY_MS / 1000,
+                             .tv_usec = (NOTIFIER_STORE_RETRY_MS % 1000) * 1000};
+        evtimer_add(n->store_retry, &tv);
+    }
+    for (size_t i = 0; i < count; i++) {
+        KeyState *ks = n->batch[i];
+        ks->store_inflight = false;
+        if (err == NULL) {
+            ks->durable_clear = !n->batch_entries[i].has_hash;
+        } else {
+            ks->durable_clear = false; /* unknown */
+            store_enqueue(n, ks);      /* the newest wish (maybe this one) again */
+        }
+    }
+    for (size_t i = 0; i < count; i++)
+        key_store_settled(n, n->batch[i]);
+    n->batch_n = 0;
+    n->writing = false;
+    store_kick(n);
+}
+
+static void store_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    store_kick(arg);
+}
+
+/* store_kick: start the next batch of record writes, unless one is in flight or a retry waits. */
+static void store_kick(Notifier *n)
+{
+    if (n->writing || n->store_head == NULL || evtimer_pending(n->store_retry, NULL))
+        return;
+    size_t k = 0;
+    while (n->store_head != NULL && k < NOTIFIER_STORE_BATCH) {
+        KeyState *ks = n->store_head;
+        n->store_head = ks->store_next;
+        if (n->store_head == NULL)
+            n->store_tail = NULL;
+        ks->store_next = NULL;
+        ks->store_queued = false;
+        ks->store_inflight = true;
+        n->batch[k] = ks;
+        NotifierStoreEntry *e = &n->batch_entries[k];
+        e->key = ks->key;
+        e->key_len = ks->key_len;
+        e->has_hash = ks->want_has;
+        memcpy(e->hash, ks->want, NOTIFIER_HASH_SIZE);
+        k++;
+    }
+    n->batch_n = k;
+    n->writing = true;
+    n->store.write(n->store.ctx, n->batch_entries, k, store_done, n);
 }
 
 /* ---- jobs ---- */
@@ -330,12 +498,21 @@ static void job_add_waiter(NotifyJob *job, NotifierDone done, void *arg)
 
 /* job_free: stop whatever the job waits for and free it; waiters are dropped without a call
  * (job_settle has delivered to them, or the notifier is going away: then drop_arg tells). */
+static void slot_unlink(Notifier *n, NotifyJob *job);
+static void slots_fill(Notifier *n);
+
 static void job_free(NotifyJob *job, bool going_away)
 {
     if (job == NULL)
         return;
-    if (job->call != NULL)
+    if (job->waiting_slot)
+        slot_unlink(job->n, job);
+    if (job->call != NULL) {
         http_call_cancel(job->call);
+        job->n->inflight--;
+        if (!going_away)
+            slots_fill(job->n);
+    }
     event_free(job->timer);
     Waiter *w = job->waiters;
     while (w != NULL) {
@@ -377,10 +554,57 @@ static void job_supersede(Notifier *n, NotifyJob *job)
 
 static void http_done_cb(const HttpClientResponse *resp, void *arg);
 
-/* job_send: one request for the key's current job. */
+/* ---- request slots: at most max_inflight requests over all keys; the rest wait in FIFO order
+ * (a failover notifying 25,000 tenants must not open 25,000 connections at once) ---- */
+
+static void slot_unlink(Notifier *n, NotifyJob *job)
+{
+    if (job->wprev != NULL)
+        job->wprev->wnext = job->wnext;
+    else
+        n->slot_head = job->wnext;
+    if (job->wnext != NULL)
+        job->wnext->wprev = job->wprev;
+    else
+        n->slot_tail = job->wprev;
+    job->wprev = job->wnext = NULL;
+    job->waiting_slot = false;
+}
+
+static void job_request(Notifier *n, NotifyJob *job);
+
+/* slots_fill: start waiting jobs while slots are free. */
+static void slots_fill(Notifier *n)
+{
+    while (n->inflight < n->max_inflight && n->slot_head != NULL) {
+        NotifyJob *job = n->slot_head;
+        slot_unlink(n, job);
+        job_request(n, job);
+    }
+}
+
+/* job_send: the key's current job sends (now, or when a slot is free). */
 static void job_send(Notifier *n, NotifyJob *job)
 {
     job_set_state(job, NOTIFIER_JOB_SENDING);
+    if (n->inflight >= n->max_inflight) {
+        job->waiting_slot = true;
+        job->wnext = NULL;
+        job->wprev = n->slot_tail;
+        if (n->slot_tail != NULL)
+            n->slot_tail->wnext = job;
+        else
+            n->slot_head = job;
+        n->slot_tail = job;
+        return;
+    }
+    job_request(n, job);
+}
+
+/* job_request: one request for a sending job, in a slot of its own. */
+static void job_request(Notifier *n, NotifyJob *job)
+{
+    n->inflight++;
     job->attempts++;
     HttpClientRequest req = {
         .method = n->method,
@@ -399,16 +623,24 @@ static void job_send(Notifier *n, NotifyJob *job)
  * the remembered accepted body is dropped. */
 static void job_start(Notifier *n, KeyState *ks, NotifyJob *job)
 {
-    if (ks->accepted != NULL && strcmp(ks->accepted, job->body) == 0) {
+    uint8_t h[NOTIFIER_HASH_SIZE];
+    body_hash(job->body, h);
+    if (ks->has_accepted && memcmp(ks->accepted, h, sizeof(h)) == 0) {
         ks->failed = false;
         if (n->m_dedup)
             metric_counter_add(n->m_dedup, 1);
         job_settle(n, job, NOTIFIER_DEDUPLICATED, 0, NULL);
         return;
     }
-    free(ks->accepted);
-    ks->accepted = NULL;
+    ks->has_accepted = false;
     ks->current = job;
+    if (store_enabled(n) && !record_clear(ks)) {
+        /* the record names a body the endpoint held; it must go before the endpoint's state
+         * becomes unknown */
+        store_want_none(n, ks);
+        job_set_state(job, NOTIFIER_JOB_STORING);
+        return;
+    }
     job_send(n, job);
 }
 
@@ -443,13 +675,17 @@ static void http_done_cb(const HttpClientResponse *resp, void *arg)
     Notifier *n = job->n;
     KeyState *ks = job->ks;
     job->call = NULL; /* the HTTP client frees it after this callback */
+    n->inflight--;
+    slots_fill(n);
     int st = resp->status;
 
     if (st >= 200 && st < 300) {
         ks->current = NULL;
-        ks->accepted = job->body;
-        job->body = NULL;
+        body_hash(job->body, ks->accepted);
+        ks->has_accepted = true;
         ks->failed = false;
+        if (store_enabled(n))
+            store_want(n, ks, ks->accepted); /* after the 2xx: at least once */
         if (n->m_sent)
             metric_counter_add(n->m_sent, 1);
         log_info("%s for %s accepted (attempt %d)", n->what, ks->label, job->attempts);
@@ -538,6 +774,15 @@ Notifier *notifier_new(struct event_base *base, HttpClient *http, MetricsRegistr
     n->nbuckets = NOTIFIER_INITIAL_BUCKETS;
     n->buckets = xcalloc(n->nbuckets, sizeof(*n->buckets));
     n->defer = loop_defer_new(base);
+    n->store = opts->store;
+    n->max_inflight = opts->max_inflight > 0 ? opts->max_inflight : NOTIFIER_DEFAULT_MAX_INFLIGHT;
+    n->batch = xcalloc(NOTIFIER_STORE_BATCH, sizeof(*n->batch));
+    n->batch_entries = xcalloc(NOTIFIER_STORE_BATCH, sizeof(*n->batch_entries));
+    n->store_retry = evtimer_new(base, store_retry_cb, n);
+    if (n->store_retry == NULL) {
+        log_error("notifier: evtimer_new failed");
+        abort(); /* like an allocation failure */
+    }
     if (metrics != NULL && opts->metric_prefix != NULL) {
         char help[160];
         (void)str_printf(help, sizeof(help), "%ss accepted by the control plane", n->what);
@@ -562,7 +807,6 @@ void notifier_free(Notifier *n)
             KeyState *next = ks->hnext;
             job_free(ks->current, true);
             job_free(ks->queued, true);
-            free(ks->accepted);
             free(ks);
             ks = next;
         }
@@ -575,6 +819,11 @@ void notifier_free(Notifier *n)
             n->drop_arg(d->arg);
         free(d);
     }
+    if (n->writing && n->store.cancel != NULL)
+        n->store.cancel(n->store.ctx);
+    event_free(n->store_retry);
+    free(n->batch);
+    free(n->batch_entries);
     free(n->buckets);
     free(n->what);
     free(n->url);
@@ -619,6 +868,7 @@ void notifier_notify(Notifier *n, const void *key, size_t key_len, const char *l
     }
 
     KeyState *ks = key_get(n, key, key_len, label);
+    ks->forgotten = false;
     NotifyJob *cur = ks->current;
     if (cur != NULL && strcmp(cur->body, body) == 0) {
         if (ks->queued != NULL) {
@@ -642,7 +892,8 @@ void notifier_notify(Notifier *n, const void *key, size_t key_len, const char *l
     }
     NotifyJob *job = job_new(n, ks, body);
     job_add_waiter(job, done, arg);
-    if (cur != NULL && cur->state == NOTIFIER_JOB_BACKOFF) {
+    if (cur != NULL && (cur->state == NOTIFIER_JOB_BACKOFF || cur->state == NOTIFIER_JOB_STORING ||
+                        cur->waiting_slot)) {
         ks->current = NULL;
         job_supersede(n, cur);
     }
@@ -685,13 +936,66 @@ void notifier_forget(Notifier *n, const void *key, size_t key_len)
     KeyState *ks = key_find(n, key, key_len);
     if (ks == NULL)
         return;
-    key_unlink(n, ks);
     Err e;
     err_set(&e, ERR_NOT_FOUND, "%s forgotten (deleted)", ks->label);
-    if (ks->current != NULL)
-        job_settle(n, ks->current, NOTIFIER_CANCELLED, 0, &e);
-    if (ks->queued != NULL)
-        job_settle(n, ks->queued, NOTIFIER_CANCELLED, 0, &e);
-    free(ks->accepted);
+    NotifyJob *cur = ks->current, *q = ks->queued;
+    ks->current = ks->queued = NULL;
+    if (cur != NULL)
+        job_settle(n, cur, NOTIFIER_CANCELLED, 0, &e);
+    if (q != NULL)
+        job_settle(n, q, NOTIFIER_CANCELLED, 0, &e);
+    ks->has_accepted = false;
+    ks->failed = false;
+    if (store_enabled(n) && !record_clear(ks)) {
+        /* its record goes too; the key stays until that write is done */
+        ks->forgotten = true;
+        store_want_none(n, ks);
+        return;
+    }
+    key_release(n, ks);
+}
+
+/* key_release: drop a key that has no job and no record write pending. */
+static void key_release(Notifier *n, KeyState *ks)
+{
+    key_unlink(n, ks);
     free(ks);
+}
+
+void notifier_seed(Notifier *n, const void *key, size_t key_len, const char *label,
+                   const uint8_t hash[NOTIFIER_HASH_SIZE])
+{
+    if (key_len == 0 || key_len > NOTIFIER_KEY_MAX)
+        return;
+    KeyState *ks = key_get(n, key, key_len, label);
+    memcpy(ks->accepted, hash, NOTIFIER_HASH_SIZE);
+    ks->has_accepted = true;
+    ks->durable_clear = false;
+}
+
+void notifier_set_new_keys_unknown(Notifier *n, bool unknown)
+{
+    n->new_keys_unknown = unknown;
+}
+
+bool notifier_is_accepted(const Notifier *n, const void *key, size_t key_len, const void *input)
+{
+    if (!n->enabled || key_len == 0 || key_len > NOTIFIER_KEY_MAX)
+        return false;
+    const KeyState *ks = key_find(n, key, key_len);
+    if (ks == NULL || !ks->has_accepted || key_pending(ks))
+        return false;
+    char *body = NULL;
+    Err e;
+    if (!n->render(input, &body, &e))
+        return false;
+    uint8_t h[NOTIFIER_HASH_SIZE];
+    body_hash(body, h);
+    free(body);
+    return memcmp(h, ks->accepted, sizeof(h)) == 0;
+}
+
+bool notifier_store_idle(const Notifier *n)
+{
+    return !n->writing && n->store_head == NULL;
 }

@@ -30,10 +30,11 @@ struct PageserverCall {
     PageserverCall *prev, *next; /* in pc->calls */
     PageserverOp op;
     TenantShardId tsid;
-    NodeId node;          /* the target's node (NODE_ID_NONE: not cancellable by node) */
-    ShardCount new_count; /* SHARD_SPLIT: the count the children must have */
-    HttpCall *http;       /* while the request runs */
-    LoopDeferItem fail;   /* delivers a local failure from the loop */
+    NodeId node;             /* the target's node (NODE_ID_NONE: not cancellable by node) */
+    ShardCount new_count;    /* SHARD_SPLIT: the count the children must have */
+    HttpCall *http;          /* while the request runs */
+    struct ListParse *parse; /* LOCATION_CONFIG_LIST: while its answer is scanned on a worker */
+    LoopDeferItem fail;      /* delivers a local failure from the loop */
     Err fail_err;
     bool in_callback;
     PageserverDone done;
@@ -42,7 +43,8 @@ struct PageserverCall {
 
 struct PageserverClient {
     HttpClient *http;
-    LoopDefer *defer; /* local failures are delivered through it */
+    WorkerPool *workers; /* NULL: answers are decoded on the loop */
+    LoopDefer *defer;    /* local failures are delivered through it */
     PageserverCall *calls;
     size_t inflight;
 };
@@ -113,6 +115,8 @@ static void call_destroy(PageserverCall *call)
     free(call);
 }
 
+static void list_parse_detach(PageserverCall *call);
+
 /* call_abort: take a call off its client and stop whatever it waits for, without a callback. */
 static void call_abort(PageserverCall *call)
 {
@@ -120,6 +124,7 @@ static void call_abort(PageserverCall *call)
         http_call_cancel(call->http);
         call->http = NULL;
     }
+    list_parse_detach(call);
     calls_unlink(call->pc, call);
     call_destroy(call);
 }
@@ -132,6 +137,11 @@ void pageserver_client_free(PageserverClient *pc)
         call_abort(pc->calls);
     loop_defer_free(pc->defer);
     free(pc);
+}
+
+void pageserver_client_set_workers(PageserverClient *pc, WorkerPool *workers)
+{
+    pc->workers = workers;
 }
 
 size_t pageserver_client_inflight(const PageserverClient *pc)
@@ -209,7 +219,7 @@ size_t pageserver_client_cancel_node(PageserverClient *pc, NodeId node, const Er
     size_t n = 0;
     for (; call != NULL; call = call->prev) {
         if (call->node != node || call->http == NULL)
-            continue; /* another node, or its failure is already on its way */
+            continue; /* another node, or its answer is on its way (a deferred failure, a scan) */
         http_call_cancel(call->http);
         call->http = NULL;
         (void)call_fail_async(call, err);
@@ -292,39 +302,19 @@ bad:
     return false;
 }
 
-/* decode_location_list: {"tenant_shards": [[tsid, LocationConfig or null], ...]}. */
-static bool decode_location_list(const HttpClientResponse *resp, json_t *doc, PageserverResult *res,
-                                 Err *err)
+/* decode_location_list: {"tenant_shards": [[tsid, LocationConfig or null], ...]}, scanned
+ * without a JSON tree (storcon/location_list.h). */
+static bool decode_location_list(const HttpClientResponse *resp, PageserverResult *res, Err *err)
 {
     Err why;
-    json_t *list = json_object_get(doc, "tenant_shards");
-    if (!json_is_array(list)) {
-        err_set(&why, ERR_INTERNAL, "\"tenant_shards\" is not an array");
-        goto bad;
+    LocationList list;
+    if (!location_list_scan(resp->body, resp->body_len, &list, &why)) {
+        bad_body(resp, &why, err);
+        return false;
     }
-    size_t n = json_array_size(list);
-    res->location_list.locations = xcalloc(n ? n : 1, sizeof(PageserverLocation));
-    res->location_list.n_locations = n;
-    for (size_t i = 0; i < n; i++) {
-        json_t *pair = json_array_get(list, i);
-        PageserverLocation *dst = &res->location_list.locations[i];
-        json_t *cfg = json_array_get(pair, 1);
-        if (!json_is_array(pair) || json_array_size(pair) != 2 ||
-            !json_is_string(json_array_get(pair, 0)) ||
-            !(json_is_object(cfg) || json_is_null(cfg))) {
-            err_set(&why, ERR_INTERNAL, "tenant_shards[%zu] is not [tsid, config or null]", i);
-            goto bad;
-        }
-        if (!tsid_parse(json_string_value(json_array_get(pair, 0)), &dst->tsid, &why)) {
-            err_prefix(&why, "tenant_shards[%zu]: ", i);
-            goto bad;
-        }
-        dst->config = json_is_object(cfg) ? cfg : NULL;
-    }
+    res->location_list.locations = list.entries;
+    res->location_list.n_locations = list.n;
     return true;
-bad:
-    bad_body(resp, &why, err);
-    return false;
 }
 
 /* decode_utilization: utilization_score required, the rest optional. */
@@ -434,8 +424,7 @@ static void decode_response(const PageserverCall *call, const HttpClientResponse
         break;
     case PAGESERVER_OP_LOCATION_CONFIG_LIST:
         if (is2xx)
-            ok = decode_object(resp, doc, &res->err) &&
-                 decode_location_list(resp, *doc, res, &res->err);
+            ok = decode_location_list(resp, res, &res->err);
         break;
     case PAGESERVER_OP_TIMELINE_CREATE:
     case PAGESERVER_OP_ACTIVATE_POST_IMPORT:
@@ -501,10 +490,109 @@ static void decode_response(const PageserverCall *call, const HttpClientResponse
     }
 }
 
+/* ---- the location listing on a worker ---- */
+
+/* ListParse: a listing answer being scanned on a worker. It owns a copy of the body (the HTTP
+ * client frees its own after the callback) and outlives a call cancelled meanwhile (call NULL). */
+typedef struct ListParse {
+    PageserverCall *call;
+    PageserverClient *pc;
+    WorkerJob *job;
+    char *body;
+    size_t body_len;
+    char *what; /* "GET <url>: 200" for the error message */
+    int status, attempts;
+    bool ok;
+    LocationList list;
+    Err err;
+} ListParse;
+
+static void list_parse_work(WorkerJob *job, void *arg)
+{
+    ListParse *lp = arg;
+    Err why;
+    lp->ok = location_list_scan(lp->body, lp->body_len, &lp->list, &why);
+    if (!lp->ok)
+        err_set(&lp->err, ERR_INTERNAL, "%s with an unexpected body: %s", lp->what, why.msg);
+}
+
+static void list_parse_free(ListParse *lp)
+{
+    location_list_finish(&lp->list);
+    free(lp->body);
+    free(lp->what);
+    free(lp);
+}
+
+static void list_parse_done(void *arg, WorkerOutcome outcome)
+{
+    ListParse *lp = arg;
+    PageserverCall *call = lp->call;
+    if (call == NULL) { /* cancelled meanwhile */
+        list_parse_free(lp);
+        return;
+    }
+    call->parse = NULL;
+    PageserverResult res;
+    memset(&res, 0, sizeof(res));
+    res.op = call->op;
+    res.tsid = call->tsid;
+    res.status = lp->status;
+    res.attempts = lp->attempts;
+    if (!worker_outcome_err(outcome, "scanning the location listing", &res.err)) {
+        res.ok = false;
+    } else if (lp->ok) {
+        res.ok = true;
+        res.location_list.locations = lp->list.entries;
+        res.location_list.n_locations = lp->list.n;
+    } else {
+        res.err = lp->err;
+    }
+    if (!res.ok)
+        log_debug("pageserver %s: %s", pageserver_op_name(call->op), res.err.msg);
+    call_finish(call, &res);
+    list_parse_free(lp);
+}
+
+/* list_parse_start: hand a 2xx listing answer to the worker pool. */
+static void list_parse_start(PageserverCall *call, const HttpClientResponse *resp)
+{
+    ListParse *lp = xcalloc(1, sizeof(*lp));
+    lp->call = call;
+    lp->pc = call->pc;
+    lp->body = xmalloc(resp->body_len + 1);
+    memcpy(lp->body, resp->body, resp->body_len);
+    lp->body[resp->body_len] = '\0';
+    lp->body_len = resp->body_len;
+    lp->what = str_dup_printf("%s %s: %d", resp->method, resp->url, resp->status);
+    lp->status = resp->status;
+    lp->attempts = resp->attempts;
+    call->parse = lp;
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_LATENCY};
+    lp->job = worker_pool_start(call->pc->workers, &spec, list_parse_work, list_parse_done, lp);
+}
+
+/* list_parse_detach: the call goes away while its answer is scanned: the scan's completion frees
+ * what it holds. */
+static void list_parse_detach(PageserverCall *call)
+{
+    ListParse *lp = call->parse;
+    if (lp == NULL)
+        return;
+    call->parse = NULL;
+    lp->call = NULL;
+    worker_job_cancel(lp->pc->workers, lp->job);
+}
+
 static void http_done_cb(const HttpClientResponse *resp, void *arg)
 {
     PageserverCall *call = arg;
     call->http = NULL; /* the HTTP client frees it after this callback */
+    if (call->op == PAGESERVER_OP_LOCATION_CONFIG_LIST && call->pc->workers != NULL &&
+        resp->status >= 200 && resp->status < 300) {
+        list_parse_start(call, resp);
+        return;
+    }
     PageserverResult res;
     memset(&res, 0, sizeof(res));
     res.op = call->op;

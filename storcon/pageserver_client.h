@@ -40,7 +40,9 @@
 
 #include "shared/err.h"
 #include "shared/http_client.h"
+#include "shared/worker_pool.h"
 #include "shared/id.h"
+#include "storcon/location_list.h"
 #include "storcon/node.h"
 
 struct event_base;
@@ -89,12 +91,10 @@ typedef struct PageserverShardNode {
     NodeId node_id;
 } PageserverShardNode;
 
-/* One entry of GET /v1/location_config. config is borrowed (valid during the callback; incref to
- * keep it); NULL when the pageserver reported null. */
-typedef struct PageserverLocation {
-    TenantShardId tsid;
-    json_t *config;
-} PageserverLocation;
+/* One entry of GET /v1/location_config: the shard and the observed summary of its config
+ * (storcon/location_list.h; unknown when the pageserver reported null or a config the summary does
+ * not understand). */
+typedef LocationListEntry PageserverLocation;
 
 #define PAGESERVER_TIME_STR_SIZE 64 /* rfc3339 timestamps */
 
@@ -176,6 +176,10 @@ typedef void (*PageserverDone)(const PageserverResult *res, void *arg);
  * failures detected before any request is made are delivered through base. Never NULL; the
  * caller frees with pageserver_client_free. */
 PageserverClient *pageserver_client_new(struct event_base *base, HttpClient *http);
+/* pageserver_client_set_workers: decode large answers (the location listing) on this pool
+ * (borrowed; free it after the PageserverClient) instead of on the loop thread. NULL = on the
+ * loop. */
+void pageserver_client_set_workers(PageserverClient *pc, WorkerPool *workers);
 /* pageserver_client_free: cancel every call still running (callbacks not invoked). NULL ok. */
 void pageserver_client_free(PageserverClient *pc);
 size_t pageserver_client_inflight(const PageserverClient *pc);
@@ -209,7 +213,9 @@ PageserverCall *pageserver_client_location_config_get(PageserverClient *pc,
                                                       const PageserverTarget *t,
                                                       const TenantShardId *tsid,
                                                       PageserverDone done, void *arg);
-/* GET /v1/location_config: every shard the node has, with its config or null. */
+/* GET /v1/location_config: every shard the node has, with the summary of its config. The answer
+ * (megabytes with 10,000 shards) is scanned without a JSON tree (location_list_scan), on the
+ * client's worker pool when it has one. */
 PageserverCall *pageserver_client_location_config_list(PageserverClient *pc,
                                                        const PageserverTarget *t,
                                                        PageserverDone done, void *arg);

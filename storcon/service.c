@@ -209,33 +209,39 @@ static void on_notified(const ComputeNotifyResult *res, void *arg)
     free(c);
 }
 
-/* notify_tenant: send the tenant's whole map (the compute hook refuses half maps). A shard counts
- * as attached when its intent's attached node is observed holding its generation. A tenant
- * attached nowhere by intent (Secondary, Detached) has no compute to tell: whatever was pending
- * is dropped, and the hook forgets the tenant so that its next attachment is sent in full. */
-static void notify_tenant(Service *svc, Tenant *t)
+/* service_compute_map: the tenant's map as the compute hook takes it. A shard counts as
+ * attached when its intent's attached node is observed holding its generation. */
+bool service_compute_map(const Tenant *t, ComputeHookTenant *snap)
 {
     bool attached_anywhere = false;
     for (size_t i = 0; i < t->n_shards; i++)
         attached_anywhere |= t->shards[i]->intent.attached != NODE_ID_NONE;
-    if (!attached_anywhere) {
-        for (size_t i = 0; i < t->n_shards; i++)
-            tenant_shard_set_pending_notify(t->shards[i], false);
-        compute_hook_forget(svc->hook, &t->id);
-        return;
-    }
     ShardCount count = tenant_current_count(t);
-    ComputeHookTenant snap;
-    compute_hook_tenant_init(&snap, &t->id, count, t->stripe_size, t->preferred_az);
+    compute_hook_tenant_init(snap, &t->id, count, t->stripe_size, t->preferred_az);
     for (size_t i = 0; i < t->n_shards; i++) {
-        TenantShard *s = t->shards[i];
+        const TenantShard *s = t->shards[i];
         if (s->tsid.count != count)
             continue;
         NodeId a = s->intent.attached;
         ObservedState o;
         if (a != NODE_ID_NONE && tenant_shard_observed_get(s, a, &o) && o.known &&
             shard_location_mode_is_attached(o.mode) && o.generation == s->generation)
-            snap.attached[s->tsid.number] = a;
+            snap->attached[s->tsid.number] = a;
+    }
+    return attached_anywhere;
+}
+
+/* notify_tenant: send the tenant's whole map (the compute hook refuses half maps). A tenant
+ * attached nowhere by intent (Secondary, Detached) has no compute to tell: whatever was pending
+ * is dropped, and the hook forgets the tenant so that its next attachment is sent in full. */
+static void notify_tenant(Service *svc, Tenant *t)
+{
+    ComputeHookTenant snap;
+    if (!service_compute_map(t, &snap)) {
+        for (size_t i = 0; i < t->n_shards; i++)
+            tenant_shard_set_pending_notify(t->shards[i], false);
+        compute_hook_forget(svc->hook, &t->id);
+        return;
     }
     NotifyCtx *c = xcalloc(1, sizeof(*c));
     c->svc = svc;
@@ -408,9 +414,16 @@ Service *service_new(const ServiceOptions *opts)
         abort();
     }
     svc->pc = pageserver_client_new(opts->base, svc->http);
+    WorkerPoolConfig wc = {.threads = STORCON_WORKER_THREADS};
+    if (!worker_pool_new_config(opts->base, &wc, &svc->workers, &err)) {
+        log_err(&err, "creating the worker pool");
+        abort();
+    }
+    pageserver_client_set_workers(svc->pc, svc->workers);
     ComputeHookOptions ho = {
         .control_plane_url = svc->cp_url,
         .bearer_token = svc->cp_token,
+        .db = opts->db,
     };
     svc->hook = compute_hook_new(opts->base, svc->http, opts->metrics, &ho);
     node_set_init(&svc->nodes);
@@ -486,6 +499,7 @@ void service_free(Service *svc)
     reconciler_free(svc->rec);
     compute_hook_free(svc->hook);
     pageserver_client_free(svc->pc);
+    worker_pool_free(svc->workers); /* after the client: scans of its cancelled calls end here */
     http_client_free(svc->http);
     /* intents are dropped with the map; node counters go with the nodes */
     shard_map_free(svc->map);

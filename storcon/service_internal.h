@@ -21,7 +21,9 @@
 #include "shared/log.h"
 #include "shared/str.h"
 #include "shared/tenant_config.h"
+#include "shared/worker_pool.h"
 #include "storcon/compute_hook.h"
+#include "storcon/db_compute_notifications.h"
 #include "storcon/db_nodes.h"
 #include "storcon/db_tenants.h"
 #include "storcon/defaults.h"
@@ -66,6 +68,7 @@ struct Service {
     char *ps_token; /* bearer for pageserver calls; NULL = none */
     HttpClient *http;
     PageserverClient *pc;
+    WorkerPool *workers; /* CPU work off the loop (the startup location listings) */
     ComputeHook *hook;
     NodeSet nodes;
     ShardMap *map;
@@ -145,6 +148,9 @@ void service_heartbeat_soon(Service *svc);
 void service_hb_result(void *host, NodeId node, const PageserverUtilization *util, const Err *err);
 void service_register_fail(Service *svc, RegisterOp *op, const Err *err);
 void service_register_start(Service *svc, RegisterOp *op, const ServiceNodeRegistration *reg);
+/* service_compute_map: the tenant's map for the compute hook (attached = intent's node
+ * observed holding the generation); false when its intent attaches no shard anywhere. */
+bool service_compute_map(const Tenant *t, ComputeHookTenant *snap);
 bool service_load_shard_row(Service *svc, const DbTenantShard *row, TenantShard **out, Err *err);
 Tenant *service_tenant_or_404(Service *svc, const TenantId *id, Err *err);
 json_t *service_shards_json(const Tenant *t, bool with_generation);

@@ -232,11 +232,6 @@ static void on_startup_shards(const Err *err, const DbTenantShard *rows, size_t 
             startup_finish(svc, &e);
             return;
         }
-        /* A restarted controller does not know which map the control plane last accepted
-         * (attachments may also have completed while it was down): notify every tenant once
-         * more (at least once; the control plane treats a repeat as a no-op). */
-        if (shard != NULL)
-            tenant_shard_set_pending_notify(shard, true);
         loaded++;
     }
     log_info("startup: %zu tenants, %zu shards loaded", shard_map_tenant_count(svc->map), loaded);
@@ -270,14 +265,10 @@ static void on_startup_locations(const PageserverResult *res, void *arg)
             TenantShard *s = shard_map_get(svc->map, &loc->tsid);
             if (s == NULL)
                 continue;
-            ObservedState o;
-            Err e;
-            err_clear(&e);
-            if (loc->config == NULL || json_is_null(loc->config) ||
-                !tenant_shard_observed_from_json(loc->config, &o, &e))
-                tenant_shard_observed_set_unknown(s, n->id);
+            if (loc->observed.known)
+                tenant_shard_observed_set(s, n->id, &loc->observed);
             else
-                tenant_shard_observed_set(s, n->id, &o);
+                tenant_shard_observed_set_unknown(s, n->id);
             known++;
         }
         log_info("startup: node %llu holds %zu known shards", (unsigned long long)c->node, known);
@@ -291,10 +282,39 @@ static void on_startup_locations(const PageserverResult *res, void *arg)
         startup_rebuild(svc);
 }
 
+/* on_startup_notified: what the control plane last accepted per tenant (rows of unloaded tenants
+ * were removed by the same transaction). Without them every tenant is notified once more. */
+static void on_startup_notified(const Err *err, const DbComputeNotification *rows, size_t n,
+                                void *arg)
+{
+    Service *svc = arg;
+    if (err != NULL) {
+        log_warn("startup: reading what the control plane accepted failed (%s): every tenant "
+                 "is notified again",
+                 err->msg);
+        compute_hook_records_unknown(svc->hook);
+    } else {
+        size_t seeded = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (shard_map_tenant_get(svc->map, &rows[i].tenant_id) == NULL)
+                continue;
+            compute_hook_seed(svc->hook, &rows[i].tenant_id, rows[i].body_sha256);
+            seeded++;
+        }
+        log_info("startup: %zu tenants have an accepted compute notification on record", seeded);
+    }
+    if (--svc->startup_pending == 0)
+        startup_rebuild(svc);
+}
+
 static void startup_locations(Service *svc)
 {
     startup_set_step(svc, STARTUP_LOCATIONS);
     svc->startup_pending = 1; /* guard while starting calls */
+    if (compute_hook_enabled(svc->hook)) {
+        svc->startup_pending++;
+        db_compute_notifications_load(svc->opts.db, on_startup_notified, svc);
+    }
     for (size_t i = 0; i < node_set_count(&svc->nodes); i++) {
         Node *n = node_set_at(&svc->nodes, i);
         PageserverTarget t;
@@ -359,6 +379,29 @@ static void rebuild_shard_intent(Service *svc, TenantShard *s)
     }
 }
 
+/* startup_mark_notifications: a tenant whose map (as rebuilt) is not the one the control plane
+ * last accepted, or whose last notification was not confirmed, is marked pending: its reconcile
+ * notifies it. The others are not (a restart with unchanged maps sends nothing). */
+static void startup_mark_notifications(Service *svc)
+{
+    if (!compute_hook_enabled(svc->hook))
+        return;
+    size_t pending = 0;
+    TenantIter it;
+    shard_map_tenant_iter_init(&it, svc->map);
+    Tenant *t;
+    while ((t = shard_map_tenant_iter_next(&it)) != NULL) {
+        ComputeHookTenant snap;
+        (void)service_compute_map(t, &snap);
+        if (compute_hook_is_current(svc->hook, &snap))
+            continue;
+        for (size_t i = 0; i < t->n_shards; i++)
+            tenant_shard_set_pending_notify(t->shards[i], true);
+        pending++;
+    }
+    log_info("startup: %zu of %zu tenants to notify", pending, shard_map_tenant_count(svc->map));
+}
+
 static void startup_rebuild(Service *svc)
 {
     startup_set_step(svc, STARTUP_RECONCILE);
@@ -374,6 +417,7 @@ static void startup_rebuild(Service *svc)
         rebuild_shard_intent(svc, s);
     }
     service_schedule_all(svc);
+    startup_mark_notifications(svc);
     heartbeat_start(svc->hb);
     svc->bg_timer = event_new(svc->opts.base, -1, EV_PERSIST, service_background_cb, svc);
     long ms = svc->opts.background_interval_ms;

@@ -1,7 +1,6 @@
 /*
  * pg_cluster.h: a throwaway Postgres 15 cluster for C tests and benchmarks (the unit tests of the
- * persistence layer, tests/bench/bench_tenant_create.c and
- * bench_failover.c).
+ * persistence layer; bench_tenant_create, bench_failover and bench_storcon_restart in tests/bench).
  *
  * pg_cluster_start runs initdb into a mkdtemp directory under /tmp (owned by the postgres user,
  * through runuser, when we are root: Postgres refuses to run as root), starts the postmaster on a

@@ -24,6 +24,7 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
+#include <openssl/sha.h>
 
 #include "tests/unit/loop_util.h"
 #include "shared/err.h"
@@ -884,6 +885,34 @@ static void test_many_tenants(void **state)
     assert_int_equal(f->cp.nreqs, N);
 }
 
+/* At most max_inflight requests run over all tenants; the others wait their turn (FIFO). */
+static void test_request_slots(void **state)
+{
+    Fixture *f = *state;
+    ComputeHookOptions opts = TEST_OPTS;
+    opts.control_plane_url = f->cp.url;
+    opts.max_inflight = 2;
+    hook_new_with(f, opts);
+    enum { N = 8 };
+    static Outcome os[N];
+    memset(os, 0, sizeof(os));
+    for (int i = 0; i < N; i++) {
+        char hex[ID_STR_SIZE];
+        assert_true(str_printf(hex, sizeof(hex), "%032x", i + 1));
+        cp_script(&f->cp, hex)->delay_ms = 30;
+        NodeId n[] = {1};
+        ComputeHookTenant s = snap(hex, 0, 2048, NULL, n, 1);
+        notify(f, &s, &os[i]);
+    }
+    assert_int_equal(compute_hook_pending_count(f->hook), N);
+    assert_true(run_until(f, N, 20000));
+    for (int i = 0; i < N; i++)
+        assert_int_equal(os[i].res.outcome, COMPUTE_NOTIFY_SENT);
+    assert_int_equal(f->cp.nreqs, N);
+    assert_true(f->cp.max_live <= 2);
+    assert_true(f->cp.max_live >= 1);
+}
+
 /* ---- a second instance of the notifier: a tenant-scoped import_complete ---- */
 
 typedef struct ImportDone {
@@ -992,6 +1021,229 @@ static void test_second_notifier_instance(void **state)
     assert_int_equal(o5.calls + o6.calls, 0);
 }
 
+/* ---- a durable store of accepted hashes (notifier.h "store"), faked ---- */
+
+#define MAX_WRITES 64
+
+typedef struct FakeStore {
+    struct event_base *base;
+    Cp *cp;
+    int writes;                /* write calls */
+    char log[MAX_WRITES][160]; /* per write: "T1=<hash>|none,..." */
+    int nreqs_at[MAX_WRITES];  /* requests the control plane had seen when the write came */
+    bool hold;                 /* do not complete until fake_store_release */
+    int fail_next;             /* writes to fail */
+    bool pending;
+    NotifierStoreDoneFn done;
+    void *done_arg;
+    struct event *ev;
+} FakeStore;
+
+static void hex32(const uint8_t *h, char out[65])
+{
+    for (int i = 0; i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", h[i]);
+}
+
+static void fake_store_fire(evutil_socket_t fd, short what, void *arg)
+{
+    FakeStore *fs = arg;
+    fs->pending = false;
+    if (fs->fail_next > 0) {
+        fs->fail_next--;
+        Err e;
+        err_set(&e, ERR_UNAVAILABLE, "database down");
+        fs->done(&e, fs->done_arg);
+        return;
+    }
+    fs->done(NULL, fs->done_arg);
+}
+
+static void fake_store_write(void *ctx, const NotifierStoreEntry *entries, size_t n,
+                             NotifierStoreDoneFn done, void *done_arg)
+{
+    FakeStore *fs = ctx;
+    assert_false(fs->pending); /* one write at a time */
+    assert_true(fs->writes < MAX_WRITES);
+    char *line = fs->log[fs->writes];
+    line[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        TenantId t;
+        memcpy(t.b, entries[i].key, sizeof(t.b));
+        char id[ID_STR_SIZE], h[65];
+        tenant_id_format(&t, id);
+        if (entries[i].has_hash)
+            hex32(entries[i].hash, h);
+        size_t len = strlen(line);
+        snprintf(line + len, sizeof(fs->log[0]) - len, "%s%.4s=%s", i ? "," : "", id,
+                 entries[i].has_hash ? h : "none");
+    }
+    fs->nreqs_at[fs->writes++] = fs->cp->nreqs;
+    fs->done = done;
+    fs->done_arg = done_arg;
+    fs->pending = true;
+    if (!fs->hold)
+        event_active(fs->ev, 0, 0);
+}
+
+static void fake_store_release(FakeStore *fs)
+{
+    fs->hold = false;
+    if (fs->pending)
+        event_active(fs->ev, 0, 0);
+}
+
+static void hook_with_store(Fixture *f, FakeStore *fs)
+{
+    memset(fs, 0, sizeof(*fs));
+    fs->base = f->base;
+    fs->cp = &f->cp;
+    fs->ev = event_new(f->base, -1, 0, fake_store_fire, fs);
+    ComputeHookOptions opts = TEST_OPTS;
+    opts.control_plane_url = f->cp.url;
+    opts.store = (NotifierStore){.write = fake_store_write, .ctx = fs};
+    hook_new_with(f, opts);
+}
+
+static void store_idle(Fixture *f)
+{
+    for (int i = 0; i < 400 && !compute_hook_store_idle(f->hook); i++)
+        run_for(f, 5);
+    assert_true(compute_hook_store_idle(f->hook));
+}
+
+/* body_hash_hex: the SHA-256 of a body the control plane received, as the store logs it. */
+static void body_hash_hex(const char *body, char out[65])
+{
+    uint8_t h[32];
+    SHA256((const unsigned char *)body, strlen(body), h);
+    hex32(h, out);
+}
+
+/* The record is written after the 2xx and removed, durably, before a different body is sent. */
+static void test_store_record_after_accept_removed_before_send(void **state)
+{
+    Fixture *f = *state;
+    FakeStore fs;
+    hook_with_store(f, &fs);
+    NodeId a[] = {1, 2}, b[] = {1, 3};
+    ComputeHookTenant sa = snap(T1, 2, 2048, NULL, a, 2);
+    ComputeHookTenant sb = snap(T1, 2, 2048, NULL, b, 2);
+
+    /* a new tenant has no record: sent at once, recorded after the answer */
+    Outcome o1 = {0};
+    notify(f, &sa, &o1);
+    assert_true(run_until(f, 1, 5000));
+    assert_int_equal(o1.res.outcome, COMPUTE_NOTIFY_SENT);
+    store_idle(f);
+    assert_int_equal(fs.writes, 1);
+    assert_int_equal(fs.nreqs_at[0], 1);
+    char h[65], want[160];
+    body_hash_hex(f->cp.reqs[0].body, h);
+    snprintf(want, sizeof(want), "1f35=%s", h);
+    assert_string_equal(fs.log[0], want);
+    assert_true(compute_hook_is_current(f->hook, &sa));
+    assert_false(compute_hook_is_current(f->hook, &sb));
+
+    /* a changed map: the record goes first; nothing is sent while that write is held */
+    fs.hold = true;
+    Outcome o2 = {0};
+    notify(f, &sb, &o2);
+    run_for(f, 50);
+    assert_int_equal(fs.writes, 2);
+    assert_string_equal(fs.log[1], "1f35=none");
+    assert_int_equal(f->cp.nreqs, 1);
+    assert_true(compute_hook_is_pending(f->hook, &sb.tenant_id));
+    fake_store_release(&fs);
+    assert_true(run_until(f, 2, 5000));
+    assert_int_equal(o2.res.outcome, COMPUTE_NOTIFY_SENT);
+    assert_int_equal(f->cp.nreqs, 2);
+    store_idle(f);
+    assert_int_equal(fs.writes, 3);
+    body_hash_hex(f->cp.reqs[1].body, h);
+    snprintf(want, sizeof(want), "1f35=%s", h);
+    assert_string_equal(fs.log[2], want);
+
+    /* the same map again: deduplicated, no write */
+    Outcome o3 = {0};
+    notify(f, &sb, &o3);
+    assert_true(run_until(f, 3, 5000));
+    assert_int_equal(o3.res.outcome, COMPUTE_NOTIFY_DEDUPLICATED);
+    assert_int_equal(fs.writes, 3);
+
+    /* a failed removal is retried; the body waits for it */
+    fs.fail_next = 1;
+    Outcome o4 = {0};
+    notify(f, &sa, &o4);
+    run_for(f, 200);
+    assert_int_equal(fs.writes, 4);
+    assert_int_equal(f->cp.nreqs, 2);
+    assert_true(run_until(f, 4, 5000));
+    assert_int_equal(o4.res.outcome, COMPUTE_NOTIFY_SENT);
+    assert_true(fs.writes >= 5);
+    assert_string_equal(fs.log[4], "1f35=none");
+    assert_int_equal(fs.nreqs_at[4], 2);
+    store_idle(f);
+
+    /* forget: the record goes too */
+    int before = fs.writes;
+    compute_hook_forget(f->hook, &sa.tenant_id);
+    store_idle(f);
+    assert_int_equal(fs.writes, before + 1);
+    assert_string_equal(fs.log[before], "1f35=none");
+    event_free(fs.ev);
+}
+
+/* After a restart: seeded records deduplicate; a failed notification leaves no record, so the
+ * tenant is not current. */
+static void test_store_seed_after_restart(void **state)
+{
+    Fixture *f = *state;
+    FakeStore fs;
+    hook_with_store(f, &fs);
+    NodeId a[] = {1, 2}, b[] = {1, 3};
+    ComputeHookTenant sa = snap(T1, 2, 2048, NULL, a, 2);
+    ComputeHookTenant sb = snap(T1, 2, 2048, NULL, b, 2);
+    ComputeHookTenant s2 = snap(T2, 2, 2048, NULL, a, 2);
+    char *body = NULL;
+    Err err;
+    assert_true(compute_hook_render_body(&sa, &body, &err));
+    uint8_t h[32];
+    SHA256((const unsigned char *)body, strlen(body), h);
+    free(body);
+    compute_hook_seed(f->hook, &sa.tenant_id, h);
+    assert_true(compute_hook_is_current(f->hook, &sa));
+    assert_false(compute_hook_is_current(f->hook, &sb));
+    assert_false(compute_hook_is_current(f->hook, &s2)); /* no record */
+
+    Outcome o1 = {0};
+    notify(f, &sa, &o1);
+    assert_true(run_until(f, 1, 5000));
+    assert_int_equal(o1.res.outcome, COMPUTE_NOTIFY_DEDUPLICATED);
+    assert_int_equal(f->cp.nreqs, 0);
+    assert_int_equal(fs.writes, 0);
+
+    /* the control plane fails T2's first notification: no record, still not current */
+    static const int fail500[] = {500};
+    script_statuses(&f->cp, T2, fail500, 1, 0);
+    Outcome o2 = {0};
+    notify(f, &s2, &o2);
+    assert_true(run_until(f, 2, 5000));
+    assert_int_equal(o2.res.outcome, COMPUTE_NOTIFY_FAILED);
+    assert_int_equal(fs.writes, 0);
+    assert_false(compute_hook_is_current(f->hook, &s2));
+
+    /* the seeded tenant's map changes: its record is removed before the send */
+    Outcome o3 = {0};
+    notify(f, &sb, &o3);
+    assert_true(run_until(f, 3, 5000));
+    assert_int_equal(o3.res.outcome, COMPUTE_NOTIFY_SENT);
+    assert_string_equal(fs.log[0], "1f35=none");
+    assert_int_equal(fs.nreqs_at[0], 1);
+    store_idle(f);
+    event_free(fs.ev);
+}
+
 static void test_outcome_names(void **state)
 {
     static const char *const names[COMPUTE_NOTIFY_COUNT] = {"sent",      "deduplicated", "disabled",
@@ -1024,7 +1276,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_newer_map_supersedes_retry_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_cancels, setup, teardown),
         cmocka_unit_test_setup_teardown(test_many_tenants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_request_slots, setup, teardown),
         cmocka_unit_test_setup_teardown(test_second_notifier_instance, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_store_record_after_accept_removed_before_send, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_store_seed_after_restart, setup, teardown),
         cmocka_unit_test(test_outcome_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -33,6 +33,7 @@
 #include <arpa/inet.h>
 #include <cmocka.h>
 #include "tests/unit/dep_util.h"
+#include "tests/unit/pg_cluster.h"
 #include <event2/event.h>
 #include <libpq-fe.h>
 
@@ -41,6 +42,7 @@
 #include "shared/log.h"
 #include "shared/str.h"
 #include "storcon/db.h"
+#include "storcon/db_compute_notifications.h"
 #include "storcon/db_imports.h"
 #include "storcon/db_nodes.h"
 #include "storcon/db_tenants.h"
@@ -74,11 +76,6 @@ static void pg_cleanup(void)
         PG.check = NULL;
     }
     pg_cluster_cleanup(&PG.cluster);
-}
-
-static int free_port(void)
-{
-    return pg_cluster_free_port();
 }
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg) {}
@@ -1835,11 +1832,99 @@ static void test_imports(void **state)
 /* database unavailable                                                                       */
 /* ------------------------------------------------------------------------------------------ */
 
+/* ------------------------------------------------------------------------------------------ */
+/* compute_notifications (migration 0003)                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct NotifiedCapture {
+    Capture c;
+    TenantId tenants[MAX_ROWS];
+    uint8_t first_byte[MAX_ROWS];
+} NotifiedCapture;
+
+static void on_notified_rows(const Err *err, const DbComputeNotification *rows, size_t n, void *arg)
+{
+    NotifiedCapture *nc = arg;
+    capture_err(&nc->c, err);
+    nc->c.n = n;
+    for (size_t i = 0; i < n && i < MAX_ROWS; i++) {
+        nc->tenants[i] = rows[i].tenant_id;
+        nc->first_byte[i] = rows[i].body_sha256[0];
+    }
+}
+
+static void cn_write(Fixture *f, const DbComputeNotificationWrite *w, size_t n)
+{
+    Capture c = {0};
+    (void)db_compute_notifications_write(f->pool, w, n, on_done, &c);
+    pump(f, &c.calls, 1);
+    expect_ok(&c);
+}
+
+static DbComputeNotificationWrite cn_entry(const TenantId *t, int byte)
+{
+    DbComputeNotificationWrite w = {.tenant_id = *t, .has_hash = byte >= 0};
+    if (byte >= 0)
+        memset(w.body_sha256, byte, sizeof(w.body_sha256));
+    return w;
+}
+
+static void test_compute_notifications(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    /* 0003 goes down and up cleanly */
+    assert_true(apply_migrations(2));
+    assert_int_equal(sql_int("SELECT count(*) FROM information_schema.tables WHERE table_name = "
+                             "'compute_notifications'",
+                             0, NULL, NULL, NULL),
+                     0);
+    assert_true(apply_migrations(SCHEMA_MIGRATE_TARGET_LATEST));
+
+    char a_id[ID_STR_SIZE], b_id[ID_STR_SIZE], d_id[ID_STR_SIZE];
+    TenantId a = create_tenant(f, 2, 1, a_id);
+    TenantId b = create_tenant(f, 0, 1, b_id);
+    TenantId d = create_tenant(f, 0, 1, d_id);
+    TenantId gone;
+    tenant_id_generate(&gone);
+
+    /* upserts and removals in one batch */
+    DbComputeNotificationWrite w1[] = {cn_entry(&a, 0x11), cn_entry(&b, 0x22), cn_entry(&d, 0x33),
+                                       cn_entry(&gone, 0x44)};
+    cn_write(f, w1, 4);
+    DbComputeNotificationWrite w2[] = {cn_entry(&a, -1), cn_entry(&b, 0x55)};
+    cn_write(f, w2, 2);
+    char hash[65];
+    sql_text(hash, sizeof(hash),
+             "SELECT body_sha256 FROM compute_notifications WHERE tenant_id = $1", 1, b_id);
+    assert_string_equal(hash, "5555555555555555555555555555555555555555555555555555555555555555");
+    assert_int_equal(sql_int("SELECT count(*) FROM compute_notifications WHERE tenant_id = $1", 1,
+                             a_id, NULL, NULL),
+                     0);
+    cn_write(f, NULL, 0);
+
+    /* the load removes rows of tenants that are gone or Detached, then reads the rest */
+    PGresult *r = PQexecParams(PG.check,
+                               "UPDATE tenant_shards SET placement_policy = '\"Detached\"' "
+                               "WHERE tenant_id = $1",
+                               1, NULL, (const char *const[]){d_id}, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    NotifiedCapture nc;
+    memset(&nc, 0, sizeof(nc));
+    db_compute_notifications_load(f->pool, on_notified_rows, &nc);
+    pump(f, &nc.c.calls, 1);
+    expect_ok(&nc.c);
+    assert_int_equal(nc.c.n, 1);
+    assert_true(tenant_id_eq(&nc.tenants[0], &b));
+    assert_int_equal(nc.first_byte[0], 0x55);
+    assert_int_equal(sql_int("SELECT count(*) FROM compute_notifications", 0, NULL, NULL, NULL), 1);
+}
+
 static void test_unavailable(void **state)
 {
     if (!PG.available)
         SKIP_MISSING_DEP("no usable Postgres 15 (binaries in " PG_BIN ")");
-    int port = free_port();
+    int port = pg_cluster_free_port();
     char url[128];
     snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", port);
     Fixture *f = fixture_new(url, 1, 300, 0);
@@ -1888,6 +1973,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_split_abort, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_split_refused, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_imports, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_compute_notifications, test_setup, test_teardown),
         cmocka_unit_test(test_unavailable),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
