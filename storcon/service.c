@@ -466,6 +466,7 @@ void service_free(Service *svc)
         free(w); /* its operation goes with the registry */
     }
     operations_free(svc->ops);
+    service_imports_free(svc);
     event_free(svc->hb_soon);
     heartbeat_free(svc->hb);
     reconciler_free(svc->rec);

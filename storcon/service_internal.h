@@ -26,6 +26,7 @@
 #include "storcon/db_tenants.h"
 #include "storcon/defaults.h"
 #include "storcon/heartbeat.h"
+#include "storcon/import.h"
 #include "storcon/operation.h"
 #include "storcon/reconcile.h"
 #include "storcon/scheduler.h"
@@ -86,6 +87,7 @@ struct Service {
     LoopDeferItem waiter_kick; /* check every waiter from the loop */
     struct event *hb_soon;     /* one heartbeat round shortly after a re-attach or registration */
     MetricGauge *m_nodes[NODE_AVAILABILITY_COUNT];
+    ImportSet imports; /* timelines being imported (service_imports.c) */
 };
 
 /* RegisterOp: node registration, also the first step of a re-attach that carries "register". */
@@ -150,6 +152,15 @@ char *service_config_text(const json_t *config);
  * max(count, 1), stripe size not 0. 400 naming the field otherwise. */
 bool service_shard_params_check(const Service *svc, ShardCount count, ShardNumber number,
                                 uint32_t stripe, Err *err);
+
+/* ---- timeline import (service_imports.c) ---- */
+
+/* service_import_kick: a row changed (shard_statuses: its text now): when every shard is
+ * terminal, finalise it (once per import at a time; retried until it succeeds). */
+void service_import_kick(Service *svc, const TenantId *tenant, const TimelineId *timeline,
+                         const char *shard_statuses);
+/* service_imports_free: drop the in-memory import state (service_free). */
+void service_imports_free(Service *svc);
 
 /* ---- tenant operation steps (service_tenants.c), shared with location_config ---- */
 

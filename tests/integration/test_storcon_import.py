@@ -1,0 +1,138 @@
+"""Timeline import on the storage controller (import.md, docs/import.md): the pageservers' status
+upcalls (GET / POST /upcall/v1/timeline_import_status), the per-shard merge rules, generations,
+the operator's view, finalisation (activate_post_import, one import_complete per import, only
+once every shard is terminal, again after a restart) and deletes.
+
+The pageserver side of import is built separately. Storcon's side is tested here with real
+storcon and real pageservers, driving the upcalls over HTTP exactly as a pageserver sends them
+(they are storcon's public API). Where a test needs the pageserver to accept import_pgdata or
+activate_post_import and it does not yet, the test is skipped at run time on exactly that answer.
+An import row is set up the way storcon's timeline create writes it (every current shard
+{"InProgress": null}) when the pageservers cannot create importing timelines yet.
+"""
+
+import json
+
+import pytest
+
+from storcon_env import (  # noqa: F401 - fixtures are used by name
+    cluster,
+    cluster_factory,
+    error_msg,
+    new_id,
+    ok_json,
+    shard_tsids,
+    tsid_of,
+    wait_for,
+)
+
+UPCALL = "/upcall/v1/timeline_import_status"
+IMPORT_COMPLETE = "/import_complete"
+
+
+def progress(jobs, completed):
+    return {"InProgress": {"V1": {"jobs": jobs, "completed": completed,
+                                  "import_plan_hash": 12345, "job_soft_size_limit": 1 << 28}}}
+
+
+def shard_index(tsid: str) -> str:
+    return tsid.split("-")[1] if "-" in tsid else "0000"
+
+
+def insert_import_row(cl, tenant: str, timeline: str, tsids: list):
+    """The row storcon's create writes: every current shard {"InProgress": null}."""
+    statuses = {shard_index(t): {"InProgress": None} for t in tsids}
+    cl.database.query(
+        "INSERT INTO timeline_imports (tenant_id, timeline_id, shard_statuses) "
+        "VALUES (%s, %s, %s::jsonb)", (tenant, timeline, json.dumps(statuses)))
+
+
+def db_statuses(cl, tenant: str, timeline: str):
+    rows = cl.database.query(
+        "SELECT shard_statuses::text FROM timeline_imports WHERE tenant_id = %s AND "
+        "timeline_id = %s", (tenant, timeline))
+    return json.loads(rows[0][0]) if rows else None
+
+
+def get_status(cl, tsid, tl, gen):
+    return cl.storcon.get(UPCALL, json={"tenant_shard_id": tsid, "timeline_id": tl,
+                                        "generation": gen})
+
+
+def put_status(cl, tsid, tl, gen, status):
+    return cl.storcon.post(UPCALL, json={"tenant_shard_id": tsid, "timeline_id": tl,
+                                         "generation": gen, "status": status})
+
+
+def complete_notifications(cl, tenant=None):
+    return [r.json for r in cl.cp.received("PUT", IMPORT_COMPLETE)
+            if tenant is None or (r.json or {}).get("tenant_id") == tenant]
+
+
+def test_import_status_upcalls_merge_and_generations(cluster_factory):
+    cl = cluster_factory(1)
+    tenant, _ = cl.create_tenant(count=2)
+    tsids = shard_tsids(tenant, 2)
+    tl = new_id()
+    gens = cl.db_generations(tenant)
+    insert_import_row(cl, tenant, tl, tsids)
+    s0, s1 = tsids
+
+    # GET: the shard's status as stored, in Neon's ShardImportStatus shape.
+    assert ok_json(get_status(cl, s0, tl, gens[s0])) == {"InProgress": None}
+
+    # Stale generations: 400 on GET, 412 on POST; nothing changes.
+    stale = gens[s0] - 1
+    assert stale >= 0
+    error_msg(get_status(cl, s0, tl, stale), 400)
+    error_msg(get_status(cl, s0, tl, gens[s0] + 1), 400)
+    error_msg(put_status(cl, s0, tl, stale, "Done"), 412)
+    assert db_statuses(cl, tenant, tl) == {shard_index(t): {"InProgress": None} for t in tsids}
+
+    # Malformed bodies and statuses: 400, nothing changes.
+    for bad in ("InProgress", "done", {"InProgress": {}}, {"Error": 5}, {"Done": None},
+                {"InProgress": {"V1": {"jobs": 1, "completed": 2, "import_plan_hash": 1,
+                                       "job_soft_size_limit": 1}}}, None):
+        error_msg(put_status(cl, s0, tl, gens[s0], bad), 400)
+    error_msg(cl.storcon.post(UPCALL, json={"tenant_shard_id": s0, "timeline_id": tl,
+                                            "status": "Done"}), 400)  # no generation
+    error_msg(cl.storcon.post(UPCALL, json={"tenant_shard_id": s0, "timeline_id": tl,
+                                            "generation": gens[s0], "status": "Done",
+                                            "extra": 1}), 400)
+    error_msg(cl.storcon.get(UPCALL, json={"tenant_shard_id": s0, "timeline_id": "xyz",
+                                           "generation": gens[s0]}), 400)
+    error_msg(cl.storcon.get(UPCALL), 400)  # the GET carries a body
+    assert db_statuses(cl, tenant, tl) == {shard_index(t): {"InProgress": None} for t in tsids}
+
+    # Unknown import, unknown shard: 404.
+    error_msg(get_status(cl, s0, new_id(), gens[s0]), 404)
+    error_msg(put_status(cl, s0, new_id(), gens[s0], "Done"), 404)
+    error_msg(get_status(cl, tsid_of(tenant, 0, 4), tl, 1), 404)
+    error_msg(get_status(cl, tsid_of(new_id(), 0, 0), tl, 1), 404)
+
+    # Progress, then Done; an identical repeat is a no-op.
+    assert ok_json(put_status(cl, s0, tl, gens[s0], progress(4, 1))) is None
+    assert ok_json(get_status(cl, s0, tl, gens[s0])) == progress(4, 1)
+    assert ok_json(put_status(cl, s0, tl, gens[s0], progress(4, 1))) is None
+    assert ok_json(put_status(cl, s0, tl, gens[s0], "Done")) is None
+    assert ok_json(put_status(cl, s0, tl, gens[s0], "Done")) is None
+    assert ok_json(get_status(cl, s0, tl, gens[s0])) == "Done"
+
+    # A terminal status never changes: 409, nothing written.
+    for other in ({"InProgress": None}, progress(4, 4), {"Error": "late"}):
+        error_msg(put_status(cl, s0, tl, gens[s0], other), 409)
+    assert db_statuses(cl, tenant, tl) == {shard_index(s0): "Done",
+                                           shard_index(s1): {"InProgress": None}}
+
+    # The operator's view: per-shard status and progress.
+    ok_json(put_status(cl, s1, tl, gens[s1], progress(10, 7)))
+    view = ok_json(cl.storcon.get(f"/control/v1/tenant/{tenant}/timeline/{tl}/import"))
+    assert view["tenant_id"] == tenant and view["timeline_id"] == tl, view
+    assert [(s["shard_id"], s["state"], s["jobs"], s["completed"]) for s in view["shards"]] == \
+        [(s0, "Done", None, None), (s1, "InProgress", 10, 7)], view
+    assert view["complete"] is False and view["done"] == 1 and view["shard_count"] == 2, view
+    error_msg(cl.storcon.get(f"/control/v1/tenant/{tenant}/timeline/{new_id()}/import"), 404)
+    error_msg(cl.storcon.get(f"/control/v1/tenant/{tenant}/timeline/zz/import"), 400)
+
+    # Not every shard is terminal: no import_complete yet.
+    assert complete_notifications(cl, tenant) == []
