@@ -123,6 +123,99 @@ char *import_statuses_initial(ShardCount count)
     return text;
 }
 
+/* ---- the create request ---- */
+
+typedef struct PgdataWire {
+    char idempotency_key[IMPORT_IDEMPOTENCY_KEY_SIZE];
+    json_t *location; /* borrowed */
+} PgdataWire;
+
+static const JsonField PGDATA_FIELDS[] = {
+    JSON_FIELD(PgdataWire, idempotency_key, "idempotency_key", JSON_FIELD_STRING, JSON_REQUIRED),
+    JSON_FIELD(PgdataWire, location, "location", JSON_FIELD_OBJECT, JSON_REQUIRED),
+};
+static const JsonSpec PGDATA_SPEC = JSON_SPEC("import_pgdata", PGDATA_FIELDS, JSON_UNKNOWN_REJECT);
+
+static const JsonField LOCAL_FS_FIELDS[] = {
+    JSON_FIELD(ImportPgdataSpec, path, "path", JSON_FIELD_STRING, JSON_REQUIRED),
+};
+static const JsonSpec LOCAL_FS_SPEC = JSON_SPEC("LocalFs", LOCAL_FS_FIELDS, JSON_UNKNOWN_REJECT);
+
+static const JsonField AWS_S3_FIELDS[] = {
+    JSON_FIELD(ImportPgdataSpec, region, "region", JSON_FIELD_STRING, JSON_REQUIRED),
+    JSON_FIELD(ImportPgdataSpec, bucket, "bucket", JSON_FIELD_STRING, JSON_REQUIRED),
+    JSON_FIELD(ImportPgdataSpec, key, "key", JSON_FIELD_STRING, JSON_REQUIRED),
+};
+static const JsonSpec AWS_S3_SPEC = JSON_SPEC("AwsS3", AWS_S3_FIELDS, JSON_UNKNOWN_REJECT);
+
+static bool pgdata_fail(Err *err, const char *what)
+{
+    err_set(err, ERR_BAD_REQUEST, "import_pgdata: %s", what);
+    return false;
+}
+
+bool import_pgdata_decode(const json_t *v, ImportPgdataSpec *out, Err *err)
+{
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(v))
+        return pgdata_fail(err, "must be an object");
+    PgdataWire w;
+    memset(&w, 0, sizeof(w));
+    if (!json_decode(v, &PGDATA_SPEC, &w, err)) {
+        err_prefix(err, "import_pgdata: ");
+        return false;
+    }
+    if (w.idempotency_key[0] == '\0')
+        return pgdata_fail(err, "idempotency_key must not be empty");
+    memcpy(out->idempotency_key, w.idempotency_key, sizeof(out->idempotency_key));
+    if (json_object_size(w.location) != 1)
+        return pgdata_fail(err, "location: expected {\"LocalFs\": {...}} or {\"AwsS3\": {...}}");
+    const json_t *local = json_object_get(w.location, "LocalFs");
+    const json_t *s3 = json_object_get(w.location, "AwsS3");
+    const JsonSpec *spec = local != NULL ? &LOCAL_FS_SPEC : &AWS_S3_SPEC;
+    const json_t *body = local != NULL ? local : s3;
+    if (body == NULL)
+        return pgdata_fail(err, "location: unknown variant (LocalFs or AwsS3)");
+    if (!json_is_object(body)) {
+        err_set(err, ERR_BAD_REQUEST, "import_pgdata: location: %s must be an object", spec->what);
+        return false;
+    }
+    if (!json_decode(body, spec, out, err)) {
+        err_prefix(err, "import_pgdata: location: %s: ", spec->what);
+        return false;
+    }
+    if (local != NULL) {
+        out->kind = IMPORT_LOCATION_LOCAL_FS;
+        if (out->path[0] != '/')
+            return pgdata_fail(err, "location: LocalFs: path must be absolute");
+    } else {
+        out->kind = IMPORT_LOCATION_AWS_S3;
+        if (out->region[0] == '\0' || out->bucket[0] == '\0' || out->key[0] == '\0')
+            return pgdata_fail(err, "location: AwsS3: region, bucket and key must not be empty");
+    }
+    return true;
+}
+
+json_t *import_pgdata_to_json(const ImportPgdataSpec *spec)
+{
+    json_t *loc = json_must(json_object());
+    if (spec->kind == IMPORT_LOCATION_LOCAL_FS) {
+        json_t *l = json_must(json_object());
+        json_set_new(l, "path", json_must(json_string(spec->path)));
+        json_set_new(loc, "LocalFs", l);
+    } else {
+        json_t *l = json_must(json_object());
+        json_set_new(l, "region", json_must(json_string(spec->region)));
+        json_set_new(l, "bucket", json_must(json_string(spec->bucket)));
+        json_set_new(l, "key", json_must(json_string(spec->key)));
+        json_set_new(loc, "AwsS3", l);
+    }
+    json_t *o = json_must(json_object());
+    json_set_new(o, "idempotency_key", json_must(json_string(spec->idempotency_key)));
+    json_set_new(o, "location", loc);
+    return o;
+}
+
 /* parse_row: shard_statuses text as an object whose keys are shard indexes, and those keys
  * sorted (shard order). keys[] borrow from *doc. */
 static bool parse_row(const char *text, json_t **doc, const char ***keys, size_t *n, Err *err)

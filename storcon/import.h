@@ -59,6 +59,39 @@ const char *import_status_kind_name(ImportStatusKind kind);
  * unsharded shard, "0000") {"InProgress": null}, in shard order. The caller frees it. */
 char *import_statuses_initial(ShardCount count);
 
+/* ---- the create request ---- */
+
+#define IMPORT_IDEMPOTENCY_KEY_SIZE 256
+#define IMPORT_PATH_SIZE            1024
+#define IMPORT_S3_REGION_SIZE       64
+#define IMPORT_S3_BUCKET_SIZE       256
+#define IMPORT_S3_KEY_SIZE          1024
+
+typedef enum ImportLocationKind {
+    IMPORT_LOCATION_LOCAL_FS,
+    IMPORT_LOCATION_AWS_S3
+} ImportLocationKind;
+
+/* ImportPgdataSpec: the "import_pgdata" member of a timeline create (Neon's
+ * TimelineCreateRequestModeImportPgdata): {"idempotency_key": "<key>", "location": {"LocalFs":
+ * {"path"}} or {"AwsS3": {"region", "bucket", "key"}}}. Fixed arrays, so the spec copies by
+ * value. */
+typedef struct ImportPgdataSpec {
+    char idempotency_key[IMPORT_IDEMPOTENCY_KEY_SIZE];
+    ImportLocationKind kind;
+    char path[IMPORT_PATH_SIZE]; /* LocalFs: an absolute path */
+    char region[IMPORT_S3_REGION_SIZE];
+    char bucket[IMPORT_S3_BUCKET_SIZE];
+    char key[IMPORT_S3_KEY_SIZE]; /* AwsS3: the prefix ("key" in Neon's wire) */
+} ImportPgdataSpec;
+
+/* import_pgdata_decode: strict: every field required and non-empty, unknown fields refused, one
+ * location variant, a LocalFs path absolute. 400 naming the field ("import_pgdata: ..."). */
+bool import_pgdata_decode(const json_t *v, ImportPgdataSpec *out, Err *err) MUST_CHECK;
+
+/* import_pgdata_to_json: the member as sent on to every shard. New reference. */
+json_t *import_pgdata_to_json(const ImportPgdataSpec *spec);
+
 /* What finalisation does with a row (import_decide). */
 typedef enum ImportDecision {
     IMPORT_DECISION_WAIT,     /* some shard is not terminal yet: nothing (never finalise early) */

@@ -14,6 +14,7 @@
 
 #include "storcon/db_imports.h"
 #include "storcon/import.h"
+#include "storcon/timeline_fanout.h"
 
 /* ---- the generation check of an upcall ---- */
 
@@ -196,6 +197,191 @@ void service_import_describe(Service *svc, const TenantId *tenant, const Timelin
 bool service_tenant_check_not_importing(Service *svc, const TenantId *tenant, Err *err)
 {
     return import_split_check(&svc->imports, tenant, err);
+}
+
+/* ---- the importing flag ---- */
+
+/* flags_refresh: every shard of the tenant in memory says whether it is importing (TenantDescribe
+ * "is_importing"). */
+static void flags_refresh(Service *svc, const TenantId *tenant)
+{
+    Tenant *t = shard_map_tenant_get(svc->map, tenant);
+    if (t == NULL)
+        return;
+    bool importing = import_set_tenant_importing(&svc->imports, tenant);
+    for (size_t i = 0; i < t->n_shards; i++) {
+        if (importing)
+            t->shards[i]->flags |= TENANT_SHARD_IMPORTING;
+        else
+            t->shards[i]->flags &= (uint8_t)~TENANT_SHARD_IMPORTING;
+    }
+}
+
+/* import_track: the row exists: remember the import and mark the tenant. */
+static ImportEntry *import_track(Service *svc, const TenantId *tenant, const TimelineId *timeline)
+{
+    bool added = false;
+    ImportEntry *e = import_set_add(&svc->imports, tenant, timeline, &added);
+    if (added)
+        flags_refresh(svc, tenant);
+    return e;
+}
+
+/* import_untrack: the row is gone: forget the import (its retry timer too; an attempt in flight
+ * finds no entry when it ends) and clear the mark when it was the tenant's last. */
+static void import_untrack(Service *svc, const TenantId *tenant, const TimelineId *timeline)
+{
+    ImportEntry *e = import_set_remove(&svc->imports, tenant, timeline);
+    if (e == NULL)
+        return;
+    if (e->retry != NULL)
+        event_free(e->retry);
+    free(e);
+    flags_refresh(svc, tenant);
+}
+
+/* ---- timeline create with import_pgdata ---- */
+
+typedef struct ImportCreate {
+    Operation *op;
+    TenantId tenant;
+    TimelineId timeline;
+    json_t *info; /* shard 0's TimelineInfo */
+} ImportCreate;
+
+static void on_import_row_inserted(const Err *err, const DbImport *row, bool changed, void *arg)
+{
+    ImportCreate *c = arg;
+    Operation *op = c->op;
+    Service *svc = operation_host(op);
+    json_t *info = c->info;
+    if (err != NULL) {
+        json_decref(info);
+        free(c);
+        operation_finish(op, err, NULL);
+        return;
+    }
+    char tl[ID_STR_SIZE];
+    timeline_id_format(&c->timeline, tl);
+    log_info("import of timeline %s: %s", tl,
+             changed ? "row inserted, every shard InProgress" : "row already there (a repeat)");
+    (void)import_track(svc, &c->tenant, &c->timeline);
+    /* a repeat may find a row that became complete meanwhile */
+    service_import_kick(svc, &c->tenant, &c->timeline, row->shard_statuses);
+    free(c);
+    operation_finish(op, NULL, info);
+}
+
+static void on_import_fanned_out(const Err *err, json_t *result, void *arg)
+{
+    ImportCreate *c = arg;
+    Operation *op = c->op;
+    Service *svc = operation_host(op);
+    if (err != NULL) {
+        free(c);
+        operation_finish(op, err, NULL);
+        return;
+    }
+    c->info = result;
+    Err e;
+    err_clear(&e);
+    Tenant *t = shard_map_tenant_get(svc->map, &c->tenant);
+    if (t == NULL) {
+        err_set(&e, ERR_UNAVAILABLE, "tenant was deleted while the import was created, retry");
+        json_decref(c->info);
+        free(c);
+        operation_finish(op, &e, NULL);
+        return;
+    }
+    char *statuses = import_statuses_initial(tenant_current_count(t));
+    operation_set_step(op, "recording the import");
+    bool ok = db_imports_insert(svc->opts.db, &c->tenant, &c->timeline, statuses,
+                                on_import_row_inserted, c, &e);
+    free(statuses);
+    if (!ok) {
+        json_decref(c->info);
+        free(c);
+        operation_finish(op, &e, NULL);
+    }
+}
+
+void service_import_create_run(Operation *op, const TenantId *tenant,
+                               const TimelineCreateSpec *spec)
+{
+    Service *svc = operation_host(op);
+    Err err;
+    err_clear(&err);
+    Tenant *t = service_tenant_or_404(svc, tenant, &err);
+    if (t == NULL) {
+        operation_finish(op, &err, NULL);
+        return;
+    }
+    for (size_t i = 0; i < t->n_shards; i++) {
+        if (tenant_shard_is_splitting(t->shards[i])) {
+            err_set(&err, ERR_CONFLICT, "a shard split of the tenant runs: import refused, retry");
+            operation_finish(op, &err, NULL);
+            return;
+        }
+    }
+    ImportCreate *c = xcalloc(1, sizeof(*c));
+    c->op = op;
+    c->tenant = *tenant;
+    c->timeline = spec->new_timeline_id;
+    operation_set_step(op, "fanning out");
+    timeline_fanout_create(svc, svc->opts.base, tenant, spec, on_import_fanned_out, c);
+}
+
+/* ---- deletes ---- */
+
+typedef struct ForgetOp {
+    Service *svc;
+    TenantId tenant;
+    TimelineId timeline;
+    ServiceDoneFn done;
+    void *arg;
+} ForgetOp;
+
+static void on_import_row_deleted(const Err *err, void *arg)
+{
+    ForgetOp *f = arg;
+    if (err != NULL && err->code != ERR_NOT_FOUND) {
+        f->done(err, f->arg);
+        free(f);
+        return;
+    }
+    if (err == NULL) {
+        char tl[ID_STR_SIZE];
+        timeline_id_format(&f->timeline, tl);
+        log_info("import of timeline %s: row deleted (timeline delete)", tl);
+    }
+    import_untrack(f->svc, &f->tenant, &f->timeline);
+    f->done(NULL, f->arg);
+    free(f);
+}
+
+void service_import_forget(Service *svc, const TenantId *tenant, const TimelineId *timeline,
+                           ServiceDoneFn done, void *arg)
+{
+    ForgetOp *f = xcalloc(1, sizeof(*f));
+    f->svc = svc;
+    f->tenant = *tenant;
+    f->timeline = *timeline;
+    f->done = done;
+    f->arg = arg;
+    db_imports_delete(svc->opts.db, tenant, timeline, on_import_row_deleted, f);
+}
+
+void service_imports_tenant_deleted(Service *svc, const TenantId *tenant)
+{
+    ImportEntry *e = svc->imports.head;
+    while (e != NULL) {
+        ImportEntry *next = e->next;
+        if (tenant_id_eq(&e->tenant, tenant)) {
+            TimelineId tl = e->timeline;
+            import_untrack(svc, tenant, &tl);
+        }
+        e = next;
+    }
 }
 
 /* ---- finalisation (trigger) ---- */

@@ -159,6 +159,20 @@ bool service_shard_params_check(const Service *svc, ShardCount count, ShardNumbe
  * terminal, finalise it (once per import at a time; retried until it succeeds). */
 void service_import_kick(Service *svc, const TenantId *tenant, const TimelineId *timeline,
                          const char *shard_statuses);
+/* service_import_create_run: the step of a timeline create with import_pgdata (spec: borrowed
+ * for the call): 409 while a shard split runs; the fan-out (shard 0 first); then the row with
+ * every current shard {"InProgress": null} (an existing row is kept: a repeated create) and the
+ * tenant marked importing. Finishes op with shard 0's TimelineInfo. */
+struct TimelineCreateSpec;
+void service_import_create_run(Operation *op, const TenantId *tenant,
+                               const struct TimelineCreateSpec *spec);
+/* service_import_forget: a timeline delete's first step: delete the timeline's import row (none
+ * is fine), so later upcalls get 404 and nothing finalises it, then done(NULL). */
+void service_import_forget(Service *svc, const TenantId *tenant, const TimelineId *timeline,
+                           ServiceDoneFn done, void *arg);
+/* service_imports_tenant_deleted: the tenant's rows are gone (db_tenants_delete deletes its import
+ * rows in the same transaction): forget its imports in memory. */
+void service_imports_tenant_deleted(Service *svc, const TenantId *tenant);
 /* service_imports_free: drop the in-memory import state (service_free). */
 void service_imports_free(Service *svc);
 

@@ -318,6 +318,7 @@ static void on_rows_deleted(const Err *err, void *arg)
             log_err(&e, "tenant delete: forgetting the tenant");
     }
     compute_hook_forget(svc->hook, &d->tenant);
+    service_imports_tenant_deleted(svc, &d->tenant); /* its import rows went with it */
     char hex[ID_STR_SIZE];
     tenant_id_format(&d->tenant, hex);
     log_info("tenant %s deleted", hex);

@@ -136,3 +136,88 @@ def test_import_status_upcalls_merge_and_generations(cluster_factory):
 
     # Not every shard is terminal: no import_complete yet.
     assert complete_notifications(cl, tenant) == []
+
+
+def import_body(path, key="key-1"):
+    return {"idempotency_key": key, "location": {"LocalFs": {"path": str(path)}}}
+
+
+def pageserver_refuses_import(r) -> bool:
+    """The answer of a pageserver that cannot create importing timelines yet (proxied by storcon:
+    its 400 "not supported" becomes a 409 naming the shard)."""
+    return r.status_code in (400, 409) and "not supported" in r.text and "import" in r.text
+
+
+def test_import_create_strict_fans_out_and_records_row(cluster_factory, tmp_path):
+    cl = cluster_factory(1)
+    tenant, _ = cl.create_tenant(count=2)
+    tsids = shard_tsids(tenant, 2)
+    tl = new_id()
+    src = tmp_path / "import-src"
+    src.mkdir()
+
+    # Strict: malformed import requests are 400 and change nothing.
+    bad_bodies = [
+        {"import_pgdata": {"idempotency_key": "k"}},
+        {"import_pgdata": {"location": {"LocalFs": {"path": str(src)}}}},
+        {"import_pgdata": {"idempotency_key": "", "location": {"LocalFs": {"path": str(src)}}}},
+        {"import_pgdata": {"idempotency_key": "k", "location": {"LocalFs": {"path": "rel"}}}},
+        {"import_pgdata": {"idempotency_key": "k", "location": {"Nfs": {"path": str(src)}}}},
+        {"import_pgdata": {**import_body(src), "extra": 1}},
+        {"import_pgdata": import_body(src), "pg_version": 15},
+        {"import_pgdata": import_body(src), "ancestor_timeline_id": new_id()},
+        {"import_pgdata": import_body(src), "existing_initdb_timeline_id": new_id()},
+        {"import_pgdata": "yes"},
+    ]
+    for body in bad_bodies:
+        msg = error_msg(cl.create_timeline(tenant, tl, **body), 400)
+        assert "import_pgdata" in msg, (body, msg)
+    assert db_statuses(cl, tenant, tl) is None
+    error_msg(cl.storcon.get(f"/control/v1/tenant/{tenant}/timeline/{tl}/import"), 404)
+    for s in cl.describe(tenant)["shards"]:
+        assert s["is_importing"] is False, s
+
+    r = cl.create_timeline(tenant, tl, import_pgdata=import_body(src))
+    if pageserver_refuses_import(r):
+        # Nothing recorded for a create the pageservers refused.
+        assert db_statuses(cl, tenant, tl) is None
+        assert all(not s["is_importing"] for s in cl.describe(tenant)["shards"])
+        pytest.skip(f"the pageserver does not accept import_pgdata yet: {r.status_code} {r.text}")
+    info = ok_json(r, 201)
+    assert info["timeline_id"] == tl, info
+    # The row: every current shard InProgress (the pageservers may have reported since).
+    statuses = db_statuses(cl, tenant, tl)
+    assert statuses is not None and sorted(statuses) == sorted(shard_index(t) for t in tsids)
+    for s in cl.describe(tenant)["shards"]:
+        assert s["is_importing"] is True, s
+    # A repeat (same idempotency key) succeeds and keeps the row.
+    ok_json(cl.create_timeline(tenant, tl, import_pgdata=import_body(src)), 201)
+    assert sorted(db_statuses(cl, tenant, tl)) == sorted(shard_index(t) for t in tsids)
+
+
+def test_deletes_remove_the_import_row(cluster_factory):
+    cl = cluster_factory(1)
+    tenant, _ = cl.create_tenant(count=2)
+    tsids = shard_tsids(tenant, 2)
+    gens = cl.db_generations(tenant)
+    tl, other = new_id(), new_id()
+    insert_import_row(cl, tenant, tl, tsids)
+    insert_import_row(cl, tenant, other, tsids)
+    ok_json(put_status(cl, tsids[0], tl, gens[tsids[0]], progress(3, 1)))
+
+    # Timeline delete: the import is abandoned (the pageservers' delete cancels their task), its
+    # row goes, later upcalls get 404; the other import is untouched.
+    r = cl.delete_timeline(tenant, tl)
+    assert r.status_code == 200, r.text
+    assert db_statuses(cl, tenant, tl) is None
+    error_msg(get_status(cl, tsids[0], tl, gens[tsids[0]]), 404)
+    error_msg(put_status(cl, tsids[1], tl, gens[tsids[1]], "Done"), 404)
+    error_msg(cl.storcon.get(f"/control/v1/tenant/{tenant}/timeline/{tl}/import"), 404)
+    assert db_statuses(cl, tenant, other) is not None
+    assert ok_json(get_status(cl, tsids[1], other, gens[tsids[1]])) == {"InProgress": None}
+
+    # Tenant delete: every import row of the tenant goes with it.
+    ok_json(cl.delete_tenant(tenant))
+    assert db_statuses(cl, tenant, other) is None
+    error_msg(get_status(cl, tsids[1], other, gens[tsids[1]]), 404)
+    assert complete_notifications(cl, tenant) == []

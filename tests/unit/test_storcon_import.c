@@ -325,6 +325,65 @@ static void test_import_set_and_split_check(void **state)
     assert_true(import_split_check(&set, &a, &err));
 }
 
+/* ---- the create request ---- */
+
+static void test_import_pgdata_decode(void **state)
+{
+    (void)state;
+    json_t *v = parse("{\"idempotency_key\": \"k1\", \"location\": {\"LocalFs\": {\"path\": "
+                      "\"/srv/import/x\"}}}");
+    ImportPgdataSpec spec;
+    Err err;
+    err_clear(&err);
+    assert_true(import_pgdata_decode(v, &spec, &err));
+    assert_int_equal(spec.kind, IMPORT_LOCATION_LOCAL_FS);
+    assert_string_equal(spec.path, "/srv/import/x");
+    json_t *back = import_pgdata_to_json(&spec);
+    assert_true(json_equal(back, v));
+    json_decref(back);
+    json_decref(v);
+
+    v = parse("{\"idempotency_key\": \"k\", \"location\": {\"AwsS3\": {\"region\": \"r\", "
+              "\"bucket\": \"b\", \"key\": \"p/q\"}}}");
+    assert_true(import_pgdata_decode(v, &spec, &err));
+    assert_int_equal(spec.kind, IMPORT_LOCATION_AWS_S3);
+    back = import_pgdata_to_json(&spec);
+    assert_true(json_equal(back, v));
+    json_decref(back);
+    json_decref(v);
+
+    static const char *const BAD[] = {
+        "\"x\"",
+        "{}",
+        "{\"idempotency_key\": \"k\"}",
+        "{\"location\": {\"LocalFs\": {\"path\": \"/a\"}}}",
+        "{\"idempotency_key\": \"\", \"location\": {\"LocalFs\": {\"path\": \"/a\"}}}",
+        "{\"idempotency_key\": 5, \"location\": {\"LocalFs\": {\"path\": \"/a\"}}}",
+        "{\"idempotency_key\": \"k\", \"location\": {}}",
+        "{\"idempotency_key\": \"k\", \"location\": {\"Gcs\": {}}}",
+        "{\"idempotency_key\": \"k\", \"location\": {\"LocalFs\": {\"path\": \"/a\"}, "
+        "\"AwsS3\": {}}}",
+        "{\"idempotency_key\": \"k\", \"location\": {\"LocalFs\": {\"path\": \"rel\"}}}",
+        "{\"idempotency_key\": \"k\", \"location\": {\"LocalFs\": {\"path\": \"\"}}}",
+        "{\"idempotency_key\": \"k\", \"location\": {\"LocalFs\": \"/a\"}}",
+        "{\"idempotency_key\": \"k\", \"location\": {\"LocalFs\": {\"path\": \"/a\", \"x\": 1}}}",
+        "{\"idempotency_key\": \"k\", \"location\": {\"AwsS3\": {\"region\": \"r\", \"bucket\": "
+        "\"b\"}}}",
+        "{\"idempotency_key\": \"k\", \"location\": {\"AwsS3\": {\"region\": \"\", \"bucket\": "
+        "\"b\", \"key\": \"k\"}}}",
+        "{\"idempotency_key\": \"k\", \"location\": {\"LocalFs\": {\"path\": \"/a\"}}, \"x\": 1}",
+    };
+    for (size_t i = 0; i < COUNT_OF(BAD); i++) {
+        v = parse(BAD[i]);
+        err_clear(&err);
+        if (import_pgdata_decode(v, &spec, &err))
+            fail_msg("accepted %s", BAD[i]);
+        assert_int_equal(err.code, ERR_BAD_REQUEST);
+        assert_true(strncmp(err.msg, "import_pgdata", 13) == 0);
+        json_decref(v);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +397,7 @@ int main(void)
         cmocka_unit_test(test_shard_status),
         cmocka_unit_test(test_progress_json),
         cmocka_unit_test(test_import_set_and_split_check),
+        cmocka_unit_test(test_import_pgdata_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
