@@ -295,8 +295,14 @@ bool import_summarise(const char *shard_statuses, ImportSummary *out, Err *err)
             out->done++;
         if (st.kind == IMPORT_STATUS_ERROR) {
             out->failed++;
-            strbuf_printf(&errors, "%s%s: %.*s", out->failed > 1 ? "; " : "", keys[i],
-                          IMPORT_ERROR_MSG_MAX, st.error);
+            size_t len = strlen(st.error);
+            if (len > IMPORT_ERROR_MSG_MAX) { /* cut on a UTF-8 character boundary */
+                len = IMPORT_ERROR_MSG_MAX;
+                while (len > 0 && ((unsigned char)st.error[len] & 0xC0) == 0x80)
+                    len--;
+            }
+            strbuf_printf(&errors, "%s%s: %.*s", out->failed > 1 ? "; " : "", keys[i], (int)len,
+                          st.error);
         }
     }
     free(keys);
@@ -404,6 +410,30 @@ bool import_progress_json(const TenantId *tenant, const TimelineId *timeline,
     json_set_new(o, "failed", json_must(json_integer((json_int_t)failed)));
     json_set_new(o, "complete", json_boolean(n > 0 && terminal == n));
     *out = o;
+    return true;
+}
+
+/* ---- the control plane's notification ---- */
+
+bool import_complete_render(const void *input, char **body, Err *err)
+{
+    const ImportComplete *c = input;
+    json_t *o = json_must(json_object());
+    json_set_new(o, "tenant_id", json_from_tenant_id(&c->tenant_id));
+    json_set_new(o, "timeline_id", json_from_timeline_id(&c->timeline_id));
+    json_t *e = c->error != NULL ? json_string(c->error) : json_null();
+    if (e == NULL) {
+        json_decref(o);
+        err_set(err, ERR_INTERNAL, "import_complete: the error is not UTF-8");
+        return false;
+    }
+    json_set_new(o, "error", e);
+    *body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    if (*body == NULL) {
+        err_set(err, ERR_INTERNAL, "import_complete: the body does not serialise");
+        return false;
+    }
     return true;
 }
 

@@ -136,6 +136,21 @@ bool import_shard_status(const char *shard_statuses, ShardIndex shard, json_t **
 bool import_progress_json(const TenantId *tenant, const TimelineId *timeline,
                           const char *shard_statuses, json_t **out, Err *err) MUST_CHECK;
 
+/* ---- the control plane's notification ---- */
+
+/* ImportComplete: what PUT <control-plane>/import_complete says: {"tenant_id", "timeline_id",
+ * "error": null on success, else the shards' errors (ImportSummary.errors)} (Neon's
+ * ImportCompleteRequest). */
+typedef struct ImportComplete {
+    TenantId tenant_id;
+    TimelineId timeline_id;
+    const char *error; /* NULL = success */
+} ImportComplete;
+
+/* import_complete_render: the notifier's renderer (NotifierRenderFn): input is an ImportComplete;
+ * *body (caller frees) in that key order. */
+bool import_complete_render(const void *input, char **body, Err *err);
+
 /* ---- the split guard ---- */
 
 /* ImportSet: the timelines being imported, in memory (mirrors the timeline_imports rows: loaded at
@@ -146,6 +161,7 @@ typedef struct ImportEntry {
     TimelineId timeline;
     void *running;       /* the finalisation operation in flight; NULL = none */
     struct event *retry; /* the timer of the next attempt; NULL = none (owned by the service) */
+    void *retry_host;    /* what the timer callback needs (the service) */
     unsigned failures;   /* consecutive failed attempts (backoff) */
     bool again;          /* a shard reported while an attempt ran: run once more */
     struct ImportEntry *next;

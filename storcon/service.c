@@ -340,6 +340,7 @@ void service_background_cb(evutil_socket_t fd, short what, void *arg)
     size_t n = service_reconcile_all(svc);
     if (n > 0)
         log_info("background pass: %zu reconciles started", n);
+    service_imports_resume(svc); /* when listing them at startup failed */
     service_update_node_gauges(svc);
 }
 
@@ -400,6 +401,7 @@ Service *service_new(const ServiceOptions *opts)
         .bearer_token = svc->cp_token,
     };
     svc->hook = compute_hook_new(opts->base, svc->http, opts->metrics, &ho);
+    service_imports_init(svc);
     node_set_init(&svc->nodes);
     svc->map = shard_map_new();
     scheduler_init(&svc->sched, &svc->nodes);

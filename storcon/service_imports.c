@@ -13,6 +13,7 @@
 #include "storcon/service_internal.h"
 
 #include "storcon/db_imports.h"
+#include "storcon/defaults.h"
 #include "storcon/import.h"
 #include "storcon/timeline_fanout.h"
 
@@ -384,19 +385,425 @@ void service_imports_tenant_deleted(Service *svc, const TenantId *tenant)
     }
 }
 
-/* ---- finalisation (trigger) ---- */
+/* ---- finalisation ----
+ *
+ * One attempt is an Operation (kind import_finalize) holding the tenant's lock shared, so a tenant
+ * delete (exclusive) waits for it and a timeline create or delete runs beside it:
+ *
+ *   reading the import --every shard Done--> activating --> notifying --> deleting the row
+ *          |            --some shard failed---------------^
+ *          +--no row (deleted) / not complete: nothing to do
+ *
+ * A failed attempt (a shard not activated, the control plane not answering 2xx, the database)
+ * leaves the row as it is and is retried after a capped backoff, forever: the notification is at
+ * least once, the row is deleted only after the control plane accepted it, and a restarted
+ * controller finalises every complete row again (service_imports_resume). Nothing happens before
+ * every shard is terminal: each attempt re-reads the row and decides (import_decide).
+ */
+
+typedef struct FinalizeRun FinalizeRun;
+
+typedef struct FinalizeShard {
+    FinalizeRun *run;
+    size_t index;
+    PageserverCall *call; /* in flight; NULL once answered */
+} FinalizeShard;
+
+struct FinalizeRun {
+    Service *svc;
+    TenantId tenant;
+    TimelineId timeline;
+    Operation *op; /* NULL once finished */
+    FinalizeRun *next;
+    char *errors; /* NULL: success */
+    bool finalised;
+    ServiceShardMapSnapshot snap;
+    FinalizeShard *shards;
+    size_t pending, activated;
+    Err err; /* the first activation failure */
+};
+
+static void run_free(FinalizeRun *r)
+{
+    service_snapshot_finish(&r->snap);
+    free(r->shards);
+    free(r->errors);
+    free(r);
+}
+
+static void run_keep(void *data)
+{
+    (void)data; /* freed by finalize_done, or at shutdown by service_imports_free */
+}
+
+static void run_unlink(Service *svc, FinalizeRun *r)
+{
+    for (FinalizeRun **p = &svc->import_runs; *p != NULL; p = &(*p)->next) {
+        if (*p == r) {
+            *p = r->next;
+            return;
+        }
+    }
+}
+
+static void run_label(const FinalizeRun *r, char *buf, size_t size)
+{
+    char t[ID_STR_SIZE], tl[ID_STR_SIZE];
+    tenant_id_format(&r->tenant, t);
+    timeline_id_format(&r->timeline, tl);
+    (void)str_printf(buf, size, "tenant %s timeline %s", t, tl);
+}
+
+static void finalize_start(Service *svc, ImportEntry *e);
+
+static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    ImportEntry *e = arg;
+    Service *svc = e->retry_host;
+    event_free(e->retry);
+    e->retry = NULL;
+    if (!svc->stopping && e->running == NULL)
+        finalize_start(svc, e);
+}
+
+/* finalize_done: the attempt's completion. The entry is looked up again: a delete may have
+ * removed it meanwhile. */
+static void finalize_done(const Err *err, json_t *result, void *arg)
+{
+    FinalizeRun *r = arg;
+    Service *svc = r->svc;
+    json_decref(result);
+    run_unlink(svc, r);
+    ImportEntry *e = import_set_find(&svc->imports, &r->tenant, &r->timeline);
+    char label[2 * ID_STR_SIZE + 32];
+    run_label(r, label, sizeof(label));
+    if (e != NULL && e->running == r) {
+        e->running = NULL;
+        if (err == NULL && r->finalised) {
+            log_info("import of %s finalised%s", label, r->errors != NULL ? " (failed)" : "");
+            import_untrack(svc, &r->tenant, &r->timeline);
+        } else if (err == NULL) {
+            e->failures = 0;
+            if (e->again && !svc->stopping) {
+                e->again = false;
+                finalize_start(svc, e);
+            }
+        } else if (!svc->stopping) {
+            unsigned shift = e->failures < 8 ? e->failures : 8;
+            long ms = STORCON_IMPORT_RETRY_BASE_MS << shift;
+            if (ms > STORCON_IMPORT_RETRY_MAX_MS)
+                ms = STORCON_IMPORT_RETRY_MAX_MS;
+            e->failures++;
+            e->again = false;
+            log_warn("import of %s: finalisation failed (attempt %u), again in %ld ms: %s", label,
+                     e->failures, ms, err->msg);
+            e->retry_host = svc;
+            e->retry = evtimer_new(svc->opts.base, on_retry_timer, e);
+            struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+            evtimer_add(e->retry, &tv);
+        }
+    }
+    run_free(r);
+}
+
+static void finish_cancelled_or(Operation *op, const Err *err)
+{
+    if (operation_cancelled(op))
+        err = operation_cancel_reason(op);
+    operation_finish(op, err, err == NULL ? json_null() : NULL);
+}
+
+static void on_row_deleted(const Err *err, void *arg)
+{
+    Operation *op = arg;
+    FinalizeRun *r = operation_data(op);
+    if (err != NULL && err->code != ERR_NOT_FOUND) {
+        operation_finish(op, err, NULL);
+        return;
+    }
+    r->finalised = true; /* the control plane was told: done, even if cancelled meanwhile */
+    operation_finish(op, NULL, json_null());
+}
+
+static void on_notified(const NotifierResult *res, void *arg)
+{
+    Operation *op = arg;
+    Service *svc = operation_host(op);
+    FinalizeRun *r = operation_data(op);
+    if (!notifier_outcome_ok(res->outcome)) {
+        Err e = res->err;
+        if (!err_is_set(&e))
+            err_set(&e, ERR_UNAVAILABLE, "import_complete: %s",
+                    notifier_outcome_name(res->outcome));
+        finish_cancelled_or(op, &e);
+        return;
+    }
+    if (res->outcome == NOTIFIER_DISABLED)
+        log_warn("import finished but no control-plane URL is set: nobody was told");
+    operation_set_step(op, "deleting the row");
+    db_imports_delete(svc->opts.db, &r->tenant, &r->timeline, on_row_deleted, op);
+}
+
+static void notify_step(Operation *op)
+{
+    Service *svc = operation_host(op);
+    FinalizeRun *r = operation_data(op);
+    if (operation_cancelled(op)) {
+        finish_cancelled_or(op, NULL);
+        return;
+    }
+    operation_set_step(op, "notifying the control plane");
+    ImportComplete in = {.tenant_id = r->tenant, .timeline_id = r->timeline, .error = r->errors};
+    uint8_t key[NOTIFIER_KEY_MAX];
+    memcpy(key, r->tenant.b, sizeof(r->tenant.b));
+    memcpy(key + sizeof(r->tenant.b), r->timeline.b, sizeof(r->timeline.b));
+    char label[NOTIFIER_LABEL_MAX];
+    run_label(r, label, sizeof(label));
+    notifier_notify(svc->import_notifier, key, sizeof(r->tenant.b) + sizeof(r->timeline.b), label,
+                    &in, on_notified, op);
+}
+
+static void on_activated(const PageserverResult *res, void *arg)
+{
+    FinalizeShard *fs = arg;
+    FinalizeRun *r = fs->run;
+    fs->call = NULL;
+    if (!res->ok) {
+        if (!err_is_set(&r->err)) {
+            char tsid[TSID_STR_SIZE];
+            tsid_format(&r->snap.shards[fs->index].tsid, tsid);
+            r->err = res->err;
+            err_prefix(&r->err, "activate_post_import on shard %s: ", tsid);
+        }
+    } else {
+        r->activated++;
+    }
+    operation_set_progress(r->op, r->activated, r->snap.n);
+    if (--r->pending > 0)
+        return;
+    if (err_is_set(&r->err)) {
+        Err e = r->err;
+        finish_cancelled_or(r->op, &e);
+        return;
+    }
+    notify_step(r->op);
+}
+
+static void activate_step(Operation *op)
+{
+    Service *svc = operation_host(op);
+    FinalizeRun *r = operation_data(op);
+    Err err;
+    err_clear(&err);
+    operation_set_step(op, "activating");
+    if (!service_tenant_snapshot(svc, &r->tenant, &r->snap, &err)) {
+        operation_finish(op, &err, NULL);
+        return;
+    }
+    HttpRetryPolicy retry = {.max_attempts = STORCON_IMPORT_ACTIVATE_ATTEMPTS,
+                             .base_ms = STORCON_IMPORT_ACTIVATE_BACKOFF_MS,
+                             .max_ms = STORCON_IMPORT_ACTIVATE_BACKOFF_MAX};
+    r->shards = xcalloc(r->snap.n, sizeof(*r->shards));
+    r->pending = 1 + r->snap.n; /* one extra: nothing settles the step while calls start */
+    for (size_t i = 0; i < r->snap.n; i++) {
+        FinalizeShard *fs = &r->shards[i];
+        fs->run = r;
+        fs->index = i;
+        PageserverTarget t;
+        char url[SERVICE_URL_SIZE];
+        Err e;
+        err_clear(&e);
+        if (!service_pageserver_target(svc, r->snap.shards[i].node,
+                                       STORCON_IMPORT_ACTIVATE_TIMEOUT_MS, &retry, &t, url, &e)) {
+            if (!err_is_set(&r->err))
+                r->err = e;
+            r->pending--;
+            continue;
+        }
+        fs->call = pageserver_client_activate_post_import(svc->pc, &t, &r->snap.shards[i].tsid,
+                                                          &r->timeline, 0, on_activated, fs);
+    }
+    operation_set_progress(op, 0, r->snap.n);
+    PageserverResult none;
+    memset(&none, 0, sizeof(none));
+    none.ok = true;
+    r->activated--; /* the extra unit is not a shard */
+    FinalizeShard extra = {.run = r, .index = 0};
+    on_activated(&none, &extra);
+}
+
+static void on_final_row(const Err *err, const DbImport *row, bool changed, void *arg)
+{
+    Operation *op = arg;
+    FinalizeRun *r = operation_data(op);
+    (void)changed;
+    if (err != NULL) {
+        if (err->code == ERR_NOT_FOUND) { /* deleted: nothing to finalise, nobody to tell */
+            r->finalised = true;
+            operation_finish(op, NULL, json_null());
+            return;
+        }
+        operation_finish(op, err, NULL);
+        return;
+    }
+    if (operation_cancelled(op)) {
+        finish_cancelled_or(op, NULL);
+        return;
+    }
+    ImportSummary sum;
+    Err e;
+    err_clear(&e);
+    if (!import_summarise(row->shard_statuses, &sum, &e)) {
+        operation_finish(op, &e, NULL);
+        return;
+    }
+    ImportDecision d = import_decide(&sum);
+    r->errors = sum.errors;
+    sum.errors = NULL;
+    import_summary_finish(&sum);
+    switch (d) {
+    case IMPORT_DECISION_ACTIVATE:
+        activate_step(op);
+        return;
+    case IMPORT_DECISION_NOTIFY_ERROR:
+        notify_step(op);
+        return;
+    case IMPORT_DECISION_WAIT:
+    case IMPORT_DECISION_COUNT:
+    default:
+        operation_finish(op, NULL, json_null()); /* never before every shard is terminal */
+        return;
+    }
+}
+
+static void finalize_run(Operation *op)
+{
+    Service *svc = operation_host(op);
+    FinalizeRun *r = operation_data(op);
+    operation_set_step(op, "reading the import");
+    db_imports_get(svc->opts.db, &r->tenant, &r->timeline, on_final_row, op);
+}
+
+static void finalize_start(Service *svc, ImportEntry *e)
+{
+    FinalizeRun *r = xcalloc(1, sizeof(*r));
+    r->svc = svc;
+    r->tenant = e->tenant;
+    r->timeline = e->timeline;
+    r->next = svc->import_runs;
+    svc->import_runs = r;
+    e->running = r;
+    Operation *op = operation_new(svc->ops, OPERATION_IMPORT_FINALIZE, finalize_done, r);
+    r->op = op;
+    operation_set_data(op, r, run_keep);
+    operation_lock_tenant(op, &e->tenant, TENANT_LOCK_SHARED);
+    operation_set_deadline(op, STORCON_IMPORT_FINALIZE_DEADLINE_MS);
+    operation_start(op, finalize_run);
+}
 
 void service_import_kick(Service *svc, const TenantId *tenant, const TimelineId *timeline,
                          const char *shard_statuses)
 {
-    (void)svc;
-    (void)tenant;
-    (void)timeline;
-    (void)shard_statuses;
+    ImportSummary sum;
+    Err err;
+    err_clear(&err);
+    if (!import_summarise(shard_statuses, &sum, &err)) {
+        log_err(&err, "import finalisation");
+        return;
+    }
+    ImportDecision d = import_decide(&sum);
+    import_summary_finish(&sum);
+    ImportEntry *e = import_track(svc, tenant, timeline);
+    if (d == IMPORT_DECISION_WAIT || !svc->ready || svc->stopping)
+        return; /* startup finalises what is complete once ready (service_imports_resume) */
+    if (e->running != NULL) {
+        e->again = true;
+        return;
+    }
+    if (e->retry != NULL)
+        return; /* a retry is due */
+    finalize_start(svc, e);
+}
+
+/* ---- startup, cancellation, lifecycle ---- */
+
+static void on_imports_listed(const Err *err, const DbImport *rows, size_t n, void *arg)
+{
+    Service *svc = arg;
+    if (err != NULL) {
+        log_err(err, "loading the timeline imports (retried by the background pass)");
+        svc->imports_loaded = false;
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        service_import_kick(svc, &rows[i].tenant_id, &rows[i].timeline_id, rows[i].shard_statuses);
+    if (n > 0)
+        log_info("startup: %zu timeline imports in progress", n);
+}
+
+void service_imports_resume(Service *svc)
+{
+    if (svc->imports_loaded)
+        return;
+    svc->imports_loaded = true;
+    db_imports_list(svc->opts.db, on_imports_listed, svc);
+}
+
+void service_imports_cancel(Service *svc, const TenantId *tenant, const TimelineId *timeline)
+{
+    Err reason;
+    err_clear(&reason);
+    err_set(&reason, ERR_UNAVAILABLE, "import finalisation cancelled by a delete");
+    for (FinalizeRun *r = svc->import_runs; r != NULL; r = r->next) {
+        if (r->op == NULL || !tenant_id_eq(&r->tenant, tenant) ||
+            (timeline != NULL && !timeline_id_eq(&r->timeline, timeline)))
+            continue;
+        if (operation_state(r->op) != OPERATION_RUNNING)
+            continue; /* waiting for the lock: it reads the row (gone) once it runs */
+        operation_cancel(r->op, &reason);
+        uint8_t key[NOTIFIER_KEY_MAX];
+        memcpy(key, r->tenant.b, sizeof(r->tenant.b));
+        memcpy(key + sizeof(r->tenant.b), r->timeline.b, sizeof(r->timeline.b));
+        notifier_forget(svc->import_notifier, key, sizeof(r->tenant.b) + sizeof(r->timeline.b));
+    }
+}
+
+void service_imports_init(Service *svc)
+{
+    char *url = NULL;
+    const char *cp = svc->cp_url;
+    if (cp != NULL && cp[0] != '\0') {
+        size_t len = strlen(cp);
+        while (len > 0 && cp[len - 1] == '/')
+            len--;
+        url = str_dup_printf("%.*s/import_complete", (int)len, cp);
+    }
+    NotifierOptions no = {
+        .what = "import_complete notification",
+        .url = url,
+        .method = "PUT",
+        .bearer_token = svc->cp_token,
+        .render = import_complete_render,
+        .metric_prefix = "import_complete_notifications",
+        .timeout_ms = STORCON_IMPORT_NOTIFY_TIMEOUT_MS,
+        .max_attempts = STORCON_IMPORT_NOTIFY_ATTEMPTS,
+        .locked_max_attempts = STORCON_IMPORT_NOTIFY_ATTEMPTS,
+    };
+    svc->import_notifier = notifier_new(svc->opts.base, svc->http, svc->opts.metrics, &no);
+    free(url);
 }
 
 void service_imports_free(Service *svc)
 {
+    notifier_free(svc->import_notifier); /* its callbacks never run */
+    svc->import_notifier = NULL;
+    while (svc->import_runs != NULL) { /* abandoned with the operations */
+        FinalizeRun *r = svc->import_runs;
+        svc->import_runs = r->next;
+        run_free(r);
+    }
     while (svc->imports.head != NULL) {
         ImportEntry *e = import_set_remove(&svc->imports, &svc->imports.head->tenant,
                                            &svc->imports.head->timeline);

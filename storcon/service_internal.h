@@ -27,6 +27,7 @@
 #include "storcon/defaults.h"
 #include "storcon/heartbeat.h"
 #include "storcon/import.h"
+#include "storcon/notifier.h"
 #include "storcon/operation.h"
 #include "storcon/reconcile.h"
 #include "storcon/scheduler.h"
@@ -87,7 +88,10 @@ struct Service {
     LoopDeferItem waiter_kick; /* check every waiter from the loop */
     struct event *hb_soon;     /* one heartbeat round shortly after a re-attach or registration */
     MetricGauge *m_nodes[NODE_AVAILABILITY_COUNT];
-    ImportSet imports; /* timelines being imported (service_imports.c) */
+    ImportSet imports;               /* timelines being imported (service_imports.c) */
+    struct FinalizeRun *import_runs; /* finalisation attempts in flight */
+    Notifier *import_notifier;       /* PUT <control plane>/import_complete */
+    bool imports_loaded;             /* the rows were listed after startup */
 };
 
 /* RegisterOp: node registration, also the first step of a re-attach that carries "register". */
@@ -173,6 +177,15 @@ void service_import_forget(Service *svc, const TenantId *tenant, const TimelineI
 /* service_imports_tenant_deleted: the tenant's rows are gone (db_tenants_delete deletes its import
  * rows in the same transaction): forget its imports in memory. */
 void service_imports_tenant_deleted(Service *svc, const TenantId *tenant);
+/* service_imports_init: the import_complete notifier (service_new). */
+void service_imports_init(Service *svc);
+/* service_imports_resume: once ready: list every import row, remember them, finalise the complete
+ * ones (a restart finalises again: at least once). */
+void service_imports_resume(Service *svc);
+/* service_imports_cancel: a delete of the tenant (timeline NULL) or of one timeline starts: a
+ * finalisation attempt running for it stops at its next step (its notification is dropped); the
+ * delete removes the row, so the next attempt finds nothing to do. */
+void service_imports_cancel(Service *svc, const TenantId *tenant, const TimelineId *timeline);
 /* service_imports_free: drop the in-memory import state (service_free). */
 void service_imports_free(Service *svc);
 

@@ -427,6 +427,7 @@ static void delete_run(Operation *op)
 void service_tenant_delete(Service *svc, const TenantId *tenant, ServiceJsonFn cb, void *arg)
 {
     Operation *op = service_tenant_op_new(svc, OPERATION_TENANT_DELETE, tenant, cb, arg);
+    service_imports_cancel(svc, tenant, NULL); /* a finalisation would hold back the lock */
     operation_start(op, delete_run);
 }
 

@@ -76,6 +76,7 @@ void service_timeline_delete(Service *svc, const TenantId *tenant, const Timelin
     Operation *op = timeline_op_new(svc, OPERATION_TIMELINE_DELETE, tenant, cb, arg);
     TimelineOp *d = operation_data(op);
     d->timeline = *timeline;
+    service_imports_cancel(svc, tenant, timeline);
     operation_start(op, timeline_delete_run);
 }
 

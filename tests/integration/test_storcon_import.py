@@ -221,3 +221,152 @@ def test_deletes_remove_the_import_row(cluster_factory):
     assert db_statuses(cl, tenant, other) is None
     error_msg(get_status(cl, tsids[1], other, gens[tsids[1]]), 404)
     assert complete_notifications(cl, tenant) == []
+
+
+def wait_row_gone(cl, tenant, tl, timeout=30.0):
+    def gone():
+        assert db_statuses(cl, tenant, tl) is None, db_statuses(cl, tenant, tl)
+        return True
+    wait_for(gone, timeout, "the import row deleted")
+
+
+def test_finalise_failed_import_notifies_once_after_every_shard(cluster_factory):
+    import time
+    cl = cluster_factory(1)
+    tenant, _ = cl.create_tenant(count=2)
+    s0, s1 = shard_tsids(tenant, 2)
+    gens = cl.db_generations(tenant)
+    tl = new_id()
+    insert_import_row(cl, tenant, tl, [s0, s1])
+
+    ok_json(put_status(cl, s0, tl, gens[s0], {"Error": "bad pg_control"}))
+    ok_json(put_status(cl, s1, tl, gens[s1], progress(5, 5)))
+    # Never before every shard is terminal.
+    time.sleep(1.5)
+    assert complete_notifications(cl, tenant) == []
+    assert db_statuses(cl, tenant, tl) is not None
+
+    ok_json(put_status(cl, s1, tl, gens[s1], {"Error": "disk full"}))
+    req = cl.cp.wait_for_request("PUT", IMPORT_COMPLETE, timeout=30)
+    assert req.json == {"tenant_id": tenant, "timeline_id": tl,
+                        "error": "0002: bad pg_control; 0102: disk full"}, req.json
+    wait_row_gone(cl, tenant, tl)
+    error_msg(get_status(cl, s0, tl, gens[s0]), 404)
+    error_msg(cl.storcon.get(f"/control/v1/tenant/{tenant}/timeline/{tl}/import"), 404)
+    time.sleep(1.0)
+    assert len(complete_notifications(cl, tenant)) == 1, complete_notifications(cl, tenant)
+    # No activation for a failed import, and the tenant is no longer importing.
+    assert all(not s["is_importing"] for s in cl.describe(tenant)["shards"])
+
+
+def test_restart_finalises_complete_import_again(cluster_factory):
+    import time
+    cl = cluster_factory(1)
+    tenant, _ = cl.create_tenant(count=0)
+    (s0,) = shard_tsids(tenant, 0) or [tsid_of(tenant)]
+    gens = cl.db_generations(tenant)
+    tl = new_id()
+    insert_import_row(cl, tenant, tl, [s0])
+    # The control plane fails the notification until after the restart.
+    cl.cp.respond("PUT", IMPORT_COMPLETE, status=500, body={"msg": "try later"})
+    ok_json(put_status(cl, s0, tl, gens[s0], {"Error": "source missing"}))
+    cl.cp.wait_for_request("PUT", IMPORT_COMPLETE, timeout=30)
+    time.sleep(1.0)
+    assert db_statuses(cl, tenant, tl) == {"0000": {"Error": "source missing"}}, \
+        "the row must stay until the control plane accepted the notification"
+
+    cl.storcon.kill9()
+    cl.cp.clear_rules()
+    before = len(complete_notifications(cl, tenant))
+    cl.restart_storcon()
+    wait_row_gone(cl, tenant, tl)
+    time.sleep(1.0)
+    after = complete_notifications(cl, tenant)[before:]
+    assert after == [{"tenant_id": tenant, "timeline_id": tl, "error": "0000: source missing"}], \
+        after
+    error_msg(get_status(cl, s0, tl, cl.db_generations(tenant)[s0]), 404)
+
+
+def test_all_done_waits_for_activation_before_notifying(cluster_factory):
+    """Every shard Done: storcon activates the timeline on every shard (activate_post_import)
+    before it tells the control plane; a shard that does not activate (here: the pageserver has
+    no such importing timeline, since the row was written without one) holds the notification
+    back, and the row stays for the next attempt."""
+    import time
+    cl = cluster_factory(1)
+    tenant, _ = cl.create_tenant(count=2)
+    s0, s1 = shard_tsids(tenant, 2)
+    gens = cl.db_generations(tenant)
+    tl = new_id()
+    insert_import_row(cl, tenant, tl, [s0, s1])
+    ok_json(put_status(cl, s0, tl, gens[s0], "Done"))
+    ok_json(put_status(cl, s1, tl, gens[s1], "Done"))
+
+    def attempted():
+        log = cl.storcon.process.log_text()
+        assert "finalisation failed" in log and "activate_post_import" in log
+        return True
+    wait_for(attempted, 30, "a finalisation attempt that failed to activate")
+    time.sleep(3.0)
+    assert complete_notifications(cl, tenant) == [], "notified before every shard was activated"
+    assert db_statuses(cl, tenant, tl) == {"0002": "Done", "0102": "Done"}
+    view = ok_json(cl.storcon.get(f"/control/v1/tenant/{tenant}/timeline/{tl}/import"))
+    assert view["complete"] is True and view["done"] == 2, view
+    assert all(s["is_importing"] for s in cl.describe(tenant)["shards"])
+
+    # A delete abandons it: the row goes, no notification ever, not importing any more.
+    assert cl.delete_timeline(tenant, tl).status_code == 200
+    assert db_statuses(cl, tenant, tl) is None
+    time.sleep(1.0)
+    assert complete_notifications(cl, tenant) == []
+    assert all(not s["is_importing"] for s in cl.describe(tenant)["shards"])
+
+
+def make_import_source(loc):
+    """A cleanly shut down data directory (initdb's result) in the import location loc:
+    loc/pgdata/, then loc/status/pgdata = {"done": true}."""
+    import os
+    import pwd
+    import subprocess
+    from fixtures.util import PG_BIN_DIR
+    (loc / "status").mkdir(parents=True, exist_ok=True)
+    argv = [str(PG_BIN_DIR / "initdb"), "-D", str(loc / "pgdata"), "-U", "postgres",
+            "--no-sync", "-E", "UTF8", "--locale=C"]
+    if os.geteuid() == 0:  # initdb refuses root: run it as postgres in a directory it owns
+        pw = pwd.getpwnam("postgres")
+        os.chmod(loc, 0o755)
+        os.chown(loc, pw.pw_uid, pw.pw_gid)
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    subprocess.run(argv, check=True, capture_output=True, timeout=120)
+    (loc / "status" / "pgdata").write_text(json.dumps({"done": True}))
+
+
+def test_import_end_to_end_activates_and_notifies_once(cluster_factory):
+    """The whole flow with the pageservers' import tasks (runs once the pageserver accepts
+    import_pgdata): create, every shard reports Done, activation, exactly one import_complete
+    with error null, the row deleted, the timeline served on every shard."""
+    import shutil
+    import tempfile
+    import time
+    from pathlib import Path
+    cl = cluster_factory(2)
+    tenant, _ = cl.create_tenant(count=2)
+    tl = new_id()
+    loc = Path(tempfile.mkdtemp(prefix="storcon-import-"))  # readable by initdb's user
+    try:
+        r = cl.create_timeline(tenant, tl, import_pgdata=import_body(loc))
+        if pageserver_refuses_import(r):
+            pytest.skip(f"the pageserver does not accept import_pgdata yet: "
+                        f"{r.status_code} {r.text}")
+        ok_json(r, 201)
+        make_import_source(loc)  # the pageservers wait for status/pgdata
+        req = cl.cp.wait_for_request("PUT", IMPORT_COMPLETE, timeout=300)
+        assert req.json == {"tenant_id": tenant, "timeline_id": tl, "error": None}, req.json
+        wait_row_gone(cl, tenant, tl)
+        time.sleep(1.0)
+        assert len(complete_notifications(cl, tenant)) == 1
+        assert all(not s["is_importing"] for s in cl.describe(tenant)["shards"])
+        for tsid in shard_tsids(tenant, 2):
+            ok_json(cl.storcon.get(f"/v1/tenant/{tsid}/timeline/{tl}"))
+    finally:
+        shutil.rmtree(loc, ignore_errors=True)

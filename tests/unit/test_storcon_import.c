@@ -384,6 +384,57 @@ static void test_import_pgdata_decode(void **state)
     }
 }
 
+/* ---- import_complete ---- */
+
+static void test_import_complete_render(void **state)
+{
+    (void)state;
+    ImportComplete c;
+    Err err;
+    err_clear(&err);
+    assert_true(tenant_id_parse("1f359dd625e519a1a4e8d7509690f6fc", &c.tenant_id, &err));
+    assert_true(timeline_id_parse("de200bd42b49cc1814412c7e592dd6e9", &c.timeline_id, &err));
+    c.error = NULL;
+    char *body = NULL;
+    assert_true(import_complete_render(&c, &body, &err));
+    assert_string_equal(body, "{\"tenant_id\":\"1f359dd625e519a1a4e8d7509690f6fc\",\"timeline_id\":"
+                              "\"de200bd42b49cc1814412c7e592dd6e9\",\"error\":null}");
+    free(body);
+    c.error = "0002: bad \"file\"";
+    assert_true(import_complete_render(&c, &body, &err));
+    assert_string_equal(body, "{\"tenant_id\":\"1f359dd625e519a1a4e8d7509690f6fc\",\"timeline_id\":"
+                              "\"de200bd42b49cc1814412c7e592dd6e9\",\"error\":\"0002: bad "
+                              "\\\"file\\\"\"}");
+    free(body);
+}
+
+/* A message cut at the limit never splits a UTF-8 character (the body must stay valid JSON). */
+static void test_error_cut_keeps_utf8(void **state)
+{
+    (void)state;
+    size_t n = IMPORT_ERROR_MSG_MAX / 2 + 1; /* two-byte characters across the limit */
+    char *msg = malloc(2 * n + 1);
+    for (size_t i = 0; i < n; i++) {
+        msg[2 * i] = (char)0xC3;
+        msg[2 * i + 1] = (char)0xA9; /* e acute */
+    }
+    msg[2 * n] = '\0';
+    json_t *row = json_pack("{s:{s:s}}", "0000", "Error", msg);
+    assert_non_null(row);
+    char *text = json_dumps(row, JSON_COMPACT);
+    ImportSummary s;
+    Err err;
+    err_clear(&err);
+    assert_true(import_summarise(text, &s, &err));
+    json_t *valid = json_string(s.errors);
+    assert_non_null(valid);
+    json_decref(valid);
+    import_summary_finish(&s);
+    free(text);
+    json_decref(row);
+    free(msg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +449,8 @@ int main(void)
         cmocka_unit_test(test_progress_json),
         cmocka_unit_test(test_import_set_and_split_check),
         cmocka_unit_test(test_import_pgdata_decode),
+        cmocka_unit_test(test_import_complete_render),
+        cmocka_unit_test(test_error_cut_keeps_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
