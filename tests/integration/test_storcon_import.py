@@ -370,3 +370,64 @@ def test_import_end_to_end_activates_and_notifies_once(cluster_factory):
             ok_json(cl.storcon.get(f"/v1/tenant/{tsid}/timeline/{tl}"))
     finally:
         shutil.rmtree(loc, ignore_errors=True)
+
+
+def run_storconctl(cl, *args, timeout=120):
+    import subprocess
+    from fixtures.util import binary
+    return subprocess.run([str(binary("storconctl")), "--api", cl.storcon.url, *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_storconctl_timelines_import(cluster_factory):
+    import shutil
+    import tempfile
+    from pathlib import Path
+    cl = cluster_factory(1)
+    tenant, _ = cl.create_tenant(count=2)
+    work = Path(tempfile.mkdtemp(prefix="storconctl-import-"))
+    work.chmod(0o755)  # initdb runs as postgres below it
+    try:
+        src = work / "src"
+        src.mkdir()
+        make_import_source(src)  # src/pgdata: initdb's cleanly shut down result
+        pgdata = src / "pgdata"
+        root = work / "root"
+        root.mkdir()
+
+        # Refusals before anything is copied or created.
+        r = run_storconctl(cl, "timelines", "import", tenant)
+        assert r.returncode == 64 and "--pgdata" in r.stderr, r
+        r = run_storconctl(cl, "timelines", "import", "nope", "--pgdata", pgdata)
+        assert r.returncode == 64, r
+        (pgdata / "postmaster.pid").write_text("1\n")
+        r = run_storconctl(cl, "timelines", "import", tenant, "--pgdata", pgdata,
+                           "--import-dir", root)
+        assert r.returncode == 1 and "postmaster.pid" in r.stderr, r
+        (pgdata / "postmaster.pid").unlink()
+        odd = work / "data"
+        shutil.copytree(pgdata, odd)
+        r = run_storconctl(cl, "timelines", "import", tenant, "--pgdata", odd)
+        assert r.returncode == 64 and "named pgdata" in r.stderr, r
+        assert list(root.iterdir()) == []
+        assert cl.database.query("SELECT count(*) FROM timeline_imports")[0][0] == 0
+
+        # Copy into the import directory, status/pgdata, create through storcon, follow it.
+        tl = new_id()
+        r = run_storconctl(cl, "timelines", "import", tenant, "--pgdata", pgdata,
+                           "--import-dir", root, "--timeline", tl, "--wait", timeout=400)
+        loc = root / f"{tenant}-{tl}"
+        assert json.loads((loc / "status" / "pgdata").read_text()) == {"done": True}
+        assert (loc / "pgdata" / "global" / "pg_control").read_bytes() == \
+            (pgdata / "global" / "pg_control").read_bytes()
+        assert sorted(p.relative_to(loc / "pgdata") for p in (loc / "pgdata").rglob("*")) == \
+            sorted(p.relative_to(pgdata) for p in pgdata.rglob("*"))
+        if r.returncode == 1 and "not supported" in r.stderr and "import" in r.stderr:
+            assert db_statuses(cl, tenant, tl) is None
+            pytest.skip(f"the pageserver does not accept import_pgdata yet: {r.stderr.strip()}")
+        assert r.returncode == 0, r
+        assert "complete" in r.stdout and "shards finished" in r.stdout, r.stdout
+        assert db_statuses(cl, tenant, tl) is None
+        assert len(complete_notifications(cl, tenant)) == 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
