@@ -413,7 +413,7 @@ struct FinalizeRun {
     Service *svc;
     TenantId tenant;
     TimelineId timeline;
-    Operation *op; /* NULL once finished */
+    Operation *op; /* the attempt (the run is freed when it finishes) */
     FinalizeRun *next;
     char *errors; /* NULL: success */
     bool finalised;
@@ -756,18 +756,28 @@ void service_imports_cancel(Service *svc, const TenantId *tenant, const Timeline
     Err reason;
     err_clear(&reason);
     err_set(&reason, ERR_UNAVAILABLE, "import finalisation cancelled by a delete");
+    /* collected first: cancelling one that waits for its lock completes it at once, which
+     * unlinks it from the list */
+    size_t n = 0;
+    for (FinalizeRun *r = svc->import_runs; r != NULL; r = r->next)
+        n++;
+    Operation **ops = xcalloc(n > 0 ? n : 1, sizeof(*ops));
+    size_t k = 0;
     for (FinalizeRun *r = svc->import_runs; r != NULL; r = r->next) {
-        if (r->op == NULL || !tenant_id_eq(&r->tenant, tenant) ||
+        if (!tenant_id_eq(&r->tenant, tenant) ||
             (timeline != NULL && !timeline_id_eq(&r->timeline, timeline)))
             continue;
-        if (operation_state(r->op) != OPERATION_RUNNING)
-            continue; /* waiting for the lock: it reads the row (gone) once it runs */
-        operation_cancel(r->op, &reason);
-        uint8_t key[NOTIFIER_KEY_MAX];
-        memcpy(key, r->tenant.b, sizeof(r->tenant.b));
-        memcpy(key + sizeof(r->tenant.b), r->timeline.b, sizeof(r->timeline.b));
-        notifier_forget(svc->import_notifier, key, sizeof(r->tenant.b) + sizeof(r->timeline.b));
+        if (operation_state(r->op) == OPERATION_RUNNING) { /* drop its notification too */
+            uint8_t key[NOTIFIER_KEY_MAX];
+            memcpy(key, r->tenant.b, sizeof(r->tenant.b));
+            memcpy(key + sizeof(r->tenant.b), r->timeline.b, sizeof(r->timeline.b));
+            notifier_forget(svc->import_notifier, key, sizeof(r->tenant.b) + sizeof(r->timeline.b));
+        }
+        ops[k++] = r->op;
     }
+    for (size_t i = 0; i < k; i++)
+        operation_cancel(ops[i], &reason);
+    free(ops);
 }
 
 void service_imports_init(Service *svc)

@@ -431,3 +431,26 @@ def test_storconctl_timelines_import(cluster_factory):
         assert len(complete_notifications(cl, tenant)) == 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_tenant_delete_cancels_a_finalisation_that_keeps_failing(cluster_factory):
+    import time
+    cl = cluster_factory(1)
+    tenant, _ = cl.create_tenant(count=0)
+    s0 = tsid_of(tenant)
+    gens = cl.db_generations(tenant)
+    tl = new_id()
+    insert_import_row(cl, tenant, tl, [s0])
+    cl.cp.respond("PUT", IMPORT_COMPLETE, status=500, body={"msg": "down"})
+    ok_json(put_status(cl, s0, tl, gens[s0], {"Error": "x"}))
+    cl.cp.wait_for_request("PUT", IMPORT_COMPLETE, timeout=30)
+    started = time.monotonic()
+    ok_json(cl.delete_tenant(tenant))
+    assert time.monotonic() - started < 30, "the delete waited for the finalisation"
+    assert db_statuses(cl, tenant, tl) is None
+    cl.cp.clear_rules()
+    seen = len(complete_notifications(cl, tenant))
+    time.sleep(3.0)  # past the next retry: it finds no row and tells nobody
+    assert len(complete_notifications(cl, tenant)) == seen
+    ops = ok_json(cl.storcon.get("/debug/v1/operations"))
+    assert not [o for o in ops if o["kind"] == "import_finalize"], ops
