@@ -1,6 +1,7 @@
 /*
  * http_upcalls.c: /upcall/v1 routes the pageservers call (scope generations_api): re-attach at
- * startup and validate before executing deletions (storcon.md "Generations"). Bodies are strict.
+ * startup, validate before executing deletions (storcon.md "Generations"), and the timeline
+ * import status GET / POST (docs/import.md). Bodies are strict.
  * Both are allowed before the controller is ready: a pageserver restarting together with the
  * controller must not wait for the controller's own startup to finish.
  */

@@ -1,8 +1,11 @@
 /*
  * service_imports.c: timeline import in the service core (docs/import.md): the pageservers'
- * status upcalls (GET / POST /upcall/v1/timeline_import_status), the operator's view of an import,
- * and the "tenant is importing" guard a shard split will call. The wire shapes and the decisions
- * are pure functions in storcon/import.c; the row operations are storcon/db_imports.c.
+ * status upcalls (GET / POST /upcall/v1/timeline_import_status), the create step (fan-out, then
+ * the row), the finalisation operation (activate, notify the control plane once, delete the row;
+ * retried; resumed after a restart), the deletes' hooks, the operator's view of an import, and
+ * the "tenant is importing" guard a shard split will call. The in-memory ImportSet mirrors the
+ * rows. The wire shapes and the decisions are pure functions in storcon/import.c; the row
+ * operations are storcon/db_imports.c.
  *
  * Upcalls: the shard's generation is checked first, against the database (and memory when the
  * shard is loaded): a pageserver that lost its attachment must not move an import on. Then the
