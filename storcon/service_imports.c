@@ -457,6 +457,15 @@ static void run_label(const FinalizeRun *r, char *buf, size_t size)
     (void)str_printf(buf, size, "tenant %s timeline %s", t, tl);
 }
 
+/* notify_key: the import_complete notifier's key: tenant and timeline bytes (32). */
+#define NOTIFY_KEY_LEN (sizeof(((TenantId *)0)->b) + sizeof(((TimelineId *)0)->b))
+static void notify_key(const TenantId *tenant, const TimelineId *timeline,
+                       uint8_t key[NOTIFIER_KEY_MAX])
+{
+    memcpy(key, tenant->b, sizeof(tenant->b));
+    memcpy(key + sizeof(tenant->b), timeline->b, sizeof(timeline->b));
+}
+
 static void finalize_start(Service *svc, ImportEntry *e);
 
 static void on_retry_timer(evutil_socket_t fd, short what, void *arg)
@@ -487,6 +496,11 @@ static void finalize_done(const Err *err, json_t *result, void *arg)
         if (err == NULL && r->finalised) {
             log_info("import of %s finalised%s", label, r->errors != NULL ? " (failed)" : "");
             import_untrack(svc, &r->tenant, &r->timeline);
+            /* nothing to remember: a later import of the same timeline id must be sent, not
+             * deduplicated against this one */
+            uint8_t key[NOTIFIER_KEY_MAX];
+            notify_key(&r->tenant, &r->timeline, key);
+            notifier_forget(svc->import_notifier, key, NOTIFY_KEY_LEN);
         } else if (err == NULL) {
             e->failures = 0;
             if (e->again && !svc->stopping) {
@@ -560,12 +574,10 @@ static void notify_step(Operation *op)
     operation_set_step(op, "notifying the control plane");
     ImportComplete in = {.tenant_id = r->tenant, .timeline_id = r->timeline, .error = r->errors};
     uint8_t key[NOTIFIER_KEY_MAX];
-    memcpy(key, r->tenant.b, sizeof(r->tenant.b));
-    memcpy(key + sizeof(r->tenant.b), r->timeline.b, sizeof(r->timeline.b));
+    notify_key(&r->tenant, &r->timeline, key);
     char label[NOTIFIER_LABEL_MAX];
     run_label(r, label, sizeof(label));
-    notifier_notify(svc->import_notifier, key, sizeof(r->tenant.b) + sizeof(r->timeline.b), label,
-                    &in, on_notified, op);
+    notifier_notify(svc->import_notifier, key, NOTIFY_KEY_LEN, label, &in, on_notified, op);
 }
 
 static void on_activated(const PageserverResult *res, void *arg)
@@ -772,9 +784,8 @@ void service_imports_cancel(Service *svc, const TenantId *tenant, const Timeline
             continue;
         if (operation_state(r->op) == OPERATION_RUNNING) { /* drop its notification too */
             uint8_t key[NOTIFIER_KEY_MAX];
-            memcpy(key, r->tenant.b, sizeof(r->tenant.b));
-            memcpy(key + sizeof(r->tenant.b), r->timeline.b, sizeof(r->timeline.b));
-            notifier_forget(svc->import_notifier, key, sizeof(r->tenant.b) + sizeof(r->timeline.b));
+            notify_key(&r->tenant, &r->timeline, key);
+            notifier_forget(svc->import_notifier, key, NOTIFY_KEY_LEN);
         }
         ops[k++] = r->op;
     }
