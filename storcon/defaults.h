@@ -112,4 +112,16 @@
 #define STORCON_TENANT_LIST_DEFAULT_LIMIT 1000
 #define STORCON_TENANT_LIST_MAX_LIMIT     10000
 
+/* Timeline import finalisation (docs/import.md): one attempt holds the tenant's shared lock for
+ * at most the deadline; a failed attempt is retried after base << failures, capped. */
+#define STORCON_IMPORT_FINALIZE_DEADLINE_MS 120000
+#define STORCON_IMPORT_RETRY_BASE_MS        1000
+#define STORCON_IMPORT_RETRY_MAX_MS         10000
+#define STORCON_IMPORT_ACTIVATE_TIMEOUT_MS  10000 /* per activate_post_import attempt */
+#define STORCON_IMPORT_ACTIVATE_ATTEMPTS    5     /* 503 = a task still running: retried */
+#define STORCON_IMPORT_ACTIVATE_BACKOFF_MS  500
+#define STORCON_IMPORT_ACTIVATE_BACKOFF_MAX 4000
+#define STORCON_IMPORT_NOTIFY_TIMEOUT_MS    10000 /* per import_complete request */
+#define STORCON_IMPORT_NOTIFY_ATTEMPTS      3     /* per attempt; attempts repeat until 2xx */
+
 #endif

@@ -285,10 +285,16 @@ const HttpRoute STORCON_HTTP_ROUTES[] = {
     {HTTP_GET, "/control/v1/tenant", AUTH_SCOPE_ADMIN, http_tenants_list},
     {HTTP_GET, "/control/v1/tenant/{tenant_id}", AUTH_SCOPE_SCRUBBER, http_tenants_describe},
     {HTTP_PUT, "/control/v1/tenant/{tenant_id}/policy", AUTH_SCOPE_ADMIN, http_tenants_policy},
+    {HTTP_GET, "/control/v1/tenant/{tenant_id}/timeline/{timeline_id}/import", AUTH_SCOPE_ADMIN,
+     http_tenants_import_describe},
 
     /* /upcall/v1: pageservers */
     {HTTP_POST, "/upcall/v1/re-attach", AUTH_SCOPE_GENERATIONS_API, http_upcalls_reattach},
     {HTTP_POST, "/upcall/v1/validate", AUTH_SCOPE_GENERATIONS_API, http_upcalls_validate},
+    {HTTP_GET, "/upcall/v1/timeline_import_status", AUTH_SCOPE_GENERATIONS_API,
+     http_upcalls_import_status_get},
+    {HTTP_POST, "/upcall/v1/timeline_import_status", AUTH_SCOPE_GENERATIONS_API,
+     http_upcalls_import_status_put},
 
     /* /debug/v1 */
     {HTTP_POST, "/debug/v1/attach-hook", AUTH_SCOPE_ADMIN, http_debug_attach_hook},

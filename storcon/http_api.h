@@ -99,6 +99,7 @@ void http_tenants_passthrough(HttpRequest *req, void *app);
 void http_tenants_list(HttpRequest *req, void *app);
 void http_tenants_describe(HttpRequest *req, void *app);
 void http_tenants_policy(HttpRequest *req, void *app);
+void http_tenants_import_describe(HttpRequest *req, void *app);
 
 /* http_nodes.c: /control/v1/node routes. */
 void http_nodes_register(HttpRequest *req, void *app);
@@ -110,6 +111,8 @@ void http_nodes_configure(HttpRequest *req, void *app);
 /* http_upcalls.c: /upcall/v1 (pageservers). */
 void http_upcalls_reattach(HttpRequest *req, void *app);
 void http_upcalls_validate(HttpRequest *req, void *app);
+void http_upcalls_import_status_get(HttpRequest *req, void *app);
+void http_upcalls_import_status_put(HttpRequest *req, void *app);
 
 /* http_debug.c: /debug/v1 (admin). */
 void http_debug_attach_hook(HttpRequest *req, void *app);

@@ -465,3 +465,23 @@ fail:
     json_decref(doc);
     http_reply_error(req, &err);
 }
+
+/* ---- GET /control/v1/tenant/{tenant_id}/timeline/{timeline_id}/import ---- */
+
+void http_tenants_import_describe(HttpRequest *req, void *app)
+{
+    Err err;
+    err_clear(&err);
+    TenantId tenant;
+    TimelineId timeline;
+    if (!http_api_param_tenant_id(req, &tenant, &err) ||
+        !http_api_param_timeline_id(req, &timeline, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL)
+        return;
+    service_import_describe(svc, &tenant, &timeline, http_api_op_json_done,
+                            http_api_op_new(req, app, svc, 200));
+}

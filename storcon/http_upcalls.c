@@ -1,6 +1,7 @@
 /*
  * http_upcalls.c: /upcall/v1 routes the pageservers call (scope generations_api): re-attach at
- * startup and validate before executing deletions (storcon.md "Generations"). Bodies are strict.
+ * startup, validate before executing deletions (storcon.md "Generations"), and the timeline
+ * import status GET / POST (docs/import.md). Bodies are strict.
  * Both are allowed before the controller is ready: a pageserver restarting together with the
  * controller must not wait for the controller's own startup to finish.
  */
@@ -126,4 +127,75 @@ fail:
     free(items);
     json_decref(doc);
     http_reply_error(req, &err);
+}
+
+/* ---- timeline import status (import.md) ---- */
+
+/* Neon's TimelineImportStatusRequest (GET, the body carries the request) and
+ * PutTimelineImportStatusRequest (POST, plus "status"). */
+typedef struct ImportStatusBody {
+    TenantShardId tsid;
+    TimelineId timeline;
+    Generation gen;
+    json_t *status; /* borrowed from the document; POST only */
+} ImportStatusBody;
+
+static const JsonField IMPORT_GET_FIELDS[] = {
+    JSON_FIELD(ImportStatusBody, tsid, "tenant_shard_id", JSON_FIELD_TSID, JSON_REQUIRED),
+    JSON_FIELD(ImportStatusBody, timeline, "timeline_id", JSON_FIELD_TIMELINE_ID, JSON_REQUIRED),
+    JSON_FIELD(ImportStatusBody, gen, "generation", JSON_FIELD_GENERATION, JSON_REQUIRED),
+};
+static const JsonSpec IMPORT_GET_SPEC =
+    JSON_SPEC("timeline import status request", IMPORT_GET_FIELDS, JSON_UNKNOWN_REJECT);
+
+static const JsonField IMPORT_PUT_FIELDS[] = {
+    JSON_FIELD(ImportStatusBody, tsid, "tenant_shard_id", JSON_FIELD_TSID, JSON_REQUIRED),
+    JSON_FIELD(ImportStatusBody, timeline, "timeline_id", JSON_FIELD_TIMELINE_ID, JSON_REQUIRED),
+    JSON_FIELD(ImportStatusBody, gen, "generation", JSON_FIELD_GENERATION, JSON_REQUIRED),
+    JSON_FIELD(ImportStatusBody, status, "status", JSON_FIELD_ANY, JSON_REQUIRED),
+};
+static const JsonSpec IMPORT_PUT_SPEC =
+    JSON_SPEC("timeline import status update", IMPORT_PUT_FIELDS, JSON_UNKNOWN_REJECT);
+
+/* import_status_handle: both routes; the status (POST) is checked by the service. */
+static void import_status_handle(HttpRequest *req, void *app, bool put)
+{
+    Err err;
+    err_clear(&err);
+    json_t *doc = NULL;
+    ImportStatusBody body;
+    memset(&body, 0, sizeof(body));
+    if (!http_api_body(req, put ? &IMPORT_PUT_SPEC : &IMPORT_GET_SPEC, &body, &doc, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    if (body.gen == GENERATION_NONE) {
+        err_set(&err, ERR_BAD_REQUEST, "generation: must be a valid generation");
+        json_decref(doc);
+        http_reply_error(req, &err);
+        return;
+    }
+    Service *svc = http_api_service(req, app);
+    if (svc == NULL) {
+        json_decref(doc);
+        return;
+    }
+    ApiOp *op = http_api_op_new(req, app, svc, 200);
+    if (put)
+        service_import_status_put(svc, &body.tsid, &body.timeline, body.gen, body.status,
+                                  http_api_op_json_done, op);
+    else
+        service_import_status_get(svc, &body.tsid, &body.timeline, body.gen, http_api_op_json_done,
+                                  op);
+    json_decref(doc);
+}
+
+void http_upcalls_import_status_get(HttpRequest *req, void *app)
+{
+    import_status_handle(req, app, false);
+}
+
+void http_upcalls_import_status_put(HttpRequest *req, void *app)
+{
+    import_status_handle(req, app, true);
 }

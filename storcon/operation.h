@@ -1,7 +1,7 @@
 /*
  * operation.h: the storage controller's multi-step operations (tenant create and delete,
  * location_config onboarding, tenant config and policy, timeline create and delete fan-outs, node
- * configuration; shard split, live migration, drain / fill and import finalisation to come) as one
+ * configuration, import finalisation; shard split, live migration, drain / fill to come) as one
  * kind of object: what it is (kind, subject), the locks it holds, where it is (state, step,
  * progress), its deadline and cancellation, and the one completion callback that answers its
  * caller.
@@ -62,6 +62,7 @@ typedef enum OperationKind {
     OPERATION_TIMELINE_CREATE,
     OPERATION_TIMELINE_DELETE,
     OPERATION_NODE_CONFIGURE,
+    OPERATION_IMPORT_FINALIZE,
     OPERATION_KIND_COUNT
 } OperationKind;
 

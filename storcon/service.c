@@ -353,6 +353,7 @@ void service_background_cb(evutil_socket_t fd, short what, void *arg)
     size_t n = service_reconcile_all(svc);
     if (n > 0)
         log_info("background pass: %zu reconciles started", n);
+    service_imports_resume(svc); /* when listing them at startup failed */
     service_update_node_gauges(svc);
 }
 
@@ -426,6 +427,7 @@ Service *service_new(const ServiceOptions *opts)
         .db = opts->db,
     };
     svc->hook = compute_hook_new(opts->base, svc->http, opts->metrics, &ho);
+    service_imports_init(svc);
     node_set_init(&svc->nodes);
     svc->map = shard_map_new();
     scheduler_init(&svc->sched, &svc->nodes);
@@ -494,6 +496,7 @@ void service_free(Service *svc)
     }
     operations_free(svc->ops);
     db_tenants_inserter_free(svc->inserter); /* creates not answered yet went with ops */
+    service_imports_free(svc);
     event_free(svc->hb_soon);
     heartbeat_free(svc->hb);
     reconciler_free(svc->rec);

@@ -340,6 +340,30 @@ typedef struct ServicePreferredAz {
 void service_preferred_azs(Service *svc, const ServicePreferredAz *items, size_t n,
                            ServiceJsonFn cb, void *arg);
 
+/* ---- timeline import (storcon/service_imports.c, docs/import.md) ---- */
+
+/* service_import_status_get: GET /upcall/v1/timeline_import_status: the shard's status in the
+ * import row (a ShardImportStatus). 404 unknown shard, import, or shard not in the import; 400
+ * when gen is not the shard's current generation. Allowed once the state is loaded. */
+void service_import_status_get(Service *svc, const TenantShardId *tsid, const TimelineId *timeline,
+                               Generation gen, ServiceJsonFn cb, void *arg);
+
+/* service_import_status_put: POST /upcall/v1/timeline_import_status: merge the shard's status
+ * (checked: 400 when it is not a ShardImportStatus) into the row in one transaction; an identical
+ * repeat is a no-op, a terminal status never changes (409), 404 as for the GET, 412 for a stale
+ * generation. Once every shard is terminal, finalisation starts. result: null. */
+void service_import_status_put(Service *svc, const TenantShardId *tsid, const TimelineId *timeline,
+                               Generation gen, const json_t *status, ServiceJsonFn cb, void *arg);
+
+/* service_import_describe: GET /control/v1/tenant/{id}/timeline/{tl}/import: per-shard status and
+ * progress (import_progress_json); 404 when there is no import. */
+void service_import_describe(Service *svc, const TenantId *tenant, const TimelineId *timeline,
+                             ServiceJsonFn cb, void *arg);
+
+/* service_tenant_check_not_importing: the guard a shard split runs first: 409 while a timeline of
+ * the tenant is being imported. */
+bool service_tenant_check_not_importing(Service *svc, const TenantId *tenant, Err *err) MUST_CHECK;
+
 /* service_scheduler_json: GET /debug/v1/scheduler. New reference. */
 json_t *service_scheduler_json(Service *svc);
 

@@ -28,6 +28,8 @@
 #include "storcon/db_tenants.h"
 #include "storcon/defaults.h"
 #include "storcon/heartbeat.h"
+#include "storcon/import.h"
+#include "storcon/notifier.h"
 #include "storcon/operation.h"
 #include "storcon/reconcile.h"
 #include "storcon/scheduler.h"
@@ -90,6 +92,10 @@ struct Service {
     LoopDeferItem waiter_kick; /* check every waiter from the loop */
     struct event *hb_soon;     /* one heartbeat round shortly after a re-attach or registration */
     MetricGauge *m_nodes[NODE_AVAILABILITY_COUNT];
+    ImportSet imports;               /* timelines being imported (service_imports.c) */
+    struct FinalizeRun *import_runs; /* finalisation attempts in flight */
+    Notifier *import_notifier;       /* PUT <control plane>/import_complete */
+    bool imports_loaded;             /* the rows were listed after startup */
 };
 
 /* RegisterOp: node registration, also the first step of a re-attach that carries "register". */
@@ -162,6 +168,38 @@ char *service_config_text(const json_t *config);
  * max(count, 1), stripe size not 0. 400 naming the field otherwise. */
 bool service_shard_params_check(const Service *svc, ShardCount count, ShardNumber number,
                                 uint32_t stripe, Err *err);
+
+/* ---- timeline import (service_imports.c) ---- */
+
+/* service_import_kick: a row changed (shard_statuses: its text now): when every shard is
+ * terminal, finalise it (once per import at a time; retried until it succeeds). */
+void service_import_kick(Service *svc, const TenantId *tenant, const TimelineId *timeline,
+                         const char *shard_statuses);
+/* service_import_create_run: the step of a timeline create with import_pgdata (spec: borrowed
+ * for the call): 409 while a shard split runs; the fan-out (shard 0 first); then the row with
+ * every current shard {"InProgress": null} (an existing row is kept: a repeated create) and the
+ * tenant marked importing. Finishes op with shard 0's TimelineInfo. */
+struct TimelineCreateSpec;
+void service_import_create_run(Operation *op, const TenantId *tenant,
+                               const struct TimelineCreateSpec *spec);
+/* service_import_forget: a timeline delete's first step: delete the timeline's import row (none
+ * is fine), so later upcalls get 404 and nothing finalises it, then done(NULL). */
+void service_import_forget(Service *svc, const TenantId *tenant, const TimelineId *timeline,
+                           ServiceDoneFn done, void *arg);
+/* service_imports_tenant_deleted: the tenant's rows are gone (db_tenants_delete deletes its import
+ * rows in the same transaction): forget its imports in memory. */
+void service_imports_tenant_deleted(Service *svc, const TenantId *tenant);
+/* service_imports_init: the import_complete notifier (service_new). */
+void service_imports_init(Service *svc);
+/* service_imports_resume: once ready: list every import row, remember them, finalise the complete
+ * ones (a restart finalises again: at least once). */
+void service_imports_resume(Service *svc);
+/* service_imports_cancel: a delete of the tenant (timeline NULL) or of one timeline starts: a
+ * finalisation attempt running for it stops at its next step (its notification is dropped); the
+ * delete removes the row, so the next attempt finds nothing to do. */
+void service_imports_cancel(Service *svc, const TenantId *tenant, const TimelineId *timeline);
+/* service_imports_free: drop the in-memory import state (service_free). */
+void service_imports_free(Service *svc);
 
 /* ---- tenant operation steps (service_tenants.c), shared with location_config ---- */
 

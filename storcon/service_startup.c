@@ -57,8 +57,10 @@ static void startup_set_step(Service *svc, StartupStep to)
 static void startup_finish(Service *svc, const Err *err)
 {
     startup_set_step(svc, err == NULL ? STARTUP_READY : STARTUP_FAILED);
-    if (err == NULL)
+    if (err == NULL) {
         svc->ready = true;
+        service_imports_resume(svc); /* finalise complete imports again (at least once) */
+    }
     ServiceDoneFn done = svc->start_done;
     svc->start_done = NULL;
     if (done != NULL)

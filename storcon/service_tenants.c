@@ -318,6 +318,7 @@ static void on_rows_deleted(const Err *err, void *arg)
             log_err(&e, "tenant delete: forgetting the tenant");
     }
     compute_hook_forget(svc->hook, &d->tenant);
+    service_imports_tenant_deleted(svc, &d->tenant); /* its import rows went with it */
     char hex[ID_STR_SIZE];
     tenant_id_format(&d->tenant, hex);
     log_info("tenant %s deleted", hex);
@@ -426,6 +427,7 @@ static void delete_run(Operation *op)
 void service_tenant_delete(Service *svc, const TenantId *tenant, ServiceJsonFn cb, void *arg)
 {
     Operation *op = service_tenant_op_new(svc, OPERATION_TENANT_DELETE, tenant, cb, arg);
+    service_imports_cancel(svc, tenant, NULL); /* a finalisation would hold back the lock */
     operation_start(op, delete_run);
 }
 

@@ -30,6 +30,10 @@ static void timeline_create_run(Operation *op)
 {
     Service *svc = operation_host(op);
     TimelineOp *d = operation_data(op);
+    if (d->spec.import_pgdata_p == JSON_PRESENCE_SET) {
+        service_import_create_run(op, &d->tenant, &d->spec);
+        return;
+    }
     operation_set_step(op, "fanning out");
     timeline_fanout_create(svc, svc->opts.base, &d->tenant, &d->spec, operation_json_done, op);
 }
@@ -44,12 +48,26 @@ void service_timeline_create(Service *svc, const TenantId *tenant, const Timelin
     operation_start(op, timeline_create_run);
 }
 
+static void timeline_delete_fanout(Operation *op, const Err *err)
+{
+    Service *svc = operation_host(op);
+    TimelineOp *d = operation_data(op);
+    if (err != NULL) {
+        operation_finish(op, err, NULL);
+        return;
+    }
+    operation_set_step(op, "fanning out");
+    timeline_fanout_delete(svc, svc->opts.base, &d->tenant, &d->timeline, operation_json_done, op);
+}
+
+/* timeline_delete_run: an import of the timeline is abandoned first (docs/import.md). */
 static void timeline_delete_run(Operation *op)
 {
     Service *svc = operation_host(op);
     TimelineOp *d = operation_data(op);
-    operation_set_step(op, "fanning out");
-    timeline_fanout_delete(svc, svc->opts.base, &d->tenant, &d->timeline, operation_json_done, op);
+    operation_set_step(op, "forgetting an import");
+    operation_set_next(op, timeline_delete_fanout);
+    service_import_forget(svc, &d->tenant, &d->timeline, operation_continue, op);
 }
 
 void service_timeline_delete(Service *svc, const TenantId *tenant, const TimelineId *timeline,
@@ -58,6 +76,7 @@ void service_timeline_delete(Service *svc, const TenantId *tenant, const Timelin
     Operation *op = timeline_op_new(svc, OPERATION_TIMELINE_DELETE, tenant, cb, arg);
     TimelineOp *d = operation_data(op);
     d->timeline = *timeline;
+    service_imports_cancel(svc, tenant, timeline);
     operation_start(op, timeline_delete_run);
 }
 

@@ -407,10 +407,19 @@ bool timeline_fanout_create_decode(const json_t *body, TimelineCreateSpec *out, 
     }
     if (!json_decode(body, &CREATE_SPEC, out, err))
         return false;
+    const json_t *import_pgdata = out->import_pgdata;
     out->import_pgdata = NULL; /* borrowed from body; not kept */
     if (out->import_pgdata_p == JSON_PRESENCE_SET) {
-        err_set(err, ERR_BAD_REQUEST, "import_pgdata is not supported yet");
-        return false;
+        if (!import_pgdata_decode(import_pgdata, &out->import, err))
+            return false;
+        if (out->ancestor_p != JSON_PRESENCE_ABSENT || out->start_lsn_p != JSON_PRESENCE_ABSENT ||
+            out->existing_initdb_p != JSON_PRESENCE_ABSENT ||
+            out->pg_version_p != JSON_PRESENCE_ABSENT) {
+            err_set(err, ERR_BAD_REQUEST,
+                    "import_pgdata: not with ancestor_timeline_id, ancestor_start_lsn, "
+                    "existing_initdb_timeline_id or pg_version");
+            return false;
+        }
     }
     bool branch = out->ancestor_p == JSON_PRESENCE_SET;
     if (!branch && out->start_lsn_p == JSON_PRESENCE_SET) {
@@ -434,6 +443,10 @@ json_t *timeline_fanout_create_body(const TimelineCreateSpec *spec, const json_t
 {
     json_t *b = json_must(json_object());
     json_set_new(b, "new_timeline_id", json_from_timeline_id(&spec->new_timeline_id));
+    if (spec->import_pgdata_p == JSON_PRESENCE_SET) { /* the same request for every shard */
+        json_set_new(b, "import_pgdata", import_pgdata_to_json(&spec->import));
+        return b;
+    }
     if (spec->pg_version_p == JSON_PRESENCE_SET)
         json_set_new(b, "pg_version", json_must(json_integer(spec->pg_version)));
     if (spec->ancestor_p == JSON_PRESENCE_SET) {

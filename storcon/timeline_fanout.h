@@ -35,6 +35,7 @@
 #include "shared/err.h"
 #include "shared/id.h"
 #include "shared/json.h"
+#include "storcon/import.h"
 #include "storcon/service.h"
 
 struct event_base;
@@ -60,11 +61,13 @@ typedef struct TimelineCreateSpec {
     JsonPresence start_lsn_p;
     json_t *import_pgdata; /* borrowed during decode only */
     JsonPresence import_pgdata_p;
+    ImportPgdataSpec import; /* import_pgdata_p == JSON_PRESENCE_SET: the import (import.md) */
 } TimelineCreateSpec;
 
 /* timeline_fanout_create_decode: strict decode of the POST body (unknown field -> 400 naming it;
- * Branch fields with Bootstrap fields -> 400; import_pgdata -> 400 "import_pgdata is not supported
- * yet"). */
+ * Branch fields with Bootstrap fields -> 400; import_pgdata checked by import_pgdata_decode, and
+ * alone: with Branch or Bootstrap fields (pg_version included: it comes from the imported
+ * pg_control) -> 400). */
 bool timeline_fanout_create_decode(const json_t *body, TimelineCreateSpec *out,
                                    Err *err) MUST_CHECK;
 

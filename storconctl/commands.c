@@ -219,6 +219,10 @@ const CtlCommand CTL_COMMANDS[] = {
      ctl_cmd_timelines_create},
     {"timelines delete", "TENANT_ID TIMELINE_ID", "delete a timeline on every shard",
      ctl_cmd_timelines_delete},
+    {"timelines import", "TENANT_ID --pgdata DIR [--import-dir ROOT] [--timeline ID] [--wait]",
+     "create a timeline from a cleanly shut down data directory (copied under ROOT, or used in "
+     "place when named pgdata); --wait follows the import until it is finalised",
+     ctl_cmd_timelines_import},
 };
 
 const size_t CTL_COMMANDS_COUNT = sizeof(CTL_COMMANDS) / sizeof(CTL_COMMANDS[0]);

@@ -123,5 +123,7 @@ int ctl_cmd_tenants_delete(Ctl *ctl, int argc, char **argv);
 int ctl_cmd_tenants_policy(Ctl *ctl, int argc, char **argv);
 int ctl_cmd_timelines_create(Ctl *ctl, int argc, char **argv);
 int ctl_cmd_timelines_delete(Ctl *ctl, int argc, char **argv);
+/* commands_import.c */
+int ctl_cmd_timelines_import(Ctl *ctl, int argc, char **argv);
 
 #endif

@@ -1,12 +1,15 @@
 /*
  * fuzz_storcon_bodies: the storage controller's standalone request decoders: node registration
  * (storcon/service.c), timeline create (storcon/timeline_fanout.c), a pageserver's reported
- * LocationConfig (storcon/tenant_shard.c) and the policy values of storcon/placement.c (request
- * fields and database columns). Each is given the parsed input; the policies also its raw text.
+ * LocationConfig (storcon/tenant_shard.c), the policy values of storcon/placement.c (request
+ * fields and database columns), and timeline import's ShardImportStatus and shard_statuses row
+ * (storcon/import.c). Each is given the parsed input; the policies and the row also its raw
+ * text.
  */
 #include "tests/fuzz/fuzz_util.h"
 
 #include "shared/json.h"
+#include "storcon/import.h"
 #include "storcon/placement.h"
 #include "storcon/service.h"
 #include "storcon/tenant_shard.h"
@@ -83,12 +86,43 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     TimelineCreateSpec spec;
     memset(&spec, 0, sizeof spec);
-    if (timeline_fanout_create_decode(doc, &spec, &err)) {
+    bool created = timeline_fanout_create_decode(doc, &spec, &err);
+    if (created) {
         json_decref(timeline_fanout_create_body(&spec, NULL));
         json_t *info = json_must(json_object());
         json_set_new(info, "last_record_lsn", json_from_lsn(0x1000));
         json_decref(timeline_fanout_create_body(&spec, info));
         json_decref(info);
+    }
+
+    ImportStatus st;
+    err_clear(&err);
+    if (import_status_decode(doc, &st, &err)) {
+        FUZZ_CHECK(st.kind < IMPORT_STATUS_KIND_COUNT);
+        FUZZ_CHECK(!st.has_progress || st.completed <= st.jobs);
+    } else {
+        FUZZ_CHECK(err.code == ERR_BAD_REQUEST);
+    }
+    ImportSummary sum;
+    char *row = fuzz_strndup(data, size);
+    if (import_summarise(row, &sum, &err)) {
+        FUZZ_CHECK(sum.terminal <= sum.shards && sum.done + sum.failed == sum.terminal);
+        FUZZ_CHECK((sum.failed > 0) == (sum.errors != NULL));
+        if (import_decide(&sum) != IMPORT_DECISION_WAIT) {
+            ImportComplete c = {.error = sum.errors};
+            char *body = NULL;
+            FUZZ_CHECK(import_complete_render(&c, &body, &err));
+            free(body);
+        }
+        import_summary_finish(&sum);
+    }
+    free(row);
+    if (created && spec.import_pgdata_p == JSON_PRESENCE_SET) { /* forwarded: decodes the same */
+        ImportPgdataSpec again;
+        json_t *fwd = import_pgdata_to_json(&spec.import);
+        FUZZ_CHECK(import_pgdata_decode(fwd, &again, &err));
+        FUZZ_CHECK(memcmp(&again, &spec.import, sizeof again) == 0);
+        json_decref(fwd);
     }
 
     ObservedState obs;
