@@ -559,6 +559,8 @@ static void slot_on_active(TenantSlot *slot, const AttachJob *j)
             timeline_resume_deletion(tl);
             continue;
         }
+        if (tl->state == TIMELINE_IMPORTING && slot_may_upload(slot))
+            import_task_start(tl); /* resume an import interrupted by a restart or a move */
         Generation picked = GENERATION_NONE;
         for (size_t k = 0; k < j->n_tls; k++) {
             if (timeline_id_eq(&j->tls[k].id, &tl->id))
@@ -785,6 +787,7 @@ static void slot_begin_stop(TenantSlot *slot)
         return;
     slot->incarnation++;
     for (size_t i = 0; i < slot->n_timelines; i++) {
+        import_task_cancel(slot->timelines[i]);
         (void)timeline_set_state(slot->timelines[i], TIMELINE_STOPPING);
         timeline_uploads_drop(slot->timelines[i]);
     }

@@ -1,0 +1,655 @@
+/*
+ * import.c: timeline import from a PGDATA directory (docs/import.md): the create request's
+ * import_pgdata, the index's import_pgdata, the import task of an IMPORTING timeline and
+ * activate_post_import.
+ *
+ * The task is a state machine on the loop thread; every blocking step is one worker job:
+ *
+ *   WAIT_SOURCE --(status/pgdata says done; polled every --import-poll-interval, IO class)-->
+ *   PLAN        --(pg_control + listings -> the plan of this shard, BULK)-->
+ *   JOBS        --(one BULK job per plan job, in order: one image layer each; its upload queued;
+ *                  every PAGESERVER_IMPORT_CHECKPOINT_JOBS jobs an index upload)-->
+ *   FINISH      --(the timeline's LSNs set, the final index uploaded)--> DONE
+ *   any step    --(source error)--> FAILED (message kept; activate answers 409)
+ *
+ * A worker job works on copies and the plan; the task outlives its running job (a cancel only
+ * detaches the task from its timeline, the job's completion frees it). Transient failures of our
+ * own (503 from the pool) retry after PAGESERVER_IMPORT_RETRY_MS; failures of the source
+ * (ERR_BAD_REQUEST, ERR_NOT_FOUND of a file the plan named) end the import.
+ */
+#include "pageserver/import.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "shared/failpoint.h"
+#include "shared/fsutil.h"
+#include "shared/json.h"
+#include "shared/log.h"
+#include "shared/str.h"
+#include "shared/worker_pool.h"
+
+#include "pageserver/bootstrap.h"
+#include "pageserver/defaults.h"
+#include "pageserver/layer_map.h"
+#include "pageserver/pgdata.h"
+#include "pageserver/slot.h"
+#include "pageserver/tenant.h"
+#include "pageserver/timeline.h"
+
+/* ---- the request's import_pgdata ---- */
+
+typedef struct LocalFsWire {
+    char path[PATH_MAX];
+} LocalFsWire;
+
+static const JsonField LOCAL_FS_FIELDS[] = {
+    JSON_FIELD(LocalFsWire, path, "path", JSON_FIELD_STRING, JSON_REQUIRED),
+};
+static const JsonSpec LOCAL_FS_SPEC =
+    JSON_SPEC("LocalFs location", LOCAL_FS_FIELDS, JSON_UNKNOWN_REJECT);
+
+typedef struct AwsS3Wire {
+    char region[IMPORT_S3_FIELD_SIZE];
+    char bucket[IMPORT_S3_FIELD_SIZE];
+    char key[IMPORT_S3_FIELD_SIZE * 4];
+} AwsS3Wire;
+
+static const JsonField AWS_S3_FIELDS[] = {
+    JSON_FIELD(AwsS3Wire, region, "region", JSON_FIELD_STRING, JSON_REQUIRED),
+    JSON_FIELD(AwsS3Wire, bucket, "bucket", JSON_FIELD_STRING, JSON_REQUIRED),
+    JSON_FIELD(AwsS3Wire, key, "key", JSON_FIELD_STRING, JSON_REQUIRED),
+};
+static const JsonSpec AWS_S3_SPEC = JSON_SPEC("AwsS3 location", AWS_S3_FIELDS, JSON_UNKNOWN_REJECT);
+
+typedef struct LocationWire {
+    LocalFsWire local;
+    JsonPresence local_p;
+    AwsS3Wire s3;
+    JsonPresence s3_p;
+} LocationWire;
+
+static const JsonField LOCATION_FIELDS[] = {
+    JSON_NESTED_P(LocationWire, local, local_p, "LocalFs", &LOCAL_FS_SPEC, 0),
+    JSON_NESTED_P(LocationWire, s3, s3_p, "AwsS3", &AWS_S3_SPEC, 0),
+};
+static const JsonSpec LOCATION_SPEC = JSON_SPEC("location", LOCATION_FIELDS, JSON_UNKNOWN_REJECT);
+
+typedef struct ImportWire {
+    char idempotency_key[IMPORT_IDEMPOTENCY_KEY_SIZE];
+    LocationWire location;
+} ImportWire;
+
+static const JsonField IMPORT_FIELDS[] = {
+    JSON_FIELD(ImportWire, idempotency_key, "idempotency_key", JSON_FIELD_STRING, JSON_REQUIRED),
+    JSON_NESTED(ImportWire, location, "location", &LOCATION_SPEC, JSON_REQUIRED),
+};
+static const JsonSpec IMPORT_SPEC = JSON_SPEC("import_pgdata", IMPORT_FIELDS, JSON_UNKNOWN_REJECT);
+
+bool import_pgdata_spec_decode(const json_t *obj, ImportPgdataSpec *out, Err *err)
+{
+    memset(out, 0, sizeof(*out));
+    ImportWire *w = xcalloc(1, sizeof(*w));
+    bool ok = false;
+    if (!json_is_object(obj)) {
+        err_set(err, ERR_BAD_REQUEST, "import_pgdata: expected an object");
+        goto cleanup;
+    }
+    if (!json_decode(obj, &IMPORT_SPEC, w, err)) {
+        err_prefix(err, "import_pgdata: ");
+        goto cleanup;
+    }
+    bool local = w->location.local_p == JSON_PRESENCE_SET;
+    bool s3 = w->location.s3_p == JSON_PRESENCE_SET;
+    if (local == s3) {
+        err_set(err, ERR_BAD_REQUEST,
+                "import_pgdata: location: expected exactly one of \"LocalFs\" and \"AwsS3\"");
+        goto cleanup;
+    }
+    if (w->idempotency_key[0] == '\0') {
+        err_set(err, ERR_BAD_REQUEST, "import_pgdata: idempotency_key must not be empty");
+        goto cleanup;
+    }
+    str_copy(out->idempotency_key, sizeof(out->idempotency_key), w->idempotency_key);
+    if (local) {
+        if (w->location.local.path[0] != '/') {
+            err_set(err, ERR_BAD_REQUEST,
+                    "import_pgdata: location: LocalFs path must be absolute, got \"%.200s\"",
+                    w->location.local.path);
+            goto cleanup;
+        }
+        out->location.kind = IMPORT_LOCATION_LOCAL_FS;
+        str_copy(out->location.path, sizeof(out->location.path), w->location.local.path);
+    } else {
+        out->location.kind = IMPORT_LOCATION_AWS_S3;
+        str_copy(out->location.region, sizeof(out->location.region), w->location.s3.region);
+        str_copy(out->location.bucket, sizeof(out->location.bucket), w->location.s3.bucket);
+        str_copy(out->location.key, sizeof(out->location.key), w->location.s3.key);
+    }
+    ok = true;
+cleanup:
+    free(w);
+    return ok;
+}
+
+json_t *import_location_json(const ImportLocation *loc)
+{
+    if (loc->kind == IMPORT_LOCATION_LOCAL_FS)
+        return json_must(json_pack("{s:{s:s}}", "LocalFs", "path", loc->path));
+    return json_must(json_pack("{s:{s:s,s:s,s:s}}", "AwsS3", "region", loc->region, "bucket",
+                               loc->bucket, "key", loc->key));
+}
+
+/* ---- the index's import_pgdata ---- */
+
+json_t *import_index_in_progress(const ImportPgdataSpec *spec, int64_t unix_ms)
+{
+    char started[INDEX_TIMESTAMP_SIZE];
+    index_timestamp_format(unix_ms, started);
+    return json_must(json_pack("{s:{s:{s:s,s:o,s:s}}}", "V1", "InProgress", "idempotency_key",
+                               spec->idempotency_key, "location",
+                               import_location_json(&spec->location), "started_at", started));
+}
+
+/* v1_variant: the object under {"V1": {"<variant>": {...}}}, or NULL. */
+static json_t *v1_variant(const json_t *v, const char *variant)
+{
+    json_t *v1 = json_is_object(v) ? json_object_get(v, "V1") : NULL;
+    json_t *o = json_is_object(v1) ? json_object_get(v1, variant) : NULL;
+    return json_is_object(o) ? o : NULL;
+}
+
+json_t *import_index_done(const json_t *in_progress, int64_t unix_ms)
+{
+    json_t *ip = v1_variant(in_progress, "InProgress");
+    if (ip == NULL)
+        return NULL;
+    const char *key = json_string_value(json_object_get(ip, "idempotency_key"));
+    const char *started = json_string_value(json_object_get(ip, "started_at"));
+    char finished[INDEX_TIMESTAMP_SIZE];
+    index_timestamp_format(unix_ms, finished);
+    return json_must(json_pack("{s:{s:{s:s,s:s,s:s}}}", "V1", "Done", "idempotency_key",
+                               key ? key : "", "started_at", started ? started : finished,
+                               "finished_at", finished));
+}
+
+ImportIndexState import_index_state(const IndexPart *index, char key[IMPORT_IDEMPOTENCY_KEY_SIZE])
+{
+    if (key != NULL)
+        key[0] = '\0';
+    if (index->import_pgdata == NULL)
+        return IMPORT_INDEX_NONE;
+    json_t *done = v1_variant(index->import_pgdata, "Done");
+    json_t *o = done ? done : v1_variant(index->import_pgdata, "InProgress");
+    const char *k = o ? json_string_value(json_object_get(o, "idempotency_key")) : NULL;
+    if (key != NULL && k != NULL)
+        str_copy(key, IMPORT_IDEMPOTENCY_KEY_SIZE, k);
+    return done != NULL ? IMPORT_INDEX_DONE : IMPORT_INDEX_IN_PROGRESS;
+}
+
+bool import_index_spec(const IndexPart *index, ImportPgdataSpec *out, Err *err)
+{
+    json_t *ip = v1_variant(index->import_pgdata, "InProgress");
+    if (ip == NULL) {
+        err_set(err, ERR_INTERNAL, "index: import_pgdata is not an InProgress V1 value");
+        return false;
+    }
+    json_t *copy =
+        json_must(json_pack("{s:O,s:O}", "idempotency_key", json_object_get(ip, "idempotency_key"),
+                            "location", json_object_get(ip, "location")));
+    bool ok = import_pgdata_spec_decode(copy, out, err);
+    json_decref(copy);
+    if (!ok) {
+        err->code = ERR_INTERNAL;
+        err_prefix(err, "index: ");
+    }
+    return ok;
+}
+
+/* ---- the task ---- */
+
+typedef enum ImportStep {
+    IMPORT_WAIT_SOURCE,
+    IMPORT_PLAN,
+    IMPORT_JOBS,
+    IMPORT_FINISH,
+    IMPORT_DONE,
+    IMPORT_FAILED,
+} ImportStep;
+
+static const char *const IMPORT_STEP_NAMES[] = {
+    [IMPORT_WAIT_SOURCE] = "WaitSource", [IMPORT_PLAN] = "Plan", [IMPORT_JOBS] = "Jobs",
+    [IMPORT_FINISH] = "Finish",          [IMPORT_DONE] = "Done", [IMPORT_FAILED] = "Failed",
+};
+
+struct ImportTask {
+    Timeline *tl;     /* NULL once cancelled: the running job's completion frees the task */
+    TenantSlot *slot; /* kept alive by slot_job_begin while a job runs */
+    PageserverApp *app;
+    ImportPgdataSpec spec;
+    ImportStep step;
+    struct event *timer;
+    bool job_running;
+    bool activating; /* the activation's index upload runs */
+    PgdataSource *src;
+    PgdataPlan *plan;
+    size_t next_job, n_jobs;
+    uint64_t logical_size;
+    char msg[ERR_MSG_SIZE];
+};
+
+typedef struct ImportJob {
+    ImportTask *t;
+    /* inputs */
+    char root[PATH_MAX];
+    ShardIdentity shard;
+    TenantShardId tsid;
+    Generation gen;
+    char dir[PATH_MAX];
+    size_t job_index;
+    /* outputs */
+    bool ok;
+    bool source_ready; /* WAIT_SOURCE: status/pgdata says done */
+    PgdataSource *src;
+    PgdataPlan *plan;
+    IndexLayer layer;
+    uint64_t logical_size;
+    Err err;
+} ImportJob;
+
+static void import_step(ImportTask *t);
+
+static void import_set_step(ImportTask *t, ImportStep to)
+{
+    if (t->step != to && t->tl != NULL)
+        log_info("import %s/%s: %s -> %s", t->slot->tsid_str, t->tl->id_str,
+                 IMPORT_STEP_NAMES[t->step], IMPORT_STEP_NAMES[to]);
+    t->step = to;
+}
+
+static void import_task_free(ImportTask *t)
+{
+    if (t->timer != NULL)
+        event_free(t->timer);
+    pgdata_plan_free(t->plan);
+    pgdata_source_free(t->src);
+    free(t);
+}
+
+static void import_fail(ImportTask *t, const Err *err)
+{
+    str_copy(t->msg, sizeof(t->msg), err->msg);
+    log_err(err, "import failed");
+    import_set_step(t, IMPORT_FAILED);
+}
+
+static void on_import_timer(evutil_socket_t fd, short what, void *arg)
+{
+    import_step(arg);
+}
+
+static void import_retry_after(ImportTask *t, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)((ms % 1000) * 1000)};
+    evtimer_add(t->timer, &tv);
+}
+
+/* read_status: does <root>/status/pgdata say {"done": true}? Absent: not yet (no error). */
+static bool read_status(const char *root, bool *ready, Err *err)
+{
+    *ready = false;
+    PgdataSource *src = NULL;
+    PgdataListing l = {0};
+    bool ok = false;
+    if (!pgdata_source_local_new(root, &src, err)) {
+        if (err->code == ERR_NOT_FOUND) {
+            err_clear(err); /* the location is not there yet */
+            return true;
+        }
+        return false;
+    }
+    if (!pgdata_source_list(src, "status", 64, &l, err)) {
+        if (err->code == ERR_NOT_FOUND) {
+            err_clear(err);
+            ok = true;
+        }
+        goto cleanup;
+    }
+    for (size_t i = 0; i < l.n; i++) {
+        if (strcmp(l.entries[i].name, "pgdata") != 0 || l.entries[i].is_dir)
+            continue;
+        if (l.entries[i].size > PAGESERVER_IMPORT_STATUS_MAX_BYTES) {
+            err_set(err, ERR_BAD_REQUEST, "status/pgdata: %" PRIu64 " bytes (at most %u)",
+                    l.entries[i].size, PAGESERVER_IMPORT_STATUS_MAX_BYTES);
+            goto cleanup;
+        }
+        char buf[PAGESERVER_IMPORT_STATUS_MAX_BYTES];
+        PgdataRange r = {0, (size_t)l.entries[i].size};
+        json_t *v = NULL;
+        if (!pgdata_source_read(src, "status/pgdata", &r, 1, buf, err) ||
+            !json_parse_text(buf, r.len, &v, err)) {
+            err_prefix(err, "status/pgdata: ");
+            goto cleanup;
+        }
+        json_t *done = json_is_object(v) ? json_object_get(v, "done") : NULL;
+        if (!json_is_boolean(done)) {
+            json_decref(v);
+            err_set(err, ERR_BAD_REQUEST, "status/pgdata: expected {\"done\": bool}");
+            goto cleanup;
+        }
+        *ready = json_is_true(done);
+        json_decref(v);
+    }
+    ok = true;
+cleanup:
+    pgdata_listing_free(&l);
+    pgdata_source_free(src);
+    return ok;
+}
+
+static void import_work(WorkerJob *job, void *arg)
+{
+    (void)job;
+    ImportJob *j = arg;
+    ImportTask *t = j->t;
+    switch (t->step) {
+    case IMPORT_WAIT_SOURCE:
+        j->ok = failpoint_check("import-wait-source", &j->err) &&
+                read_status(j->root, &j->source_ready, &j->err);
+        break;
+    case IMPORT_PLAN: {
+        char pgdata[PATH_MAX];
+        if (!str_printf(pgdata, sizeof(pgdata), "%s/pgdata", j->root)) {
+            err_set(&j->err, ERR_BAD_REQUEST, "location path too long");
+            break;
+        }
+        j->ok = pgdata_source_local_new(pgdata, &j->src, &j->err) &&
+                pgdata_plan_new(j->src, &j->shard, NULL, &j->plan, &j->err) &&
+                fs_mkdir_p(j->dir, PAGESERVER_DIR_MODE, &j->err);
+        break;
+    }
+    case IMPORT_JOBS:
+        j->ok = failpoint_check("import-before-job", &j->err) &&
+                bootstrap_job_to_layer(t->plan, j->job_index, j->dir, j->gen,
+                                       tsid_shard_index(&j->tsid), &j->layer, &j->logical_size,
+                                       &j->err);
+        break;
+    default:
+        err_set(&j->err, ERR_INTERNAL, "import: no work in step %s", IMPORT_STEP_NAMES[t->step]);
+        break;
+    }
+}
+
+/* source_error: does err end the import (the source is at fault), or is it ours to retry? */
+static bool source_error(const Err *err)
+{
+    return err->code == ERR_BAD_REQUEST || err->code == ERR_NOT_FOUND || err->code == ERR_INTERNAL;
+}
+
+static void add_job_layer(ImportTask *t, ImportJob *j)
+{
+    Timeline *tl = t->tl;
+    Err err = {0};
+    Layer *l = NULL;
+    /* a redone job (after a restart) replaces its layer: same name, our generation */
+    for (size_t i = 0; i < tl->n_layers; i++) {
+        if (strcmp(tl->layers[i]->name, j->layer.name) == 0) {
+            layer_obj_unref(tl->layers[i]);
+            tl->layers[i] = tl->layers[--tl->n_layers];
+            break;
+        }
+    }
+    if (!layer_obj_new(&j->layer, &t->slot->tsid.tenant_id, &tl->id, tl->dir, true, &l, &err) ||
+        !timeline_add_layer(tl, l, &err)) {
+        layer_obj_unref(l);
+        import_fail(t, &err);
+        return;
+    }
+    timeline_schedule_layer_upload(tl, l, NULL, NULL);
+    t->logical_size += j->logical_size;
+    t->next_job++;
+    if (t->next_job % PAGESERVER_IMPORT_CHECKPOINT_JOBS == 0 && t->next_job < t->n_jobs)
+        timeline_schedule_index_upload(tl, NULL, NULL);
+}
+
+static void on_final_index(void *arg, bool ok)
+{
+    ImportTask *t = arg;
+    if (t->tl == NULL || t->tl->import != t)
+        return;
+    if (!ok) {
+        /* the queue was dropped (slot changing): the next attach redoes the import */
+        return;
+    }
+    import_set_step(t, IMPORT_DONE);
+    log_info("import %s/%s: %zu jobs done; waiting for activate_post_import", t->slot->tsid_str,
+             t->tl->id_str, t->n_jobs);
+}
+
+static void import_finish(ImportTask *t)
+{
+    Timeline *tl = t->tl;
+    Lsn base = pgdata_plan_base_lsn(t->plan);
+    tl->initdb_lsn = base;
+    tl->gc_cutoff_lsn = base;
+    tl->disk_consistent_lsn = base + 8;
+    tl->last_record_lsn = base + 8;
+    tl->prev_record_lsn = LSN_INVALID;
+    tl->pg_version = pgdata_plan_pg_version(t->plan);
+    tl->logical_size = t->logical_size;
+    tl->logical_size_accurate = t->next_job == t->n_jobs && t->logical_size > 0;
+    pgdata_plan_free(t->plan);
+    t->plan = NULL;
+    pgdata_source_free(t->src);
+    t->src = NULL;
+    import_set_step(t, IMPORT_FINISH);
+    timeline_schedule_index_upload(tl, on_final_index, t);
+}
+
+static void import_done(void *arg, WorkerOutcome outcome)
+{
+    ImportJob *j = arg;
+    ImportTask *t = j->t;
+    TenantSlot *slot = t->slot;
+    t->job_running = false;
+    if (!worker_outcome_err(outcome, "import", &j->err))
+        j->ok = false;
+    if (t->tl == NULL) {
+        pgdata_plan_free(j->plan);
+        pgdata_source_free(j->src);
+        import_task_free(t);
+    } else if (!j->ok && (outcome != WORKER_RAN || !source_error(&j->err))) {
+        log_warn("import %s/%s: %s; retrying", slot->tsid_str, t->tl->id_str, j->err.msg);
+        import_retry_after(t, PAGESERVER_IMPORT_RETRY_MS);
+    } else if (!j->ok) {
+        pgdata_plan_free(j->plan);
+        pgdata_source_free(j->src);
+        import_fail(t, &j->err);
+    } else {
+        switch (t->step) {
+        case IMPORT_WAIT_SOURCE:
+            if (j->source_ready)
+                import_set_step(t, IMPORT_PLAN);
+            import_retry_after(t, j->source_ready ? 0 : t->app->cfg.import_poll_ms);
+            break;
+        case IMPORT_PLAN:
+            t->src = j->src;
+            t->plan = j->plan;
+            t->n_jobs = pgdata_plan_job_count(t->plan);
+            t->next_job = 0;
+            log_info("import %s/%s: plan %s, %zu jobs, %" PRIu64 " bytes", slot->tsid_str,
+                     t->tl->id_str, pgdata_plan_hash(t->plan), t->n_jobs,
+                     pgdata_plan_total_size(t->plan));
+            import_set_step(t, IMPORT_JOBS);
+            import_step(t);
+            break;
+        case IMPORT_JOBS:
+            add_job_layer(t, j);
+            import_step(t);
+            break;
+        default:
+            break;
+        }
+    }
+    free(j);
+    slot_job_end(slot); /* last: a stopping slot may free the timeline now */
+}
+
+/* import_step: start the worker job of the current step (one at a time). */
+static void import_step(ImportTask *t)
+{
+    Timeline *tl = t->tl;
+    if (tl == NULL || t->job_running || evtimer_pending(t->timer, NULL) ||
+        t->step == IMPORT_FAILED || t->step == IMPORT_DONE || t->step == IMPORT_FINISH)
+        return;
+    if (t->step == IMPORT_JOBS && t->next_job == t->n_jobs) {
+        import_finish(t);
+        return;
+    }
+    ImportJob *j = xcalloc(1, sizeof(*j));
+    j->t = t;
+    str_copy(j->root, sizeof(j->root), t->spec.location.path);
+    j->shard = t->slot->shard;
+    j->tsid = t->slot->tsid;
+    j->gen = slot_generation(t->slot);
+    str_copy(j->dir, sizeof(j->dir), tl->dir);
+    j->job_index = t->next_job;
+    t->job_running = true;
+    slot_job_begin(t->slot);
+    WorkerJobSpec spec = {.cls =
+                              t->step == IMPORT_WAIT_SOURCE ? WORKER_CLASS_IO : WORKER_CLASS_BULK};
+    worker_pool_start(t->app->workers, &spec, import_work, import_done, j);
+}
+
+void import_task_start(Timeline *tl)
+{
+    if (tl->import != NULL || tl->state != TIMELINE_IMPORTING)
+        return;
+    ImportTask *t = xcalloc(1, sizeof(*t));
+    t->tl = tl;
+    t->slot = tl->slot;
+    t->app = tl->slot->mgr->app;
+    t->timer = evtimer_new(t->app->base, on_import_timer, t);
+    tl->import = t;
+    Err err = {0};
+    if (!import_index_spec(tl->index, &t->spec, &err)) {
+        import_fail(t, &err);
+        return;
+    }
+    if (t->spec.location.kind != IMPORT_LOCATION_LOCAL_FS) {
+        err_set(&err, ERR_PRECONDITION_FAILED, "AwsS3 import locations are not supported yet");
+        import_fail(t, &err);
+        return;
+    }
+    log_info("import %s/%s: started (source %s)", t->slot->tsid_str, tl->id_str,
+             t->spec.location.path);
+    import_step(t);
+}
+
+void import_task_cancel(Timeline *tl)
+{
+    ImportTask *t = tl->import;
+    if (t == NULL)
+        return;
+    tl->import = NULL;
+    t->tl = NULL;
+    evtimer_del(t->timer);
+    if (!t->job_running)
+        import_task_free(t);
+}
+
+bool import_task_finished(const Timeline *tl, bool *failed, char msg[ERR_MSG_SIZE])
+{
+    const ImportTask *t = tl->import;
+    *failed = false;
+    msg[0] = '\0';
+    if (t == NULL || (t->step != IMPORT_DONE && t->step != IMPORT_FAILED))
+        return false;
+    *failed = t->step == IMPORT_FAILED;
+    str_copy(msg, ERR_MSG_SIZE, t->msg);
+    return true;
+}
+
+/* ---- activate_post_import ---- */
+
+typedef struct ActivateCtx {
+    Timeline *tl;
+    PageserverJsonFn cb;
+    void *arg;
+} ActivateCtx;
+
+static void on_activated(void *arg, bool ok)
+{
+    ActivateCtx *a = arg;
+    Timeline *tl = a->tl;
+    Err err = {0};
+    if (tl->import != NULL)
+        tl->import->activating = false;
+    if (!ok || tl->state != TIMELINE_IMPORTING) {
+        err_set(&err, ERR_UNAVAILABLE, "timeline %s: activation interrupted; retry", tl->id_str);
+        a->cb(&err, NULL, a->arg);
+        free(a);
+        return;
+    }
+    import_task_cancel(tl); /* DONE: nothing runs; frees the task */
+    (void)timeline_set_state(tl, TIMELINE_ACTIVE);
+    timeline_compute_sizes(tl);
+    log_info("timeline %s/%s: import activated", tl->slot->tsid_str, tl->id_str);
+    a->cb(NULL, timeline_info_json(tl), a->arg);
+    free(a);
+}
+
+void import_activate(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *id,
+                     PageserverJsonFn cb, void *arg)
+{
+    PageserverApp *app = mgr->app;
+    Err err = {0};
+    TenantSlot *slot = NULL;
+    if (!tenant_manager_readable_slot(mgr, tsid, &slot, &err)) {
+        pageserver_defer_json(app, cb, arg, &err, NULL);
+        return;
+    }
+    char ids[ID_STR_SIZE];
+    timeline_id_format(id, ids);
+    Timeline *tl = slot_find_timeline(slot, id);
+    bool failed = false;
+    char msg[ERR_MSG_SIZE];
+    if (tl == NULL || tl->state == TIMELINE_LOADING || tl->state == TIMELINE_STOPPING) {
+        err_set(&err, ERR_NOT_FOUND, "timeline %s not found", ids);
+    } else if (tl->state == TIMELINE_ACTIVE &&
+               import_index_state(tl->index, NULL) != IMPORT_INDEX_IN_PROGRESS) {
+        pageserver_defer_json(app, cb, arg, NULL, timeline_info_json(tl)); /* a repeat */
+        return;
+    } else if (tl->state != TIMELINE_IMPORTING) {
+        err_set(&err, ERR_CONFLICT, "timeline %s is %s", ids, timeline_state_name(tl->state));
+    } else if (!import_task_finished(tl, &failed, msg) || tl->import->activating) {
+        err_set(&err, ERR_UNAVAILABLE, "timeline %s: import still running", ids);
+    } else if (failed) {
+        err_set(&err, ERR_CONFLICT, "timeline %s: import failed: %s", ids, msg);
+    } else if (!slot_may_upload(slot)) {
+        err_set(&err, ERR_UNAVAILABLE, "tenant shard %s does not upload here; retry",
+                slot->tsid_str);
+    }
+    if (err_is_set(&err)) {
+        pageserver_defer_json(app, cb, arg, &err, NULL);
+        return;
+    }
+    if (import_index_state(tl->index, NULL) == IMPORT_INDEX_IN_PROGRESS) {
+        /* a retry after an interrupted activation finds Done already */
+        json_t *done = import_index_done(tl->index->import_pgdata, (int64_t)time(NULL) * 1000);
+        if (done != NULL)
+            index_part_set_import_pgdata(tl->index, done);
+        json_decref(done);
+    }
+    tl->import->activating = true;
+    ActivateCtx *a = xcalloc(1, sizeof(*a));
+    a->tl = tl;
+    a->cb = cb;
+    a->arg = arg;
+    timeline_schedule_index_upload(tl, on_activated, a);
+}
