@@ -5,12 +5,19 @@
  *
  * The task is a state machine on the loop thread; every blocking step is one worker job:
  *
+ *   STATUS      --(GET timeline_import_status: InProgress null = fresh, InProgress V1 = resume
+ *                  after its `completed` jobs, Done = nothing to do, Error = failed)-->
  *   WAIT_SOURCE --(status/pgdata says done; polled every --import-poll-interval, IO class)-->
  *   PLAN        --(pg_control + listings -> the plan of this shard, BULK)-->
  *   JOBS        --(one BULK job per plan job, in order: one image layer each; its upload queued;
- *                  every PAGESERVER_IMPORT_CHECKPOINT_JOBS jobs an index upload)-->
- *   FINISH      --(the timeline's LSNs set, the final index uploaded)--> DONE
- *   any step    --(source error)--> FAILED (message kept; activate answers 409)
+ *                  every --import-checkpoint-jobs jobs an index upload, then once it is durable
+ *                  the progress upcall)-->
+ *   FINISH      --(the timeline's LSNs set, the final index uploaded, then "Done")--> DONE
+ *   any step    --(source error)--> FAILED (message kept, {"Error": msg} sent; activate 409)
+ *
+ * Status upcalls go out one at a time in order; a newer progress replaces one not sent yet.
+ * Resuming checks that the rebuilt plan has the recorded job count and plan hash (the first 63
+ * bits of the SHA-256 plan hash: Neon's field is a u64 and JSON integers here are signed).
  *
  * A worker job works on copies and the plan; the task outlives its running job (a cancel only
  * detaches the task from its timeline, the job's completion frees it). Transient failures of our
@@ -39,6 +46,7 @@
 #include "pageserver/layer_map.h"
 #include "pageserver/pgdata.h"
 #include "pageserver/slot.h"
+#include "pageserver/storcon_client.h"
 #include "pageserver/tenant.h"
 #include "pageserver/timeline.h"
 
@@ -214,6 +222,7 @@ bool import_index_spec(const IndexPart *index, ImportPgdataSpec *out, Err *err)
 /* ---- the task ---- */
 
 typedef enum ImportStep {
+    IMPORT_STATUS,
     IMPORT_WAIT_SOURCE,
     IMPORT_PLAN,
     IMPORT_JOBS,
@@ -223,8 +232,9 @@ typedef enum ImportStep {
 } ImportStep;
 
 static const char *const IMPORT_STEP_NAMES[] = {
-    [IMPORT_WAIT_SOURCE] = "WaitSource", [IMPORT_PLAN] = "Plan", [IMPORT_JOBS] = "Jobs",
-    [IMPORT_FINISH] = "Finish",          [IMPORT_DONE] = "Done", [IMPORT_FAILED] = "Failed",
+    [IMPORT_STATUS] = "Status", [IMPORT_WAIT_SOURCE] = "WaitSource", [IMPORT_PLAN] = "Plan",
+    [IMPORT_JOBS] = "Jobs",     [IMPORT_FINISH] = "Finish",          [IMPORT_DONE] = "Done",
+    [IMPORT_FAILED] = "Failed",
 };
 
 struct ImportTask {
@@ -241,6 +251,16 @@ struct ImportTask {
     size_t next_job, n_jobs;
     uint64_t logical_size;
     char msg[ERR_MSG_SIZE];
+    /* resumption: what storcon recorded */
+    bool resume;
+    size_t resume_jobs, resume_completed;
+    uint64_t resume_hash;
+    /* status upcalls: one at a time; the next one waits in pending (a newer one replaces it) */
+    StorconCall *call;
+    json_t *pending;
+    /* checkpoints: the completed-job count of each queued index upload, in queue order */
+    size_t ckpt[64];
+    size_t ckpt_head, ckpt_n;
 };
 
 typedef struct ImportJob {
@@ -248,6 +268,7 @@ typedef struct ImportJob {
     /* inputs */
     char root[PATH_MAX];
     ShardIdentity shard;
+    PgdataPlanParams params;
     TenantShardId tsid;
     Generation gen;
     char dir[PATH_MAX];
@@ -274,6 +295,9 @@ static void import_set_step(ImportTask *t, ImportStep to)
 
 static void import_task_free(ImportTask *t)
 {
+    if (t->call != NULL)
+        storcon_call_cancel(t->app->storcon, t->call);
+    json_decref(t->pending);
     if (t->timer != NULL)
         event_free(t->timer);
     pgdata_plan_free(t->plan);
@@ -281,11 +305,62 @@ static void import_task_free(ImportTask *t)
     free(t);
 }
 
+static void import_send(ImportTask *t, json_t *status);
+
 static void import_fail(ImportTask *t, const Err *err)
 {
     str_copy(t->msg, sizeof(t->msg), err->msg);
     log_err(err, "import failed");
     import_set_step(t, IMPORT_FAILED);
+    import_send(t, json_pack("{s:s}", "Error", t->msg));
+}
+
+/* plan_hash_u64: the plan hash as the progress records it (see the file comment). */
+static uint64_t plan_hash_u64(const PgdataPlan *plan)
+{
+    const char *h = pgdata_plan_hash(plan);
+    uint64_t v = 0;
+    for (int i = 0; i < 16 && h[i] != '\0'; i++) {
+        char c = h[i];
+        v = v << 4 | (uint64_t)(c <= '9' ? c - '0' : c - 'a' + 10);
+    }
+    return v & (uint64_t)INT64_MAX;
+}
+
+static json_t *progress_json(const ImportTask *t, size_t completed)
+{
+    return json_pack("{s:{s:{s:I,s:I,s:I,s:I}}}", "InProgress", "V1", "jobs", (json_int_t)t->n_jobs,
+                     "completed", (json_int_t)completed, "import_plan_hash",
+                     (json_int_t)plan_hash_u64(t->plan), "job_soft_size_limit",
+                     (json_int_t)t->app->cfg.import_job_size);
+}
+
+static void on_sent(void *arg, const Err *err, const json_t *answer)
+{
+    (void)answer;
+    ImportTask *t = arg;
+    t->call = NULL;
+    if (err != NULL && t->tl != NULL)
+        log_warn("import %s/%s: status upcall refused: %s", t->slot->tsid_str, t->tl->id_str,
+                 err->msg);
+    if (t->pending != NULL) {
+        json_t *next = t->pending;
+        t->pending = NULL;
+        import_send(t, next);
+    }
+}
+
+/* import_send: POST status (reference taken) after the upcalls before it. */
+static void import_send(ImportTask *t, json_t *status)
+{
+    if (t->call != NULL) {
+        json_decref(t->pending);
+        t->pending = status;
+        return;
+    }
+    t->call = storcon_import_progress_start(t->app->storcon, &t->slot->tsid, &t->tl->id,
+                                            slot_generation(t->slot), status, on_sent, t);
+    json_decref(status);
 }
 
 static void on_import_timer(evutil_socket_t fd, short what, void *arg)
@@ -369,7 +444,7 @@ static void import_work(WorkerJob *job, void *arg)
             break;
         }
         j->ok = pgdata_source_local_new(pgdata, &j->src, &j->err) &&
-                pgdata_plan_new(j->src, &j->shard, NULL, &j->plan, &j->err) &&
+                pgdata_plan_new(j->src, &j->shard, &j->params, &j->plan, &j->err) &&
                 fs_mkdir_p(j->dir, PAGESERVER_DIR_MODE, &j->err);
         break;
     }
@@ -389,6 +464,21 @@ static void import_work(WorkerJob *job, void *arg)
 static bool source_error(const Err *err)
 {
     return err->code == ERR_BAD_REQUEST || err->code == ERR_NOT_FOUND || err->code == ERR_INTERNAL;
+}
+
+/* on_checkpoint: an index naming the first ckpt[head] jobs' layers is durable: report it. The
+ * argument is the timeline (it outlives its queued uploads; the task may not). */
+static void on_checkpoint(void *arg, bool ok)
+{
+    Timeline *tl = arg;
+    ImportTask *t = tl->import;
+    if (t == NULL || t->ckpt_n == 0)
+        return;
+    size_t completed = t->ckpt[t->ckpt_head];
+    t->ckpt_head = (t->ckpt_head + 1) % 64;
+    t->ckpt_n--;
+    if (ok && t->plan != NULL)
+        import_send(t, progress_json(t, completed));
 }
 
 static void add_job_layer(ImportTask *t, ImportJob *j)
@@ -413,20 +503,25 @@ static void add_job_layer(ImportTask *t, ImportJob *j)
     timeline_schedule_layer_upload(tl, l, NULL, NULL);
     t->logical_size += j->logical_size;
     t->next_job++;
-    if (t->next_job % PAGESERVER_IMPORT_CHECKPOINT_JOBS == 0 && t->next_job < t->n_jobs)
-        timeline_schedule_index_upload(tl, NULL, NULL);
+    if (t->next_job % t->app->cfg.import_checkpoint_jobs == 0 && t->next_job < t->n_jobs &&
+        t->ckpt_n < sizeof(t->ckpt) / sizeof(t->ckpt[0])) {
+        t->ckpt[(t->ckpt_head + t->ckpt_n++) % 64] = t->next_job;
+        timeline_schedule_index_upload(tl, on_checkpoint, tl);
+    }
 }
 
 static void on_final_index(void *arg, bool ok)
 {
-    ImportTask *t = arg;
-    if (t->tl == NULL || t->tl->import != t)
+    Timeline *tl = arg;
+    ImportTask *t = tl->import;
+    if (t == NULL || t->step != IMPORT_FINISH)
         return;
     if (!ok) {
         /* the queue was dropped (slot changing): the next attach redoes the import */
         return;
     }
     import_set_step(t, IMPORT_DONE);
+    import_send(t, json_string("Done"));
     log_info("import %s/%s: %zu jobs done; waiting for activate_post_import", t->slot->tsid_str,
              t->tl->id_str, t->n_jobs);
 }
@@ -442,13 +537,13 @@ static void import_finish(ImportTask *t)
     tl->prev_record_lsn = LSN_INVALID;
     tl->pg_version = pgdata_plan_pg_version(t->plan);
     tl->logical_size = t->logical_size;
-    tl->logical_size_accurate = t->next_job == t->n_jobs && t->logical_size > 0;
+    tl->logical_size_accurate = !t->resume; /* a resumed import did not see every job */
     pgdata_plan_free(t->plan);
     t->plan = NULL;
     pgdata_source_free(t->src);
     t->src = NULL;
     import_set_step(t, IMPORT_FINISH);
-    timeline_schedule_index_upload(tl, on_final_index, t);
+    timeline_schedule_index_upload(tl, on_final_index, tl);
 }
 
 static void import_done(void *arg, WorkerOutcome outcome)
@@ -482,6 +577,21 @@ static void import_done(void *arg, WorkerOutcome outcome)
             t->plan = j->plan;
             t->n_jobs = pgdata_plan_job_count(t->plan);
             t->next_job = 0;
+            if (t->resume) {
+                if (t->resume_jobs != t->n_jobs || t->resume_hash != plan_hash_u64(t->plan) ||
+                    t->resume_completed > t->n_jobs) {
+                    Err err = {0};
+                    err_set(&err, ERR_BAD_REQUEST,
+                            "cannot resume: the source's plan changed (%zu jobs, hash %" PRIu64
+                            "; the recorded progress says %zu jobs, hash %" PRIu64 ")",
+                            t->n_jobs, plan_hash_u64(t->plan), t->resume_jobs, t->resume_hash);
+                    import_fail(t, &err);
+                    break;
+                }
+                t->next_job = t->resume_completed;
+                log_info("import %s/%s: resuming after job %zu of %zu", slot->tsid_str,
+                         t->tl->id_str, t->next_job, t->n_jobs);
+            }
             log_info("import %s/%s: plan %s, %zu jobs, %" PRIu64 " bytes", slot->tsid_str,
                      t->tl->id_str, pgdata_plan_hash(t->plan), t->n_jobs,
                      pgdata_plan_total_size(t->plan));
@@ -500,6 +610,65 @@ static void import_done(void *arg, WorkerOutcome outcome)
     slot_job_end(slot); /* last: a stopping slot may free the timeline now */
 }
 
+/* parse_status: a ShardImportStatus answer (storcon_client.h) into the task. */
+static bool parse_status(ImportTask *t, const json_t *a, Err *err)
+{
+    if (json_is_string(a) && strcmp(json_string_value(a), "Done") == 0) {
+        if (t->tl->last_record_lsn == LSN_INVALID) {
+            err_set(err, ERR_INTERNAL, "storcon says the import is done, but the index is not");
+            return false;
+        }
+        import_set_step(t, IMPORT_DONE);
+        return true;
+    }
+    json_t *e = json_is_object(a) ? json_object_get(a, "Error") : NULL;
+    if (json_is_string(e)) {
+        str_copy(t->msg, sizeof(t->msg), json_string_value(e));
+        import_set_step(t, IMPORT_FAILED);
+        return true;
+    }
+    json_t *ip = json_is_object(a) ? json_object_get(a, "InProgress") : NULL;
+    if (ip != NULL && json_is_null(ip)) {
+        import_set_step(t, IMPORT_WAIT_SOURCE);
+        return true;
+    }
+    json_t *v1 = json_is_object(ip) ? json_object_get(ip, "V1") : NULL;
+    uint64_t jobs = 0, completed = 0, hash = 0;
+    if (v1 == NULL || !json_get_u64(v1, "jobs", &jobs, true, NULL, err) ||
+        !json_get_u64(v1, "completed", &completed, true, NULL, err) ||
+        !json_get_u64(v1, "import_plan_hash", &hash, true, NULL, err)) {
+        if (!err_is_set(err))
+            err_set(err, ERR_BAD_REQUEST, "unrecognised status");
+        err_prefix(err, "timeline_import_status answer: ");
+        return false;
+    }
+    t->resume = true;
+    t->resume_jobs = (size_t)jobs;
+    t->resume_completed = (size_t)completed;
+    t->resume_hash = hash;
+    import_set_step(t, IMPORT_WAIT_SOURCE);
+    return true;
+}
+
+static void on_status(void *arg, const Err *err, const json_t *answer)
+{
+    ImportTask *t = arg;
+    t->call = NULL;
+    Err perr = {0};
+    if (err != NULL) {
+        /* 404: storcon has no such import (deleted meanwhile); 412: stale generation */
+        str_copy(t->msg, sizeof(t->msg), err->msg);
+        log_err(err, "import: timeline_import_status");
+        import_set_step(t, IMPORT_FAILED);
+        return;
+    }
+    if (!parse_status(t, answer, &perr)) {
+        import_fail(t, &perr);
+        return;
+    }
+    import_step(t);
+}
+
 /* import_step: start the worker job of the current step (one at a time). */
 static void import_step(ImportTask *t)
 {
@@ -507,6 +676,12 @@ static void import_step(ImportTask *t)
     if (tl == NULL || t->job_running || evtimer_pending(t->timer, NULL) ||
         t->step == IMPORT_FAILED || t->step == IMPORT_DONE || t->step == IMPORT_FINISH)
         return;
+    if (t->step == IMPORT_STATUS) {
+        if (t->call == NULL)
+            t->call = storcon_import_status_start(t->app->storcon, &t->slot->tsid, &tl->id,
+                                                  slot_generation(t->slot), on_status, t);
+        return;
+    }
     if (t->step == IMPORT_JOBS && t->next_job == t->n_jobs) {
         import_finish(t);
         return;
@@ -515,6 +690,7 @@ static void import_step(ImportTask *t)
     j->t = t;
     str_copy(j->root, sizeof(j->root), t->spec.location.path);
     j->shard = t->slot->shard;
+    j->params.job_soft_size_limit = t->app->cfg.import_job_size;
     j->tsid = t->slot->tsid;
     j->gen = slot_generation(t->slot);
     str_copy(j->dir, sizeof(j->dir), tl->dir);
@@ -548,6 +724,7 @@ void import_task_start(Timeline *tl)
     }
     log_info("import %s/%s: started (source %s)", t->slot->tsid_str, tl->id_str,
              t->spec.location.path);
+    t->step = IMPORT_STATUS;
     import_step(t);
 }
 
@@ -559,6 +736,12 @@ void import_task_cancel(Timeline *tl)
     tl->import = NULL;
     t->tl = NULL;
     evtimer_del(t->timer);
+    if (t->call != NULL) {
+        storcon_call_cancel(t->app->storcon, t->call);
+        t->call = NULL;
+    }
+    json_decref(t->pending);
+    t->pending = NULL;
     if (!t->job_running)
         import_task_free(t);
 }

@@ -123,8 +123,10 @@ def test_import_unsharded_reads_back_every_page(ps_env, pgbench_pgdata, tmp_path
     assert body["import_pgdata"]["V1"]["InProgress"]["location"] == {
         "LocalFs": {"path": str(loc)}}, body
 
+    assert ps_env.storcon.import_posts(tenant) == []  # nothing to report while waiting
     mark_done(loc)
     info = wait_activated(ps, tenant, tl)
+    assert ps_env.storcon.import_posts(tenant)[-1] == "Done"
     assert info["state"] == "Active" and info["pg_version"] == 15, info
     assert tl in timelines(ps, tenant)
     assert ok_json(activate(ps, tenant, tl))["timeline_id"] == tl  # a repeat is 200
@@ -248,7 +250,52 @@ def test_import_malformed_source_fails_with_message(ps_env, pgbench_pgdata, tmp_
         return r.json()["msg"]
     msg = wait_until(failed, timeout=60, interval=0.2, what="import failure")
     assert "import failed" in msg, msg
+    posts = ps_env.storcon.wait_for(lambda fs: fs.import_posts(tenant), what="Error upcall")
+    assert list(posts[-1]) == ["Error"] and posts[-1]["Error"] in msg, (posts, msg)
     assert tl not in timelines(ps, tenant)
     # the pageserver keeps serving: another tenant's timeline can still be created
     assert delete_timeline(ps, tenant, tl).status_code == 202
     wait_timeline_gone(ps, tenant, tl)
+
+
+def test_import_resumes_after_kill9(ps_env, pgbench_pgdata, tmp_path):
+    """Small jobs (64 KiB each), a checkpoint every 4 jobs, each job slowed down: kill -9 once a
+    progress was reported, restart (new generation through re-attach), and the import resumes
+    after the recorded job instead of starting over; every page still reads back."""
+    args = POLL + ["--import-job-size", "65536", "--import-checkpoint-jobs", "4",
+                   "--failpoints", "import-before-job=sleep(100)"]
+    ps = ps_env.pageserver(extra_args=args)
+    tenant, tl = new_id(), new_id()
+    ps_env.attach(ps, tenant, 1)
+    loc = make_location(pgbench_pgdata, tmp_path)
+    ok_json(create_timeline(ps, tenant, import_body(tl, loc)), 201)
+
+    def progressed(fs):
+        done = [p["InProgress"]["V1"]["completed"] for p in fs.import_posts(tenant)
+                if isinstance(p, dict) and "InProgress" in p]
+        return done and max(done) >= 8 and max(done)
+    completed = ps_env.storcon.wait_for(progressed, timeout=120, what="progress >= 8 jobs")
+    first = ps_env.storcon.import_status(tenant, tl)["InProgress"]["V1"]
+    jobs = first["jobs"]
+    assert jobs > 2 * completed, first  # the kill lands well before the end
+    ps.kill9()
+    gen_before = ps_env.storcon.latest(tenant)
+    ps.start()
+    info = wait_activated(ps, tenant, tl)
+    assert ps_env.storcon.latest(tenant) > gen_before
+    assert ps_env.storcon.import_posts(tenant)[-1] == "Done"
+
+    idx = ps_env.remote.index_keys(tenant, tl)
+    body = json.loads(ps_env.remote.read(idx[max(g for g in idx if g is not None)]))
+    gens = [m["generation"] for m in body["layer_metadata"].values()]
+    assert len(gens) == jobs, (len(gens), jobs)
+    redone = sum(1 for g in gens if g == ps_env.storcon.latest(tenant))
+    assert 0 < redone <= jobs - completed, (redone, jobs, completed)
+
+    lsn = info["last_record_lsn"]
+    client = PageClient(ps)
+    try:
+        for spc, db, rel, fork, blk, page in relation_pages(read_tree(loc / "pgdata")):
+            assert client.page(tenant, tl, spc, db, rel, fork, blk, lsn) == page
+    finally:
+        client.close()
