@@ -374,6 +374,29 @@ static void import_retry_after(ImportTask *t, uint64_t ms)
     evtimer_add(t->timer, &tv);
 }
 
+bool import_source_status_parse(const void *buf, size_t len, bool *done, Err *err)
+{
+    *done = false;
+    json_t *v = NULL;
+    if (len > PAGESERVER_IMPORT_STATUS_MAX_BYTES) {
+        err_set(err, ERR_BAD_REQUEST, "status/pgdata: %zu bytes (at most %u)", len,
+                PAGESERVER_IMPORT_STATUS_MAX_BYTES);
+        return false;
+    }
+    if (!json_parse_text(buf, len, &v, err)) {
+        err_prefix(err, "status/pgdata: ");
+        return false;
+    }
+    json_t *d = json_is_object(v) ? json_object_get(v, "done") : NULL;
+    bool ok = json_is_boolean(d);
+    if (ok)
+        *done = json_is_true(d);
+    else
+        err_set(err, ERR_BAD_REQUEST, "status/pgdata: expected {\"done\": true or false}");
+    json_decref(v);
+    return ok;
+}
+
 /* read_status: does <root>/status/pgdata say {"done": true}? Absent: not yet (no error). */
 static bool read_status(const char *root, bool *ready, Err *err)
 {
@@ -405,20 +428,9 @@ static bool read_status(const char *root, bool *ready, Err *err)
         }
         char buf[PAGESERVER_IMPORT_STATUS_MAX_BYTES];
         PgdataRange r = {0, (size_t)l.entries[i].size};
-        json_t *v = NULL;
         if (!pgdata_source_read(src, "status/pgdata", &r, 1, buf, err) ||
-            !json_parse_text(buf, r.len, &v, err)) {
-            err_prefix(err, "status/pgdata: ");
+            !import_source_status_parse(buf, r.len, ready, err))
             goto cleanup;
-        }
-        json_t *done = json_is_object(v) ? json_object_get(v, "done") : NULL;
-        if (!json_is_boolean(done)) {
-            json_decref(v);
-            err_set(err, ERR_BAD_REQUEST, "status/pgdata: expected {\"done\": bool}");
-            goto cleanup;
-        }
-        *ready = json_is_true(done);
-        json_decref(v);
     }
     ok = true;
 cleanup:
@@ -610,42 +622,75 @@ static void import_done(void *arg, WorkerOutcome outcome)
     slot_job_end(slot); /* last: a stopping slot may free the timeline now */
 }
 
-/* parse_status: a ShardImportStatus answer (storcon_client.h) into the task. */
-static bool parse_status(ImportTask *t, const json_t *a, Err *err)
+bool import_shard_status_parse(const json_t *a, ImportShardStatus *out, Err *err)
 {
+    memset(out, 0, sizeof(*out));
     if (json_is_string(a) && strcmp(json_string_value(a), "Done") == 0) {
+        out->kind = IMPORT_SHARD_DONE;
+        return true;
+    }
+    json_t *e = json_is_object(a) && json_object_size(a) == 1 ? json_object_get(a, "Error") : NULL;
+    if (json_is_string(e)) {
+        out->kind = IMPORT_SHARD_ERROR;
+        str_copy(out->error, sizeof(out->error), json_string_value(e));
+        return true;
+    }
+    json_t *ip =
+        json_is_object(a) && json_object_size(a) == 1 ? json_object_get(a, "InProgress") : NULL;
+    out->kind = IMPORT_SHARD_IN_PROGRESS;
+    if (ip != NULL && json_is_null(ip))
+        return true;
+    json_t *v1 = json_is_object(ip) ? json_object_get(ip, "V1") : NULL;
+    if (!json_is_object(v1)) {
+        err_set(err, ERR_BAD_REQUEST,
+                "shard import status: expected {\"InProgress\": null or {\"V1\": {...}}}, "
+                "\"Done\" or {\"Error\": msg}");
+        return false;
+    }
+    out->has_progress = true;
+    if (!json_get_u64(v1, "jobs", &out->jobs, true, NULL, err) ||
+        !json_get_u64(v1, "completed", &out->completed, true, NULL, err) ||
+        !json_get_u64(v1, "import_plan_hash", &out->plan_hash, true, NULL, err) ||
+        !json_get_u64(v1, "job_soft_size_limit", &out->job_soft_size_limit, false, NULL, err)) {
+        err_prefix(err, "shard import status: InProgress.V1: ");
+        return false;
+    }
+    if (out->completed > out->jobs) {
+        err_set(err, ERR_BAD_REQUEST,
+                "shard import status: completed %" PRIu64 " is more than jobs %" PRIu64,
+                out->completed, out->jobs);
+        return false;
+    }
+    return true;
+}
+
+/* apply_status: the status storcon recorded for this shard, into the task. */
+static bool apply_status(ImportTask *t, const json_t *a, Err *err)
+{
+    ImportShardStatus st;
+    if (!import_shard_status_parse(a, &st, err))
+        return false;
+    switch (st.kind) {
+    case IMPORT_SHARD_DONE:
         if (t->tl->last_record_lsn == LSN_INVALID) {
             err_set(err, ERR_INTERNAL, "storcon says the import is done, but the index is not");
             return false;
         }
         import_set_step(t, IMPORT_DONE);
         return true;
-    }
-    json_t *e = json_is_object(a) ? json_object_get(a, "Error") : NULL;
-    if (json_is_string(e)) {
-        str_copy(t->msg, sizeof(t->msg), json_string_value(e));
+    case IMPORT_SHARD_ERROR:
+        str_copy(t->msg, sizeof(t->msg), st.error);
         import_set_step(t, IMPORT_FAILED);
         return true;
+    default:
+        break;
     }
-    json_t *ip = json_is_object(a) ? json_object_get(a, "InProgress") : NULL;
-    if (ip != NULL && json_is_null(ip)) {
-        import_set_step(t, IMPORT_WAIT_SOURCE);
-        return true;
+    if (st.has_progress) {
+        t->resume = true;
+        t->resume_jobs = (size_t)st.jobs;
+        t->resume_completed = (size_t)st.completed;
+        t->resume_hash = st.plan_hash;
     }
-    json_t *v1 = json_is_object(ip) ? json_object_get(ip, "V1") : NULL;
-    uint64_t jobs = 0, completed = 0, hash = 0;
-    if (v1 == NULL || !json_get_u64(v1, "jobs", &jobs, true, NULL, err) ||
-        !json_get_u64(v1, "completed", &completed, true, NULL, err) ||
-        !json_get_u64(v1, "import_plan_hash", &hash, true, NULL, err)) {
-        if (!err_is_set(err))
-            err_set(err, ERR_BAD_REQUEST, "unrecognised status");
-        err_prefix(err, "timeline_import_status answer: ");
-        return false;
-    }
-    t->resume = true;
-    t->resume_jobs = (size_t)jobs;
-    t->resume_completed = (size_t)completed;
-    t->resume_hash = hash;
     import_set_step(t, IMPORT_WAIT_SOURCE);
     return true;
 }
@@ -662,7 +707,7 @@ static void on_status(void *arg, const Err *err, const json_t *answer)
         import_set_step(t, IMPORT_FAILED);
         return;
     }
-    if (!parse_status(t, answer, &perr)) {
+    if (!apply_status(t, answer, &perr)) {
         import_fail(t, &perr);
         return;
     }

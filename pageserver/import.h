@@ -82,6 +82,29 @@ ImportIndexState import_index_state(const IndexPart *index, char key[IMPORT_IDEM
 /* import_index_spec: the spec recorded in an InProgress value (to resume after attach). */
 bool import_index_spec(const IndexPart *index, ImportPgdataSpec *out, Err *err) MUST_CHECK;
 
+/* import_source_status_parse: the content of the source's status/pgdata ({"done": bool}, at
+ * most PAGESERVER_IMPORT_STATUS_MAX_BYTES); untrusted: 400 for anything else. */
+bool import_source_status_parse(const void *buf, size_t len, bool *done, Err *err) MUST_CHECK;
+
+/* ShardImportStatus, as storcon records it (storcon_client.h). */
+typedef enum ImportShardStatusKind {
+    IMPORT_SHARD_IN_PROGRESS,
+    IMPORT_SHARD_DONE,
+    IMPORT_SHARD_ERROR,
+} ImportShardStatusKind;
+
+typedef struct ImportShardStatus {
+    ImportShardStatusKind kind;
+    bool has_progress; /* InProgress with a V1 progress (else InProgress null: start fresh) */
+    uint64_t jobs, completed, plan_hash, job_soft_size_limit;
+    char error[ERR_MSG_SIZE];
+} ImportShardStatus;
+
+/* import_shard_status_parse: {"InProgress": null or {"V1": {"jobs", "completed",
+ * "import_plan_hash", "job_soft_size_limit"}}}, "Done" or {"Error": msg}; 400 otherwise
+ * (including completed > jobs). */
+bool import_shard_status_parse(const json_t *v, ImportShardStatus *out, Err *err) MUST_CHECK;
+
 /* ---- the import task of one IMPORTING timeline (import.c) ---- */
 
 typedef struct ImportTask ImportTask;

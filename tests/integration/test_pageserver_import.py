@@ -21,6 +21,8 @@ from pageserver_env import (  # noqa: F401 - fixtures are used by name
     error_msg,
     fake_storcon,
     key_owner,
+    location_conf,
+    put_location,
     Key,
     new_id,
     ok_json,
@@ -223,7 +225,8 @@ def test_import_waiting_is_cancelled_by_delete(ps_env, tmp_path):
     assert timelines(ps, tenant) == {}  # still serving
 
 
-@pytest.mark.parametrize("case", ["truncated_control", "bad_relsize", "bad_name", "bad_status"])
+@pytest.mark.parametrize("case", ["truncated_control", "bad_relsize", "bad_name", "bad_status",
+                                  "symlink_out"])
 def test_import_malformed_source_fails_with_message(ps_env, pgbench_pgdata, tmp_path, case):
     ps = ps_env.pageserver(extra_args=POLL)
     tenant, tl = new_id(), new_id()
@@ -242,6 +245,13 @@ def test_import_malformed_source_fails_with_message(ps_env, pgbench_pgdata, tmp_
         (pg / "base" / "12345x").mkdir()
     elif case == "bad_status":
         mark_done(loc, b"not json")
+    elif case == "symlink_out":
+        db = sorted(p for p in (pg / "base").iterdir() if p.name.isdigit())[-1]
+        rel = sorted(p for p in db.iterdir() if p.name.isdigit() and p.stat().st_size > 0)[0]
+        outside = tmp_path / "outside"
+        outside.write_bytes(rel.read_bytes())
+        rel.unlink()
+        rel.symlink_to(outside)
     ok_json(create_timeline(ps, tenant, import_body(tl, loc)), 201)
 
     def failed():
@@ -299,3 +309,21 @@ def test_import_resumes_after_kill9(ps_env, pgbench_pgdata, tmp_path):
             assert client.page(tenant, tl, spc, db, rel, fork, blk, lsn) == page
     finally:
         client.close()
+
+
+def test_import_survives_detach_and_reattach(ps_env, pgbench_pgdata, tmp_path):
+    """Detaching a shard whose import waits for status/pgdata cancels the task; attaching it
+    again (next generation) starts it again from the index, and it completes."""
+    ps = ps_env.pageserver(extra_args=POLL)
+    tenant, tl = new_id(), new_id()
+    ps_env.attach(ps, tenant, 1)
+    loc = make_location(pgbench_pgdata, tmp_path, done=False)
+    ok_json(create_timeline(ps, tenant, import_body(tl, loc)), 201)
+    ok_json(put_location(ps, tenant, location_conf("Detached")))
+    error_msg(activate(ps, tenant, tl), 404)
+    ps_env.attach(ps, tenant)
+    assert "still running" in error_msg(activate(ps, tenant, tl), 503)
+    mark_done(loc)
+    info = wait_activated(ps, tenant, tl)
+    assert info["state"] == "Active", info
+    assert tl in timelines(ps, tenant)
