@@ -9,7 +9,8 @@
  *                  after its `completed` jobs, Done = nothing to do, Error = failed)-->
  *   WAIT_SOURCE --(status/pgdata says done; polled every --import-poll-interval, IO class)-->
  *   PLAN        --(pg_control + listings -> the plan of this shard, BULK)-->
- *   JOBS        --(one BULK job per plan job, in order: one image layer each; its upload queued;
+ *   JOBS        --(one BULK job per plan job, up to --import-parallelism at once, committed in
+ *                  job order: one image layer each; its upload queued;
  *                  every --import-checkpoint-jobs jobs an index upload, then once it is durable
  *                  the progress upcall)-->
  *   FINISH      --(the timeline's LSNs set, the final index uploaded, then "Done")--> DONE
@@ -237,6 +238,8 @@ static const char *const IMPORT_STEP_NAMES[] = {
     [IMPORT_FAILED] = "Failed",
 };
 
+#define IMPORT_PAR_MAX 16
+
 struct ImportTask {
     Timeline *tl;     /* NULL once cancelled: the running job's completion frees the task */
     TenantSlot *slot; /* kept alive by slot_job_begin while a job runs */
@@ -244,8 +247,11 @@ struct ImportTask {
     ImportPgdataSpec spec;
     ImportStep step;
     struct event *timer;
-    bool job_running;
-    bool activating; /* the activation's index upload runs */
+    size_t running;                          /* worker jobs running */
+    size_t par;                              /* JOBS: at most this many at once */
+    bool inflight[IMPORT_PAR_MAX];           /* JOBS: job next_job + i runs */
+    struct ImportJob *ready[IMPORT_PAR_MAX]; /* JOBS: job next_job + i finished, not committed */
+    bool activating;                         /* the activation's index upload runs */
     PgdataSource *src;
     PgdataPlan *plan;
     size_t next_job, n_jobs;
@@ -295,6 +301,8 @@ static void import_set_step(ImportTask *t, ImportStep to)
 
 static void import_task_free(ImportTask *t)
 {
+    for (size_t i = 0; i < IMPORT_PAR_MAX; i++)
+        free(t->ready[i]);
     if (t->call != NULL)
         storcon_call_cancel(t->app->storcon, t->call);
     json_decref(t->pending);
@@ -558,21 +566,44 @@ static void import_finish(ImportTask *t)
     timeline_schedule_index_upload(tl, on_final_index, tl);
 }
 
+/* commit_ready: add the layers of the finished jobs at the head of the window, in job order. */
+static void commit_ready(ImportTask *t)
+{
+    while (t->step == IMPORT_JOBS && t->ready[0] != NULL) {
+        ImportJob *j = t->ready[0];
+        memmove(t->ready, t->ready + 1, (IMPORT_PAR_MAX - 1) * sizeof(t->ready[0]));
+        memmove(t->inflight, t->inflight + 1, (IMPORT_PAR_MAX - 1) * sizeof(t->inflight[0]));
+        t->ready[IMPORT_PAR_MAX - 1] = NULL;
+        t->inflight[IMPORT_PAR_MAX - 1] = false;
+        add_job_layer(t, j); /* next_job++ */
+        free(j);
+    }
+}
+
 static void import_done(void *arg, WorkerOutcome outcome)
 {
     ImportJob *j = arg;
     ImportTask *t = j->t;
     TenantSlot *slot = t->slot;
-    t->job_running = false;
+    bool keep = false; /* j went to the ready window */
+    t->running--;
     if (!worker_outcome_err(outcome, "import", &j->err))
         j->ok = false;
+    bool window = t->step == IMPORT_JOBS && j->job_index >= t->next_job &&
+                  j->job_index - t->next_job < IMPORT_PAR_MAX;
+    if (window)
+        t->inflight[j->job_index - t->next_job] = false;
     if (t->tl == NULL) {
         pgdata_plan_free(j->plan);
         pgdata_source_free(j->src);
-        import_task_free(t);
+        if (t->running == 0)
+            import_task_free(t);
+    } else if (t->step == IMPORT_FAILED) {
+        /* a job that was running when another one failed: nothing to do */
     } else if (!j->ok && (outcome != WORKER_RAN || !source_error(&j->err))) {
         log_warn("import %s/%s: %s; retrying", slot->tsid_str, t->tl->id_str, j->err.msg);
-        import_retry_after(t, PAGESERVER_IMPORT_RETRY_MS);
+        if (!evtimer_pending(t->timer, NULL))
+            import_retry_after(t, PAGESERVER_IMPORT_RETRY_MS);
     } else if (!j->ok) {
         pgdata_plan_free(j->plan);
         pgdata_source_free(j->src);
@@ -611,14 +642,19 @@ static void import_done(void *arg, WorkerOutcome outcome)
             import_step(t);
             break;
         case IMPORT_JOBS:
-            add_job_layer(t, j);
+            if (window && t->ready[j->job_index - t->next_job] == NULL) {
+                t->ready[j->job_index - t->next_job] = j;
+                keep = true;
+            }
+            commit_ready(t);
             import_step(t);
             break;
         default:
             break;
         }
     }
-    free(j);
+    if (!keep)
+        free(j);
     slot_job_end(slot); /* last: a stopping slot may free the timeline now */
 }
 
@@ -714,23 +750,9 @@ static void on_status(void *arg, const Err *err, const json_t *answer)
     import_step(t);
 }
 
-/* import_step: start the worker job of the current step (one at a time). */
-static void import_step(ImportTask *t)
+/* start_job: one worker job of the current step (job_index: IMPORT_JOBS only). */
+static void start_job(ImportTask *t, size_t job_index)
 {
-    Timeline *tl = t->tl;
-    if (tl == NULL || t->job_running || evtimer_pending(t->timer, NULL) ||
-        t->step == IMPORT_FAILED || t->step == IMPORT_DONE || t->step == IMPORT_FINISH)
-        return;
-    if (t->step == IMPORT_STATUS) {
-        if (t->call == NULL)
-            t->call = storcon_import_status_start(t->app->storcon, &t->slot->tsid, &tl->id,
-                                                  slot_generation(t->slot), on_status, t);
-        return;
-    }
-    if (t->step == IMPORT_JOBS && t->next_job == t->n_jobs) {
-        import_finish(t);
-        return;
-    }
     ImportJob *j = xcalloc(1, sizeof(*j));
     j->t = t;
     str_copy(j->root, sizeof(j->root), t->spec.location.path);
@@ -738,13 +760,45 @@ static void import_step(ImportTask *t)
     j->params.job_soft_size_limit = t->app->cfg.import_job_size;
     j->tsid = t->slot->tsid;
     j->gen = slot_generation(t->slot);
-    str_copy(j->dir, sizeof(j->dir), tl->dir);
-    j->job_index = t->next_job;
-    t->job_running = true;
+    str_copy(j->dir, sizeof(j->dir), t->tl->dir);
+    j->job_index = job_index;
+    t->running++;
     slot_job_begin(t->slot);
     WorkerJobSpec spec = {.cls =
                               t->step == IMPORT_WAIT_SOURCE ? WORKER_CLASS_IO : WORKER_CLASS_BULK};
     worker_pool_start(t->app->workers, &spec, import_work, import_done, j);
+}
+
+/* import_step: start what the current step needs: the status upcall, the one job of WAIT_SOURCE
+ * or PLAN, or the jobs of the window [next_job, next_job + par) not running or finished yet. */
+static void import_step(ImportTask *t)
+{
+    Timeline *tl = t->tl;
+    if (tl == NULL || evtimer_pending(t->timer, NULL) || t->step == IMPORT_FAILED ||
+        t->step == IMPORT_DONE || t->step == IMPORT_FINISH)
+        return;
+    if (t->step == IMPORT_STATUS) {
+        if (t->call == NULL)
+            t->call = storcon_import_status_start(t->app->storcon, &t->slot->tsid, &tl->id,
+                                                  slot_generation(t->slot), on_status, t);
+        return;
+    }
+    if (t->step != IMPORT_JOBS) {
+        if (t->running == 0)
+            start_job(t, 0);
+        return;
+    }
+    if (t->next_job == t->n_jobs) {
+        if (t->running == 0)
+            import_finish(t);
+        return;
+    }
+    for (size_t w = 0; w < t->par && t->next_job + w < t->n_jobs && t->running < t->par; w++) {
+        if (!t->inflight[w] && t->ready[w] == NULL) {
+            t->inflight[w] = true;
+            start_job(t, t->next_job + w);
+        }
+    }
 }
 
 void import_task_start(Timeline *tl)
@@ -756,6 +810,9 @@ void import_task_start(Timeline *tl)
     t->slot = tl->slot;
     t->app = tl->slot->mgr->app;
     t->timer = evtimer_new(t->app->base, on_import_timer, t);
+    t->par = (size_t)t->app->cfg.import_parallelism;
+    if (t->par < 1 || t->par > IMPORT_PAR_MAX)
+        t->par = t->par < 1 ? 1 : IMPORT_PAR_MAX;
     tl->import = t;
     Err err = {0};
     if (!import_index_spec(tl->index, &t->spec, &err)) {
@@ -787,7 +844,7 @@ void import_task_cancel(Timeline *tl)
     }
     json_decref(t->pending);
     t->pending = NULL;
-    if (!t->job_running)
+    if (t->running == 0)
         import_task_free(t);
 }
 

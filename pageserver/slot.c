@@ -876,8 +876,11 @@ static void after_swap_persist(TenantSlot *slot, bool ok, const Err *err)
         log_info("tenant shard %s: mode %s -> %s in place (generation %" PRId64 ")", slot->tsid_str,
                  location_config_mode_name(old_mode), location_config_mode_name(slot->config.mode),
                  slot_generation(slot));
-    for (size_t i = 0; i < slot->n_timelines; i++)
+    for (size_t i = 0; i < slot->n_timelines; i++) {
         timeline_uploads_kick(slot->timelines[i]);
+        if (slot->timelines[i]->state == TIMELINE_IMPORTING && slot_may_upload(slot))
+            import_task_start(slot->timelines[i]); /* e.g. AttachedStale -> AttachedSingle */
+    }
     change_after_settled(c);
 }
 

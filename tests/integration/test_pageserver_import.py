@@ -273,6 +273,7 @@ def test_import_resumes_after_kill9(ps_env, pgbench_pgdata, tmp_path):
     progress was reported, restart (new generation through re-attach), and the import resumes
     after the recorded job instead of starting over; every page still reads back."""
     args = POLL + ["--import-job-size", "65536", "--import-checkpoint-jobs", "4",
+                   "--import-parallelism", "3",
                    "--failpoints", "import-before-job=sleep(100)"]
     ps = ps_env.pageserver(extra_args=args)
     tenant, tl = new_id(), new_id()
