@@ -328,3 +328,19 @@ def test_import_survives_detach_and_reattach(ps_env, pgbench_pgdata, tmp_path):
     info = wait_activated(ps, tenant, tl)
     assert info["state"] == "Active", info
     assert tl in timelines(ps, tenant)
+
+
+def test_import_waiting_survives_graceful_restart(ps_env, tmp_path):
+    """A shutdown cancels a waiting import (SIGTERM exits 0 promptly); after the restart the
+    timeline is Importing again and still waits."""
+    ps = ps_env.pageserver(extra_args=POLL)
+    tenant, tl = new_id(), new_id()
+    ps_env.attach(ps, tenant, 1)
+    ok_json(create_timeline(ps, tenant, import_body(tl, tmp_path / "never")), 201)
+    assert ps.stop(timeout=10) == 0
+    ps.start()
+    wait_until(lambda: "still running" in error_msg(activate(ps, tenant, tl), 503),
+               timeout=30, what="import waiting again")
+    assert tl not in timelines(ps, tenant)
+    assert delete_timeline(ps, tenant, tl).status_code == 202
+    wait_timeline_gone(ps, tenant, tl)
