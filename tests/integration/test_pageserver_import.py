@@ -344,3 +344,29 @@ def test_import_waiting_survives_graceful_restart(ps_env, tmp_path):
     assert tl not in timelines(ps, tenant)
     assert delete_timeline(ps, tenant, tl).status_code == 202
     wait_timeline_gone(ps, tenant, tl)
+
+
+def test_import_file_shrinking_mid_import_fails_cleanly(ps_env, pgbench_pgdata, tmp_path):
+    """The largest relation file is truncated after the plan was made (jobs are slowed down): the
+    job that reads it fails with a message naming the file, the Error upcall carries it, and the
+    pageserver keeps serving."""
+    args = POLL + ["--import-job-size", "65536", "--import-checkpoint-jobs", "2",
+                   "--failpoints", "import-before-job=sleep(100)"]
+    ps = ps_env.pageserver(extra_args=args)
+    tenant, tl = new_id(), new_id()
+    ps_env.attach(ps, tenant, 1)
+    loc = make_location(pgbench_pgdata, tmp_path)
+    biggest = max((p for p in (loc / "pgdata" / "base").rglob("*") if p.is_file()),
+                  key=lambda p: p.stat().st_size)
+    assert biggest.stat().st_size > 1 << 20, biggest
+    ok_json(create_timeline(ps, tenant, import_body(tl, loc)), 201)
+    ps_env.storcon.wait_for(lambda fs: fs.import_posts(tenant), timeout=60, what="a progress")
+    with open(biggest, "r+b") as f:
+        f.truncate(8192)
+    posts = ps_env.storcon.wait_for(
+        lambda fs: [p for p in fs.import_posts(tenant) if isinstance(p, dict) and "Error" in p],
+        timeout=120, what="Error upcall")
+    msg = posts[-1]["Error"]
+    assert biggest.name in msg, msg
+    assert "import failed" in error_msg(activate(ps, tenant, tl), 409)
+    assert tl not in timelines(ps, tenant)
