@@ -310,6 +310,38 @@ static void remove_layers(const BootstrapParams *p, const IndexLayer *layers, si
     }
 }
 
+bool bootstrap_job_to_layer(const PgdataPlan *plan, size_t job_index, const char *dir,
+                            Generation gen, ShardIndex writer, IndexLayer *out,
+                            uint64_t *logical_size, Err *err)
+{
+    PgdataJobInfo job = pgdata_plan_job(plan, job_index);
+    LayerDesc desc = layer_desc_image(&job.range, pgdata_plan_base_lsn(plan));
+    char name[LAYER_NAME_SIZE], suffix[GENERATION_SUFFIX_SIZE], path[PATH_MAX];
+    layer_name_format(&desc, name);
+    generation_suffix(gen, suffix);
+    if (!str_printf(path, sizeof(path), "%s/%s%s", dir, name, suffix)) {
+        err_set(err, ERR_INTERNAL, "layer path too long");
+        return false;
+    }
+    SinkCtx sink = {0};
+    if (!layer_writer_new(path, &desc, NULL, &sink.w, err))
+        return false;
+    if (!pgdata_job_execute(plan, job_index, layer_sink, &sink, err)) {
+        layer_writer_abort(sink.w);
+        return false;
+    }
+    LayerInfo info;
+    if (!layer_writer_finish(sink.w, &info, err))
+        return false;
+    *logical_size += sink.logical_size;
+    memset(out, 0, sizeof(*out));
+    str_copy(out->name, sizeof(out->name), name);
+    out->file_size = info.file_size;
+    out->generation = gen;
+    out->shard = writer;
+    return true;
+}
+
 static bool convert(const BootstrapParams *p, const char *pgdata, BootstrapResult *out, Err *err)
 {
     PgdataSource *src = NULL;
@@ -326,31 +358,10 @@ static bool convert(const BootstrapParams *p, const char *pgdata, BootstrapResul
     out->layers = xcalloc(n_jobs ? n_jobs : 1, sizeof(*out->layers));
     ShardIndex writer = tsid_shard_index(&p->tsid);
     for (size_t i = 0; i < n_jobs; i++) {
-        PgdataJobInfo job = pgdata_plan_job(plan, i);
-        LayerDesc desc = layer_desc_image(&job.range, out->initdb_lsn);
-        char name[LAYER_NAME_SIZE], suffix[GENERATION_SUFFIX_SIZE], path[PATH_MAX];
-        layer_name_format(&desc, name);
-        generation_suffix(p->gen, suffix);
-        if (!str_printf(path, sizeof(path), "%s/%s%s", p->timeline_dir, name, suffix)) {
-            err_set(err, ERR_INTERNAL, "layer path too long");
+        if (!bootstrap_job_to_layer(plan, i, p->timeline_dir, p->gen, writer,
+                                    &out->layers[out->n_layers], &out->logical_size, err))
             goto cleanup;
-        }
-        SinkCtx sink = {0};
-        if (!layer_writer_new(path, &desc, NULL, &sink.w, err))
-            goto cleanup;
-        if (!pgdata_job_execute(plan, i, layer_sink, &sink, err)) {
-            layer_writer_abort(sink.w);
-            goto cleanup;
-        }
-        LayerInfo info;
-        if (!layer_writer_finish(sink.w, &info, err))
-            goto cleanup;
-        out->logical_size += sink.logical_size;
-        IndexLayer *l = &out->layers[out->n_layers++];
-        str_copy(l->name, sizeof(l->name), name);
-        l->file_size = info.file_size;
-        l->generation = p->gen;
-        l->shard = writer;
+        out->n_layers++;
     }
     ok = true;
 cleanup:

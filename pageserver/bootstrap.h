@@ -40,6 +40,7 @@
 
 #include "pageserver/defaults.h"
 #include "pageserver/index_part.h"
+#include "pageserver/pgdata.h"
 
 typedef struct BootstrapParams {
     char workdir[PATH_MAX];
@@ -68,6 +69,14 @@ typedef struct BootstrapResult {
  * existing initdb archive is missing; 500 for initdb and conversion failures. */
 bool bootstrap_run(const BootstrapParams *p, BootstrapResult *out, Err *err) MUST_CHECK;
 void bootstrap_result_finish(BootstrapResult *r);
+
+/* bootstrap_job_to_layer: the conversion shared by bootstrap and import: job job_index of plan as
+ * one image layer at the plan's base LSN, written durably as <dir>/<layer name>-<gen> (dir must
+ * exist); *out describes it (written by shard writer), *logical_size grows by the relation sizes
+ * the job holds. On failure no file is left behind. */
+bool bootstrap_job_to_layer(const PgdataPlan *plan, size_t job_index, const char *dir,
+                            Generation gen, ShardIndex writer, IndexLayer *out,
+                            uint64_t *logical_size, Err *err) MUST_CHECK;
 
 /* bootstrap_run_initdb: run initdb into pgdata (which must not exist; its parent must). As
  * root, as `user`. Exposed for tests. */

@@ -42,6 +42,10 @@ typedef struct PageserverConfig {
     uint64_t worker_max_io;           /* 0: threads - latency_reserved */
     uint64_t worker_max_bulk;         /* 0: half of threads - latency_reserved, >= 1 */
     uint64_t http_max_connections;
+    uint64_t import_poll_ms;                 /* import.c: status/pgdata poll period */
+    uint64_t import_job_size;                /* import.c: job_soft_size_limit */
+    uint64_t import_parallelism;             /* import.c: jobs of one import at once */
+    uint64_t import_checkpoint_jobs;         /* import.c: jobs per index upload + progress */
     uint64_t wait_lsn_timeout_ms;            /* read_path.h: bounded wait for a future LSN */
     char control_plane_token_file[PATH_MAX]; /* bearer token (generations_api) for upcalls */
     char initdb_user[PAGESERVER_INITDB_USER_MAX];

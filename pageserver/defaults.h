@@ -24,6 +24,16 @@
 #define PAGESERVER_TENANT_DELETE_DEADLINE_MS 30000u /* deleting a tenant's remote data */
 #define PAGESERVER_BOOTSTRAP_DEADLINE_MS     60000u /* BULK: initdb of a timeline creation */
 
+/* Import (docs/import.md): status/pgdata poll period, bytes of shard-local pages per job (256
+ * MiB, pgdata.h), jobs between index uploads and progress upcalls, jobs of one import at once, the
+ * largest status/pgdata accepted, the retry delay after a failure of our own. */
+#define PAGESERVER_DEFAULT_IMPORT_POLL                "10s"
+#define PAGESERVER_DEFAULT_IMPORT_JOB_SIZE_STR        "268435456"
+#define PAGESERVER_DEFAULT_IMPORT_CHECKPOINT_JOBS_STR "32"
+#define PAGESERVER_DEFAULT_IMPORT_PARALLELISM_STR     "2"
+#define PAGESERVER_IMPORT_STATUS_MAX_BYTES            4096u
+#define PAGESERVER_IMPORT_RETRY_MS                    1000u
+
 /* Remote storage: default "file://<workdir>/" PAGESERVER_REMOTE_STORAGE_DIR. */
 #define PAGESERVER_REMOTE_STORAGE_DIR "remote_storage"
 

@@ -489,6 +489,8 @@ static const HttpRoute PAGESERVER_ROUTES[] = {
      http_handle_timeline_get},
     {HTTP_DELETE, TSID_PATH "/timeline/{timeline_id}", AUTH_SCOPE_PAGESERVERAPI,
      http_handle_timeline_delete},
+    {HTTP_PUT, TSID_PATH "/timeline/{timeline_id}/activate_post_import", AUTH_SCOPE_PAGESERVERAPI,
+     http_handle_timeline_activate_post_import},
     {HTTP_GET, TSID_PATH "/timeline/{timeline_id}/getpage", AUTH_SCOPE_PAGESERVERAPI,
      http_handle_getpage},
     {HTTP_GET, "/v1/utilization", AUTH_SCOPE_PAGESERVERAPI, handle_utilization},

@@ -90,5 +90,6 @@ void http_handle_timeline_list(HttpRequest *req, void *app);
 void http_handle_timeline_get(HttpRequest *req, void *app);
 void http_handle_timeline_delete(HttpRequest *req, void *app);
 void http_handle_getpage(HttpRequest *req, void *app);
+void http_handle_timeline_activate_post_import(HttpRequest *req, void *app);
 
 #endif

@@ -15,6 +15,7 @@
 
 #include "pageserver/app.h"
 #include "pageserver/http_api.h"
+#include "pageserver/import.h"
 #include "pageserver/read_path.h"
 #include "pageserver/tenant.h"
 #include "pageserver/timeline.h"
@@ -127,6 +128,19 @@ void http_handle_timeline_delete(HttpRequest *req, void *app_arg)
         return;
     }
     timeline_delete(app->tenants, &tsid, &id, http_done_202, http_await(req, app));
+}
+
+void http_handle_timeline_activate_post_import(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    TimelineId id;
+    if (!http_param_timeline(req, &id, &err) || !http_param_tsid(req, &tsid, &err)) {
+        http_reply_error(req, &err);
+        return;
+    }
+    import_activate(app->tenants, &tsid, &id, http_json_200, http_await(req, app));
 }
 
 static void on_page(const Err *err, const uint8_t *page, void *arg)

@@ -268,7 +268,7 @@ IndexPart *index_part_clone(const IndexPart *part)
     return c;
 }
 
-void index_part_set_deleted_at(IndexPart *part, int64_t unix_ms)
+void index_timestamp_format(int64_t unix_ms, char out[INDEX_TIMESTAMP_SIZE])
 {
     time_t secs = (time_t)(unix_ms / 1000);
     int ms = (int)(unix_ms % 1000);
@@ -280,7 +280,12 @@ void index_part_set_deleted_at(IndexPart *part, int64_t unix_ms)
     char date[32];
     if (gmtime_r(&secs, &tm) == NULL || strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm) == 0)
         str_copy(date, sizeof(date), "1970-01-01T00:00:00");
-    snprintf(part->deleted_at, sizeof(part->deleted_at), "%s.%03dZ", date, ms);
+    snprintf(out, INDEX_TIMESTAMP_SIZE, "%s.%03dZ", date, ms);
+}
+
+void index_part_set_deleted_at(IndexPart *part, int64_t unix_ms)
+{
+    index_timestamp_format(unix_ms, part->deleted_at);
     part->has_deleted_at = true;
 }
 

@@ -114,6 +114,8 @@ const IndexLayer *index_part_find_layer(const IndexPart *part, const char *name)
 /* index_part_set_deleted_at: mark the timeline deleted at unix time ms (RFC 3339, UTC, with
  * milliseconds: "2024-01-31T12:34:56.789Z"). */
 void index_part_set_deleted_at(IndexPart *part, int64_t unix_ms);
+/* index_timestamp_format: unix time ms as the index writes timestamps ("...T12:34:56.789Z"). */
+void index_timestamp_format(int64_t unix_ms, char out[INDEX_TIMESTAMP_SIZE]);
 
 /* index_part_set_import_pgdata: replace import_pgdata with a new reference to v (NULL clears). */
 void index_part_set_import_pgdata(IndexPart *part, json_t *v);

@@ -420,7 +420,7 @@ static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *ts
     char id[ID_STR_SIZE];
     timeline_id_format(tl_id, id);
     Timeline *tl = slot_find_timeline(slot, tl_id);
-    if (tl == NULL || tl->state == TIMELINE_LOADING || tl->state == TIMELINE_STOPPING) {
+    if (tl == NULL || !timeline_is_served(tl) || tl->state == TIMELINE_STOPPING) {
         err_set(&j->err, ERR_NOT_FOUND, "timeline %s not found", id);
         return false;
     }

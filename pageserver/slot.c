@@ -575,6 +575,8 @@ static void slot_on_active(TenantSlot *slot, const AttachJob *j)
             timeline_resume_deletion(tl);
             continue;
         }
+        if (tl->state == TIMELINE_IMPORTING && slot_may_upload(slot))
+            import_task_start(tl); /* resume an import interrupted by a restart or a move */
         Generation picked = GENERATION_NONE;
         for (size_t k = 0; k < j->n_tls; k++) {
             if (timeline_id_eq(&j->tls[k].id, &tl->id))
@@ -801,6 +803,7 @@ static void slot_begin_stop(TenantSlot *slot)
         return;
     slot->incarnation++;
     for (size_t i = 0; i < slot->n_timelines; i++) {
+        import_task_cancel(slot->timelines[i]);
         (void)timeline_set_state(slot->timelines[i], TIMELINE_STOPPING);
         timeline_uploads_drop(slot->timelines[i]);
     }
@@ -896,8 +899,11 @@ static void after_swap_persist(TenantSlot *slot, bool ok, const Err *err)
         log_info("tenant shard %s: mode %s -> %s in place (generation %" PRId64 ")", slot->tsid_str,
                  location_config_mode_name(old_mode), location_config_mode_name(slot->config.mode),
                  slot_generation(slot));
-    for (size_t i = 0; i < slot->n_timelines; i++)
+    for (size_t i = 0; i < slot->n_timelines; i++) {
         timeline_uploads_kick(slot->timelines[i]);
+        if (slot->timelines[i]->state == TIMELINE_IMPORTING && slot_may_upload(slot))
+            import_task_start(slot->timelines[i]); /* e.g. AttachedStale -> AttachedSingle */
+    }
     change_after_settled(c);
 }
 

@@ -34,8 +34,12 @@
 typedef struct Upcall Upcall;
 
 typedef struct UpcallDef {
-    const char *path; /* under --control-plane-api */
-    size_t batch;     /* items per request; 0 = the call carries no items */
+    const char *path;   /* under --control-plane-api */
+    const char *method; /* NULL = POST */
+    /* final_statuses: 404 and 412 end the call (finish with u->final_err) instead of a retry:
+     * the thing the call is about is gone, or our generation is stale */
+    bool final_statuses;
+    size_t batch; /* items per request; 0 = the call carries no items */
     size_t item_size;
     /* same_key: two items that must not share a request (NULL = none) */
     bool (*same_key)(const void *a, const void *b);
@@ -61,7 +65,11 @@ struct Upcall {
     union {
         ReattachDoneFn reattach;
         ValidateDoneFn validate;
+        ImportStatusDoneFn import;
     } done;
+    json_t *body;   /* a call with a fixed body (import status and progress): owned */
+    json_t *answer; /* import status: the answer, handed to done */
+    Err final_err;  /* final_statuses: the 404 / 412 that ended the call */
     void *arg;
     /* re-attach: the parsed answer, handed to done */
     ReattachTenant *tenants;
@@ -102,6 +110,8 @@ static void upcall_free(Upcall *u)
     loop_defer_cancel(u->client->app->defer, &u->finish_soon);
     free(u->items);
     free(u->tenants);
+    json_decref(u->body);
+    json_decref(u->answer);
     free(u);
 }
 
@@ -256,6 +266,11 @@ static void on_response(const HttpClientResponse *resp, void *arg)
     json_t *body = NULL;
     if (resp->status < 200 || resp->status >= 300) {
         http_response_err(resp, &err);
+        if (u->def->final_statuses && (resp->status == 404 || resp->status == 412)) {
+            u->final_err = err;
+            u->def->finish(u);
+            return;
+        }
         upcall_retry_later(u, &err);
         return;
     }
@@ -282,9 +297,9 @@ static void upcall_send(Upcall *u)
         return;
     json_t *body = u->def->body(u);
     HttpRetryPolicy once = {.max_attempts = 1};
-    u->call =
-        http_client_start_json(app->http_client, "POST", u->url, body, app->control_plane_token,
-                               PAGESERVER_UPCALL_TIMEOUT_MS, once, on_response, u);
+    u->call = http_client_start_json(app->http_client, u->def->method ? u->def->method : "POST",
+                                     u->url, body, app->control_plane_token,
+                                     PAGESERVER_UPCALL_TIMEOUT_MS, once, on_response, u);
     json_decref(body);
 }
 
@@ -393,9 +408,42 @@ static void validate_finish(Upcall *u)
     free(items);
 }
 
+/* ---- import status and progress ---- */
+
+static json_t *fixed_body(Upcall *u)
+{
+    return json_incref(u->body);
+}
+
+static bool import_answered(Upcall *u, const json_t *body, Err *err)
+{
+    (void)err;
+    json_decref(u->answer);
+    u->answer = json_incref((json_t *)body);
+    return true;
+}
+
+static void import_finish(Upcall *u)
+{
+    ImportStatusDoneFn done = u->done.import;
+    void *arg = u->arg;
+    json_t *answer = u->answer;
+    u->answer = NULL;
+    Err err = u->final_err;
+    upcall_free(u);
+    done(arg, err_is_set(&err) ? &err : NULL, answer);
+    json_decref(answer);
+}
+
 /* ---- the table ---- */
 
-enum { UPCALL_REATTACH, UPCALL_VALIDATE, UPCALL_COUNT };
+enum {
+    UPCALL_REATTACH,
+    UPCALL_VALIDATE,
+    UPCALL_IMPORT_STATUS,
+    UPCALL_IMPORT_PROGRESS,
+    UPCALL_COUNT
+};
 
 static const UpcallDef UPCALLS[UPCALL_COUNT] = {
     [UPCALL_REATTACH] = {.path = "re-attach",
@@ -409,6 +457,17 @@ static const UpcallDef UPCALLS[UPCALL_COUNT] = {
                          .body = validate_body,
                          .answered = validate_answered,
                          .finish = validate_finish},
+    [UPCALL_IMPORT_STATUS] = {.path = "timeline_import_status",
+                              .method = "GET",
+                              .final_statuses = true,
+                              .body = fixed_body,
+                              .answered = import_answered,
+                              .finish = import_finish},
+    [UPCALL_IMPORT_PROGRESS] = {.path = "timeline_import_status",
+                                .final_statuses = true,
+                                .body = fixed_body,
+                                .answered = import_answered,
+                                .finish = import_finish},
 };
 
 void storcon_reattach_start(StorconClient *c, ReattachDoneFn done, void *arg)
@@ -431,4 +490,45 @@ void storcon_validate_start(StorconClient *c, const ValidateItem *items, size_t 
     u->done.validate = done;
     u->arg = arg;
     upcall_go(u);
+}
+
+static StorconCall *import_start(StorconClient *c, int row, const TenantShardId *tsid,
+                                 const TimelineId *tl, Generation gen, const json_t *status,
+                                 ImportStatusDoneFn done, void *arg)
+{
+    Upcall *u = upcall_start(c, &UPCALLS[row], NULL, 0);
+    if (u == NULL)
+        return NULL;
+    u->body = json_pack("{s:o,s:o,s:o}", "tenant_shard_id", json_from_tsid(tsid), "timeline_id",
+                        json_from_timeline_id(tl), "generation", json_from_generation(gen));
+    if (status != NULL)
+        json_set_new(u->body, "status", json_incref((json_t *)status));
+    u->done.import = done;
+    u->arg = arg;
+    upcall_go(u);
+    return (StorconCall *)u;
+}
+
+StorconCall *storcon_import_status_start(StorconClient *c, const TenantShardId *tsid,
+                                         const TimelineId *tl, Generation gen,
+                                         ImportStatusDoneFn done, void *arg)
+{
+    return import_start(c, UPCALL_IMPORT_STATUS, tsid, tl, gen, NULL, done, arg);
+}
+
+StorconCall *storcon_import_progress_start(StorconClient *c, const TenantShardId *tsid,
+                                           const TimelineId *tl, Generation gen,
+                                           const json_t *status, ImportStatusDoneFn done, void *arg)
+{
+    return import_start(c, UPCALL_IMPORT_PROGRESS, tsid, tl, gen, status, done, arg);
+}
+
+void storcon_call_cancel(StorconClient *c, StorconCall *call)
+{
+    for (Upcall *u = c->live; u != NULL; u = u->next) {
+        if ((StorconCall *)u == call) {
+            upcall_free(u);
+            return;
+        }
+    }
 }

@@ -6,6 +6,11 @@
  *        -> {"tenants": [{"id": tsid, "gen": n or null, "mode": ..., "stripe_size": n}]}
  *   POST <control-plane-api>validate   {"tenants": [{"id": tsid, "gen": n}]}   (<= 128 each)
  *        -> {"tenants": [{"id": tsid, "valid": bool}]}
+ *   GET  <control-plane-api>timeline_import_status  {"tenant_shard_id", "timeline_id",
+ *        "generation"} -> ShardImportStatus: {"InProgress": null or {"V1": {"jobs", "completed",
+ *        "import_plan_hash", "job_soft_size_limit"}}}, "Done" or {"Error": "<msg>"}
+ *   POST <control-plane-api>timeline_import_status  the same plus "status": ShardImportStatus
+ *   (both end without a retry on 404 -- no such import -- and 412 -- stale generation)
  *
  * Every upcall is retried, one attempt at a time with capped jittered backoff, until it gets a
  * 2xx answer that parses, or until storcon_client_stop (shutdown): then its callback is never
@@ -63,6 +68,24 @@ void storcon_reattach_start(StorconClient *c, ReattachDoneFn done, void *arg);
  * answer. n == 0 calls done from a zero-delay timer. */
 void storcon_validate_start(StorconClient *c, const ValidateItem *items, size_t n,
                             ValidateDoneFn done, void *arg);
+
+/* ImportStatusDoneFn: err NULL and the answer (borrowed), or the 404 / 412 that ended it. */
+typedef void (*ImportStatusDoneFn)(void *arg, const Err *err, const json_t *answer);
+
+/* A running import upcall, for storcon_call_cancel (valid until its done function runs). */
+typedef struct StorconCall StorconCall;
+
+/* storcon_import_status_start / storcon_import_progress_start: the import upcalls (import.md);
+ * NULL after stop (done is then never called). */
+StorconCall *storcon_import_status_start(StorconClient *c, const TenantShardId *tsid,
+                                         const TimelineId *tl, Generation gen,
+                                         ImportStatusDoneFn done, void *arg);
+StorconCall *storcon_import_progress_start(StorconClient *c, const TenantShardId *tsid,
+                                           const TimelineId *tl, Generation gen,
+                                           const json_t *status, ImportStatusDoneFn done,
+                                           void *arg);
+/* storcon_call_cancel: drop a running call; its done function is never called. */
+void storcon_call_cancel(StorconClient *c, StorconCall *call);
 
 /* storcon_reattach_parse: the re-attach response. Unknown fields are ignored; "mode" absent means
  * AttachedSingle when gen is a number, Secondary when null. The caller frees *out. 400 for

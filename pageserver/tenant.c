@@ -531,7 +531,7 @@ static json_t *tenant_info_json(const TenantSlot *slot, bool details)
     if (details) {
         json_t *tls = json_array();
         for (size_t i = 0; i < slot->n_timelines; i++) {
-            if (slot->timelines[i]->state != TIMELINE_LOADING)
+            if (timeline_is_served(slot->timelines[i]))
                 json_array_append_new(tls, json_from_timeline_id(&slot->timelines[i]->id));
         }
         json_object_set_new(o, "timelines", tls);

@@ -50,10 +50,9 @@ static PageserverApp *tl_app(const Timeline *tl)
 }
 
 static const char *const TIMELINE_STATE_NAMES[TIMELINE_STATE_COUNT] = {
-    [TIMELINE_LOADING] = "Loading",
-    [TIMELINE_ACTIVE] = "Active",
-    [TIMELINE_STOPPING] = "Stopping",
-    [TIMELINE_BROKEN] = "Broken",
+    [TIMELINE_LOADING] = "Loading",     [TIMELINE_ACTIVE] = "Active",
+    [TIMELINE_STOPPING] = "Stopping",   [TIMELINE_BROKEN] = "Broken",
+    [TIMELINE_IMPORTING] = "Importing",
 };
 
 static const FsmTransition TIMELINE_TRANSITIONS[] = {
@@ -63,6 +62,9 @@ static const FsmTransition TIMELINE_TRANSITIONS[] = {
     {TIMELINE_ACTIVE, TIMELINE_BROKEN, "ancestor not found"},
     {TIMELINE_ACTIVE, TIMELINE_STOPPING, "deleted, or slot stopping"},
     {TIMELINE_BROKEN, TIMELINE_STOPPING, "slot stopping"},
+    {TIMELINE_LOADING, TIMELINE_IMPORTING, "created, or index loaded, with an import in progress"},
+    {TIMELINE_IMPORTING, TIMELINE_ACTIVE, "activate_post_import"},
+    {TIMELINE_IMPORTING, TIMELINE_STOPPING, "deleted, or slot stopping"},
 };
 
 static const int TIMELINE_TERMINAL[] = {TIMELINE_STOPPING};
@@ -134,6 +136,7 @@ void timeline_free(Timeline *tl)
 {
     if (tl == NULL)
         return;
+    import_task_cancel(tl);
     timeline_uploads_drop(tl);
     if (tl->uq_running) {
         /* only at process exit: the worker pool is gone, nothing will complete it */
@@ -200,7 +203,10 @@ bool timeline_load_index(Timeline *tl, IndexPart *index, const bool *resident, E
     tl->initdb_lsn = m->initdb_lsn;
     tl->gc_cutoff_lsn = m->latest_gc_cutoff_lsn;
     tl->pg_version = m->pg_version;
-    (void)timeline_set_state(tl, index->has_deleted_at ? TIMELINE_STOPPING : TIMELINE_ACTIVE);
+    (void)timeline_set_state(tl, index->has_deleted_at ? TIMELINE_STOPPING
+                                 : import_index_state(index, NULL) == IMPORT_INDEX_IN_PROGRESS
+                                     ? TIMELINE_IMPORTING
+                                     : TIMELINE_ACTIVE);
     tl->deleting = index->has_deleted_at;
     for (size_t i = 0; i < index->n_layers; i++) {
         Layer *l = NULL;
@@ -421,6 +427,8 @@ json_t *timeline_info_json(const Timeline *tl)
     json_t *state;
     if (tl->state == TIMELINE_BROKEN)
         state = json_pack("{s:{s:s,s:s}}", "Broken", "reason", tl->broken_reason, "backtrace", "");
+    else if (tl->state == TIMELINE_IMPORTING)
+        state = json_string(timeline_state_name(TIMELINE_LOADING)); /* Neon's enum has no more */
     else
         state = json_string(timeline_state_name(tl->state));
     Lsn min_readable = tl->gc_cutoff_lsn > tl->initdb_lsn ? tl->gc_cutoff_lsn : tl->initdb_lsn;
@@ -495,8 +503,7 @@ static const JsonField CREATE_FIELDS[] = {
                  JSON_NULLABLE),
     JSON_FIELD_P(CreateWire, start_lsn, start_lsn_p, "ancestor_start_lsn", JSON_FIELD_LSN,
                  JSON_NULLABLE),
-    JSON_FIELD_P(CreateWire, import_pgdata, import_pgdata_p, "import_pgdata", JSON_FIELD_OBJECT,
-                 JSON_NULLABLE),
+    JSON_FIELD_P(CreateWire, import_pgdata, import_pgdata_p, "import_pgdata", JSON_FIELD_ANY, 0),
 };
 static const JsonSpec CREATE_SPEC =
     JSON_SPEC("timeline create request", CREATE_FIELDS, JSON_UNKNOWN_REJECT);
@@ -513,9 +520,18 @@ bool timeline_create_params_decode(const json_t *body, TimelineCreateParams *out
     if (!json_decode(body, &CREATE_SPEC, &w, err))
         return false;
     if (w.import_pgdata_p == JSON_PRESENCE_SET) {
-        err_set(err, ERR_BAD_REQUEST,
-                "import_pgdata: timeline import is not supported by this pageserver yet");
-        return false;
+        if (w.pg_version_p != JSON_PRESENCE_ABSENT || w.existing_initdb_p != JSON_PRESENCE_ABSENT ||
+            w.ancestor_p != JSON_PRESENCE_ABSENT || w.start_lsn_p != JSON_PRESENCE_ABSENT) {
+            err_set(err, ERR_BAD_REQUEST,
+                    "import_pgdata excludes pg_version, existing_initdb_timeline_id, "
+                    "ancestor_timeline_id and ancestor_start_lsn");
+            return false;
+        }
+        if (!import_pgdata_spec_decode(w.import_pgdata, &out->import_spec, err))
+            return false;
+        out->new_timeline_id = w.new_timeline_id;
+        out->import = true;
+        return true;
     }
     bool branch = w.ancestor_p == JSON_PRESENCE_SET;
     if (branch && w.existing_initdb_p == JSON_PRESENCE_SET) {
@@ -548,6 +564,12 @@ bool timeline_create_params_decode(const json_t *body, TimelineCreateParams *out
  * which existing_initdb it came from. */
 static bool create_params_match(const Timeline *tl, const TimelineCreateParams *p)
 {
+    char key[IMPORT_IDEMPOTENCY_KEY_SIZE];
+    ImportIndexState imp = import_index_state(tl->index, key);
+    if (p->import)
+        return imp != IMPORT_INDEX_NONE && strcmp(key, p->import_spec.idempotency_key) == 0;
+    if (imp != IMPORT_INDEX_NONE)
+        return false;
     if (p->branch) {
         return tl->has_ancestor && timeline_id_eq(&tl->ancestor_id, &p->ancestor) &&
                (!p->has_ancestor_start_lsn || p->ancestor_start_lsn == tl->ancestor_lsn);
@@ -592,12 +614,17 @@ static void on_create_index_uploaded(void *arg, bool ok)
             create_answer_error(tl, &err);
         return;
     }
-    (void)timeline_set_state(tl, TIMELINE_ACTIVE);
+    (void)timeline_set_state(tl, tl->create_params.import ? TIMELINE_IMPORTING : TIMELINE_ACTIVE);
     timeline_compute_sizes(tl);
     metric_counter_add(tl_app(tl)->m.timelines_created, 1);
     log_info("timeline %s/%s created (%s, %zu layers, last_record_lsn %" PRIX64 ")",
-             tl->slot->tsid_str, tl->id_str, tl->has_ancestor ? "branch" : "bootstrap",
+             tl->slot->tsid_str, tl->id_str,
+             tl->create_params.import ? "import"
+             : tl->has_ancestor       ? "branch"
+                                      : "bootstrap",
              tl->n_layers, tl->last_record_lsn);
+    if (tl->create_params.import)
+        import_task_start(tl);
     PageserverJsonFn cb = tl->create_cb;
     tl->create_cb = NULL;
     if (cb != NULL)
@@ -744,6 +771,11 @@ void timeline_create(TenantManager *mgr, const TenantShardId *tsid, const Timeli
             pageserver_defer_json(app, cb, arg, &err, NULL);
             return;
         }
+    } else if (p->import && p->import_spec.location.kind != IMPORT_LOCATION_LOCAL_FS) {
+        err_set(&err, ERR_PRECONDITION_FAILED,
+                "import_pgdata: AwsS3 locations are not supported by this pageserver yet");
+        pageserver_defer_json(app, cb, arg, &err, NULL);
+        return;
     } else if (p->has_pg_version && p->pg_version != PAGESERVER_PG_VERSION) {
         err_set(&err, ERR_BAD_REQUEST,
                 "pg_version %u is not supported: this pageserver bootstraps PostgreSQL %u",
@@ -757,6 +789,15 @@ void timeline_create(TenantManager *mgr, const TenantShardId *tsid, const Timeli
     tl->create_cb = cb;
     tl->create_arg = arg;
     slot_add_timeline(slot, tl);
+    if (p->import) {
+        /* an empty timeline whose index records the import; the task starts once it is durable */
+        json_t *imp = import_index_in_progress(&p->import_spec, (int64_t)time(NULL) * 1000);
+        index_part_set_import_pgdata(tl->index, imp);
+        json_decref(imp);
+        tl->pg_version = PAGESERVER_PG_VERSION;
+        timeline_schedule_index_upload(tl, on_create_index_uploaded, tl);
+        return;
+    }
     if (p->branch) {
         tl->has_ancestor = true;
         tl->ancestor_id = ancestor->id;
@@ -956,6 +997,7 @@ static void timeline_start_deletion(Timeline *tl)
     struct TenantSlot *slot = tl->slot;
     tl->deleting = true;
     tl->delete_running = true;
+    import_task_cancel(tl);
     (void)timeline_set_state(tl, TIMELINE_STOPPING);
     timeline_uploads_drop(tl);
     DeleteJob *j = xcalloc(1, sizeof(*j));
@@ -1038,6 +1080,11 @@ void timeline_delete(TenantManager *mgr, const TenantShardId *tsid, const Timeli
     pageserver_defer_done(app, cb, arg, NULL);
 }
 
+bool timeline_is_served(const Timeline *tl)
+{
+    return tl->state != TIMELINE_LOADING && tl->state != TIMELINE_IMPORTING;
+}
+
 bool timeline_list(const TenantManager *mgr, const TenantShardId *tsid, json_t **out, Err *err)
 {
     TenantSlot *slot = NULL;
@@ -1045,7 +1092,7 @@ bool timeline_list(const TenantManager *mgr, const TenantShardId *tsid, json_t *
         return false;
     json_t *arr = json_array();
     for (size_t i = 0; i < slot->n_timelines; i++) {
-        if (slot->timelines[i]->state != TIMELINE_LOADING) {
+        if (timeline_is_served(slot->timelines[i])) {
             timeline_compute_sizes(slot->timelines[i]);
             json_array_append_new(arr, timeline_info_json(slot->timelines[i]));
         }
@@ -1061,7 +1108,7 @@ bool timeline_get(const TenantManager *mgr, const TenantShardId *tsid, const Tim
     if (!tenant_manager_readable_slot(mgr, tsid, &slot, err))
         return false;
     Timeline *tl = slot_find_timeline(slot, id);
-    if (tl == NULL || tl->state == TIMELINE_LOADING) {
+    if (tl == NULL || !timeline_is_served(tl)) {
         char s[ID_STR_SIZE];
         timeline_id_format(id, s);
         err_set(err, ERR_NOT_FOUND, "timeline %s not found", s);

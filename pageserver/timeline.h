@@ -33,6 +33,7 @@
 #include "shared/id.h"
 
 #include "pageserver/app.h"
+#include "pageserver/import.h"
 #include "pageserver/index_part.h"
 #include "pageserver/layer_map.h"
 #include "pageserver/read_path.h"
@@ -46,6 +47,8 @@ typedef enum TimelineState {
     TIMELINE_ACTIVE,   /* listed and readable */
     TIMELINE_STOPPING, /* being deleted (or its slot shutting down) */
     TIMELINE_BROKEN,
+    TIMELINE_IMPORTING, /* its import runs or waits for activate_post_import: not listed, not
+                         * readable, deletable (import.h) */
     TIMELINE_STATE_COUNT
 } TimelineState;
 
@@ -76,6 +79,8 @@ typedef struct TimelineCreateParams {
     TimelineId ancestor;
     bool has_ancestor_start_lsn;
     Lsn ancestor_start_lsn;
+    bool import; /* ImportPgdata mode */
+    ImportPgdataSpec import_spec;
 } TimelineCreateParams;
 
 typedef struct Timeline {
@@ -117,6 +122,8 @@ typedef struct Timeline {
     TimelineCreateParams create_params;
     PageserverJsonFn create_cb; /* answered once the index is durable; NULL once answered */
     void *create_arg;
+    /* import (state IMPORTING) */
+    struct ImportTask *import; /* owned; NULL when no task runs */
     /* deletion */
     bool deleting;       /* deleted_at set or deletion requested: not served */
     bool delete_running; /* the background deletion is in progress */
@@ -127,7 +134,7 @@ Timeline *timeline_new(struct TenantSlot *slot, const TimelineId *id);
 /* timeline_free: drops queued uploads (their callbacks get !ok), unrefs layers. */
 void timeline_free(Timeline *tl);
 
-/* timeline_state_name: "Loading", "Active", "Stopping", "Broken". */
+/* timeline_state_name: "Loading", "Active", "Stopping", "Broken", "Importing". */
 const char *timeline_state_name(TimelineState s);
 /* timeline_set_state: the one way to change tl->state (shared/fsm.h table "timeline" in
  * timeline.c, diagram in docs/pageserver.md): a transition not in the table is logged and refused
@@ -155,8 +162,8 @@ void timeline_uploads_drop(Timeline *tl);
 /* timeline_info_json: TimelineInfo (pageserver.md). New reference. */
 json_t *timeline_info_json(const Timeline *tl);
 
-/* timeline_create_params_decode: the TimelineCreateRequest body (strict). import_pgdata is
- * refused with 400 (not implemented yet). */
+/* timeline_create_params_decode: the TimelineCreateRequest body (strict; import_pgdata with
+ * import_pgdata_spec_decode, and excluding the other modes' fields). */
 bool timeline_create_params_decode(const json_t *body, TimelineCreateParams *out,
                                    Err *err) MUST_CHECK;
 
@@ -175,6 +182,9 @@ void timeline_create(struct TenantManager *mgr, const TenantShardId *tsid,
  * child timelines, 503 not AttachedSingle. */
 void timeline_delete(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *id,
                      PageserverDoneFn cb, void *arg);
+
+/* timeline_is_served: listed and readable (not being created, not importing). */
+bool timeline_is_served(const Timeline *tl);
 
 /* timeline_list: [TimelineInfo, ...] of tsid's readable slot. */
 bool timeline_list(const struct TenantManager *mgr, const TenantShardId *tsid, json_t **out,

@@ -330,7 +330,8 @@ static bool call_setup_easy(HttpCall *call, CURL *e, long timeout_ms)
         if (rc == CURLE_OK)
             rc = curl_easy_setopt(e, CURLOPT_POSTFIELDS, "");
     }
-    if (!is_get && !is_head && strcmp(call->method, "POST") != 0) {
+    /* a GET with a body (storcon's timeline_import_status) must stay a GET */
+    if ((!is_get || call->body != NULL) && !is_head && strcmp(call->method, "POST") != 0) {
         if (rc == CURLE_OK)
             rc = curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, call->method);
     }

@@ -421,6 +421,26 @@ static void test_put_json_body(void **state)
     json_decref(j);
 }
 
+/* test_get_json_body: a GET with a JSON body (storcon's timeline_import_status upcall) stays a
+ * GET and carries its body. */
+static void test_get_json_body(void **state)
+{
+    Fixture *f = *state;
+    Result r = {0};
+    json_t *body = json_pack("{s:s}", "timeline_id", "x");
+    HttpRetryPolicy retry = {0};
+    HttpCall *call = http_client_start_json(f->client, "GET", url(f, "/echo"), body, NULL, 0, retry,
+                                            on_done, &r);
+    json_decref(body);
+    assert_non_null(call);
+    assert_true(run_until(f, 1, 5000));
+    assert_int_equal(r.status, 200);
+    json_t *j = body_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "method")), "GET");
+    assert_string_equal(json_string_value(json_object_get(j, "body")), "{\"timeline_id\":\"x\"}");
+    json_decref(j);
+}
+
 static void test_large_body_without_expect(void **state)
 {
     Fixture *f = *state;
@@ -893,6 +913,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_get_with_bearer_token, setup, teardown),
         cmocka_unit_test_setup_teardown(test_put_json_body, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_json_body, setup, teardown),
         cmocka_unit_test_setup_teardown(test_large_body_without_expect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_status_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(test_client_errors_not_retried, setup, teardown),
