@@ -261,6 +261,7 @@ struct ImportTask {
     bool resume;
     size_t resume_jobs, resume_completed;
     uint64_t resume_hash;
+    unsigned status_unknown; /* STATUS: 404 answers so far (storcon has no row yet) */
     /* status upcalls: one at a time; the next one waits in pending (a newer one replaces it) */
     StorconCall *call;
     json_t *pending;
@@ -736,8 +737,19 @@ static void on_status(void *arg, const Err *err, const json_t *answer)
     ImportTask *t = arg;
     t->call = NULL;
     Err perr = {0};
+    if (err != NULL && err->code == ERR_NOT_FOUND) {
+        /* storcon records the import once every shard accepted the create, so a shard that was
+         * quick asks before the row exists; a delete of the row comes with a timeline delete that
+         * cancels this task. Ask again. */
+        if (t->status_unknown++ % 30 == 0)
+            log_info("import: storcon has no record of this import yet (%s); asking again every "
+                     "%u ms",
+                     err->msg, PAGESERVER_IMPORT_RETRY_MS);
+        import_retry_after(t, PAGESERVER_IMPORT_RETRY_MS);
+        return;
+    }
     if (err != NULL) {
-        /* 404: storcon has no such import (deleted meanwhile); 412: stale generation */
+        /* 412: stale generation */
         str_copy(t->msg, sizeof(t->msg), err->msg);
         log_err(err, "import: timeline_import_status");
         import_set_step(t, IMPORT_FAILED);

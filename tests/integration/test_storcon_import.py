@@ -3,12 +3,10 @@ upcalls (GET / POST /upcall/v1/timeline_import_status), the per-shard merge rule
 the operator's view, finalisation (activate_post_import, one import_complete per import, only
 once every shard is terminal, again after a restart) and deletes.
 
-The pageserver side of import is built separately. Storcon's side is tested here with real
-storcon and real pageservers, driving the upcalls over HTTP exactly as a pageserver sends them
-(they are storcon's public API). Where a test needs the pageserver to accept import_pgdata or
-activate_post_import and it does not yet, the test is skipped at run time on exactly that answer.
-An import row is set up the way storcon's timeline create writes it (every current shard
-{"InProgress": null}) when the pageservers cannot create importing timelines yet.
+Real storcon and real pageservers throughout. The end-to-end tests let the pageservers' import
+tasks run; the others drive the upcalls over HTTP exactly as a pageserver sends them (they are
+storcon's public API), on an import row set up the way storcon's timeline create writes it (every
+current shard {"InProgress": null}), so that each merge rule and failure can be reached on purpose.
 """
 
 import json
@@ -142,12 +140,6 @@ def import_body(path, key="key-1"):
     return {"idempotency_key": key, "location": {"LocalFs": {"path": str(path)}}}
 
 
-def pageserver_refuses_import(r) -> bool:
-    """The answer of a pageserver that cannot create importing timelines yet (proxied by storcon:
-    its 400 "not supported" becomes a 409 naming the shard)."""
-    return r.status_code in (400, 409) and "not supported" in r.text and "import" in r.text
-
-
 def test_import_create_strict_fans_out_and_records_row(cluster_factory, tmp_path):
     cl = cluster_factory(1)
     tenant, _ = cl.create_tenant(count=2)
@@ -177,12 +169,15 @@ def test_import_create_strict_fans_out_and_records_row(cluster_factory, tmp_path
     for s in cl.describe(tenant)["shards"]:
         assert s["is_importing"] is False, s
 
+    # A create the pageservers refuse (they read LocalFs sources only) records nothing.
+    s3 = {"idempotency_key": "key-s3",
+          "location": {"AwsS3": {"region": "eu-west-1", "bucket": "b", "key": "k"}}}
+    r = cl.create_timeline(tenant, tl, import_pgdata=s3)
+    assert r.status_code >= 400 and "msg" in r.json(), (r.status_code, r.text)
+    assert db_statuses(cl, tenant, tl) is None
+    assert all(not s["is_importing"] for s in cl.describe(tenant)["shards"])
+
     r = cl.create_timeline(tenant, tl, import_pgdata=import_body(src))
-    if pageserver_refuses_import(r):
-        # Nothing recorded for a create the pageservers refused.
-        assert db_statuses(cl, tenant, tl) is None
-        assert all(not s["is_importing"] for s in cl.describe(tenant)["shards"])
-        pytest.skip(f"the pageserver does not accept import_pgdata yet: {r.status_code} {r.text}")
     info = ok_json(r, 201)
     assert info["timeline_id"] == tl, info
     # The row: every current shard InProgress (the pageservers may have reported since).
@@ -342,8 +337,7 @@ def make_import_source(loc):
 
 
 def test_import_end_to_end_activates_and_notifies_once(cluster_factory):
-    """The whole flow with the pageservers' import tasks (runs once the pageserver accepts
-    import_pgdata): create, every shard reports Done, activation, exactly one import_complete
+    """The whole flow with the pageservers' import tasks: create, every shard reports Done, activation, exactly one import_complete
     with error null, the row deleted, the timeline served on every shard."""
     import shutil
     import tempfile
@@ -355,9 +349,6 @@ def test_import_end_to_end_activates_and_notifies_once(cluster_factory):
     loc = Path(tempfile.mkdtemp(prefix="storcon-import-"))  # readable by initdb's user
     try:
         r = cl.create_timeline(tenant, tl, import_pgdata=import_body(loc))
-        if pageserver_refuses_import(r):
-            pytest.skip(f"the pageserver does not accept import_pgdata yet: "
-                        f"{r.status_code} {r.text}")
         ok_json(r, 201)
         make_import_source(loc)  # the pageservers wait for status/pgdata
         req = cl.cp.wait_for_request("PUT", IMPORT_COMPLETE, timeout=300)
@@ -422,9 +413,6 @@ def test_storconctl_timelines_import(cluster_factory):
             (pgdata / "global" / "pg_control").read_bytes()
         assert sorted(p.relative_to(loc / "pgdata") for p in (loc / "pgdata").rglob("*")) == \
             sorted(p.relative_to(pgdata) for p in pgdata.rglob("*"))
-        if r.returncode == 1 and "not supported" in r.stderr and "import" in r.stderr:
-            assert db_statuses(cl, tenant, tl) is None
-            pytest.skip(f"the pageserver does not accept import_pgdata yet: {r.stderr.strip()}")
         assert r.returncode == 0, r
         assert "complete" in r.stdout and "shards finished" in r.stdout, r.stdout
         assert db_statuses(cl, tenant, tl) is None
