@@ -117,30 +117,33 @@ void http_handle_timeline_get(HttpRequest *req, void *app_arg)
     http_reply_result(req, ok, out, &err);
 }
 
+/* timeline_params: {tenant_shard_id} and {timeline_id}; false after replying 400. */
+static bool timeline_params(HttpRequest *req, TenantShardId *tsid, TimelineId *id)
+{
+    Err err = {0};
+    if (!http_param_timeline(req, id, &err) || !http_param_tsid(req, tsid, &err)) {
+        http_reply_error(req, &err);
+        return false;
+    }
+    return true;
+}
+
 void http_handle_timeline_delete(HttpRequest *req, void *app_arg)
 {
     PageserverApp *app = app_arg;
-    Err err = {0};
     TenantShardId tsid;
     TimelineId id;
-    if (!http_param_timeline(req, &id, &err) || !http_param_tsid(req, &tsid, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    timeline_delete(app->tenants, &tsid, &id, http_done_202, http_await(req, app));
+    if (timeline_params(req, &tsid, &id))
+        timeline_delete(app->tenants, &tsid, &id, http_done_202, http_await(req, app));
 }
 
 void http_handle_timeline_activate_post_import(HttpRequest *req, void *app_arg)
 {
     PageserverApp *app = app_arg;
-    Err err = {0};
     TenantShardId tsid;
     TimelineId id;
-    if (!http_param_timeline(req, &id, &err) || !http_param_tsid(req, &tsid, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    import_activate(app->tenants, &tsid, &id, http_json_200, http_await(req, app));
+    if (timeline_params(req, &tsid, &id))
+        import_activate(app->tenants, &tsid, &id, http_json_200, http_await(req, app));
 }
 
 static void on_page(const Err *err, const uint8_t *page, void *arg)

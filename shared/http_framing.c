@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "shared/str.h"
+
 #define HTTP_CHUNK_LINE_MAX 64
 
 void http_framing_init(HttpFraming *f, uint64_t max_body, size_t max_head)
@@ -231,11 +233,7 @@ static bool chunk_size(HttpFraming *f, const char *s, size_t len)
         return reject(f, 400, "invalid chunk size line");
     uint64_t n = 0;
     for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        int d = c >= '0' && c <= '9'   ? c - '0'
-                : c >= 'a' && c <= 'f' ? c - 'a' + 10
-                : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                       : -1;
+        int d = str_hex_digit((unsigned char)s[i]);
         if (d < 0)
             return reject(f, 400, "invalid chunk size line");
         n = n * 16 + (uint64_t)d;

@@ -64,17 +64,6 @@ void key_format(const Key *k, char out[KEY_STR_SIZE])
     out[KEY_HEX_LEN] = '\0';
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* key_parse: keys arrive in layer file names and debug routes; the parser is strict about the
  * length and the alphabet, lenient only about case. */
 bool key_parse(const char *s, Key *out, Err *err)
@@ -93,7 +82,7 @@ bool key_parse(const char *s, Key *out, Err *err)
     }
     uint8_t b[KEY_SIZE];
     for (size_t i = 0; i < KEY_HEX_LEN; i++) {
-        int d = hex_value(s[i]);
+        int d = str_hex_digit((unsigned char)s[i]);
         if (d < 0) {
             str_quote(s, q);
             err_set(err, ERR_BAD_REQUEST, "invalid key \"%s\": non-hex character at position %zu",

@@ -122,6 +122,17 @@ bool str_has_suffix(const char *s, const char *suffix)
     return ls >= lx && memcmp(s + ls - lx, suffix, lx) == 0;
 }
 
+int str_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
 {
     if (s == NULL || s[0] < '0' || s[0] > '9')

@@ -31,6 +31,9 @@ const char *str_quote(const char *s, char out[STR_QUOTE_SIZE]);
 bool str_has_prefix(const char *s, const char *prefix);
 bool str_has_suffix(const char *s, const char *suffix);
 
+/* str_hex_digit: the value of one hex digit of either case, -1 when c is not one. */
+int str_hex_digit(int c);
+
 /* parse_u64: the whole of s (decimal digits only, no sign, no spaces) in [min, max]. */
 bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out) MUST_CHECK;
 

@@ -255,7 +255,11 @@ void http_tenants_timeline_create(HttpRequest *req, void *app)
                             http_api_op_new(req, app, svc, 201));
 }
 
-void http_tenants_timeline_delete(HttpRequest *req, void *app)
+/* timeline_call: a request naming {tenant_id} and {timeline_id} and nothing else, answered 200
+ * with what fn produces. */
+static void timeline_call(HttpRequest *req, void *app,
+                          void (*fn)(Service *, const TenantId *, const TimelineId *, ServiceJsonFn,
+                                     void *))
 {
     Err err;
     err_clear(&err);
@@ -269,8 +273,12 @@ void http_tenants_timeline_delete(HttpRequest *req, void *app)
     Service *svc = http_api_service(req, app);
     if (svc == NULL)
         return;
-    service_timeline_delete(svc, &tenant, &timeline, http_api_op_json_done,
-                            http_api_op_new(req, app, svc, 200));
+    fn(svc, &tenant, &timeline, http_api_op_json_done, http_api_op_new(req, app, svc, 200));
+}
+
+void http_tenants_timeline_delete(HttpRequest *req, void *app)
+{
+    timeline_call(req, app, service_timeline_delete);
 }
 
 /* ---- GET passthrough ---- */
@@ -470,18 +478,5 @@ fail:
 
 void http_tenants_import_describe(HttpRequest *req, void *app)
 {
-    Err err;
-    err_clear(&err);
-    TenantId tenant;
-    TimelineId timeline;
-    if (!http_api_param_tenant_id(req, &tenant, &err) ||
-        !http_api_param_timeline_id(req, &timeline, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    Service *svc = http_api_service(req, app);
-    if (svc == NULL)
-        return;
-    service_import_describe(svc, &tenant, &timeline, http_api_op_json_done,
-                            http_api_op_new(req, app, svc, 200));
+    timeline_call(req, app, service_import_describe);
 }

@@ -160,17 +160,6 @@ static void str_put(ScanStr *out, const char *b, size_t n)
     out->s[out->len] = '\0';
 }
 
-static int hex_digit(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* hex4: four hex digits at p (inside the text) -> value, or -1. */
 static long hex4(const Scan *sc, const char *p)
 {
@@ -178,7 +167,7 @@ static long hex4(const Scan *sc, const char *p)
         return -1;
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int d = hex_digit((unsigned char)p[i]);
+        int d = str_hex_digit((unsigned char)p[i]);
         if (d < 0)
             return -1;
         v = v * 16 + d;

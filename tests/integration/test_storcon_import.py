@@ -11,8 +11,6 @@ current shard {"InProgress": null}), so that each merge rule and failure can be 
 
 import json
 
-import pytest
-
 from storcon_env import (  # noqa: F401 - fixtures are used by name
     cluster,
     cluster_factory,

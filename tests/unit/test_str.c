@@ -1,4 +1,5 @@
 /* test_str.c: unit tests for shared/str.c and shared/err.c. */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -142,12 +143,28 @@ static void test_err_status_table(void **state)
     free(body);
 }
 
+static void test_hex_digit(void **state)
+{
+    (void)state;
+    const char *digits = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        assert_int_equal(str_hex_digit(digits[i]), i);
+        assert_int_equal(str_hex_digit(toupper((unsigned char)digits[i])), i);
+    }
+    const char *bad = "gG/:@`xX -";
+    for (size_t i = 0; bad[i] != '\0'; i++)
+        assert_int_equal(str_hex_digit(bad[i]), -1);
+    assert_int_equal(str_hex_digit(0), -1);
+    assert_int_equal(str_hex_digit(0xff), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_str_copy_truncates), cmocka_unit_test(test_parse_numbers),
         cmocka_unit_test(test_host_port),          cmocka_unit_test(test_strbuf),
         cmocka_unit_test(test_err_status_table),   cmocka_unit_test(test_str_quote),
+        cmocka_unit_test(test_hex_digit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
