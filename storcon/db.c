@@ -1403,16 +1403,53 @@ static void req_conn_broke(DbRequest *r, const Err *e, bool statement_sent)
     req_fail(r, e, NULL);
 }
 
+/* req_conn_lost: true (the request handed to req_conn_broke) when res failed because the
+ * connection broke. */
+static bool req_conn_lost(DbRequest *r, const DbResult *res)
+{
+    if (res->ok || db_conn_is_connected(r->pc->conn))
+        return false;
+    pool_conn_failed(r->pc, &res->err);
+    req_conn_broke(r, &res->err, true);
+    return true;
+}
+
+/* txn_note_error: a statement failed on a working connection: keep the error; retry the whole
+ * transaction after the rollback when the error is retryable and attempts are left. */
+static void txn_note_error(DbRequest *r, const DbResult *res)
+{
+    r->err = res->err;
+    str_copy(r->sqlstate, sizeof(r->sqlstate), res->sqlstate);
+    bool retryable = db_sqlstate_retryable(res->sqlstate);
+    if (retryable && r->attempts < STORCON_DB_TXN_MAX_ATTEMPTS && r->cb != NULL) {
+        r->retry_after_rollback = true;
+    } else {
+        r->failed = true;
+        if (retryable)
+            err_prefix(&r->err, "giving up after %d attempts: ", r->attempts);
+    }
+}
+
+/* txn_over: the transaction ended (its connection released or failed): retry it later or finish,
+ * then give the pool's queue a connection. */
+static void txn_over(DbRequest *r)
+{
+    DbPool *pool = r->pool;
+    r->pc = NULL;
+    if (r->retry_after_rollback)
+        req_retry_later(r);
+    else
+        req_finish(r);
+    pool_dispatch(pool);
+}
+
 static void exec_done(const DbResult *res, void *arg)
 {
     DbRequest *r = arg;
     PoolConn *pc = r->pc;
     DbPool *pool = r->pool;
-    if (!res->ok && !db_conn_is_connected(pc->conn)) {
-        pool_conn_failed(pc, &res->err);
-        req_conn_broke(r, &res->err, true);
+    if (req_conn_lost(r, res))
         return;
-    }
     if (res->ok) {
         r->results[0] = conn_take_result(pc->conn);
         pool_conn_release(pc);
@@ -1438,30 +1475,13 @@ static void txn_step_done(const DbResult *res, void *arg)
             pool_conn_failed(pc, &res->err);
         else
             pool_conn_release(pc);
-        r->pc = NULL;
-        if (r->retry_after_rollback)
-            req_retry_later(r);
-        else
-            req_finish(r);
-        pool_dispatch(pool);
+        txn_over(r);
         return;
     }
     if (!res->ok) {
-        if (!db_conn_is_connected(pc->conn)) {
-            pool_conn_failed(pc, &res->err);
-            req_conn_broke(r, &res->err, true);
+        if (req_conn_lost(r, res))
             return;
-        }
-        r->err = res->err;
-        str_copy(r->sqlstate, sizeof(r->sqlstate), res->sqlstate);
-        bool retryable = db_sqlstate_retryable(res->sqlstate);
-        if (retryable && r->attempts < STORCON_DB_TXN_MAX_ATTEMPTS && r->cb != NULL) {
-            r->retry_after_rollback = true;
-        } else {
-            r->failed = true;
-            if (retryable)
-                err_prefix(&r->err, "giving up after %d attempts: ", r->attempts);
-        }
+        txn_note_error(r, res);
         req_clear_results(r);
         r->step = rollback;
         txn_send(r);
@@ -1554,11 +1574,8 @@ static void txn_pipeline_done(const DbResult *res, void *arg)
     DbRequest *r = arg;
     PoolConn *pc = r->pc;
     DbPool *pool = r->pool;
-    if (!res->ok && !db_conn_is_connected(pc->conn)) {
-        pool_conn_failed(pc, &res->err);
-        req_conn_broke(r, &res->err, true);
+    if (req_conn_lost(r, res))
         return;
-    }
     if (res->ok) {
         for (size_t i = 0; i < r->n; i++) { /* results[0] is BEGIN's, results[n + 1] COMMIT's */
             r->results[i] = conn_take_pipe_result(pc->conn, (int)i + 1);
@@ -1568,28 +1585,14 @@ static void txn_pipeline_done(const DbResult *res, void *arg)
         pool_dispatch(pool);
         return;
     }
-    r->err = res->err;
-    str_copy(r->sqlstate, sizeof(r->sqlstate), res->sqlstate);
-    bool retryable = db_sqlstate_retryable(res->sqlstate);
-    if (retryable && r->attempts < STORCON_DB_TXN_MAX_ATTEMPTS && r->cb != NULL) {
-        r->retry_after_rollback = true;
-    } else {
-        r->failed = true;
-        if (retryable)
-            err_prefix(&r->err, "giving up after %d attempts: ", r->attempts);
-    }
+    txn_note_error(r, res);
     if (conn_in_transaction(pc->conn)) {
         r->step = (long)r->n + 1; /* ROLLBACK */
         txn_send(r);
         return;
     }
     pool_conn_release(pc);
-    r->pc = NULL;
-    if (r->retry_after_rollback)
-        req_retry_later(r);
-    else
-        req_finish(r);
-    pool_dispatch(pool);
+    txn_over(r);
 }
 
 /* txn_pipeline_start: send BEGIN, every statement and COMMIT at once. */
