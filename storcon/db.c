@@ -761,16 +761,37 @@ static void conn_io_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* conn_ready_for_query: true when c is idle; otherwise err says why not. */
+static bool conn_ready_for_query(const DbConn *c, Err *err)
+{
+    if (c->state == DB_CONN_IDLE)
+        return true;
+    err_set(err, c->state == DB_CONN_QUERY ? ERR_INTERNAL : ERR_UNAVAILABLE,
+            "database connection %s", c->state == DB_CONN_QUERY ? "busy" : "not connected");
+    return false;
+}
+
+/* conn_query_started: a query (or pipeline) was sent: wait for its results (and for the rest of
+ * it to be written when PQflush answered 1). */
+static void conn_query_started(DbConn *c, DbDoneFn cb, void *arg, int flushed)
+{
+    conn_set_state(c, DB_CONN_QUERY);
+    c->query_cb = cb;
+    c->query_arg = arg;
+    c->failed = false;
+    c->sqlstate[0] = '\0';
+    err_clear(&c->err);
+    c->started = now_seconds();
+    conn_watch(c, flushed == 1 ? (short)(EV_READ | EV_WRITE) : EV_READ, false);
+}
+
 /* conn_send: start one query; false when it could not be sent (nothing reached the server in a
  * form it would execute). */
 static bool conn_send(DbConn *c, const char *sql, int nparams, const char *const *params,
                       bool script, DbDoneFn cb, void *arg, Err *err)
 {
-    if (c->state != DB_CONN_IDLE) {
-        err_set(err, c->state == DB_CONN_QUERY ? ERR_INTERNAL : ERR_UNAVAILABLE,
-                "database connection %s", c->state == DB_CONN_QUERY ? "busy" : "not connected");
+    if (!conn_ready_for_query(c, err))
         return false;
-    }
     int sent = script ? PQsendQuery(c->pg, sql)
                       : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
     int flushed = sent ? PQflush(c->pg) : -1;
@@ -785,14 +806,7 @@ static bool conn_send(DbConn *c, const char *sql, int nparams, const char *const
         }
         return false;
     }
-    conn_set_state(c, DB_CONN_QUERY);
-    c->query_cb = cb;
-    c->query_arg = arg;
-    c->failed = false;
-    c->sqlstate[0] = '\0';
-    err_clear(&c->err);
-    c->started = now_seconds();
-    conn_watch(c, flushed == 1 ? (short)(EV_READ | EV_WRITE) : EV_READ, false);
+    conn_query_started(c, cb, arg, flushed);
     return true;
 }
 
@@ -814,11 +828,8 @@ bool db_conn_script(DbConn *c, const char *sql, DbDoneFn cb, void *arg, Err *err
 static bool conn_send_pipeline(DbConn *c, int n, const char *const *sqls, const int *nparams,
                                const char *const *const *params, DbDoneFn cb, void *arg, Err *err)
 {
-    if (c->state != DB_CONN_IDLE) {
-        err_set(err, c->state == DB_CONN_QUERY ? ERR_INTERNAL : ERR_UNAVAILABLE,
-                "database connection %s", c->state == DB_CONN_QUERY ? "busy" : "not connected");
+    if (!conn_ready_for_query(c, err))
         return false;
-    }
     bool sent = PQenterPipelineMode(c->pg) == 1;
     for (int i = 0; sent && i < n; i++)
         sent = PQsendQueryParams(c->pg, sqls[i], nparams[i], NULL, params[i], NULL, NULL, 0) == 1;
@@ -831,17 +842,10 @@ static bool conn_send_pipeline(DbConn *c, int n, const char *const *sqls, const 
         conn_close(c);
         return false;
     }
-    conn_set_state(c, DB_CONN_QUERY);
     c->pipe_results = xcalloc((size_t)n, sizeof(*c->pipe_results));
     c->n_pipe = n;
     c->pipe_done = 0;
-    c->query_cb = cb;
-    c->query_arg = arg;
-    c->failed = false;
-    c->sqlstate[0] = '\0';
-    err_clear(&c->err);
-    c->started = now_seconds();
-    conn_watch(c, flushed == 1 ? (short)(EV_READ | EV_WRITE) : EV_READ, false);
+    conn_query_started(c, cb, arg, flushed);
     return true;
 }
 
