@@ -13,15 +13,21 @@ Fixtures (import them into a test module: `from pageserver_env import *`-style e
 
 Helpers: ids and LSNs, LocationConfig bodies, HTTP helpers for the tenant and timeline routes,
 getpage, the remote storage directory (listing with sizes, mtimes and hashes), the layer file
-format (docs/layer-format.md) and keys (wire.md), and the initdb.tar.zst a bootstrap stores.
+format (docs/layer-format.md) and keys (wire.md), the initdb.tar.zst a bootstrap stores, and
+import sources (docs/import.md): a cleanly shut down pgbench PGDATA, import locations.
 """
 
 import hashlib
 import io
+import json
+import os
 import re
+import shutil
+import signal
 import struct
 import subprocess
 import tarfile
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,8 +37,9 @@ import requests
 
 from fixtures.daemons import Env, Pageserver
 from fixtures.fake_storcon import FakeStorcon
+from fixtures.postgres import PgCluster
 from fixtures.process import ProcessRegistry
-from fixtures.util import StopWaiting, wait_until
+from fixtures.util import PG_BIN_DIR, StopWaiting, wait_until
 
 BLCKSZ = 8192
 RELSEG_BLOCKS = 131072
@@ -533,6 +540,81 @@ def initdb_files(remote: RemoteDir, tenant: str, tl: str) -> dict:
     key = f"tenants/{tenant}/timelines/{tl}/initdb.tar.zst"
     assert remote.exists(key), f"no {key} in remote storage: {remote.keys('tenants/')[:50]}"
     return read_initdb_tarball(remote.read(key))
+
+
+# ---- import sources (docs/import.md "The source") ----
+
+
+def read_tree(root: Path) -> dict:
+    """{relative path: bytes} of every regular file under root."""
+    files = {}
+    for dirpath, _, names in os.walk(root):
+        for n in names:
+            p = Path(dirpath) / n
+            if p.is_file() and not p.is_symlink():
+                files[str(p.relative_to(root))] = p.read_bytes()
+    return files
+
+
+def build_source_pgdata(out: Path, scale: int, setup=None):
+    """A cleanly shut down PGDATA copied (without WAL) to out/pgdata: initdb and a temporary
+    postgres (PgCluster: the postgres user, its own port and directory), `pgbench -i -s scale`,
+    then setup(cluster) (its result is returned), then a fast shutdown (SIGINT to the postmaster's
+    pid: a shutdown checkpoint). Returns (out/pgdata, setup's result); the cluster is removed."""
+    cluster = PgCluster(prefix="import-src-")
+    try:
+        cluster.start()
+        user = ["runuser", "-u", "postgres", "--"] if cluster.as_root else []
+        res = subprocess.run(
+            user + [str(PG_BIN_DIR / "pgbench"), "-i", "-s", str(scale), "-h",
+                    str(cluster.sockdir), "-p", str(cluster.port), "-U", "postgres", "postgres"],
+            capture_output=True, text=True, timeout=180, cwd=str(cluster.root))
+        assert res.returncode == 0, res.stderr
+        result = setup(cluster) if setup is not None else None
+        os.kill(cluster.pid, signal.SIGINT)  # fast shutdown: a clean shutdown checkpoint
+        cluster.popen.wait(timeout=60)
+        shutil.copytree(cluster.datadir, out / "pgdata",
+                        ignore=lambda d, names: names if d.endswith("pg_wal") else [])
+        return out / "pgdata", result
+    finally:
+        cluster.stop()
+
+
+def pgbench_source(scale: int, setup=None):
+    """Generator for a module-scoped fixture: yields (pgdata, setup's result) of
+    build_source_pgdata in a fresh /tmp directory, removed afterwards."""
+    out = Path(tempfile.mkdtemp(prefix="import-pgdata-", dir="/tmp"))
+    try:
+        yield build_source_pgdata(out, scale, setup)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def mark_done(loc: Path, body: bytes = b'{"done": true}'):
+    (loc / "status").mkdir(exist_ok=True)
+    (loc / "status" / "pgdata").write_bytes(body)
+
+
+def make_location(pgdata: Path, tmp_path: Path, done: bool = True) -> Path:
+    """An import location: a copy of pgdata in loc/pgdata, then (done) loc/status/pgdata."""
+    loc = tmp_path / f"loc-{new_id()[:8]}"
+    shutil.copytree(pgdata, loc / "pgdata")
+    if done:
+        mark_done(loc)
+    return loc
+
+
+def pg_control_checkpoint_lsn(pgdata: Path) -> int:
+    """ControlFileData.checkPoint of global/pg_control (after system_identifier u64,
+    pg_control_version u32, catalog_version_no u32, state u32 + padding, time i64): the
+    shutdown checkpoint's location (pg_controldata's "Latest checkpoint location")."""
+    data = (pgdata / "global" / "pg_control").read_bytes()
+    return struct.unpack_from("<Q", data, 32)[0]
+
+
+def import_base_lsn(pgdata: Path) -> int:
+    """docs/import.md "Plan": the base LSN is the checkpoint location aligned up to 8."""
+    return (pg_control_checkpoint_lsn(pgdata) + 7) & ~7
 
 
 # ---- the environment ----

@@ -19,6 +19,7 @@ background and remembers every generation a shard ever had, so a test can assert
 went backwards.
 """
 
+import json
 import re
 import threading
 import time
@@ -32,6 +33,7 @@ from fixtures.daemons import Pageserver, Storcon
 from fixtures.util import REPO_ROOT, StopWaiting, wait_until
 
 NOTIFY_PATH = "/notify-attach"
+IMPORT_COMPLETE = "/import_complete"
 DEFAULT_STRIPE = 2048
 CREATE_TIMEOUT = 60.0  # storcon waits up to 30 s for the first reconciles
 TIMELINE_TIMEOUT = 120.0  # bootstrap (initdb) on shard 0, then every other shard
@@ -453,10 +455,40 @@ def wait_for(fn, timeout: float, what: str, interval: float = 0.25):
     return wait_until(fn, timeout=timeout, interval=interval, what=what)
 
 
+# ---- timeline imports (docs/import.md) ----
+
+
+def import_body(path, key="key-1") -> dict:
+    """A create's import_pgdata: {"idempotency_key", "location": {"LocalFs": {"path"}}}."""
+    return {"idempotency_key": key, "location": {"LocalFs": {"path": str(path)}}}
+
+
+def db_statuses(cl, tenant: str, timeline: str):
+    """The import row's shard_statuses ({"NNCC": status}), or None when there is no row."""
+    rows = cl.database.query(
+        "SELECT shard_statuses::text FROM timeline_imports WHERE tenant_id = %s AND "
+        "timeline_id = %s", (tenant, timeline))
+    return json.loads(rows[0][0]) if rows else None
+
+
+def complete_notifications(cl, tenant=None) -> list:
+    """Bodies of the PUT import_complete requests the control plane received (for tenant)."""
+    return [r.json for r in cl.cp.received("PUT", IMPORT_COMPLETE)
+            if tenant is None or (r.json or {}).get("tenant_id") == tenant]
+
+
+def wait_row_gone(cl, tenant, tl, timeout=30.0):
+    def gone():
+        assert db_statuses(cl, tenant, tl) is None, db_statuses(cl, tenant, tl)
+        return True
+    wait_for(gone, timeout, "the import row deleted")
+
+
 __all__ = [
     "ATTACHED_MODES", "CREATE_TIMEOUT", "Cluster", "DEFAULT_STRIPE", "GenerationRecorder",
-    "NOTIFY_PATH", "StopWaiting", "TIMELINE_TIMEOUT", "attached_by_number", "cluster",
-    "cluster_factory", "describe_reply", "error_msg", "find_storcon_failpoint", "new_id",
-    "notified_map", "ok_json", "parse_tsid", "shard_tsids", "storcon_failpoint_names", "tsid_of",
-    "wait_for",
+    "IMPORT_COMPLETE", "NOTIFY_PATH", "StopWaiting", "TIMELINE_TIMEOUT", "attached_by_number",
+    "cluster", "cluster_factory", "complete_notifications", "db_statuses", "describe_reply",
+    "error_msg", "find_storcon_failpoint", "import_body", "new_id", "notified_map", "ok_json",
+    "parse_tsid", "shard_tsids", "storcon_failpoint_names", "tsid_of", "wait_for",
+    "wait_row_gone",
 ]

@@ -4,17 +4,11 @@ layer per job) and activate_post_import; a small pgbench PGDATA imported into 1 
 read back page by page on each page's owning shard."""
 
 import json
-import os
-import shutil
-import signal
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from fixtures.postgres import PgCluster
-from fixtures.util import PG_BIN_DIR, wait_until
+from fixtures.util import wait_until
 from pageserver_env import (  # noqa: F401 - fixtures are used by name
     create_timeline,
     delete_timeline,
@@ -22,7 +16,11 @@ from pageserver_env import (  # noqa: F401 - fixtures are used by name
     fake_storcon,
     key_owner,
     location_conf,
+    make_location,
+    mark_done,
+    pgbench_source,
     put_location,
+    read_tree,
     Key,
     new_id,
     ok_json,
@@ -37,51 +35,11 @@ from pageserver_env import (  # noqa: F401 - fixtures are used by name
 POLL = ["--import-poll-interval", "100ms"]
 
 
-def read_tree(root: Path) -> dict:
-    """{relative path: bytes} of every regular file under root."""
-    files = {}
-    for dirpath, _, names in os.walk(root):
-        for n in names:
-            p = Path(dirpath) / n
-            if p.is_file() and not p.is_symlink():
-                files[str(p.relative_to(root))] = p.read_bytes()
-    return files
-
-
 @pytest.fixture(scope="module")
 def pgbench_pgdata():
     """A cleanly shut down PGDATA after `pgbench -i -s 1` (copied without WAL): its path."""
-    cluster = PgCluster(prefix="import-src-")
-    out = Path(tempfile.mkdtemp(prefix="import-pgdata-", dir="/tmp"))
-    try:
-        cluster.start()
-        user = ["runuser", "-u", "postgres", "--"] if cluster.as_root else []
-        res = subprocess.run(
-            user + [str(PG_BIN_DIR / "pgbench"), "-i", "-s", "1", "-h", str(cluster.sockdir),
-                    "-p", str(cluster.port), "-U", "postgres", "postgres"],
-            capture_output=True, text=True, timeout=120)
-        assert res.returncode == 0, res.stderr
-        os.kill(cluster.pid, signal.SIGINT)  # fast shutdown: a clean shutdown checkpoint
-        cluster.popen.wait(timeout=60)
-        shutil.copytree(cluster.datadir, out / "pgdata",
-                        ignore=lambda d, names: names if d.endswith("pg_wal") else [])
-        yield out / "pgdata"
-    finally:
-        cluster.stop()
-        shutil.rmtree(out, ignore_errors=True)
-
-
-def make_location(pgdata: Path, tmp_path: Path, done: bool = True) -> Path:
-    loc = tmp_path / f"loc-{new_id()[:8]}"
-    shutil.copytree(pgdata, loc / "pgdata")
-    if done:
-        mark_done(loc)
-    return loc
-
-
-def mark_done(loc: Path, body: bytes = b'{"done": true}'):
-    (loc / "status").mkdir(exist_ok=True)
-    (loc / "status" / "pgdata").write_bytes(body)
+    for pgdata, _ in pgbench_source(1):
+        yield pgdata
 
 
 def import_body(tl: str, loc: Path, key: str = "key-1") -> dict:

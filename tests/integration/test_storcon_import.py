@@ -14,16 +14,20 @@ import json
 from storcon_env import (  # noqa: F401 - fixtures are used by name
     cluster,
     cluster_factory,
+    complete_notifications,
+    db_statuses,
     error_msg,
+    IMPORT_COMPLETE,
+    import_body,
     new_id,
     ok_json,
     shard_tsids,
     tsid_of,
     wait_for,
+    wait_row_gone,
 )
 
 UPCALL = "/upcall/v1/timeline_import_status"
-IMPORT_COMPLETE = "/import_complete"
 
 
 def progress(jobs, completed):
@@ -43,13 +47,6 @@ def insert_import_row(cl, tenant: str, timeline: str, tsids: list):
         "VALUES (%s, %s, %s::jsonb)", (tenant, timeline, json.dumps(statuses)))
 
 
-def db_statuses(cl, tenant: str, timeline: str):
-    rows = cl.database.query(
-        "SELECT shard_statuses::text FROM timeline_imports WHERE tenant_id = %s AND "
-        "timeline_id = %s", (tenant, timeline))
-    return json.loads(rows[0][0]) if rows else None
-
-
 def get_status(cl, tsid, tl, gen):
     return cl.storcon.get(UPCALL, json={"tenant_shard_id": tsid, "timeline_id": tl,
                                         "generation": gen})
@@ -58,11 +55,6 @@ def get_status(cl, tsid, tl, gen):
 def put_status(cl, tsid, tl, gen, status):
     return cl.storcon.post(UPCALL, json={"tenant_shard_id": tsid, "timeline_id": tl,
                                          "generation": gen, "status": status})
-
-
-def complete_notifications(cl, tenant=None):
-    return [r.json for r in cl.cp.received("PUT", IMPORT_COMPLETE)
-            if tenant is None or (r.json or {}).get("tenant_id") == tenant]
 
 
 def test_import_status_upcalls_merge_and_generations(cluster_factory):
@@ -132,10 +124,6 @@ def test_import_status_upcalls_merge_and_generations(cluster_factory):
 
     # Not every shard is terminal: no import_complete yet.
     assert complete_notifications(cl, tenant) == []
-
-
-def import_body(path, key="key-1"):
-    return {"idempotency_key": key, "location": {"LocalFs": {"path": str(path)}}}
 
 
 def test_import_create_strict_fans_out_and_records_row(cluster_factory, tmp_path):
@@ -214,13 +202,6 @@ def test_deletes_remove_the_import_row(cluster_factory):
     assert db_statuses(cl, tenant, other) is None
     error_msg(get_status(cl, tsids[1], other, gens[tsids[1]]), 404)
     assert complete_notifications(cl, tenant) == []
-
-
-def wait_row_gone(cl, tenant, tl, timeout=30.0):
-    def gone():
-        assert db_statuses(cl, tenant, tl) is None, db_statuses(cl, tenant, tl)
-        return True
-    wait_for(gone, timeout, "the import row deleted")
 
 
 def test_finalise_failed_import_notifies_once_after_every_shard(cluster_factory):
