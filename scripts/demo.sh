@@ -2,14 +2,18 @@
 # Starts a local storage cluster to play with:
 #
 #   scripts/demo.sh [start]   install deps, build, start Postgres 15 + storcon (--dev) + 3 pageservers,
-#                             register them and create a demo tenant (4 shards, bootstrapped timeline)
+#                             register them, create a demo tenant (4 shards, bootstrapped timeline)
+#                             and import a small pgbench database into it as a second timeline
 #   scripts/demo.sh status    what runs, with addresses and logs
 #   scripts/demo.sh stop      stop everything by the pids recorded in $DEMO_DIR/pids
 #
 # Everything lives in ${DEMO_DIR:-/tmp/storage-demo}: postgres/ (the cluster, kept between runs),
 # pageserver_<id>/ (workdirs), remote_storage/ (shared file:// remote storage), *.log, and pids
-# (one line per process: name pid address). `stop` removes nothing but the pids file.
+# (one line per process: name pid address), pgbench_import/ (the imported data directory, kept
+# between runs). `stop` removes nothing but the pids file.
 # DEMO_SKIP_BUILD=1 skips the dependency check and the build (uses the existing build/).
+# DEMO_SKIP_IMPORT=1 skips the pgbench import. DEMO_PAGESERVER_ARGS: extra pageserver flags
+# (split on spaces, e.g. "--import-parallelism 2 --import-job-size 268435456").
 set -euo pipefail
 
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
@@ -19,6 +23,8 @@ PIDS="$DEMO_DIR/pids"
 BIN=${STORAGE_BUILD_DIR:-$ROOT/build}/bin
 PG_BIN=/usr/lib/postgresql/15/bin
 PAGESERVERS=3
+# The imported timeline's id: fixed, so a second start finds it instead of importing again.
+DEMO_IMPORT_TIMELINE=de30000000000000000000000000beef
 PYTHON=/usr/bin/python3
 
 log() { echo "demo: $*"; }
@@ -113,7 +119,8 @@ start_storcon() {
 }
 
 start_pageservers() {
-  local id http pg pid workdir
+  local id http pg pid workdir extra=()
+  read -r -a extra <<<"${DEMO_PAGESERVER_ARGS:-}"
   mkdir -p "$DEMO_DIR/remote_storage"
   PAGESERVER_URLS=()
   for ((id = 1; id <= PAGESERVERS; id++)); do
@@ -125,7 +132,7 @@ start_pageservers() {
       --listen-http "127.0.0.1:$http" --listen-pg "127.0.0.1:$pg" \
       --remote-storage "file://$DEMO_DIR/remote_storage" --pg-bin-dir "$PG_BIN" \
       --availability-zone "az-$(((id - 1) % 2 + 1))" \
-      --control-plane-api "$STORCON_URL/upcall/v1/" \
+      --control-plane-api "$STORCON_URL/upcall/v1/" "${extra[@]}" \
       --log-file "$DEMO_DIR/pageserver_$id.log" </dev/null >>"$DEMO_DIR/pageserver_$id.out" 2>&1 &
     pid=$!
     record "pageserver_$id" "$pid" "http://127.0.0.1:$http pg=127.0.0.1:$pg"
@@ -177,6 +184,75 @@ create_demo_tenant() {
   ctl tenants locate "$DEMO_TENANT"
 }
 
+# ---- the pgbench import ----
+
+# A throwaway Postgres that makes the pgbench database; stopped (fast shutdown, a clean one) by its
+# pid, also when a step fails (cmd_start's trap).
+THROWAWAY_PID=""
+
+stop_throwaway() {
+  if [ -n "$THROWAWAY_PID" ]; then stop_pid "pgbench postgres" "$THROWAWAY_PID" INT; fi
+  THROWAWAY_PID=""
+}
+
+# clean_shutdown DIR: the data directory exists, no postmaster runs on it and it was shut down.
+clean_shutdown() {
+  [ -f "$1/PG_VERSION" ] && [ ! -f "$1/postmaster.pid" ] &&
+    "$PG_BIN/pg_controldata" "$1" 2>/dev/null | grep -q '^Database cluster state: *shut down$'
+}
+
+# make_pgbench_pgdata: $DEMO_DIR/pgbench_import/pgdata, a cleanly shut down `pgbench -i -s 1`
+# database (made once, reused by later starts).
+make_pgbench_pgdata() {
+  local dir="$DEMO_DIR/pgbench_import" port
+  IMPORT_PGDATA="$dir/pgdata"
+  if clean_shutdown "$IMPORT_PGDATA"; then
+    log "pgbench data directory $IMPORT_PGDATA exists (made by an earlier start)"
+    return 0
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir/sock"
+  chown postgres:postgres "$dir" "$dir/sock"
+  runuser -u postgres -- "$PG_BIN/initdb" -D "$IMPORT_PGDATA" --auth=trust -U postgres -E UTF8 \
+    --locale=C >"$dir/initdb.log" 2>&1 || die "initdb (pgbench) failed, see $dir/initdb.log"
+  port=$(pick_port 55433)
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$IMPORT_PGDATA" -l "$dir/postgres.log" -w -t 60 \
+    -o "-p $port -k $dir/sock -c listen_addresses=" start >/dev/null ||
+    die "the pgbench postgres did not start, see $dir/postgres.log"
+  THROWAWAY_PID=$(head -n 1 "$IMPORT_PGDATA/postmaster.pid")
+  runuser -u postgres -- "$PG_BIN/pgbench" -i -s 1 -h "$dir/sock" -p "$port" postgres \
+    >"$dir/pgbench.log" 2>&1 || die "pgbench -i failed, see $dir/pgbench.log"
+  stop_throwaway
+  clean_shutdown "$IMPORT_PGDATA" || die "$IMPORT_PGDATA was not shut down cleanly"
+  log "pgbench -i -s 1 database made in $IMPORT_PGDATA ($(du -sh "$IMPORT_PGDATA" | cut -f1))"
+}
+
+# import_pgbench: import the pgbench database into the demo tenant as timeline
+# $DEMO_IMPORT_TIMELINE, unless the tenant has that timeline already, and show it.
+import_pgbench() {
+  local tl=$DEMO_IMPORT_TIMELINE info
+  make_pgbench_pgdata
+  if curl -fsS -o /dev/null --max-time 10 "$STORCON_URL/v1/tenant/$DEMO_TENANT/timeline/$tl" 2>/dev/null; then
+    log "timeline $tl of tenant $DEMO_TENANT exists: not importing again"
+  else
+    log "importing $IMPORT_PGDATA into tenant $DEMO_TENANT as timeline $tl"
+    ctl timelines import "$DEMO_TENANT" --pgdata "$IMPORT_PGDATA" --timeline "$tl" --wait |
+      sed 's/^/  /' || die "the import failed; see $DEMO_DIR/storcon.log and $DEMO_DIR/pageserver_*.log"
+  fi
+  info=$(curl -fsS --max-time 10 "$STORCON_URL/v1/tenant/$DEMO_TENANT/timeline/$tl") ||
+    die "the imported timeline $tl is not readable"
+  IMPORT_LSN=$(printf '%s' "$info" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["last_record_lsn"])')
+  IMPORT_STATE=$(printf '%s' "$info" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+  # storcon finalises the import (activation, import_complete, the row deleted) before --wait ends;
+  # the demo runs without a control plane, so storcon logs the finalisation instead of telling one.
+  if grep -q "import of tenant $DEMO_TENANT timeline $tl finalised" "$DEMO_DIR/storcon.log"; then
+    IMPORT_SEEN="import_complete seen (storcon.log: import of tenant $DEMO_TENANT timeline $tl finalised)"
+  else
+    IMPORT_SEEN="import_complete not seen in storcon.log"
+  fi
+  log "imported timeline $tl: state $IMPORT_STATE, last_record_lsn $IMPORT_LSN; $IMPORT_SEEN"
+}
+
 print_summary() {
   cat <<EOF
 
@@ -188,6 +264,10 @@ $(for ((i = 0; i < ${#PAGESERVER_URLS[@]}; i++)); do
   postgres        $PG_URL/storcon
   remote storage  file://$DEMO_DIR/remote_storage
   demo tenant     $DEMO_TENANT (4 shards)  timeline $DEMO_TIMELINE
+$(if [ -n "${IMPORT_LSN:-}" ]; then
+    printf '                  imported timeline %s (pgbench -i -s 1, last_record_lsn %s, %s)\n' \
+      "$DEMO_IMPORT_TIMELINE" "$IMPORT_LSN" "$IMPORT_STATE"
+  fi)
                   (where the shards live: $BIN/storconctl --api $STORCON_URL tenants locate $DEMO_TENANT)
   logs            $DEMO_DIR/storcon.log, $DEMO_DIR/pageserver_<id>.log, $DEMO_DIR/postgres.log
                   (startup errors: $DEMO_DIR/*.out)
@@ -216,12 +296,13 @@ cmd_start() {
     [ -x "$BIN/$b" ] || die "$BIN/$b missing: build first (scripts/build.sh)"
   done
   # If a step fails, stop what already started so a retry starts clean.
-  trap 'echo "demo: start failed; stopping what started" >&2; cmd_stop >&2' EXIT
+  trap 'echo "demo: start failed; stopping what started" >&2; stop_throwaway >&2; cmd_stop >&2' EXIT
   start_postgres
   start_storcon
   start_pageservers
   register_pageservers
   create_demo_tenant
+  if [ "${DEMO_SKIP_IMPORT:-0}" != 1 ]; then import_pgbench; fi
   trap - EXIT
   print_summary
 }
