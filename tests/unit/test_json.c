@@ -15,6 +15,7 @@
 #include "shared/id.h"
 #include "shared/json.h"
 #include "shared/log.h"
+#include "tests/unit/json_util.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -157,19 +158,10 @@ static const JsonSpec ALL_SPEC = JSON_SPEC("all types", ALL_FIELDS, JSON_UNKNOWN
 
 /* ---- helpers ---- */
 
-static json_t *parse(const char *text)
-{
-    json_t *v = NULL;
-    Err err = {0};
-    if (!json_parse_text(text, strlen(text), &v, &err))
-        fail_msg("test JSON does not parse: %s: %s", text, err.msg);
-    return v;
-}
-
 /* decode_text: parse text and decode it with spec; returns whether decoding succeeded. */
 static bool decode_text(const char *text, const JsonSpec *spec, void *out, Err *err)
 {
-    json_t *v = parse(text);
+    json_t *v = test_json(text);
     bool ok = json_decode(v, spec, out, err);
     json_decref(v);
     return ok;
@@ -293,7 +285,7 @@ static void test_every_type_accepts(void **state)
     for (size_t i = 0; i < COUNT_OF(GOOD_VALUES); i++) {
         char text[256];
         snprintf(text, sizeof(text), "{\"%s\": %s}", GOOD_VALUES[i].field, GOOD_VALUES[i].value);
-        json_t *body = parse(text);
+        json_t *body = test_json(text);
         All a;
         memset(&a, 0, sizeof(a));
         Err err = {0};
@@ -561,10 +553,11 @@ static void test_create_request(void **state)
     r.generation = 99;
     r.shard.stripe_size = 2048; /* default when absent */
     Err err = {0};
-    json_t *body = parse("{\"new_tenant_id\": \"" TENANT_HEX "\", \"timeline_id\": \"" TIMELINE_HEX
-                         "\", \"generation\": null, \"shard_parameters\": {\"count\": 4}, "
-                         "\"placement_policy\": {\"Attached\": 1}, \"pitr_interval\": \"1h\", "
-                         "\"gc_horizon\": 1024}");
+    json_t *body =
+        test_json("{\"new_tenant_id\": \"" TENANT_HEX "\", \"timeline_id\": \"" TIMELINE_HEX
+                  "\", \"generation\": null, \"shard_parameters\": {\"count\": 4}, "
+                  "\"placement_policy\": {\"Attached\": 1}, \"pitr_interval\": \"1h\", "
+                  "\"gc_horizon\": 1024}");
     assert_true(json_decode(body, &CREATE_SPEC, &r, &err));
     char hex[ID_STR_SIZE];
     tenant_id_format(&r.new_tenant_id, hex);
@@ -659,7 +652,7 @@ static void test_spec_check(void **state)
     /* json_decode refuses a bad spec before looking at the input */
     Wrong w;
     memset(&w, 0, sizeof(w));
-    json_t *body = parse("{}");
+    json_t *body = test_json("{}");
     err_clear(&err);
     assert_false(json_decode(body, &s1, &w, &err));
     assert_int_equal(err.code, ERR_INTERNAL);
@@ -694,9 +687,9 @@ static void test_spec_check(void **state)
 
 static void test_getters(void **state)
 {
-    json_t *o = parse("{\"n\": 5, \"nul\": null, \"s\": \"hello\", \"t\": \"" TENANT_HEX "\", "
-                      "\"lsn\": \"0/16960E8\", \"g\": null, \"g2\": 3, \"d\": \"1m\", "
-                      "\"by\": \"1KiB\", \"neg\": -3, \"b\": true, \"str_n\": \"5\"}");
+    json_t *o = test_json("{\"n\": 5, \"nul\": null, \"s\": \"hello\", \"t\": \"" TENANT_HEX "\", "
+                          "\"lsn\": \"0/16960E8\", \"g\": null, \"g2\": 3, \"d\": \"1m\", "
+                          "\"by\": \"1KiB\", \"neg\": -3, \"b\": true, \"str_n\": \"5\"}");
     Err err = {0};
     bool present = true;
 
@@ -773,7 +766,7 @@ static void test_getters(void **state)
     assert_int_equal(err.code, ERR_INTERNAL);
 
     /* not an object */
-    json_t *arr = parse("[1]");
+    json_t *arr = test_json("[1]");
     assert_false(json_get_u64(arr, "n", &u, false, NULL, &err));
     assert_string_equal(err.msg, "expected a JSON object");
     json_decref(arr);

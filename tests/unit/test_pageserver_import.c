@@ -19,25 +19,17 @@
 #include "pageserver/import.h"
 #include "pageserver/index_part.h"
 #include "pageserver/timeline.h"
+#include "tests/unit/json_util.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
-
-static json_t *parse(const char *text)
-{
-    Err err = {0};
-    json_t *v = NULL;
-    if (!json_parse_text(text, strlen(text), &v, &err))
-        fail_msg("bad test JSON %s: %s", text, err.msg);
-    return v;
-}
 
 static void test_spec_decode_good(void **state)
 {
     (void)state;
     Err err = {0};
     ImportPgdataSpec spec;
-    json_t *v = parse("{\"idempotency_key\": \"k1\", \"location\": {\"LocalFs\": {\"path\": "
-                      "\"/src/dir\"}}}");
+    json_t *v = test_json("{\"idempotency_key\": \"k1\", \"location\": {\"LocalFs\": {\"path\": "
+                          "\"/src/dir\"}}}");
     assert_true(import_pgdata_spec_decode(v, &spec, &err));
     assert_string_equal(spec.idempotency_key, "k1");
     assert_int_equal(spec.location.kind, IMPORT_LOCATION_LOCAL_FS);
@@ -47,8 +39,8 @@ static void test_spec_decode_good(void **state)
     json_decref(loc);
     json_decref(v);
 
-    v = parse("{\"location\": {\"AwsS3\": {\"region\": \"eu\", \"bucket\": \"b\", \"key\": "
-              "\"p/x\"}}, \"idempotency_key\": \"k2\"}");
+    v = test_json("{\"location\": {\"AwsS3\": {\"region\": \"eu\", \"bucket\": \"b\", \"key\": "
+                  "\"p/x\"}}, \"idempotency_key\": \"k2\"}");
     assert_true(import_pgdata_spec_decode(v, &spec, &err));
     assert_int_equal(spec.location.kind, IMPORT_LOCATION_AWS_S3);
     assert_string_equal(spec.location.region, "eu");
@@ -94,7 +86,7 @@ static void test_spec_decode_bad(void **state)
     for (size_t i = 0; i < COUNT_OF(cases); i++) {
         Err err = {0};
         ImportPgdataSpec spec;
-        json_t *v = parse(cases[i].json);
+        json_t *v = test_json(cases[i].json);
         if (import_pgdata_spec_decode(v, &spec, &err))
             fail_msg("accepted %s", cases[i].json);
         assert_int_equal(err.code, ERR_BAD_REQUEST);
@@ -115,7 +107,7 @@ static void test_create_request_modes(void **state)
              "{\"new_timeline_id\": \"%s\", \"import_pgdata\": {\"idempotency_key\": \"k\", "
              "\"location\": {\"LocalFs\": {\"path\": \"/x\"}}}}",
              tl);
-    json_t *v = parse(text);
+    json_t *v = test_json(text);
     assert_true(timeline_create_params_decode(v, &p, &err));
     assert_true(p.import);
     assert_false(p.branch);
@@ -133,7 +125,7 @@ static void test_create_request_modes(void **state)
     };
     for (size_t i = 0; i < COUNT_OF(bad); i++) {
         snprintf(text, sizeof(text), "{\"new_timeline_id\": \"%s\", %s}", tl, bad[i]);
-        v = parse(text);
+        v = test_json(text);
         err_clear(&err);
         if (timeline_create_params_decode(v, &p, &err))
             fail_msg("accepted %s", text);
@@ -147,8 +139,8 @@ static void test_index_forms(void **state)
     (void)state;
     Err err = {0};
     ImportPgdataSpec spec, back;
-    json_t *v =
-        parse("{\"idempotency_key\": \"key\", \"location\": {\"LocalFs\": {\"path\": \"/p\"}}}");
+    json_t *v = test_json(
+        "{\"idempotency_key\": \"key\", \"location\": {\"LocalFs\": {\"path\": \"/p\"}}}");
     assert_true(import_pgdata_spec_decode(v, &spec, &err));
     json_decref(v);
 
@@ -157,9 +149,10 @@ static void test_index_forms(void **state)
     assert_int_equal(import_index_state(index, key), IMPORT_INDEX_NONE);
 
     json_t *ip = import_index_in_progress(&spec, 1700000000123LL);
-    json_t *want = parse("{\"V1\": {\"InProgress\": {\"idempotency_key\": \"key\", \"location\": "
-                         "{\"LocalFs\": {\"path\": \"/p\"}}, \"started_at\": "
-                         "\"2023-11-14T22:13:20.123Z\"}}}");
+    json_t *want =
+        test_json("{\"V1\": {\"InProgress\": {\"idempotency_key\": \"key\", \"location\": "
+                  "{\"LocalFs\": {\"path\": \"/p\"}}, \"started_at\": "
+                  "\"2023-11-14T22:13:20.123Z\"}}}");
     assert_true(json_equal(ip, want));
     json_decref(want);
     index_part_set_import_pgdata(index, ip);
@@ -177,8 +170,9 @@ static void test_index_forms(void **state)
     free(text);
 
     json_t *done = import_index_done(ip, 1700000060000LL);
-    want = parse("{\"V1\": {\"Done\": {\"idempotency_key\": \"key\", \"started_at\": "
-                 "\"2023-11-14T22:13:20.123Z\", \"finished_at\": \"2023-11-14T22:14:20.000Z\"}}}");
+    want =
+        test_json("{\"V1\": {\"Done\": {\"idempotency_key\": \"key\", \"started_at\": "
+                  "\"2023-11-14T22:13:20.123Z\", \"finished_at\": \"2023-11-14T22:14:20.000Z\"}}}");
     assert_true(json_equal(done, want));
     json_decref(want);
     assert_null(import_index_done(done, 0)); /* only an InProgress value converts */
@@ -188,7 +182,7 @@ static void test_index_forms(void **state)
     assert_false(import_index_spec(index, &back, &err));
 
     /* an unrecognised value is never taken for a finished import */
-    json_t *odd = parse("{\"V2\": {}}");
+    json_t *odd = test_json("{\"V2\": {}}");
     index_part_set_import_pgdata(index, odd);
     assert_int_equal(import_index_state(index, key), IMPORT_INDEX_IN_PROGRESS);
     assert_string_equal(key, "");
@@ -203,14 +197,15 @@ static void test_shard_status(void **state)
     (void)state;
     Err err = {0};
     ImportShardStatus st;
-    json_t *v = parse("{\"InProgress\": null}");
+    json_t *v = test_json("{\"InProgress\": null}");
     assert_true(import_shard_status_parse(v, &st, &err));
     assert_int_equal(st.kind, IMPORT_SHARD_IN_PROGRESS);
     assert_false(st.has_progress);
     json_decref(v);
 
-    v = parse("{\"InProgress\": {\"V1\": {\"jobs\": 10, \"completed\": 4, \"import_plan_hash\": "
-              "123456789, \"job_soft_size_limit\": 65536}}}");
+    v = test_json(
+        "{\"InProgress\": {\"V1\": {\"jobs\": 10, \"completed\": 4, \"import_plan_hash\": "
+        "123456789, \"job_soft_size_limit\": 65536}}}");
     assert_true(import_shard_status_parse(v, &st, &err));
     assert_true(st.has_progress);
     assert_int_equal(st.jobs, 10);
@@ -219,12 +214,12 @@ static void test_shard_status(void **state)
     assert_int_equal(st.job_soft_size_limit, 65536);
     json_decref(v);
 
-    v = parse("\"Done\"");
+    v = test_json("\"Done\"");
     assert_true(import_shard_status_parse(v, &st, &err));
     assert_int_equal(st.kind, IMPORT_SHARD_DONE);
     json_decref(v);
 
-    v = parse("{\"Error\": \"bad pg_control\"}");
+    v = test_json("{\"Error\": \"bad pg_control\"}");
     assert_true(import_shard_status_parse(v, &st, &err));
     assert_int_equal(st.kind, IMPORT_SHARD_ERROR);
     assert_string_equal(st.error, "bad pg_control");
@@ -244,7 +239,7 @@ static void test_shard_status(void **state)
         "[]",
     };
     for (size_t i = 0; i < COUNT_OF(bad); i++) {
-        v = parse(bad[i]);
+        v = test_json(bad[i]);
         err_clear(&err);
         if (import_shard_status_parse(v, &st, &err))
             fail_msg("accepted %s", bad[i]);

@@ -18,23 +18,15 @@
 
 #include "pageserver/location_config.h"
 #include "shared/tenant_config.h"
+#include "tests/unit/json_util.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 #define TENANT_HEX "1f359dd625e519a1a4e8d7509690f6fc"
 
-static json_t *parse(const char *text)
-{
-    json_t *v = NULL;
-    Err err = {0};
-    if (!json_parse_text(text, strlen(text), &v, &err))
-        fail_msg("bad test JSON %s: %s", text, err.msg);
-    return v;
-}
-
 static bool decode_text(const char *text, LocationConfig *out, Err *err)
 {
-    json_t *v = parse(text);
+    json_t *v = test_json(text);
     bool ok = location_config_decode(v, out, err);
     json_decref(v);
     return ok;
@@ -396,7 +388,7 @@ static void test_built_in_code(void **state)
 
     TenantConfig tc;
     Err err = {0};
-    json_t *j = parse("{\"pitr_interval\":\"2d\"}");
+    json_t *j = test_json("{\"pitr_interval\":\"2d\"}");
     assert_true(tenant_config_decode(j, true, &tc, &err));
     json_decref(j);
     location_config_set_tenant_conf(&cfg, &tc);

@@ -18,30 +18,22 @@
 
 #include "pageserver/storcon_client.h"
 #include "pageserver/utilization.h"
+#include "tests/unit/json_util.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 #define T "1f359dd625e519a1a4e8d7509690f6fc"
 
-static json_t *parse(const char *text)
-{
-    json_t *v = NULL;
-    Err err = {0};
-    if (!json_parse_text(text, strlen(text), &v, &err))
-        fail_msg("bad test JSON %s: %s", text, err.msg);
-    return v;
-}
-
 static void test_reattach_ok(void **state)
 {
     (void)state;
-    json_t *body = parse("{\"tenants\":["
-                         "{\"id\":\"" T "-0004\",\"gen\":7,\"mode\":\"AttachedSingle\","
-                         "\"stripe_size\":2048},"
-                         "{\"id\":\"" T "-0104\",\"gen\":null,\"mode\":\"Secondary\"},"
-                         "{\"id\":\"" T "\",\"gen\":3,\"future_field\":[1]},"
-                         "{\"id\":\"" T "-0204\",\"gen\":null}"
-                         "]}");
+    json_t *body = test_json("{\"tenants\":["
+                             "{\"id\":\"" T "-0004\",\"gen\":7,\"mode\":\"AttachedSingle\","
+                             "\"stripe_size\":2048},"
+                             "{\"id\":\"" T "-0104\",\"gen\":null,\"mode\":\"Secondary\"},"
+                             "{\"id\":\"" T "\",\"gen\":3,\"future_field\":[1]},"
+                             "{\"id\":\"" T "-0204\",\"gen\":null}"
+                             "]}");
     ReattachTenant *ts = NULL;
     size_t n = 0;
     Err err = {0};
@@ -78,7 +70,7 @@ static void test_reattach_rejects(void **state)
         "{\"tenants\":[{\"id\":\"" T "\",\"gen\":null,\"mode\":\"AttachedSingle\"}]}",
     };
     for (size_t i = 0; i < COUNT_OF(bad); i++) {
-        json_t *body = parse(bad[i]);
+        json_t *body = test_json(bad[i]);
         ReattachTenant *ts = NULL;
         size_t n = 0;
         Err err = {0};
@@ -102,17 +94,17 @@ static void test_validate_apply(void **state)
         items[i].gen = 2;
         items[i].valid = false;
     }
-    json_t *body = parse("{\"tenants\":[{\"id\":\"" T "-0004\",\"valid\":true},"
-                         "{\"id\":\"" T "-0104\",\"valid\":false}]}");
+    json_t *body = test_json("{\"tenants\":[{\"id\":\"" T "-0004\",\"valid\":true},"
+                             "{\"id\":\"" T "-0104\",\"valid\":false}]}");
     assert_true(storcon_validate_apply(body, items, 3, &err));
     assert_true(items[0].valid);
     assert_false(items[1].valid);
     assert_false(items[2].valid); /* not named: invalid */
     json_decref(body);
-    body = parse("{\"tenants\":[{\"id\":\"" T "-0004\",\"valid\":\"yes\"}]}");
+    body = test_json("{\"tenants\":[{\"id\":\"" T "-0004\",\"valid\":\"yes\"}]}");
     assert_false(storcon_validate_apply(body, items, 3, &err));
     json_decref(body);
-    body = parse("{\"nope\":[]}");
+    body = test_json("{\"nope\":[]}");
     assert_false(storcon_validate_apply(body, items, 3, &err));
     json_decref(body);
 }

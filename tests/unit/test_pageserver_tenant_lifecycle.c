@@ -16,6 +16,7 @@
 #include "shared/json.h"
 
 #include "pageserver/tenant_lifecycle.h"
+#include "tests/unit/json_util.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -104,21 +105,12 @@ static void test_bodies(void **state)
     }
 }
 
-static json_t *parse(const char *text)
-{
-    json_t *v = NULL;
-    Err err = {0};
-    if (!json_parse_text(text, strlen(text), &v, &err))
-        fail_msg("bad test JSON %s: %s", text, err.msg);
-    return v;
-}
-
 static void test_decoded_values(void **state)
 {
     (void)state;
     Err err = {0};
     TenantCreateRequest cr;
-    json_t *v = parse("{\"new_tenant_id\": \"" TENANT_HEX "-0102\", \"generation\": 9}");
+    json_t *v = test_json("{\"new_tenant_id\": \"" TENANT_HEX "-0102\", \"generation\": 9}");
     assert_true(tenant_create_request_decode(v, &cr, &err));
     json_decref(v);
     assert_int_equal(cr.tsid.number, 1);
@@ -126,7 +118,7 @@ static void test_decoded_values(void **state)
     assert_int_equal(cr.generation, 9);
     assert_int_equal(cr.stripe_size, STRIPE_SIZE_LEGACY); /* Neon's default ShardParameters */
 
-    v = parse("{\"new_tenant_id\": \"" TENANT_HEX "\"}");
+    v = test_json("{\"new_tenant_id\": \"" TENANT_HEX "\"}");
     assert_true(tenant_create_request_decode(v, &cr, &err));
     json_decref(v);
     assert_int_equal(cr.generation, GENERATION_NONE);
@@ -135,7 +127,7 @@ static void test_decoded_values(void **state)
     TenantAttachRequest ar;
     assert_true(tenant_attach_request_decode(NULL, &ar, &err));
     assert_int_equal(ar.generation, GENERATION_NONE);
-    v = parse("{\"generation\": 5, \"config\": {\"gc_horizon\": 77}}");
+    v = test_json("{\"generation\": 5, \"config\": {\"gc_horizon\": 77}}");
     assert_true(tenant_attach_request_decode(v, &ar, &err));
     json_decref(v);
     assert_int_equal(ar.generation, 5);

@@ -14,16 +14,9 @@
 #include "shared/err.h"
 #include "shared/id.h"
 #include "storcon/import.h"
+#include "tests/unit/json_util.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
-
-static json_t *parse(const char *text)
-{
-    json_error_t je;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, &je);
-    assert_non_null(v);
-    return v;
-}
 
 /* ---- ShardImportStatus ---- */
 
@@ -52,7 +45,7 @@ static void test_status_decode_ok(void **state)
     (void)state;
     for (size_t i = 0; i < COUNT_OF(STATUS_OK); i++) {
         const StatusCase *c = &STATUS_OK[i];
-        json_t *v = parse(c->text);
+        json_t *v = test_json(c->text);
         ImportStatus st;
         Err err;
         err_clear(&err);
@@ -99,7 +92,7 @@ static void test_status_decode_bad(void **state)
 {
     (void)state;
     for (size_t i = 0; i < COUNT_OF(STATUS_BAD); i++) {
-        json_t *v = parse(STATUS_BAD[i]);
+        json_t *v = test_json(STATUS_BAD[i]);
         ImportStatus st;
         Err err;
         err_clear(&err);
@@ -241,7 +234,7 @@ static void test_shard_status(void **state)
     Err err;
     err_clear(&err);
     assert_true(import_shard_status(row, (ShardIndex){.number = 1, .count = 2}, &out, &err));
-    json_t *want = parse("{\"Error\": \"x\"}");
+    json_t *want = test_json("{\"Error\": \"x\"}");
     assert_true(json_equal(out, want));
     json_decref(want);
     json_decref(out);
@@ -263,7 +256,7 @@ static void test_progress_json(void **state)
                       "\"import_plan_hash\": 3, \"job_soft_size_limit\": 5}}}, \"0002\": \"Done\"}";
     json_t *out = NULL;
     assert_true(import_progress_json(&t, &tl, row, &out, &err));
-    json_t *want = parse(
+    json_t *want = test_json(
         "{\"tenant_id\": \"1f359dd625e519a1a4e8d7509690f6fc\", \"timeline_id\": "
         "\"de200bd42b49cc1814412c7e592dd6e9\", \"shards\": [{\"shard_id\": "
         "\"1f359dd625e519a1a4e8d7509690f6fc-0002\", \"status\": \"Done\", \"state\": \"Done\", "
@@ -330,8 +323,8 @@ static void test_import_set_and_split_check(void **state)
 static void test_import_pgdata_decode(void **state)
 {
     (void)state;
-    json_t *v = parse("{\"idempotency_key\": \"k1\", \"location\": {\"LocalFs\": {\"path\": "
-                      "\"/srv/import/x\"}}}");
+    json_t *v = test_json("{\"idempotency_key\": \"k1\", \"location\": {\"LocalFs\": {\"path\": "
+                          "\"/srv/import/x\"}}}");
     ImportPgdataSpec spec;
     Err err;
     err_clear(&err);
@@ -343,8 +336,8 @@ static void test_import_pgdata_decode(void **state)
     json_decref(back);
     json_decref(v);
 
-    v = parse("{\"idempotency_key\": \"k\", \"location\": {\"AwsS3\": {\"region\": \"r\", "
-              "\"bucket\": \"b\", \"key\": \"p/q\"}}}");
+    v = test_json("{\"idempotency_key\": \"k\", \"location\": {\"AwsS3\": {\"region\": \"r\", "
+                  "\"bucket\": \"b\", \"key\": \"p/q\"}}}");
     assert_true(import_pgdata_decode(v, &spec, &err));
     assert_int_equal(spec.kind, IMPORT_LOCATION_AWS_S3);
     back = import_pgdata_to_json(&spec);
@@ -374,7 +367,7 @@ static void test_import_pgdata_decode(void **state)
         "{\"idempotency_key\": \"k\", \"location\": {\"LocalFs\": {\"path\": \"/a\"}}, \"x\": 1}",
     };
     for (size_t i = 0; i < COUNT_OF(BAD); i++) {
-        v = parse(BAD[i]);
+        v = test_json(BAD[i]);
         err_clear(&err);
         if (import_pgdata_decode(v, &spec, &err))
             fail_msg("accepted %s", BAD[i]);

@@ -19,24 +19,16 @@
 #include "shared/log.h"
 
 #include "shared/tenant_config.h"
+#include "tests/unit/json_util.h"
 
 #define COUNT_OF(a) (sizeof(a) / sizeof((a)[0]))
 
 #define TENANT_HEX "1f359dd625e519a1a4e8d7509690f6fc"
 
 /* parse: test JSON text into a value the test owns. */
-static json_t *parse(const char *text)
-{
-    json_t *v = NULL;
-    Err err = {0};
-    if (!json_parse_text(text, strlen(text), &v, &err))
-        fail_msg("bad test JSON %s: %s", text, err.msg);
-    return v;
-}
-
 static bool decode_text(const char *text, bool strict, TenantConfig *out, Err *err)
 {
-    json_t *v = parse(text);
+    json_t *v = test_json(text);
     bool ok = tenant_config_decode(v, strict, out, err);
     json_decref(v);
     return ok;
@@ -367,7 +359,7 @@ static void test_round_trip(void **state)
     assert_true(decode_text(text, true, &b, &err));
     free(text);
     assert_true(tenant_config_equal(&a, &b));
-    json_t *j = parse(FULL_CONFIG);
+    json_t *j = test_json(FULL_CONFIG);
     assert_int_equal(json_object_size(j), tenant_config_field_count());
     json_decref(j);
 
@@ -421,18 +413,18 @@ static void test_patch(void **state)
                             "\"compaction_threshold\": 5}",
                             true, &cfg, &err));
 
-    json_t *patch = parse("{\"pitr_interval\": null, \"gc_horizon\": 200, "
-                          "\"image_compression\": \"zstd(2)\"}");
+    json_t *patch = test_json("{\"pitr_interval\": null, \"gc_horizon\": 200, "
+                              "\"image_compression\": \"zstd(2)\"}");
     assert_true(tenant_config_patch(&cfg, patch, &err));
     json_decref(patch);
     assert_json_text(tenant_config_to_json(&cfg), "{\"compaction_threshold\":5,\"gc_horizon\":200,"
                                                   "\"image_compression\":\"zstd(2)\"}");
 
     /* removing an override that is not there is fine; an empty patch changes nothing */
-    patch = parse("{\"heatmap_period\": null}");
+    patch = test_json("{\"heatmap_period\": null}");
     assert_true(tenant_config_patch(&cfg, patch, &err));
     json_decref(patch);
-    patch = parse("{}");
+    patch = test_json("{}");
     assert_true(tenant_config_patch(&cfg, patch, &err));
     json_decref(patch);
     assert_json_text(tenant_config_to_json(&cfg), "{\"compaction_threshold\":5,\"gc_horizon\":200,"
@@ -448,7 +440,7 @@ static void test_patch(void **state)
     };
     for (size_t i = 0; i < COUNT_OF(bad); i++) {
         TenantConfig before = cfg;
-        patch = parse(bad[i]);
+        patch = test_json(bad[i]);
         assert_false(tenant_config_patch(&cfg, patch, &err));
         json_decref(patch);
         assert_int_equal(err.code, ERR_BAD_REQUEST);
@@ -456,8 +448,8 @@ static void test_patch(void **state)
     }
 
     /* removing every override returns to the defaults */
-    patch = parse("{\"compaction_threshold\": null, \"gc_horizon\": null, "
-                  "\"image_compression\": null}");
+    patch = test_json("{\"compaction_threshold\": null, \"gc_horizon\": null, "
+                      "\"image_compression\": null}");
     assert_true(tenant_config_patch(&cfg, patch, &err));
     json_decref(patch);
     TenantConfig empty;
@@ -471,8 +463,8 @@ static void test_request_envelope(void **state)
 {
     TenantConfigRequest req;
     Err err = {0};
-    json_t *body = parse("{\"tenant_id\": \"" TENANT_HEX "\", \"pitr_interval\": \"2d\", "
-                         "\"gc_horizon\": null, \"image_compression\": \"zstd(05)\"}");
+    json_t *body = test_json("{\"tenant_id\": \"" TENANT_HEX "\", \"pitr_interval\": \"2d\", "
+                             "\"gc_horizon\": null, \"image_compression\": \"zstd(05)\"}");
     assert_true(tenant_config_request_decode(body, &req, &err));
     json_decref(body);
     char id[ID_STR_SIZE];
@@ -512,7 +504,7 @@ static void test_request_envelope(void **state)
          "\"image_compression\""},
     };
     for (size_t i = 0; i < COUNT_OF(bad); i++) {
-        body = parse(bad[i].body);
+        body = test_json(bad[i].body);
         assert_false(tenant_config_request_decode(body, &req, &err));
         json_decref(body);
         assert_int_equal(err.code, ERR_BAD_REQUEST);
@@ -541,21 +533,21 @@ static void test_flatten_into_request(void **state)
     CreateLike c;
     memset(&c, 0, sizeof(c));
     Err err = {0};
-    json_t *body = parse("{\"new_tenant_id\": \"" TENANT_HEX "\", \"count\": 4, "
-                         "\"pitr_interval\": \"3d\", \"image_compression\": \"zstd\"}");
+    json_t *body = test_json("{\"new_tenant_id\": \"" TENANT_HEX "\", \"count\": 4, "
+                             "\"pitr_interval\": \"3d\", \"image_compression\": \"zstd\"}");
     assert_true(json_decode(body, &CREATE_SPEC, &c, &err));
     json_decref(body);
     assert_true(tenant_config_validate(&c.config, &err));
     assert_int_equal(c.count, 4);
     assert_true(c.config.pitr_interval_ms == 3ull * 24 * 3600 * 1000);
 
-    body = parse("{\"new_tenant_id\": \"" TENANT_HEX "\", \"pitr_intervall\": \"3d\"}");
+    body = test_json("{\"new_tenant_id\": \"" TENANT_HEX "\", \"pitr_intervall\": \"3d\"}");
     assert_false(json_decode(body, &CREATE_SPEC, &c, &err));
     json_decref(body);
     assert_string_equal(err.msg, "unknown field \"pitr_intervall\"");
 
     /* what the typed decode cannot see, tenant_config_validate does */
-    body = parse("{\"new_tenant_id\": \"" TENANT_HEX "\", \"image_compression\": \"snappy\"}");
+    body = test_json("{\"new_tenant_id\": \"" TENANT_HEX "\", \"image_compression\": \"snappy\"}");
     assert_true(json_decode(body, &CREATE_SPEC, &c, &err));
     json_decref(body);
     assert_false(tenant_config_validate(&c.config, &err));
