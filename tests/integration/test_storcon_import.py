@@ -233,18 +233,24 @@ def test_finalise_failed_import_notifies_once_after_every_shard(cluster_factory)
     assert all(not s["is_importing"] for s in cl.describe(tenant)["shards"])
 
 
+def failed_import_refused_by_control_plane(cl, msg):
+    """An unsharded tenant whose import row's one shard reported {"Error": msg}, with the control
+    plane answering 500 to import_complete (one such request already seen): (tenant, tsid, tl)."""
+    tenant, _ = cl.create_tenant(count=0)
+    s0 = tsid_of(tenant)
+    tl = new_id()
+    insert_import_row(cl, tenant, tl, [s0])
+    cl.cp.respond("PUT", IMPORT_COMPLETE, status=500, body={"msg": "down"})
+    ok_json(put_status(cl, s0, tl, cl.db_generations(tenant)[s0], {"Error": msg}))
+    cl.cp.wait_for_request("PUT", IMPORT_COMPLETE, timeout=30)
+    return tenant, s0, tl
+
+
 def test_restart_finalises_complete_import_again(cluster_factory):
     import time
     cl = cluster_factory(1)
-    tenant, _ = cl.create_tenant(count=0)
-    (s0,) = shard_tsids(tenant, 0) or [tsid_of(tenant)]
-    gens = cl.db_generations(tenant)
-    tl = new_id()
-    insert_import_row(cl, tenant, tl, [s0])
     # The control plane fails the notification until after the restart.
-    cl.cp.respond("PUT", IMPORT_COMPLETE, status=500, body={"msg": "try later"})
-    ok_json(put_status(cl, s0, tl, gens[s0], {"Error": "source missing"}))
-    cl.cp.wait_for_request("PUT", IMPORT_COMPLETE, timeout=30)
+    tenant, s0, tl = failed_import_refused_by_control_plane(cl, "source missing")
     time.sleep(1.0)
     assert db_statuses(cl, tenant, tl) == {"0000": {"Error": "source missing"}}, \
         "the row must stay until the control plane accepted the notification"
@@ -403,14 +409,7 @@ def test_storconctl_timelines_import(cluster_factory):
 def test_tenant_delete_cancels_a_finalisation_that_keeps_failing(cluster_factory):
     import time
     cl = cluster_factory(1)
-    tenant, _ = cl.create_tenant(count=0)
-    s0 = tsid_of(tenant)
-    gens = cl.db_generations(tenant)
-    tl = new_id()
-    insert_import_row(cl, tenant, tl, [s0])
-    cl.cp.respond("PUT", IMPORT_COMPLETE, status=500, body={"msg": "down"})
-    ok_json(put_status(cl, s0, tl, gens[s0], {"Error": "x"}))
-    cl.cp.wait_for_request("PUT", IMPORT_COMPLETE, timeout=30)
+    tenant, s0, tl = failed_import_refused_by_control_plane(cl, "x")
     started = time.monotonic()
     ok_json(cl.delete_tenant(tenant))
     assert time.monotonic() - started < 30, "the delete waited for the finalisation"
