@@ -737,10 +737,12 @@ static void on_status(void *arg, const Err *err, const json_t *answer)
     ImportTask *t = arg;
     t->call = NULL;
     Err perr = {0};
-    if (err != NULL && err->code == ERR_NOT_FOUND) {
+    if (err != NULL && err->code == ERR_NOT_FOUND &&
+        t->status_unknown < PAGESERVER_IMPORT_STATUS_UNKNOWN_MAX) {
         /* storcon records the import once every shard accepted the create, so a shard that was
          * quick asks before the row exists; a delete of the row comes with a timeline delete that
-         * cancels this task. Ask again. */
+         * cancels this task. Ask again, for a while: a create never completed at storcon leaves
+         * no row, and the import then fails like any other without a status. */
         if (t->status_unknown++ % 30 == 0)
             log_info("import: storcon has no record of this import yet (%s); asking again every "
                      "%u ms",
@@ -749,7 +751,7 @@ static void on_status(void *arg, const Err *err, const json_t *answer)
         return;
     }
     if (err != NULL) {
-        /* 412: stale generation */
+        /* 412: stale generation, or still no row (404) */
         str_copy(t->msg, sizeof(t->msg), err->msg);
         log_err(err, "import: timeline_import_status");
         import_set_step(t, IMPORT_FAILED);

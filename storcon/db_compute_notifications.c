@@ -25,13 +25,11 @@ static bool hash_parse(const char *hex, uint8_t out[DB_BODY_HASH_SIZE])
     if (hex == NULL || strlen(hex) != 2 * DB_BODY_HASH_SIZE)
         return false;
     for (size_t i = 0; i < DB_BODY_HASH_SIZE; i++) {
-        uint64_t v;
-        char pair[3] = {hex[2 * i], hex[2 * i + 1], '\0'};
-        char *end = NULL;
-        v = strtoull(pair, &end, 16);
-        if (end != pair + 2)
+        int hi = str_hex_digit((unsigned char)hex[2 * i]);
+        int lo = str_hex_digit((unsigned char)hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
             return false;
-        out[i] = (uint8_t)v;
+        out[i] = (uint8_t)(hi << 4 | lo);
     }
     return true;
 }

@@ -736,7 +736,6 @@ typedef struct GenBatcher {
     LoopDeferItem kick;
     GenRequest *head, *tail; /* waiting */
     GenRequest *batch;       /* in flight (NULL: none) */
-    size_t batch_len;
     DbRequest *req;
 } GenBatcher;
 
@@ -819,7 +818,6 @@ static void gen_batch_send(void *arg)
     }
     b->head = keep_head;
     b->tail = keep_tail;
-    b->batch_len = n;
 
     ShardArrays a;
     shard_arrays_init(&a);

@@ -428,12 +428,8 @@ bool import_complete_render(const void *input, char **body, Err *err)
         return false;
     }
     json_set_new(o, "error", e);
-    *body = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    *body = json_dumps_compact(o);
     json_decref(o);
-    if (*body == NULL) {
-        err_set(err, ERR_INTERNAL, "import_complete: the body does not serialise");
-        return false;
-    }
     return true;
 }
 

@@ -511,6 +511,11 @@ static void list_parse_work(WorkerJob *job, void *arg)
 {
     ListParse *lp = arg;
     Err why;
+    if (worker_job_cancelled(job)) { /* its call went away: nobody reads the result */
+        lp->ok = false;
+        err_set(&lp->err, ERR_UNAVAILABLE, "%s: cancelled", lp->what);
+        return;
+    }
     lp->ok = location_list_scan(lp->body, lp->body_len, &lp->list, &why);
     if (!lp->ok)
         err_set(&lp->err, ERR_INTERNAL, "%s with an unexpected body: %s", lp->what, why.msg);

@@ -495,7 +495,7 @@ void service_free(Service *svc)
         free(w); /* its operation goes with the registry */
     }
     operations_free(svc->ops);
-    db_tenants_inserter_free(svc->inserter); /* creates not answered yet went with ops */
+    db_tenants_inserter_free(svc->inserter); /* queued creates are dropped unanswered at shutdown */
     service_imports_free(svc);
     event_free(svc->hb_soon);
     heartbeat_free(svc->hb);

@@ -28,15 +28,13 @@ typedef struct ImportUpcall {
     TimelineId timeline;
     Generation gen;
     bool put;
-    json_t *status; /* put: the new status (owned) */
-    char *status_text;
+    char *status_text; /* put: the new status (compact JSON) */
     ServiceJsonFn cb;
     void *arg;
 } ImportUpcall;
 
 static void upcall_free(ImportUpcall *u)
 {
-    json_decref(u->status);
     free(u->status_text);
     free(u);
 }
@@ -136,7 +134,6 @@ static void upcall_start(Service *svc, const TenantShardId *tsid, const Timeline
     u->arg = arg;
     if (status != NULL) {
         u->put = true;
-        u->status = json_deep_copy(status);
         u->status_text = json_dumps_compact(status);
     }
     db_tenants_generations(svc->opts.db, &u->tsid, 1, on_upcall_generation, u);
@@ -508,10 +505,8 @@ static void finalize_done(const Err *err, json_t *result, void *arg)
                 finalize_start(svc, e);
             }
         } else if (!svc->stopping) {
-            unsigned shift = e->failures < 8 ? e->failures : 8;
-            long ms = STORCON_IMPORT_RETRY_BASE_MS << shift;
-            if (ms > STORCON_IMPORT_RETRY_MAX_MS)
-                ms = STORCON_IMPORT_RETRY_MAX_MS;
+            long ms = backoff_delay_ms((int)e->failures + 1, STORCON_IMPORT_RETRY_BASE_MS,
+                                       STORCON_IMPORT_RETRY_MAX_MS);
             e->failures++;
             e->again = false;
             log_warn("import of %s: finalisation failed (attempt %u), again in %ld ms: %s", label,
@@ -606,6 +601,8 @@ static void on_activated(const PageserverResult *res, void *arg)
     notify_step(r->op);
 }
 
+static void activations_settle(FinalizeRun *r);
+
 static void activate_step(Operation *op)
 {
     Service *svc = operation_host(op);
@@ -641,12 +638,41 @@ static void activate_step(Operation *op)
                                                           &r->timeline, 0, on_activated, fs);
     }
     operation_set_progress(op, 0, r->snap.n);
+    activations_settle(r);
+}
+
+/* activations_settle: count off the extra unit of r->pending that kept the step from ending while
+ * its calls were started or stopped; ends the step when nothing else is pending (r may then be
+ * gone). */
+static void activations_settle(FinalizeRun *r)
+{
     PageserverResult none;
     memset(&none, 0, sizeof(none));
     none.ok = true;
     r->activated--; /* the extra unit is not a shard */
     FinalizeShard extra = {.run = r, .index = 0};
     on_activated(&none, &extra);
+}
+
+/* activations_stop: a cancelled run waiting on activate_post_import calls stops them, each
+ * counted as failed, so that the step ends now instead of after the calls' retries (r may then
+ * be gone). */
+static void activations_stop(FinalizeRun *r, const Err *reason)
+{
+    if (r->shards == NULL || r->pending == 0)
+        return;
+    r->pending++; /* the extra unit */
+    PageserverResult failed;
+    memset(&failed, 0, sizeof(failed));
+    failed.err = *reason;
+    for (size_t i = 0; i < r->snap.n; i++) {
+        FinalizeShard *fs = &r->shards[i];
+        if (fs->call == NULL)
+            continue;
+        pageserver_call_cancel(fs->call);
+        on_activated(&failed, fs); /* clears fs->call */
+    }
+    activations_settle(r);
 }
 
 static void on_final_row(const Err *err, const DbImport *row, bool changed, void *arg)
@@ -771,27 +797,31 @@ void service_imports_cancel(Service *svc, const TenantId *tenant, const Timeline
     Err reason;
     err_clear(&reason);
     err_set(&reason, ERR_UNAVAILABLE, "import finalisation cancelled by a delete");
-    /* collected first: cancelling one that waits for its lock completes it at once, which
-     * unlinks it from the list */
+    /* collected first: cancelling one that waits for its lock, or stopping the activations of a
+     * running one, completes it at once, which unlinks it from the list and frees it */
     size_t n = 0;
     for (FinalizeRun *r = svc->import_runs; r != NULL; r = r->next)
         n++;
-    Operation **ops = xcalloc(n > 0 ? n : 1, sizeof(*ops));
+    FinalizeRun **runs = xcalloc(n > 0 ? n : 1, sizeof(*runs));
     size_t k = 0;
     for (FinalizeRun *r = svc->import_runs; r != NULL; r = r->next) {
-        if (!tenant_id_eq(&r->tenant, tenant) ||
-            (timeline != NULL && !timeline_id_eq(&r->timeline, timeline)))
-            continue;
-        if (operation_state(r->op) == OPERATION_RUNNING) { /* drop its notification too */
-            uint8_t key[NOTIFIER_KEY_MAX];
-            notify_key(&r->tenant, &r->timeline, key);
-            notifier_forget(svc->import_notifier, key, NOTIFY_KEY_LEN);
-        }
-        ops[k++] = r->op;
+        if (tenant_id_eq(&r->tenant, tenant) &&
+            (timeline == NULL || timeline_id_eq(&r->timeline, timeline)))
+            runs[k++] = r;
     }
-    for (size_t i = 0; i < k; i++)
-        operation_cancel(ops[i], &reason);
-    free(ops);
+    for (size_t i = 0; i < k; i++) {
+        FinalizeRun *r = runs[i];
+        if (operation_state(r->op) != OPERATION_RUNNING) {
+            operation_cancel(r->op, &reason); /* waiting for its lock: ends (and frees r) now */
+            continue;
+        }
+        uint8_t key[NOTIFIER_KEY_MAX]; /* drop its notification too */
+        notify_key(&r->tenant, &r->timeline, key);
+        notifier_forget(svc->import_notifier, key, NOTIFY_KEY_LEN);
+        operation_cancel(r->op, &reason);
+        activations_stop(r, &reason);
+    }
+    free(runs);
 }
 
 void service_imports_init(Service *svc)

@@ -211,7 +211,7 @@ static void progress_line(const json_t *view, char *out, size_t cap, double *fra
 }
 
 /* wait_import: poll the import until its row is gone (finalised: the control plane was told).
- * The last view seen tells success from failure. */
+ * The last view seen names the failed shards; a timeline that is served tells a complete import. */
 static int wait_import(Ctl *ctl, const char *tenant, const char *timeline)
 {
     char path[512];
@@ -271,6 +271,22 @@ static int wait_import(Ctl *ctl, const char *tenant, const char *timeline)
                         json_string_value(json_object_get(s, "shard_id")), e);
         }
         code = CTL_EXIT_ERROR;
+    }
+    if (failed == 0) {
+        /* The row can go between two polls, with the last shard's failure in the gap: only a
+         * timeline served after finalisation (activated on every shard) is a complete import. */
+        CtlResponse resp;
+        snprintf(path, sizeof(path), "/v1/tenant/%s/timeline/%s", tenant, timeline);
+        ctl_http(ctl, "GET", path, NULL, &resp);
+        if (!ctl_response_ok(&resp)) {
+            fprintf(stderr,
+                    "storconctl: the import ended but the timeline is not served (GET %s: %d): "
+                    "it failed; the control plane was told why\n",
+                    path, resp.status);
+            failed = 1;
+            code = CTL_EXIT_ERROR;
+        }
+        ctl_response_finish(&resp);
     }
     printf("import of timeline %s of tenant %s %s\n", timeline, tenant,
            failed > 0 ? "failed" : "complete");
