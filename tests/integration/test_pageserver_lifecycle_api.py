@@ -3,6 +3,7 @@ a control plane that only uses POST /v1/tenant, /attach, /detach, /ignore and /l
 move, ignore and load a tenant, across restarts, and every bad call is refused with {"msg"}
 before anything changes."""
 
+from fixtures.util import wait_until
 from pageserver_env import (  # noqa: F401 - fixtures are used by name
     bootstrap,
     error_msg,
@@ -74,8 +75,9 @@ def test_create_attach_move_with_the_lifecycle_api(ps_env):
     assert tl in timelines(ps2, tenant)
     conf = ok_json(ps2.get(f"/v1/tenant/{tenant}/config"))
     assert conf["tenant_specific_overrides"]["pitr_interval"] == "2d", conf
-    # the new generation wrote its own index
-    assert gen2 in ps_env.remote.index_keys(tenant, tl)
+    # the new generation writes its own index (uploaded in the background after activation)
+    wait_until(lambda: gen2 in ps_env.remote.index_keys(tenant, tl), timeout=10,
+               what="generation 2's index")
 
     # same rules as location_config: a lower generation is refused and changes nothing
     msg = error_msg(ps2.post(f"/v1/tenant/{tenant}/attach", json={"generation": gen1}), 400)
