@@ -493,6 +493,8 @@ static const HttpRoute PAGESERVER_ROUTES[] = {
      http_handle_timeline_activate_post_import},
     {HTTP_GET, TSID_PATH "/timeline/{timeline_id}/getpage", AUTH_SCOPE_PAGESERVERAPI,
      http_handle_getpage},
+    {HTTP_GET, TSID_PATH "/timeline/{timeline_id}/relations", AUTH_SCOPE_PAGESERVERAPI,
+     http_handle_relations},
     {HTTP_GET, "/v1/utilization", AUTH_SCOPE_PAGESERVERAPI, handle_utilization},
     {HTTP_PUT, "/v1/deletion_queue/flush", AUTH_SCOPE_PAGESERVERAPI, handle_deletion_flush},
 };

@@ -20,6 +20,7 @@
  *   POST   /v1/tenant/{tsid}/timeline;  GET /v1/tenant/{tsid}/timeline[/{tl}]
  *   DELETE /v1/tenant/{tsid}/timeline/{tl}
  *   GET    /v1/tenant/{tsid}/timeline/{tl}/getpage   ?rel=<spc>/<db>/<rel>&fork=&blkno=&lsn=
+ *   GET    /v1/tenant/{tsid}/timeline/{tl}/relations ?lsn=
  *   GET    /v1/utilization;  PUT /v1/deletion_queue/flush?execute=
  */
 #ifndef PAGESERVER_HTTP_API_H
@@ -90,6 +91,7 @@ void http_handle_timeline_list(HttpRequest *req, void *app);
 void http_handle_timeline_get(HttpRequest *req, void *app);
 void http_handle_timeline_delete(HttpRequest *req, void *app);
 void http_handle_getpage(HttpRequest *req, void *app);
+void http_handle_relations(HttpRequest *req, void *app);
 void http_handle_timeline_activate_post_import(HttpRequest *req, void *app);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * http_timelines.c: the timeline routes of the management API (create, list, get, delete) and
- * getpage, with the getpage query parser (http_api.h).
+ * getpage and the relation listing, with the getpage query parser (http_api.h).
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -173,4 +173,40 @@ void http_handle_getpage(HttpRequest *req, void *app_arg)
     }
     read_path_get_page(app->tenants, &tsid, &id, &q.rel, q.blkno, q.lsn, on_page,
                        http_await(req, app));
+}
+
+static void on_relations(const Err *err, const RelListEntry *rels, size_t n, Lsn lsn, void *arg)
+{
+    PageserverApp *app = NULL;
+    HttpRequest *req = http_pending_take(arg, &app);
+    if (err != NULL) {
+        pageserver_reply_error(app, req, err);
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(
+            arr, json_must(json_pack(
+                     "{s:I, s:I, s:I, s:i, s:I}", "spcnode", (json_int_t)rels[i].rel.spc, "dbnode",
+                     (json_int_t)rels[i].rel.db, "relnode", (json_int_t)rels[i].rel.rel, "forknum",
+                     (int)rels[i].rel.fork, "nblocks", (json_int_t)rels[i].nblocks)));
+    pageserver_reply_json(
+        app, req, 200,
+        json_must(json_pack("{s:o, s:o}", "lsn", json_from_lsn(lsn), "relations", arr)));
+}
+
+void http_handle_relations(HttpRequest *req, void *app_arg)
+{
+    PageserverApp *app = app_arg;
+    Err err = {0};
+    TenantShardId tsid;
+    TimelineId id;
+    Lsn lsn = LSN_INVALID;
+    const char *lsn_q = http_request_query(req, "lsn");
+    if (!http_param_timeline(req, &id, &err) || !http_param_tsid(req, &tsid, &err) ||
+        (lsn_q != NULL && !lsn_parse(lsn_q, &lsn, &err))) {
+        http_reply_error(req, &err);
+        return;
+    }
+    read_path_list_relations(app->tenants, &tsid, &id, lsn, on_relations, http_await(req, app));
 }

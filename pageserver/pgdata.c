@@ -24,6 +24,7 @@
 
 #include <openssl/evp.h>
 
+#include "shared/pg_paths.h"
 #include "shared/str.h"
 
 #include "pageserver/pgdata.h"
@@ -748,14 +749,6 @@ struct PgdataPlan {
     char hash[PGDATA_PLAN_HASH_STR_SIZE];
 };
 
-static const char *const SLRU_DIRS[SLRU_KIND_COUNT] = {
-    [SLRU_CLOG] = "pg_xact",
-    [SLRU_MULTIXACT_MEMBERS] = "pg_multixact/members",
-    [SLRU_MULTIXACT_OFFSETS] = "pg_multixact/offsets",
-};
-
-static const char *const FORK_SUFFIX[] = {"", "_fsm", "_vm", "_init"};
-
 static bool plan_sharded(const PgdataPlan *plan)
 {
     return plan->shard.count >= 2;
@@ -837,7 +830,7 @@ static bool plan_add_fork(PgdataPlan *plan, const char *dir, uint32_t spc, uint3
 {
     uint32_t rel = segs[0].f.relnode;
     uint8_t fork = segs[0].f.fork;
-    const char *sfx = FORK_SUFFIX[fork];
+    const char *sfx = pg_fork_suffix(fork);
     uint64_t total = 0;
     bool ended = false;
     for (size_t i = 0; i < n; i++) {
@@ -1002,7 +995,7 @@ static bool plan_read_control(PgdataPlan *plan, const PgdataListing *global, Err
 static bool plan_add_slru(PgdataPlan *plan, SlruKind kind, Err *err)
 {
     char q[STR_QUOTE_SIZE];
-    const char *dir = SLRU_DIRS[kind];
+    const char *dir = pg_slru_dir(kind);
     PgdataListing l;
     if (!plan_list(plan, dir, false, &l, err))
         return false;
@@ -1354,14 +1347,6 @@ static bool exec_emit(Exec *x, const Key *k, const void *value, size_t len, Err 
     return true;
 }
 
-static void rel_dir_path(uint32_t spc, uint32_t db, char *out, size_t cap)
-{
-    if (spc == GLOBALTABLESPACE_OID)
-        (void)str_copy(out, cap, "global");
-    else
-        (void)str_printf(out, cap, "base/%u", db);
-}
-
 static bool exec_u32(Exec *x, const Key *k, uint32_t v, Err *err)
 {
     uint8_t b[4];
@@ -1460,10 +1445,10 @@ static bool exec_slrudir(Exec *x, const Task *t, Err *err)
 
 static bool exec_relmap(Exec *x, const Task *t, Err *err)
 {
-    char dir[PGDATA_PATH_MAX];
+    char dir[PG_PATH_MAX];
     char path[PGDATA_PATH_MAX];
     uint8_t buf[PGDATA_RELMAP_SIZE];
-    rel_dir_path(t->key.f2, t->key.f3, dir, sizeof(dir));
+    pg_rel_dir_path(t->key.f2, t->key.f3, dir);
     (void)str_printf(path, sizeof(path), "%s/pg_filenode.map", dir);
     PgdataRange r = {0, PGDATA_RELMAP_SIZE};
     if (!pgdata_source_read(x->plan->src, path, &r, 1, buf, err))
@@ -1531,14 +1516,8 @@ static bool exec_rel_blocks(Exec *x, const Task *t, Err *err)
     const Key *k = &t->key;
     uint32_t segno = k->f6 / RELSEG_BLOCKS;
     uint32_t seg_start = segno * RELSEG_BLOCKS;
-    char dir[PGDATA_PATH_MAX];
-    char path[PGDATA_PATH_MAX];
-    char seg[16] = "";
-    rel_dir_path(k->f2, k->f3, dir, sizeof(dir));
-    if (segno > 0)
-        (void)str_printf(seg, sizeof(seg), ".%u", segno);
-    (void)str_printf(path, sizeof(path), "%s/%u%s%s", dir, k->f4,
-                     FORK_SUFFIX[k->f5 <= FORK_INIT ? k->f5 : 0], seg);
+    char path[PG_PATH_MAX];
+    pg_rel_file_path(k->f2, k->f3, k->f4, k->f5, segno, path);
     x->emitted_blocks = 0;
     uint64_t start = k->f6;
     uint64_t end = start + t->nblocks;
@@ -1567,8 +1546,8 @@ static bool exec_slru_blocks(Exec *x, const Task *t, Err *err)
 {
     char path[PGDATA_PATH_MAX];
     const Key *k = &t->key;
-    (void)str_printf(path, sizeof(path), "%s/%04X", SLRU_DIRS[k->f2 < SLRU_KIND_COUNT ? k->f2 : 0],
-                     k->f4);
+    const char *slru_dir = pg_slru_dir((SlruKind)k->f2);
+    (void)str_printf(path, sizeof(path), "%s/%04X", slru_dir ? slru_dir : "pg_xact", k->f4);
     x->emitted_blocks = 0;
     if (!exec_add_run(x, path, k, 0, true, 0, t->nblocks, err) ||
         !exec_flush(x, path, k, 0, true, err))

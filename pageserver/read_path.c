@@ -28,7 +28,9 @@ typedef enum ReadKind {
     READ_REL_SIZE,
     READ_REL_EXISTS,
     READ_DB_SIZE,
-    READ_TIMELINE_SIZES
+    READ_TIMELINE_SIZES,
+    READ_REL_LIST,
+    READ_CUSTOM
 } ReadKind;
 
 typedef struct ChainLevel {
@@ -37,7 +39,9 @@ typedef struct ChainLevel {
     Lsn lsn;
 } ChainLevel;
 
-typedef struct ReadJob {
+/* ReadJob: one read; a custom read's work function sees it as its ReadCtx. */
+typedef struct ReadCtx ReadJob;
+struct ReadCtx {
     ReadKind kind;
     PageserverApp *app;
     TenantSlot *slot; /* NULL when the read failed before the worker */
@@ -52,7 +56,10 @@ typedef struct ReadJob {
         ReadRelExistsFn rel_exists;
         ReadDbSizeFn db_size;
         ReadSizesFn sizes;
+        ReadRelListFn rel_list;
+        ReadWorkDoneFn run;
     } cb;
+    ReadWorkFn work;    /* READ_CUSTOM */
     Timeline *timeline; /* READ_TIMELINE_SIZES: the timeline, read by read_prepare only */
     void *arg;
     /* result */
@@ -65,7 +72,10 @@ typedef struct ReadJob {
     uint64_t downloaded;
     uint64_t refetched; /* damaged local layer copies downloaded again */
     TimelineSizes sizes;
-} ReadJob;
+    Lsn lsn; /* the effective LSN, set by read_prepare */
+    RelListEntry *rels;
+    size_t n_rels, cap_rels;
+};
 
 /* chain_get: the value of key through the levels (see the header). */
 static bool chain_get(ReadJob *j, const Key *key, void **value, size_t *len, bool *found)
@@ -250,10 +260,13 @@ static bool count_u32_dir(ReadJob *j, const Key *key, bool slru, uint64_t *count
     return true;
 }
 
-static bool read_timeline_sizes(ReadJob *j)
+/* RelVisitFn: one relation directory entry of (j->rel.spc, j->rel.db) and its size. */
+typedef void (*RelVisitFn)(ReadJob *j, uint32_t relnode, uint8_t fork, uint32_t nblocks);
+
+/* walk_relations: visit every relation fork of every database of the database directory, in
+ * key order; *n_dbs the number of databases. */
+static bool walk_relations(ReadJob *j, RelVisitFn visit, uint64_t *n_dbs_out)
 {
-    TimelineSizes *s = &j->sizes;
-    memset(s, 0, sizeof(*s));
     Key dbdir_key = key_dbdir();
     void *v = NULL;
     size_t len = 0;
@@ -270,7 +283,7 @@ static bool read_timeline_sizes(ReadJob *j)
         }
     }
     bool ok = true;
-    s->dir_counts[DIRKIND_DB] = n_dbs;
+    *n_dbs_out = n_dbs;
     for (size_t d = 0; d < n_dbs && ok; d++) {
         j->rel.spc = dbs[d].spcnode;
         j->rel.db = dbs[d].dbnode;
@@ -278,17 +291,32 @@ static bool read_timeline_sizes(ReadJob *j)
         size_t n = 0;
         bool found = false;
         ok = get_reldir(j, &e, &n, &found);
-        s->dir_counts[DIRKIND_REL] += n;
         for (size_t i = 0; i < n && ok; i++) {
             uint32_t nblocks = 0;
             bool has_size = false;
             ok = get_rel_size(j, e[i].relnode, (uint8_t)e[i].forknum, &nblocks, &has_size);
-            if (ok && has_size)
-                s->logical_size += (uint64_t)nblocks * BLCKSZ;
+            if (ok)
+                visit(j, e[i].relnode, (uint8_t)e[i].forknum, has_size ? nblocks : 0);
         }
         free(e);
     }
     free(dbs);
+    return ok;
+}
+
+static void visit_size(ReadJob *j, uint32_t relnode, uint8_t fork, uint32_t nblocks)
+{
+    (void)relnode;
+    (void)fork;
+    j->sizes.dir_counts[DIRKIND_REL]++;
+    j->sizes.logical_size += (uint64_t)nblocks * BLCKSZ;
+}
+
+static bool read_timeline_sizes(ReadJob *j)
+{
+    TimelineSizes *s = &j->sizes;
+    memset(s, 0, sizeof(*s));
+    bool ok = walk_relations(j, visit_size, &s->dir_counts[DIRKIND_DB]);
     Key twophase = key_twophase_dir();
     Key clog = key_slru_dir(SLRU_CLOG);
     Key members = key_slru_dir(SLRU_MULTIXACT_MEMBERS);
@@ -297,6 +325,38 @@ static bool read_timeline_sizes(ReadJob *j)
            count_u32_dir(j, &clog, true, &s->dir_counts[DIRKIND_SLRU_CLOG]) &&
            count_u32_dir(j, &members, true, &s->dir_counts[DIRKIND_SLRU_MULTIXACT_MEMBERS]) &&
            count_u32_dir(j, &offsets, true, &s->dir_counts[DIRKIND_SLRU_MULTIXACT_OFFSETS]);
+}
+
+static void visit_list(ReadJob *j, uint32_t relnode, uint8_t fork, uint32_t nblocks)
+{
+    if (j->n_rels == j->cap_rels) {
+        j->cap_rels = j->cap_rels ? 2 * j->cap_rels : 256;
+        j->rels = xrealloc(j->rels, j->cap_rels * sizeof(*j->rels));
+    }
+    j->rels[j->n_rels++] =
+        (RelListEntry){.rel = {.spc = j->rel.spc, .db = j->rel.db, .rel = relnode, .fork = fork},
+                       .nblocks = nblocks};
+}
+
+static bool read_rel_list(ReadJob *j)
+{
+    uint64_t n_dbs = 0;
+    return walk_relations(j, visit_list, &n_dbs);
+}
+
+bool read_ctx_get(ReadCtx *c, const Key *key, void **value, size_t *len, bool *found, Err *err)
+{
+    *value = NULL;
+    *len = 0;
+    if (chain_get(c, key, value, len, found))
+        return true;
+    *err = c->err;
+    return false;
+}
+
+Lsn read_ctx_lsn(const ReadCtx *c)
+{
+    return c->lsn;
 }
 
 static void read_work(WorkerJob *job, void *arg)
@@ -322,6 +382,12 @@ static void read_work(WorkerJob *job, void *arg)
     case READ_TIMELINE_SIZES:
         j->ok = read_timeline_sizes(j);
         break;
+    case READ_REL_LIST:
+        j->ok = read_rel_list(j);
+        break;
+    case READ_CUSTOM:
+        j->ok = j->work(j, j->arg, &j->err);
+        break;
     }
 }
 
@@ -346,7 +412,14 @@ static void read_answer(void *arg)
     case READ_TIMELINE_SIZES:
         j->cb.sizes(err, j->ok ? &j->sizes : NULL, j->arg);
         break;
+    case READ_REL_LIST:
+        j->cb.rel_list(err, j->ok ? j->rels : NULL, j->ok ? j->n_rels : 0, j->lsn, j->arg);
+        break;
+    case READ_CUSTOM:
+        j->cb.run(err, j->ok ? j->lsn : LSN_INVALID, j->arg);
+        break;
     }
+    free(j->rels);
     for (size_t i = 0; i < j->n_levels; i++) {
         for (size_t k = 0; k < j->levels[i].n; k++)
             layer_obj_unref(j->levels[i].layers[k]);
@@ -410,7 +483,8 @@ static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *ts
 {
     TenantSlot *slot = NULL;
     if (j->kind == READ_TIMELINE_SIZES) {
-        take_chain(j, j->timeline, j->timeline->last_record_lsn);
+        j->lsn = j->timeline->last_record_lsn;
+        take_chain(j, j->timeline, j->lsn);
         j->slot = j->timeline->slot;
         j->timeline = NULL;
         return true;
@@ -452,6 +526,7 @@ static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *ts
                 b);
         return false;
     }
+    j->lsn = lsn;
     take_chain(j, tl, lsn);
     j->slot = slot;
     return true;
@@ -581,7 +656,7 @@ static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid
     /* the size walk of a whole timeline is background work: it must not hold the threads that
      * page reads keep for themselves */
     WorkerJobSpec spec = {.cls = WORKER_CLASS_LATENCY, .deadline_ms = PAGESERVER_READ_DEADLINE_MS};
-    if (j->kind == READ_TIMELINE_SIZES)
+    if (j->kind == READ_TIMELINE_SIZES || j->kind == READ_REL_LIST || j->kind == READ_CUSTOM)
         spec = (WorkerJobSpec){.cls = WORKER_CLASS_IO};
     worker_pool_start(j->app->workers, &spec, read_work, read_done, j);
 }
@@ -627,4 +702,23 @@ void read_path_timeline_sizes(Timeline *tl, ReadSizesFn cb, void *arg)
     j->cb.sizes = cb;
     j->timeline = tl;
     read_start(j, tl->slot->mgr, &tl->slot->tsid, &tl->id, tl->last_record_lsn);
+}
+
+void read_path_list_relations(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                              Lsn lsn, ReadRelListFn cb, void *arg)
+{
+    RelTag none = {0};
+    ReadJob *j = read_job_new(mgr, READ_REL_LIST, &none, arg);
+    j->cb.rel_list = cb;
+    read_start(j, mgr, tsid, tl, lsn);
+}
+
+void read_path_run(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl, Lsn lsn,
+                   ReadWorkFn work, ReadWorkDoneFn done, void *arg)
+{
+    RelTag none = {0};
+    ReadJob *j = read_job_new(mgr, READ_CUSTOM, &none, arg);
+    j->work = work;
+    j->cb.run = done;
+    read_start(j, mgr, tsid, tl, lsn);
 }

@@ -44,6 +44,7 @@
 
 #include "shared/err.h"
 #include "shared/id.h"
+#include "shared/key.h"
 
 struct TenantManager;
 struct Timeline;
@@ -93,6 +94,49 @@ void read_path_rel_exists(struct TenantManager *mgr, const TenantShardId *tsid,
 /* read_path_db_size: the size in bytes of database (spc, db) at lsn. */
 void read_path_db_size(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
                        uint32_t spc, uint32_t db, Lsn lsn, ReadDbSizeFn cb, void *arg);
+
+/* ---- many keys at one LSN: the relation listing, basebackup ----
+ *
+ * Both resolve the timeline and the LSN as a page read does (waiting for an LSN beyond
+ * last_record_lsn, 400 below min_readable_lsn) and run on an IO worker with references on the
+ * layers of the ancestor chain; the completion runs on the loop with the effective LSN. */
+
+/* RelListEntry: one relation fork and its size in blocks. */
+typedef struct RelListEntry {
+    RelTag rel;
+    uint32_t nblocks;
+} RelListEntry;
+
+/* ReadRelListFn: rels[n] sorted by (spc, db, rel, fork), valid during the call; NULL and 0 when
+ * err != NULL. lsn: the effective LSN the listing was made at. */
+typedef void (*ReadRelListFn)(const Err *err, const RelListEntry *rels, size_t n, Lsn lsn,
+                              void *arg);
+
+/* read_path_list_relations: every (spc, db, rel, fork) of every database of the database
+ * directory at lsn (LSN_INVALID: the last record LSN), with its size (a directory entry without a
+ * size key counts 0 blocks). Global keys only: any shard answers, shard 0 is authoritative. */
+void read_path_list_relations(struct TenantManager *mgr, const TenantShardId *tsid,
+                              const TimelineId *tl, Lsn lsn, ReadRelListFn cb, void *arg);
+
+/* ReadCtx: what a ReadWorkFn reads keys through (on its worker). */
+typedef struct ReadCtx ReadCtx;
+
+/* read_ctx_get: the value of key at the context's LSN through the ancestor chain: *found false
+ * when absent; else *value (the caller frees) of *len bytes. */
+bool read_ctx_get(ReadCtx *c, const Key *key, void **value, size_t *len, bool *found,
+                  Err *err) MUST_CHECK;
+/* read_ctx_lsn: the effective LSN. */
+Lsn read_ctx_lsn(const ReadCtx *c);
+
+/* ReadWorkFn: runs on a worker; false with err set fails the read. */
+typedef bool (*ReadWorkFn)(ReadCtx *c, void *arg, Err *err);
+/* ReadWorkDoneFn: on the loop, after work (or without it when the read failed before the worker):
+ * err NULL on success; lsn the effective LSN (LSN_INVALID when it failed before). */
+typedef void (*ReadWorkDoneFn)(const Err *err, Lsn lsn, void *arg);
+
+/* read_path_run: run work(ctx, arg) on an IO worker against tl at lsn, then done on the loop. */
+void read_path_run(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                   Lsn lsn, ReadWorkFn work, ReadWorkDoneFn done, void *arg);
 
 /* read_path_timeline_sizes: tl's sizes at its last_record_lsn (tl ACTIVE, ancestors resolved).
  * The job holds a slot job (slot_job_begin) and layer references, never tl itself: the callback

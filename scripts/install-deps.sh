@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(
   build-essential cmake pkg-config clang clang-format git ca-certificates curl
-  libevent-dev libjansson-dev libpq-dev libcurl4-openssl-dev libssl-dev libzstd-dev libcmocka-dev
+  libevent-dev libjansson-dev libpq-dev libcurl4-openssl-dev libssl-dev libzstd-dev zlib1g-dev libcmocka-dev
   postgresql-15 postgresql-client-15 zstd tar openssl
   python3 python3-pytest python3-requests python3-psycopg2 python3-pytest-xdist python3-cryptography
 )

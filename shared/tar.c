@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zlib.h>
 #include <zstd.h>
 
 #include "shared/fsutil.h"
@@ -465,6 +466,100 @@ void tar_zstd_encoder_free(TarZstdEncoder *enc)
         return;
     ZSTD_freeCCtx(enc->cctx);
     free(enc->out);
+    free(enc);
+}
+
+/* ---- gzip ---- */
+
+#define GZIP_WINDOW_BITS (15 + 16) /* 32 KiB window, gzip wrapper */
+#define GZIP_MEM_LEVEL   8
+#define GZIP_OUT_CHUNK   (64u * 1024)
+
+struct TarGzipEncoder {
+    z_stream zs;
+    TarWriteFn sink;
+    void *sink_ctx;
+    unsigned char out[GZIP_OUT_CHUNK];
+    bool failed;
+};
+
+bool tar_gzip_encoder_new(int level, TarWriteFn sink, void *sink_ctx, TarGzipEncoder **out,
+                          Err *err)
+{
+    if (level < Z_BEST_SPEED || level > Z_BEST_COMPRESSION) {
+        err_set(err, ERR_INTERNAL, "gzip level %d outside %d..%d", level, Z_BEST_SPEED,
+                Z_BEST_COMPRESSION);
+        return false;
+    }
+    TarGzipEncoder *enc = xcalloc(1, sizeof(*enc));
+    int rc = deflateInit2(&enc->zs, level, Z_DEFLATED, GZIP_WINDOW_BITS, GZIP_MEM_LEVEL,
+                          Z_DEFAULT_STRATEGY);
+    if (rc != Z_OK) {
+        err_set(err, ERR_INTERNAL, "cannot create a gzip compressor: zlib error %d", rc);
+        free(enc);
+        return false;
+    }
+    enc->sink = sink;
+    enc->sink_ctx = sink_ctx;
+    *out = enc;
+    return true;
+}
+
+/* gzip_drive: deflate what zs holds with flush, handing every full output buffer to the sink. */
+static bool gzip_drive(TarGzipEncoder *enc, int flush, Err *err)
+{
+    if (enc->failed) {
+        err_set(err, ERR_INTERNAL, "gzip stream already failed");
+        return false;
+    }
+    for (;;) {
+        enc->zs.next_out = enc->out;
+        enc->zs.avail_out = sizeof(enc->out);
+        int rc = deflate(&enc->zs, flush);
+        if (rc == Z_STREAM_ERROR) {
+            enc->failed = true;
+            err_set(err, ERR_INTERNAL, "gzip compression failed");
+            return false;
+        }
+        size_t n = sizeof(enc->out) - enc->zs.avail_out;
+        if (n > 0 && !enc->sink(enc->sink_ctx, enc->out, n, err)) {
+            enc->failed = true;
+            return false;
+        }
+        if (flush == Z_FINISH ? rc == Z_STREAM_END
+                              : enc->zs.avail_in == 0 && enc->zs.avail_out != 0)
+            return true;
+    }
+}
+
+bool tar_gzip_encoder_write(void *encoder, const void *data, size_t len, Err *err)
+{
+    TarGzipEncoder *enc = encoder;
+    const unsigned char *p = data;
+    while (len > 0) { /* avail_in is a uInt */
+        uInt chunk = len > UINT32_MAX ? UINT32_MAX : (uInt)len;
+        enc->zs.next_in = (unsigned char *)(uintptr_t)p;
+        enc->zs.avail_in = chunk;
+        if (!gzip_drive(enc, Z_NO_FLUSH, err))
+            return false;
+        p += chunk;
+        len -= chunk;
+    }
+    return true;
+}
+
+bool tar_gzip_encoder_finish(TarGzipEncoder *enc, Err *err)
+{
+    enc->zs.next_in = NULL;
+    enc->zs.avail_in = 0;
+    return gzip_drive(enc, Z_FINISH, err);
+}
+
+void tar_gzip_encoder_free(TarGzipEncoder *enc)
+{
+    if (enc == NULL)
+        return;
+    deflateEnd(&enc->zs);
     free(enc);
 }
 

@@ -1,5 +1,6 @@
 /*
- * tar.h: POSIX ustar archives, written and read as streams, with zstd compression.
+ * tar.h: POSIX ustar archives, written and read as streams, with zstd compression (and gzip
+ * output for basebackups).
  *
  * Two users: a bootstrap timeline stores its initdb result as initdb.tar.zst in remote storage
  * so every shard imports identical content, and the page service streams a basebackup tar to a
@@ -112,6 +113,20 @@ bool tar_zstd_encoder_write(void *encoder, const void *data, size_t len, Err *er
 /* tar_zstd_encoder_finish: end the frame and flush everything into the sink. */
 bool tar_zstd_encoder_finish(TarZstdEncoder *enc, Err *err) MUST_CHECK;
 void tar_zstd_encoder_free(TarZstdEncoder *enc);
+
+/* TarGzipEncoder: a TarWriteFn sink (tar_gzip_encoder_write, ctx = the encoder) writing one gzip
+ * member (RFC 1952, zlib's deflate) into another sink: the page service's `basebackup --gzip`,
+ * which Postgres tools (pg_basebackup, tar -z) read. The header carries no name and mtime 0, so
+ * the output depends only on the input, the level and the zlib version. */
+typedef struct TarGzipEncoder TarGzipEncoder;
+
+/* tar_gzip_encoder_new: level 1..9; the caller frees the result with tar_gzip_encoder_free. */
+bool tar_gzip_encoder_new(int level, TarWriteFn sink, void *sink_ctx, TarGzipEncoder **out,
+                          Err *err) MUST_CHECK;
+bool tar_gzip_encoder_write(void *encoder, const void *data, size_t len, Err *err) MUST_CHECK;
+/* tar_gzip_encoder_finish: end the member (CRC-32 and size trailer) and flush into the sink. */
+bool tar_gzip_encoder_finish(TarGzipEncoder *enc, Err *err) MUST_CHECK;
+void tar_gzip_encoder_free(TarGzipEncoder *enc);
 
 /* TarZstdDecoder: a TarReadFn source (tar_zstd_decoder_read, ctx = the decoder) decompressing
  * another source. Corrupt data, a checksum mismatch, input that is empty or ends inside a frame

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zlib.h>
 #include "tests/unit/dep_util.h"
 
 #include "shared/err.h"
@@ -826,6 +827,54 @@ static void test_zstd_roundtrip(void **state)
 
 /* ---- directories ---- */
 
+/* test_gzip: the gzip encoder's output is a gzip member zlib reads back (gunzip's format: magic,
+ * CRC-32 and size trailer checked by inflate), and the same input gives the same bytes. */
+static void test_gzip(void **state)
+{
+    (void)state;
+    size_t n = 1 << 20;
+    unsigned char *data = xmalloc(n);
+    fill_random(data, n / 2);
+    memset(data + n / 2, 'A', n / 2);
+    StrBuf z[2] = {STRBUF_INIT, STRBUF_INIT};
+    Err err = {0};
+    TarGzipEncoder *enc = NULL;
+    assert_false(tar_gzip_encoder_new(0, mem_write, &z[0], &enc, &err));
+    for (int r = 0; r < 2; r++) {
+        assert_ok(tar_gzip_encoder_new(6, mem_write, &z[r], &enc, &err), err);
+        size_t pos = 0, step = 1;
+        while (pos < n) {
+            size_t k = step < n - pos ? step : n - pos;
+            assert_ok(tar_gzip_encoder_write(enc, data + pos, k, &err), err);
+            pos += k;
+            step = step * 3 + 1;
+        }
+        assert_ok(tar_gzip_encoder_finish(enc, &err), err);
+        tar_gzip_encoder_free(enc);
+    }
+    assert_int_equal(z[0].len, z[1].len);
+    assert_memory_equal(z[0].data, z[1].data, z[0].len);
+    assert_true(z[0].len < n);
+    assert_int_equal((unsigned char)z[0].data[0], 0x1f); /* gzip magic */
+    assert_int_equal((unsigned char)z[0].data[1], 0x8b);
+    unsigned char *back = xmalloc(n + 1);
+    z_stream zs;
+    memset(&zs, 0, sizeof(zs));
+    assert_int_equal(inflateInit2(&zs, 15 + 16), Z_OK);
+    zs.next_in = (unsigned char *)z[0].data;
+    zs.avail_in = (uInt)z[0].len;
+    zs.next_out = back;
+    zs.avail_out = (uInt)(n + 1);
+    assert_int_equal(inflate(&zs, Z_FINISH), Z_STREAM_END);
+    assert_int_equal(zs.total_out, n);
+    inflateEnd(&zs);
+    assert_memory_equal(back, data, n);
+    free(back);
+    free(data);
+    strbuf_finish(&z[0]);
+    strbuf_finish(&z[1]);
+}
+
 static void test_roundtrip_tree(void **state)
 {
     Err err = {0};
@@ -1288,6 +1337,7 @@ int main(void)
         cmocka_unit_test(test_reader_variants),
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_zstd_roundtrip),
+        cmocka_unit_test(test_gzip),
         cmocka_unit_test_setup_teardown(test_roundtrip_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_determinism, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_refuses_special_files, setup, teardown),
