@@ -44,15 +44,10 @@
 
 #include "shared/err.h"
 #include "shared/id.h"
+#include "shared/key.h"
 
 struct TenantManager;
 struct Timeline;
-
-/* RelTag: a relation fork. */
-typedef struct RelTag {
-    uint32_t spc, db, rel;
-    uint8_t fork;
-} RelTag;
 
 /* ReadPageFn: page is BLCKSZ bytes, valid during the call; NULL exactly when err != NULL. */
 typedef void (*ReadPageFn)(const Err *err, const uint8_t *page, void *arg);
