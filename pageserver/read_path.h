@@ -49,12 +49,6 @@
 struct TenantManager;
 struct Timeline;
 
-/* RelTag: a relation fork. */
-typedef struct RelTag {
-    uint32_t spc, db, rel;
-    uint8_t fork;
-} RelTag;
-
 /* ReadPageFn: page is BLCKSZ bytes, valid during the call; NULL exactly when err != NULL. */
 typedef void (*ReadPageFn)(const Err *err, const uint8_t *page, void *arg);
 typedef void (*ReadRelSizeFn)(const Err *err, uint32_t nblocks, void *arg);

@@ -8,6 +8,7 @@
  */
 #include <string.h>
 
+#include "shared/bytes.h"
 #include "shared/str.h"
 
 #include "shared/key.h"
@@ -17,38 +18,25 @@ const Key KEY_MAX = {0xFF, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFFFFFFFFu, 0xFF, 0xFFFFFF
 
 static const char HEX_UPPER[] = "0123456789ABCDEF";
 
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
-}
-
 void key_to_bytes(const Key *k, uint8_t out[KEY_SIZE])
 {
     out[0] = k->f1;
-    put_be32(out + 1, k->f2);
-    put_be32(out + 5, k->f3);
-    put_be32(out + 9, k->f4);
+    be_put_u32(out + 1, k->f2);
+    be_put_u32(out + 5, k->f3);
+    be_put_u32(out + 9, k->f4);
     out[13] = k->f5;
-    put_be32(out + 14, k->f6);
+    be_put_u32(out + 14, k->f6);
 }
 
 Key key_from_bytes(const uint8_t in[KEY_SIZE])
 {
     Key k = {
         .f1 = in[0],
-        .f2 = get_be32(in + 1),
-        .f3 = get_be32(in + 5),
-        .f4 = get_be32(in + 9),
+        .f2 = be_get_u32(in + 1),
+        .f3 = be_get_u32(in + 5),
+        .f4 = be_get_u32(in + 9),
         .f5 = in[13],
-        .f6 = get_be32(in + 14),
+        .f6 = be_get_u32(in + 14),
     };
     return k;
 }

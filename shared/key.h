@@ -54,6 +54,12 @@ typedef enum SlruKind {
     SLRU_KIND_COUNT
 } SlruKind;
 
+/* RelTag: a relation fork (spcnode, dbnode, relnode, forknum). */
+typedef struct RelTag {
+    uint32_t spc, db, rel;
+    uint8_t fork;
+} RelTag;
+
 /* Field 1 values (key families). */
 #define KEY_F1_REL        0x00
 #define KEY_F1_SLRU       0x01
