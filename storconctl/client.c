@@ -3,9 +3,11 @@
  * private event_base that is run until the one call in flight completes (a CLI has nothing else
  * to do meanwhile, and this keeps a single HTTP implementation in the project).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <jansson.h>
@@ -132,4 +134,23 @@ void ctl_finish(Ctl *ctl)
         event_base_free(ctl->base);
     free(ctl->token);
     memset(ctl, 0, sizeof(*ctl));
+}
+
+void ctl_progress_bar(double fraction, const char *text)
+{
+    if (fraction < 0)
+        fraction = 0;
+    if (fraction > 1)
+        fraction = 1;
+    int width = 30, fill = (int)(fraction * width + 0.5);
+    printf("\r[%.*s%.*s] %3d%% %s\033[K", fill, "##############################", width - fill,
+           "..............................", (int)(fraction * 100), text);
+    fflush(stdout);
+}
+
+void ctl_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
 }

@@ -223,6 +223,12 @@ const CtlCommand CTL_COMMANDS[] = {
      "create a timeline from a cleanly shut down data directory (copied under ROOT, or used in "
      "place when named pgdata); --wait follows the import until it is finalised",
      ctl_cmd_timelines_import},
+    {"timelines export",
+     "TENANT_ID TIMELINE_ID --output DIR|FILE.tar [--lsn LSN] [--connections N] "
+     "[--pageserver-token JWT]",
+     "write a complete data directory (or tar) of a timeline, read from every shard; "
+     "a vanilla Postgres starts on it",
+     ctl_cmd_timelines_export},
 };
 
 const size_t CTL_COMMANDS_COUNT = sizeof(CTL_COMMANDS) / sizeof(CTL_COMMANDS[0]);

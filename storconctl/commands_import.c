@@ -175,13 +175,6 @@ static bool copy_tree(const char *src, const char *dst, CopyCtx *c)
 
 /* ---- following the import ---- */
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
-
 /* progress_line: "2/4 shards done, jobs 10/24" from the controller's view of the import. */
 static void progress_line(const json_t *view, char *out, size_t cap, double *fraction)
 {
@@ -239,10 +232,7 @@ static int wait_import(Ctl *ctl, const char *tenant, const char *timeline)
             double frac = 0;
             progress_line(view, line, sizeof(line), &frac);
             if (tty) {
-                int width = 30, fill = (int)(frac * width + 0.5);
-                printf("\r[%.*s%.*s] %3d%% %s\033[K", fill, "##############################",
-                       width - fill, "..............................", (int)(frac * 100), line);
-                fflush(stdout);
+                ctl_progress_bar(frac, line);
             } else if (strcmp(line, last) != 0) {
                 printf("%s\n", line);
                 fflush(stdout);
@@ -253,7 +243,7 @@ static int wait_import(Ctl *ctl, const char *tenant, const char *timeline)
         } else {
             json_decref(view);
         }
-        sleep_ms(IMPORT_POLL_MS);
+        ctl_sleep_ms(IMPORT_POLL_MS);
     }
     if (tty)
         printf("\n");

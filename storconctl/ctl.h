@@ -111,6 +111,11 @@ void ctl_response_msg(const CtlResponse *resp, char *out, size_t cap);
 int ctl_report_failure(const Ctl *ctl, const char *method, const char *path,
                        const CtlResponse *resp);
 
+/* ctl_progress_bar: redraw "[####......]  42% text" on the current terminal line. */
+void ctl_progress_bar(double fraction, const char *text);
+/* ctl_sleep_ms: sleep, resumed after signals. */
+void ctl_sleep_ms(long ms);
+
 /* Commands of commands_storage.c (rows of CTL_COMMANDS). */
 int ctl_cmd_nodes_list(Ctl *ctl, int argc, char **argv);
 int ctl_cmd_nodes_register(Ctl *ctl, int argc, char **argv);
@@ -125,5 +130,7 @@ int ctl_cmd_timelines_create(Ctl *ctl, int argc, char **argv);
 int ctl_cmd_timelines_delete(Ctl *ctl, int argc, char **argv);
 /* commands_import.c */
 int ctl_cmd_timelines_import(Ctl *ctl, int argc, char **argv);
+/* commands_export.c */
+int ctl_cmd_timelines_export(Ctl *ctl, int argc, char **argv);
 
 #endif
