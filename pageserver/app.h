@@ -33,6 +33,7 @@ struct HttpServer;
 struct TenantManager;
 struct DeletionQueue;
 struct StorconClient;
+struct PageService;
 
 /* PageserverMetrics: the series the domain modules update (looked up once at startup; the
  * registry owns them). */
@@ -71,11 +72,12 @@ typedef struct PageserverApp {
     int lock_fd; /* flock on <workdir>/pageserver.lock, held for the life of the process */
     time_t started_at;
 
-    RemoteStorage *remote;          /* --remote-storage; blocking: only used on workers */
-    char *control_plane_token;      /* from --control-plane-token-file, or NULL */
-    struct TenantManager *tenants;  /* slots, timelines (pageserver/tenant.h) */
-    struct DeletionQueue *deletion; /* persistent remote deletions (deletion_queue.h) */
-    struct StorconClient *storcon;  /* re-attach and validate upcalls (storcon_client.h) */
+    RemoteStorage *remote;            /* --remote-storage; blocking: only used on workers */
+    char *control_plane_token;        /* from --control-plane-token-file, or NULL */
+    struct TenantManager *tenants;    /* slots, timelines (pageserver/tenant.h) */
+    struct DeletionQueue *deletion;   /* persistent remote deletions (deletion_queue.h) */
+    struct StorconClient *storcon;    /* re-attach and validate upcalls (storcon_client.h) */
+    struct PageService *page_service; /* --listen-pg (page_service.h) */
     PageserverMetrics m;
     bool stopping; /* SIGTERM seen: start no new background work */
 } PageserverApp;

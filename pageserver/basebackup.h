@@ -34,6 +34,7 @@
 #include "shared/err.h"
 #include "shared/id.h"
 
+#include "pageserver/page_service.h"
 #include "pageserver/pg_control.h"
 
 struct TenantManager;
@@ -42,8 +43,8 @@ struct TenantManager;
 
 /* basebackup_build: on a worker, write the basebackup tar of (tsid, tl) at lsn (LSN_INVALID =
  * latest) into out_fd (a temporary file the caller owns), gzip-compressed when gzip; the
- * completion runs on the loop with the LSN used. */
-typedef void (*BasebackupDoneFn)(const Err *err, Lsn lsn, void *arg);
+ * completion runs on the loop with the LSN used. (BasebackupDoneFn: page_service.h, whose
+ * BasebackupBuildFn this is.) */
 void basebackup_build(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
                       Lsn lsn, bool gzip, int out_fd, BasebackupDoneFn done, void *arg);
 

@@ -31,8 +31,7 @@ static const ConfigOption PAGESERVER_OPTIONS[] = {
                "management API address (port 0: any free port)"),
     CONFIG_OPT(CONFIG_HOSTPORT, PageserverConfig, listen_pg, "listen-pg",
                PAGESERVER_DEFAULT_LISTEN_PG, "HOST:PORT",
-               "page service address; recorded in metadata.json, not listened on yet (the page "
-               "service comes later)"),
+               "page service address (Postgres wire protocol; port 0: any free port)"),
     CONFIG_OPT(
         CONFIG_STRING, PageserverConfig, remote_storage, "remote-storage", NULL, "URL",
         "remote storage: file:///abs/path (default file://<workdir>/" PAGESERVER_REMOTE_STORAGE_DIR
@@ -89,6 +88,17 @@ static const ConfigOption PAGESERVER_OPTIONS[] = {
     PS_OPT_EX(CONFIG_U64, http_max_connections, "http-max-connections", "1000", "N",
               "open API connections at once; more are answered 503 and closed", 1,
               HTTP_MAX_CONNECTIONS_LIMIT, false),
+    PS_OPT_EX(CONFIG_U64, pg_max_connections, "pg-max-connections",
+              PAGE_SERVICE_DEFAULT_MAX_CONNECTIONS, "N",
+              "open page service connections at once; more are refused (SQLSTATE 53300)", 1,
+              1000000, false),
+    CONFIG_OPT(CONFIG_DURATION_MS, PageserverConfig, pg_handshake_timeout_ms,
+               "pg-handshake-timeout", PAGE_SERVICE_DEFAULT_HANDSHAKE, "DURATION",
+               "page service: time from connect to the command (startup, password, query)"),
+    CONFIG_OPT(CONFIG_DURATION_MS, PageserverConfig, pg_idle_timeout_ms, "pg-idle-timeout",
+               PAGE_SERVICE_DEFAULT_IDLE, "DURATION",
+               "page service: a connection without a request, or whose client reads nothing of "
+               "its answers, for this long is closed"),
 };
 
 static const ConfigSpec PAGESERVER_SPEC = {

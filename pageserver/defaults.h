@@ -5,8 +5,7 @@
 #ifndef PAGESERVER_DEFAULTS_H
 #define PAGESERVER_DEFAULTS_H
 
-/* Listeners. The page service (--listen-pg) is parsed and recorded in metadata.json, but nothing
- * listens on it until the page service exists. */
+/* Listeners: the management API (--listen-http) and the page service (--listen-pg). */
 #define PAGESERVER_DEFAULT_LISTEN_HTTP "127.0.0.1:9898"
 #define PAGESERVER_DEFAULT_LISTEN_PG   "127.0.0.1:6400"
 
@@ -50,6 +49,20 @@
 
 /* Directory permissions for everything created under the work directory. */
 #define PAGESERVER_DIR_MODE 0755
+
+/* Page service (docs/page-service.md). Per connection: requests decoded and not yet answered,
+ * requests per read batch (one worker round trip), the output buffer size above which the
+ * connection is not read (backpressure), the CopyData size of a basebackup stream, the largest
+ * message accepted after the startup packet. */
+#define PAGE_SERVICE_MAX_IN_FLIGHT           256
+#define PAGE_SERVICE_MAX_BATCH               32
+#define PAGE_SERVICE_OUTPUT_HIGH_WATER       (1u << 20)
+#define PAGE_SERVICE_COPY_CHUNK              (256u * 1024)
+#define PAGE_SERVICE_MAX_MESSAGE             (64u * 1024)
+#define PAGE_SERVICE_LISTEN_BACKLOG          1024
+#define PAGE_SERVICE_DEFAULT_MAX_CONNECTIONS "1000"
+#define PAGE_SERVICE_DEFAULT_HANDSHAKE       "10s"
+#define PAGE_SERVICE_DEFAULT_IDLE            "10m"
 
 /* HTTP API. */
 #define PAGESERVER_HTTP_MAX_BODY_BYTES (16u * 1024 * 1024)

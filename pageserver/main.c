@@ -16,8 +16,9 @@
  * upcalls are cancelled, in-flight requests and worker jobs finish (bounded by the drain timeout),
  * exit 0.
  *
- * --listen-pg is only recorded in metadata.json: the page service does not exist yet, so nothing
- * listens on that port.
+ * The page service (pageserver/page_service.h) listens on --listen-pg once the tenant side is
+ * loaded; metadata.json records the port it bound. SIGTERM closes its listener and connections
+ * first; its reads in flight complete while the worker pool drains, then it is freed.
  *
  * Exit codes: 64 bad flag or value, 70 internal, 71 OS (cannot create, lock, bind), 78 unusable
  * configuration (s3 remote storage, no initdb, bad public key, work directory of another node).
@@ -48,11 +49,13 @@
 #include "shared/worker_pool.h"
 
 #include "pageserver/app.h"
+#include "pageserver/basebackup.h"
 #include "pageserver/config.h"
 #include "pageserver/defaults.h"
 #include "pageserver/deletion_queue.h"
 #include "pageserver/http_api.h"
 #include "pageserver/node_metadata.h"
+#include "pageserver/page_service.h"
 #include "pageserver/storcon_client.h"
 #include "pageserver/tenant.h"
 
@@ -151,6 +154,7 @@ static void on_stop(void *arg)
     PageserverApp *app = arg;
     log_info("stopping: node %" PRIu64 " shutting down", app->cfg.id);
     app->stopping = true;
+    page_service_stop(app->page_service);
     tenant_manager_stop(app->tenants);
     deletion_queue_stop(app->deletion);
     storcon_client_stop(app->storcon);
@@ -242,6 +246,21 @@ static void start_http(PageserverApp *app)
     daemon_add_server(app->daemon, app->http);
 }
 
+/* start_page_service: bind --listen-pg (the bound port goes into metadata.json). */
+static void start_page_service(PageserverApp *app)
+{
+    Err err = {0};
+    PageServiceConfig pc = {
+        .listen = app->cfg.listen_pg,
+        .max_connections = app->cfg.pg_max_connections,
+        .handshake_timeout_ms = app->cfg.pg_handshake_timeout_ms,
+        .idle_timeout_ms = app->cfg.pg_idle_timeout_ms,
+        .basebackup_build = basebackup_build,
+    };
+    if (!page_service_start(app, &pc, &app->page_service, &err))
+        daemon_die(PROGRAM, EXIT_CODE_OS, &err);
+}
+
 /* write_metadata: record this node's identity and addresses; a later start with another --id
  * refuses this work directory (node_metadata_check_identity). */
 static void write_metadata(PageserverApp *app)
@@ -252,7 +271,7 @@ static void write_metadata(PageserverApp *app)
     str_copy(md->listen_http_addr, sizeof(md->listen_http_addr), app->cfg.listen_http.host);
     md->listen_http_port = http_server_port(app->http);
     str_copy(md->listen_pg_addr, sizeof(md->listen_pg_addr), app->cfg.listen_pg.host);
-    md->listen_pg_port = app->cfg.listen_pg.port;
+    md->listen_pg_port = page_service_port(app->page_service);
     str_copy(md->availability_zone_id, sizeof(md->availability_zone_id),
              app->cfg.availability_zone);
     char path[PATH_MAX];
@@ -326,6 +345,7 @@ int main(int argc, char **argv)
         !http_client_new(app.base, &app.http_client, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
     start_http(&app);
+    start_page_service(&app);
     write_metadata(&app);
     daemon_set_drain_timeout_ms(app.daemon, PAGESERVER_DRAIN_TIMEOUT_MS);
     daemon_on_stop(app.daemon, on_stop, &app);
@@ -335,9 +355,8 @@ int main(int argc, char **argv)
              "storage %s",
              cfg->id, cfg->availability_zone, cfg->listen_http.host,
              (unsigned)app.metadata.listen_http_port, cfg->workdir, cfg->remote_storage);
-    log_info("page service address %s:%u recorded in metadata.json; the page service is not "
-             "implemented yet, nothing listens on it",
-             cfg->listen_pg.host, (unsigned)cfg->listen_pg.port);
+    log_info("page service listening on %s:%u", cfg->listen_pg.host,
+             (unsigned)app.metadata.listen_pg_port);
     if (app.auth == NULL)
         log_warn("AUTH IS OFF: no --public-key given, every API route is open to anyone who can "
                  "reach %s:%u (development only)",
@@ -359,6 +378,8 @@ int main(int argc, char **argv)
     app.http_client = NULL;
     worker_pool_free(app.workers);
     app.workers = NULL;
+    page_service_free(app.page_service); /* after the drain: its reads have completed */
+    app.page_service = NULL;
     tenant_manager_free(app.tenants);
     deletion_queue_free(app.deletion);
     storcon_client_free(app.storcon);

@@ -1,5 +1,5 @@
-/* read_path.c: page, relation size / existence and database size reads through the ancestor
- * chain, on the worker pool. */
+/* read_path.c: page, relation size / existence, database size and SLRU segment reads through
+ * the ancestor chain, on the worker pool, in batches (a single read is a batch of one). */
 #include "pageserver/read_path.h"
 
 #include <inttypes.h>
@@ -24,19 +24,16 @@
 #include "pageserver/timeline.h"
 
 typedef enum ReadKind {
-    READ_PAGE,
-    READ_REL_SIZE,
-    READ_REL_EXISTS,
-    READ_DB_SIZE,
-    READ_TIMELINE_SIZES,
-    READ_REL_LIST,
-    READ_CUSTOM
+    READ_BATCH,          /* items[] (every single read is a batch of one) */
+    READ_TIMELINE_SIZES, /* the whole timeline at its last_record_lsn */
+    READ_REL_LIST,       /* every relation fork and its size (own_item: the LSN checks) */
+    READ_CUSTOM          /* the caller's work function (own_item: the LSN checks) */
 } ReadKind;
 
 typedef struct ChainLevel {
     Layer **layers; /* references */
     size_t n;
-    Lsn lsn;
+    Lsn cap; /* the ancestor LSN bounding this level (the first level: no bound) */
 } ChainLevel;
 
 /* ReadJob: one read; a custom read's work function sees it as its ReadCtx. */
@@ -47,66 +44,62 @@ struct ReadCtx {
     TenantSlot *slot; /* NULL when the read failed before the worker */
     ChainLevel *levels;
     size_t n_levels;
-    RelTag rel;
-    uint32_t blkno;
+    ReadItem *items; /* READ_BATCH: the caller's, filled in on the worker */
+    size_t n_items;
+    Lsn wait_lsn;
+    Lsn lsn;    /* the LSN of the lookups in progress (the current item's effective LSN) */
+    RelTag rel; /* the relation (or spc/db) of the lookups in progress */
     struct timespec start;
     union {
-        ReadPageFn page;
-        ReadRelSizeFn rel_size;
-        ReadRelExistsFn rel_exists;
-        ReadDbSizeFn db_size;
+        ReadBatchFn batch;
         ReadSizesFn sizes;
         ReadRelListFn rel_list;
         ReadWorkDoneFn run;
     } cb;
-    ReadWorkFn work;    /* READ_CUSTOM */
+    ReadWorkFn work;   /* READ_CUSTOM */
+    ReadItem own_item; /* READ_REL_LIST, READ_CUSTOM: items[0], checked like a batch item */
+    RelListEntry *rels;
+    size_t n_rels, cap_rels;
     Timeline *timeline; /* READ_TIMELINE_SIZES: the timeline, read by read_prepare only */
     void *arg;
-    /* result */
+    /* job-wide result (refused before the worker, or the worker job itself failed) */
     bool ok;
     Err err;
-    uint8_t page[BLCKSZ];
-    uint32_t nblocks;
-    bool exists;
-    uint64_t bytes;
     uint64_t downloaded;
     uint64_t refetched; /* damaged local layer copies downloaded again */
     TimelineSizes sizes;
-    Lsn lsn; /* the effective LSN, set by read_prepare */
-    RelListEntry *rels;
-    size_t n_rels, cap_rels;
 };
 
-/* chain_get: the value of key through the levels (see the header). */
-static bool chain_get(ReadJob *j, const Key *key, void **value, size_t *len, bool *found)
+/* chain_get: the value of key at j->lsn through the levels (see the header). */
+static bool chain_get(ReadJob *j, Err *err, const Key *key, void **value, size_t *len, bool *found)
 {
     *found = false;
     for (size_t i = 0; i < j->n_levels; i++) {
         ChainLevel *lv = &j->levels[i];
-        Layer *l = layer_map_find_image(lv->layers, lv->n, key, lv->lsn);
+        Lsn lsn = j->lsn < lv->cap ? j->lsn : lv->cap;
+        Layer *l = layer_map_find_image(lv->layers, lv->n, key, lsn);
         if (l == NULL)
             continue;
         return layer_obj_get(l, j->app->remote, key, value, len, found, &j->downloaded,
-                             &j->refetched, &j->err);
+                             &j->refetched, err);
     }
     return true;
 }
 
-/* get_rel_size: the relation size key of (spc, db, rel, fork); *found false when absent. */
-static bool get_rel_size(ReadJob *j, uint32_t rel, uint8_t fork, uint32_t *nblocks, bool *found)
+/* get_size_key: a relation or SLRU segment size key (u32 LE); *found false when absent. */
+static bool get_size_key(ReadJob *j, Err *err, const Key *size_key, uint32_t *nblocks, bool *found)
 {
-    Key size_key = key_rel_size(j->rel.spc, j->rel.db, rel, fork);
     void *v = NULL;
     size_t len = 0;
-    if (!chain_get(j, &size_key, &v, &len, found))
+    if (!chain_get(j, err, size_key, &v, &len, found))
         return false;
     if (!*found)
         return true;
     if (len != 4) {
         free(v);
         char key[KEY_STR_SIZE];
-        key_format(&size_key, key);
-        err_set(&j->err, ERR_INTERNAL, "relation size key %s: %zu bytes, expected 4", key, len);
+        key_format(size_key, key);
+        err_set(err, ERR_INTERNAL, "size key %s: %zu bytes, expected 4", key, len);
         return false;
     }
     const uint8_t *b = v;
@@ -115,17 +108,25 @@ static bool get_rel_size(ReadJob *j, uint32_t rel, uint8_t fork, uint32_t *nbloc
     return true;
 }
 
-/* get_existing_rel_size: get_rel_size with absent = 404. */
-static bool get_existing_rel_size(ReadJob *j, uint32_t *nblocks)
+/* get_rel_size: the relation size key of (spc, db, rel, fork); *found false when absent. */
+static bool get_rel_size(ReadJob *j, Err *err, uint32_t rel, uint8_t fork, uint32_t *nblocks,
+                         bool *found)
+{
+    Key size_key = key_rel_size(j->rel.spc, j->rel.db, rel, fork);
+    return get_size_key(j, err, &size_key, nblocks, found);
+}
+
+/* get_existing_rel_size: get_rel_size of j->rel with absent = 404. */
+static bool get_existing_rel_size(ReadJob *j, Err *err, uint32_t *nblocks)
 {
     bool found = false;
-    if (!get_rel_size(j, j->rel.rel, j->rel.fork, nblocks, &found))
+    if (!get_rel_size(j, err, j->rel.rel, j->rel.fork, nblocks, &found))
         return false;
     if (!found) {
         Key size_key = key_rel_size(j->rel.spc, j->rel.db, j->rel.rel, j->rel.fork);
         char key[KEY_STR_SIZE];
         key_format(&size_key, key);
-        err_set(&j->err, ERR_NOT_FOUND, "relation not found (no size key %s at this LSN)", key);
+        err_set(err, ERR_NOT_FOUND, "relation not found (no size key %s at this LSN)", key);
         return false;
     }
     return true;
@@ -133,96 +134,134 @@ static bool get_existing_rel_size(ReadJob *j, uint32_t *nblocks)
 
 /* get_reldir: the decoded relation directory of (j->rel.spc, j->rel.db); *found false when
  * absent. */
-static bool get_reldir(ReadJob *j, PgdataRelDirEntry **entries, size_t *n, bool *found)
+static bool get_reldir(ReadJob *j, Err *err, PgdataRelDirEntry **entries, size_t *n, bool *found)
 {
     Key dir_key = key_reldir(j->rel.spc, j->rel.db);
     void *v = NULL;
     size_t len = 0;
     *entries = NULL;
     *n = 0;
-    if (!chain_get(j, &dir_key, &v, &len, found))
+    if (!chain_get(j, err, &dir_key, &v, &len, found))
         return false;
     if (!*found)
         return true;
-    bool ok = pgdata_reldir_decode(v, len, entries, n, &j->err);
+    bool ok = pgdata_reldir_decode(v, len, entries, n, err);
     free(v);
     if (!ok) {
         char key[KEY_STR_SIZE];
         key_format(&dir_key, key);
-        err_prefix(&j->err, "relation directory %s: ", key);
+        err_prefix(err, "relation directory %s: ", key);
     }
     return ok;
 }
 
-static bool read_page(ReadJob *j)
+/* get_block: the BLCKSZ-byte value of key into page; zeros when absent (a hole). */
+static bool get_block(ReadJob *j, Err *err, const Key *key, uint8_t *page)
 {
-    uint32_t nblocks = 0;
-    if (!get_existing_rel_size(j, &nblocks))
-        return false;
-    if (j->blkno >= nblocks) {
-        err_set(&j->err, ERR_NOT_FOUND, "block %u is past the end of the relation (%u blocks)",
-                j->blkno, nblocks);
-        return false;
-    }
-    Key block_key = key_rel_block(j->rel.spc, j->rel.db, j->rel.rel, j->rel.fork, j->blkno);
     void *v = NULL;
     size_t len = 0;
     bool found = false;
-    if (!chain_get(j, &block_key, &v, &len, &found))
+    if (!chain_get(j, err, key, &v, &len, &found))
         return false;
     if (!found) {
-        memset(j->page, 0, sizeof(j->page)); /* a hole inside the relation */
+        memset(page, 0, BLCKSZ);
         return true;
     }
     if (len != BLCKSZ) {
         free(v);
-        char key[KEY_STR_SIZE];
-        key_format(&block_key, key);
-        err_set(&j->err, ERR_INTERNAL, "page %s: %zu bytes, expected %d", key, len, BLCKSZ);
+        char k[KEY_STR_SIZE];
+        key_format(key, k);
+        err_set(err, ERR_INTERNAL, "page %s: %zu bytes, expected %d", k, len, BLCKSZ);
         return false;
     }
-    memcpy(j->page, v, BLCKSZ);
+    memcpy(page, v, BLCKSZ);
     free(v);
     return true;
 }
 
-static bool read_rel_exists(ReadJob *j)
+static bool read_page(ReadJob *j, ReadItem *it)
+{
+    uint32_t nblocks = 0;
+    if (!get_existing_rel_size(j, &it->err, &nblocks))
+        return false;
+    if (it->blkno >= nblocks) {
+        err_set(&it->err, ERR_NOT_FOUND, "block %u is past the end of the relation (%u blocks)",
+                it->blkno, nblocks);
+        return false;
+    }
+    Key block_key = key_rel_block(j->rel.spc, j->rel.db, j->rel.rel, j->rel.fork, it->blkno);
+    return get_block(j, &it->err, &block_key, it->page);
+}
+
+static bool read_rel_exists(ReadJob *j, ReadItem *it)
 {
     PgdataRelDirEntry *e = NULL;
     size_t n = 0;
     bool found = false;
-    if (!get_reldir(j, &e, &n, &found))
+    if (!get_reldir(j, &it->err, &e, &n, &found))
         return false;
-    j->exists = false;
-    for (size_t i = 0; i < n && !j->exists; i++)
-        j->exists = e[i].relnode == j->rel.rel && e[i].forknum == j->rel.fork;
+    it->exists = false;
+    for (size_t i = 0; i < n && !it->exists; i++)
+        it->exists = e[i].relnode == j->rel.rel && e[i].forknum == j->rel.fork;
     free(e);
     return true;
 }
 
-static bool read_db_size(ReadJob *j)
+static bool read_db_size(ReadJob *j, ReadItem *it)
 {
     PgdataRelDirEntry *e = NULL;
     size_t n = 0;
     bool found = false;
-    if (!get_reldir(j, &e, &n, &found))
+    if (!get_reldir(j, &it->err, &e, &n, &found))
         return false;
     if (!found) {
-        err_set(&j->err, ERR_NOT_FOUND, "database %u/%u not found (no relation directory)",
+        err_set(&it->err, ERR_NOT_FOUND, "database %u/%u not found (no relation directory)",
                 j->rel.spc, j->rel.db);
         return false;
     }
     bool ok = true;
-    j->bytes = 0;
+    it->bytes = 0;
     for (size_t i = 0; i < n && ok; i++) {
         uint32_t nblocks = 0;
         bool has_size = false;
-        ok = get_rel_size(j, e[i].relnode, (uint8_t)e[i].forknum, &nblocks, &has_size);
+        ok = get_rel_size(j, &it->err, e[i].relnode, (uint8_t)e[i].forknum, &nblocks, &has_size);
         if (ok && has_size)
-            j->bytes += (uint64_t)nblocks * BLCKSZ;
+            it->bytes += (uint64_t)nblocks * BLCKSZ;
     }
     free(e);
     return ok;
+}
+
+static bool read_slru_segment(ReadJob *j, ReadItem *it)
+{
+    if (it->slru_kind >= SLRU_KIND_COUNT) {
+        err_set(&it->err, ERR_BAD_REQUEST, "unknown SLRU kind %u", it->slru_kind);
+        return false;
+    }
+    Key size_key = key_slru_segment_size((SlruKind)it->slru_kind, it->segno);
+    uint32_t nblocks = 0;
+    bool found = false;
+    if (!get_size_key(j, &it->err, &size_key, &nblocks, &found))
+        return false;
+    if (!found) {
+        err_set(&it->err, ERR_NOT_FOUND, "SLRU segment %u of kind %u not found", it->segno,
+                it->slru_kind);
+        return false;
+    }
+    if (nblocks > SLRU_PAGES_PER_SEGMENT) {
+        err_set(&it->err, ERR_INTERNAL, "SLRU segment %u of kind %u has %u blocks (at most %u)",
+                it->segno, it->slru_kind, nblocks, SLRU_PAGES_PER_SEGMENT);
+        return false;
+    }
+    it->segment = xmalloc(nblocks ? (size_t)nblocks * BLCKSZ : 1);
+    it->nblocks = nblocks;
+    it->segment_len = (size_t)nblocks * BLCKSZ;
+    for (uint32_t b = 0; b < nblocks; b++) {
+        Key k = key_slru_block((SlruKind)it->slru_kind, it->segno, b);
+        if (!get_block(j, &it->err, &k, it->segment + (size_t)b * BLCKSZ))
+            return false;
+    }
+    return true;
 }
 
 /* get_dir_value: the raw value of a directory key (NULL, 0 when absent). */
@@ -231,7 +270,7 @@ static bool get_dir_value(ReadJob *j, const Key *key, void **v, size_t *len)
     bool found = false;
     *v = NULL;
     *len = 0;
-    return chain_get(j, key, v, len, &found);
+    return chain_get(j, &j->err, key, v, len, &found);
 }
 
 /* count_u32_dir: the entry count of a SLRU or two-phase directory key (absent: 0). */
@@ -263,8 +302,8 @@ static bool count_u32_dir(ReadJob *j, const Key *key, bool slru, uint64_t *count
 /* RelVisitFn: one relation directory entry of (j->rel.spc, j->rel.db) and its size. */
 typedef void (*RelVisitFn)(ReadJob *j, uint32_t relnode, uint8_t fork, uint32_t nblocks);
 
-/* walk_relations: visit every relation fork of every database of the database directory, in
- * key order; *n_dbs the number of databases. */
+/* walk_relations: visit every relation fork of every database of the database directory, in key
+ * order (a directory entry without a size key: 0 blocks); *n_dbs the number of databases. */
 static bool walk_relations(ReadJob *j, RelVisitFn visit, uint64_t *n_dbs_out)
 {
     Key dbdir_key = key_dbdir();
@@ -290,11 +329,11 @@ static bool walk_relations(ReadJob *j, RelVisitFn visit, uint64_t *n_dbs_out)
         PgdataRelDirEntry *e = NULL;
         size_t n = 0;
         bool found = false;
-        ok = get_reldir(j, &e, &n, &found);
+        ok = get_reldir(j, &j->err, &e, &n, &found);
         for (size_t i = 0; i < n && ok; i++) {
             uint32_t nblocks = 0;
             bool has_size = false;
-            ok = get_rel_size(j, e[i].relnode, (uint8_t)e[i].forknum, &nblocks, &has_size);
+            ok = get_rel_size(j, &j->err, e[i].relnode, (uint8_t)e[i].forknum, &nblocks, &has_size);
             if (ok)
                 visit(j, e[i].relnode, (uint8_t)e[i].forknum, has_size ? nblocks : 0);
         }
@@ -338,56 +377,72 @@ static void visit_list(ReadJob *j, uint32_t relnode, uint8_t fork, uint32_t nblo
                        .nblocks = nblocks};
 }
 
-static bool read_rel_list(ReadJob *j)
-{
-    uint64_t n_dbs = 0;
-    return walk_relations(j, visit_list, &n_dbs);
-}
-
 bool read_ctx_get(ReadCtx *c, const Key *key, void **value, size_t *len, bool *found, Err *err)
 {
     *value = NULL;
     *len = 0;
-    if (chain_get(c, key, value, len, found))
-        return true;
-    *err = c->err;
-    return false;
+    return chain_get(c, err, key, value, len, found);
 }
 
 Lsn read_ctx_lsn(const ReadCtx *c)
 {
-    return c->lsn;
+    return c->own_item.effective_lsn;
+}
+
+/* read_own: a listing or custom read at its item's effective LSN (refused: the item's error). */
+static bool read_own(ReadJob *j)
+{
+    if (!j->own_item.ok) {
+        j->err = j->own_item.err;
+        return false;
+    }
+    j->lsn = j->own_item.effective_lsn;
+    if (j->kind == READ_CUSTOM)
+        return j->work(j, j->arg, &j->err);
+    uint64_t n_dbs = 0;
+    return walk_relations(j, visit_list, &n_dbs);
+}
+
+/* read_item: one item of a batch, at its effective LSN (set by read_prepare). */
+static bool read_item(ReadJob *j, ReadItem *it)
+{
+    j->lsn = it->effective_lsn;
+    j->rel = it->rel;
+    switch (it->op) {
+    case READ_OP_PAGE:
+        if (!failpoint_check("getpage", &it->err))
+            return false;
+        return read_page(j, it);
+    case READ_OP_REL_SIZE:
+        return get_existing_rel_size(j, &it->err, &it->nblocks);
+    case READ_OP_REL_EXISTS:
+        return read_rel_exists(j, it);
+    case READ_OP_DB_SIZE:
+        return read_db_size(j, it);
+    case READ_OP_SLRU_SEGMENT:
+        return read_slru_segment(j, it);
+    case READ_OP_COUNT:
+        break;
+    }
+    err_set(&it->err, ERR_INTERNAL, "unknown read operation %d", (int)it->op);
+    return false;
 }
 
 static void read_work(WorkerJob *job, void *arg)
 {
     ReadJob *j = arg;
-    if (j->kind == READ_PAGE && !failpoint_check("getpage", &j->err)) {
-        j->ok = false;
+    if (j->kind == READ_TIMELINE_SIZES) {
+        j->ok = read_timeline_sizes(j);
         return;
     }
-    switch (j->kind) {
-    case READ_PAGE:
-        j->ok = read_page(j);
-        break;
-    case READ_REL_SIZE:
-        j->ok = get_existing_rel_size(j, &j->nblocks);
-        break;
-    case READ_REL_EXISTS:
-        j->ok = read_rel_exists(j);
-        break;
-    case READ_DB_SIZE:
-        j->ok = read_db_size(j);
-        break;
-    case READ_TIMELINE_SIZES:
-        j->ok = read_timeline_sizes(j);
-        break;
-    case READ_REL_LIST:
-        j->ok = read_rel_list(j);
-        break;
-    case READ_CUSTOM:
-        j->ok = j->work(j, j->arg, &j->err);
-        break;
+    if (j->kind == READ_REL_LIST || j->kind == READ_CUSTOM) {
+        j->ok = read_own(j);
+        return;
+    }
+    for (size_t i = 0; i < j->n_items; i++) {
+        ReadItem *it = &j->items[i];
+        if (it->ok) /* not refused by read_prepare */
+            it->ok = read_item(j, it);
     }
 }
 
@@ -396,28 +451,19 @@ static void read_answer(void *arg)
 {
     ReadJob *j = arg;
     const Err *err = j->ok ? NULL : &j->err;
-    switch (j->kind) {
-    case READ_PAGE:
-        j->cb.page(err, j->ok ? j->page : NULL, j->arg);
-        break;
-    case READ_REL_SIZE:
-        j->cb.rel_size(err, j->ok ? j->nblocks : 0, j->arg);
-        break;
-    case READ_REL_EXISTS:
-        j->cb.rel_exists(err, j->ok && j->exists, j->arg);
-        break;
-    case READ_DB_SIZE:
-        j->cb.db_size(err, j->ok ? j->bytes : 0, j->arg);
-        break;
-    case READ_TIMELINE_SIZES:
+    if (j->kind == READ_TIMELINE_SIZES) {
         j->cb.sizes(err, j->ok ? &j->sizes : NULL, j->arg);
-        break;
-    case READ_REL_LIST:
-        j->cb.rel_list(err, j->ok ? j->rels : NULL, j->ok ? j->n_rels : 0, j->lsn, j->arg);
-        break;
-    case READ_CUSTOM:
-        j->cb.run(err, j->ok ? j->lsn : LSN_INVALID, j->arg);
-        break;
+    } else if (j->kind == READ_REL_LIST) {
+        j->cb.rel_list(err, j->ok ? j->rels : NULL, j->ok ? j->n_rels : 0,
+                       j->ok ? j->own_item.effective_lsn : LSN_INVALID, j->arg);
+    } else if (j->kind == READ_CUSTOM) {
+        j->cb.run(err, j->ok ? j->own_item.effective_lsn : LSN_INVALID, j->arg);
+    } else {
+        for (size_t i = 0; i < j->n_items && err != NULL; i++) {
+            j->items[i].ok = false;
+            j->items[i].err = *err;
+        }
+        j->cb.batch(err, j->items, j->n_items, j->arg);
     }
     free(j->rels);
     for (size_t i = 0; i < j->n_levels; i++) {
@@ -437,13 +483,15 @@ static void read_done(void *arg, WorkerOutcome outcome)
     ReadJob *j = arg;
     if (!worker_outcome_err(outcome, "read", &j->err))
         j->ok = false;
-    if (j->kind == READ_PAGE) {
-        struct timespec end;
-        clock_gettime(CLOCK_MONOTONIC, &end);
-        double secs =
-            (double)(end.tv_sec - j->start.tv_sec) + (double)(end.tv_nsec - j->start.tv_nsec) / 1e9;
+    struct timespec end;
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double secs =
+        (double)(end.tv_sec - j->start.tv_sec) + (double)(end.tv_nsec - j->start.tv_nsec) / 1e9;
+    for (size_t i = 0; i < j->n_items; i++) {
+        if (j->items[i].op != READ_OP_PAGE)
+            continue;
         metric_histogram_observe(j->app->m.getpage_seconds, secs);
-        if (!j->ok)
+        if (!j->ok || !j->items[i].ok)
             metric_counter_add(j->app->m.getpage_errors, 1);
     }
     metric_counter_add(j->app->m.layer_refetches, j->refetched);
@@ -454,37 +502,71 @@ static void read_done(void *arg, WorkerOutcome outcome)
     read_answer(j);
 }
 
-/* take_chain: references on the layers of tl's ancestor chain, each level at its LSN. */
-static void take_chain(ReadJob *j, const Timeline *tl, Lsn lsn)
+/* take_chain: references on the layers of tl's ancestor chain, each level bounded by the
+ * ancestor LSN it is read at. */
+static void take_chain(ReadJob *j, const Timeline *tl)
 {
     size_t depth = 0;
     for (const Timeline *t = tl; t != NULL; t = t->has_ancestor ? t->ancestor : NULL)
         depth++;
     j->levels = xcalloc(depth, sizeof(*j->levels));
     const Timeline *t = tl;
+    Lsn cap = UINT64_MAX;
     while (t != NULL) {
         ChainLevel *lv = &j->levels[j->n_levels++];
-        lv->lsn = lsn;
+        lv->cap = cap;
         lv->layers = xcalloc(t->n_layers ? t->n_layers : 1, sizeof(Layer *));
         for (size_t i = 0; i < t->n_layers; i++)
             lv->layers[lv->n++] = layer_obj_ref(t->layers[i]);
         if (!t->has_ancestor)
             break;
-        if (t->ancestor_lsn < lsn)
-            lsn = t->ancestor_lsn;
+        if (t->ancestor_lsn < cap)
+            cap = t->ancestor_lsn;
         t = t->ancestor;
     }
 }
 
-/* read_prepare: resolve the slot and timeline, check ownership (pages) and the LSN, take the
- * layer references of the chain. false + j->err otherwise. */
+/* prepare_item: the checks of one item that need no layer: page ownership, the effective LSN
+ * (min(lsn, last_record_lsn)) and the GC cutoff. false + it->err otherwise. */
+static bool prepare_item(const TenantSlot *slot, const Timeline *tl, ReadItem *it)
+{
+    if (it->op == READ_OP_PAGE) {
+        Key block = key_rel_block(it->rel.spc, it->rel.db, it->rel.rel, it->rel.fork, it->blkno);
+        if (!shard_identity_is_key_local(&slot->shard, &block)) {
+            char key[KEY_STR_SIZE];
+            key_format(&block, key);
+            ShardNumber owner =
+                key_to_shard_number(slot->shard.count, slot->shard.stripe_size, &block);
+            err_set(&it->err, ERR_NOT_FOUND,
+                    "key %s is not owned by shard %s (it belongs to shard number %u)", key,
+                    slot->tsid_str, (unsigned)owner);
+            return false;
+        }
+    }
+    Lsn lsn =
+        it->lsn != LSN_INVALID && it->lsn < tl->last_record_lsn ? it->lsn : tl->last_record_lsn;
+    Lsn min_readable = tl->gc_cutoff_lsn > tl->initdb_lsn ? tl->gc_cutoff_lsn : tl->initdb_lsn;
+    if (lsn < min_readable) {
+        char a[LSN_STR_SIZE], b[LSN_STR_SIZE];
+        lsn_format(lsn, a);
+        lsn_format(min_readable, b);
+        err_set(&it->err, ERR_BAD_REQUEST, "lsn %s is below the timeline's min_readable_lsn %s", a,
+                b);
+        return false;
+    }
+    it->effective_lsn = lsn;
+    return true;
+}
+
+/* read_prepare: resolve the slot and timeline, check each item, take the layer references of
+ * the chain. false + j->err when the whole job fails. */
 static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
-                         const TimelineId *tl_id, Lsn req_lsn)
+                         const TimelineId *tl_id)
 {
     TenantSlot *slot = NULL;
     if (j->kind == READ_TIMELINE_SIZES) {
         j->lsn = j->timeline->last_record_lsn;
-        take_chain(j, j->timeline, j->lsn);
+        take_chain(j, j->timeline);
         j->slot = j->timeline->slot;
         j->timeline = NULL;
         return true;
@@ -502,45 +584,14 @@ static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *ts
         err_set(&j->err, ERR_INTERNAL, "timeline %s is broken: %s", id, tl->broken_reason);
         return false;
     }
-    if (j->kind == READ_PAGE) {
-        Key block = key_rel_block(j->rel.spc, j->rel.db, j->rel.rel, j->rel.fork, j->blkno);
-        if (!shard_identity_is_key_local(&slot->shard, &block)) {
-            char key[KEY_STR_SIZE];
-            key_format(&block, key);
-            ShardNumber owner =
-                key_to_shard_number(slot->shard.count, slot->shard.stripe_size, &block);
-            err_set(&j->err, ERR_NOT_FOUND,
-                    "key %s is not owned by shard %s (it belongs to shard number %u)", key,
-                    slot->tsid_str, (unsigned)owner);
-            return false;
-        }
+    for (size_t i = 0; i < j->n_items; i++) {
+        ReadItem *it = &j->items[i];
+        err_clear(&it->err);
+        it->ok = prepare_item(slot, tl, it);
     }
-    Lsn lsn =
-        req_lsn != LSN_INVALID && req_lsn < tl->last_record_lsn ? req_lsn : tl->last_record_lsn;
-    Lsn min_readable = tl->gc_cutoff_lsn > tl->initdb_lsn ? tl->gc_cutoff_lsn : tl->initdb_lsn;
-    if (lsn < min_readable) {
-        char a[LSN_STR_SIZE], b[LSN_STR_SIZE];
-        lsn_format(lsn, a);
-        lsn_format(min_readable, b);
-        err_set(&j->err, ERR_BAD_REQUEST, "lsn %s is below the timeline's min_readable_lsn %s", a,
-                b);
-        return false;
-    }
-    j->lsn = lsn;
-    take_chain(j, tl, lsn);
+    take_chain(j, tl);
     j->slot = slot;
     return true;
-}
-
-static ReadJob *read_job_new(TenantManager *mgr, ReadKind kind, const RelTag *rel, void *arg)
-{
-    ReadJob *j = xcalloc(1, sizeof(*j));
-    clock_gettime(CLOCK_MONOTONIC, &j->start);
-    j->kind = kind;
-    j->app = mgr->app;
-    j->rel = *rel;
-    j->arg = arg;
-    return j;
 }
 
 /* ---- wait_lsn ---- */
@@ -561,7 +612,7 @@ typedef struct LsnWait {
 } LsnWait;
 
 static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
-                       const TimelineId *tl, Lsn lsn);
+                       const TimelineId *tl);
 
 static double secs_until(const struct timespec *t)
 {
@@ -610,9 +661,8 @@ static void on_lsn_wait_tick(evutil_socket_t fd, short what, void *arg)
     TenantManager *mgr = w->mgr;
     TenantShardId tsid = w->tsid;
     TimelineId tl_id = w->tl;
-    Lsn lsn = w->lsn;
     free(w);
-    read_start(j, mgr, &tsid, &tl_id, lsn);
+    read_start(j, mgr, &tsid, &tl_id);
 }
 
 /* lsn_wait_park: park j when its LSN is beyond the timeline's last_record_lsn (true), checked
@@ -643,11 +693,11 @@ static bool lsn_wait_park(ReadJob *j, TenantManager *mgr, const TenantShardId *t
 }
 
 static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
-                       const TimelineId *tl, Lsn lsn)
+                       const TimelineId *tl)
 {
-    if (lsn_wait_park(j, mgr, tsid, tl, lsn))
+    if (lsn_wait_park(j, mgr, tsid, tl, j->wait_lsn))
         return;
-    if (!read_prepare(j, mgr, tsid, tl, lsn)) {
+    if (!read_prepare(j, mgr, tsid, tl)) {
         j->ok = false;
         pageserver_defer(j->app, read_answer, j);
         return;
@@ -656,69 +706,159 @@ static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid
     /* the size walk of a whole timeline is background work: it must not hold the threads that
      * page reads keep for themselves */
     WorkerJobSpec spec = {.cls = WORKER_CLASS_LATENCY, .deadline_ms = PAGESERVER_READ_DEADLINE_MS};
-    if (j->kind == READ_TIMELINE_SIZES || j->kind == READ_REL_LIST || j->kind == READ_CUSTOM)
+    if (j->kind != READ_BATCH)
         spec = (WorkerJobSpec){.cls = WORKER_CLASS_IO};
     worker_pool_start(j->app->workers, &spec, read_work, read_done, j);
+}
+
+static ReadJob *read_job_new(TenantManager *mgr, ReadKind kind, void *arg)
+{
+    ReadJob *j = xcalloc(1, sizeof(*j));
+    clock_gettime(CLOCK_MONOTONIC, &j->start);
+    j->kind = kind;
+    j->app = mgr->app;
+    j->ok = true;
+    j->arg = arg;
+    return j;
+}
+
+void read_path_batch(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                     Lsn wait_lsn, ReadItem *items, size_t n, ReadBatchFn cb, void *arg)
+{
+    ReadJob *j = read_job_new(mgr, READ_BATCH, arg);
+    j->items = items;
+    j->n_items = n;
+    j->wait_lsn = wait_lsn;
+    j->cb.batch = cb;
+    read_start(j, mgr, tsid, tl);
+}
+
+void read_item_finish(ReadItem *it)
+{
+    free(it->segment);
+    it->segment = NULL;
+    it->segment_len = 0;
+}
+
+/* ---- single reads: batches of one ---- */
+
+typedef struct SingleRead {
+    ReadItem item;
+    union {
+        ReadPageFn page;
+        ReadRelSizeFn rel_size;
+        ReadRelExistsFn rel_exists;
+        ReadDbSizeFn db_size;
+    } cb;
+    void *arg;
+} SingleRead;
+
+static void single_done(const Err *batch_err, ReadItem *items, size_t n, void *arg)
+{
+    SingleRead *s = arg;
+    const ReadItem *it = &items[0];
+    const Err *err = it->ok ? NULL : &it->err;
+    switch (it->op) {
+    case READ_OP_PAGE:
+        s->cb.page(err, err ? NULL : it->page, s->arg);
+        break;
+    case READ_OP_REL_SIZE:
+        s->cb.rel_size(err, err ? 0 : it->nblocks, s->arg);
+        break;
+    case READ_OP_REL_EXISTS:
+        s->cb.rel_exists(err, !err && it->exists, s->arg);
+        break;
+    default: /* READ_OP_DB_SIZE */
+        s->cb.db_size(err, err ? 0 : it->bytes, s->arg);
+        break;
+    }
+    free(s);
+}
+
+/* single_read: s->item as a batch of one at lsn (waited for when beyond last_record_lsn). */
+static void single_read(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                        SingleRead *s, Lsn lsn)
+{
+    s->item.lsn = lsn;
+    read_path_batch(mgr, tsid, tl, lsn, &s->item, 1, single_done, s);
+}
+
+static SingleRead *single_new(ReadOp op, const RelTag *rel, void *arg)
+{
+    SingleRead *s = xcalloc(1, sizeof(*s));
+    s->item.op = op;
+    s->item.rel = *rel;
+    s->arg = arg;
+    return s;
 }
 
 void read_path_get_page(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
                         const RelTag *rel, uint32_t blkno, Lsn lsn, ReadPageFn cb, void *arg)
 {
-    ReadJob *j = read_job_new(mgr, READ_PAGE, rel, arg);
-    j->blkno = blkno;
-    j->cb.page = cb;
-    read_start(j, mgr, tsid, tl, lsn);
+    SingleRead *s = single_new(READ_OP_PAGE, rel, arg);
+    s->item.blkno = blkno;
+    s->cb.page = cb;
+    single_read(mgr, tsid, tl, s, lsn);
 }
 
 void read_path_rel_size(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
                         const RelTag *rel, Lsn lsn, ReadRelSizeFn cb, void *arg)
 {
-    ReadJob *j = read_job_new(mgr, READ_REL_SIZE, rel, arg);
-    j->cb.rel_size = cb;
-    read_start(j, mgr, tsid, tl, lsn);
+    SingleRead *s = single_new(READ_OP_REL_SIZE, rel, arg);
+    s->cb.rel_size = cb;
+    single_read(mgr, tsid, tl, s, lsn);
 }
 
 void read_path_rel_exists(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
                           const RelTag *rel, Lsn lsn, ReadRelExistsFn cb, void *arg)
 {
-    ReadJob *j = read_job_new(mgr, READ_REL_EXISTS, rel, arg);
-    j->cb.rel_exists = cb;
-    read_start(j, mgr, tsid, tl, lsn);
+    SingleRead *s = single_new(READ_OP_REL_EXISTS, rel, arg);
+    s->cb.rel_exists = cb;
+    single_read(mgr, tsid, tl, s, lsn);
 }
 
 void read_path_db_size(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
                        uint32_t spc, uint32_t db, Lsn lsn, ReadDbSizeFn cb, void *arg)
 {
     RelTag rel = {.spc = spc, .db = db};
-    ReadJob *j = read_job_new(mgr, READ_DB_SIZE, &rel, arg);
-    j->cb.db_size = cb;
-    read_start(j, mgr, tsid, tl, lsn);
+    SingleRead *s = single_new(READ_OP_DB_SIZE, &rel, arg);
+    s->cb.db_size = cb;
+    single_read(mgr, tsid, tl, s, lsn);
 }
 
 void read_path_timeline_sizes(Timeline *tl, ReadSizesFn cb, void *arg)
 {
-    RelTag none = {0};
-    ReadJob *j = read_job_new(tl->slot->mgr, READ_TIMELINE_SIZES, &none, arg);
+    ReadJob *j = read_job_new(tl->slot->mgr, READ_TIMELINE_SIZES, arg);
     j->cb.sizes = cb;
     j->timeline = tl;
-    read_start(j, tl->slot->mgr, &tl->slot->tsid, &tl->id, tl->last_record_lsn);
+    read_start(j, tl->slot->mgr, &tl->slot->tsid, &tl->id);
+}
+
+/* own_read: a listing or custom read of (tsid, tl) at lsn, checked like a batch item. */
+static void own_read(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid,
+                     const TimelineId *tl, Lsn lsn)
+{
+    j->own_item.op = READ_OP_DB_SIZE; /* any op but a page: no ownership check */
+    j->own_item.lsn = lsn;
+    j->items = &j->own_item;
+    j->n_items = 1;
+    j->wait_lsn = lsn;
+    read_start(j, mgr, tsid, tl);
 }
 
 void read_path_list_relations(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
                               Lsn lsn, ReadRelListFn cb, void *arg)
 {
-    RelTag none = {0};
-    ReadJob *j = read_job_new(mgr, READ_REL_LIST, &none, arg);
+    ReadJob *j = read_job_new(mgr, READ_REL_LIST, arg);
     j->cb.rel_list = cb;
-    read_start(j, mgr, tsid, tl, lsn);
+    own_read(j, mgr, tsid, tl, lsn);
 }
 
 void read_path_run(TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl, Lsn lsn,
                    ReadWorkFn work, ReadWorkDoneFn done, void *arg)
 {
-    RelTag none = {0};
-    ReadJob *j = read_job_new(mgr, READ_CUSTOM, &none, arg);
+    ReadJob *j = read_job_new(mgr, READ_CUSTOM, arg);
     j->work = work;
     j->cb.run = done;
-    read_start(j, mgr, tsid, tl, lsn);
+    own_read(j, mgr, tsid, tl, lsn);
 }

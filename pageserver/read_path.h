@@ -1,6 +1,7 @@
 /*
  * read_path.h: reads of a timeline's keys, the calls the HTTP getpage route and the page service
- * make: a page, a relation's size and existence, a database's size.
+ * make: a page, a relation's size and existence, a database's size, an SLRU segment; one at a
+ * time or in batches that cost one worker round trip (read_path_batch).
  *
  * A page read of (rel, fork, blkno) at lsn:
  *   1. the key must be one this shard owns (relation blocks are striped; init-fork blocks live on
@@ -16,7 +17,9 @@
  * Relation size = the u32 of the relation size key (absent: 404 "relation not found"); relation
  * exists = the relation directory key of (spc, db) lists (rel, fork) (no directory: false);
  * database size = the sum over the relation directory's entries of their sizes, in bytes (no
- * directory: 404). Size and directory keys are global: every shard answers them.
+ * directory: 404). Size and directory keys are global: every shard answers them. An SLRU segment
+ * = its segment size key (absent: 404) and that many blocks (holes read as zeros); SLRU keys live
+ * on shard 0.
  *
  * Timeline sizes (read_path_timeline_sizes, run when a timeline is loaded or created): at the
  * timeline's last_record_lsn, the logical size = the sum over every relation directory entry of
@@ -74,6 +77,55 @@ typedef struct TimelineSizes {
 
 /* ReadSizesFn: sizes is valid during the call; NULL exactly when err != NULL. */
 typedef void (*ReadSizesFn)(const Err *err, const TimelineSizes *sizes, void *arg);
+
+/* ---- batched reads (the page service) ---- */
+
+typedef enum ReadOp {
+    READ_OP_PAGE,         /* rel, blkno -> page */
+    READ_OP_REL_SIZE,     /* rel -> nblocks */
+    READ_OP_REL_EXISTS,   /* rel -> exists */
+    READ_OP_DB_SIZE,      /* rel.spc, rel.db -> bytes */
+    READ_OP_SLRU_SEGMENT, /* slru_kind, segno -> nblocks, segment (shard 0's keys) */
+    READ_OP_COUNT
+} ReadOp;
+
+/* ReadItem: one read of a batch: the caller fills the inputs, the read path the outputs. */
+typedef struct ReadItem {
+    /* in */
+    ReadOp op;
+    RelTag rel;
+    uint32_t blkno;
+    uint8_t slru_kind;
+    uint32_t segno;
+    Lsn lsn; /* read at min(lsn, last_record_lsn); LSN_INVALID: last_record_lsn */
+    /* out */
+    bool ok; /* false: err says why (this item only, or the whole batch) */
+    Err err;
+    Lsn effective_lsn;
+    uint8_t page[BLCKSZ];
+    uint32_t nblocks;
+    bool exists;
+    uint64_t bytes;
+    uint8_t *segment; /* READ_OP_SLRU_SEGMENT: nblocks * BLCKSZ bytes; read_item_finish frees */
+    size_t segment_len;
+} ReadItem;
+
+/* ReadBatchFn: every item has ok/err set; err is non-NULL when the whole batch failed (before
+ * any read: not ready, unknown timeline, wait timeout), and is then copied into every item. */
+typedef void (*ReadBatchFn)(const Err *err, ReadItem *items, size_t n, void *arg);
+
+/* read_path_batch: the n items of (tsid, tl) in one worker job (one round trip): the batch waits
+ * first until last_record_lsn reaches wait_lsn (LSN_INVALID: no wait; see step 2 above), then each
+ * item is checked (page ownership, effective LSN, GC cutoff) and read on its own: one item's
+ * error does not fail the others. items must stay valid until cb; the caller owns them (and
+ * calls read_item_finish on each). */
+void read_path_batch(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
+                     Lsn wait_lsn, ReadItem *items, size_t n, ReadBatchFn cb, void *arg);
+
+/* read_item_finish: free what a read left in the item (an SLRU segment). */
+void read_item_finish(ReadItem *it);
+
+/* The single reads below are batches of one whose wait_lsn is their lsn. */
 
 /* read_path_get_page: block blkno of rel at lsn (LSN_INVALID: the last record LSN). */
 void read_path_get_page(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,

@@ -1,0 +1,1088 @@
+/*
+ * page_service.c: the compute-facing page service (page_service.h, docs/page-service.md).
+ *
+ * A connection is a small state machine driven by its bufferevent:
+ *
+ *   STARTUP --SSLRequest: 'N'--> STARTUP
+ *   STARTUP --startup packet, auth on--> PASSWORD --JWT verified--> READY
+ *   STARTUP --startup packet, auth off--> READY
+ *   READY --"pagestream_v2|v3 t tl"--> PAGESTREAM          (CopyBothResponse)
+ *   READY --"basebackup t tl ..."--> BASEBACKUP --built--> COPYOUT --sent--> READY
+ *   any --EOF, error, timeout, protocol violation, Terminate, CopyDone, stop--> closed
+ *
+ * PAGESTREAM: every CopyData is one request. process_input decodes requests into the connection's
+ * ring `q` while fewer than PAGE_SERVICE_MAX_IN_FLIGHT are unanswered and the output buffer is
+ * below its high-water mark (otherwise reading stops: backpressure); requests refused without a
+ * read (LSN 0, request_lsn < not_modified_since, a page of a shard not on this node, unknown
+ * tenant) are answered at once. dispatch() then groups consecutive requests for the same tenant
+ * shard into batches of up to PAGE_SERVICE_MAX_BATCH, one read_path_batch (one worker round
+ * trip) each. flush() writes the answered requests at the head of the ring, in order.
+ *
+ * A connection that is closed while reads or a basebackup build are in flight is unlinked and
+ * its socket freed at once; the struct waits for those completions (`ops`) and is freed by the
+ * last one.
+ */
+#include "pageserver/page_service.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "shared/auth.h"
+#include "shared/key.h"
+#include "shared/log.h"
+#include "shared/metrics.h"
+#include "shared/pgwire.h"
+#include "shared/str.h"
+
+#include "pageserver/app.h"
+#include "pageserver/defaults.h"
+#include "pageserver/read_path.h"
+#include "pageserver/tenant.h"
+
+typedef enum PgConnState {
+    PGC_STARTUP,
+    PGC_PASSWORD,
+    PGC_READY,
+    PGC_PAGESTREAM,
+    PGC_BASEBACKUP, /* building: input ignored */
+    PGC_COPYOUT,    /* streaming the built file */
+    PGC_STATE_COUNT
+} PgConnState;
+
+typedef struct PgConn PgConn;
+
+/* PsBatch: one read_path_batch; freed when every request of it has been written out (or the
+ * connection closed and the read completed). */
+typedef struct PsBatch {
+    PgConn *conn;
+    size_t n;
+    size_t unflushed; /* requests of this batch not written yet */
+    bool completed;
+    ReadItem items[];
+} PsBatch;
+
+/* PsReq: one pagestream request between decoding and writing its answer. */
+typedef struct PsReq {
+    PagestreamRequest req;
+    struct timespec start;
+    bool done;
+    TenantShardId target; /* the shard that answers it */
+    PsBatch *batch;       /* dispatched: its item is batch->items[idx] */
+    size_t idx;
+    Err *err; /* refused before any read (done without a batch); heap */
+} PsReq;
+
+struct PgConn {
+    PageService *ps;
+    PgConn *prev, *next;
+    struct bufferevent *bev; /* NULL once closed */
+    PgConnState state;
+    bool auth_ok;
+    AuthClaims claims;
+    bool close_after_flush; /* an error was queued: close when the output is written */
+    unsigned ops;           /* read batches and basebackup builds in flight */
+    char peer[64];
+    /* pagestream */
+    PagestreamVersion version;
+    TenantId tenant;
+    TimelineId timeline;
+    PsReq *q; /* PAGE_SERVICE_MAX_IN_FLIGHT entries, allocated by the pagestream command */
+    size_t q_head, q_len, q_dispatched; /* ring; [head, head+dispatched) dispatched */
+    bool input_done; /* CopyDone or Terminate seen: answer what is queued, then close */
+    /* basebackup */
+    TenantShardId bb_tsid;
+    int bb_fd;
+    struct evbuffer_file_segment *bb_seg;
+    uint64_t bb_size, bb_pos;
+};
+
+typedef struct PsMetrics {
+    MetricCounter *requests[PAGESTREAM_TAG_COUNT];
+    MetricCounter *errors;
+    MetricHistogram *latency;
+    MetricHistogram *batch_size;
+    MetricCounter *bytes_out;
+    MetricGauge *connections;
+    MetricCounter *accepted;
+    MetricCounter *refused;
+    MetricCounter *protocol_errors;
+    MetricCounter *basebackups;
+} PsMetrics;
+
+struct PageService {
+    PageserverApp *app;
+    PageServiceConfig cfg;
+    struct evconnlistener *listener;
+    uint16_t port;
+    PgConn *conns; /* open connections (doubly linked) */
+    size_t n_conns;
+    bool stopping;
+    PsMetrics m;
+};
+
+static void conn_close(PgConn *c, const char *why);
+static void process_input(PgConn *c);
+
+/* ---- output helpers ---- */
+
+static struct evbuffer *conn_out(PgConn *c)
+{
+    return bufferevent_get_output(c->bev);
+}
+
+/* conn_send: append the bytes of a StrBuf built with the pgwire builders. */
+static void conn_send(PgConn *c, StrBuf *b)
+{
+    if (b->len > 0) {
+        evbuffer_add(conn_out(c), b->data, b->len);
+        metric_counter_add(c->ps->m.bytes_out, b->len);
+    }
+    strbuf_reset(b);
+}
+
+/* send_error: ErrorResponse (+ ReadyForQuery when the connection goes on). */
+static void send_error(PgConn *c, const char *sqlstate, const char *msg, bool ready)
+{
+    StrBuf b = STRBUF_INIT;
+    pgwire_put_error(&b, "ERROR", sqlstate, msg);
+    if (ready)
+        pgwire_put_ready_for_query(&b);
+    conn_send(c, &b);
+    strbuf_finish(&b);
+}
+
+/* fatal: ErrorResponse, then close once it is written; nothing more is read. */
+static void fatal(PgConn *c, const char *sqlstate, const char *msg)
+{
+    if (c->bev == NULL || c->close_after_flush)
+        return;
+    log_info("page service: %s: closing the connection: %s", c->peer, msg);
+    send_error(c, sqlstate, msg, false);
+    c->close_after_flush = true;
+    bufferevent_disable(c->bev, EV_READ);
+}
+
+static void protocol_violation(PgConn *c, const char *msg)
+{
+    metric_counter_add(c->ps->m.protocol_errors, 1);
+    fatal(c, PGWIRE_SQLSTATE_PROTOCOL_VIOLATION, msg);
+}
+
+static double secs_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static void set_timeouts(PgConn *c, uint64_t read_ms)
+{
+    struct timeval rt = {(time_t)(read_ms / 1000), (suseconds_t)(read_ms % 1000) * 1000};
+    uint64_t w = c->ps->cfg.idle_timeout_ms;
+    struct timeval wt = {(time_t)(w / 1000), (suseconds_t)(w % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, &rt, &wt);
+}
+
+/* ---- pagestream ---- */
+
+static PsReq *q_at(PgConn *c, size_t i)
+{
+    return &c->q[(c->q_head + i) % PAGE_SERVICE_MAX_IN_FLIGHT];
+}
+
+static void batch_unref(PsBatch *b)
+{
+    if (--b->unflushed > 0)
+        return;
+    for (size_t i = 0; i < b->n; i++)
+        read_item_finish(&b->items[i]);
+    free(b);
+}
+
+/* write_response: the answer of r (done) as one CopyData. */
+static void write_response(PgConn *c, PsReq *r)
+{
+    PagestreamResponse resp = {.req = r->req};
+    const ReadItem *it = r->batch ? &r->batch->items[r->idx] : NULL;
+    const Err *err = it ? (it->ok ? NULL : &it->err) : r->err;
+    const void *bulk = NULL;
+    size_t bulk_len = 0;
+    if (err != NULL) {
+        resp.tag = PAGESTREAM_RESP_ERROR;
+        bulk = err->msg;
+        bulk_len = strlen(err->msg) + 1;
+        metric_counter_add(c->ps->m.errors, 1);
+    } else {
+        resp.tag = pagestream_response_tag(r->req.tag);
+        switch (r->req.tag) {
+        case PAGESTREAM_EXISTS:
+            resp.exists = it->exists;
+            break;
+        case PAGESTREAM_NBLOCKS:
+            resp.nblocks = it->nblocks;
+            break;
+        case PAGESTREAM_GET_PAGE:
+            bulk = it->page;
+            bulk_len = BLCKSZ;
+            break;
+        case PAGESTREAM_DB_SIZE:
+            resp.db_size = (int64_t)it->bytes;
+            break;
+        case PAGESTREAM_GET_SLRU_SEGMENT:
+            resp.nblocks = it->nblocks;
+            bulk = it->segment;
+            bulk_len = it->segment_len;
+            break;
+        case PAGESTREAM_TAG_COUNT:
+            break;
+        }
+    }
+    uint8_t hdr[PGWIRE_HEADER_SIZE + PAGESTREAM_RESPONSE_HEADER_MAX];
+    size_t n = pagestream_response_header_encode(c->version, &resp, hdr + PGWIRE_HEADER_SIZE);
+    pgwire_msg_header(hdr, 'd', n + bulk_len);
+    struct evbuffer *out = conn_out(c);
+    evbuffer_add(out, hdr, PGWIRE_HEADER_SIZE + n);
+    if (bulk_len)
+        evbuffer_add(out, bulk, bulk_len);
+    metric_counter_add(c->ps->m.bytes_out, PGWIRE_HEADER_SIZE + n + bulk_len);
+    metric_histogram_observe(c->ps->m.latency, secs_since(&r->start));
+}
+
+/* flush: write the answered requests at the head of the queue, in order. */
+static void flush(PgConn *c)
+{
+    while (c->q_dispatched > 0 && q_at(c, 0)->done) {
+        PsReq *r = q_at(c, 0);
+        if (c->bev != NULL)
+            write_response(c, r);
+        if (r->batch != NULL)
+            batch_unref(r->batch);
+        r->batch = NULL;
+        free(r->err);
+        r->err = NULL;
+        c->q_head = (c->q_head + 1) % PAGE_SERVICE_MAX_IN_FLIGHT;
+        c->q_len--;
+        c->q_dispatched--;
+    }
+}
+
+/* conn_release: one operation of a closed connection ended; the last frees it. */
+static void conn_free(PgConn *c)
+{
+    for (size_t i = 0; c->q != NULL && i < c->q_len; i++)
+        free(q_at(c, i)->err);
+    free(c->q);
+    free(c);
+}
+
+static void conn_release(PgConn *c)
+{
+    if (--c->ops > 0 || c->bev != NULL)
+        return;
+    conn_free(c);
+}
+
+static void on_batch_read(const Err *err, ReadItem *items, size_t n, void *arg)
+{
+    PsBatch *b = arg;
+    PgConn *c = b->conn;
+    b->completed = true;
+    for (size_t i = 0; i < c->q_dispatched; i++) {
+        PsReq *r = q_at(c, i);
+        if (r->batch == b)
+            r->done = true;
+    }
+    if (c->bev == NULL) { /* closed meanwhile: nothing to write */
+        flush(c);
+        conn_release(c);
+        return;
+    }
+    c->ops--;
+    flush(c);
+    process_input(c);
+}
+
+/* refuse: answer r at once with an error (no read). */
+static void refuse(PsReq *r, const Err *err)
+{
+    r->err = xmalloc(sizeof(*r->err));
+    *r->err = *err;
+    r->done = true;
+}
+
+/* route: the shard that answers r (a GetPage: the owner of its key; the rest: shard 0), or
+ * refuse it. */
+static void route(PgConn *c, PsReq *r)
+{
+    Err err = {0};
+    const PagestreamRequest *q = &r->req;
+    if (q->request_lsn == LSN_INVALID) {
+        err_set(&err, ERR_BAD_REQUEST, "invalid request LSN 0");
+        refuse(r, &err);
+        return;
+    }
+    if (q->request_lsn < q->not_modified_since) {
+        char a[LSN_STR_SIZE], b[LSN_STR_SIZE];
+        lsn_format(q->request_lsn, a);
+        lsn_format(q->not_modified_since, b);
+        err_set(&err, ERR_BAD_REQUEST, "invalid request: request_lsn %s < not_modified_since %s", a,
+                b);
+        refuse(r, &err);
+        return;
+    }
+    Key key = q->tag == PAGESTREAM_GET_PAGE
+                  ? key_rel_block(q->rel.spc, q->rel.db, q->rel.rel, q->rel.fork, q->blkno)
+                  : key_dbdir(); /* any shard-0 key */
+    if (q->tag == PAGESTREAM_GET_PAGE && q->blkno == KEY_F6_SIZE) {
+        err_set(&err, ERR_BAD_REQUEST, "invalid block number %u", q->blkno);
+        refuse(r, &err);
+        return;
+    }
+    if (!tenant_manager_shard_for_key(c->ps->app->tenants, &c->tenant, &key, &r->target, &err))
+        refuse(r, &err);
+}
+
+static ReadOp read_op_of(PagestreamTag tag)
+{
+    static const ReadOp OPS[PAGESTREAM_TAG_COUNT] = {
+        [PAGESTREAM_EXISTS] = READ_OP_REL_EXISTS,
+        [PAGESTREAM_NBLOCKS] = READ_OP_REL_SIZE,
+        [PAGESTREAM_GET_PAGE] = READ_OP_PAGE,
+        [PAGESTREAM_DB_SIZE] = READ_OP_DB_SIZE,
+        [PAGESTREAM_GET_SLRU_SEGMENT] = READ_OP_SLRU_SEGMENT,
+    };
+    return OPS[tag];
+}
+
+/* dispatch: batch the undispatched requests: consecutive ones for the same shard share one
+ * read_path_batch (at most PAGE_SERVICE_MAX_BATCH each). */
+static void dispatch(PgConn *c)
+{
+    while (c->q_dispatched < c->q_len) {
+        PsReq *first = q_at(c, c->q_dispatched);
+        if (first->done) { /* refused: nothing to read */
+            c->q_dispatched++;
+            continue;
+        }
+        size_t n = 1;
+        while (c->q_dispatched + n < c->q_len && n < PAGE_SERVICE_MAX_BATCH) {
+            PsReq *r = q_at(c, c->q_dispatched + n);
+            if (r->done || !tsid_eq(&r->target, &first->target))
+                break;
+            n++;
+        }
+        PsBatch *b = xcalloc(1, sizeof(*b) + n * sizeof(ReadItem));
+        b->conn = c;
+        b->n = n;
+        b->unflushed = n;
+        Lsn wait_lsn = LSN_INVALID;
+        for (size_t i = 0; i < n; i++) {
+            PsReq *r = q_at(c, c->q_dispatched + i);
+            const PagestreamRequest *q = &r->req;
+            ReadItem *it = &b->items[i];
+            it->op = read_op_of(q->tag);
+            it->rel = q->rel;
+            if (q->tag == PAGESTREAM_DB_SIZE)
+                it->rel = (RelTag){.spc = DEFAULTTABLESPACE_OID, .db = q->dbnode};
+            it->blkno = q->blkno;
+            it->slru_kind = q->slru_kind;
+            it->segno = q->segno;
+            it->lsn = q->request_lsn;
+            if (q->not_modified_since > wait_lsn)
+                wait_lsn = q->not_modified_since;
+            r->batch = b;
+            r->idx = i;
+        }
+        c->q_dispatched += n;
+        c->ops++;
+        metric_histogram_observe(c->ps->m.batch_size, (double)n);
+        read_path_batch(c->ps->app->tenants, &first->target, &c->timeline, wait_lsn, b->items, n,
+                        on_batch_read, b);
+    }
+}
+
+/* on_copy_data: one pagestream request. false when the connection must stop reading. */
+static void on_copy_data(PgConn *c, const PgwireMsg *m)
+{
+    Err err = {0};
+    PsReq *r = q_at(c, c->q_len);
+    memset(r, 0, sizeof(*r));
+    if (!pagestream_request_decode(c->version, m->payload, m->len, &r->req, &err)) {
+        protocol_violation(c, err.msg);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &r->start);
+    metric_counter_add(c->ps->m.requests[r->req.tag], 1);
+    c->q_len++;
+    route(c, r);
+}
+
+/* ---- basebackup ---- */
+
+static void copyout_pump(PgConn *c);
+
+static void basebackup_finish(PgConn *c)
+{
+    if (c->bb_seg != NULL)
+        evbuffer_file_segment_free(c->bb_seg); /* closes bb_fd (EVBUF_FS_CLOSE_ON_FREE) */
+    else if (c->bb_fd >= 0)
+        close(c->bb_fd);
+    c->bb_seg = NULL;
+    c->bb_fd = -1;
+}
+
+static void on_basebackup_built(const Err *err, Lsn lsn, void *arg)
+{
+    PgConn *c = arg;
+    if (c->bev == NULL) {
+        basebackup_finish(c);
+        conn_release(c);
+        return;
+    }
+    c->ops--;
+    struct stat st;
+    Err e = {0};
+    if (err == NULL && fstat(c->bb_fd, &st) != 0)
+        err_set(&e, ERR_INTERNAL, "cannot stat the basebackup file: %s", strerror(errno));
+    else if (err == NULL && st.st_size > 0) {
+        c->bb_seg = evbuffer_file_segment_new(c->bb_fd, 0, st.st_size, EVBUF_FS_CLOSE_ON_FREE);
+        if (c->bb_seg == NULL)
+            err_set(&e, ERR_INTERNAL, "cannot map the basebackup file");
+    }
+    if (err != NULL || err_is_set(&e)) {
+        const Err *which = err != NULL ? err : &e;
+        log_warn("page service: %s: basebackup failed: %s", c->peer, which->msg);
+        basebackup_finish(c);
+        c->state = PGC_READY;
+        send_error(c, PGWIRE_SQLSTATE_INTERNAL, which->msg, true);
+        set_timeouts(c, c->ps->cfg.idle_timeout_ms);
+        bufferevent_enable(c->bev, EV_READ);
+        return;
+    }
+    char l[LSN_STR_SIZE];
+    lsn_format(lsn, l);
+    log_info("page service: %s: streaming a basebackup at %s (%jd bytes)", c->peer, l,
+             (intmax_t)st.st_size);
+    c->bb_size = (uint64_t)st.st_size;
+    c->bb_pos = 0;
+    c->state = PGC_COPYOUT;
+    StrBuf b = STRBUF_INIT;
+    pgwire_put_copy_out_response(&b);
+    conn_send(c, &b);
+    strbuf_finish(&b);
+    copyout_pump(c);
+}
+
+/* copyout_pump: add CopyData chunks of the built file while the output is below its high-water
+ * mark; after the last, CopyDone, CommandComplete and ReadyForQuery. */
+static void copyout_pump(PgConn *c)
+{
+    struct evbuffer *out = conn_out(c);
+    while (c->bb_pos < c->bb_size && evbuffer_get_length(out) < PAGE_SERVICE_OUTPUT_HIGH_WATER) {
+        uint64_t n = c->bb_size - c->bb_pos;
+        if (n > PAGE_SERVICE_COPY_CHUNK)
+            n = PAGE_SERVICE_COPY_CHUNK;
+        uint8_t hdr[PGWIRE_HEADER_SIZE];
+        pgwire_msg_header(hdr, 'd', (size_t)n);
+        evbuffer_add(out, hdr, sizeof(hdr));
+        evbuffer_add_file_segment(out, c->bb_seg, (ev_off_t)c->bb_pos, (ev_off_t)n);
+        c->bb_pos += n;
+        metric_counter_add(c->ps->m.bytes_out, sizeof(hdr) + n);
+    }
+    if (c->bb_pos < c->bb_size)
+        return; /* more when the output drains (on_write) */
+    basebackup_finish(c);
+    StrBuf b = STRBUF_INIT;
+    pgwire_put_copy_done(&b);
+    pgwire_put_command_complete(&b, "SELECT 1");
+    pgwire_put_ready_for_query(&b);
+    conn_send(c, &b);
+    strbuf_finish(&b);
+    c->state = PGC_READY;
+    set_timeouts(c, c->ps->cfg.idle_timeout_ms);
+    bufferevent_enable(c->bev, EV_READ);
+}
+
+/* ---- commands ---- */
+
+#define MAX_ARGS 6
+
+typedef struct Command {
+    const char *name;
+    size_t min_args, max_args; /* after the name */
+    void (*run)(PgConn *c, char **argv, size_t argc);
+} Command;
+
+/* check_tenant: parse the tenant and timeline arguments and check the token's tenant. */
+static bool check_tenant(PgConn *c, const char *tenant, const char *timeline)
+{
+    Err err = {0};
+    if (!tenant_id_parse(tenant, &c->tenant, &err) ||
+        !timeline_id_parse(timeline, &c->timeline, &err)) {
+        send_error(c, PGWIRE_SQLSTATE_SYNTAX_ERROR, err.msg, true);
+        return false;
+    }
+    if (c->ps->app->auth != NULL && !auth_check(AUTH_POLICY_PAGESERVER, AUTH_SCOPE_PAGESERVERAPI,
+                                                &c->claims, &c->tenant, &err)) {
+        send_error(c, PGWIRE_SQLSTATE_INVALID_PASSWORD, err.msg, true);
+        return false;
+    }
+    return true;
+}
+
+static void run_pagestream(PgConn *c, PagestreamVersion v, char **argv)
+{
+    if (!check_tenant(c, argv[1], argv[2]))
+        return;
+    c->version = v;
+    c->state = PGC_PAGESTREAM;
+    c->q = xcalloc(PAGE_SERVICE_MAX_IN_FLIGHT, sizeof(*c->q));
+    set_timeouts(c, c->ps->cfg.idle_timeout_ms);
+    StrBuf b = STRBUF_INIT;
+    pgwire_put_copy_both_response(&b);
+    conn_send(c, &b);
+    strbuf_finish(&b);
+}
+
+static void cmd_pagestream_v2(PgConn *c, char **argv, size_t argc)
+{
+    run_pagestream(c, PAGESTREAM_V2, argv);
+}
+
+static void cmd_pagestream_v3(PgConn *c, char **argv, size_t argc)
+{
+    run_pagestream(c, PAGESTREAM_V3, argv);
+}
+
+/* cmd_basebackup: basebackup <tenant> <timeline> [<lsn>|latest] [--gzip] on shard 0. */
+static void cmd_basebackup(PgConn *c, char **argv, size_t argc)
+{
+    if (!check_tenant(c, argv[1], argv[2]))
+        return;
+    Err err = {0};
+    Lsn lsn = LSN_INVALID;
+    bool gzip = false;
+    for (size_t i = 3; i < argc; i++) {
+        if (strcmp(argv[i], "--gzip") == 0)
+            gzip = true;
+        else if (i == 3 && strcmp(argv[i], "latest") == 0)
+            lsn = LSN_INVALID;
+        else if (i == 3) {
+            if (!lsn_parse(argv[i], &lsn, &err)) {
+                send_error(c, PGWIRE_SQLSTATE_SYNTAX_ERROR, err.msg, true);
+                return;
+            }
+        } else {
+            char q[STR_QUOTE_SIZE];
+            err_set(&err, ERR_BAD_REQUEST, "basebackup: unexpected argument \"%s\"",
+                    str_quote(argv[i], q));
+            send_error(c, PGWIRE_SQLSTATE_SYNTAX_ERROR, err.msg, true);
+            return;
+        }
+    }
+    Key shard0_key = key_dbdir();
+    if (!tenant_manager_shard_for_key(c->ps->app->tenants, &c->tenant, &shard0_key, &c->bb_tsid,
+                                      &err)) {
+        send_error(c, PGWIRE_SQLSTATE_UNDEFINED_OBJECT, err.msg, true);
+        return;
+    }
+    if (c->ps->cfg.basebackup_build == NULL) {
+        send_error(c, PGWIRE_SQLSTATE_FEATURE_UNSUPPORTED, "basebackup is not available", true);
+        return;
+    }
+    char path[PATH_MAX];
+    if (!str_printf(path, sizeof(path), "%s/%s/basebackup.XXXXXX", c->ps->app->cfg.workdir,
+                    PAGESERVER_TMP_DIR)) {
+        send_error(c, PGWIRE_SQLSTATE_INTERNAL, "temporary file path too long", true);
+        return;
+    }
+    c->bb_fd = mkostemp(path, O_CLOEXEC);
+    if (c->bb_fd < 0) {
+        err_set(&err, ERR_INTERNAL, "cannot create a temporary file: %s", strerror(errno));
+        send_error(c, PGWIRE_SQLSTATE_INTERNAL, err.msg, true);
+        return;
+    }
+    unlink(path); /* the descriptor is all we need; nothing is left behind on a crash */
+    metric_counter_add(c->ps->m.basebackups, 1);
+    c->state = PGC_BASEBACKUP;
+    bufferevent_disable(c->bev, EV_READ);
+    c->ops++;
+    c->ps->cfg.basebackup_build(c->ps->app->tenants, &c->bb_tsid, &c->timeline, lsn, gzip, c->bb_fd,
+                                on_basebackup_built, c);
+}
+
+/* The commands of a simple query: the first word picks the row. */
+static const Command COMMANDS[] = {
+    {"pagestream_v2", 2, 2, cmd_pagestream_v2},
+    {"pagestream_v3", 2, 2, cmd_pagestream_v3},
+    {"basebackup", 2, 4, cmd_basebackup},
+};
+
+static void on_query(PgConn *c, const PgwireMsg *m)
+{
+    Err err = {0};
+    const char *sql;
+    if (!pgwire_decode_cstring(m, &sql, &err)) {
+        protocol_violation(c, err.msg);
+        return;
+    }
+    char buf[512];
+    if (!str_copy(buf, sizeof(buf), sql)) {
+        send_error(c, PGWIRE_SQLSTATE_SYNTAX_ERROR, "query too long", true);
+        return;
+    }
+    char *argv[MAX_ARGS + 1];
+    size_t argc = 0;
+    char *save = NULL;
+    for (char *w = strtok_r(buf, " \t\r\n;", &save); w != NULL;
+         w = strtok_r(NULL, " \t\r\n;", &save)) {
+        if (argc == MAX_ARGS + 1) {
+            send_error(c, PGWIRE_SQLSTATE_SYNTAX_ERROR, "too many arguments", true);
+            return;
+        }
+        argv[argc++] = w;
+    }
+    StrBuf b = STRBUF_INIT;
+    if (argc == 0) {
+        pgwire_put_empty_query_response(&b);
+        pgwire_put_ready_for_query(&b);
+        conn_send(c, &b);
+        strbuf_finish(&b);
+        return;
+    }
+    strbuf_finish(&b);
+    for (size_t i = 0; i < sizeof(COMMANDS) / sizeof(COMMANDS[0]); i++) {
+        const Command *cmd = &COMMANDS[i];
+        if (strcmp(argv[0], cmd->name) != 0)
+            continue;
+        if (argc - 1 < cmd->min_args || argc - 1 > cmd->max_args) {
+            char msg[128];
+            str_printf(msg, sizeof(msg), "%s: wrong number of arguments", cmd->name);
+            send_error(c, PGWIRE_SQLSTATE_SYNTAX_ERROR, msg, true);
+            return;
+        }
+        cmd->run(c, argv, argc);
+        return;
+    }
+    char q[STR_QUOTE_SIZE], msg[STR_QUOTE_SIZE + 64];
+    str_printf(msg, sizeof(msg), "unsupported command \"%s\"", str_quote(argv[0], q));
+    send_error(c, PGWIRE_SQLSTATE_SYNTAX_ERROR, msg, true);
+}
+
+/* ---- startup and authentication ---- */
+
+static void send_ready(PgConn *c)
+{
+    StrBuf b = STRBUF_INIT;
+    pgwire_put_auth_ok(&b);
+    pgwire_put_parameter_status(&b, "server_version", "15");
+    pgwire_put_parameter_status(&b, "client_encoding", "UTF8");
+    pgwire_put_ready_for_query(&b);
+    conn_send(c, &b);
+    strbuf_finish(&b);
+    c->state = PGC_READY;
+}
+
+static void on_startup(PgConn *c, const PgwireMsg *m)
+{
+    Err err = {0};
+    PgwireStartup s;
+    if (!pgwire_decode_startup(m, &s, &err)) {
+        protocol_violation(c, err.msg);
+        return;
+    }
+    if (s.code == PGWIRE_SSL_REQUEST || s.code == PGWIRE_GSSENC_REQUEST) {
+        evbuffer_add(conn_out(c), "N", 1); /* no encryption; the client goes on in plain text */
+        return;
+    }
+    if (s.code == PGWIRE_CANCEL_REQUEST) {
+        conn_close(c, "cancel request (nothing to cancel)");
+        return;
+    }
+    if (c->ps->app->auth == NULL) {
+        send_ready(c);
+        return;
+    }
+    StrBuf b = STRBUF_INIT;
+    pgwire_put_auth_cleartext(&b);
+    conn_send(c, &b);
+    strbuf_finish(&b);
+    c->state = PGC_PASSWORD;
+}
+
+static void on_password(PgConn *c, const PgwireMsg *m)
+{
+    Err err = {0};
+    const char *jwt;
+    if (m->type != 'p') {
+        protocol_violation(c, "expected a password message");
+        return;
+    }
+    if (!pgwire_decode_cstring(m, &jwt, &err)) {
+        protocol_violation(c, err.msg);
+        return;
+    }
+    if (!auth_verify(c->ps->app->auth, jwt, &c->claims, &err)) {
+        fatal(c, PGWIRE_SQLSTATE_INVALID_PASSWORD, err.msg);
+        return;
+    }
+    c->auth_ok = true;
+    send_ready(c);
+}
+
+/* ---- input ---- */
+
+/* on_message: one framed message in the connection's state. */
+static void on_message(PgConn *c, const PgwireMsg *m)
+{
+    switch (c->state) {
+    case PGC_STARTUP:
+        on_startup(c, m);
+        return;
+    case PGC_PASSWORD:
+        on_password(c, m);
+        return;
+    case PGC_READY:
+        if (m->type == 'Q')
+            on_query(c, m);
+        else if (m->type == 'X')
+            conn_close(c, NULL);
+        else
+            protocol_violation(c, "unexpected message: only simple queries are served");
+        return;
+    case PGC_PAGESTREAM:
+        if (m->type == 'd')
+            on_copy_data(c, m);
+        else if (m->type == 'c' || m->type == 'X')
+            c->input_done = true;
+        else
+            protocol_violation(c, "unexpected message in a pagestream: expected CopyData");
+        return;
+    default:
+        protocol_violation(c, "unexpected message");
+        return;
+    }
+}
+
+/* can_take_more: decode another message now? (pagestream: bounded in-flight and output) */
+static bool can_take_more(PgConn *c)
+{
+    if (c->bev == NULL || c->close_after_flush || c->input_done)
+        return false;
+    if (c->state == PGC_BASEBACKUP || c->state == PGC_COPYOUT)
+        return false;
+    if (evbuffer_get_length(conn_out(c)) >= PAGE_SERVICE_OUTPUT_HIGH_WATER)
+        return false;
+    return !(c->state == PGC_PAGESTREAM && c->q_len >= PAGE_SERVICE_MAX_IN_FLIGHT);
+}
+
+/* process_input: frame and handle the buffered messages while allowed, dispatch the pagestream
+ * requests decoded, and read from the socket only while more can be taken. */
+static void process_input(PgConn *c)
+{
+    if (c->bev == NULL)
+        return;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (can_take_more(c)) {
+        bool startup = c->state == PGC_STARTUP;
+        size_t hdr = startup ? 4 : PGWIRE_HEADER_SIZE;
+        size_t avail = evbuffer_get_length(in);
+        size_t want = avail < hdr ? avail : hdr;
+        uint32_t max = startup ? PGWIRE_STARTUP_MAX_LEN : PAGE_SERVICE_MAX_MESSAGE;
+        PgwireMsg m;
+        size_t used = 0;
+        Err err = {0};
+        const uint8_t *p = want ? evbuffer_pullup(in, (ev_ssize_t)want) : NULL;
+        PgwireFrameResult r = pgwire_frame(p, want, startup, max, &m, &used, &err);
+        if (r == PGWIRE_NEED_MORE && want == hdr) {
+            size_t total = pgwire_frame_need(p, want, startup);
+            if (avail < total)
+                break;
+            p = evbuffer_pullup(in, (ev_ssize_t)total);
+            r = pgwire_frame(p, total, startup, max, &m, &used, &err);
+        }
+        if (r == PGWIRE_ERROR) {
+            protocol_violation(c, err.msg);
+            break;
+        }
+        if (r == PGWIRE_NEED_MORE)
+            break;
+        on_message(c, &m);
+        if (c->bev == NULL)
+            return; /* closed by the message */
+        evbuffer_drain(in, used);
+    }
+    if (c->bev == NULL)
+        return;
+    if (c->state == PGC_PAGESTREAM) {
+        dispatch(c);
+        flush(c);
+        if (c->input_done && c->q_len == 0) {
+            conn_close(c, NULL);
+            return;
+        }
+    }
+    if (can_take_more(c))
+        bufferevent_enable(c->bev, EV_READ);
+    else
+        bufferevent_disable(c->bev, EV_READ);
+}
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    process_input(arg);
+}
+
+/* on_write: the output fell below the low-water mark (or is empty). */
+static void on_write(struct bufferevent *bev, void *arg)
+{
+    PgConn *c = arg;
+    if (c->close_after_flush) {
+        if (evbuffer_get_length(conn_out(c)) == 0)
+            conn_close(c, NULL);
+        return;
+    }
+    if (c->state == PGC_COPYOUT)
+        copyout_pump(c);
+    else
+        process_input(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    PgConn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT)
+        conn_close(c, (what & BEV_EVENT_WRITING) ? "write timeout (the client does not read)"
+                                                 : "idle timeout");
+    else if (what & BEV_EVENT_ERROR)
+        conn_close(c, "connection error");
+    else if (what & BEV_EVENT_EOF)
+        conn_close(c, NULL);
+}
+
+/* ---- connections ---- */
+
+static void conn_unlink(PgConn *c)
+{
+    PageService *ps = c->ps;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        ps->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    ps->n_conns--;
+    metric_gauge_set(ps->m.connections, (double)ps->n_conns);
+}
+
+/* conn_close: free the socket now; the struct once no operation is in flight. */
+static void conn_close(PgConn *c, const char *why)
+{
+    if (c->bev == NULL)
+        return;
+    if (why != NULL)
+        log_info("page service: %s: closing: %s", c->peer, why);
+    bufferevent_free(c->bev);
+    c->bev = NULL;
+    conn_unlink(c);
+    flush(c); /* drops the answered requests' batch references */
+    if (c->state != PGC_BASEBACKUP)
+        basebackup_finish(c);
+    if (c->ops == 0)
+        conn_free(c);
+}
+
+static void refuse_connection(PageService *ps, evutil_socket_t fd)
+{
+    StrBuf b = STRBUF_INIT;
+    pgwire_put_error(&b, "FATAL", PGWIRE_SQLSTATE_TOO_MANY_CONNECTIONS,
+                     "sorry, too many clients already");
+    ssize_t n = send(fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)n; /* best effort: the client may not read before the close */
+    strbuf_finish(&b);
+    evutil_closesocket(fd);
+    metric_counter_add(ps->m.refused, 1);
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+                      int socklen, void *arg)
+{
+    PageService *ps = arg;
+    if (ps->stopping || ps->n_conns >= ps->cfg.max_connections) {
+        refuse_connection(ps, fd);
+        return;
+    }
+    struct bufferevent *bev =
+        bufferevent_socket_new(ps->app->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (bev == NULL) {
+        evutil_closesocket(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    PgConn *c = xcalloc(1, sizeof(*c));
+    c->ps = ps;
+    c->bev = bev;
+    c->bb_fd = -1;
+    c->state = PGC_STARTUP;
+    char host[INET6_ADDRSTRLEN] = "?";
+    uint16_t port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        evutil_inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+        port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        evutil_inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+        port = ntohs(in6->sin6_port);
+    }
+    str_printf(c->peer, sizeof(c->peer), "%s:%u", host, (unsigned)port);
+    c->next = ps->conns;
+    if (ps->conns)
+        ps->conns->prev = c;
+    ps->conns = c;
+    ps->n_conns++;
+    metric_gauge_set(ps->m.connections, (double)ps->n_conns);
+    metric_counter_add(ps->m.accepted, 1);
+    bufferevent_setcb(bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(bev, EV_WRITE, PAGE_SERVICE_OUTPUT_HIGH_WATER / 2, 0);
+    set_timeouts(c, ps->cfg.handshake_timeout_ms);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+static void on_listener_error(struct evconnlistener *lev, void *arg)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    log_warn("page service: accept failed: %s", evutil_socket_error_to_string(e));
+}
+
+static void register_metrics(PageService *ps)
+{
+    MetricsRegistry *r = ps->app->metrics;
+    for (int t = 0; t < PAGESTREAM_TAG_COUNT; t++) {
+        char labels[64];
+        str_printf(labels, sizeof(labels), "type=\"%s\"", pagestream_tag_name((PagestreamTag)t));
+        ps->m.requests[t] = metrics_counter(r, "pageserver_page_service_requests_total",
+                                            "Pagestream requests received, by type", labels);
+    }
+    ps->m.errors = metrics_counter(r, "pageserver_page_service_request_errors_total",
+                                   "Pagestream requests answered with an error response", NULL);
+    ps->m.latency = metrics_histogram(r, "pageserver_page_service_request_seconds",
+                                      "Pagestream request latency, from decoding to the answer "
+                                      "being queued on the connection",
+                                      NULL, NULL, 0);
+    static const double BATCH_BUCKETS[] = {1, 2, 4, 8, 16, 32, 64};
+    ps->m.batch_size = metrics_histogram(
+        r, "pageserver_page_service_batch_size", "Requests per read batch (one worker round trip)",
+        NULL, BATCH_BUCKETS, sizeof(BATCH_BUCKETS) / sizeof(BATCH_BUCKETS[0]));
+    ps->m.bytes_out = metrics_counter(r, "pageserver_page_service_bytes_out_total",
+                                      "Bytes queued to page service clients", NULL);
+    ps->m.connections = metrics_gauge(r, "pageserver_page_service_connections",
+                                      "Open page service connections", NULL);
+    ps->m.accepted = metrics_counter(r, "pageserver_page_service_connections_accepted_total",
+                                     "Page service connections accepted", NULL);
+    ps->m.refused = metrics_counter(r, "pageserver_page_service_connections_refused_total",
+                                    "Page service connections refused (cap or shutdown)", NULL);
+    ps->m.protocol_errors =
+        metrics_counter(r, "pageserver_page_service_protocol_errors_total",
+                        "Connections closed for a protocol violation (malformed or oversized "
+                        "message)",
+                        NULL);
+    ps->m.basebackups = metrics_counter(r, "pageserver_page_service_basebackups_total",
+                                        "basebackup commands started", NULL);
+}
+
+bool page_service_start(PageserverApp *app, const PageServiceConfig *cfg, PageService **out,
+                        Err *err)
+{
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC,
+                                    .ai_socktype = SOCK_STREAM,
+                                    .ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICHOST};
+    struct evutil_addrinfo *ai = NULL;
+    char port[8];
+    str_printf(port, sizeof(port), "%u", (unsigned)cfg->listen.port);
+    int rc = evutil_getaddrinfo(cfg->listen.host[0] ? cfg->listen.host : NULL, port, &hints, &ai);
+    if (rc != 0 || ai == NULL) {
+        err_set(err, ERR_INTERNAL, "page service: cannot resolve %s: %s", cfg->listen.host,
+                evutil_gai_strerror(rc));
+        return false;
+    }
+    PageService *ps = xcalloc(1, sizeof(*ps));
+    ps->app = app;
+    ps->cfg = *cfg;
+    ps->listener = evconnlistener_new_bind(
+        app->base, on_accept, ps, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        PAGE_SERVICE_LISTEN_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+    if (ps->listener == NULL) {
+        char hp[HOST_MAX + 8];
+        host_port_format(&cfg->listen, hp, sizeof(hp));
+        err_set(err, ERR_INTERNAL, "page service: cannot listen on %s: %s", hp, strerror(errno));
+        free(ps);
+        return false;
+    }
+    evconnlistener_set_error_cb(ps->listener, on_listener_error);
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(evconnlistener_get_fd(ps->listener), (struct sockaddr *)&ss, &len) == 0)
+        ps->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                  : ((struct sockaddr_in *)&ss)->sin_port);
+    register_metrics(ps);
+    *out = ps;
+    return true;
+}
+
+uint16_t page_service_port(const PageService *ps)
+{
+    return ps->port;
+}
+
+void page_service_stop(PageService *ps)
+{
+    if (ps == NULL || ps->stopping)
+        return;
+    ps->stopping = true;
+    if (ps->listener != NULL) {
+        evconnlistener_free(ps->listener);
+        ps->listener = NULL;
+    }
+    while (ps->conns != NULL) {
+        PgConn *c = ps->conns;
+        if (c->state != PGC_STARTUP && c->state != PGC_PASSWORD &&
+            evbuffer_get_length(conn_out(c)) == 0) {
+            StrBuf b = STRBUF_INIT;
+            pgwire_put_error(&b, "FATAL", PGWIRE_SQLSTATE_ADMIN_SHUTDOWN,
+                             "terminating connection: the pageserver is shutting down");
+            /* best effort, without waiting: the socket is closed right after */
+            ssize_t n = send(bufferevent_getfd(c->bev), b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+            (void)n;
+            strbuf_finish(&b);
+        }
+        conn_close(c, NULL);
+    }
+}
+
+void page_service_free(PageService *ps)
+{
+    if (ps == NULL)
+        return;
+    page_service_stop(ps);
+    free(ps);
+}
