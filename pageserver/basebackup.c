@@ -72,12 +72,51 @@ static void put_le64(uint8_t *p, uint64_t v)
 
 /* ---- the pure parts ---- */
 
+/* page_header_size: the header at the start of the page at pos. */
+static uint32_t page_header_size(Lsn pos, uint32_t seg_size)
+{
+    return pos % seg_size == 0 ? XLOG_LONG_PHD_SIZE : XLOG_SHORT_PHD_SIZE;
+}
+
+/* first_record: where the first record of rec's page starts (right after its header). */
+static Lsn first_record(Lsn rec, uint32_t wal_seg_size, uint32_t wal_blcksz)
+{
+    Lsn page = rec - rec % wal_blcksz;
+    return page + page_header_size(page, wal_seg_size);
+}
+
 Lsn basebackup_checkpoint_lsn(Lsn lsn, uint32_t wal_seg_size, uint32_t wal_blcksz)
 {
     Lsn rec = (lsn + 7) & ~(Lsn)7;
-    if (rec % wal_blcksz == 0)
-        rec += rec % wal_seg_size == 0 ? XLOG_LONG_PHD_SIZE : XLOG_SHORT_PHD_SIZE;
+    Lsn first = first_record(rec, wal_seg_size, wal_blcksz);
+    if (rec < first)
+        rec = first; /* the page's start: after its header */
+    else if (rec > first && rec - first < XLOG_RECORD_HEADER_SIZE)
+        rec = first + XLOG_RECORD_HEADER_SIZE; /* room for the filler record before it */
     return rec;
+}
+
+Lsn basebackup_filler_lsn(Lsn rec, uint32_t wal_seg_size, uint32_t wal_blcksz)
+{
+    Lsn first = first_record(rec, wal_seg_size, wal_blcksz);
+    return rec > first ? first : LSN_INVALID;
+}
+
+void basebackup_filler_record(uint32_t len, Lsn prev, uint8_t *out)
+{
+    memset(out, 0, len);
+    put_le32(out, len); /* xl_tot_len: the record ends exactly where the checkpoint starts */
+    put_le64(out + 8, prev);
+    out[16] = XLOG_NOOP;
+    out[17] = RM_XLOG_ID;
+    size_t hdr = XLOG_RECORD_HEADER_SIZE;
+    if (len > XLOG_RECORD_HEADER_SIZE) { /* the rest is one long data block of zeros */
+        out[hdr] = XLR_BLOCK_ID_DATA_LONG;
+        put_le32(out + hdr + 1, len - XLOG_RECORD_HEADER_SIZE - 5);
+    }
+    uint32_t crc = crc32c(out + hdr, len - hdr);
+    crc = crc32c_extend(crc, out, 20);
+    put_le32(out + 20, crc);
 }
 
 void basebackup_control(const uint8_t control[PG_CONTROL_FILE_SIZE],
@@ -115,12 +154,6 @@ void basebackup_checkpoint_record(const uint8_t checkpoint[PG_CONTROL_CHECKPOINT
         crc32c(out + XLOG_RECORD_HEADER_SIZE, XLOG_CHECKPOINT_REC_SIZE - XLOG_RECORD_HEADER_SIZE);
     crc = crc32c_extend(crc, out, 20);
     put_le32(out + 20, crc);
-}
-
-/* page_header_size: the header at the start of the page at pos. */
-static uint32_t page_header_size(Lsn pos, uint32_t seg_size)
-{
-    return pos % seg_size == 0 ? XLOG_LONG_PHD_SIZE : XLOG_SHORT_PHD_SIZE;
 }
 
 /* WalPiece: where the record's bytes land, with the pages whose header must be written. */
@@ -213,6 +246,19 @@ void basebackup_wal_segment(const PgControl *c, const uint8_t record[XLOG_CHECKP
     SegFill f = {.c = c, .seg = seg, .start = segno * c->xlog_seg_size};
     write_page_header(&f, f.start, 0, 0); /* every segment starts with a long header */
     (void)walk_record(c, record, rec, fill_piece, &f);
+    Lsn filler = basebackup_filler_lsn(rec, c->xlog_seg_size, c->xlog_blcksz);
+    if (filler != LSN_INVALID && filler >= f.start && filler < f.start + c->xlog_seg_size) {
+        Lsn prev = c->checkpoint_lsn < filler ? c->checkpoint_lsn : LSN_INVALID;
+        basebackup_filler_record((uint32_t)(rec - filler), prev, seg + (filler - f.start));
+    }
+}
+
+Lsn basebackup_record_prev(const PgControl *c, Lsn rec)
+{
+    Lsn filler = basebackup_filler_lsn(rec, c->xlog_seg_size, c->xlog_blcksz);
+    if (filler != LSN_INVALID)
+        return filler;
+    return c->checkpoint_lsn < rec ? c->checkpoint_lsn : LSN_INVALID;
 }
 
 void basebackup_wal_file_name(uint32_t tli, uint64_t segno, uint32_t wal_seg_size,
@@ -414,9 +460,9 @@ static bool add_wal(Build *b, Lsn rec, Err *err)
 {
     uint8_t control[PG_CONTROL_FILE_SIZE];
     basebackup_control(b->control_raw, b->checkpoint_raw, rec, control);
-    Lsn prev = b->control.checkpoint_lsn < rec ? b->control.checkpoint_lsn : LSN_INVALID;
     uint8_t record[XLOG_CHECKPOINT_REC_SIZE];
-    basebackup_checkpoint_record(control + PG_CONTROL_OFF_CHECKPOINT_COPY, prev, record);
+    basebackup_checkpoint_record(control + PG_CONTROL_OFF_CHECKPOINT_COPY,
+                                 basebackup_record_prev(&b->control, rec), record);
     BasebackupWal plan = basebackup_wal_plan(&b->control, rec);
     uint8_t *seg = xmalloc(b->control.xlog_seg_size);
     bool ok = true;

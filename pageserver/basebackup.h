@@ -13,8 +13,9 @@
  *   forks (<rel>_init) of unlogged relations;
  *   the SLRU segments (pg_xact, pg_multixact/members, pg_multixact/offsets);
  *   pg_wal/<segment>: one WAL segment (two when the record crosses a segment end) holding a
- *   shutdown checkpoint record at basebackup_checkpoint_lsn(lsn), valid page headers (the
- *   segment's first page has the long header) and zeros elsewhere;
+ *   shutdown checkpoint record at basebackup_checkpoint_lsn(lsn) (lsn itself unless that is not
+ *   a place a record can start), preceded on its page by a no-op record from the page header
+ *   on, valid page headers (the segment's first page has the long header) and zeros elsewhere;
  *   global/pg_control last (a truncated tar never starts): the stored file with checkPoint and
  *   checkPointCopy.redo at that record, state "shut down", no minimum recovery or backup points,
  *   CRC-32C recomputed.
@@ -59,13 +60,25 @@ void basebackup_build(struct TenantManager *mgr, const TenantShardId *tsid, cons
 #define XLOG_RECORD_HEADER_SIZE  24u  /* SizeOfXLogRecord */
 #define XLOG_CHECKPOINT_REC_SIZE 114u /* record header + short data header (2) + CheckPoint */
 #define XLR_BLOCK_ID_DATA_SHORT  255u
+#define XLR_BLOCK_ID_DATA_LONG   254u
+#define XLOG_NOOP                0x20u
 #define XLOG_CHECKPOINT_SHUTDOWN 0x00u
 #define RM_XLOG_ID               0u
 #define XLOG_FNAME_LEN           24u /* 8 hex timeline + 16 hex segment */
 
 /* basebackup_checkpoint_lsn: where the checkpoint record goes for a basebackup at lsn: lsn
- * aligned up to 8, moved past the page header when that is the start of a page. */
+ * aligned up to 8; moved past the page header when that is the start of a page; moved to 24
+ * bytes after the page header when it is closer than that (the smallest filler record). */
 Lsn basebackup_checkpoint_lsn(Lsn lsn, uint32_t wal_seg_size, uint32_t wal_blcksz);
+
+/* The space of rec's page between its header and the checkpoint record holds one XLOG_NOOP
+ * record ending exactly at rec, so a reader that starts at the page (pg_waldump, pg_rewind's
+ * search for the first record) finds a valid chain; Postgres' startup reads the checkpoint
+ * directly. basebackup_filler_lsn: where it starts (LSN_INVALID: the checkpoint is the page's
+ * first record). basebackup_filler_record: the record of len bytes (>= 24, a multiple of 8)
+ * with xl_prev prev into out[len]. */
+Lsn basebackup_filler_lsn(Lsn rec, uint32_t wal_seg_size, uint32_t wal_blcksz);
+void basebackup_filler_record(uint32_t len, Lsn prev, uint8_t *out);
 
 /* basebackup_control: the pg_control to start from: control (a valid stored pg_control) with
  * checkPoint = rec and checkPointCopy = checkpoint (the stored CheckPoint bytes) whose redo is
@@ -73,6 +86,10 @@ Lsn basebackup_checkpoint_lsn(Lsn lsn, uint32_t wal_seg_size, uint32_t wal_blcks
 void basebackup_control(const uint8_t control[PG_CONTROL_FILE_SIZE],
                         const uint8_t checkpoint[PG_CONTROL_CHECKPOINT_SIZE], Lsn rec,
                         uint8_t out[PG_CONTROL_FILE_SIZE]);
+
+/* basebackup_record_prev: the checkpoint record's xl_prev: the filler before it, else the stored
+ * checkpoint's location (c: the stored control file) when it is below rec, else 0. */
+Lsn basebackup_record_prev(const PgControl *c, Lsn rec);
 
 /* basebackup_checkpoint_record: the XLOG_CHECKPOINT_SHUTDOWN record (with its CRC-32C) carrying
  * the CheckPoint bytes of the new control file, prev the xl_prev link. */
@@ -89,7 +106,8 @@ BasebackupWal basebackup_wal_plan(const PgControl *c, Lsn rec);
 
 /* basebackup_wal_segment: segment segno (of plan) into seg[c->xlog_seg_size] (every byte
  * written): page headers of the segment's first page, of the record's pages and of its
- * continuation pages, the record bytes, zeros elsewhere. */
+ * continuation pages, the filler record and the checkpoint record, zeros elsewhere (c: the stored
+ * control file). */
 void basebackup_wal_segment(const PgControl *c, const uint8_t record[XLOG_CHECKPOINT_REC_SIZE],
                             Lsn rec, uint64_t segno, uint8_t *seg);
 

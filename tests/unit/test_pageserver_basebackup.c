@@ -69,6 +69,9 @@ static void test_checkpoint_lsn(void **state)
         {0x1512000, 0x1512000 + XLOG_SHORT_PHD_SIZE}, /* page start: after the short header */
         {0x2000000, 0x2000000 + XLOG_LONG_PHD_SIZE},  /* segment start: after the long header */
         {0x1FFFFF9, 0x2000000 + XLOG_LONG_PHD_SIZE},  /* aligned up onto a segment start */
+        {0x1512020, 0x1512030}, /* 8 bytes after the header: room for a 24-byte filler */
+        {0x1512028, 0x1512030}, /* 16 bytes after */
+        {0x1512030, 0x1512030}, /* 24 bytes after: the filler fits */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_int_equal(basebackup_checkpoint_lsn(cases[i].in, SEG, PAGE), cases[i].want);
@@ -178,12 +181,40 @@ static void test_segment_record_in_page(void **state)
     size_t page_off = 0x510000;
     check_header(f.seg, page_off, 0x1510000, 0, 0);
     assert_memory_equal(f.seg + (rec - 0x1000000), f.rec, sizeof(f.rec));
-    /* zeros between the headers and the record and after it */
+    /* zeros between the first header and the record's page; a no-op filler from the page
+     * header to the record, with a valid CRC; zeros after the record */
     assert_true(all_zero(f.seg + XLOG_LONG_PHD_SIZE, page_off - XLOG_LONG_PHD_SIZE));
-    assert_true(all_zero(f.seg + page_off + XLOG_SHORT_PHD_SIZE, 0x1A90 - XLOG_SHORT_PHD_SIZE));
+    Lsn filler = basebackup_filler_lsn(rec, SEG, PAGE);
+    assert_int_equal(filler, 0x1510000 + XLOG_SHORT_PHD_SIZE);
+    const uint8_t *fr = f.seg + (filler - 0x1000000);
+    uint32_t flen = (uint32_t)(rec - filler);
+    assert_int_equal(le(fr, 4), flen);
+    assert_int_equal(le(fr + 8, 8), 0); /* the stored checkpoint (0x1511A8D) is not below it */
+    assert_int_equal(fr[16], XLOG_NOOP);
+    assert_int_equal(fr[24], XLR_BLOCK_ID_DATA_LONG);
+    assert_int_equal(le(fr + 25, 4), flen - 29);
+    uint8_t *whole = malloc(flen);
+    memcpy(whole, fr + 24, flen - 24);
+    memcpy(whole + flen - 24, fr, 20);
+    assert_int_equal(le(fr + 20, 4), crc32c(whole, flen - 4));
+    free(whole);
+    assert_int_equal(basebackup_record_prev(&f.c, rec), filler);
     size_t end = rec - 0x1000000 + sizeof(f.rec);
     assert_true(all_zero(f.seg + end, SEG - end));
     free(f.seg);
+}
+
+static void test_filler_minimal(void **state)
+{
+    (void)state;
+    uint8_t r[XLOG_RECORD_HEADER_SIZE];
+    basebackup_filler_record(sizeof(r), 0x100, r); /* a record with no data at all */
+    assert_int_equal(le(r, 4), 24);
+    assert_int_equal(r[16], XLOG_NOOP);
+    assert_int_equal(le(r + 20, 4), crc32c(r, 20));
+    assert_int_equal(basebackup_filler_lsn(0x1512018, SEG, PAGE), LSN_INVALID);
+    assert_int_equal(basebackup_filler_lsn(0x2000028, SEG, PAGE), LSN_INVALID);
+    assert_int_equal(basebackup_filler_lsn(0x2000040, SEG, PAGE), 0x2000028);
 }
 
 static void test_segment_record_across_pages(void **state)
@@ -257,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_control),
         cmocka_unit_test(test_record),
         cmocka_unit_test(test_segment_record_in_page),
+        cmocka_unit_test(test_filler_minimal),
         cmocka_unit_test(test_segment_record_across_pages),
         cmocka_unit_test(test_segment_record_across_segments),
         cmocka_unit_test(test_wal_file_name),
