@@ -3,14 +3,17 @@
 #
 #   scripts/demo.sh [start]   install deps, build, start Postgres 15 + storcon (--dev) + 3 pageservers,
 #                             register them, create a demo tenant (4 shards, bootstrapped timeline)
-#                             and import a small pgbench database into it as a second timeline
+#                             and import a small pgbench database into it as a second timeline,
+#                             export that timeline (storconctl timelines export), start a vanilla
+#                             Postgres on the export and compare a query with the source's
 #   scripts/demo.sh status    what runs, with addresses and logs
 #   scripts/demo.sh stop      stop everything by the pids recorded in $DEMO_DIR/pids
 #
 # Everything lives in ${DEMO_DIR:-/tmp/storage-demo}: postgres/ (the cluster, kept between runs),
 # pageserver_<id>/ (workdirs), remote_storage/ (shared file:// remote storage), *.log, and pids
 # (one line per process: name pid address), pgbench_import/ (the imported data directory, kept
-# between runs). `stop` removes nothing but the pids file.
+# between runs), export/ (the last export, replaced by the next start). `stop` removes nothing but
+# the pids file.
 # DEMO_SKIP_BUILD=1 skips the dependency check and the build (uses the existing build/).
 # DEMO_SKIP_IMPORT=1 skips the pgbench import. DEMO_PAGESERVER_ARGS: extra pageserver flags
 # (split on spaces, e.g. "--import-parallelism 2 --import-job-size 268435456").
@@ -253,6 +256,58 @@ import_pgbench() {
   log "imported timeline $tl: state $IMPORT_STATE, last_record_lsn $IMPORT_LSN; $IMPORT_SEEN"
 }
 
+# ---- the export ----
+
+EXPORT_QUERY='SELECT count(*), sum(abalance) FROM pgbench_accounts'
+
+# query_datadir DIR LABEL: start a throwaway Postgres 15 on DIR (owned by postgres; a free port,
+# its own socket directory), print EXPORT_QUERY's result, stop it by its pid (a fast shutdown).
+query_datadir() {
+  local dir=$1 label=$2 sock port out pid
+  sock=$(dirname "$dir")/sock-$(basename "$dir")
+  mkdir -p "$sock"
+  chown postgres:postgres "$sock"
+  port=$(pick_port 55434)
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$dir" -l "$dir.log" -w -t 60 \
+    -o "-p $port -k $sock -c listen_addresses=" start >/dev/null ||
+    die "postgres on the $label did not start, see $dir.log"
+  pid=$(head -n 1 "$dir/postmaster.pid")
+  out=$(runuser -u postgres -- "$PG_BIN/psql" -h "$sock" -p "$port" -U postgres -d postgres -tAc \
+    "$EXPORT_QUERY") || {
+    stop_pid "postgres on the $label" "$pid" INT >&2
+    die "the query on the $label failed, see $dir.log"
+  }
+  stop_pid "postgres on the $label" "$pid" INT >&2 # stdout is the answer
+  rmdir "$sock" 2>/dev/null || true
+  printf '%s' "$out"
+}
+
+# export_pgbench: export the imported timeline with storconctl (every shard's pages), start a
+# vanilla Postgres on the export and compare EXPORT_QUERY with the source's (queried on a copy of
+# the imported data directory, which stays as imported). Fails when they differ.
+export_pgbench() {
+  local tl=$DEMO_IMPORT_TIMELINE dir="$DEMO_DIR/export" src_copy
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  chown postgres:postgres "$dir"
+  log "exporting timeline $tl of tenant $DEMO_TENANT to $dir/pgdata"
+  ctl timelines export "$DEMO_TENANT" "$tl" --output "$dir/pgdata" | sed 's/^/  /' ||
+    die "the export failed; see $DEMO_DIR/pageserver_*.log"
+  chown -R postgres:postgres "$dir/pgdata"
+  chmod 700 "$dir/pgdata"
+  src_copy="$dir/source"
+  cp -a "$IMPORT_PGDATA" "$src_copy"
+  EXPORT_SOURCE=$(query_datadir "$src_copy" "source copy")
+  rm -rf "$src_copy"
+  EXPORT_RESULT=$(query_datadir "$dir/pgdata" "export")
+  log "$EXPORT_QUERY"
+  log "  source: $EXPORT_SOURCE"
+  log "  export: $EXPORT_RESULT"
+  [ -n "$EXPORT_SOURCE" ] && [ "$EXPORT_SOURCE" = "$EXPORT_RESULT" ] ||
+    die "the export's answer differs from the source's"
+  log "the export answers like the source"
+}
+
 print_summary() {
   cat <<EOF
 
@@ -267,6 +322,10 @@ $(for ((i = 0; i < ${#PAGESERVER_URLS[@]}; i++)); do
 $(if [ -n "${IMPORT_LSN:-}" ]; then
     printf '                  imported timeline %s (pgbench -i -s 1, last_record_lsn %s, %s)\n' \
       "$DEMO_IMPORT_TIMELINE" "$IMPORT_LSN" "$IMPORT_STATE"
+  fi)
+$(if [ -n "${EXPORT_RESULT:-}" ]; then
+    printf '                  exported to %s (count, sum(abalance): %s, as the source)\n' \
+      "$DEMO_DIR/export/pgdata" "$EXPORT_RESULT"
   fi)
                   (where the shards live: $BIN/storconctl --api $STORCON_URL tenants locate $DEMO_TENANT)
   logs            $DEMO_DIR/storcon.log, $DEMO_DIR/pageserver_<id>.log, $DEMO_DIR/postgres.log
@@ -302,7 +361,10 @@ cmd_start() {
   start_pageservers
   register_pageservers
   create_demo_tenant
-  if [ "${DEMO_SKIP_IMPORT:-0}" != 1 ]; then import_pgbench; fi
+  if [ "${DEMO_SKIP_IMPORT:-0}" != 1 ]; then
+    import_pgbench
+    export_pgbench
+  fi
   trap - EXIT
   print_summary
 }
