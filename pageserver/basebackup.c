@@ -427,18 +427,28 @@ static Key slru_key(const void *ctx, uint32_t i)
     return key_slru_block(s->kind, s->segno, i);
 }
 
-static bool add_slru(Build *b, ReadCtx *c, SlruKind kind, Err *err)
+/* get_u32_set: the entries of an SLRU (slru) or two-phase directory key; absent: none. */
+static bool get_u32_set(ReadCtx *c, const Key *key, bool slru, uint32_t **out, size_t *n, Err *err)
 {
-    Key dir_key = key_slru_dir(kind);
     void *v = NULL;
     size_t len = 0;
     bool found = false;
-    if (!read_ctx_get(c, &dir_key, &v, &len, &found, err))
+    *out = NULL;
+    *n = 0;
+    if (!read_ctx_get(c, key, &v, &len, &found, err))
         return false;
+    bool ok = !found || (slru ? pgdata_slrudir_decode(v, len, out, n, err)
+                              : pgdata_twophasedir_decode(v, len, out, n, err));
+    free(v);
+    return ok;
+}
+
+static bool add_slru(Build *b, ReadCtx *c, SlruKind kind, Err *err)
+{
+    Key dir_key = key_slru_dir(kind);
     uint32_t *segs = NULL;
     size_t n = 0;
-    bool ok = !found || pgdata_slrudir_decode(v, len, &segs, &n, err);
-    free(v);
+    bool ok = get_u32_set(c, &dir_key, true, &segs, &n, err);
     for (size_t i = 0; i < n && ok; i++) {
         SlruSeg s = {kind, segs[i]};
         Key size_key = key_slru_segment_size(kind, segs[i]);
@@ -509,15 +519,9 @@ static bool load_control(Build *b, ReadCtx *c, Err *err)
 static bool check_no_twophase(ReadCtx *c, Err *err)
 {
     Key k = key_twophase_dir();
-    void *v = NULL;
-    size_t len = 0;
-    bool found = false;
-    if (!read_ctx_get(c, &k, &v, &len, &found, err))
-        return false;
     uint32_t *xids = NULL;
     size_t n = 0;
-    bool ok = !found || pgdata_twophasedir_decode(v, len, &xids, &n, err);
-    free(v);
+    bool ok = get_u32_set(c, &k, false, &xids, &n, err);
     free(xids);
     if (ok && n > 0) {
         err_set(err, ERR_INTERNAL,

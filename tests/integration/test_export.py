@@ -202,6 +202,7 @@ def test_export_starts_and_matches_source(cluster_factory, source, tmp_path, cou
         data = out / "data"
         r = run_ctl(cl, "timelines", "export", tenant, tl, "--output", data)
         assert r.returncode == 0, r
+        print(r.stdout.strip())
         assert "exported timeline" in r.stdout and f"{count if count else 1} shard" in r.stdout, r
         assert "\r[" not in r.stdout  # no progress bar when stdout is not a terminal
         assert not (out / "data.partial").exists()
