@@ -371,10 +371,15 @@ static ReadOp read_op_of(PagestreamTag tag)
 }
 
 /* dispatch: batch the undispatched requests: consecutive ones for the same shard share one
- * read_path_batch (at most PAGE_SERVICE_MAX_BATCH each). */
+ * read_path_batch (at most PAGE_SERVICE_MAX_BATCH each). While PAGE_SERVICE_MAX_BATCHES_IN_FLIGHT
+ * batches of the connection are being read, new requests wait and join the next batch: under
+ * load the batches grow (one worker round trip serves many requests), idle they are sent at once.
+ */
 static void dispatch(PgConn *c)
 {
     while (c->q_dispatched < c->q_len) {
+        if (c->ops >= PAGE_SERVICE_MAX_BATCHES_IN_FLIGHT && !q_at(c, c->q_dispatched)->done)
+            return;
         PsReq *first = q_at(c, c->q_dispatched);
         if (first->done) { /* refused: nothing to read */
             c->q_dispatched++;

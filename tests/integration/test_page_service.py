@@ -90,6 +90,17 @@ def import_tenant(cl, pgdata, tmp_path, count=4):
     return tenant, tl, shards, (int(hi, 16) << 32) | int(lo, 16)
 
 
+def metric_values(ps, name: str) -> dict:
+    """{suffix: value} of the unlabelled series of a metric ("_sum", "_count", "" ...)."""
+    out = {}
+    for line in ps.get("/metrics").text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            if "{" not in series:
+                out[series[len(name):]] = float(value)
+    return out
+
+
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
@@ -184,6 +195,10 @@ def test_pagestream_reads_match_source(cluster_factory, source, tmp_path):
         for ps_id in conns:
             drain(ps_id)
         assert total > 2000, total
+        # pipelined requests were read in batches: fewer worker round trips than requests
+        for ps in nodes.values():
+            m = metric_values(ps, "pageserver_page_service_batch_size")
+            assert m["_sum"] / m["_count"] > 2, m
 
         # A page of a shard this node does not hold: an error response, and the connection
         # goes on serving.
