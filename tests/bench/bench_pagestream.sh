@@ -37,16 +37,15 @@ WORK=$(mktemp -d /tmp/bench-pagestream.XXXXXX)
 chmod 755 "$WORK" # the postgres user must reach the cluster's directories
 CLUSTER="$WORK/cluster"
 
+# cleanup: stop the cluster by the pids demo.sh recorded, then remove (or keep) the directory.
 cleanup() {
   local rc=$?
-  if [ -f "$CLUSTER/pids" ]; then
-    DEMO_DIR="$CLUSTER" bash scripts/demo.sh stop >"$WORK/stop.log" 2>&1 || cat "$WORK/stop.log" >&2
-  fi
-  if [ "${BENCH_PAGESTREAM_KEEP:-0}" = 1 ]; then
-    log "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
+  [ ! -f "$CLUSTER/pids" ] || DEMO_DIR="$CLUSTER" bash scripts/demo.sh stop >"$WORK/stop.log" 2>&1 ||
+    cat "$WORK/stop.log" >&2
+  case "${BENCH_PAGESTREAM_KEEP:-0}" in
+    1) log "kept $WORK" ;;
+    *) rm -rf "$WORK" ;;
+  esac
   exit "$rc"
 }
 trap cleanup EXIT
