@@ -303,6 +303,7 @@ typedef struct PersistJob {
     char dir[PATH_MAX];
     char path[PATH_MAX];
     char *text;
+    bool new_file; /* the file did not exist before: a failed write removes what it left */
     bool ok;
     Err err;
     void (*then)(TenantSlot *slot, bool ok, const Err *err);
@@ -315,7 +316,14 @@ static void persist_work(WorkerJob *job, void *arg)
     str_printf(tl_dir, sizeof(tl_dir), "%s/%s", j->dir, PAGESERVER_TIMELINES_DIR);
     j->ok = failpoint_check("location-config-persist", &j->err) &&
             fs_mkdir_p(tl_dir, PAGESERVER_DIR_MODE, &j->err) &&
-            fs_write_atomic(j->path, j->text, strlen(j->text), &j->err);
+            fs_write_atomic(j->path, j->text, strlen(j->text), &j->err) &&
+            failpoint_check("tenant-file-written", &j->err); /* as a failed final fsync */
+    /* fs_write_atomic can fail after its rename (the directory fsync): a new file must not stay
+     * behind, half durable, to be found at the next start (an ignore marker would hide the
+     * tenant whose ignore was refused). Best effort: the write's error is what is reported. */
+    Err undo;
+    if (!j->ok && j->new_file && unlink(j->path) == 0 && !fs_fsync_dir(j->dir, &undo))
+        log_err(&undo, "removing a file whose write failed");
 }
 
 static void persist_done(void *arg, WorkerOutcome outcome)
@@ -334,11 +342,13 @@ static void persist_done(void *arg, WorkerOutcome outcome)
 }
 
 /* slot_write_file: write text (taken over) as <dir>/<name> (temp name, fsync, rename, fsync dir)
- * on a worker, then call then on the loop. */
-static void slot_write_file(TenantSlot *slot, const char *name, char *text,
+ * on a worker, then call then on the loop. new_file: name does not exist yet, and a failed write
+ * removes it again. */
+static void slot_write_file(TenantSlot *slot, const char *name, char *text, bool new_file,
                             void (*then)(TenantSlot *slot, bool ok, const Err *err))
 {
     PersistJob *j = xcalloc(1, sizeof(*j));
+    j->new_file = new_file;
     j->slot = slot;
     str_copy(j->dir, sizeof(j->dir), slot->dir);
     str_printf(j->path, sizeof(j->path), "%s/%s", slot->dir, name);
@@ -356,7 +366,7 @@ static void slot_persist(TenantSlot *slot, const LocationConfig *cfg,
     json_t *json = location_config_to_json(cfg);
     char *text = json_dumps_compact(json);
     json_decref(json);
-    slot_write_file(slot, PAGESERVER_TENANT_CONFIG_FILE, text, then);
+    slot_write_file(slot, PAGESERVER_TENANT_CONFIG_FILE, text, false, then);
 }
 
 typedef struct AttachTimeline {
@@ -990,7 +1000,7 @@ static void after_ignore_marker(TenantSlot *slot, bool ok, const Err *err)
 void slot_change_ignore(TenantSlot *slot, PageserverJsonFn cb, void *arg)
 {
     (void)change_new(slot, CHANGE_IGNORE, cb, arg);
-    slot_write_file(slot, PAGESERVER_TENANT_IGNORED_FILE, xstrdup(""), after_ignore_marker);
+    slot_write_file(slot, PAGESERVER_TENANT_IGNORED_FILE, xstrdup(""), true, after_ignore_marker);
 }
 
 typedef struct LocalDirRemoval {
