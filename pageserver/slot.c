@@ -27,7 +27,9 @@
 #include "pageserver/app.h"
 #include "pageserver/defaults.h"
 #include "pageserver/deletion_queue.h"
+#include "pageserver/heatmap.h"
 #include "pageserver/remote_layout.h"
+#include "pageserver/secondary.h"
 #include "pageserver/tenant.h"
 
 /* ---- the state machine table ---- */
@@ -157,6 +159,8 @@ static void change_free(SlotChange *c)
 
 void slot_free(TenantSlot *slot)
 {
+    heatmap_slot_free(slot);
+    secondary_slot_free(slot);
     if (slot->change != NULL)
         change_free(slot->change);
     slot_drop_timelines(slot);
@@ -177,6 +181,15 @@ bool slot_set_state(TenantSlot *slot, SlotState to)
         return false;
     gauge_slot_state(slot->mgr, from, -1);
     gauge_slot_state(slot->mgr, to, 1);
+    /* background work that belongs to a state starts and stops with it */
+    if (from == SLOT_ACTIVE)
+        heatmap_slot_stop(slot);
+    if (from == SLOT_SECONDARY)
+        secondary_slot_stop(slot);
+    if (to == SLOT_ACTIVE)
+        heatmap_slot_refresh(slot);
+    if (to == SLOT_SECONDARY)
+        secondary_slot_refresh(slot);
     return true;
 }
 
@@ -294,6 +307,8 @@ void slot_apply_config(TenantSlot *slot, const LocationConfig *cfg)
         !shard_identity_new(cfg->shard_number, cfg->shard_count, cfg->shard_stripe_size, &id, &err))
         id = shard_identity_unsharded();
     slot->shard = id;
+    heatmap_slot_refresh(slot);   /* mode, heatmap_period */
+    secondary_slot_refresh(slot); /* secondary_conf.warm */
 }
 
 /* ---- worker jobs: config write, attach, local removal ---- */
@@ -767,7 +782,16 @@ static void change_arm_timer(SlotChange *c, long ms)
     evtimer_add(c->timer, &tv);
 }
 
-/* change_after_settled: the slot reached ACTIVE, BROKEN or SECONDARY: flush if asked, answer. */
+static void after_flush_heatmap(const Err *err, void *arg)
+{
+    SlotChange *c = arg;
+    if (err != NULL)
+        log_err(err, "location_config flush: heatmap upload");
+    change_finish(c, NULL);
+}
+
+/* change_after_settled: the slot reached ACTIVE, BROKEN or SECONDARY: flush if asked (the upload
+ * queues, then a heatmap), answer. */
 static void change_after_settled(SlotChange *c)
 {
     TenantSlot *slot = c->slot;
@@ -782,6 +806,11 @@ static void change_after_settled(SlotChange *c)
         }
         log_warn("tenant shard %s: flush_ms %ld passed with uploads still queued", slot->tsid_str,
                  c->flush_ms);
+    }
+    if (c->flush_ms >= 0 && slot->state == SLOT_ACTIVE && slot_may_upload(slot)) {
+        c->waiting_flush = false; /* the heatmap's callback answers, not the timer */
+        heatmap_upload_now(slot, true, after_flush_heatmap, c);
+        return;
     }
     change_finish(c, NULL);
 }
