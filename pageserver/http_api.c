@@ -509,6 +509,7 @@ static const HttpRoute PAGESERVER_ROUTES[] = {
      http_handle_secondary_download},
     {HTTP_GET, TSID_PATH "/secondary/status", AUTH_SCOPE_PAGESERVERAPI,
      http_handle_secondary_status},
+    {HTTP_POST, TSID_PATH "/wait_lsn", AUTH_SCOPE_PAGESERVERAPI, http_handle_wait_lsn},
 };
 
 const HttpRoute *pageserver_http_routes(size_t *n)

@@ -22,7 +22,7 @@
  *   GET    /v1/tenant/{tsid}/timeline/{tl}/getpage   ?rel=<spc>/<db>/<rel>&fork=&blkno=&lsn=
  *   GET    /v1/utilization;  PUT /v1/deletion_queue/flush?execute=
  *   POST   /v1/tenant/{tsid}/heatmap_upload; POST /v1/tenant/{tsid}/secondary/download?wait_ms=;
- *   GET    /v1/tenant/{tsid}/secondary/status   (http_secondary.c)
+ *   GET    /v1/tenant/{tsid}/secondary/status; POST /v1/tenant/{tsid}/wait_lsn (http_secondary.c)
  */
 #ifndef PAGESERVER_HTTP_API_H
 #define PAGESERVER_HTTP_API_H
@@ -101,5 +101,6 @@ void http_handle_timeline_activate_post_import(HttpRequest *req, void *app);
 void http_handle_heatmap_upload(HttpRequest *req, void *app);
 void http_handle_secondary_download(HttpRequest *req, void *app);
 void http_handle_secondary_status(HttpRequest *req, void *app);
+void http_handle_wait_lsn(HttpRequest *req, void *app);
 
 #endif

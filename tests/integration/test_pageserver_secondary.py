@@ -212,3 +212,33 @@ def test_secondary_skips_cold_layers_and_follows_a_new_heatmap(ps_env):
     assert len(local_layer_files(ps2, tsid, tl)) == progress["layers_total"]
     ps_env.storcon.set_intent(ps1.id, tsid, None)
     ok_json(put_location(ps1, tsid, location_conf("Detached")))
+
+
+def test_wait_lsn(ps_env):
+    ps = ps_env.pageserver()
+    tsid = new_id()
+    ps_env.attach(ps, tsid, 1)
+    tl = bootstrap(ps, tsid)["timeline_id"]
+    last = timeline_info(ps, tsid, tl)["last_record_lsn"]
+    hi, lo = (int(x, 16) for x in last.split("/"))
+    beyond = f"{hi:X}/{lo + 8:X}"
+
+    def wait_lsn(body):
+        return ps.post(f"/v1/tenant/{tsid}/wait_lsn", json=body)
+
+    # reached at once, whatever the timeout's form
+    for timeout in (1000, "1s", {"secs": 1, "nanos": 0}):
+        r = wait_lsn({tl: last, "timeout": timeout})
+        assert r.status_code == 200 and r.json() is None, r.text
+    # not reached: 202 after the timeout (no WAL arrives here)
+    t0 = time.monotonic()
+    r = wait_lsn({tl: beyond, "timeout": 300})
+    assert r.status_code == 202 and r.json() is None, r.text
+    assert time.monotonic() - t0 >= 0.3
+    # errors: unknown timeline, unknown shard, malformed bodies
+    assert "not found" in error_msg(wait_lsn({new_id(): last, "timeout": 10}), 404)
+    error_msg(ps.post(f"/v1/tenant/{new_id()}/wait_lsn", json={"timeout": 10}), 404)
+    assert "timeout" in error_msg(wait_lsn({tl: last}), 400)
+    error_msg(wait_lsn({tl: "nonsense", "timeout": 10}), 400)
+    error_msg(wait_lsn({"not-an-id": last, "timeout": 10}), 400)
+    error_msg(wait_lsn({tl: last, "timeout": -1}), 400)
