@@ -100,7 +100,12 @@
 /* location_config: how long an attach may take before the PUT answers anyway (the tenant then
  * shows "Attaching"); flush_ms is capped at this too. */
 #define PAGESERVER_ATTACH_WAIT_MS 30000L
-#define PAGESERVER_FLUSH_MAX_MS   60000L
+
+/* Warm secondaries (secondary.h): download passes running at once across every tenant, and the
+ * period of a tenant's passes when its heatmap names none. */
+#define PAGESERVER_SECONDARY_CONCURRENCY 2
+#define PAGESERVER_SECONDARY_PERIOD_MS   60000L
+#define PAGESERVER_FLUSH_MAX_MS          60000L
 
 /* Upload queue: a failed upload is retried with capped backoff (never skipped: an index may only
  * follow the layers it names). */
