@@ -50,6 +50,28 @@ void pageserver_metrics_register(PageserverApp *app)
     m->layer_refetches =
         metrics_counter(r, "pageserver_layer_refetches_total",
                         "Damaged local layer copies evicted and downloaded again", NULL);
+    m->heatmap_uploads =
+        metrics_counter(r, "pageserver_heatmap_uploads_total", "Heatmaps uploaded", NULL);
+    m->heatmap_uploads_skipped =
+        metrics_counter(r, "pageserver_heatmap_uploads_skipped_total",
+                        "Periodic heatmap uploads skipped because nothing changed", NULL);
+    m->secondary_passes = metrics_counter(r, "pageserver_secondary_download_passes_total",
+                                          "Download passes of warm secondary locations", NULL);
+    m->secondary_layers_downloaded =
+        metrics_counter(r, "pageserver_secondary_layers_downloaded_total",
+                        "Layer files downloaded by warm secondary locations", NULL);
+    m->secondary_bytes_downloaded =
+        metrics_counter(r, "pageserver_secondary_bytes_downloaded_total",
+                        "Bytes of layer files downloaded by warm secondary locations", NULL);
+    m->secondary_layers_removed = metrics_counter(
+        r, "pageserver_secondary_layers_removed_total",
+        "Local layer files removed by secondaries (no longer in the heatmap)", NULL);
+    m->secondary_passes_waiting =
+        metrics_gauge(r, "pageserver_secondary_download_passes_waiting",
+                      "Secondary download passes queued behind the concurrency limit", NULL);
+    m->secondary_bytes_behind =
+        metrics_gauge(r, "pageserver_secondary_bytes_behind",
+                      "Bytes the warm secondaries' heatmaps list that they do not hold yet", NULL);
     m->temp_files_removed =
         metrics_counter(r, "pageserver_temp_files_removed_total",
                         "Temporary files left by a crash removed at startup", NULL);

@@ -48,6 +48,14 @@ typedef struct PageserverMetrics {
     MetricCounter *upload_retries;
     MetricCounter *temp_files_removed;
     MetricCounter *layer_refetches;
+    MetricCounter *heatmap_uploads;         /* stored */
+    MetricCounter *heatmap_uploads_skipped; /* periodic, unchanged */
+    MetricCounter *secondary_passes;
+    MetricCounter *secondary_layers_downloaded;
+    MetricCounter *secondary_bytes_downloaded;
+    MetricCounter *secondary_layers_removed;
+    MetricGauge *secondary_passes_waiting; /* queued behind the concurrency limit */
+    MetricGauge *secondary_bytes_behind;   /* heatmap bytes warm secondaries still lack */
     MetricGauge *deletion_queue_depth;
     MetricCounter *deletion_objects_executed;
     MetricCounter *deletion_objects_dropped;
@@ -72,10 +80,11 @@ typedef struct PageserverApp {
     int lock_fd; /* flock on <workdir>/pageserver.lock, held for the life of the process */
     time_t started_at;
 
-    RemoteStorage *remote;            /* --remote-storage; blocking: only used on workers */
-    char *control_plane_token;        /* from --control-plane-token-file, or NULL */
-    struct TenantManager *tenants;    /* slots, timelines (pageserver/tenant.h) */
-    struct DeletionQueue *deletion;   /* persistent remote deletions (deletion_queue.h) */
+    RemoteStorage *remote;          /* --remote-storage; blocking: only used on workers */
+    char *control_plane_token;      /* from --control-plane-token-file, or NULL */
+    struct TenantManager *tenants;  /* slots, timelines (pageserver/tenant.h) */
+    struct DeletionQueue *deletion; /* persistent remote deletions (deletion_queue.h) */
+    struct SecondaryScheduler *secondary_sched; /* queue of warm secondaries' passes */
     struct StorconClient *storcon;    /* re-attach and validate upcalls (storcon_client.h) */
     struct PageService *page_service; /* --listen-pg (page_service.h) */
     PageserverMetrics m;

@@ -54,8 +54,10 @@
  * requests per read batch (one worker round trip), the output buffer size above which the
  * connection is not read (backpressure), the CopyData size of a basebackup stream, the largest
  * message accepted after the startup packet. */
-#define PAGE_SERVICE_MAX_IN_FLIGHT           256
-#define PAGE_SERVICE_MAX_BATCH               32
+#define PAGE_SERVICE_MAX_IN_FLIGHT 256
+#define PAGE_SERVICE_MAX_BATCH     32
+/* read batches of one connection being read at once; later requests wait and join the next */
+#define PAGE_SERVICE_MAX_BATCHES_IN_FLIGHT   2
 #define PAGE_SERVICE_OUTPUT_HIGH_WATER       (1u << 20)
 #define PAGE_SERVICE_COPY_CHUNK              (256u * 1024)
 #define PAGE_SERVICE_MAX_MESSAGE             (64u * 1024)
@@ -98,7 +100,12 @@
 /* location_config: how long an attach may take before the PUT answers anyway (the tenant then
  * shows "Attaching"); flush_ms is capped at this too. */
 #define PAGESERVER_ATTACH_WAIT_MS 30000L
-#define PAGESERVER_FLUSH_MAX_MS   60000L
+
+/* Warm secondaries (secondary.h): download passes running at once across every tenant, and the
+ * period of a tenant's passes when its heatmap names none. */
+#define PAGESERVER_SECONDARY_CONCURRENCY 2
+#define PAGESERVER_SECONDARY_PERIOD_MS   60000L
+#define PAGESERVER_FLUSH_MAX_MS          60000L
 
 /* Upload queue: a failed upload is retried with capped backoff (never skipped: an index may only
  * follow the layers it names). */

@@ -95,6 +95,22 @@ static bool query_bool(HttpRequest *req, const char *name, bool def, bool *out, 
     return false;
 }
 
+bool http_query_ms(HttpRequest *req, const char *name, long max, long *out, Err *err)
+{
+    const char *s = http_request_query(req, name);
+    uint64_t v = 0;
+    *out = -1;
+    if (s == NULL)
+        return true;
+    if (!parse_u64(s, 0, INT32_MAX, &v)) {
+        err_set(err, ERR_BAD_REQUEST, "query parameter %s: expected milliseconds, got \"%s\"", name,
+                s);
+        return false;
+    }
+    *out = (long)v > max ? max : (long)v;
+    return true;
+}
+
 void http_reply_result(HttpRequest *req, bool ok, json_t *json, const Err *err)
 {
     if (ok)
@@ -214,24 +230,17 @@ static void handle_location_config_put(HttpRequest *req, void *app_arg)
     json_t *body = NULL;
     LocationConfig cfg;
     location_config_init(&cfg);
-    uint64_t flush = 0;
-    const char *flush_s = http_request_query(req, "flush_ms");
+    long flush = -1;
     bool lazy = false;
-    if (!http_param_tsid(req, &tsid, &err) || !query_bool(req, "lazy", false, &lazy, &err))
+    if (!http_param_tsid(req, &tsid, &err) || !query_bool(req, "lazy", false, &lazy, &err) ||
+        !http_query_ms(req, "flush_ms", PAGESERVER_FLUSH_MAX_MS, &flush, &err))
         goto fail;
-    if (flush_s != NULL && !parse_u64(flush_s, 0, INT32_MAX, &flush)) {
-        err_set(&err, ERR_BAD_REQUEST,
-                "query parameter flush_ms: expected milliseconds, got \"%s\"", flush_s);
-        goto fail;
-    }
-    if (flush > PAGESERVER_FLUSH_MAX_MS)
-        flush = PAGESERVER_FLUSH_MAX_MS;
     if (!http_request_json(req, &body, &err) || !location_config_decode(body, &cfg, &err) ||
         !location_config_check_tsid(&cfg, &tsid, &err))
         goto fail;
     json_decref(body);
-    tenant_location_config_put(app->tenants, &tsid, &cfg, flush_s ? (long)flush : -1, lazy,
-                               http_json_200, http_await(req, app));
+    tenant_location_config_put(app->tenants, &tsid, &cfg, flush, lazy, http_json_200,
+                               http_await(req, app));
     return;
 fail:
     location_config_finish(&cfg);
@@ -497,6 +506,12 @@ static const HttpRoute PAGESERVER_ROUTES[] = {
      http_handle_relations},
     {HTTP_GET, "/v1/utilization", AUTH_SCOPE_PAGESERVERAPI, handle_utilization},
     {HTTP_PUT, "/v1/deletion_queue/flush", AUTH_SCOPE_PAGESERVERAPI, handle_deletion_flush},
+    {HTTP_POST, TSID_PATH "/heatmap_upload", AUTH_SCOPE_PAGESERVERAPI, http_handle_heatmap_upload},
+    {HTTP_POST, TSID_PATH "/secondary/download", AUTH_SCOPE_PAGESERVERAPI,
+     http_handle_secondary_download},
+    {HTTP_GET, TSID_PATH "/secondary/status", AUTH_SCOPE_PAGESERVERAPI,
+     http_handle_secondary_status},
+    {HTTP_POST, TSID_PATH "/wait_lsn", AUTH_SCOPE_PAGESERVERAPI, http_handle_wait_lsn},
 };
 
 const HttpRoute *pageserver_http_routes(size_t *n)

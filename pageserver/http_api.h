@@ -22,6 +22,8 @@
  *   GET    /v1/tenant/{tsid}/timeline/{tl}/getpage   ?rel=<spc>/<db>/<rel>&fork=&blkno=&lsn=
  *   GET    /v1/tenant/{tsid}/timeline/{tl}/relations ?lsn=
  *   GET    /v1/utilization;  PUT /v1/deletion_queue/flush?execute=
+ *   POST   /v1/tenant/{tsid}/heatmap_upload; POST /v1/tenant/{tsid}/secondary/download?wait_ms=;
+ *   GET    /v1/tenant/{tsid}/secondary/status; POST /v1/tenant/{tsid}/wait_lsn (http_secondary.c)
  */
 #ifndef PAGESERVER_HTTP_API_H
 #define PAGESERVER_HTTP_API_H
@@ -56,6 +58,9 @@ void pageserver_reply_raw(struct PageserverApp *app, HttpRequest *req, int statu
 bool http_param_tsid(HttpRequest *req, TenantShardId *out, Err *err) MUST_CHECK;
 bool http_param_timeline(HttpRequest *req, TimelineId *out, Err *err) MUST_CHECK;
 
+/* http_query_ms: the optional query parameter name in milliseconds (0..INT32_MAX), capped at max;
+ * -1 when absent; 400 naming it when malformed. */
+bool http_query_ms(HttpRequest *req, const char *name, long max, long *out, Err *err) MUST_CHECK;
 /* http_reply_result: a synchronous view's answer: 200 with *json, or the error. */
 void http_reply_result(HttpRequest *req, bool ok, json_t *json, const Err *err);
 
@@ -93,5 +98,11 @@ void http_handle_timeline_delete(HttpRequest *req, void *app);
 void http_handle_getpage(HttpRequest *req, void *app);
 void http_handle_relations(HttpRequest *req, void *app);
 void http_handle_timeline_activate_post_import(HttpRequest *req, void *app);
+
+/* Handlers of http_secondary.c: heatmap upload and warm secondaries (heatmap.h, secondary.h). */
+void http_handle_heatmap_upload(HttpRequest *req, void *app);
+void http_handle_secondary_download(HttpRequest *req, void *app);
+void http_handle_secondary_status(HttpRequest *req, void *app);
+void http_handle_wait_lsn(HttpRequest *req, void *app);
 
 #endif

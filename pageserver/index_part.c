@@ -298,9 +298,9 @@ void index_part_set_import_pgdata(IndexPart *part, json_t *v)
 
 /* ---- reading ---- */
 
-/* read_layer: one entry of layer_metadata. Keys other than the three known ones are ignored
- * silently (see the file comment). */
-static bool read_layer(const char *name, const json_t *v, IndexLayer *out, Err *err)
+/* index_layer_from_json: one entry of layer_metadata. Keys other than the three known ones are
+ * ignored silently (see the file comment). */
+bool index_layer_from_json(const char *name, const json_t *v, IndexLayer *out, Err *err)
 {
     memset(out, 0, sizeof(*out));
     if (!index_part_layer_name_check(name, err))
@@ -329,7 +329,7 @@ static bool read_layers(const json_t *obj, IndexPart *part, Err *err)
     json_t *v = NULL;
     json_object_foreach((json_t *)obj, name, v)
     {
-        if (!read_layer(name, v, &part->layers[part->n_layers], err)) {
+        if (!index_layer_from_json(name, v, &part->layers[part->n_layers], err)) {
             err_prefix(err, "layer_metadata: \"%.64s\": ", name);
             return false;
         }
@@ -404,7 +404,7 @@ bool index_part_parse(const char *text, size_t len, IndexPart **out, Err *err)
 
 /* ---- writing ---- */
 
-static json_t *layer_to_json(const IndexLayer *l)
+json_t *index_layer_to_json(const IndexLayer *l)
 {
     json_t *o = json_must(json_object());
     json_set_new(o, "file_size", json_must(json_integer((json_int_t)l->file_size)));
@@ -435,7 +435,7 @@ json_t *index_part_to_json(const IndexPart *part)
     json_set_new(o, "version", json_must(json_integer((json_int_t)part->version)));
     json_t *layers = json_must(json_object());
     for (size_t i = 0; i < part->n_layers; i++)
-        json_set_new(layers, part->layers[i].name, layer_to_json(&part->layers[i]));
+        json_set_new(layers, part->layers[i].name, index_layer_to_json(&part->layers[i]));
     json_set_new(o, "layer_metadata", layers);
     json_set_new(o, "disk_consistent_lsn", lsn_zero_json(part->disk_consistent_lsn));
     json_set_new(o, "metadata", metadata_to_json(&part->metadata));

@@ -100,6 +100,12 @@ char *index_part_serialize(const IndexPart *part);
  * shorter than INDEX_LAYER_NAME_SIZE, only [0-9A-Za-z_.-]. 400 otherwise. */
 bool index_part_layer_name_check(const char *name, Err *err) MUST_CHECK;
 
+/* index_layer_to_json / index_layer_from_json: one layer's metadata object ({"file_size",
+ * "generation", "shard"}), as in layer_metadata (and in heatmaps); from_json checks the name and
+ * the fields (400), ignoring unknown keys. */
+json_t *index_layer_to_json(const IndexLayer *l);
+bool index_layer_from_json(const char *name, const json_t *v, IndexLayer *out, Err *err) MUST_CHECK;
+
 /* index_part_add_layer: insert the layer, or replace the entry with the same name; the array
  * stays sorted. 400 for an invalid name. */
 bool index_part_add_layer(IndexPart *part, const IndexLayer *layer, Err *err) MUST_CHECK;

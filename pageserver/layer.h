@@ -7,7 +7,8 @@
  * block checksummed with CRC-32C, values compressed with zstd one by one, and an index at a known
  * place (a fixed-size footer at the end) so that one value can be fetched with ranged reads:
  * opening costs 2 reads (footer, top-level index), each lookup then at most 2 (one index block,
- * one value), whether the bytes come from a local file or a remote object.
+ * one value), whether the bytes come from a local file or a remote object; a reader keeps the
+ * index blocks it has verified, so a lookup in a block read before costs the value's read only.
  *
  * Names (pageserver.md): image "<keystart 36 hex>-<keyend 36 hex>__<LSN 16 hex>", delta
  * "<keystart>-<keyend>__<lsnstart 16 hex>-<lsnend 16 hex>", uppercase hex, key end and LSN end

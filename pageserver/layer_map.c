@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "shared/log.h"
@@ -43,8 +44,17 @@ bool layer_obj_new(const IndexLayer *meta, const TenantId *tenant, const Timelin
     }
     pthread_mutex_init(&l->mu, NULL);
     l->resident = resident;
+    atomic_init(&l->access_time_s, (long long)time(NULL));
     *out = l;
     return true;
+}
+
+bool layer_obj_is_resident(Layer *l)
+{
+    pthread_mutex_lock(&l->mu);
+    bool resident = l->resident;
+    pthread_mutex_unlock(&l->mu);
+    return resident;
 }
 
 Layer *layer_obj_ref(Layer *l)
@@ -135,6 +145,7 @@ static bool evict_damaged(Layer *l, RemoteStorage *rs, const LayerReader *bad, c
 bool layer_obj_get(Layer *l, RemoteStorage *rs, const Key *key, void **value, size_t *len,
                    bool *found, uint64_t *downloaded, uint64_t *refetched, Err *err)
 {
+    atomic_store(&l->access_time_s, (long long)time(NULL));
     for (int attempt = 0;; attempt++) {
         pthread_mutex_lock(&l->mu);
         bool was_resident = l->resident;

@@ -45,6 +45,7 @@ typedef struct Layer {
     ShardIndex shard;      /* the writing shard (its prefix holds the object) */
     char local_path[PATH_MAX];
     char remote_key[REMOTE_KEY_SIZE];
+    atomic_llong access_time_s; /* unix seconds of the last read (creation until then): heatmaps */
 
     pthread_mutex_t mu;
     bool resident;       /* under mu: the local file exists with file_size bytes */
@@ -60,6 +61,8 @@ typedef struct Layer {
 bool layer_obj_new(const IndexLayer *meta, const TenantId *tenant, const TimelineId *tl,
                    const char *timeline_dir, bool resident, Layer **out, Err *err) MUST_CHECK;
 Layer *layer_obj_ref(Layer *l);
+/* layer_obj_is_resident: the local file is complete (takes the layer's mutex; any thread). */
+bool layer_obj_is_resident(Layer *l);
 void layer_obj_unref(Layer *l); /* NULL is fine */
 
 /* layer_obj_local_name: "<name><-gen>", the local file name (and the last segment of the

@@ -56,6 +56,7 @@
 #include "pageserver/http_api.h"
 #include "pageserver/node_metadata.h"
 #include "pageserver/page_service.h"
+#include "pageserver/secondary.h"
 #include "pageserver/storcon_client.h"
 #include "pageserver/tenant.h"
 
@@ -382,6 +383,7 @@ int main(int argc, char **argv)
     app.page_service = NULL;
     tenant_manager_free(app.tenants);
     deletion_queue_free(app.deletion);
+    secondary_scheduler_free(&app);
     storcon_client_free(app.storcon);
     remote_storage_free(app.remote);
     free(app.control_plane_token);

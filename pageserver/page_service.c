@@ -98,6 +98,7 @@ struct PgConn {
     bool close_after_flush; /* an error was queued: close when the output is written */
     unsigned ops;           /* read batches and basebackup builds in flight */
     char peer[64];
+    StrBuf wbuf; /* messages being built, appended to the output by conn_send */
     /* pagestream */
     PagestreamVersion version;
     TenantId tenant;
@@ -146,9 +147,10 @@ static struct evbuffer *conn_out(PgConn *c)
     return bufferevent_get_output(c->bev);
 }
 
-/* conn_send: append the bytes of a StrBuf built with the pgwire builders. */
-static void conn_send(PgConn *c, StrBuf *b)
+/* conn_send: append the messages built in c->wbuf (pgwire builders) to the output. */
+static void conn_send(PgConn *c)
 {
+    StrBuf *b = &c->wbuf;
     if (b->len > 0) {
         evbuffer_add(conn_out(c), b->data, b->len);
         metric_counter_add(c->ps->m.bytes_out, b->len);
@@ -159,12 +161,10 @@ static void conn_send(PgConn *c, StrBuf *b)
 /* send_error: ErrorResponse (+ ReadyForQuery when the connection goes on). */
 static void send_error(PgConn *c, const char *sqlstate, const char *msg, bool ready)
 {
-    StrBuf b = STRBUF_INIT;
-    pgwire_put_error(&b, "ERROR", sqlstate, msg);
+    pgwire_put_error(&c->wbuf, "ERROR", sqlstate, msg);
     if (ready)
-        pgwire_put_ready_for_query(&b);
-    conn_send(c, &b);
-    strbuf_finish(&b);
+        pgwire_put_ready_for_query(&c->wbuf);
+    conn_send(c);
 }
 
 /* fatal: ErrorResponse, then close once it is written; nothing more is read. */
@@ -288,6 +288,7 @@ static void conn_free(PgConn *c)
     for (size_t i = 0; c->q != NULL && i < c->q_len; i++)
         free(q_at(c, i)->err);
     free(c->q);
+    strbuf_finish(&c->wbuf);
     free(c);
 }
 
@@ -371,10 +372,15 @@ static ReadOp read_op_of(PagestreamTag tag)
 }
 
 /* dispatch: batch the undispatched requests: consecutive ones for the same shard share one
- * read_path_batch (at most PAGE_SERVICE_MAX_BATCH each). */
+ * read_path_batch (at most PAGE_SERVICE_MAX_BATCH each). While PAGE_SERVICE_MAX_BATCHES_IN_FLIGHT
+ * batches of the connection are being read, new requests wait and join the next batch: under
+ * load the batches grow (one worker round trip serves many requests), idle they are sent at once.
+ */
 static void dispatch(PgConn *c)
 {
     while (c->q_dispatched < c->q_len) {
+        if (c->ops >= PAGE_SERVICE_MAX_BATCHES_IN_FLIGHT && !q_at(c, c->q_dispatched)->done)
+            return;
         PsReq *first = q_at(c, c->q_dispatched);
         if (first->done) { /* refused: nothing to read */
             c->q_dispatched++;
@@ -482,10 +488,8 @@ static void on_basebackup_built(const Err *err, Lsn lsn, void *arg)
     c->bb_size = (uint64_t)st.st_size;
     c->bb_pos = 0;
     c->state = PGC_COPYOUT;
-    StrBuf b = STRBUF_INIT;
-    pgwire_put_copy_out_response(&b);
-    conn_send(c, &b);
-    strbuf_finish(&b);
+    pgwire_put_copy_out_response(&c->wbuf);
+    conn_send(c);
     copyout_pump(c);
 }
 
@@ -508,12 +512,10 @@ static void copyout_pump(PgConn *c)
     if (c->bb_pos < c->bb_size)
         return; /* more when the output drains (on_write) */
     basebackup_finish(c);
-    StrBuf b = STRBUF_INIT;
-    pgwire_put_copy_done(&b);
-    pgwire_put_command_complete(&b, "SELECT 1");
-    pgwire_put_ready_for_query(&b);
-    conn_send(c, &b);
-    strbuf_finish(&b);
+    pgwire_put_copy_done(&c->wbuf);
+    pgwire_put_command_complete(&c->wbuf, "SELECT 1");
+    pgwire_put_ready_for_query(&c->wbuf);
+    conn_send(c);
     c->state = PGC_READY;
     set_timeouts(c, c->ps->cfg.idle_timeout_ms);
     bufferevent_enable(c->bev, EV_READ);
@@ -554,10 +556,8 @@ static void run_pagestream(PgConn *c, PagestreamVersion v, char **argv)
     c->state = PGC_PAGESTREAM;
     c->q = xcalloc(PAGE_SERVICE_MAX_IN_FLIGHT, sizeof(*c->q));
     set_timeouts(c, c->ps->cfg.idle_timeout_ms);
-    StrBuf b = STRBUF_INIT;
-    pgwire_put_copy_both_response(&b);
-    conn_send(c, &b);
-    strbuf_finish(&b);
+    pgwire_put_copy_both_response(&c->wbuf);
+    conn_send(c);
 }
 
 static void cmd_pagestream_v2(PgConn *c, char **argv, size_t argc)
@@ -658,15 +658,12 @@ static void on_query(PgConn *c, const PgwireMsg *m)
         }
         argv[argc++] = w;
     }
-    StrBuf b = STRBUF_INIT;
     if (argc == 0) {
-        pgwire_put_empty_query_response(&b);
-        pgwire_put_ready_for_query(&b);
-        conn_send(c, &b);
-        strbuf_finish(&b);
+        pgwire_put_empty_query_response(&c->wbuf);
+        pgwire_put_ready_for_query(&c->wbuf);
+        conn_send(c);
         return;
     }
-    strbuf_finish(&b);
     for (size_t i = 0; i < sizeof(COMMANDS) / sizeof(COMMANDS[0]); i++) {
         const Command *cmd = &COMMANDS[i];
         if (strcmp(argv[0], cmd->name) != 0)
@@ -689,13 +686,11 @@ static void on_query(PgConn *c, const PgwireMsg *m)
 
 static void send_ready(PgConn *c)
 {
-    StrBuf b = STRBUF_INIT;
-    pgwire_put_auth_ok(&b);
-    pgwire_put_parameter_status(&b, "server_version", "15");
-    pgwire_put_parameter_status(&b, "client_encoding", "UTF8");
-    pgwire_put_ready_for_query(&b);
-    conn_send(c, &b);
-    strbuf_finish(&b);
+    pgwire_put_auth_ok(&c->wbuf);
+    pgwire_put_parameter_status(&c->wbuf, "server_version", "15");
+    pgwire_put_parameter_status(&c->wbuf, "client_encoding", "UTF8");
+    pgwire_put_ready_for_query(&c->wbuf);
+    conn_send(c);
     c->state = PGC_READY;
 }
 
@@ -719,10 +714,8 @@ static void on_startup(PgConn *c, const PgwireMsg *m)
         send_ready(c);
         return;
     }
-    StrBuf b = STRBUF_INIT;
-    pgwire_put_auth_cleartext(&b);
-    conn_send(c, &b);
-    strbuf_finish(&b);
+    pgwire_put_auth_cleartext(&c->wbuf);
+    conn_send(c);
     c->state = PGC_PASSWORD;
 }
 
@@ -909,14 +902,20 @@ static void conn_close(PgConn *c, const char *why)
         conn_free(c);
 }
 
-static void refuse_connection(PageService *ps, evutil_socket_t fd)
+/* send_fatal_now: a FATAL ErrorResponse written straight to the socket, best effort and without
+ * waiting (the socket is closed right after; the client may not even read it). */
+static void send_fatal_now(evutil_socket_t fd, const char *sqlstate, const char *msg)
 {
     StrBuf b = STRBUF_INIT;
-    pgwire_put_error(&b, "FATAL", PGWIRE_SQLSTATE_TOO_MANY_CONNECTIONS,
-                     "sorry, too many clients already");
+    pgwire_put_error(&b, "FATAL", sqlstate, msg);
     ssize_t n = send(fd, b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-    (void)n; /* best effort: the client may not read before the close */
+    (void)n;
     strbuf_finish(&b);
+}
+
+static void refuse_connection(PageService *ps, evutil_socket_t fd)
+{
+    send_fatal_now(fd, PGWIRE_SQLSTATE_TOO_MANY_CONNECTIONS, "sorry, too many clients already");
     evutil_closesocket(fd);
     metric_counter_add(ps->m.refused, 1);
 }
@@ -1065,16 +1064,11 @@ void page_service_stop(PageService *ps)
     }
     while (ps->conns != NULL) {
         PgConn *c = ps->conns;
+        /* only between messages: nothing else may be half written */
         if (c->state != PGC_STARTUP && c->state != PGC_PASSWORD &&
-            evbuffer_get_length(conn_out(c)) == 0) {
-            StrBuf b = STRBUF_INIT;
-            pgwire_put_error(&b, "FATAL", PGWIRE_SQLSTATE_ADMIN_SHUTDOWN,
-                             "terminating connection: the pageserver is shutting down");
-            /* best effort, without waiting: the socket is closed right after */
-            ssize_t n = send(bufferevent_getfd(c->bev), b.data, b.len, MSG_DONTWAIT | MSG_NOSIGNAL);
-            (void)n;
-            strbuf_finish(&b);
-        }
+            evbuffer_get_length(conn_out(c)) == 0)
+            send_fatal_now(bufferevent_getfd(c->bev), PGWIRE_SQLSTATE_ADMIN_SHUTDOWN,
+                           "terminating connection: the pageserver is shutting down");
         conn_close(c, NULL);
     }
 }

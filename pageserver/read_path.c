@@ -49,6 +49,12 @@ struct ReadCtx {
     Lsn wait_lsn;
     Lsn lsn;    /* the LSN of the lookups in progress (the current item's effective LSN) */
     RelTag rel; /* the relation (or spc/db) of the lookups in progress */
+    /* the last relation size a page read of this job looked up: consecutive pages of one
+     * relation at one LSN (a batch) need it once */
+    bool size_cached;
+    RelTag size_rel;
+    Lsn size_lsn;
+    uint32_t size_nblocks;
     struct timespec start;
     union {
         ReadBatchFn batch;
@@ -179,11 +185,24 @@ static bool get_block(ReadJob *j, Err *err, const Key *key, uint8_t *page)
     return true;
 }
 
+static bool rel_eq(const RelTag *a, const RelTag *b)
+{
+    return a->spc == b->spc && a->db == b->db && a->rel == b->rel && a->fork == b->fork;
+}
+
 static bool read_page(ReadJob *j, ReadItem *it)
 {
     uint32_t nblocks = 0;
-    if (!get_existing_rel_size(j, &it->err, &nblocks))
-        return false;
+    if (j->size_cached && j->size_lsn == j->lsn && rel_eq(&j->size_rel, &j->rel)) {
+        nblocks = j->size_nblocks;
+    } else {
+        if (!get_existing_rel_size(j, &it->err, &nblocks))
+            return false;
+        j->size_cached = true;
+        j->size_rel = j->rel;
+        j->size_lsn = j->lsn;
+        j->size_nblocks = nblocks;
+    }
     if (it->blkno >= nblocks) {
         err_set(&it->err, ERR_NOT_FOUND, "block %u is past the end of the relation (%u blocks)",
                 it->blkno, nblocks);

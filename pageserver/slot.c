@@ -27,7 +27,9 @@
 #include "pageserver/app.h"
 #include "pageserver/defaults.h"
 #include "pageserver/deletion_queue.h"
+#include "pageserver/heatmap.h"
 #include "pageserver/remote_layout.h"
+#include "pageserver/secondary.h"
 #include "pageserver/tenant.h"
 
 /* ---- the state machine table ---- */
@@ -157,6 +159,8 @@ static void change_free(SlotChange *c)
 
 void slot_free(TenantSlot *slot)
 {
+    heatmap_slot_free(slot);
+    secondary_slot_free(slot);
     if (slot->change != NULL)
         change_free(slot->change);
     slot_drop_timelines(slot);
@@ -177,6 +181,15 @@ bool slot_set_state(TenantSlot *slot, SlotState to)
         return false;
     gauge_slot_state(slot->mgr, from, -1);
     gauge_slot_state(slot->mgr, to, 1);
+    /* background work that belongs to a state starts and stops with it */
+    if (from == SLOT_ACTIVE)
+        heatmap_slot_stop(slot);
+    if (from == SLOT_SECONDARY)
+        secondary_slot_stop(slot);
+    if (to == SLOT_ACTIVE)
+        heatmap_slot_refresh(slot);
+    if (to == SLOT_SECONDARY)
+        secondary_slot_refresh(slot);
     return true;
 }
 
@@ -294,6 +307,8 @@ void slot_apply_config(TenantSlot *slot, const LocationConfig *cfg)
         !shard_identity_new(cfg->shard_number, cfg->shard_count, cfg->shard_stripe_size, &id, &err))
         id = shard_identity_unsharded();
     slot->shard = id;
+    heatmap_slot_refresh(slot);   /* mode, heatmap_period */
+    secondary_slot_refresh(slot); /* secondary_conf.warm */
 }
 
 /* ---- worker jobs: config write, attach, local removal ---- */
@@ -303,6 +318,7 @@ typedef struct PersistJob {
     char dir[PATH_MAX];
     char path[PATH_MAX];
     char *text;
+    bool new_file; /* the file did not exist before: a failed write removes what it left */
     bool ok;
     Err err;
     void (*then)(TenantSlot *slot, bool ok, const Err *err);
@@ -315,7 +331,14 @@ static void persist_work(WorkerJob *job, void *arg)
     str_printf(tl_dir, sizeof(tl_dir), "%s/%s", j->dir, PAGESERVER_TIMELINES_DIR);
     j->ok = failpoint_check("location-config-persist", &j->err) &&
             fs_mkdir_p(tl_dir, PAGESERVER_DIR_MODE, &j->err) &&
-            fs_write_atomic(j->path, j->text, strlen(j->text), &j->err);
+            fs_write_atomic(j->path, j->text, strlen(j->text), &j->err) &&
+            failpoint_check("tenant-file-written", &j->err); /* as a failed final fsync */
+    /* fs_write_atomic can fail after its rename (the directory fsync): a new file must not stay
+     * behind, half durable, to be found at the next start (an ignore marker would hide the
+     * tenant whose ignore was refused). Best effort: the write's error is what is reported. */
+    Err undo;
+    if (!j->ok && j->new_file && unlink(j->path) == 0 && !fs_fsync_dir(j->dir, &undo))
+        log_err(&undo, "removing a file whose write failed");
 }
 
 static void persist_done(void *arg, WorkerOutcome outcome)
@@ -334,11 +357,13 @@ static void persist_done(void *arg, WorkerOutcome outcome)
 }
 
 /* slot_write_file: write text (taken over) as <dir>/<name> (temp name, fsync, rename, fsync dir)
- * on a worker, then call then on the loop. */
-static void slot_write_file(TenantSlot *slot, const char *name, char *text,
+ * on a worker, then call then on the loop. new_file: name does not exist yet, and a failed write
+ * removes it again. */
+static void slot_write_file(TenantSlot *slot, const char *name, char *text, bool new_file,
                             void (*then)(TenantSlot *slot, bool ok, const Err *err))
 {
     PersistJob *j = xcalloc(1, sizeof(*j));
+    j->new_file = new_file;
     j->slot = slot;
     str_copy(j->dir, sizeof(j->dir), slot->dir);
     str_printf(j->path, sizeof(j->path), "%s/%s", slot->dir, name);
@@ -356,7 +381,7 @@ static void slot_persist(TenantSlot *slot, const LocationConfig *cfg,
     json_t *json = location_config_to_json(cfg);
     char *text = json_dumps_compact(json);
     json_decref(json);
-    slot_write_file(slot, PAGESERVER_TENANT_CONFIG_FILE, text, then);
+    slot_write_file(slot, PAGESERVER_TENANT_CONFIG_FILE, text, false, then);
 }
 
 typedef struct AttachTimeline {
@@ -757,7 +782,16 @@ static void change_arm_timer(SlotChange *c, long ms)
     evtimer_add(c->timer, &tv);
 }
 
-/* change_after_settled: the slot reached ACTIVE, BROKEN or SECONDARY: flush if asked, answer. */
+static void after_flush_heatmap(const Err *err, void *arg)
+{
+    SlotChange *c = arg;
+    if (err != NULL)
+        log_err(err, "location_config flush: heatmap upload");
+    change_finish(c, NULL);
+}
+
+/* change_after_settled: the slot reached ACTIVE, BROKEN or SECONDARY: flush if asked (the upload
+ * queues, then a heatmap), answer. */
 static void change_after_settled(SlotChange *c)
 {
     TenantSlot *slot = c->slot;
@@ -772,6 +806,11 @@ static void change_after_settled(SlotChange *c)
         }
         log_warn("tenant shard %s: flush_ms %ld passed with uploads still queued", slot->tsid_str,
                  c->flush_ms);
+    }
+    if (c->flush_ms >= 0 && slot->state == SLOT_ACTIVE && slot_may_upload(slot)) {
+        c->waiting_flush = false; /* the heatmap's callback answers, not the timer */
+        heatmap_upload_now(slot, true, after_flush_heatmap, c);
+        return;
     }
     change_finish(c, NULL);
 }
@@ -990,7 +1029,7 @@ static void after_ignore_marker(TenantSlot *slot, bool ok, const Err *err)
 void slot_change_ignore(TenantSlot *slot, PageserverJsonFn cb, void *arg)
 {
     (void)change_new(slot, CHANGE_IGNORE, cb, arg);
-    slot_write_file(slot, PAGESERVER_TENANT_IGNORED_FILE, xstrdup(""), after_ignore_marker);
+    slot_write_file(slot, PAGESERVER_TENANT_IGNORED_FILE, xstrdup(""), true, after_ignore_marker);
 }
 
 typedef struct LocalDirRemoval {

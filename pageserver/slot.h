@@ -97,9 +97,11 @@ typedef struct TenantSlot {
     Timeline **timelines;
     size_t n_timelines, cap_timelines;
 
-    int inflight;         /* worker jobs and background operations that use the slot */
-    SlotChange *change;   /* at most one; non-NULL = upserts get 409 */
-    uint64_t incarnation; /* bumped whenever the slot restarts */
+    int inflight;                     /* worker jobs and background operations that use the slot */
+    SlotChange *change;               /* at most one; non-NULL = upserts get 409 */
+    uint64_t incarnation;             /* bumped whenever the slot restarts */
+    struct HeatmapUploader *heatmap;  /* heatmap.c: uploads of an attached slot, or NULL */
+    struct SecondaryState *secondary; /* secondary.c: downloads of a warm secondary, or NULL */
 
     struct TenantSlot *hash_next; /* the manager's TenantShardId hash chain */
 } TenantSlot;

@@ -379,6 +379,7 @@ typedef struct LoadJob {
     char dir[PATH_MAX];
     Generation generation; /* GENERATION_NONE: keep the persisted config */
     LocationConfig cfg;
+    bool marker_removed;
     bool ok;
     Err err;
 } LoadJob;
@@ -408,6 +409,7 @@ static void load_work(WorkerJob *job, void *arg)
     char marker[PATH_MAX];
     str_printf(marker, sizeof(marker), "%s/%s", j->dir, PAGESERVER_TENANT_IGNORED_FILE);
     if (unlink(marker) == 0) {
+        j->marker_removed = true;
         j->ok = fs_fsync_dir(j->dir, &j->err);
     } else if (errno != ENOENT) {
         err_set(&j->err, ERR_INTERNAL, "removing %s: %m", marker);
@@ -424,7 +426,11 @@ static void load_done(void *arg, WorkerOutcome outcome)
         j->ok = false;
     tenant_manager_pending_remove(mgr, &op->tsid);
     if (j->ok && mgr->stopping) {
-        err_set(&j->err, ERR_UNAVAILABLE, "the pageserver is shutting down");
+        /* too late to put the marker back (no more worker jobs): say what the next start does */
+        err_set(&j->err, ERR_UNAVAILABLE, "the pageserver is shutting down%s",
+                j->marker_removed ? "; the ignore marker is already removed, so the tenant is "
+                                    "loaded at the next start with its persisted configuration"
+                                  : "");
         j->ok = false;
     }
     if (!j->ok) {

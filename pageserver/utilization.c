@@ -15,6 +15,7 @@
 
 #include "pageserver/app.h"
 #include "pageserver/defaults.h"
+#include "pageserver/index_part.h"
 #include "pageserver/tenant.h"
 
 void utilization_compute(Utilization *u)
@@ -31,13 +32,8 @@ void utilization_compute(Utilization *u)
 
 json_t *utilization_to_json(const Utilization *u)
 {
-    char ts[64];
-    time_t secs = (time_t)(u->captured_at_ms / 1000);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char base[32];
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
-    str_printf(ts, sizeof(ts), "%s.%03dZ", base, (int)(u->captured_at_ms % 1000));
+    char ts[INDEX_TIMESTAMP_SIZE];
+    index_timestamp_format(u->captured_at_ms, ts);
     return json_pack("{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "disk_usage_bytes",
                      (json_int_t)u->disk_usage_bytes, "free_space_bytes",
                      (json_int_t)u->free_space_bytes, "disk_wanted_bytes",

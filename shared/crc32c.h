@@ -1,6 +1,6 @@
 /*
  * crc32c.h: CRC-32C (Castagnoli), the checksum of layer file blocks and of Postgres' pg_control.
- * Software slicing-by-8; fast enough for checksumming 8 KiB pages on worker threads.
+ * The SSE4.2 crc32 instruction when the CPU has it, software slicing-by-8 otherwise.
  */
 #ifndef SHARED_CRC32C_H
 #define SHARED_CRC32C_H

@@ -373,29 +373,61 @@ static json_t *item_json(const InsertItem *it)
                      it->az != NULL ? json_string(it->az) : json_null());
 }
 
-/* item_deliver: the item's outcome from the batch's rows: its inserted rows, or its existing
- * rows when they all match the request (a repeat), else 409 with nothing written. */
-static void item_deliver(const InsertItem *it, const PGresult *r)
+/* A row of a batch's result by tenant: the batch's rows are indexed once (sorted by tenant), so
+ * handing out a batch of k creates over n rows costs O(n log n + k log n), not O(k n). */
+typedef struct RowRef {
+    TenantId tenant;
+    int row;
+} RowRef;
+
+static int row_ref_order(const void *pa, const void *pb)
+{
+    const RowRef *a = pa, *b = pb;
+    int c = tenant_id_cmp(&a->tenant, &b->tenant);
+    return c != 0 ? c : (a->row > b->row) - (a->row < b->row);
+}
+
+/* rows_index: every row's tenant, sorted; NULL (err set) when a row's id does not parse. */
+static RowRef *rows_index(const PGresult *r, size_t *n, Err *err)
+{
+    *n = (size_t)PQntuples(r);
+    RowRef *refs = xcalloc(*n + 1, sizeof(*refs));
+    for (size_t i = 0; i < *n; i++) {
+        TenantShardId tsid;
+        if (!tsid_at(r, (int)i, COL_TENANT_ID, &tsid, err)) {
+            free(refs);
+            return NULL;
+        }
+        refs[i] = (RowRef){.tenant = tsid.tenant_id, .row = (int)i};
+    }
+    qsort(refs, *n, sizeof(*refs), row_ref_order);
+    return refs;
+}
+
+/* item_deliver: the item's outcome from the batch's rows (refs: rows_index of r): its inserted
+ * rows, or its existing rows when they all match the request (a repeat), else 409 with nothing
+ * written. */
+static void item_deliver(const InsertItem *it, const PGresult *r, const RowRef *refs, size_t n_refs)
 {
     size_t expect = it->c.shard_count > 0 ? it->c.shard_count : 1;
-    int rows = PQntuples(r);
     DbTenantShard *shards = xcalloc(expect + 1, sizeof(*shards));
     size_t n = 0, same = 0, found = 0;
     bool created = false;
-    int first_row = -1;
     Err e;
     err_clear(&e);
     bool ok = true;
-    for (int i = 0; i < rows && ok; i++) {
-        TenantShardId tsid;
-        if (!tsid_at(r, i, COL_TENANT_ID, &tsid, &e)) {
-            ok = false;
-            break;
-        }
-        if (!tenant_id_eq(&tsid.tenant_id, &it->c.tenant_id))
-            continue;
-        if (first_row < 0)
-            first_row = i;
+    size_t lo = 0, hi = n_refs; /* the first ref of this tenant */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (tenant_id_cmp(&refs[mid].tenant, &it->c.tenant_id) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    int first_row =
+        lo < n_refs && tenant_id_eq(&refs[lo].tenant, &it->c.tenant_id) ? refs[lo].row : -1;
+    for (size_t k = lo; k < n_refs && ok && tenant_id_eq(&refs[k].tenant, &it->c.tenant_id); k++) {
+        int i = refs[k].row;
         found++;
         const char *v = value_at(r, i, COL_SAME);
         if (v != NULL && strcmp(v, "t") == 0)
@@ -450,8 +482,17 @@ static void batch_done(const DbResult *res, void *arg)
     batch_unlink(b);
     if (res->ok) {
         const PGresult *r = result_of(res, 0);
-        for (InsertItem *it = b->items; it != NULL; it = it->next)
-            item_deliver(it, r);
+        Err e;
+        err_clear(&e);
+        size_t n_refs = 0;
+        RowRef *refs = rows_index(r, &n_refs, &e);
+        for (InsertItem *it = b->items; it != NULL; it = it->next) {
+            if (refs != NULL)
+                item_deliver(it, r, refs, n_refs);
+            else
+                it->cb(&e, NULL, 0, false, it->arg);
+        }
+        free(refs);
     } else if (res->err.code != ERR_UNAVAILABLE && b->n > 1) {
         ins->stats.split++;
         InsertItem *last = b->items;

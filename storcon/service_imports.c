@@ -64,6 +64,29 @@ static void on_status_row(const Err *err, const DbImport *row, bool changed, voi
     upcall_reply(u, NULL, status);
 }
 
+typedef struct ImportRecheck {
+    Service *svc;
+} ImportRecheck;
+
+/* on_recheck_row: a merged status of an untracked import: kick it only when its row still
+ * exists, so an import deleted meanwhile is not tracked again (and does not mark the tenant as
+ * importing until the next restart). */
+static void on_recheck_row(const Err *err, const DbImport *row, bool changed, void *arg)
+{
+    (void)changed;
+    ImportRecheck *r = arg;
+    Service *svc = r->svc;
+    free(r);
+    if (err != NULL) {
+        if (err->code != ERR_NOT_FOUND) { /* the background pass lists every row again */
+            log_err(err, "import status: reading the row again");
+            svc->imports_loaded = false;
+        }
+        return;
+    }
+    service_import_kick(svc, &row->tenant_id, &row->timeline_id, row->shard_statuses);
+}
+
 static void on_status_merged(const Err *err, const DbImport *row, bool changed, void *arg)
 {
     ImportUpcall *u = arg;
@@ -77,7 +100,16 @@ static void on_status_merged(const Err *err, const DbImport *row, bool changed, 
         tsid_format(&u->tsid, tsid);
         timeline_id_format(&u->timeline, tl);
         log_info("import of timeline %s: shard %s reported %s", tl, tsid, u->status_text);
-        service_import_kick(svc, &u->tsid.tenant_id, &u->timeline, row->shard_statuses);
+        if (import_set_find(&svc->imports, &u->tsid.tenant_id, &u->timeline) != NULL ||
+            !svc->imports_listed) {
+            service_import_kick(svc, &u->tsid.tenant_id, &u->timeline, row->shard_statuses);
+        } else {
+            /* not tracked: a delete forgot the import after this merge committed, or the
+             * create's own callback has not run yet. Only the row says which. */
+            ImportRecheck *r = xcalloc(1, sizeof(*r));
+            r->svc = svc;
+            db_imports_get(svc->opts.db, &u->tsid.tenant_id, &u->timeline, on_recheck_row, r);
+        }
     }
     upcall_reply(u, NULL, json_null()); /* Neon: () */
 }
@@ -780,6 +812,7 @@ static void on_imports_listed(const Err *err, const DbImport *rows, size_t n, vo
     }
     for (size_t i = 0; i < n; i++)
         service_import_kick(svc, &rows[i].tenant_id, &rows[i].timeline_id, rows[i].shard_statuses);
+    svc->imports_listed = true;
     if (n > 0)
         log_info("startup: %zu timeline imports in progress", n);
 }

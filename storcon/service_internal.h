@@ -96,6 +96,7 @@ struct Service {
     struct FinalizeRun *import_runs; /* finalisation attempts in flight */
     Notifier *import_notifier;       /* PUT <control plane>/import_complete */
     bool imports_loaded;             /* the rows were listed after startup */
+    bool imports_listed;             /* that listing answered: every row since is tracked */
 };
 
 /* RegisterOp: node registration, also the first step of a re-attach that carries "register". */

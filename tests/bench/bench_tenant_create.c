@@ -23,6 +23,7 @@
  * setup fails or a create is answered with anything but 201.
  *
  * Usage: bench_tenant_create [seconds-per-case]   (from the build: build/bin/bench_tenant_create)
+ * BENCH_KEEP=1 keeps the temporary directory (the daemons' logs) and prints where it is.
  */
 #include <inttypes.h>
 #include <libgen.h>
@@ -69,7 +70,10 @@ static void bench_cleanup(void)
         B.storcon = 0;
     }
     pg_cluster_cleanup(&B.pg);
-    if (B.dir[0] != '\0') {
+    const char *keep = getenv("BENCH_KEEP");
+    if (B.dir[0] != '\0' && keep != NULL && strcmp(keep, "1") == 0) {
+        fprintf(stderr, "bench: BENCH_KEEP=1: logs kept in %s\n", B.dir);
+    } else if (B.dir[0] != '\0') {
         nftw(B.dir, pg_cluster_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
         B.dir[0] = '\0';
     }

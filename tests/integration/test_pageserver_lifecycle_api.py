@@ -146,6 +146,28 @@ def test_ignore_and_load_across_a_restart(ps_env):
     storcon.set_intent(ps.id, tenant, None)
 
 
+def test_refused_ignore_leaves_no_marker(ps_env):
+    """An ignore whose marker write fails after the rename (a failed directory fsync) is refused
+    and leaves no marker behind: the tenant is still served, and still loaded after a restart."""
+    storcon = ps_env.storcon
+    ps = ps_env.pageserver()
+    tenant = new_id()
+    gen = storcon.issue(tenant)
+    storcon.set_intent(ps.id, tenant, "AttachedSingle")
+    assert ok_json(create(ps, tenant, gen), 201) == tenant
+    ok_json(ps.put("/v1/failpoints",
+                   json=[{"name": "tenant-file-written", "actions": "1*return(fsync failed)"}]))
+    msg = error_msg(ps.post(f"/v1/tenant/{tenant}/ignore"), 500)
+    assert "ignore marker" in msg and "fsync failed" in msg, msg
+    assert not (tenant_dir(ps, tenant) / IGNORED).exists()
+    assert ok_json(tenant_detail(ps, tenant))["state"]["slug"] == "Active"
+    ps.restart()
+    wait_ready(ps)
+    wait_tenant_active(ps, tenant)
+    ok_json(ps.post(f"/v1/tenant/{tenant}/detach"))
+    storcon.set_intent(ps.id, tenant, None)
+
+
 def test_lifecycle_api_errors(ps_env):
     storcon = ps_env.storcon
     ps = ps_env.pageserver()
