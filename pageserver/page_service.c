@@ -816,9 +816,14 @@ static void process_input(PgConn *c)
         }
         if (r == PGWIRE_NEED_MORE)
             break;
+        c->ops++; /* a message may close the connection: c must outlive this loop */
         on_message(c, &m);
-        if (c->bev == NULL)
-            return; /* closed by the message */
+        c->ops--;
+        if (c->bev == NULL) { /* closed by the message (Terminate, CancelRequest) */
+            if (c->ops == 0)
+                conn_free(c);
+            return;
+        }
         evbuffer_drain(in, used);
     }
     if (c->bev == NULL)
