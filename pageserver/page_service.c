@@ -96,6 +96,7 @@ struct PgConn {
     bool auth_ok;
     AuthClaims claims;
     bool close_after_flush; /* an error was queued: close when the output is written */
+    bool zombie;            /* closed, on ps->zombies until its operations complete */
     unsigned ops;           /* read batches and basebackup builds in flight */
     char peer[64];
     StrBuf wbuf; /* messages being built, appended to the output by conn_send */
@@ -133,6 +134,7 @@ struct PageService {
     uint16_t port;
     PgConn *conns; /* open connections (doubly linked) */
     size_t n_conns;
+    PgConn *zombies; /* closed connections waiting for their reads or build (same links) */
     bool stopping;
     PsMetrics m;
 };
@@ -285,8 +287,20 @@ static void flush(PgConn *c)
 /* conn_release: one operation of a closed connection ended; the last frees it. */
 static void conn_free(PgConn *c)
 {
-    for (size_t i = 0; c->q != NULL && i < c->q_len; i++)
-        free(q_at(c, i)->err);
+    if (c->zombie) {
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            c->ps->zombies = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+    }
+    for (size_t i = 0; c->q != NULL && i < c->q_len; i++) {
+        PsReq *r = q_at(c, i);
+        free(r->err);
+        if (r->batch != NULL) /* only when page_service_free drops a zombie: never completed */
+            batch_unref(r->batch);
+    }
     free(c->q);
     strbuf_finish(&c->wbuf);
     free(c);
@@ -903,8 +917,15 @@ static void conn_close(PgConn *c, const char *why)
     flush(c); /* drops the answered requests' batch references */
     if (c->state != PGC_BASEBACKUP)
         basebackup_finish(c);
-    if (c->ops == 0)
+    if (c->ops == 0) {
         conn_free(c);
+        return;
+    }
+    c->zombie = true;
+    c->next = c->ps->zombies;
+    if (c->next)
+        c->next->prev = c;
+    c->ps->zombies = c;
 }
 
 /* send_fatal_now: a FATAL ErrorResponse written straight to the socket, best effort and without
@@ -1083,5 +1104,11 @@ void page_service_free(PageService *ps)
     if (ps == NULL)
         return;
     page_service_stop(ps);
+    /* reads that never completed (a read parked for its LSN is dropped at shutdown) */
+    while (ps->zombies != NULL) {
+        PgConn *c = ps->zombies;
+        basebackup_finish(c);
+        conn_free(c);
+    }
     free(ps);
 }
