@@ -55,6 +55,16 @@ bool remote_fs_backend_open(const RemoteStorageUrl *url, const RemoteBackendOps 
 bool remote_s3_backend_open(const RemoteStorageUrl *url, const RemoteBackendOps **ops, void **impl,
                             Err *err) MUST_CHECK;
 
+/* remote_s3_parse_listing / remote_s3_parse_delete_result: the S3 backend's parsers of a
+ * ListBucketResult (appended to page, keys without prefix) and a DeleteResult (per-key errors into
+ * res by index into keys; NoSuchKey is success). Malformed XML -> ERR_INTERNAL. Exposed for the
+ * fuzz harness (tests/fuzz/fuzz_s3_replies.c). */
+bool remote_s3_parse_listing(const char *xml, size_t len, const char *prefix, RemoteListing *page,
+                             Err *err) MUST_CHECK;
+bool remote_s3_parse_delete_result(const char *xml, size_t len, const char *prefix,
+                                   const char *const *keys, size_t n, RemoteDeleteResult *res,
+                                   Err *err) MUST_CHECK;
+
 /* remote_delete_result_add: record that keys[index] failed with err (for backends). */
 void remote_delete_result_add(RemoteDeleteResult *res, size_t index, const Err *err);
 

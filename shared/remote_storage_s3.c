@@ -388,8 +388,7 @@ struct S3Call {
     int64_t mtime_ms;
     int64_t content_length; /* -1 unknown */
     int64_t range_total;    /* -1 unknown */
-    char *buf;
-    size_t len, cap;
+    StrBuf reply;           /* the body when not passed to sink (XML) */
     bool headers_done;
     uint64_t delivered;
     bool sink_failed;
@@ -468,20 +467,6 @@ static size_t header_cb(char *line, size_t size, size_t nmemb, void *arg)
     return n;
 }
 
-static void buf_append(S3Call *c, const void *data, size_t n)
-{
-    if (c->len + n + 1 > c->cap) {
-        size_t cap = c->cap ? c->cap : 4096;
-        while (cap < c->len + n + 1)
-            cap *= 2;
-        c->buf = xrealloc(c->buf, cap);
-        c->cap = cap;
-    }
-    memcpy(c->buf + c->len, data, n);
-    c->len += n;
-    c->buf[c->len] = '\0';
-}
-
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
     S3Call *c = arg;
@@ -507,13 +492,13 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *arg)
         c->delivered += n;
         return n;
     }
-    if (c->len + n > S3_MAX_XML_REPLY) {
+    if (c->reply.len + n > S3_MAX_XML_REPLY) {
         err_set(&c->sink_err, ERR_INTERNAL, "s3 %s: reply over %d bytes", c->what,
                 S3_MAX_XML_REPLY);
         c->sink_failed = true;
         return 0;
     }
-    buf_append(c, data, n);
+    strbuf_append(&c->reply, data, n);
     return n;
 }
 
@@ -537,8 +522,8 @@ static int progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
 static void s3_error(S3Call *c, bool *retry, Err *err)
 {
     char *code = NULL, *msg = NULL;
-    if (c->len > 0) {
-        xmlDoc *doc = xml_parse(c->buf, c->len, "Error", c->what, NULL);
+    if (c->reply.len > 0) {
+        xmlDoc *doc = xml_parse(c->reply.data, c->reply.len, "Error", c->what, NULL);
         if (doc != NULL) {
             xmlNode *root = xmlDocGetRootElement(doc);
             code = xml_text(root, "Code");
@@ -573,7 +558,7 @@ static bool s3_attempt(S3Storage *s3, S3Call *c, bool *retry, Err *err)
     c->mtime_ms = 0;
     c->content_length = -1;
     c->range_total = -1;
-    c->len = 0;
+    strbuf_reset(&c->reply);
     c->headers_done = false;
     c->sink_failed = false;
     if (c->body != NULL)
@@ -719,7 +704,7 @@ static void call_free(S3Call *c)
 {
     free(c->url);
     free((char *)c->what);
-    free(c->buf);
+    strbuf_finish(&c->reply);
     curl_slist_free_all(c->headers);
 }
 
@@ -790,7 +775,8 @@ static bool s3_put_multipart(S3Storage *s3, const char *key, S3Body *whole, cons
     bool ok = s3_call(s3, &c, err);
     char *upload_id = NULL;
     if (ok) {
-        xmlDoc *doc = xml_parse(c.buf, c.len, "InitiateMultipartUploadResult", c.what, err);
+        xmlDoc *doc =
+            xml_parse(c.reply.data, c.reply.len, "InitiateMultipartUploadResult", c.what, err);
         upload_id = doc ? xml_text(xmlDocGetRootElement(doc), "UploadId") : NULL;
         xmlFreeDoc(doc);
         if (doc != NULL && upload_id == NULL)
@@ -848,7 +834,7 @@ static bool s3_put_multipart(S3Storage *s3, const char *key, S3Body *whole, cons
         call_header(&c, "Content-Type: application/xml");
         ok = s3_call(s3, &c, err);
         if (ok) { /* a 200 may still carry an <Error> (S3 reports late failures so) */
-            xmlDoc *reply = xml_parse(c.buf, c.len, NULL, c.what, err);
+            xmlDoc *reply = xml_parse(c.reply.data, c.reply.len, NULL, c.what, err);
             if (reply == NULL) {
                 ok = false;
             } else if (strcmp((const char *)xmlDocGetRootElement(reply)->name, "Error") == 0) {
@@ -998,10 +984,62 @@ static bool s3_get(void *impl, const char *key, const RemoteGetReq *req, RemoteS
 /* ---- list ---- */
 
 /* strip_prefix: key without the storage's prefix (S3 returned only keys under it). */
-static char *strip_prefix(const S3Storage *s3, const char *key)
+static char *strip_prefix(const char *prefix, const char *key)
 {
-    size_t n = strlen(s3->prefix);
-    return xstrdup(strncmp(key, s3->prefix, n) == 0 ? key + n : key);
+    size_t n = strlen(prefix);
+    return xstrdup(strncmp(key, prefix, n) == 0 ? key + n : key);
+}
+
+bool remote_s3_parse_listing(const char *xml, size_t len, const char *prefix, RemoteListing *page,
+                             Err *err)
+{
+    xmlDoc *doc = xml_parse(xml, len, "ListBucketResult", "ListObjectsV2", err);
+    if (doc == NULL)
+        return false;
+    bool ok = true;
+    xmlNode *root = xmlDocGetRootElement(doc);
+    for (xmlNode *n = root->children; n != NULL; n = n->next) {
+        if (n->type != XML_ELEMENT_NODE)
+            continue;
+        if (strcmp((const char *)n->name, "Contents") == 0) {
+            char *key = xml_text(n, "Key");
+            char *size = xml_text(n, "Size");
+            char *mtime = xml_text(n, "LastModified");
+            char *etag = xml_text(n, "ETag");
+            if (key != NULL) {
+                page->items = xrealloc(page->items, (page->n + 1) * sizeof(*page->items));
+                RemoteObjectInfo *it = &page->items[page->n++];
+                memset(it, 0, sizeof(*it));
+                it->key = strip_prefix(prefix, key);
+                it->size = size ? strtoull(size, NULL, 10) : 0;
+                it->mtime_ms = mtime ? parse_iso8601_ms(mtime) : 0;
+                str_copy(it->etag, sizeof(it->etag), etag ? etag : "");
+            }
+            free(key);
+            free(size);
+            free(mtime);
+            free(etag);
+        } else if (strcmp((const char *)n->name, "CommonPrefixes") == 0) {
+            char *p = xml_text(n, "Prefix");
+            if (p != NULL) {
+                page->prefixes =
+                    xrealloc(page->prefixes, (page->n_prefixes + 1) * sizeof(*page->prefixes));
+                page->prefixes[page->n_prefixes++] = strip_prefix(prefix, p);
+            }
+            free(p);
+        }
+    }
+    char *truncated = xml_text(root, "IsTruncated");
+    if (truncated != NULL && strcmp(truncated, "true") == 0) {
+        page->next_token = xml_text(root, "NextContinuationToken");
+        if (page->next_token == NULL || page->next_token[0] == '\0') {
+            err_set(err, ERR_INTERNAL, "s3 ListObjectsV2: truncated without NextContinuationToken");
+            ok = false;
+        }
+    }
+    free(truncated);
+    xmlFreeDoc(doc);
+    return ok;
 }
 
 static bool s3_list_page(void *impl, const char *prefix, const char *delimiter, const char *token,
@@ -1025,59 +1063,50 @@ static bool s3_list_page(void *impl, const char *prefix, const char *delimiter, 
     call_init(&c, s3, "GET", NULL, query, opts);
     call_what(&c, "ListObjectsV2 \"%s\"", prefix);
     free(query);
-    bool ok = s3_call(s3, &c, err);
-    xmlDoc *doc = ok ? xml_parse(c.buf, c.len, "ListBucketResult", c.what, err) : NULL;
-    ok = doc != NULL;
-    if (ok) {
-        xmlNode *root = xmlDocGetRootElement(doc);
-        for (xmlNode *n = root->children; n != NULL; n = n->next) {
-            if (n->type != XML_ELEMENT_NODE)
-                continue;
-            if (strcmp((const char *)n->name, "Contents") == 0) {
-                char *key = xml_text(n, "Key");
-                char *size = xml_text(n, "Size");
-                char *mtime = xml_text(n, "LastModified");
-                char *etag = xml_text(n, "ETag");
-                if (key != NULL) {
-                    page->items = xrealloc(page->items, (page->n + 1) * sizeof(*page->items));
-                    RemoteObjectInfo *it = &page->items[page->n++];
-                    memset(it, 0, sizeof(*it));
-                    it->key = strip_prefix(s3, key);
-                    it->size = size ? strtoull(size, NULL, 10) : 0;
-                    it->mtime_ms = mtime ? parse_iso8601_ms(mtime) : 0;
-                    str_copy(it->etag, sizeof(it->etag), etag ? etag : "");
-                }
-                free(key);
-                free(size);
-                free(mtime);
-                free(etag);
-            } else if (strcmp((const char *)n->name, "CommonPrefixes") == 0) {
-                char *p = xml_text(n, "Prefix");
-                if (p != NULL) {
-                    page->prefixes =
-                        xrealloc(page->prefixes, (page->n_prefixes + 1) * sizeof(*page->prefixes));
-                    page->prefixes[page->n_prefixes++] = strip_prefix(s3, p);
-                }
-                free(p);
-            }
-        }
-        char *truncated = xml_text(root, "IsTruncated");
-        if (truncated != NULL && strcmp(truncated, "true") == 0) {
-            page->next_token = xml_text(root, "NextContinuationToken");
-            if (page->next_token == NULL || page->next_token[0] == '\0') {
-                err_set(err, ERR_INTERNAL, "s3 %s: truncated without NextContinuationToken",
-                        c.what);
-                ok = false;
-            }
-        }
-        free(truncated);
-    }
-    xmlFreeDoc(doc);
+    bool ok = s3_call(s3, &c, err) &&
+              remote_s3_parse_listing(c.reply.data, c.reply.len, s3->prefix, page, err);
     call_free(&c);
     return ok;
 }
 
 /* ---- delete ---- */
+
+bool remote_s3_parse_delete_result(const char *xml, size_t len, const char *prefix,
+                                   const char *const *keys, size_t n, RemoteDeleteResult *res,
+                                   Err *err)
+{
+    xmlDoc *reply = xml_parse(xml, len, "DeleteResult", "DeleteObjects", err);
+    if (reply == NULL)
+        return false;
+    for (xmlNode *e = xmlDocGetRootElement(reply)->children; e != NULL; e = e->next) {
+        if (e->type != XML_ELEMENT_NODE || strcmp((const char *)e->name, "Error") != 0)
+            continue;
+        char *key = xml_text(e, "Key");
+        char *code = xml_text(e, "Code");
+        char *msg = xml_text(e, "Message");
+        char *rel = key ? strip_prefix(prefix, key) : NULL;
+        size_t index = 0;
+        while (rel != NULL && index < n && strcmp(keys[index], rel) != 0)
+            index++;
+        if (code == NULL || strcmp(code, "NoSuchKey") != 0) { /* absent is success */
+            Err ke;
+            ErrCode ec =
+                code && strcmp(code, "AccessDenied") == 0 ? ERR_FORBIDDEN
+                : code && (strcmp(code, "InternalError") == 0 || strcmp(code, "SlowDown") == 0)
+                    ? ERR_UNAVAILABLE
+                    : ERR_INTERNAL;
+            err_set(&ke, ec, "s3 delete %s: %s: %s", rel ? rel : "(no key)",
+                    code ? code : "(no code)", msg ? msg : "");
+            remote_delete_result_add(res, index < n ? index : 0, &ke);
+        }
+        free(rel);
+        free(key);
+        free(code);
+        free(msg);
+    }
+    xmlFreeDoc(reply);
+    return true;
+}
 
 static bool s3_delete_many(void *impl, const char *const *keys, size_t n, RemoteDeleteResult *res,
                            const RemoteOpts *opts, Err *err)
@@ -1110,35 +1139,8 @@ static bool s3_delete_many(void *impl, const char *const *keys, size_t n, Remote
     call_header(&c, "Content-MD5: %s", md5);
     call_header(&c, "Content-Type: application/xml");
     bool ok = s3_call(s3, &c, err);
-    xmlDoc *reply = ok ? xml_parse(c.buf, c.len, "DeleteResult", c.what, err) : NULL;
-    ok = reply != NULL;
-    for (xmlNode *e = ok ? xmlDocGetRootElement(reply)->children : NULL; e != NULL; e = e->next) {
-        if (e->type != XML_ELEMENT_NODE || strcmp((const char *)e->name, "Error") != 0)
-            continue;
-        char *key = xml_text(e, "Key");
-        char *code = xml_text(e, "Code");
-        char *msg = xml_text(e, "Message");
-        char *rel = key ? strip_prefix(s3, key) : NULL;
-        size_t index = 0;
-        while (rel != NULL && index < n && strcmp(keys[index], rel) != 0)
-            index++;
-        if (code == NULL || strcmp(code, "NoSuchKey") != 0) { /* absent is success */
-            Err ke;
-            ErrCode ec =
-                code && strcmp(code, "AccessDenied") == 0 ? ERR_FORBIDDEN
-                : code && (strcmp(code, "InternalError") == 0 || strcmp(code, "SlowDown") == 0)
-                    ? ERR_UNAVAILABLE
-                    : ERR_INTERNAL;
-            err_set(&ke, ec, "s3 delete %s: %s: %s", rel ? rel : "(no key)",
-                    code ? code : "(no code)", msg ? msg : "");
-            remote_delete_result_add(res, index < n ? index : 0, &ke);
-        }
-        free(rel);
-        free(key);
-        free(code);
-        free(msg);
-    }
-    xmlFreeDoc(reply);
+    ok = ok &&
+         remote_s3_parse_delete_result(c.reply.data, c.reply.len, s3->prefix, keys, n, res, err);
     call_free(&c);
     xmlFree(xml);
     return ok;
