@@ -654,8 +654,12 @@ def pgbench_source(scale: int, setup=None):
 
 
 def mark_done(loc: Path, body: bytes = b'{"done": true}'):
+    """Write loc/status/pgdata atomically (as a control plane would: a pageserver polling it must
+    never read a half-written file)."""
     (loc / "status").mkdir(exist_ok=True)
-    (loc / "status" / "pgdata").write_bytes(body)
+    tmp = loc / "status" / "pgdata.writing"
+    tmp.write_bytes(body)
+    os.replace(tmp, loc / "status" / "pgdata")
 
 
 def make_location(pgdata: Path, tmp_path: Path, done: bool = True) -> Path:
