@@ -20,7 +20,8 @@
  * listens on that port.
  *
  * Exit codes: 64 bad flag or value, 70 internal, 71 OS (cannot create, lock, bind), 78 unusable
- * configuration (unreadable S3 credentials, no initdb, bad public key, work directory of another node).
+ * configuration (unreadable S3 credentials, no initdb, bad public key, work directory of another
+ * node).
  */
 #include <errno.h>
 #include <fcntl.h>
