@@ -103,12 +103,17 @@ start_s3() {
     </dev/null >>"$DEMO_DIR/s3_proxy.log" 2>&1 &
   pid=$!
   record s3_proxy "$pid" "http://127.0.0.1:$proxy"
+  # create the bucket once both answer (409: it exists from an earlier run)
+  local code=""
   for ((i = 0; i < 300; i++)); do
-    if curl -sS -o /dev/null -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
       --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-      "http://127.0.0.1:$proxy/demo" 2>/dev/null; then break; fi
+      "http://127.0.0.1:$proxy/demo" 2>/dev/null) || true
+    if [ "$code" = 200 ] || [ "$code" = 409 ]; then break; fi
     sleep 0.1
   done
+  [ "$code" = 200 ] || [ "$code" = 409 ] ||
+    die "cannot create the S3 bucket (HTTP $code); see $DEMO_DIR/s3rver.log and $DEMO_DIR/s3_proxy.log"
   export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
   REMOTE_URL="s3://demo?region=us-east-1&endpoint=http://127.0.0.1:$proxy"
   log "s3         pid $pid  http://127.0.0.1:$proxy (bucket demo; s3rver on port $port)"
