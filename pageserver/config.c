@@ -35,7 +35,11 @@ static const ConfigOption PAGESERVER_OPTIONS[] = {
     CONFIG_OPT(
         CONFIG_STRING, PageserverConfig, remote_storage, "remote-storage", NULL, "URL",
         "remote storage: file:///abs/path (default file://<workdir>/" PAGESERVER_REMOTE_STORAGE_DIR
-        "); s3:// is not supported yet"),
+        ") or s3://bucket/prefix?region=R&endpoint=URL (docs/operations.md)"),
+    CONFIG_OPT(CONFIG_STRING, PageserverConfig, remote_storage_credentials,
+               "remote-storage-credentials", NULL, "FILE",
+               "S3 credentials in the AWS credentials file format, profile [default] (default: "
+               "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN)"),
     CONFIG_OPT(CONFIG_STRING, PageserverConfig, control_plane_api, "control-plane-api", NULL, "URL",
                "storage controller upcall base, e.g. http://127.0.0.1:1234/upcall/v1/"),
     CONFIG_OPT(CONFIG_STRING, PageserverConfig, availability_zone, "availability-zone",
@@ -233,6 +237,12 @@ bool pageserver_config_finish(PageserverConfig *cfg, int *exit_code, Err *err)
     }
     if (!remote_storage_url_check_supported(&cfg->remote, err)) {
         err_prefix(err, "--remote-storage: ");
+        *exit_code = EXIT_CODE_CONFIG;
+        return false;
+    }
+    if (cfg->remote_storage_credentials[0] != '\0' &&
+        !remote_storage_set_credentials_file(cfg->remote_storage_credentials, err)) {
+        err_prefix(err, "--remote-storage-credentials: ");
         *exit_code = EXIT_CODE_CONFIG;
         return false;
     }

@@ -5,7 +5,7 @@
  * URL, normalised control plane URL, log level).
  *
  * Exit codes: a malformed value is EXIT_CODE_BAD_ARGS (64); a well-formed but unusable setting
- * (s3 remote storage, Postgres binaries without initdb) is EXIT_CODE_CONFIG (78).
+ * (an unreadable S3 credentials file, Postgres binaries without initdb) is EXIT_CODE_CONFIG (78).
  */
 #ifndef PAGESERVER_CONFIG_H
 #define PAGESERVER_CONFIG_H
@@ -30,6 +30,7 @@ typedef struct PageserverConfig {
     HostPort listen_http;
     HostPort listen_pg;
     char remote_storage[PAGESERVER_URL_MAX];
+    char remote_storage_credentials[PATH_MAX]; /* S3 credentials file, "" = the environment */
     char control_plane_api[PAGESERVER_URL_MAX];
     char availability_zone[PAGESERVER_AZ_MAX];
     char pg_bin_dir[PATH_MAX];

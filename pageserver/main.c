@@ -21,7 +21,8 @@
  * first; its reads in flight complete while the worker pool drains, then it is freed.
  *
  * Exit codes: 64 bad flag or value, 70 internal, 71 OS (cannot create, lock, bind), 78 unusable
- * configuration (s3 remote storage, no initdb, bad public key, work directory of another node).
+ * configuration (unreadable S3 credentials, no initdb, bad public key, work directory of another
+ * node).
  */
 #include <errno.h>
 #include <fcntl.h>

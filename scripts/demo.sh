@@ -6,6 +6,9 @@
 #                             and import a small pgbench database into it as a second timeline,
 #                             export that timeline (storconctl timelines export), start a vanilla
 #                             Postgres on the export and compare a query with the source's
+#   scripts/demo.sh start --s3  the same with the pageservers' remote storage on a local S3 server
+#                             (s3rver behind the SigV4-verifying proxy of the tests, bucket "demo",
+#                             development credentials; docs/remote-storage-s3.md)
 #   scripts/demo.sh status    what runs, with addresses and logs
 #   scripts/demo.sh stop      stop everything by the pids recorded in $DEMO_DIR/pids
 #
@@ -80,6 +83,45 @@ wait_http() {
 
 # ---- components ----
 
+# The pageservers' remote storage: the shared directory, or (--s3) the local S3 server.
+REMOTE_URL="file://$DEMO_DIR/remote_storage"
+USE_S3=0
+S3_ACCESS_KEY=demo-access-key
+S3_SECRET_KEY=demo-secret-key
+
+# start_s3: s3rver (data in $DEMO_DIR/s3rver-data, kept between runs) behind the SigV4-verifying
+# proxy, a "demo" bucket, and the pageservers' URL and credentials.
+start_s3() {
+  local js="$ROOT/build/s3rver/node_modules/s3rver/bin/s3rver.js" port proxy pid i
+  [ -f "$js" ] || die "s3rver missing: run scripts/install-deps.sh"
+  port=$(pick_port 9010)
+  mkdir -p "$DEMO_DIR/s3rver-data"
+  setsid node --openssl-legacy-provider "$js" -d "$DEMO_DIR/s3rver-data" -a 127.0.0.1 -p "$port" \
+    --silent --allow-mismatched-signatures --no-vhost-buckets </dev/null >>"$DEMO_DIR/s3rver.log" 2>&1 &
+  pid=$!
+  record s3rver "$pid" "http://127.0.0.1:$port"
+  proxy=$(pick_port 9011)
+  setsid "$PYTHON" "$ROOT/tests/integration/fixtures/s3_proxy.py" --listen "$proxy" \
+    --upstream "127.0.0.1:$port" --access-key "$S3_ACCESS_KEY" --secret-key "$S3_SECRET_KEY" \
+    </dev/null >>"$DEMO_DIR/s3_proxy.log" 2>&1 &
+  pid=$!
+  record s3_proxy "$pid" "http://127.0.0.1:$proxy"
+  # create the bucket once both answer (409: it exists from an earlier run)
+  local code=""
+  for ((i = 0; i < 300; i++)); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" \
+      --user "$S3_ACCESS_KEY:$S3_SECRET_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+      "http://127.0.0.1:$proxy/demo" 2>/dev/null) || true
+    if [ "$code" = 200 ] || [ "$code" = 409 ]; then break; fi
+    sleep 0.1
+  done
+  [ "$code" = 200 ] || [ "$code" = 409 ] ||
+    die "cannot create the S3 bucket (HTTP $code); see $DEMO_DIR/s3rver.log and $DEMO_DIR/s3_proxy.log"
+  export AWS_ACCESS_KEY_ID=$S3_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$S3_SECRET_KEY
+  REMOTE_URL="s3://demo?region=us-east-1&endpoint=http://127.0.0.1:$proxy"
+  log "s3         pid $pid  http://127.0.0.1:$proxy (bucket demo; s3rver on port $port)"
+}
+
 start_postgres() {
   local data="$DEMO_DIR/postgres" sock="$DEMO_DIR/postgres-sock" port pid
   mkdir -p "$sock"
@@ -124,7 +166,7 @@ start_storcon() {
 start_pageservers() {
   local id http pg pid workdir extra=()
   read -r -a extra <<<"${DEMO_PAGESERVER_ARGS:-}"
-  mkdir -p "$DEMO_DIR/remote_storage"
+  [ "$USE_S3" = 1 ] || mkdir -p "$DEMO_DIR/remote_storage"
   PAGESERVER_URLS=()
   for ((id = 1; id <= PAGESERVERS; id++)); do
     http=$(pick_port $((9897 + id)))
@@ -133,7 +175,7 @@ start_pageservers() {
     mkdir -p "$workdir"
     setsid "$BIN/pageserver" --workdir "$workdir" --id "$id" \
       --listen-http "127.0.0.1:$http" --listen-pg "127.0.0.1:$pg" \
-      --remote-storage "file://$DEMO_DIR/remote_storage" --pg-bin-dir "$PG_BIN" \
+      --remote-storage "$REMOTE_URL" --pg-bin-dir "$PG_BIN" \
       --availability-zone "az-$(((id - 1) % 2 + 1))" \
       --control-plane-api "$STORCON_URL/upcall/v1/" "${extra[@]}" \
       --log-file "$DEMO_DIR/pageserver_$id.log" </dev/null >>"$DEMO_DIR/pageserver_$id.out" 2>&1 &
@@ -317,7 +359,7 @@ $(for ((i = 0; i < ${#PAGESERVER_URLS[@]}; i++)); do
     printf '  pageserver %d    %s  (curl %s/v1/status)\n' $((i + 1)) "${PAGESERVER_URLS[$i]}" "${PAGESERVER_URLS[$i]}"
   done)
   postgres        $PG_URL/storcon
-  remote storage  file://$DEMO_DIR/remote_storage
+  remote storage  $REMOTE_URL
   demo tenant     $DEMO_TENANT (4 shards)  timeline $DEMO_TIMELINE
 $(if [ -n "${IMPORT_LSN:-}" ]; then
     printf '                  imported timeline %s (pgbench -i -s 1, last_record_lsn %s, %s)\n' \
@@ -358,6 +400,7 @@ cmd_start() {
   trap 'echo "demo: start failed; stopping what started" >&2; stop_throwaway >&2; cmd_stop >&2' EXIT
   start_postgres
   start_storcon
+  if [ "$USE_S3" = 1 ]; then start_s3; fi
   start_pageservers
   register_pageservers
   create_demo_tenant
@@ -416,12 +459,17 @@ cmd_stop() {
   rm -f "$PIDS"
 }
 
-case "${1:-start}" in
+cmd=${1:-start}
+if [ "$cmd" = --s3 ]; then cmd=start; fi
+for arg in "$@"; do
+  if [ "$arg" = --s3 ]; then USE_S3=1; fi
+done
+case "$cmd" in
   start) cmd_start ;;
   status) cmd_status ;;
   stop) cmd_stop ;;
   *)
-    echo "usage: scripts/demo.sh [start|status|stop]" >&2
+    echo "usage: scripts/demo.sh [start [--s3]|status|stop]" >&2
     exit 64
     ;;
 esac

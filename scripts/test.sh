@@ -13,7 +13,8 @@
 #  10. unit-clang     ctest --test-dir build-clang -L unit
 #  11. integration    ctest --test-dir build -L integration -V     (pytest against the real daemons)
 #  12. integration-asan ctest --test-dir build-asan -L integration  (the same suite, daemons under ASan)
-#  13. fuzz           scripts/fuzz.sh                 (every libFuzzer harness briefly, build-fuzz/)
+#  13. integration-s3 ctest --test-dir build -L integration-s3     (pageserver suites on S3: s3rver)
+#  14. fuzz           scripts/fuzz.sh                 (every libFuzzer harness briefly, build-fuzz/)
 #
 # Warnings are errors in every build. Every stage runs even when an earlier one failed (unless it
 # needs a build that failed); the output of each goes to the terminal and to
@@ -104,14 +105,19 @@ for variant in asan default release clang; do
 done
 
 if [ "${built[default]:-0}" = 1 ]; then
-  stage integration ctest --test-dir build -L integration --output-on-failure -V
+  stage integration ctest --test-dir build -L '^integration$' --output-on-failure -V
 else
   skip integration "build failed"
 fi
 if [ "${built[asan]:-0}" = 1 ]; then
-  stage integration-asan ctest --test-dir build-asan -L integration --output-on-failure -V
+  stage integration-asan ctest --test-dir build-asan -L '^integration$' --output-on-failure -V
 else
   skip integration-asan "build-asan failed"
+fi
+if [ "${built[default]:-0}" = 1 ]; then
+  stage integration-s3 ctest --test-dir build -L integration-s3 --output-on-failure -V
+else
+  skip integration-s3 "build failed"
 fi
 
 stage fuzz bash scripts/fuzz.sh

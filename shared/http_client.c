@@ -155,6 +155,16 @@ static void curl_global_init_once(void)
                  info->version);
 }
 
+bool http_curl_global_init(Err *err)
+{
+    pthread_once(&curl_once, curl_global_init_once);
+    if (curl_init_result != CURLE_OK) {
+        err_set(err, ERR_INTERNAL, "curl_global_init: %s", curl_easy_strerror(curl_init_result));
+        return false;
+    }
+    return true;
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -598,11 +608,8 @@ bool http_client_new_with(struct event_base *base, const HttpClientOptions *opts
     long max_cached = opts != NULL && opts->max_cached_connections > 0
                           ? opts->max_cached_connections
                           : per_host * HTTP_CLIENT_CACHED_HOSTS;
-    pthread_once(&curl_once, curl_global_init_once);
-    if (curl_init_result != CURLE_OK) {
-        err_set(err, ERR_INTERNAL, "curl_global_init: %s", curl_easy_strerror(curl_init_result));
+    if (!http_curl_global_init(err))
         return false;
-    }
     HttpClient *client = xcalloc(1, sizeof(*client));
     client->base = base;
     client->multi = curl_multi_init();

@@ -91,6 +91,10 @@ bool http_response_json(const HttpClientResponse *resp, json_t **out, Err *err) 
  * text) and the code for its status; transport errors keep resp->err. */
 void http_response_err(const HttpClientResponse *resp, Err *err);
 
+/* http_curl_global_init: curl_global_init, once per process (thread-safe); every user of libcurl
+ * (this client, the S3 remote storage backend) calls it before its first handle. */
+bool http_curl_global_init(Err *err) MUST_CHECK;
+
 /* backoff_delay_ms: the capped exponential backoff with full jitter before attempt n (n >= 1 is
  * the first retry). Exposed for the reconciler and upcall loops, which retry on their own. */
 long backoff_delay_ms(int attempt, long base_ms, long max_ms);

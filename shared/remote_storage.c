@@ -17,6 +17,7 @@
 #include "shared/err.h"
 #include "shared/fsutil.h"
 #include "shared/str.h"
+#include "shared/units.h"
 
 #include "shared/remote_storage.h"
 #include "shared/remote_storage_backend.h"
@@ -33,6 +34,7 @@ struct RemoteStorage {
 /* The backends, one row per URL kind; a kind without a row is parsed but refused. */
 static const RemoteBackend BACKENDS[] = {
     {REMOTE_STORAGE_LOCAL_FS, remote_fs_backend_open},
+    {REMOTE_STORAGE_S3, remote_s3_backend_open},
 };
 
 /* Scheme names of the kinds, for messages. */
@@ -43,6 +45,8 @@ static const char *const KIND_SCHEMES[REMOTE_STORAGE_KIND_COUNT] = {
 
 /* Temporary files of remote_get_to_file: "<path>.tmp.<pid>.<n>". */
 static _Atomic unsigned long g_download_seq;
+
+static bool key_check(const char *key, const char *what, Err *err);
 
 /* parse_file_url: the part after "file://" must be an absolute path. A host ("file://x/y") is
  * refused rather than silently read as a relative path, and "." / ".." segments are refused
@@ -85,11 +89,90 @@ static bool parse_file_url(const char *url, const char *rest, RemoteStorageUrl *
     return true;
 }
 
-/* parse_s3_url: "s3://bucket[/prefix]" with S3's bucket naming rules (lowercase, digits, '.',
- * '-', 3..63 chars, starting and ending with a letter or digit). */
+/* parse_s3_endpoint: http(s)://host[:port] with nothing after (path-style requests go to
+ * <endpoint>/<bucket>/<key>). */
+static bool parse_s3_endpoint(const char *url, const char *value, RemoteStorageUrl *out, Err *err)
+{
+    const char *host = NULL;
+    if (str_has_prefix(value, "http://"))
+        host = value + strlen("http://");
+    else if (str_has_prefix(value, "https://"))
+        host = value + strlen("https://");
+    if (host == NULL || host[0] == '\0' || host[0] == ':' ||
+        strcspn(host, "/?#@ ") != strlen(host)) {
+        err_set(err, ERR_BAD_REQUEST,
+                "\"%s\": endpoint must be http://host[:port] or https://host[:port] (no path)",
+                url);
+        return false;
+    }
+    for (const char *p = value; *p; p++) {
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) {
+            err_set(err, ERR_BAD_REQUEST, "\"%s\": control characters in the endpoint", url);
+            return false;
+        }
+    }
+    if (!str_copy(out->endpoint, sizeof(out->endpoint), value)) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": endpoint too long", url);
+        return false;
+    }
+    return true;
+}
+
+/* parse_s3_param: one "name=value" of the query. */
+static bool parse_s3_param(const char *url, const char *param, size_t n, RemoteStorageUrl *out,
+                           Err *err)
+{
+    char buf[REMOTE_STORAGE_URL_MAX];
+    if (n >= sizeof(buf)) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": query parameter too long", url);
+        return false;
+    }
+    memcpy(buf, param, n);
+    buf[n] = '\0';
+    char *eq = strchr(buf, '=');
+    if (eq == NULL || eq[1] == '\0') {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": query parameter \"%s\" has no value", url, buf);
+        return false;
+    }
+    *eq = '\0';
+    const char *value = eq + 1;
+    if (strcmp(buf, "region") == 0) {
+        for (const char *p = value; *p; p++) {
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-')) {
+                err_set(err, ERR_BAD_REQUEST, "\"%s\": invalid region \"%s\"", url, value);
+                return false;
+            }
+        }
+        if (!str_copy(out->region, sizeof(out->region), value)) {
+            err_set(err, ERR_BAD_REQUEST, "\"%s\": region too long", url);
+            return false;
+        }
+        return true;
+    }
+    if (strcmp(buf, "endpoint") == 0)
+        return parse_s3_endpoint(url, value, out, err);
+    uint64_t *size = strcmp(buf, "multipart_threshold") == 0 ? &out->multipart_threshold
+                     : strcmp(buf, "part_size") == 0         ? &out->part_size
+                                                             : NULL;
+    if (size == NULL) {
+        err_set(err, ERR_BAD_REQUEST,
+                "\"%s\": unknown query parameter \"%s\" (expected region, endpoint, "
+                "multipart_threshold, part_size)",
+                url, buf);
+        return false;
+    }
+    if (!bytes_parse(value, size, err)) {
+        err_prefix(err, "\"%s\": %s: ", url, buf);
+        return false;
+    }
+    return true;
+}
+
+/* parse_s3_url: "s3://bucket[/prefix][?query]" with S3's bucket naming rules (lowercase, digits,
+ * '.', '-', 3..63 chars, starting and ending with a letter or digit). */
 static bool parse_s3_url(const char *url, const char *rest, RemoteStorageUrl *out, Err *err)
 {
-    size_t blen = strcspn(rest, "/");
+    size_t blen = strcspn(rest, "/?");
     if (blen < 3 || blen > 63) {
         err_set(err, ERR_BAD_REQUEST, "\"%s\": bucket name must be 3..63 characters", url);
         return false;
@@ -109,13 +192,37 @@ static bool parse_s3_url(const char *url, const char *rest, RemoteStorageUrl *ou
     const char *prefix = rest + blen;
     while (*prefix == '/')
         prefix++;
-    if (!str_copy(out->prefix, sizeof(out->prefix), prefix)) {
+    size_t plen = strcspn(prefix, "?");
+    if (plen >= sizeof(out->prefix)) {
         err_set(err, ERR_BAD_REQUEST, "\"%s\": prefix too long", url);
         return false;
     }
-    size_t plen = strlen(out->prefix);
+    memcpy(out->prefix, prefix, plen);
+    out->prefix[plen] = '\0';
     while (plen > 0 && out->prefix[plen - 1] == '/')
         out->prefix[--plen] = '\0';
+    if (plen > 0 && !key_check(out->prefix, "prefix", err)) {
+        err_prefix(err, "\"%s\": ", url);
+        return false;
+    }
+    str_copy(out->region, sizeof(out->region), "us-east-1");
+    out->multipart_threshold = REMOTE_S3_DEFAULT_MULTIPART_THRESHOLD;
+    out->part_size = REMOTE_S3_DEFAULT_PART_SIZE;
+    const char *query =
+        prefix[strcspn(prefix, "?")] == '?' ? prefix + strcspn(prefix, "?") + 1 : NULL;
+    while (query != NULL && *query != '\0') {
+        size_t n = strcspn(query, "&");
+        if (n > 0 && !parse_s3_param(url, query, n, out, err))
+            return false;
+        query += n;
+        if (*query == '&')
+            query++;
+    }
+    if (out->part_size < REMOTE_S3_MIN_PART_SIZE) {
+        err_set(err, ERR_BAD_REQUEST, "\"%s\": part_size must be at least 5MiB (S3's minimum)",
+                url);
+        return false;
+    }
     out->kind = REMOTE_STORAGE_S3;
     return true;
 }

@@ -4,9 +4,10 @@
  * Objects are named by keys such as "tenants/<tsid>/timelines/<tl>/index_part.json-00000001":
  * '/'-separated, no leading '/', no empty, "." or ".." segments (anything else is ERR_BAD_REQUEST).
  * A backend is chosen by URL scheme from a table of backends (remote_storage.c):
- * "file:///abs/path" (a local directory, the embedded default) is the one row today,
- * "s3://bucket/prefix" will be another; callers only see this interface. The backend interface
- * itself is shared/remote_storage_backend.h.
+ * "file:///abs/path" (a local directory, the embedded default, remote_storage_fs.c) and
+ * "s3://bucket/prefix?region=R&endpoint=URL" (S3 and S3-compatible stores, remote_storage_s3.c);
+ * callers only see this interface. The backend interface itself is
+ * shared/remote_storage_backend.h.
  *
  * Every call blocks (disk or network I/O) by design: call them from worker-pool threads (or at
  * startup before the event loop runs), never on the loop thread. A RemoteStorage is safe to use
@@ -83,27 +84,42 @@ typedef struct RemoteListing {
 /* The parsed form of a remote storage URL. */
 typedef enum RemoteStorageKind {
     REMOTE_STORAGE_LOCAL_FS, /* file:///abs/path */
-    REMOTE_STORAGE_S3,       /* s3://bucket/prefix (parsed; no backend yet) */
+    REMOTE_STORAGE_S3,       /* s3://bucket/prefix?region=R&endpoint=URL */
     REMOTE_STORAGE_KIND_COUNT
 } RemoteStorageKind;
 
 #define REMOTE_STORAGE_S3_BUCKET_MAX 64 /* 3..63 chars + NUL */
 #define REMOTE_STORAGE_URL_MAX       1024
+#define REMOTE_STORAGE_S3_REGION_MAX 64
+
+/* S3 multipart defaults: a put of more than the threshold goes in parts of part_size bytes. */
+#define REMOTE_S3_DEFAULT_MULTIPART_THRESHOLD (64ull * 1024 * 1024)
+#define REMOTE_S3_DEFAULT_PART_SIZE           (16ull * 1024 * 1024)
+#define REMOTE_S3_MIN_PART_SIZE               (5ull * 1024 * 1024) /* S3's minimum */
+#define REMOTE_S3_MAX_PARTS                   10000
 
 typedef struct RemoteStorageUrl {
     RemoteStorageKind kind;
     char path[PATH_MAX];                       /* LOCAL_FS: absolute, no trailing slash */
     char bucket[REMOTE_STORAGE_S3_BUCKET_MAX]; /* S3 */
     char prefix[REMOTE_STORAGE_URL_MAX];       /* S3: without leading/trailing '/', may be empty */
+    char region[REMOTE_STORAGE_S3_REGION_MAX]; /* S3: ?region=, default us-east-1 */
+    char endpoint[REMOTE_STORAGE_URL_MAX]; /* S3: ?endpoint=http(s)://host[:port], or "" (AWS) */
+    uint64_t multipart_threshold;          /* S3: ?multipart_threshold=, bytes */
+    uint64_t part_size;                    /* S3: ?part_size=, bytes */
 } RemoteStorageUrl;
 
 /* remote_storage_url_parse: the syntax of a remote storage URL: "file:///abs/path" (no host,
  * absolute path without "." or ".." segments or control characters, not "/"; trailing '/'
- * dropped) and "s3://bucket[/prefix]" (bucket 3..63 of [a-z0-9.-]). Anything else ->
- * ERR_BAD_REQUEST naming what was wrong. The one parser for daemon flags and for opening. */
+ * dropped) and "s3://bucket[/prefix][?param=value&...]" (bucket 3..63 of [a-z0-9.-]; params
+ * region (default us-east-1), endpoint (http:// or https:// URL of an S3-compatible store, no
+ * path: requests then use path-style addressing; without it, AWS's virtual-hosted
+ * https://<bucket>.s3.<region>.amazonaws.com), multipart_threshold and part_size (byte sizes as
+ * bytes_parse reads them; part_size >= 5MiB)). Anything else -> ERR_BAD_REQUEST naming what was
+ * wrong. The one parser for daemon flags and for opening. */
 bool remote_storage_url_parse(const char *url, RemoteStorageUrl *out, Err *err) MUST_CHECK;
 /* remote_storage_url_check_supported: a backend is registered for the URL's scheme; otherwise
- * ERR_PRECONDITION_FAILED "<scheme> remote storage is not supported yet" (s3 today). */
+ * ERR_PRECONDITION_FAILED "<scheme> remote storage is not supported yet". */
 bool remote_storage_url_check_supported(const RemoteStorageUrl *url, Err *err) MUST_CHECK;
 
 /* remote_fs_sweep_temps: remove, under root (recursively), the temporary files a crashed writer
@@ -112,6 +128,18 @@ bool remote_storage_url_check_supported(const RemoteStorageUrl *url, Err *err) M
  * only. A missing root is not an error. */
 bool remote_fs_sweep_temps(const char *root, int64_t grace_s, uint64_t *removed,
                            Err *err) MUST_CHECK;
+
+/* remote_storage_set_credentials_file: S3 credentials from a file (daemons' flag
+ * --remote-storage-credentials), read and checked now, used by every S3 storage opened afterwards
+ * instead of the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN). The
+ * format is the AWS shared credentials file's, profile [default] (or no section) only:
+ *     [default]
+ *     aws_access_key_id = AKIA...
+ *     aws_secret_access_key = ...
+ *     aws_session_token = ...        (optional)
+ * '#' and ';' start comment lines. Unknown keys, a missing key or another profile ->
+ * ERR_BAD_REQUEST. Call at startup, before any storage is opened. */
+bool remote_storage_set_credentials_file(const char *path, Err *err) MUST_CHECK;
 
 /* remote_storage_open: a backend for the URL. The caller frees it with remote_storage_free. */
 bool remote_storage_open(const char *url, RemoteStorage **out, Err *err) MUST_CHECK;

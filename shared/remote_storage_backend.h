@@ -1,6 +1,6 @@
 /*
  * remote_storage_backend.h: what a remote storage backend implements (one file per backend:
- * remote_storage_fs.c; remote_storage_s3.c later), and the table row that registers it.
+ * remote_storage_fs.c, remote_storage_s3.c), and the table row that registers it.
  * Only remote_storage.c and the backends include this; callers use remote_storage.h.
  *
  * remote_storage.c validates keys, prefixes, tokens and counts before calling an op, and builds
@@ -50,6 +50,20 @@ typedef struct RemoteBackend {
 /* remote_fs_backend_open: file:///abs/path (remote_storage_fs.c); creates the root directory. */
 bool remote_fs_backend_open(const RemoteStorageUrl *url, const RemoteBackendOps **ops, void **impl,
                             Err *err) MUST_CHECK;
+
+/* remote_s3_backend_open: s3://bucket/prefix?region=&endpoint= (remote_storage_s3.c). */
+bool remote_s3_backend_open(const RemoteStorageUrl *url, const RemoteBackendOps **ops, void **impl,
+                            Err *err) MUST_CHECK;
+
+/* remote_s3_parse_listing / remote_s3_parse_delete_result: the S3 backend's parsers of a
+ * ListBucketResult (appended to page, keys without prefix) and a DeleteResult (per-key errors into
+ * res by index into keys; NoSuchKey is success). Malformed XML -> ERR_INTERNAL. Exposed for the
+ * fuzz harness (tests/fuzz/fuzz_s3_replies.c). */
+bool remote_s3_parse_listing(const char *xml, size_t len, const char *prefix, RemoteListing *page,
+                             Err *err) MUST_CHECK;
+bool remote_s3_parse_delete_result(const char *xml, size_t len, const char *prefix,
+                                   const char *const *keys, size_t n, RemoteDeleteResult *res,
+                                   Err *err) MUST_CHECK;
 
 /* remote_delete_result_add: record that keys[index] failed with err (for backends). */
 void remote_delete_result_add(RemoteDeleteResult *res, size_t index, const Err *err);

@@ -17,6 +17,7 @@ format (docs/layer-format.md) and keys (wire.md), the initdb.tar.zst a bootstrap
 import sources (docs/import.md): a cleanly shut down pgbench PGDATA, import locations.
 """
 
+import email.utils
 import hashlib
 import io
 import json
@@ -255,6 +256,15 @@ class ObjectInfo:
     sha256: str
 
 
+def flip_file_bytes(path, offset: int, n: int):
+    """XOR 0xFF n bytes at offset of a file, in place."""
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        b = f.read(n)
+        f.seek(offset)
+        f.write(bytes(x ^ 0xFF for x in b))
+
+
 class RemoteDir:
     """The file:// remote storage: object key = path under the root (pageserver.md layout)."""
 
@@ -268,6 +278,13 @@ class RemoteDir:
 
     def read(self, key: str) -> bytes:
         return self.path(key).read_bytes()
+
+    def size(self, key: str) -> int:
+        return self.path(key).stat().st_size
+
+    def flip_bytes(self, key: str, offset: int, n: int):
+        """Corrupt n bytes at offset of an object in place (XOR 0xFF)."""
+        flip_file_bytes(self.path(key), offset, n)
 
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
@@ -310,6 +327,52 @@ class RemoteDir:
                 m = re.fullmatch(r"-([0-9a-f]{8})", suffix)
                 assert m, f"unexpected index object name {key}"
                 out[int(m.group(1), 16)] = key
+        return out
+
+
+class S3Remote(RemoteDir):
+    """The same accessor over the test's S3 bucket (REMOTE_STORAGE=s3), through the signed
+    client of fixtures/s3_proxy.py: keys, read, exists, snapshot and index_keys work alike; a test
+    that needs the objects as files (path) is a file-backend test."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def path(self, key: str) -> Path:
+        raise NotImplementedError(f"{key}: objects in S3 are not files (a file-backend test)")
+
+    def read(self, key: str) -> bytes:
+        data = self.client.get(key)
+        if data is None:
+            raise FileNotFoundError(key)
+        return data
+
+    def exists(self, key: str) -> bool:
+        status, _, _ = self.client.request("HEAD", key)
+        return status == 200
+
+    def size(self, key: str) -> int:
+        return len(self.read(key))
+
+    def flip_bytes(self, key: str, offset: int, n: int):
+        data = bytearray(self.read(key))
+        data[offset:offset + n] = bytes(x ^ 0xFF for x in data[offset:offset + n])
+        self.client.put(key, bytes(data))
+
+    def keys(self, prefix: str = "") -> list:
+        return sorted(self.client.list(prefix))
+
+    def snapshot(self, prefix: str = "") -> dict:
+        out = {}
+        for key in self.keys(prefix):
+            status, headers, data = self.client.request("GET", key)
+            if status == 404:  # deleted while we listed
+                continue
+            assert status == 200, f"get {key}: {status}"
+            h = {k.lower(): v for k, v in headers.items()}
+            mtime = email.utils.parsedate_to_datetime(h["last-modified"]).timestamp()
+            out[key] = ObjectInfo(len(data), int(mtime * 1e9), hash(h.get("etag", "")),
+                                  hashlib.sha256(data).hexdigest())
         return out
 
 
@@ -591,8 +654,12 @@ def pgbench_source(scale: int, setup=None):
 
 
 def mark_done(loc: Path, body: bytes = b'{"done": true}'):
+    """Write loc/status/pgdata atomically (as a control plane would: a pageserver polling it must
+    never read a half-written file)."""
     (loc / "status").mkdir(exist_ok=True)
-    (loc / "status" / "pgdata").write_bytes(body)
+    tmp = loc / "status" / "pgdata.writing"
+    tmp.write_bytes(body)
+    os.replace(tmp, loc / "status" / "pgdata")
 
 
 def make_location(pgdata: Path, tmp_path: Path, done: bool = True) -> Path:
@@ -626,7 +693,7 @@ class PsEnv:
     def __init__(self, env: Env, storcon: FakeStorcon):
         self.env = env
         self.storcon = storcon
-        self.remote = RemoteDir(env.remote_storage)
+        self.remote = S3Remote(env.s3.client()) if env.s3_mode() else RemoteDir(env.remote_storage)
         self.pageservers = []
 
     def pageserver(self, start: bool = True, **kwargs) -> Pageserver:

@@ -22,6 +22,7 @@ from pageserver_env import (  # noqa: F401 - fixtures are used by name
     delete_timeline,
     error_msg,
     fake_storcon,
+    flip_file_bytes,
     flush_deletions,
     get_location,
     hash_combine,
@@ -151,7 +152,7 @@ def test_bootstrap_unsharded(shared_ps_env, boot):
     for name, meta in index["layer_metadata"].items():
         assert meta["generation"] == 1 and meta["shard"] == "0000", (name, meta)
         key = f"tenants/{tenant}/timelines/{tl}/{name}-00000001"
-        assert remote.path(key).stat().st_size == meta["file_size"], key
+        assert remote.size(key) == meta["file_size"], key
         expected[key] = name
     assert set(layers) == set(expected), "remote layer objects differ from the index"
     for key, parsed in layers.items():
@@ -441,16 +442,12 @@ def test_corrupt_layer_block_is_reported_not_served(shared_ps_env, boot):
     # Flip bytes in the middle of the victim's blob payload, in place, in the remote object and
     # in any local copy of the layer.
     offset = victim.blob_offset + 9 + max(0, (victim.blob_len - 9) // 2)
-    targets = [remote.path(layer_key)]
+    remote.flip_bytes(layer_key, offset, 2)
     local_dir = ps.workdir / "tenants" / tenant / "timelines" / y
     if local_dir.is_dir():
-        targets += [p for p in local_dir.iterdir() if p.name.startswith(layer.name)]
-    for path in targets:
-        with open(path, "r+b") as f:
-            f.seek(offset)
-            b = f.read(2)
-            f.seek(offset)
-            f.write(bytes(x ^ 0xFF for x in b))
+        for path in local_dir.iterdir():
+            if path.name.startswith(layer.name):
+                flip_file_bytes(path, offset, 2)
 
     pages = PageClient(ps)
     vk = victim.key

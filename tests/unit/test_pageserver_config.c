@@ -124,9 +124,17 @@ static void test_remote_storage_supported(void **state)
     assert_true(remote_storage_url_parse("file:///srv/remote", &rs, &err));
     assert_true(remote_storage_url_check_supported(&rs, &err));
     assert_true(remote_storage_url_parse("s3://bucket/prefix", &rs, &err));
-    assert_false(remote_storage_url_check_supported(&rs, &err));
-    assert_int_equal(err.code, ERR_PRECONDITION_FAILED);
-    assert_string_equal(err.msg, "s3 remote storage is not supported yet");
+    assert_true(remote_storage_url_check_supported(&rs, &err));
+    assert_string_equal(rs.region, "us-east-1");
+    assert_string_equal(rs.endpoint, "");
+    assert_true(remote_storage_url_parse(
+        "s3://bucket/p/q?region=eu-west-1&endpoint=http://127.0.0.1:9000&part_size=8MiB", &rs,
+        &err));
+    assert_string_equal(rs.prefix, "p/q");
+    assert_string_equal(rs.region, "eu-west-1");
+    assert_string_equal(rs.endpoint, "http://127.0.0.1:9000");
+    assert_int_equal(rs.part_size, 8 * 1024 * 1024);
+    assert_int_equal(rs.multipart_threshold, REMOTE_S3_DEFAULT_MULTIPART_THRESHOLD);
 }
 
 static void test_control_plane_api_normalize(void **state)
@@ -205,10 +213,15 @@ static void test_config_load_errors(void **state)
          CONFIG_ERROR,
          EXIT_CODE_BAD_ARGS,
          "listen-pg"},
-        {{"--workdir", "/tmp/x", "--id", "1", "--remote-storage", "s3://bucket/prefix", NULL},
+        {{"--workdir", "/tmp/x", "--id", "1", "--remote-storage", "s3://bucket/prefix?x=1", NULL},
+         CONFIG_ERROR,
+         EXIT_CODE_BAD_ARGS,
+         "unknown query parameter"},
+        {{"--workdir", "/tmp/x", "--id", "1", "--remote-storage", "s3://bucket/prefix",
+          "--remote-storage-credentials", "/nonexistent/credentials", NULL},
          CONFIG_ERROR,
          EXIT_CODE_CONFIG,
-         "s3 remote storage is not supported yet"},
+         "--remote-storage-credentials"},
         {{"--workdir", "/tmp/x", "--id", "1", "--remote-storage", "ftp://h/x", NULL},
          CONFIG_ERROR,
          EXIT_CODE_BAD_ARGS,
@@ -382,10 +395,11 @@ static void test_config_file(void **state)
     assert_int_equal(code, EXIT_CODE_BAD_ARGS);
     assert_non_null(strstr(err.msg, "listen_htp"));
 
-    write_file(path, "{\"workdir\": \"/srv/x\", \"id\": 5, \"remote_storage\": \"s3://bkt/p\"}",
+    write_file(path,
+               "{\"workdir\": \"/srv/x\", \"id\": 5, \"remote_storage\": \"s3://bkt/p?region=\"}",
                0644);
     assert_int_equal(run_load(args2, &cfg, &code, &err), CONFIG_ERROR);
-    assert_int_equal(code, EXIT_CODE_CONFIG);
+    assert_int_equal(code, EXIT_CODE_BAD_ARGS);
 }
 
 static void test_config_help(void **state)

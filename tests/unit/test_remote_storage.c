@@ -1,8 +1,15 @@
-/* test_remote_storage.c: unit tests for shared/remote_storage.c and the file:// backend: URL
- * parsing, key validation, put/get/range/head/list/delete/delete_prefix semantics, paged listings
- * with delimiters and continuation (checked against a model of ListObjectsV2), delete_many,
- * streamed, ranged and conditional gets, etags, deadlines and cancellation, atomicity of
- * concurrent puts as seen by concurrent readers, and temporary files staying invisible. */
+/* test_remote_storage.c: the remote storage contract suite, run against every backend, and unit
+ * tests of shared/remote_storage.c: URL parsing, key validation, put/get/range/head/list/delete/
+ * delete_prefix semantics, paged listings with delimiters and continuation (checked against a
+ * model of ListObjectsV2), delete_many, streamed, ranged and conditional gets, etags, deadlines and
+ * cancellation, atomicity of concurrent puts as seen by concurrent readers.
+ *
+ * Without REMOTE_STORAGE_TEST_URL every test runs on a fresh file:// root (and also checks the
+ * files the backend leaves: temporary files invisible, directories removed). With
+ * REMOTE_STORAGE_TEST_URL=s3://bucket?region=..&endpoint=.. (ctest's unit_test_remote_storage_s3
+ * sets it through tests/integration/fixtures/s3.py, which starts s3rver behind the SigV4-verifying
+ * proxy) each test runs under a fresh prefix of that bucket, and the file-system checks are
+ * skipped. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,20 +37,47 @@
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
 typedef struct Fixture {
+    bool fs; /* the file backend: root is its directory */
     char root[256];
-    char url[300];
+    char url[1200];
     RemoteStorage *rs;
 } Fixture;
 
 static unsigned g_fixture_seq;
+
+/* s3_test_url: REMOTE_STORAGE_TEST_URL (s3://bucket?query), or NULL: the file backend. */
+static const char *s3_test_url(void)
+{
+    const char *u = getenv("REMOTE_STORAGE_TEST_URL");
+    return u != NULL && u[0] != '\0' ? u : NULL;
+}
+
+/* s3_url_with_prefix: the test bucket's URL with prefix inserted after the bucket. */
+static bool s3_url_with_prefix(const char *prefix, char *out, size_t cap)
+{
+    const char *base = s3_test_url();
+    const char *q = strchr(base, '?');
+    size_t n = q ? (size_t)(q - base) : strlen(base);
+    return str_printf(out, cap, "%.*s/%s%s", (int)n, base, prefix, q ? q : "");
+}
+
+/* FS_ONLY: a check of the file backend's files, skipped for other backends. */
+#define FS_ONLY(f) if ((f)->fs)
 
 static int fixture_setup(void **state)
 {
     Fixture *f = xcalloc(1, sizeof(*f));
     Err err = {0};
     if (!str_printf(f->root, sizeof(f->root), "/tmp/test_remote_storage.%ld.%u/remote",
-                    (long)getpid(), g_fixture_seq++) ||
-        !str_printf(f->url, sizeof(f->url), "file://%s", f->root))
+                    (long)getpid(), g_fixture_seq++))
+        return -1;
+    f->fs = s3_test_url() == NULL;
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "run-%ld-%u", (long)getpid(), g_fixture_seq);
+    if (f->fs ? !str_printf(f->url, sizeof(f->url), "file://%s", f->root)
+              : !s3_url_with_prefix(prefix, f->url, sizeof(f->url)))
+        return -1;
+    if (!f->fs && !fs_mkdir_p(f->root, 0755, &err))
         return -1;
     if (!remote_storage_open(f->url, &f->rs, &err)) {
         fprintf(stderr, "open %s: %s\n", f->url, err.msg);
@@ -116,7 +150,12 @@ static void test_open_urls(void **state)
         {"file:///", "root directory", ERR_BAD_REQUEST},
         {"file:///tmp/a/../b", "\"..\"", ERR_BAD_REQUEST},
         {"file:///tmp/./b", "\".\"", ERR_BAD_REQUEST},
-        {"s3://bucket/prefix", "s3 remote storage is not supported yet", ERR_PRECONDITION_FAILED},
+        {"s3://bucket/prefix?bogus=1", "unknown query parameter", ERR_BAD_REQUEST},
+        {"s3://bucket/prefix?endpoint=ftp://x", "endpoint must be", ERR_BAD_REQUEST},
+        {"s3://bucket/prefix?endpoint=http://h/path", "no path", ERR_BAD_REQUEST},
+        {"s3://bucket?part_size=1MiB", "at least 5MiB", ERR_BAD_REQUEST},
+        {"s3://bucket?region=", "no value", ERR_BAD_REQUEST},
+        {"s3://bucket/a/../b", "\"..\"", ERR_BAD_REQUEST},
         {"s3://B/prefix", "bucket name", ERR_BAD_REQUEST},
         {"http://example.com/x", "unsupported", ERR_BAD_REQUEST},
         {"/tmp/plain/path", "not a URL", ERR_BAD_REQUEST},
@@ -219,6 +258,8 @@ static void test_ops_reject_bad_keys(void **state)
         assert_false(remote_delete(f->rs, BAD[i], &err));
         assert_int_equal(err.code, ERR_BAD_REQUEST);
     }
+    if (!f->fs)
+        return;
     /* the "../" key must not have escaped the root */
     char outside[300];
     assert_true(str_printf(outside, sizeof(outside), "%s/../b", f->root));
@@ -244,7 +285,7 @@ static void test_put_get_head_range(void **state)
     /* the object is a file under root */
     char path[512];
     assert_true(str_printf(path, sizeof(path), "%s/%s", f->root, key));
-    assert_true(fs_exists(path));
+    FS_ONLY(f) assert_true(fs_exists(path));
 
     Err err = {0};
     RemoteObjectInfo info;
@@ -327,7 +368,9 @@ static void test_absent_keys(void **state)
     assert_string_equal(v, "x");
     free(v);
 
-    /* a key can not be both an object and a prefix of others */
+    /* a key can not be both an object and a prefix of others (in a file system; S3 allows it) */
+    if (!f->fs)
+        return;
     err_clear(&err);
     assert_false(remote_put(f->rs, "dir/sub/obj/child", "y", 1, &err));
     assert_int_equal(err.code, ERR_CONFLICT);
@@ -339,6 +382,9 @@ static void test_absent_keys(void **state)
 static void test_list(void **state)
 {
     Fixture *f = *state;
+    if (!f->fs)
+        skip(); /* s3rver 3.7 lists in its directory walk's order, not bytewise, and does
+                 * not count common prefixes against max-keys: test_list_pages_past_limit */
     /* created in an order unrelated to the sorted one */
     static const char *const KEYS[] = {
         "x/b/2", "x/b/10", "x/a", "x-y", "x/b-1", "x0", "A", "x/b/1/deep/er", "tenants/t/z",
@@ -387,6 +433,8 @@ static void test_list(void **state)
 static void test_list_skips_temp_files(void **state)
 {
     Fixture *f = *state;
+    if (!f->fs)
+        skip(); /* the file backend's temporary files */
     put_str(f->rs, "t/obj", "real");
     /* a put in progress (or one a crash interrupted) leaves such files behind */
     static const char *const TEMPS[] = {"t/obj.tmp.1234.0", "t/new.tmp.99.17", "top.tmp.1.2"};
@@ -423,9 +471,9 @@ static void test_delete_and_prefix(void **state)
     assert_true(remote_delete(f->rs, "tenants/a/timelines/2/layer", &err));
     char path[512];
     assert_true(str_printf(path, sizeof(path), "%s/tenants/a/timelines/2", f->root));
-    assert_false(fs_exists(path));
+    FS_ONLY(f) assert_false(fs_exists(path));
     assert_true(str_printf(path, sizeof(path), "%s/tenants/a/timelines", f->root));
-    assert_true(fs_exists(path)); /* still holds timeline 1 */
+    FS_ONLY(f) assert_true(fs_exists(path)); /* still holds timeline 1 */
     assert_true(remote_delete(f->rs, "tenants/a/timelines/2/layer", &err)); /* again: absent */
 
     /* delete_prefix is a string prefix: "tenants/a" also matches "tenants/a-0102" */
@@ -433,7 +481,7 @@ static void test_delete_and_prefix(void **state)
     static const char *const AFTER1[] = {"tenants/a-0102/timelines/1/layer", "tenants/b/x"};
     assert_listing(f->rs, "", AFTER1, N_ELEMS(AFTER1));
     assert_true(str_printf(path, sizeof(path), "%s/tenants/a", f->root));
-    assert_false(fs_exists(path));
+    FS_ONLY(f) assert_false(fs_exists(path));
     assert_true(remote_delete_prefix(f->rs, "tenants/a", &err));
     static const char *const AFTER2[] = {"tenants/b/x"};
     assert_listing(f->rs, "", AFTER2, N_ELEMS(AFTER2));
@@ -447,9 +495,9 @@ static void test_delete_and_prefix(void **state)
     /* the root itself survives even when empty */
     assert_true(remote_delete(f->rs, "tenants/b/x", &err));
     assert_listing(f->rs, "", NULL, 0);
-    assert_true(fs_exists(f->root));
+    FS_ONLY(f) assert_true(fs_exists(f->root));
     assert_true(str_printf(path, sizeof(path), "%s/tenants", f->root));
-    assert_false(fs_exists(path));
+    FS_ONLY(f) assert_false(fs_exists(path));
 }
 
 static void test_put_file_get_to_file(void **state)
@@ -500,12 +548,17 @@ static void test_put_file_get_to_file(void **state)
 
 /* ---- paged listings ---- */
 
-/* write_obj: an object written straight into the backend's layout (much faster than a durable
- * put for thousands of keys; the layout is the fs backend's documented one). */
+/* write_obj: an object written straight into the file backend's layout (much faster than a
+ * durable put for thousands of keys; the layout is the fs backend's documented one); a put for
+ * other backends. */
 static void write_obj(Fixture *f, const char *key)
 {
     char path[512], dir[512];
     Err err = {0};
+    if (!f->fs) {
+        put_str(f->rs, key, key);
+        return;
+    }
     assert_true(str_printf(path, sizeof(path), "%s/%s", f->root, key));
     assert_true(fs_dir_of(path, dir, sizeof(dir)));
     assert_true(fs_mkdir_p(dir, 0755, &err));
@@ -625,6 +678,9 @@ static int cmp_str(const void *a, const void *b)
 static void test_list_page_model(void **state)
 {
     Fixture *f = *state;
+    if (!f->fs)
+        skip(); /* s3rver 3.7 lists in its directory walk's order, not bytewise, and does
+                 * not count common prefixes against max-keys: test_list_pages_past_limit */
     char **keys = NULL;
     size_t n = 0;
     char key[128];
@@ -727,6 +783,9 @@ static void test_list_page_model(void **state)
 static void test_list_page_explicit(void **state)
 {
     Fixture *f = *state;
+    if (!f->fs)
+        skip(); /* s3rver 3.7 lists in its directory walk's order, not bytewise, and does
+                 * not count common prefixes against max-keys: test_list_pages_past_limit */
     static const char *const KEYS[] = {"tenants/a/x", "tenants/a/y", "tenants/b/z",
                                        "tenants/m",   "tenants/n",   "tenants/c-1/q"};
     for (size_t i = 0; i < N_ELEMS(KEYS); i++)
@@ -804,7 +863,7 @@ static void test_delete_many(void **state)
     assert_listing(f->rs, "", LEFT, 1);
     char path[512];
     assert_true(str_printf(path, sizeof(path), "%s/d", f->root));
-    assert_false(fs_exists(path)); /* emptied directories go too */
+    FS_ONLY(f) assert_false(fs_exists(path)); /* emptied directories go too */
     assert_true(remote_delete_many(f->rs, keys, 0, &res, NULL, &err));
 
     /* an invalid key refuses the whole call before anything is deleted */
@@ -827,6 +886,8 @@ static void test_delete_many(void **state)
     free(many);
 
     /* per-key failures (names the fs backend reserves) are reported by index; the rest go */
+    if (!f->fs)
+        return;
     put_str(f->rs, "d/1", "x");
     put_str(f->rs, "d/2", "x");
     const char *mixed[] = {"d/1", "d/x.tmp.1.2", "d/2", "d/y.tmp.3.4"};
@@ -868,7 +929,156 @@ static void test_delete_prefix_pages(void **state)
     assert_listing(f->rs, "", LEFT, N_ELEMS(LEFT));
     char path[512];
     assert_true(str_printf(path, sizeof(path), "%s/big", f->root));
-    assert_false(fs_exists(path));
+    FS_ONLY(f) assert_false(fs_exists(path));
+}
+
+/* Pages past S3's limit of 1,000 keys: full pages with a token, a short last one, the whole
+ * listing in order; keys whose order is the same in any listing implementation. */
+static void test_list_pages_past_limit(void **state)
+{
+    Fixture *f = *state;
+    enum { N = REMOTE_LIST_MAX_KEYS + 123 };
+    char key[64];
+    for (int i = 0; i < N; i++) {
+        assert_true(str_printf(key, sizeof(key), "many/k%05d", i));
+        write_obj(f, key);
+    }
+    put_str(f->rs, "manz", "after the prefix");
+    Err err = {0};
+    RemoteListing p;
+    assert_true(remote_list_page(f->rs, "many/", NULL, NULL, 0, &p, NULL, &err));
+    assert_int_equal(p.n, REMOTE_LIST_MAX_KEYS);
+    assert_non_null(p.next_token);
+    assert_string_equal(p.items[0].key, "many/k00000");
+    assert_string_equal(p.items[REMOTE_LIST_MAX_KEYS - 1].key, "many/k00999");
+    char *token = xstrdup(p.next_token);
+    remote_listing_free(&p);
+    assert_true(remote_list_page(f->rs, "many/", NULL, token, 0, &p, NULL, &err));
+    free(token);
+    assert_int_equal(p.n, N - REMOTE_LIST_MAX_KEYS);
+    assert_null(p.next_token);
+    assert_string_equal(p.items[0].key, "many/k01000");
+    remote_listing_free(&p);
+    /* small pages */
+    assert_true(remote_list_page(f->rs, "many/", NULL, NULL, 10, &p, NULL, &err));
+    assert_int_equal(p.n, 10);
+    assert_non_null(p.next_token);
+    remote_listing_free(&p);
+    /* everything, in order */
+    RemoteListing all;
+    assert_true(remote_list(f->rs, "many/", &all, &err));
+    assert_int_equal(all.n, N);
+    for (size_t i = 1; i < all.n; i++)
+        assert_true(strcmp(all.items[i - 1].key, all.items[i].key) < 0);
+    remote_listing_free(&all);
+    /* one common prefix rolls up every key */
+    assert_true(remote_list_page(f->rs, "", "/", NULL, 0, &p, NULL, &err));
+    assert_int_equal(p.n_prefixes, 1);
+    assert_string_equal(p.prefixes[0], "many/");
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.items[0].key, "manz");
+    remote_listing_free(&p);
+}
+
+/* Credentials: a wrong secret is refused by the server with 403 and surfaces as a clear error
+ * naming S3's error code; never retried. A credentials file replaces the environment. */
+static void test_s3_credentials(void **state)
+{
+    Fixture *f = *state;
+    if (f->fs)
+        skip(); /* S3 only */
+    char *secret = xstrdup(getenv("AWS_SECRET_ACCESS_KEY"));
+    char *access = xstrdup(getenv("AWS_ACCESS_KEY_ID"));
+    Err err = {0};
+    RemoteStorage *rs = NULL;
+    assert_int_equal(setenv("AWS_SECRET_ACCESS_KEY", "wrong-secret", 1), 0);
+    assert_true(remote_storage_open(f->url, &rs, &err));
+    assert_int_equal(setenv("AWS_SECRET_ACCESS_KEY", secret, 1), 0);
+    assert_false(remote_put(rs, "k", "v", 1, &err));
+    assert_int_equal(err.code, ERR_FORBIDDEN);
+    if (strstr(err.msg, "403 SignatureDoesNotMatch") == NULL)
+        fail_msg("unclear error: %s", err.msg);
+    char *data = NULL;
+    size_t len = 0;
+    assert_false(remote_get(rs, "k", &data, &len, &err));
+    assert_int_equal(err.code, ERR_FORBIDDEN);
+    remote_storage_free(rs);
+    RemoteListing l;
+    assert_true(remote_list(f->rs, "", &l, &err));
+    assert_int_equal(l.n, 0); /* nothing was written */
+    remote_listing_free(&l);
+
+    /* no credentials at all: a clear error at open */
+    assert_int_equal(unsetenv("AWS_SECRET_ACCESS_KEY"), 0);
+    assert_false(remote_storage_open(f->url, &rs, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+    assert_non_null(strstr(err.msg, "AWS_SECRET_ACCESS_KEY"));
+
+    /* a credentials file: bad ones are refused, a good one is used instead of the environment */
+    char path[300];
+    assert_true(str_printf(path, sizeof(path), "%s/credentials", f->root));
+    assert_true(fs_write_atomic(path, "[prod]\naws_access_key_id = x\n", 30, &err));
+    assert_false(remote_storage_set_credentials_file(path, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+    assert_non_null(strstr(err.msg, "[default]"));
+    char *text = str_dup_printf("# test\n[default]\naws_access_key_id = %s\n"
+                                "aws_secret_access_key=%s\n",
+                                access, secret);
+    assert_true(fs_write_atomic(path, text, strlen(text), &err));
+    free(text);
+    assert_true(remote_storage_set_credentials_file(path, &err));
+    assert_true(remote_storage_open(f->url, &rs, &err));
+    put_str(rs, "k", "from the file's credentials");
+    remote_storage_free(rs);
+    assert_int_equal(setenv("AWS_SECRET_ACCESS_KEY", secret, 1), 0);
+    free(secret);
+    free(access);
+}
+
+/* Multipart uploads: a put over the URL's multipart_threshold goes in part_size parts (here
+ * 5 MiB, S3's minimum), from memory and from a file; the object reads back whole and by ranges
+ * across part boundaries. */
+static void test_s3_multipart(void **state)
+{
+    Fixture *f = *state;
+    if (f->fs)
+        skip(); /* S3 only */
+    char url[1300];
+    assert_true(str_printf(url, sizeof(url), "%s&multipart_threshold=6MiB&part_size=5MiB", f->url));
+    Err err = {0};
+    RemoteStorage *rs = NULL;
+    if (!remote_storage_open(url, &rs, &err))
+        fail_msg("open %s: %s", url, err.msg);
+    size_t size = 12 * 1024 * 1024 + 4321; /* three parts, the last one short */
+    uint8_t *buf = xmalloc(size);
+    for (size_t i = 0; i < size; i++)
+        buf[i] = (uint8_t)(i * 131 + (i >> 12));
+    assert_true(remote_put(rs, "mp/mem", buf, size, &err));
+    char local[512];
+    assert_true(str_printf(local, sizeof(local), "%s/mp.local", f->root));
+    assert_true(fs_write_atomic(local, buf, size, &err));
+    assert_true(remote_put_file(rs, "mp/file", local, &err));
+    static const char *const KEYS[] = {"mp/mem", "mp/file"};
+    for (size_t k = 0; k < N_ELEMS(KEYS); k++) {
+        char *data = NULL;
+        size_t len = 0;
+        if (!remote_get(f->rs, KEYS[k], &data, &len, &err))
+            fail_msg("get %s: %s", KEYS[k], err.msg);
+        assert_int_equal(len, size);
+        assert_memory_equal(data, buf, size);
+        free(data);
+        uint8_t part[100];
+        size_t got = 0;
+        uint64_t boundary = 5 * 1024 * 1024 - 50;
+        assert_true(remote_get_range(rs, KEYS[k], boundary, sizeof(part), part, &got, &err));
+        assert_int_equal(got, sizeof(part));
+        assert_memory_equal(part, buf + boundary, sizeof(part));
+    }
+    /* no upload is left behind: the listing holds exactly the two objects */
+    static const char *const WANT[] = {"mp/file", "mp/mem"};
+    assert_listing(f->rs, "mp/", WANT, N_ELEMS(WANT));
+    remote_storage_free(rs);
+    free(buf);
 }
 
 /* ---- gets: streams, ranges, conditions ---- */
@@ -930,8 +1140,9 @@ static void test_get_stream_and_ranges(void **state)
     assert_true(remote_get_stream(f->rs, "obj/big", NULL, collect_sink, &c, &res, NULL, &err));
     assert_int_equal(c.len, BIG_SIZE);
     assert_memory_equal(c.data, buf, BIG_SIZE);
-    assert_int_equal(c.chunks, 4);
-    assert_int_equal(c.max_chunk, REMOTE_CHUNK_SIZE);
+    FS_ONLY(f) assert_int_equal(c.chunks, 4);
+    FS_ONLY(f) assert_int_equal(c.max_chunk, REMOTE_CHUNK_SIZE);
+    assert_true(c.max_chunk <= REMOTE_CHUNK_SIZE);
     assert_int_equal(res.bytes, BIG_SIZE);
     assert_int_equal(res.info.size, BIG_SIZE);
     assert_false(res.not_modified);
@@ -1073,8 +1284,9 @@ static void test_conditional_get_and_etag(void **state)
     assert_false(res.not_modified);
     free(data);
 
-    /* a put, even of the same bytes, changes the etag */
-    put_str(f->rs, "tenants/t/heatmap-v1.json", "{\"v\":1}");
+    /* a put of other bytes changes the etag (in the file backend even one of the same bytes;
+     * S3's are content hashes) */
+    put_str(f->rs, "tenants/t/heatmap-v1.json", f->fs ? "{\"v\":1}" : "{\"v\":2}");
     assert_true(remote_head(f->rs, "tenants/t/heatmap-v1.json", &info, &err));
     assert_string_not_equal(info.etag, etag1);
     req.if_none_match = etag1;
@@ -1222,7 +1434,7 @@ static void test_deadline_and_cancel(void **state)
     static const char *const OBJ[] = {"big", "small"};
     char objdir[512];
     assert_true(str_printf(objdir, sizeof(objdir), "%s/obj", f->root));
-    assert_dir_names(objdir, OBJ, N_ELEMS(OBJ));
+    FS_ONLY(f) assert_dir_names(objdir, OBJ, N_ELEMS(OBJ));
 
     /* with the flag down and a far deadline everything works */
     atomic_store(&cancel, false);
@@ -1273,8 +1485,10 @@ static void *conc_writer(void *arg)
         memcpy(buf, &body, 4);
         memcpy(buf + 4, &crc, 4);
         Err err = {0};
-        if (!remote_put(w->sh->rs, CONC_KEY, buf, 8 + body, &err))
+        if (!remote_put(w->sh->rs, CONC_KEY, buf, 8 + body, &err)) {
+            fprintf(stderr, "conc put: %s\n", err.msg);
             atomic_fetch_add(&w->sh->errors, 1);
+        }
     }
     free(buf);
     atomic_fetch_sub(&w->sh->writers_left, 1);
@@ -1289,8 +1503,10 @@ static void *conc_reader(void *arg)
         char *data = NULL;
         size_t len = 0;
         if (!remote_get(sh->rs, CONC_KEY, &data, &len, &err)) {
-            if (err.code != ERR_NOT_FOUND) /* before the first put */
+            if (err.code != ERR_NOT_FOUND) { /* before the first put */
+                fprintf(stderr, "conc get: %s\n", err.msg);
                 atomic_fetch_add(&sh->errors, 1);
+            }
             continue;
         }
         uint32_t body, crc;
@@ -1310,6 +1526,7 @@ static void *conc_reader(void *arg)
                 atomic_fetch_add(&sh->bad, 1);
             remote_listing_free(&l);
         } else {
+            fprintf(stderr, "conc list: %s\n", err.msg);
             atomic_fetch_add(&sh->errors, 1);
         }
         atomic_fetch_add(&sh->reads, 1);
@@ -1320,6 +1537,9 @@ static void *conc_reader(void *arg)
 static void test_concurrent_puts_atomic(void **state)
 {
     Fixture *f = *state;
+    if (!f->fs)
+        skip(); /* s3rver 3.7 rewrites an object's file in place: a concurrent get can see a torn
+                 * object there (S3 itself replaces objects atomically) */
     ConcShared sh = {.rs = f->rs};
     atomic_store(&sh.writers_left, CONC_WRITERS);
     pthread_t writers[CONC_WRITERS], readers[2];
@@ -1374,6 +1594,8 @@ static void *churn(void *arg)
 static void test_put_delete_churn(void **state)
 {
     Fixture *f = *state;
+    if (!f->fs)
+        skip(); /* the file backend's directory cleanup racing puts (s3rver 3.7 crashes on it) */
     _Atomic long failures = 0;
     ChurnArg args[3] = {
         {f->rs, "p/q/r/k1", &failures},
@@ -1389,7 +1611,7 @@ static void test_put_delete_churn(void **state)
     assert_listing(f->rs, "", NULL, 0);
     char path[512];
     assert_true(str_printf(path, sizeof(path), "%s/p", f->root));
-    assert_false(fs_exists(path));
+    FS_ONLY(f) assert_false(fs_exists(path));
 }
 
 int main(void)
@@ -1409,6 +1631,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_page_explicit, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_delete_many, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_delete_prefix_pages, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_list_pages_past_limit, fixture_setup,
+                                        fixture_teardown),
         cmocka_unit_test_setup_teardown(test_get_stream_and_ranges, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_conditional_get_and_etag, fixture_setup,
@@ -1417,6 +1641,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_puts_atomic, fixture_setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_put_delete_churn, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_s3_multipart, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_s3_credentials, fixture_setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
