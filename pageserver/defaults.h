@@ -57,7 +57,10 @@
 #define PAGE_SERVICE_MAX_IN_FLIGHT 256
 #define PAGE_SERVICE_MAX_BATCH     32
 /* read batches of one connection being read at once; later requests wait and join the next */
-#define PAGE_SERVICE_MAX_BATCHES_IN_FLIGHT   2
+#define PAGE_SERVICE_MAX_BATCHES_IN_FLIGHT 2
+/* GetSlruSegment requests decoded and not yet answered: each answer is up to 256 KiB, so the
+ * per-connection bound is in bytes too (4 x 256 KiB), not only in requests */
+#define PAGE_SERVICE_MAX_SLRU_IN_FLIGHT      4
 #define PAGE_SERVICE_OUTPUT_HIGH_WATER       (1u << 20)
 #define PAGE_SERVICE_COPY_CHUNK              (256u * 1024)
 #define PAGE_SERVICE_MAX_MESSAGE             (64u * 1024)

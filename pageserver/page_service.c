@@ -99,7 +99,8 @@ struct PgConn {
     bool zombie;            /* closed, on ps->zombies until its operations complete */
     unsigned ops;           /* read batches and basebackup builds in flight */
     char peer[64];
-    StrBuf wbuf; /* messages being built, appended to the output by conn_send */
+    StrBuf wbuf;             /* messages being built, appended to the output by conn_send */
+    unsigned slru_in_flight; /* GetSlruSegment requests in q (PAGE_SERVICE_MAX_SLRU_IN_FLIGHT) */
     /* pagestream */
     PagestreamVersion version;
     TenantId tenant;
@@ -271,8 +272,10 @@ static void flush(PgConn *c)
 {
     while (c->q_dispatched > 0 && q_at(c, 0)->done) {
         PsReq *r = q_at(c, 0);
-        if (c->bev != NULL)
+        if (c->bev != NULL && !c->close_after_flush) /* nothing after a fatal ErrorResponse */
             write_response(c, r);
+        if (r->req.tag == PAGESTREAM_GET_SLRU_SEGMENT)
+            c->slru_in_flight--;
         if (r->batch != NULL)
             batch_unref(r->batch);
         r->batch = NULL;
@@ -450,6 +453,8 @@ static void on_copy_data(PgConn *c, const PgwireMsg *m)
     clock_gettime(CLOCK_MONOTONIC, &r->start);
     metric_counter_add(c->ps->m.requests[r->req.tag], 1);
     c->q_len++;
+    if (r->req.tag == PAGESTREAM_GET_SLRU_SEGMENT)
+        c->slru_in_flight++;
     route(c, r);
 }
 
@@ -796,7 +801,8 @@ static bool can_take_more(PgConn *c)
         return false;
     if (evbuffer_get_length(conn_out(c)) >= PAGE_SERVICE_OUTPUT_HIGH_WATER)
         return false;
-    return !(c->state == PGC_PAGESTREAM && c->q_len >= PAGE_SERVICE_MAX_IN_FLIGHT);
+    return !(c->state == PGC_PAGESTREAM && (c->q_len >= PAGE_SERVICE_MAX_IN_FLIGHT ||
+                                            c->slru_in_flight >= PAGE_SERVICE_MAX_SLRU_IN_FLIGHT));
 }
 
 /* process_input: frame and handle the buffered messages while allowed, dispatch the pagestream
@@ -846,7 +852,14 @@ static void process_input(PgConn *c)
         dispatch(c);
         flush(c);
         if (c->input_done && c->q_len == 0) {
-            conn_close(c, NULL);
+            /* CopyDone or Terminate: every answer is in the output; close once it is sent
+             * (bufferevent_free would drop what the socket has not taken yet) */
+            if (evbuffer_get_length(conn_out(c)) == 0) {
+                conn_close(c, NULL);
+                return;
+            }
+            c->close_after_flush = true;
+            bufferevent_disable(c->bev, EV_READ);
             return;
         }
     }

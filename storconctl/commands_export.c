@@ -88,6 +88,7 @@ typedef struct Export {
     bool tar;
     char out[EXPORT_PATH_MAX], partial[EXPORT_PATH_MAX];
     int tar_fd;
+    int dir_fd; /* OUTPUT.partial (directory form), open from its creation to its syncfs */
     int64_t mtime;
     /* where */
     ShardCount count;
@@ -260,7 +261,9 @@ static bool load_relations(Ctl *ctl, Export *x, int *code)
              (e.rel.spc == DEFAULTTABLESPACE_OID || e.rel.spc == GLOBALTABLESPACE_OID);
         e.rel.fork = (uint8_t)fork;
         if (ok && fork != FORK_INIT) {
-            e.n_segs = e.nblocks == 0 ? 1 : (e.nblocks + RELSEG_BLOCKS - 1) / RELSEG_BLOCKS;
+            e.n_segs = e.nblocks == 0
+                           ? 1
+                           : (uint32_t)(((uint64_t)e.nblocks + RELSEG_BLOCKS - 1) / RELSEG_BLOCKS);
             x->rels[x->n_rels++] = e;
             x->pages_total += e.nblocks;
         }
@@ -769,18 +772,14 @@ static bool read_pages(Export *x, int conns, bool tty, Err *err)
 /* sync_output: make everything under OUTPUT.partial durable. One syncfs(2) of the file system
  * instead of an fsync per file: an export writes about a thousand files per database, and an
  * fsync costs a journal commit each (milliseconds on ordinary disks), while syncfs commits once.
- * It also flushes other files of that file system, which costs them nothing but time. */
+ * It also flushes other files of that file system, which costs them nothing but time. syncfs
+ * reports a writeback error only to descriptors opened before it happened (Linux 5.8 and later),
+ * so the descriptor used is the one opened when OUTPUT.partial was created. */
 static bool sync_output(const Export *x, Err *err)
 {
-    int fd = x->tar ? x->tar_fd : open(x->partial, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return set_errno(err, "open", x->partial);
-    bool ok = syncfs(fd) == 0;
-    if (!ok)
-        (void)set_errno(err, "syncfs", x->partial);
-    if (!x->tar)
-        close(fd);
-    return ok;
+    if (syncfs(x->tar ? x->tar_fd : x->dir_fd) != 0)
+        return set_errno(err, "syncfs", x->partial);
+    return true;
 }
 
 static bool finish_output(Export *x, Err *err)
@@ -834,6 +833,8 @@ static bool prepare_output(Export *x, const char *out, bool quiet, Err *err)
             return set_errno(err, "create", x->partial);
     } else if (mkdir(x->partial, EXPORT_DIR_MODE) != 0) {
         return set_errno(err, "mkdir", x->partial);
+    } else if ((x->dir_fd = open(x->partial, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        return set_errno(err, "open", x->partial);
     }
     return true;
 }
@@ -848,6 +849,8 @@ static void export_free(Export *x)
     free(x->shards);
     if (x->tar_fd >= 0)
         close(x->tar_fd);
+    if (x->dir_fd >= 0)
+        close(x->dir_fd);
     pthread_mutex_destroy(&x->err_mu);
 }
 
@@ -901,6 +904,7 @@ int ctl_cmd_timelines_export(Ctl *ctl, int argc, char **argv)
         return ctl_usage_error(self, "--connections: a number in 1..%d", EXPORT_CONNS_MAX);
     Export *x = xcalloc(1, sizeof(*x));
     x->tar_fd = -1;
+    x->dir_fd = -1;
     pthread_mutex_init(&x->err_mu, NULL);
     tenant_id_format(&tenant, x->tenant);
     timeline_id_format(&tl, x->timeline);

@@ -8,12 +8,16 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "shared/fsutil.h"
 #include "shared/str.h"
 
 #define READ_CHUNK (256u * 1024)
+/* A page service that neither answers nor closes (stalled, partitioned) fails the export after
+ * this long instead of hanging it: connect, every read and every write. */
+#define PAGECLIENT_IO_TIMEOUT_S 120
 
 static bool connect_tcp(PageConn *c, const char *host, int port, Err *err)
 {
@@ -33,6 +37,9 @@ static bool connect_tcp(PageConn *c, const char *host, int port, Err *err)
             saved = errno;
             continue;
         }
+        struct timeval tv = {PAGECLIENT_IO_TIMEOUT_S, 0};
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         if (connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
             int one = 1;
             (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -72,6 +79,11 @@ static bool next_raw(PageConn *c, PgwireMsg *msg, Err *err)
         ssize_t n = read(c->fd, buf, sizeof(buf));
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            err_set(err, ERR_TIMEOUT, "page service %s: no answer for %d s", c->peer,
+                    PAGECLIENT_IO_TIMEOUT_S);
+            return false;
+        }
         if (n <= 0) {
             err_set(err, ERR_UNAVAILABLE, "page service %s: connection closed%s%s", c->peer,
                     n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");

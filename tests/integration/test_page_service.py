@@ -349,7 +349,7 @@ def test_page_service_abuse(boot):
     idle = [socket.create_connection(("127.0.0.1", ps.pg_port)) for _ in range(500)]
     try:
         wait_until(lambda: metric_values(
-            ps, "pageserver_page_service_connections_accepted_total")[""] >= accepted + 500, 20)
+            ps, "pageserver_page_service_connections_accepted_total")[""] >= accepted + 500, 60)
         assert served(boot)
         for s in idle[:20]:
             assert expect_closed(s, 10) == b""  # handshake timeout: closed without a word
@@ -374,6 +374,16 @@ def test_page_service_abuse(boot):
         c.send(msg(b"d", Request(GET_PAGE, lsn, 0, rel=PG_CLASS).encode(2)[:-3]))
         data = expect_closed(c.sock)
         assert b"08P01" in data, data
+    # CopyDone or Terminate right behind pipelined requests: every answer still arrives, in
+    # order, before the server closes (it must not drop the output it has not sent yet)
+    for ending in (msg(b"c", b""), msg(b"X", b"")):
+        with connect(ps.pg_port, tenant, tl, 3) as c:
+            reqs = [Request(GET_PAGE, lsn, 0, reqid=i, rel=PG_CLASS, blkno=0) for i in range(300)]
+            c.send(b"".join(msg(b"d", r.encode(3)) for r in reqs) + ending)
+            got = [c.recv_response() for _ in reqs]
+            assert [struct.unpack(">Q", r.echo[:8])[0] for r in got] == list(range(300))
+            assert all(r.tag == 102 for r in got), [r.error for r in got if r.is_error][:3]
+            assert expect_closed(c.sock) == b""
     # a truncated message, then the client goes away
     with PgConn(ps.pg_port) as c:
         c.startup()
