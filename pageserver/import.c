@@ -154,6 +154,59 @@ json_t *import_location_json(const ImportLocation *loc)
                                loc->bucket, "key", loc->key));
 }
 
+/* url_safe: s only has characters that need no escaping in an s3:// URL's path or query. */
+static bool url_safe(const char *s, const char *extra)
+{
+    for (; *s; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr(extra, *s) != NULL))
+            return false;
+    }
+    return true;
+}
+
+bool import_s3_url(const PageserverApp *app, const ImportLocation *loc, char *out, size_t cap,
+                   Err *err)
+{
+    if (!remote_storage_s3_credentials(err)) {
+        err_prefix(err,
+                   "import_pgdata: an AwsS3 location needs S3 credentials on this pageserver: ");
+        err->code = ERR_PRECONDITION_FAILED;
+        return false;
+    }
+    const char *key = loc->key;
+    while (*key == '/')
+        key++;
+    size_t klen = strlen(key);
+    while (klen > 0 && key[klen - 1] == '/')
+        klen--;
+    if (!url_safe(loc->region, "-") || !url_safe(loc->bucket, ".-") ||
+        !url_safe(loc->key, "/._-") || strstr(loc->key, "//") != NULL) {
+        err_set(err, ERR_BAD_REQUEST,
+                "import_pgdata: AwsS3 location: region [a-z0-9-], bucket [a-z0-9.-] and key "
+                "[A-Za-z0-9/._-] only");
+        return false;
+    }
+    char endpoint[REMOTE_STORAGE_URL_MAX] = "";
+    RemoteStorageUrl own;
+    Err ignore;
+    err_clear(&ignore);
+    if (remote_storage_url_parse(app->cfg.remote_storage, &own, &ignore) &&
+        own.kind == REMOTE_STORAGE_S3)
+        str_copy(endpoint, sizeof(endpoint), own.endpoint);
+    RemoteStorageUrl u;
+    if (!str_printf(out, cap, "s3://%s%s%.*s?region=%s%s%s", loc->bucket, klen ? "/" : "",
+                    (int)klen, key, loc->region, endpoint[0] ? "&endpoint=" : "", endpoint) ||
+        !remote_storage_url_parse(out, &u, err)) {
+        if (!err_is_set(err))
+            err_set(err, ERR_BAD_REQUEST, "import_pgdata: AwsS3 location too long");
+        err_prefix(err, "import_pgdata: AwsS3 location: ");
+        err->code = ERR_BAD_REQUEST;
+        return false;
+    }
+    return true;
+}
+
 /* ---- the index's import_pgdata ---- */
 
 json_t *import_index_in_progress(const ImportPgdataSpec *spec, int64_t unix_ms)
@@ -245,6 +298,7 @@ struct ImportTask {
     TenantSlot *slot; /* kept alive by slot_job_begin while a job runs */
     PageserverApp *app;
     ImportPgdataSpec spec;
+    char s3_url[IMPORT_S3_URL_SIZE]; /* AwsS3 locations: import_s3_url, else "" */
     ImportStep step;
     struct event *timer;
     size_t running;                          /* worker jobs running */
@@ -273,7 +327,8 @@ struct ImportTask {
 typedef struct ImportJob {
     ImportTask *t;
     /* inputs */
-    char root[PATH_MAX];
+    char root[PATH_MAX];          /* LocalFs: the location's directory */
+    char url[IMPORT_S3_URL_SIZE]; /* AwsS3: import_s3_url; "" for LocalFs */
     ShardIdentity shard;
     PgdataPlanParams params;
     TenantShardId tsid;
@@ -406,14 +461,27 @@ bool import_source_status_parse(const void *buf, size_t len, bool *done, Err *er
     return ok;
 }
 
-/* read_status: does <root>/status/pgdata say {"done": true}? Absent: not yet (no error). */
-static bool read_status(const char *root, bool *ready, Err *err)
+/* source_open: the location's directory sub ("" = the location itself) as a PGDATA source. */
+static bool source_open(const ImportJob *j, const char *sub, PgdataSource **out, Err *err)
+{
+    if (j->url[0] != '\0')
+        return pgdata_source_remote_new(j->url, sub, out, err);
+    char path[PATH_MAX];
+    if (!str_printf(path, sizeof(path), "%s%s%s", j->root, sub[0] ? "/" : "", sub)) {
+        err_set(err, ERR_BAD_REQUEST, "location path too long");
+        return false;
+    }
+    return pgdata_source_local_new(path, out, err);
+}
+
+/* read_status: does the location's status/pgdata say {"done": true}? Absent: not yet (no error). */
+static bool read_status(const ImportJob *j, bool *ready, Err *err)
 {
     *ready = false;
     PgdataSource *src = NULL;
     PgdataListing l = {0};
     bool ok = false;
-    if (!pgdata_source_local_new(root, &src, err)) {
+    if (!source_open(j, "", &src, err)) {
         if (err->code == ERR_NOT_FOUND) {
             err_clear(err); /* the location is not there yet */
             return true;
@@ -456,19 +524,13 @@ static void import_work(WorkerJob *job, void *arg)
     switch (t->step) {
     case IMPORT_WAIT_SOURCE:
         j->ok = failpoint_check("import-wait-source", &j->err) &&
-                read_status(j->root, &j->source_ready, &j->err);
+                read_status(j, &j->source_ready, &j->err);
         break;
-    case IMPORT_PLAN: {
-        char pgdata[PATH_MAX];
-        if (!str_printf(pgdata, sizeof(pgdata), "%s/pgdata", j->root)) {
-            err_set(&j->err, ERR_BAD_REQUEST, "location path too long");
-            break;
-        }
-        j->ok = pgdata_source_local_new(pgdata, &j->src, &j->err) &&
+    case IMPORT_PLAN:
+        j->ok = source_open(j, "pgdata", &j->src, &j->err) &&
                 pgdata_plan_new(j->src, &j->shard, &j->params, &j->plan, &j->err) &&
                 fs_mkdir_p(j->dir, PAGESERVER_DIR_MODE, &j->err);
         break;
-    }
     case IMPORT_JOBS:
         j->ok = failpoint_check("import-before-job", &j->err) &&
                 bootstrap_job_to_layer(t->plan, j->job_index, j->dir, j->gen,
@@ -770,6 +832,7 @@ static void start_job(ImportTask *t, size_t job_index)
     ImportJob *j = xcalloc(1, sizeof(*j));
     j->t = t;
     str_copy(j->root, sizeof(j->root), t->spec.location.path);
+    str_copy(j->url, sizeof(j->url), t->s3_url);
     j->shard = t->slot->shard;
     j->params.job_soft_size_limit = t->app->cfg.import_job_size;
     j->tsid = t->slot->tsid;
@@ -833,13 +896,13 @@ void import_task_start(Timeline *tl)
         import_fail(t, &err);
         return;
     }
-    if (t->spec.location.kind != IMPORT_LOCATION_LOCAL_FS) {
-        err_set(&err, ERR_PRECONDITION_FAILED, "AwsS3 import locations are not supported yet");
+    if (t->spec.location.kind == IMPORT_LOCATION_AWS_S3 &&
+        !import_s3_url(t->app, &t->spec.location, t->s3_url, sizeof(t->s3_url), &err)) {
         import_fail(t, &err);
         return;
     }
     log_info("import %s/%s: started (source %s)", t->slot->tsid_str, tl->id_str,
-             t->spec.location.path);
+             t->s3_url[0] ? t->s3_url : t->spec.location.path);
     t->step = IMPORT_STATUS;
     import_step(t);
 }

@@ -64,6 +64,18 @@ typedef enum ImportIndexState {
  * LocalFs path must be absolute. */
 bool import_pgdata_spec_decode(const json_t *obj, ImportPgdataSpec *out, Err *err) MUST_CHECK;
 
+/* The URL of an AwsS3 location: s3://bucket/key?region=...&endpoint=... */
+#define IMPORT_S3_URL_SIZE (IMPORT_S3_FIELD_SIZE * 8)
+
+/* import_s3_url: the remote-storage URL that reads an AwsS3 location (pgdata_source_remote_new):
+ * its bucket and key (the location's prefix), its region, and the endpoint of this pageserver's
+ * own s3:// remote storage when that names one (an S3-compatible store), else AWS. 412 when this
+ * pageserver has no S3 credentials (environment or --remote-storage-credentials); 400 when the
+ * bucket, key or region cannot be part of a URL (key: [A-Za-z0-9/._-] only; no "." or ".."
+ * segment). */
+bool import_s3_url(const PageserverApp *app, const ImportLocation *loc, char *out, size_t cap,
+                   Err *err) MUST_CHECK;
+
 /* import_location_json: the location in the request's form. New reference. */
 json_t *import_location_json(const ImportLocation *loc);
 

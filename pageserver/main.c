@@ -339,6 +339,7 @@ int main(int argc, char **argv)
     app.metrics = metrics_registry_new();
     register_metrics(&app);
     pageserver_metrics_register(&app);
+    remote_storage_set_metrics(app.metrics); /* before the workers make any S3 request */
     if (!daemon_new(PROGRAM, &app.daemon, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
     app.base = daemon_base(app.daemon);

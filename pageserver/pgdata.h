@@ -105,6 +105,11 @@ PgdataSource *pgdata_source_new(const PgdataSourceOps *ops, void *impl, const ch
  * directory). The caller frees it with pgdata_source_free. */
 bool pgdata_source_local_new(const char *path, PgdataSource **out, Err *err) MUST_CHECK;
 
+/* pgdata_source_remote_new: the objects under dir ("" = the storage's own prefix) of the remote
+ * storage at url (pgdata_remote.c), e.g. an import's AwsS3 location. Blocking: workers only. */
+bool pgdata_source_remote_new(const char *url, const char *dir, PgdataSource **out,
+                              Err *err) MUST_CHECK;
+
 void pgdata_source_free(PgdataSource *src);
 const char *pgdata_source_description(const PgdataSource *src);
 

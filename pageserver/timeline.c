@@ -702,6 +702,7 @@ void timeline_create(TenantManager *mgr, const TenantShardId *tsid, const Timeli
 {
     PageserverApp *app = mgr->app;
     Err err = {0};
+    char s3_url[IMPORT_S3_URL_SIZE];
     TenantSlot *slot = NULL;
     if (!tenant_manager_readable_slot(mgr, tsid, &slot, &err)) {
         pageserver_defer_json(app, cb, arg, &err, NULL);
@@ -771,9 +772,8 @@ void timeline_create(TenantManager *mgr, const TenantShardId *tsid, const Timeli
             pageserver_defer_json(app, cb, arg, &err, NULL);
             return;
         }
-    } else if (p->import && p->import_spec.location.kind != IMPORT_LOCATION_LOCAL_FS) {
-        err_set(&err, ERR_PRECONDITION_FAILED,
-                "import_pgdata: AwsS3 locations are not supported by this pageserver yet");
+    } else if (p->import && p->import_spec.location.kind == IMPORT_LOCATION_AWS_S3 &&
+               !import_s3_url(app, &p->import_spec.location, s3_url, sizeof(s3_url), &err)) {
         pageserver_defer_json(app, cb, arg, &err, NULL);
         return;
     } else if (p->has_pg_version && p->pg_version != PAGESERVER_PG_VERSION) {

@@ -140,6 +140,17 @@ bool remote_fs_sweep_temps(const char *root, int64_t grace_s, uint64_t *removed,
  * '#' and ';' start comment lines. Unknown keys, a missing key or another profile ->
  * ERR_BAD_REQUEST. Call at startup, before any storage is opened. */
 bool remote_storage_set_credentials_file(const char *path, Err *err) MUST_CHECK;
+/* remote_storage_set_metrics: S3 requests are counted in reg from now on (daemons call it at
+ * startup, before any request is made): remote_storage_s3_requests_total{method, status}
+ * (status: 2xx, 3xx, 4xx, 5xx, or error for a transport failure; every attempt, retries
+ * included), remote_storage_s3_request_seconds{method} and remote_storage_s3_bytes_total{
+ * direction="up"|"down"}. */
+struct MetricsRegistry;
+void remote_storage_set_metrics(struct MetricsRegistry *reg);
+
+/* remote_storage_s3_credentials: S3 credentials are configured (the file above, or the
+ * environment); false with err saying where they are looked for. */
+bool remote_storage_s3_credentials(Err *err) MUST_CHECK;
 
 /* remote_storage_open: a backend for the URL. The caller frees it with remote_storage_free. */
 bool remote_storage_open(const char *url, RemoteStorage **out, Err *err) MUST_CHECK;

@@ -52,6 +52,7 @@
 #include "shared/err.h"
 #include "shared/fsutil.h"
 #include "shared/http_client.h"
+#include "shared/metrics.h"
 #include "shared/str.h"
 
 #include "shared/remote_storage.h"
@@ -196,6 +197,15 @@ static bool creds_load(S3Creds *out, Err *err)
     out->access_key = xstrdup(ak);
     out->secret_key = xstrdup(sk);
     out->token = tok != NULL && tok[0] != '\0' ? xstrdup(tok) : NULL;
+    return true;
+}
+
+bool remote_storage_s3_credentials(Err *err)
+{
+    S3Creds c = {0};
+    if (!creds_load(&c, err))
+        return false;
+    creds_free(&c);
     return true;
 }
 
@@ -550,6 +560,62 @@ static void s3_error(S3Call *c, bool *retry, Err *err)
 }
 
 /* s3_attempt: one try of the request. False with *retry when it is worth another. */
+/* ---- metrics (remote_storage_set_metrics) ---- */
+
+static const char *const METRIC_METHODS[] = {"GET", "PUT", "HEAD", "POST", "DELETE"};
+#define N_METRIC_METHODS (sizeof(METRIC_METHODS) / sizeof(METRIC_METHODS[0]))
+static const char *const METRIC_CLASSES[] = {"2xx", "3xx", "4xx", "5xx", "error"};
+#define N_METRIC_CLASSES (sizeof(METRIC_CLASSES) / sizeof(METRIC_CLASSES[0]))
+
+static struct {
+    bool set;
+    MetricCounter *requests[N_METRIC_METHODS][N_METRIC_CLASSES];
+    MetricHistogram *seconds[N_METRIC_METHODS];
+    MetricCounter *bytes_up, *bytes_down;
+} g_metrics;
+
+void remote_storage_set_metrics(MetricsRegistry *reg)
+{
+    for (size_t m = 0; m < N_METRIC_METHODS; m++) {
+        char labels[64];
+        for (size_t k = 0; k < N_METRIC_CLASSES; k++) {
+            snprintf(labels, sizeof(labels), "method=\"%s\",status=\"%s\"", METRIC_METHODS[m],
+                     METRIC_CLASSES[k]);
+            g_metrics.requests[m][k] =
+                metrics_counter(reg, "remote_storage_s3_requests_total",
+                                "S3 requests (attempts) by method and status class", labels);
+        }
+        snprintf(labels, sizeof(labels), "method=\"%s\"", METRIC_METHODS[m]);
+        g_metrics.seconds[m] =
+            metrics_histogram(reg, "remote_storage_s3_request_seconds",
+                              "Latency of S3 requests (attempts)", labels, NULL, 0);
+    }
+    g_metrics.bytes_up = metrics_counter(reg, "remote_storage_s3_bytes_total",
+                                         "Bytes sent to and received from S3", "direction=\"up\"");
+    g_metrics.bytes_down =
+        metrics_counter(reg, "remote_storage_s3_bytes_total", "Bytes sent to and received from S3",
+                        "direction=\"down\"");
+    g_metrics.set = true;
+}
+
+/* metrics_record: one attempt (transport_ok false: no HTTP status, counted as "error"). */
+static void metrics_record(const S3Call *c, bool transport_ok, double secs, uint64_t up)
+{
+    if (!g_metrics.set)
+        return;
+    size_t m = 0;
+    while (m < N_METRIC_METHODS && strcmp(METRIC_METHODS[m], c->method) != 0)
+        m++;
+    if (m == N_METRIC_METHODS)
+        return;
+    size_t k =
+        !transport_ok || c->status < 200 || c->status >= 600 ? 4 : (size_t)(c->status / 100 - 2);
+    metric_counter_add(g_metrics.requests[m][k], 1);
+    metric_histogram_observe(g_metrics.seconds[m], secs);
+    metric_counter_add(g_metrics.bytes_up, up);
+    metric_counter_add(g_metrics.bytes_down, c->delivered + c->reply.len);
+}
+
 static bool s3_attempt(S3Storage *s3, S3Call *c, bool *retry, Err *err)
 {
     *retry = false;
@@ -622,8 +688,13 @@ static bool s3_attempt(S3Storage *s3, S3Call *c, bool *retry, Err *err)
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, c->method);
     }
 
+    int64_t started = mono_ms();
     CURLcode rc = curl_easy_perform(h);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &c->status);
+    curl_off_t sent = 0;
+    curl_easy_getinfo(h, CURLINFO_SIZE_UPLOAD_T, &sent);
+    metrics_record(c, rc == CURLE_OK, (double)(mono_ms() - started) / 1000.0,
+                   sent > 0 ? (uint64_t)sent : 0);
     curl_easy_cleanup(h);
     c->h = NULL;
     curl_slist_free_all(hdrs);

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.s3 import REGION as S3_REGION
 from fixtures.util import wait_until
 from pageserver_env import (  # noqa: F401 - fixtures are used by name
     create_timeline,
@@ -109,6 +110,49 @@ def test_import_unsharded_reads_back_every_page(ps_env, pgbench_pgdata, tmp_path
     assert n > 2000  # pgbench -s 1: pgbench_accounts alone has ~1640 pages
 
 
+def test_import_from_an_s3_location(ps_env, pgbench_pgdata):
+    """The AwsS3 location: PGDATA and status/pgdata read from the object store (the pageserver's
+    own S3 endpoint and credentials). Runs in the integration-s3 stage."""
+    if not ps_env.env.s3_mode():
+        pytest.skip("needs the S3 server: the integration-s3 stage (REMOTE_STORAGE=s3)")
+    ps = ps_env.pageserver(extra_args=POLL)
+    tenant, tl = new_id(), new_id()
+    ps_env.attach(ps, tenant, 1)
+    s3 = ps_env.env.s3
+    client = s3.client()
+    prefix = f"imports/{tl}"
+    files = read_tree(pgbench_pgdata)
+    for rel, data in files.items():
+        client.put(f"{prefix}/pgdata/{rel}", data)
+    loc = {"AwsS3": {"region": S3_REGION, "bucket": s3.bucket, "key": prefix}}
+    body = {"new_timeline_id": tl, "import_pgdata": {"idempotency_key": "k", "location": loc}}
+    assert ok_json(create_timeline(ps, tenant, body), 201)["state"] == "Loading"
+    assert "still running" in error_msg(activate(ps, tenant, tl), 503)  # no status/pgdata yet
+    client.put(f"{prefix}/status/pgdata", b'{"done": true}')
+    info = wait_activated(ps, tenant, tl)
+    assert ps_env.storcon.import_posts(tenant)[-1] == "Done"
+    idx = ps_env.remote.index_keys(tenant, tl)
+    assert "Done" in json.loads(ps_env.remote.read(max(idx.items())[1]))["import_pgdata"]["V1"]
+    lsn = info["last_record_lsn"]
+    pages = PageClient(ps)
+    n = 0
+    try:
+        for spc, db, rel, fork, blk, page in relation_pages(files):
+            assert pages.page(tenant, tl, spc, db, rel, fork, blk, lsn) == page, \
+                (spc, db, rel, fork, blk)
+            n += 1
+    finally:
+        pages.close()
+    assert n > 2000
+    # the S3 requests are counted: method and status class, latency, bytes
+    m = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+         for line in ps.metrics().splitlines() if line.startswith("remote_storage_s3_")}
+    assert m['remote_storage_s3_requests_total{method="GET",status="2xx"}'] > 2
+    assert m['remote_storage_s3_requests_total{method="PUT",status="2xx"}'] > 0
+    assert m['remote_storage_s3_bytes_total{direction="down"}'] > 10 << 20  # the pgbench tables
+    assert m['remote_storage_s3_request_seconds_count{method="GET"}'] > 2
+
+
 def test_import_two_shards_pages_on_their_owners(ps_env, pgbench_pgdata, tmp_path):
     ps = ps_env.pageserver(extra_args=POLL)
     tenant, tl, count, stripe = new_id(), new_id(), 2, 8
@@ -162,9 +206,12 @@ def test_import_bad_requests_change_nothing(ps_env, tmp_path):
         error_msg(create_timeline(ps, tenant, {"new_timeline_id": tl, "import_pgdata": imp}), 400)
     error_msg(create_timeline(ps, tenant, {"new_timeline_id": tl, "pg_version": 15,
                                            "import_pgdata": good}), 400)
-    s3 = {**good, "location": {"AwsS3": {"region": "r", "bucket": "b", "key": "k"}}}
-    assert "not supported" in error_msg(
-        create_timeline(ps, tenant, {"new_timeline_id": tl, "import_pgdata": s3}), 412)
+    s3 = {**good, "location": {"AwsS3": {"region": "r", "bucket": "bucket-x", "key": "k?x"}}}
+    create = {"new_timeline_id": tl, "import_pgdata": s3}
+    if ps_env.env.s3_mode():  # credentials configured: a location that is no URL is 400
+        assert "AwsS3" in error_msg(create_timeline(ps, tenant, create), 400)
+    else:  # no S3 credentials on this pageserver: 412
+        assert "credentials" in error_msg(create_timeline(ps, tenant, create), 412)
     error_msg(activate(ps, tenant, tl), 404)
     assert timelines(ps, tenant) == {}
     assert ps_env.remote.index_keys(tenant, tl) == {}

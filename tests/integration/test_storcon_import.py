@@ -155,7 +155,7 @@ def test_import_create_strict_fans_out_and_records_row(cluster_factory, tmp_path
     for s in cl.describe(tenant)["shards"]:
         assert s["is_importing"] is False, s
 
-    # A create the pageservers refuse (they read LocalFs sources only) records nothing.
+    # A create the pageservers refuse (AwsS3 without S3 credentials on them: 412) records nothing.
     s3 = {"idempotency_key": "key-s3",
           "location": {"AwsS3": {"region": "eu-west-1", "bucket": "b", "key": "k"}}}
     r = cl.create_timeline(tenant, tl, import_pgdata=s3)
