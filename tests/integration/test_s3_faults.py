@@ -2,10 +2,14 @@
 acknowledged one timeline, a create during the outage is refused with 503 after the backend's
 retries and acknowledges nothing, and after a restart on the same data directory and port the
 retried create succeeds and uploads; nothing acknowledged before is lost, and no index ever names a
-layer that is not stored (docs/remote-storage-s3.md "Threads, retries and timeouts")."""
+layer that is not stored (docs/remote-storage-s3.md "Threads, retries and timeouts"). A second
+test kills the server while a layer upload is in flight: the upload queue retries it until it is
+stored, and the create is answered only then."""
 
 import json
 import re
+import threading
+import time
 
 import pytest
 
@@ -86,3 +90,45 @@ def test_uploads_survive_s3_restart(s3_mode, ps_env):
             assert key in after and after[key].sha256 == info.sha256, key
     assert_indexes_complete(remote)
     assert ps.process.is_running()
+
+
+def test_s3_killed_in_the_middle_of_a_layer_upload(s3_mode, ps_env):
+    """The S3 server dies while a layer upload is in flight (held by the upload-layer failpoint
+    so that the kill lands inside it) and comes back: the upload queue retries until it is
+    stored, the create is answered only then, and every index names stored layers only."""
+    penv = ps_env
+    srv = penv.env.s3
+    remote = penv.remote
+    ps = penv.pageserver()
+    tenant = new_id()
+    penv.attach(ps, tenant, 1)
+    ok = ps.put("/v1/failpoints", json=[{"name": "upload-layer", "actions": "1*sleep(3000)"}])
+    assert ok.status_code == 200, ok.text
+    tl = new_id()
+    result = {}
+
+    def create():
+        result["r"] = ps.post(f"/v1/tenant/{tenant}/timeline",
+                              json={"new_timeline_id": tl, "pg_version": 15}, timeout=240)
+
+    t = threading.Thread(target=create)
+    t.start()
+    # the layer is written locally, then its upload is held 3 s by the failpoint: the server goes
+    # away under it, then comes back
+    local = ps.workdir / "tenants" / tenant / "timelines" / tl
+    wait_until(lambda: local.is_dir() and any("__" in p.name for p in local.iterdir()),
+               timeout=60, what="the layer written locally")
+    srv.s3rver.kill9()
+    time.sleep(5)  # the held upload fails against the dead server and is retried
+    srv.start_s3rver()
+    t.join(240)
+    r = result["r"]
+    assert r.status_code == 201, r.text
+    assert remote_layers_of(remote, tenant, tl), "the layer was never stored"
+    assert_indexes_complete(remote)
+    assert ps.process.is_running()
+
+
+def remote_layers_of(remote, tenant, tl) -> list:
+    return [k for k in remote.keys(f"tenants/{tenant}/timelines/{tl}/")
+            if "index_part.json" not in k and not k.endswith("initdb.tar.zst")]
