@@ -289,6 +289,14 @@ class RemoteDir:
     def exists(self, key: str) -> bool:
         return self.path(key).is_file()
 
+    def write(self, key: str, data: bytes):
+        """Store an object as another writer would (tests that plant objects)."""
+        self.path(key).parent.mkdir(parents=True, exist_ok=True)
+        self.path(key).write_bytes(data)
+
+    def delete(self, key: str):
+        self.path(key).unlink()
+
     def keys(self, prefix: str = "") -> list:
         base = self.root
         if not base.exists():
@@ -350,6 +358,12 @@ class S3Remote(RemoteDir):
     def exists(self, key: str) -> bool:
         status, _, _ = self.client.request("HEAD", key)
         return status == 200
+
+    def write(self, key: str, data: bytes):
+        self.client.put(key, data)
+
+    def delete(self, key: str):
+        self.client.delete(key)
 
     def size(self, key: str) -> int:
         return len(self.read(key))

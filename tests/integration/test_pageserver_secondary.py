@@ -93,7 +93,7 @@ def test_heatmap_uploads(ps_env):
     # periodic: heatmap_period in the tenant config; unchanged heatmaps are not uploaded again
     conf["tenant_conf"] = {"heatmap_period": "1s"}
     ok_json(put_location(ps, tsid, conf))
-    remote.path(heatmap_key(tsid)).unlink()
+    remote.delete(heatmap_key(tsid))
     wait_until(lambda: remote.exists(heatmap_key(tsid)), timeout=10, what="periodic heatmap")
     assert read_heatmap(remote, tsid)["upload_period_ms"] == 1000
     skipped = metric(ps, "pageserver_heatmap_uploads_skipped_total")
@@ -106,7 +106,7 @@ def test_heatmap_uploads(ps_env):
     stale = dict(conf, mode="AttachedStale")
     ok_json(put_location(ps, tsid, stale))
     assert "AttachedStale" in error_msg(heatmap_upload(ps, tsid), 409)
-    remote.path(heatmap_key(tsid)).unlink()
+    remote.delete(heatmap_key(tsid))
     time.sleep(2.5)
     assert not remote.exists(heatmap_key(tsid))
 
@@ -191,7 +191,7 @@ def test_secondary_skips_cold_layers_and_follows_a_new_heatmap(ps_env):
     # every layer cold (the attached location does not hold them): listed, not downloaded
     for layer in hm["timelines"][0]["layers"]:
         layer["cold"] = True
-    remote.path(heatmap_key(tsid)).write_text(json.dumps(hm))
+    remote.write(heatmap_key(tsid), json.dumps(hm).encode())
     ps_env.secondary(ps2, tsid, warm=True)
     progress = ok_json(download(ps2, tsid), 200)
     assert progress["layers_total"] == progress["layers_downloaded"] == 0
@@ -201,13 +201,13 @@ def test_secondary_skips_cold_layers_and_follows_a_new_heatmap(ps_env):
     # a new heatmap (a new etag) is followed at the next pass
     for layer in hm["timelines"][0]["layers"]:
         layer["cold"] = False
-    remote.path(heatmap_key(tsid)).write_text(json.dumps(hm))
+    remote.write(heatmap_key(tsid), json.dumps(hm).encode())
     progress = ok_json(download(ps2, tsid), 200)
     assert progress["layers_downloaded"] == len(hm["timelines"][0]["layers"]) > 0
     assert metric(ps2, "pageserver_secondary_layers_downloaded_total") == progress["layers_total"]
 
     # a heatmap that does not parse fails the pass with a clear error and keeps the local copy
-    remote.path(heatmap_key(tsid)).write_text('{"generation": 1, "timelines": "no"}')
+    remote.write(heatmap_key(tsid), b'{"generation": 1, "timelines": "no"}')
     assert "heatmap" in error_msg(download(ps2, tsid), 500)
     assert len(local_layer_files(ps2, tsid, tl)) == progress["layers_total"]
     ps_env.storcon.set_intent(ps1.id, tsid, None)
