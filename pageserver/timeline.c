@@ -102,6 +102,7 @@ Timeline *timeline_new(struct TenantSlot *slot, const TimelineId *id)
     timeline_id_format(id, tl->id_str);
     tl->state = TIMELINE_LOADING;
     tl->index = index_part_new();
+    atomic_init(&tl->uq_cancel, false);
     slot_timeline_dir(slot, id, tl->dir, sizeof(tl->dir));
     tl->uq_timer = evtimer_new(slot->mgr->app->base, on_uq_timer, tl);
     return tl;
@@ -116,7 +117,10 @@ static void upload_op_free(UploadOp *op)
 
 void timeline_uploads_drop(Timeline *tl)
 {
-    /* the running operation (the head, when uq_running) finishes on its own */
+    /* the running operation (the head, when uq_running) is told to stop and ends as a failed
+     * attempt (no retry: the slot is stopping or the timeline is going) */
+    if (tl->uq_running)
+        atomic_store(&tl->uq_cancel, true);
     UploadOp **p = tl->uq_running ? &tl->uq_head->next : &tl->uq_head;
     UploadOp *dropped = *p;
     *p = NULL;
@@ -242,12 +246,15 @@ static void upload_work(WorkerJob *job, void *arg)
 {
     UploadJob *j = arg;
     UploadOp *op = j->op;
+    /* the timeline outlives the job (its slot waits for it); a drop stops the upload early */
+    RemoteOpts opts = {.cancel = &j->tl->uq_cancel};
     if (op->kind == UPLOAD_LAYER) {
         j->ok = failpoint_check("upload-layer", &j->err) &&
-                remote_put_file(j->rs, op->key, op->layer->local_path, &j->err);
+                remote_put_file_ex(j->rs, op->key, op->layer->local_path, &opts, &j->err);
     } else {
-        j->ok = failpoint_check("upload-index", &j->err) &&
-                remote_put(j->rs, op->key, op->index_text, strlen(op->index_text), &j->err);
+        j->ok =
+            failpoint_check("upload-index", &j->err) &&
+            remote_put_ex(j->rs, op->key, op->index_text, strlen(op->index_text), &opts, &j->err);
     }
 }
 
@@ -315,6 +322,7 @@ static void uq_step(Timeline *tl)
     j->op = tl->uq_head;
     j->rs = tl_app(tl)->remote;
     tl->uq_running = true;
+    atomic_store(&tl->uq_cancel, false);
     slot_job_begin(tl->slot);
     WorkerJobSpec spec = {.cls = WORKER_CLASS_IO}; /* no deadline: retried until it succeeds */
     worker_pool_start(tl_app(tl)->workers, &spec, upload_work, upload_done, j);

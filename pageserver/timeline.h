@@ -23,6 +23,7 @@
 #define PAGESERVER_TIMELINE_H
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -115,6 +116,7 @@ typedef struct Timeline {
 
     UploadOp *uq_head, *uq_tail;
     bool uq_running;
+    atomic_bool uq_cancel; /* raised by timeline_uploads_drop: the running upload stops early */
     int uq_attempt;
     struct event *uq_timer;
 

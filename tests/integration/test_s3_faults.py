@@ -8,6 +8,7 @@ stored, and the create is answered only then."""
 
 import json
 import re
+import signal
 import threading
 import time
 
@@ -132,3 +133,43 @@ def test_s3_killed_in_the_middle_of_a_layer_upload(s3_mode, ps_env):
 def remote_layers_of(remote, tenant, tl) -> list:
     return [k for k in remote.keys(f"tenants/{tenant}/timelines/{tl}/")
             if "index_part.json" not in k and not k.endswith("initdb.tar.zst")]
+
+
+def test_detach_cancels_an_upload_stuck_on_s3(s3_mode, ps_env):
+    """An upload that hangs on a stalled S3 server (SIGSTOP) does not hold a detach: the slot's
+    stop cancels it (RemoteOpts cancel, polled by curl's progress callback), and the detach is
+    answered at once instead of after the backend's stall timeout and retries."""
+    penv = ps_env
+    srv = penv.env.s3
+    ps = penv.pageserver()
+    tenant = new_id()
+    conf = penv.attach(ps, tenant, 1)
+    tl = new_id()
+    result = {}
+
+    def create():
+        result["r"] = ps.post(f"/v1/tenant/{tenant}/timeline",
+                              json={"new_timeline_id": tl, "pg_version": 15}, timeout=240)
+
+    # the layer's upload starts 2 s late (failpoint), by when the S3 server is stalled
+    ok = ps.put("/v1/failpoints", json=[{"name": "upload-layer", "actions": "1*sleep(2000)"}])
+    assert ok.status_code == 200, ok.text
+    t = threading.Thread(target=create)
+    t.start()
+    local = ps.workdir / "tenants" / tenant / "timelines" / tl
+    wait_until(lambda: local.is_dir() and any("__" in p.name for p in local.iterdir()),
+               timeout=60, what="the layer written locally")
+    srv.s3rver.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(4)  # the upload is now stuck on the stalled server
+        started = time.monotonic()
+        r = ps.put(f"/v1/tenant/{tenant}/location_config",
+                   json=dict(conf, mode="Detached", generation=None), timeout=120)
+        took = time.monotonic() - started
+        assert r.status_code == 200, r.text
+        assert took < 10, f"the detach waited {took:.1f} s for a stuck upload"
+        t.join(120)
+        assert result["r"].status_code >= 500, result["r"].text  # the create did not complete
+    finally:
+        srv.s3rver.send_signal(signal.SIGCONT)
+    assert ps.process.is_running()
