@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/bytes.h"
 #include "shared/crc32c.h"
 #include "shared/key.h"
 #include "shared/pg_paths.h"
@@ -52,24 +53,6 @@ static const char PG_HBA[] = "# written by the pageserver's basebackup: local co
 static const char *const EMPTY_CONFIG_FILES[] = {"pg_ident.conf", "postgresql.auto.conf",
                                                  "postgresql.conf"};
 
-static void put_le16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    put_le16(p, (uint16_t)v);
-    put_le16(p + 2, (uint16_t)(v >> 16));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-    put_le32(p, (uint32_t)v);
-    put_le32(p + 4, (uint32_t)(v >> 32));
-}
-
 /* ---- the pure parts ---- */
 
 /* page_header_size: the header at the start of the page at pos. */
@@ -105,18 +88,18 @@ Lsn basebackup_filler_lsn(Lsn rec, uint32_t wal_seg_size, uint32_t wal_blcksz)
 void basebackup_filler_record(uint32_t len, Lsn prev, uint8_t *out)
 {
     memset(out, 0, len);
-    put_le32(out, len); /* xl_tot_len: the record ends exactly where the checkpoint starts */
-    put_le64(out + 8, prev);
+    le_put_u32(out, len); /* xl_tot_len: the record ends exactly where the checkpoint starts */
+    le_put_u64(out + 8, prev);
     out[16] = XLOG_NOOP;
     out[17] = RM_XLOG_ID;
     size_t hdr = XLOG_RECORD_HEADER_SIZE;
     if (len > XLOG_RECORD_HEADER_SIZE) { /* the rest is one long data block of zeros */
         out[hdr] = XLR_BLOCK_ID_DATA_LONG;
-        put_le32(out + hdr + 1, len - XLOG_RECORD_HEADER_SIZE - 5);
+        le_put_u32(out + hdr + 1, len - XLOG_RECORD_HEADER_SIZE - 5);
     }
     uint32_t crc = crc32c(out + hdr, len - hdr);
     crc = crc32c_extend(crc, out, 20);
-    put_le32(out + 20, crc);
+    le_put_u32(out + 20, crc);
 }
 
 void basebackup_control(const uint8_t control[PG_CONTROL_FILE_SIZE],
@@ -126,13 +109,13 @@ void basebackup_control(const uint8_t control[PG_CONTROL_FILE_SIZE],
     memcpy(out, control, PG_CONTROL_FILE_SIZE);
     uint8_t *ck = out + PG_CONTROL_OFF_CHECKPOINT_COPY;
     memcpy(ck, checkpoint, PG_CONTROL_CHECKPOINT_SIZE);
-    put_le64(ck + PG_CHECKPOINT_OFF_REDO, rec);
-    put_le64(out + PG_CONTROL_OFF_CHECKPOINT, rec);
-    put_le32(out + PG_CONTROL_OFF_STATE, PG_DB_SHUTDOWNED);
-    put_le64(out + PG_CONTROL_OFF_MIN_RECOVERY_POINT, 0);
-    put_le32(out + PG_CONTROL_OFF_MIN_RECOVERY_TLI, 0);
-    put_le64(out + PG_CONTROL_OFF_BACKUP_START_POINT, 0);
-    put_le64(out + PG_CONTROL_OFF_BACKUP_END_POINT, 0);
+    le_put_u64(ck + PG_CHECKPOINT_OFF_REDO, rec);
+    le_put_u64(out + PG_CONTROL_OFF_CHECKPOINT, rec);
+    le_put_u32(out + PG_CONTROL_OFF_STATE, PG_DB_SHUTDOWNED);
+    le_put_u64(out + PG_CONTROL_OFF_MIN_RECOVERY_POINT, 0);
+    le_put_u32(out + PG_CONTROL_OFF_MIN_RECOVERY_TLI, 0);
+    le_put_u64(out + PG_CONTROL_OFF_BACKUP_START_POINT, 0);
+    le_put_u64(out + PG_CONTROL_OFF_BACKUP_END_POINT, 0);
     out[PG_CONTROL_OFF_BACKUP_END_REQUIRED] = 0;
     pg_control_update_crc(out);
 }
@@ -141,9 +124,9 @@ void basebackup_checkpoint_record(const uint8_t checkpoint[PG_CONTROL_CHECKPOINT
                                   uint8_t out[XLOG_CHECKPOINT_REC_SIZE])
 {
     memset(out, 0, XLOG_CHECKPOINT_REC_SIZE);
-    put_le32(out, XLOG_CHECKPOINT_REC_SIZE); /* xl_tot_len */
+    le_put_u32(out, XLOG_CHECKPOINT_REC_SIZE); /* xl_tot_len */
     /* xl_xid 0 */
-    put_le64(out + 8, prev); /* xl_prev */
+    le_put_u64(out + 8, prev); /* xl_prev */
     out[16] = XLOG_CHECKPOINT_SHUTDOWN;
     out[17] = RM_XLOG_ID;
     out[XLOG_RECORD_HEADER_SIZE] = XLR_BLOCK_ID_DATA_SHORT;
@@ -153,7 +136,7 @@ void basebackup_checkpoint_record(const uint8_t checkpoint[PG_CONTROL_CHECKPOINT
     uint32_t crc =
         crc32c(out + XLOG_RECORD_HEADER_SIZE, XLOG_CHECKPOINT_REC_SIZE - XLOG_RECORD_HEADER_SIZE);
     crc = crc32c_extend(crc, out, 20);
-    put_le32(out + 20, crc);
+    le_put_u32(out + 20, crc);
 }
 
 /* WalPiece: where the record's bytes land, with the pages whose header must be written. */
@@ -213,15 +196,15 @@ static void write_page_header(const SegFill *f, Lsn page, uint16_t info, uint32_
 {
     uint8_t *h = f->seg + (page - f->start);
     bool long_hdr = page % f->c->xlog_seg_size == 0;
-    put_le16(h, XLOG_PAGE_MAGIC_15);
-    put_le16(h + 2, (uint16_t)(info | (long_hdr ? XLP_LONG_HEADER : 0)));
-    put_le32(h + 4, f->c->checkpoint.this_timeline);
-    put_le64(h + 8, page);
-    put_le32(h + 16, rem_len);
+    le_put_u16(h, XLOG_PAGE_MAGIC_15);
+    le_put_u16(h + 2, (uint16_t)(info | (long_hdr ? XLP_LONG_HEADER : 0)));
+    le_put_u32(h + 4, f->c->checkpoint.this_timeline);
+    le_put_u64(h + 8, page);
+    le_put_u32(h + 16, rem_len);
     if (long_hdr) {
-        put_le64(h + 24, f->c->system_identifier);
-        put_le32(h + 32, f->c->xlog_seg_size);
-        put_le32(h + 36, f->c->xlog_blcksz);
+        le_put_u64(h + 24, f->c->system_identifier);
+        le_put_u32(h + 32, f->c->xlog_seg_size);
+        le_put_u32(h + 36, f->c->xlog_blcksz);
     }
 }
 
@@ -354,7 +337,7 @@ static bool get_size(ReadCtx *c, const Key *key, uint32_t *n, Err *err)
     if (!get_value(c, key, 4, &v, &len, err))
         return false;
     const uint8_t *p = v;
-    *n = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    *n = le_get_u32(p);
     free(v);
     return true;
 }

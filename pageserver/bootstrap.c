@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "shared/bytes.h"
 #include "shared/failpoint.h"
 #include "shared/fsutil.h"
 #include "shared/log.h"
@@ -292,8 +293,7 @@ static bool layer_sink(void *ctx, const Key *key, const void *value, size_t len,
     SinkCtx *s = ctx;
     if (key_is_rel_size(key) && len == 4) {
         const uint8_t *b = value;
-        uint32_t nblocks =
-            (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+        uint32_t nblocks = le_get_u32(b);
         s->logical_size += (uint64_t)nblocks * BLCKSZ;
     }
     s->entries++;

@@ -25,6 +25,7 @@
 
 #include <zstd.h>
 
+#include "shared/bytes.h"
 #include "shared/crc32c.h"
 #include "shared/err.h"
 #include "shared/fsutil.h"
@@ -73,46 +74,7 @@ static const uint8_t LAYER_MAGIC[8] = {'P', 'S', 'L', 'A', 'Y', 'E', 'R', 0};
 #define FT_CRC          116
 #define FT_MAGIC        120
 
-/* ---- little-endian encoding ---- */
-
-static void put_u16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p)
-{
-    return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_u32(const uint8_t *p)
-{
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
-}
+/* ---- layout helpers (integers are little-endian: shared/bytes.h le_*) ---- */
 
 /* ekey_len: the entry key size of a kind (key, or key + LSN for delta layers). */
 static size_t ekey_len(LayerKind kind)
@@ -385,7 +347,7 @@ bool layer_writer_new(const char *path, const LayerDesc *desc, const LayerWriter
     }
     uint8_t hdr[HEADER_SIZE] = {0};
     memcpy(hdr, LAYER_MAGIC, 8);
-    put_u16(hdr + 8, LAYER_FORMAT_VERSION);
+    le_put_u16(hdr + 8, LAYER_FORMAT_VERSION);
     hdr[10] = (uint8_t)desc->kind;
     if (!writer_emit(w, hdr, sizeof(hdr), err)) {
         layer_writer_abort(w);
@@ -448,8 +410,8 @@ bool layer_writer_add(LayerWriter *w, const Key *key, const void *value, size_t 
     }
     uint8_t hdr[BLOB_HEADER_SIZE];
     hdr[4] = flags;
-    put_u32(hdr + 5, (uint32_t)len);
-    put_u32(hdr, blob_crc(ekey, w->ekey_size, hdr + 4, payload, payload_len));
+    le_put_u32(hdr + 5, (uint32_t)len);
+    le_put_u32(hdr, blob_crc(ekey, w->ekey_size, hdr + 4, payload, payload_len));
     uint64_t blob_offset = w->offset;
     if (!writer_emit(w, hdr, sizeof(hdr), err) || !writer_emit(w, payload, payload_len, err))
         return false;
@@ -460,8 +422,8 @@ bool layer_writer_add(LayerWriter *w, const Key *key, const void *value, size_t 
     }
     uint8_t *e = w->index + w->index_len;
     memcpy(e, ekey, w->ekey_size);
-    put_u64(e + w->ekey_size, blob_offset);
-    put_u32(e + w->ekey_size + 8, (uint32_t)(BLOB_HEADER_SIZE + payload_len));
+    le_put_u64(e + w->ekey_size, blob_offset);
+    le_put_u32(e + w->ekey_size + 8, (uint32_t)(BLOB_HEADER_SIZE + payload_len));
     w->index_len += w->entry_size;
     memcpy(w->last_ekey, ekey, w->ekey_size);
     w->count++;
@@ -494,20 +456,20 @@ static bool writer_write_index(LayerWriter *w, LayerInfo *info, Err *err)
         size_t first = b * per_block;
         size_t n = (size_t)w->count - first < per_block ? (size_t)w->count - first : per_block;
         size_t len = BLOCK_HEADER_SIZE + n * w->entry_size;
-        put_u32(block + 4, (uint32_t)n);
+        le_put_u32(block + 4, (uint32_t)n);
         memcpy(block + BLOCK_HEADER_SIZE, w->index + first * w->entry_size, n * w->entry_size);
-        put_u32(block, crc32c(block + 4, len - 4));
+        le_put_u32(block, crc32c(block + 4, len - 4));
         uint8_t *t = top + TOP_HEADER_SIZE + b * TOP_ENTRY_SIZE;
         memcpy(t, w->index + first * w->entry_size, KEY_SIZE);
-        put_u64(t + KEY_SIZE, w->offset);
-        put_u32(t + KEY_SIZE + 8, (uint32_t)len);
+        le_put_u64(t + KEY_SIZE, w->offset);
+        le_put_u32(t + KEY_SIZE + 8, (uint32_t)len);
         ok = writer_emit(w, block, len, err);
     }
     free(block);
     uint64_t index_len = w->offset - index_offset;
     uint64_t top_offset = w->offset;
-    put_u32(top + 4, (uint32_t)n_blocks);
-    put_u32(top, crc32c(top + 4, top_len - 4));
+    le_put_u32(top + 4, (uint32_t)n_blocks);
+    le_put_u32(top, crc32c(top + 4, top_len - 4));
     ok = ok && writer_emit(w, top, top_len, err);
     free(top);
     if (!ok)
@@ -516,23 +478,23 @@ static bool writer_write_index(LayerWriter *w, LayerInfo *info, Err *err)
     uint8_t ft[FOOTER_SIZE] = {0};
     uint8_t kb[KEY_SIZE];
     ft[FT_KIND] = (uint8_t)w->desc.kind;
-    put_u32(ft + FT_BLOCK_SIZE, w->block_size);
+    le_put_u32(ft + FT_BLOCK_SIZE, w->block_size);
     key_to_bytes(&w->desc.key_range.start, kb);
     memcpy(ft + FT_KEY_START, kb, KEY_SIZE);
     key_to_bytes(&w->desc.key_range.end, kb);
     memcpy(ft + FT_KEY_END, kb, KEY_SIZE);
-    put_u64(ft + FT_LSN_START, w->desc.lsn_range.start);
-    put_u64(ft + FT_LSN_END, w->desc.lsn_range.end);
-    put_u64(ft + FT_ENTRY_COUNT, w->count);
-    put_u64(ft + FT_DATA_OFFSET, data_offset);
-    put_u64(ft + FT_INDEX_OFFSET, index_offset);
-    put_u64(ft + FT_INDEX_LEN, index_len);
-    put_u64(ft + FT_TOP_OFFSET, top_offset);
-    put_u32(ft + FT_TOP_LEN, (uint32_t)top_len);
-    put_u32(ft + FT_N_BLOCKS, (uint32_t)n_blocks);
-    put_u32(ft + FT_FOOTER_LEN, FOOTER_SIZE);
-    put_u16(ft + FT_VERSION, LAYER_FORMAT_VERSION);
-    put_u32(ft + FT_CRC, crc32c(ft, FT_CRC));
+    le_put_u64(ft + FT_LSN_START, w->desc.lsn_range.start);
+    le_put_u64(ft + FT_LSN_END, w->desc.lsn_range.end);
+    le_put_u64(ft + FT_ENTRY_COUNT, w->count);
+    le_put_u64(ft + FT_DATA_OFFSET, data_offset);
+    le_put_u64(ft + FT_INDEX_OFFSET, index_offset);
+    le_put_u64(ft + FT_INDEX_LEN, index_len);
+    le_put_u64(ft + FT_TOP_OFFSET, top_offset);
+    le_put_u32(ft + FT_TOP_LEN, (uint32_t)top_len);
+    le_put_u32(ft + FT_N_BLOCKS, (uint32_t)n_blocks);
+    le_put_u32(ft + FT_FOOTER_LEN, FOOTER_SIZE);
+    le_put_u16(ft + FT_VERSION, LAYER_FORMAT_VERSION);
+    le_put_u32(ft + FT_CRC, crc32c(ft, FT_CRC));
     memcpy(ft + FT_MAGIC, LAYER_MAGIC, 8);
     if (!writer_emit(w, ft, sizeof(ft), err) || !writer_flush(w, err))
         return false;
@@ -660,13 +622,13 @@ static bool reader_check_footer(LayerReader *r, const uint8_t *ft, uint64_t file
         corrupt(r, err, "bad magic (not a layer file, or truncated)");
         return false;
     }
-    uint16_t version = get_u16(ft + FT_VERSION);
+    uint16_t version = le_get_u16(ft + FT_VERSION);
     if (version != LAYER_FORMAT_VERSION) {
         corrupt(r, err, "unsupported layer format version %u (this build reads version %d)",
                 version, LAYER_FORMAT_VERSION);
         return false;
     }
-    if (get_u32(ft + FT_CRC) != crc32c(ft, FT_CRC)) {
+    if (le_get_u32(ft + FT_CRC) != crc32c(ft, FT_CRC)) {
         corrupt(r, err, "checksum mismatch in the footer at offset %llu",
                 (unsigned long long)(file_size - FOOTER_SIZE));
         return false;
@@ -684,25 +646,25 @@ static bool reader_check_footer(LayerReader *r, const uint8_t *ft, uint64_t file
     in->desc.kind = (LayerKind)kind;
     in->desc.key_range.start = key_from_bytes(ft + FT_KEY_START);
     in->desc.key_range.end = key_from_bytes(ft + FT_KEY_END);
-    in->desc.lsn_range.start = get_u64(ft + FT_LSN_START);
-    in->desc.lsn_range.end = get_u64(ft + FT_LSN_END);
-    in->entry_count = get_u64(ft + FT_ENTRY_COUNT);
+    in->desc.lsn_range.start = le_get_u64(ft + FT_LSN_START);
+    in->desc.lsn_range.end = le_get_u64(ft + FT_LSN_END);
+    in->entry_count = le_get_u64(ft + FT_ENTRY_COUNT);
     in->file_size = file_size;
     Err derr = {0};
     if (!layer_desc_validate(&in->desc, &derr)) {
         corrupt(r, err, "footer: %s", derr.msg);
         return false;
     }
-    r->block_size = get_u32(ft + FT_BLOCK_SIZE);
+    r->block_size = le_get_u32(ft + FT_BLOCK_SIZE);
     r->ekey_size = ekey_len(in->desc.kind);
     r->entry_size = r->ekey_size + ENTRY_TAIL_SIZE;
-    r->data_offset = get_u64(ft + FT_DATA_OFFSET);
-    r->index_offset = get_u64(ft + FT_INDEX_OFFSET);
-    uint64_t index_len = get_u64(ft + FT_INDEX_LEN);
-    uint64_t top_offset = get_u64(ft + FT_TOP_OFFSET);
-    uint32_t top_len = get_u32(ft + FT_TOP_LEN);
-    r->n_blocks = get_u32(ft + FT_N_BLOCKS);
-    if (get_u32(ft + FT_FOOTER_LEN) != FOOTER_SIZE || r->block_size < INDEX_BLOCK_MIN ||
+    r->data_offset = le_get_u64(ft + FT_DATA_OFFSET);
+    r->index_offset = le_get_u64(ft + FT_INDEX_OFFSET);
+    uint64_t index_len = le_get_u64(ft + FT_INDEX_LEN);
+    uint64_t top_offset = le_get_u64(ft + FT_TOP_OFFSET);
+    uint32_t top_len = le_get_u32(ft + FT_TOP_LEN);
+    r->n_blocks = le_get_u32(ft + FT_N_BLOCKS);
+    if (le_get_u32(ft + FT_FOOTER_LEN) != FOOTER_SIZE || r->block_size < INDEX_BLOCK_MIN ||
         r->block_size > INDEX_BLOCK_MAX) {
         corrupt(r, err, "footer: bad footer length or index block size");
         return false;
@@ -731,13 +693,13 @@ static bool reader_load_top(LayerReader *r, uint64_t top_offset, size_t top_len,
     bool ok = false;
     if (!reader_read(r, top_offset, top_len, top, err))
         goto cleanup;
-    if (get_u32(top) != crc32c(top + 4, top_len - 4)) {
+    if (le_get_u32(top) != crc32c(top + 4, top_len - 4)) {
         corrupt(r, err, "checksum mismatch in the top index at offset %llu",
                 (unsigned long long)top_offset);
         goto cleanup;
     }
-    if (get_u32(top + 4) != r->n_blocks) {
-        corrupt(r, err, "top index: %u blocks, footer says %zu", get_u32(top + 4), r->n_blocks);
+    if (le_get_u32(top + 4) != r->n_blocks) {
+        corrupt(r, err, "top index: %u blocks, footer says %zu", le_get_u32(top + 4), r->n_blocks);
         goto cleanup;
     }
     r->blocks = xcalloc(r->n_blocks ? r->n_blocks : 1, sizeof(*r->blocks));
@@ -750,8 +712,8 @@ static bool reader_load_top(LayerReader *r, uint64_t top_offset, size_t top_len,
         const uint8_t *t = top + TOP_HEADER_SIZE + i * TOP_ENTRY_SIZE;
         TopEntry *b = &r->blocks[i];
         memcpy(b->first, t, KEY_SIZE);
-        b->offset = get_u64(t + KEY_SIZE);
-        b->len = get_u32(t + KEY_SIZE + 8);
+        b->offset = le_get_u64(t + KEY_SIZE);
+        b->len = le_get_u32(t + KEY_SIZE + 8);
         if (b->offset != expect || b->len < BLOCK_HEADER_SIZE + r->entry_size ||
             b->len > r->block_size || memcmp(b->first, range_start, KEY_SIZE) < 0 ||
             memcmp(b->first, range_end, KEY_SIZE) >= 0 ||
@@ -788,7 +750,7 @@ bool layer_reader_open(LayerReadFn read, void *ctx, uint64_t file_size, const ch
     }
     if (!reader_read(r, file_size - FOOTER_SIZE, FOOTER_SIZE, ft, err) ||
         !reader_check_footer(r, ft, file_size, err) ||
-        !reader_load_top(r, get_u64(ft + FT_TOP_OFFSET), get_u32(ft + FT_TOP_LEN), err))
+        !reader_load_top(r, le_get_u64(ft + FT_TOP_OFFSET), le_get_u32(ft + FT_TOP_LEN), err))
         goto fail;
     *out = r;
     return true;
@@ -825,12 +787,12 @@ static bool reader_load_block(const LayerReader *r, size_t i, uint8_t **out, siz
     uint8_t *block = xmalloc(b->len);
     if (!reader_read(r, b->offset, b->len, block, err))
         goto fail;
-    if (get_u32(block) != crc32c(block + 4, b->len - 4)) {
+    if (le_get_u32(block) != crc32c(block + 4, b->len - 4)) {
         corrupt(r, err, "checksum mismatch in index block %zu at offset %llu", i,
                 (unsigned long long)b->offset);
         goto fail;
     }
-    size_t n = get_u32(block + 4);
+    size_t n = le_get_u32(block + 4);
     if (n == 0 || BLOCK_HEADER_SIZE + n * r->entry_size != b->len ||
         memcmp(block + BLOCK_HEADER_SIZE, b->first, KEY_SIZE) != 0) {
         corrupt(r, err, "index block %zu at offset %llu is inconsistent", i,
@@ -872,7 +834,7 @@ static bool reader_cached_block(const LayerReader *r, size_t i, const uint8_t **
         }
     }
     *out = block;
-    *n_out = get_u32(block + 4);
+    *n_out = le_get_u32(block + 4);
     return true;
 }
 
@@ -881,8 +843,8 @@ static bool reader_cached_block(const LayerReader *r, size_t i, const uint8_t **
 static bool reader_load_value(const LayerReader *r, const uint8_t *entry, void **value, size_t *len,
                               Err *err)
 {
-    uint64_t off = get_u64(entry + r->ekey_size);
-    uint32_t blen = get_u32(entry + r->ekey_size + 8);
+    uint64_t off = le_get_u64(entry + r->ekey_size);
+    uint32_t blen = le_get_u32(entry + r->ekey_size + 8);
     if (off < r->data_offset || off > r->index_offset || blen < BLOB_HEADER_SIZE ||
         blen > r->index_offset - off ||
         blen - BLOB_HEADER_SIZE > ZSTD_compressBound(LAYER_VALUE_MAX)) {
@@ -896,13 +858,13 @@ static bool reader_load_value(const LayerReader *r, const uint8_t *entry, void *
         goto fail;
     const uint8_t *payload = blob + BLOB_HEADER_SIZE;
     size_t payload_len = blen - BLOB_HEADER_SIZE;
-    if (get_u32(blob) != blob_crc(entry, r->ekey_size, blob + 4, payload, payload_len)) {
+    if (le_get_u32(blob) != blob_crc(entry, r->ekey_size, blob + 4, payload, payload_len)) {
         corrupt(r, err, "checksum mismatch in the value blob at offset %llu",
                 (unsigned long long)off);
         goto fail;
     }
     uint8_t flags = blob[4];
-    uint32_t raw_len = get_u32(blob + 5);
+    uint32_t raw_len = le_get_u32(blob + 5);
     if ((flags & ~BLOB_FLAGS_KNOWN) != 0 || raw_len > LAYER_VALUE_MAX) {
         corrupt(r, err, "value blob at offset %llu: unknown flags 0x%x or bad length",
                 (unsigned long long)off, flags);

@@ -7,6 +7,7 @@
  */
 #include <string.h>
 
+#include "shared/bytes.h"
 #include "shared/crc32c.h"
 
 #include "pageserver/pg_control.h"
@@ -24,24 +25,6 @@ static const CatalogVersion CATALOG_VERSIONS[] = {
     {202307071, 16, false}, {202406281, 17, false},
 };
 
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-    return (uint64_t)get_le32(p) | ((uint64_t)get_le32(p + 4) << 32);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
 uint32_t pg_control_compute_crc(const uint8_t buf[PG_CONTROL_FILE_SIZE])
 {
     return crc32c(buf, PG_CONTROL_OFF_CRC);
@@ -49,7 +32,7 @@ uint32_t pg_control_compute_crc(const uint8_t buf[PG_CONTROL_FILE_SIZE])
 
 void pg_control_update_crc(uint8_t buf[PG_CONTROL_FILE_SIZE])
 {
-    put_le32(buf + PG_CONTROL_OFF_CRC, pg_control_compute_crc(buf));
+    le_put_u32(buf + PG_CONTROL_OFF_CRC, pg_control_compute_crc(buf));
 }
 
 bool pg_version_from_catalog(uint32_t catalog_version_no, uint32_t *pg_version, Err *err)
@@ -106,22 +89,22 @@ Lsn pg_control_base_lsn(const PgControl *c)
 /* decode_checkpoint: the CheckPoint struct at p (PG_CONTROL_CHECKPOINT_SIZE bytes). */
 static void decode_checkpoint(const uint8_t *p, PgCheckPoint *cp)
 {
-    cp->redo = get_le64(p + PG_CHECKPOINT_OFF_REDO);
-    cp->this_timeline = get_le32(p + PG_CHECKPOINT_OFF_THIS_TIMELINE);
-    cp->prev_timeline = get_le32(p + PG_CHECKPOINT_OFF_PREV_TIMELINE);
+    cp->redo = le_get_u64(p + PG_CHECKPOINT_OFF_REDO);
+    cp->this_timeline = le_get_u32(p + PG_CHECKPOINT_OFF_THIS_TIMELINE);
+    cp->prev_timeline = le_get_u32(p + PG_CHECKPOINT_OFF_PREV_TIMELINE);
     cp->full_page_writes = p[PG_CHECKPOINT_OFF_FULL_PAGE_WRITES] != 0;
-    cp->next_xid = get_le64(p + PG_CHECKPOINT_OFF_NEXT_XID);
-    cp->next_oid = get_le32(p + PG_CHECKPOINT_OFF_NEXT_OID);
-    cp->next_multi = get_le32(p + PG_CHECKPOINT_OFF_NEXT_MULTI);
-    cp->next_multi_offset = get_le32(p + PG_CHECKPOINT_OFF_NEXT_MULTI_OFFSET);
-    cp->oldest_xid = get_le32(p + PG_CHECKPOINT_OFF_OLDEST_XID);
-    cp->oldest_xid_db = get_le32(p + PG_CHECKPOINT_OFF_OLDEST_XID_DB);
-    cp->oldest_multi = get_le32(p + PG_CHECKPOINT_OFF_OLDEST_MULTI);
-    cp->oldest_multi_db = get_le32(p + PG_CHECKPOINT_OFF_OLDEST_MULTI_DB);
-    cp->time = (int64_t)get_le64(p + PG_CHECKPOINT_OFF_TIME);
-    cp->oldest_commit_ts_xid = get_le32(p + PG_CHECKPOINT_OFF_OLDEST_COMMIT_TS_XID);
-    cp->newest_commit_ts_xid = get_le32(p + PG_CHECKPOINT_OFF_NEWEST_COMMIT_TS_XID);
-    cp->oldest_active_xid = get_le32(p + PG_CHECKPOINT_OFF_OLDEST_ACTIVE_XID);
+    cp->next_xid = le_get_u64(p + PG_CHECKPOINT_OFF_NEXT_XID);
+    cp->next_oid = le_get_u32(p + PG_CHECKPOINT_OFF_NEXT_OID);
+    cp->next_multi = le_get_u32(p + PG_CHECKPOINT_OFF_NEXT_MULTI);
+    cp->next_multi_offset = le_get_u32(p + PG_CHECKPOINT_OFF_NEXT_MULTI_OFFSET);
+    cp->oldest_xid = le_get_u32(p + PG_CHECKPOINT_OFF_OLDEST_XID);
+    cp->oldest_xid_db = le_get_u32(p + PG_CHECKPOINT_OFF_OLDEST_XID_DB);
+    cp->oldest_multi = le_get_u32(p + PG_CHECKPOINT_OFF_OLDEST_MULTI);
+    cp->oldest_multi_db = le_get_u32(p + PG_CHECKPOINT_OFF_OLDEST_MULTI_DB);
+    cp->time = (int64_t)le_get_u64(p + PG_CHECKPOINT_OFF_TIME);
+    cp->oldest_commit_ts_xid = le_get_u32(p + PG_CHECKPOINT_OFF_OLDEST_COMMIT_TS_XID);
+    cp->newest_commit_ts_xid = le_get_u32(p + PG_CHECKPOINT_OFF_NEWEST_COMMIT_TS_XID);
+    cp->oldest_active_xid = le_get_u32(p + PG_CHECKPOINT_OFF_OLDEST_ACTIVE_XID);
 }
 
 /* pg_control_parse: checks run in the order Postgres' ReadControlFile runs them (version before
@@ -137,7 +120,7 @@ bool pg_control_parse(const void *data, size_t len, PgControl *out, Err *err)
                 len, PG_CONTROL_FILE_SIZE);
         return false;
     }
-    out->pg_control_version = get_le32(b + PG_CONTROL_OFF_PG_CONTROL_VERSION);
+    out->pg_control_version = le_get_u32(b + PG_CONTROL_OFF_PG_CONTROL_VERSION);
     if (out->pg_control_version != PG_CONTROL_VERSION_15) {
         err_set(err, ERR_BAD_REQUEST,
                 "pg_control: unsupported pg_control_version %u (expected %u; wrong Postgres "
@@ -145,7 +128,7 @@ bool pg_control_parse(const void *data, size_t len, PgControl *out, Err *err)
                 out->pg_control_version, PG_CONTROL_VERSION_15);
         return false;
     }
-    out->crc = get_le32(b + PG_CONTROL_OFF_CRC);
+    out->crc = le_get_u32(b + PG_CONTROL_OFF_CRC);
     uint32_t crc = pg_control_compute_crc(b);
     if (crc != out->crc) {
         err_set(err, ERR_BAD_REQUEST,
@@ -154,11 +137,11 @@ bool pg_control_parse(const void *data, size_t len, PgControl *out, Err *err)
                 out->crc, crc);
         return false;
     }
-    out->catalog_version_no = get_le32(b + PG_CONTROL_OFF_CATALOG_VERSION_NO);
+    out->catalog_version_no = le_get_u32(b + PG_CONTROL_OFF_CATALOG_VERSION_NO);
     if (!pg_version_from_catalog(out->catalog_version_no, &out->pg_version, err))
         return false;
 
-    uint32_t state = get_le32(b + PG_CONTROL_OFF_STATE);
+    uint32_t state = le_get_u32(b + PG_CONTROL_OFF_STATE);
     if (state != PG_DB_SHUTDOWNED && state != PG_DB_SHUTDOWNED_IN_RECOVERY) {
         err_set(err, ERR_BAD_REQUEST,
                 "pg_control: database cluster state is \"%s\" (%u): the cluster was not shut "
@@ -171,31 +154,31 @@ bool pg_control_parse(const void *data, size_t len, PgControl *out, Err *err)
     }
     out->state = (PgDbState)state;
 
-    out->system_identifier = get_le64(b + PG_CONTROL_OFF_SYSTEM_IDENTIFIER);
-    out->time = (int64_t)get_le64(b + PG_CONTROL_OFF_TIME);
-    out->checkpoint_lsn = get_le64(b + PG_CONTROL_OFF_CHECKPOINT);
+    out->system_identifier = le_get_u64(b + PG_CONTROL_OFF_SYSTEM_IDENTIFIER);
+    out->time = (int64_t)le_get_u64(b + PG_CONTROL_OFF_TIME);
+    out->checkpoint_lsn = le_get_u64(b + PG_CONTROL_OFF_CHECKPOINT);
     memcpy(out->checkpoint_raw, b + PG_CONTROL_OFF_CHECKPOINT_COPY, PG_CONTROL_CHECKPOINT_SIZE);
     decode_checkpoint(out->checkpoint_raw, &out->checkpoint);
-    out->unlogged_lsn = get_le64(b + PG_CONTROL_OFF_UNLOGGED_LSN);
-    out->min_recovery_point = get_le64(b + PG_CONTROL_OFF_MIN_RECOVERY_POINT);
-    out->min_recovery_point_tli = get_le32(b + PG_CONTROL_OFF_MIN_RECOVERY_TLI);
-    out->backup_start_point = get_le64(b + PG_CONTROL_OFF_BACKUP_START_POINT);
-    out->backup_end_point = get_le64(b + PG_CONTROL_OFF_BACKUP_END_POINT);
+    out->unlogged_lsn = le_get_u64(b + PG_CONTROL_OFF_UNLOGGED_LSN);
+    out->min_recovery_point = le_get_u64(b + PG_CONTROL_OFF_MIN_RECOVERY_POINT);
+    out->min_recovery_point_tli = le_get_u32(b + PG_CONTROL_OFF_MIN_RECOVERY_TLI);
+    out->backup_start_point = le_get_u64(b + PG_CONTROL_OFF_BACKUP_START_POINT);
+    out->backup_end_point = le_get_u64(b + PG_CONTROL_OFF_BACKUP_END_POINT);
     out->backup_end_required = b[PG_CONTROL_OFF_BACKUP_END_REQUIRED] != 0;
-    out->wal_level = (int32_t)get_le32(b + PG_CONTROL_OFF_WAL_LEVEL);
+    out->wal_level = (int32_t)le_get_u32(b + PG_CONTROL_OFF_WAL_LEVEL);
     out->wal_log_hints = b[PG_CONTROL_OFF_WAL_LOG_HINTS] != 0;
-    out->max_connections = (int32_t)get_le32(b + PG_CONTROL_OFF_MAX_CONNECTIONS);
-    out->max_worker_processes = (int32_t)get_le32(b + PG_CONTROL_OFF_MAX_WORKER_PROCESSES);
-    out->max_wal_senders = (int32_t)get_le32(b + PG_CONTROL_OFF_MAX_WAL_SENDERS);
-    out->max_prepared_xacts = (int32_t)get_le32(b + PG_CONTROL_OFF_MAX_PREPARED_XACTS);
-    out->max_locks_per_xact = (int32_t)get_le32(b + PG_CONTROL_OFF_MAX_LOCKS_PER_XACT);
+    out->max_connections = (int32_t)le_get_u32(b + PG_CONTROL_OFF_MAX_CONNECTIONS);
+    out->max_worker_processes = (int32_t)le_get_u32(b + PG_CONTROL_OFF_MAX_WORKER_PROCESSES);
+    out->max_wal_senders = (int32_t)le_get_u32(b + PG_CONTROL_OFF_MAX_WAL_SENDERS);
+    out->max_prepared_xacts = (int32_t)le_get_u32(b + PG_CONTROL_OFF_MAX_PREPARED_XACTS);
+    out->max_locks_per_xact = (int32_t)le_get_u32(b + PG_CONTROL_OFF_MAX_LOCKS_PER_XACT);
     out->track_commit_timestamp = b[PG_CONTROL_OFF_TRACK_COMMIT_TS] != 0;
-    out->max_align = get_le32(b + PG_CONTROL_OFF_MAX_ALIGN);
-    out->blcksz = get_le32(b + PG_CONTROL_OFF_BLCKSZ);
-    out->relseg_size = get_le32(b + PG_CONTROL_OFF_RELSEG_SIZE);
-    out->xlog_blcksz = get_le32(b + PG_CONTROL_OFF_XLOG_BLCKSZ);
-    out->xlog_seg_size = get_le32(b + PG_CONTROL_OFF_XLOG_SEG_SIZE);
-    out->data_checksum_version = get_le32(b + PG_CONTROL_OFF_DATA_CHECKSUM_VERSION);
+    out->max_align = le_get_u32(b + PG_CONTROL_OFF_MAX_ALIGN);
+    out->blcksz = le_get_u32(b + PG_CONTROL_OFF_BLCKSZ);
+    out->relseg_size = le_get_u32(b + PG_CONTROL_OFF_RELSEG_SIZE);
+    out->xlog_blcksz = le_get_u32(b + PG_CONTROL_OFF_XLOG_BLCKSZ);
+    out->xlog_seg_size = le_get_u32(b + PG_CONTROL_OFF_XLOG_SEG_SIZE);
+    out->data_checksum_version = le_get_u32(b + PG_CONTROL_OFF_DATA_CHECKSUM_VERSION);
 
     /* Our keys assume Postgres' default geometry (wire.md: 8 KiB pages, 1 GiB segments). */
     if (out->blcksz != 8192) {

@@ -24,6 +24,7 @@
 
 #include <openssl/evp.h>
 
+#include "shared/bytes.h"
 #include "shared/pg_paths.h"
 #include "shared/str.h"
 
@@ -33,33 +34,6 @@
 #define READ_MAX_RANGES (PGDATA_READ_MAX_BYTES / BLCKSZ)
 
 /* ---- small helpers ---- */
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
-}
 
 /* rel_path_valid: relative, '/'-separated, no empty, "." or ".." segment ("" is the root). */
 static bool rel_path_valid(const char *p)
@@ -546,14 +520,14 @@ static uint8_t *set_encode(uint64_t *v, size_t n, int width, size_t *len)
     size_t entry = (size_t)width * 4;
     *len = 4 + m * entry;
     uint8_t *out = xmalloc(*len);
-    put_le32(out, (uint32_t)m);
+    le_put_u32(out, (uint32_t)m);
     for (size_t i = 0; i < m; i++) {
         uint8_t *p = out + 4 + i * entry;
         if (width == 2) {
-            put_le32(p, (uint32_t)(v[i] >> 32));
-            put_le32(p + 4, (uint32_t)v[i]);
+            le_put_u32(p, (uint32_t)(v[i] >> 32));
+            le_put_u32(p + 4, (uint32_t)v[i]);
         } else {
-            put_le32(p, (uint32_t)v[i]);
+            le_put_u32(p, (uint32_t)v[i]);
         }
     }
     return out;
@@ -571,7 +545,7 @@ static bool set_decode(const void *value, size_t len, int width, const char *wha
         err_set(err, ERR_INTERNAL, "corrupt %s value: %zu bytes", what, len);
         return false;
     }
-    uint32_t count = get_le32(b);
+    uint32_t count = le_get_u32(b);
     if ((len - 4) / entry != count || (len - 4) % entry != 0) {
         err_set(err, ERR_INTERNAL, "corrupt %s value: %zu bytes for %u entries", what, len, count);
         return false;
@@ -581,7 +555,7 @@ static bool set_decode(const void *value, size_t len, int width, const char *wha
     uint64_t *v = xmalloc((size_t)count * sizeof(v[0]));
     for (size_t i = 0; i < count; i++) {
         const uint8_t *p = b + 4 + i * entry;
-        v[i] = width == 2 ? ((uint64_t)get_le32(p) << 32) | get_le32(p + 4) : get_le32(p);
+        v[i] = width == 2 ? ((uint64_t)le_get_u32(p) << 32) | le_get_u32(p + 4) : le_get_u32(p);
         if (i > 0 && v[i] <= v[i - 1]) {
             err_set(err, ERR_INTERNAL, "corrupt %s value: entries not strictly ascending", what);
             free(v);
@@ -1126,14 +1100,14 @@ static void plan_make_jobs(PgdataPlan *plan)
 static void hash_u32(EVP_MD_CTX *md, uint32_t v)
 {
     uint8_t b[4];
-    put_be32(b, v);
+    be_put_u32(b, v);
     EVP_DigestUpdate(md, b, sizeof(b));
 }
 
 static void hash_u64(EVP_MD_CTX *md, uint64_t v)
 {
     uint8_t b[8];
-    put_be64(b, v);
+    be_put_u64(b, v);
     EVP_DigestUpdate(md, b, sizeof(b));
 }
 
@@ -1350,7 +1324,7 @@ static bool exec_emit(Exec *x, const Key *k, const void *value, size_t len, Err 
 static bool exec_u32(Exec *x, const Key *k, uint32_t v, Err *err)
 {
     uint8_t b[4];
-    put_le32(b, v);
+    le_put_u32(b, v);
     return exec_emit(x, k, b, sizeof(b), err);
 }
 

@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 
+#include "shared/bytes.h"
 #include "shared/failpoint.h"
 #include "shared/key.h"
 #include "shared/log.h"
@@ -109,7 +110,7 @@ static bool get_size_key(ReadJob *j, Err *err, const Key *size_key, uint32_t *nb
         return false;
     }
     const uint8_t *b = v;
-    *nblocks = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+    *nblocks = le_get_u32(b);
     free(v);
     return true;
 }

@@ -1,6 +1,7 @@
 /*
- * bytes.h: big-endian integer get/put over byte buffers (the wire formats of key.h and pgwire.h).
- * The caller guarantees the bytes are there.
+ * bytes.h: big- and little-endian integer get/put over byte buffers: big-endian for the wire
+ * formats of key.h and pgwire.h, little-endian for Postgres' on-disk structures (pg_control, page
+ * headers, SLRU and relmap files, WAL records). The caller guarantees the bytes are there.
  */
 #ifndef SHARED_BYTES_H
 #define SHARED_BYTES_H
@@ -35,6 +36,34 @@ static inline uint32_t be_get_u32(const uint8_t *p)
 static inline uint64_t be_get_u64(const uint8_t *p)
 {
     return (uint64_t)be_get_u32(p) << 32 | be_get_u32(p + 4);
+}
+
+static inline void le_put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+static inline void le_put_u32(uint8_t *p, uint32_t v)
+{
+    le_put_u16(p, (uint16_t)v);
+    le_put_u16(p + 2, (uint16_t)(v >> 16));
+}
+static inline void le_put_u64(uint8_t *p, uint64_t v)
+{
+    le_put_u32(p, (uint32_t)v);
+    le_put_u32(p + 4, (uint32_t)(v >> 32));
+}
+static inline uint16_t le_get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (unsigned)p[1] << 8);
+}
+static inline uint32_t le_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t le_get_u64(const uint8_t *p)
+{
+    return (uint64_t)le_get_u32(p) | (uint64_t)le_get_u32(p + 4) << 32;
 }
 
 #endif

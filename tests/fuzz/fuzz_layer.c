@@ -11,6 +11,7 @@
 #include "tests/fuzz/fuzz_util.h"
 
 #include "pageserver/layer.h"
+#include "shared/bytes.h"
 #include "shared/crc32c.h"
 
 /* Format constants (docs/layer-format.md); the reader's own are private to layer.c. */
@@ -42,22 +43,6 @@ static bool mem_read(void *ctx, uint64_t offset, size_t len, void *buf, Err *err
     return true;
 }
 
-static uint32_t get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
-}
-
-static void put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static bool in_file(size_t size, uint64_t off, uint64_t len)
 {
     return off <= size && len <= size - off;
@@ -70,38 +55,38 @@ static void fix_checksums(uint8_t *buf, size_t size)
     if (size < HEADER_SIZE + FOOTER_SIZE + TOP_HEADER_SIZE)
         return;
     uint8_t *ft = buf + size - FOOTER_SIZE;
-    size_t ekey = get_u32(ft + FT_KIND) == LAYER_KIND_DELTA ? KEY_SIZE + 8 : KEY_SIZE;
+    size_t ekey = le_get_u32(ft + FT_KIND) == LAYER_KIND_DELTA ? KEY_SIZE + 8 : KEY_SIZE;
     size_t entry_size = ekey + 12;
-    uint64_t top_off = get_u64(ft + FT_TOP_OFFSET);
-    uint32_t top_len = get_u32(ft + FT_TOP_LEN);
-    uint32_t n_blocks = get_u32(ft + FT_N_BLOCKS);
+    uint64_t top_off = le_get_u64(ft + FT_TOP_OFFSET);
+    uint32_t top_len = le_get_u32(ft + FT_TOP_LEN);
+    uint32_t n_blocks = le_get_u32(ft + FT_N_BLOCKS);
     if (in_file(size, top_off, top_len) && top_len >= TOP_HEADER_SIZE &&
         n_blocks <= (top_len - TOP_HEADER_SIZE) / TOP_ENTRY_SIZE) {
         uint8_t *top = buf + top_off;
         for (uint32_t i = 0; i < n_blocks; i++) {
             const uint8_t *t = top + TOP_HEADER_SIZE + (size_t)i * TOP_ENTRY_SIZE;
-            uint64_t boff = get_u64(t + KEY_SIZE);
-            uint32_t blen = get_u32(t + KEY_SIZE + 8);
+            uint64_t boff = le_get_u64(t + KEY_SIZE);
+            uint32_t blen = le_get_u32(t + KEY_SIZE + 8);
             if (!in_file(size, boff, blen) || blen < BLOCK_HEADER_SIZE)
                 continue;
             uint8_t *block = buf + boff;
             size_t n = (blen - BLOCK_HEADER_SIZE) / entry_size;
             for (size_t j = 0; j < n; j++) {
                 const uint8_t *e = block + BLOCK_HEADER_SIZE + j * entry_size;
-                uint64_t off = get_u64(e + ekey);
-                uint32_t len = get_u32(e + ekey + 8);
+                uint64_t off = le_get_u64(e + ekey);
+                uint32_t len = le_get_u32(e + ekey + 8);
                 if (!in_file(size, off, len) || len < BLOB_HEADER_SIZE)
                     continue;
                 uint8_t *blob = buf + off;
                 uint32_t c = crc32c(e, ekey);
                 c = crc32c_extend(c, blob + 4, len - 4);
-                put_u32(blob, c);
+                le_put_u32(blob, c);
             }
-            put_u32(block, crc32c(block + 4, blen - 4));
+            le_put_u32(block, crc32c(block + 4, blen - 4));
         }
-        put_u32(top, crc32c(top + 4, top_len - 4));
+        le_put_u32(top, crc32c(top + 4, top_len - 4));
     }
-    put_u32(ft + FT_CRC, crc32c(ft, FT_CRC));
+    le_put_u32(ft + FT_CRC, crc32c(ft, FT_CRC));
 }
 
 static bool visit(void *arg, const Key *key, const void *value, size_t len, Err *err)
