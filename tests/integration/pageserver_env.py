@@ -20,7 +20,6 @@ import sources (docs/import.md): a cleanly shut down pgbench PGDATA, import loca
 import email.utils
 import hashlib
 import io
-import json
 import os
 import re
 import shutil
@@ -241,8 +240,24 @@ class PageClient:
         assert len(r.content) == BLCKSZ, f"getpage {args}: {len(r.content)} bytes"
         return r.content
 
+    def check_all(self, tsid, tl, files: dict, lsn) -> int:
+        """Reads every page of every relation in files (relation_pages) at lsn and asserts that
+        each equals the source page; returns how many were read."""
+        n = 0
+        for spc, db, rel, fork, blk, page in relation_pages(files):
+            assert self.page(tsid, tl, spc, db, rel, fork, blk, lsn) == page, \
+                (spc, db, rel, fork, blk)
+            n += 1
+        return n
+
     def close(self):
         self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 # ---- remote storage ----

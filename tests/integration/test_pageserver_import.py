@@ -97,16 +97,8 @@ def test_import_unsharded_reads_back_every_page(ps_env, pgbench_pgdata, tmp_path
     assert body["layer_metadata"], body
 
     lsn = info["last_record_lsn"]
-    files = read_tree(loc / "pgdata")
-    client = PageClient(ps)
-    n = 0
-    try:
-        for spc, db, rel, fork, blk, page in relation_pages(files):
-            assert client.page(tenant, tl, spc, db, rel, fork, blk, lsn) == page, \
-                (spc, db, rel, fork, blk)
-            n += 1
-    finally:
-        client.close()
+    with PageClient(ps) as client:
+        n = client.check_all(tenant, tl, read_tree(loc / "pgdata"), lsn)
     assert n > 2000  # pgbench -s 1: pgbench_accounts alone has ~1640 pages
 
 
@@ -134,16 +126,8 @@ def test_import_from_an_s3_location(ps_env, pgbench_pgdata):
     idx = ps_env.remote.index_keys(tenant, tl)
     assert "Done" in json.loads(ps_env.remote.read(max(idx.items())[1]))["import_pgdata"]["V1"]
     lsn = info["last_record_lsn"]
-    pages = PageClient(ps)
-    n = 0
-    try:
-        for spc, db, rel, fork, blk, page in relation_pages(files):
-            assert pages.page(tenant, tl, spc, db, rel, fork, blk, lsn) == page, \
-                (spc, db, rel, fork, blk)
-            n += 1
-    finally:
-        pages.close()
-    assert n > 2000
+    with PageClient(ps) as pages:
+        assert pages.check_all(tenant, tl, files, lsn) > 2000
     # the S3 requests are counted: method and status class, latency, bytes
     m = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
          for line in ps.metrics().splitlines() if line.startswith("remote_storage_s3_")}
@@ -309,12 +293,8 @@ def test_import_resumes_after_kill9(ps_env, pgbench_pgdata, tmp_path):
     assert 0 < redone <= jobs - completed, (redone, jobs, completed)
 
     lsn = info["last_record_lsn"]
-    client = PageClient(ps)
-    try:
-        for spc, db, rel, fork, blk, page in relation_pages(read_tree(loc / "pgdata")):
-            assert client.page(tenant, tl, spc, db, rel, fork, blk, lsn) == page
-    finally:
-        client.close()
+    with PageClient(ps) as client:
+        assert client.check_all(tenant, tl, read_tree(loc / "pgdata"), lsn) > 2000
 
 
 def test_import_survives_detach_and_reattach(ps_env, pgbench_pgdata, tmp_path):
