@@ -72,6 +72,9 @@ void pageserver_metrics_register(PageserverApp *app)
     m->secondary_bytes_behind =
         metrics_gauge(r, "pageserver_secondary_bytes_behind",
                       "Bytes the warm secondaries' heatmaps list that they do not hold yet", NULL);
+    m->secondary_throttled_ms = metrics_counter(
+        r, "pageserver_secondary_download_throttled_ms_total",
+        "Milliseconds warm secondary downloads slept to keep --secondary-download-bandwidth", NULL);
     m->temp_files_removed =
         metrics_counter(r, "pageserver_temp_files_removed_total",
                         "Temporary files left by a crash removed at startup", NULL);

@@ -56,6 +56,7 @@ typedef struct PageserverMetrics {
     MetricCounter *secondary_layers_removed;
     MetricGauge *secondary_passes_waiting; /* queued behind the concurrency limit */
     MetricGauge *secondary_bytes_behind;   /* heatmap bytes warm secondaries still lack */
+    MetricCounter *secondary_throttled_ms; /* time downloads slept for the bandwidth limit */
     MetricGauge *deletion_queue_depth;
     MetricCounter *deletion_objects_executed;
     MetricCounter *deletion_objects_dropped;

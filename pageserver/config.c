@@ -89,6 +89,11 @@ static const ConfigOption PAGESERVER_OPTIONS[] = {
     PS_OPT_EX(CONFIG_U64, import_checkpoint_jobs, "import-checkpoint-jobs",
               PAGESERVER_DEFAULT_IMPORT_CHECKPOINT_JOBS_STR, "N",
               "import jobs between index uploads and progress upcalls", 1, 1000000, false),
+    PS_OPT_EX(CONFIG_U64, secondary_download_bandwidth, "secondary-download-bandwidth", "0",
+              "BYTES",
+              "bytes per second all warm secondary downloads together may read (0: no "
+              "limit)",
+              0, 0, false),
     PS_OPT_EX(CONFIG_U64, http_max_connections, "http-max-connections", "1000", "N",
               "open API connections at once; more are answered 503 and closed", 1,
               HTTP_MAX_CONNECTIONS_LIMIT, false),

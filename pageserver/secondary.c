@@ -15,6 +15,7 @@
 #include "shared/metrics.h"
 #include "shared/remote_storage.h"
 #include "shared/str.h"
+#include "shared/throttle.h"
 #include "shared/worker_pool.h"
 
 #include "pageserver/defaults.h"
@@ -30,6 +31,8 @@ typedef struct SecondaryState SecondaryState;
 typedef struct SecondaryScheduler {
     SecondaryState *head, *tail; /* passes waiting for a free place, FIFO */
     int running;
+    Throttle *throttle;   /* --secondary-download-bandwidth, shared by every pass; NULL: none */
+    uint64_t reported_ms; /* of throttle_slept_us, already added to the metric */
 } SecondaryScheduler;
 
 typedef struct Waiter {
@@ -64,6 +67,7 @@ struct SecondaryState {
 struct PassJob {
     SecondaryState *st;
     RemoteStorage *rs;
+    Throttle *throttle; /* the scheduler's (borrowed) or NULL */
     TenantShardId tsid;
     char dir[PATH_MAX];
     char etag[REMOTE_ETAG_SIZE];
@@ -215,7 +219,7 @@ static void pass_work(WorkerJob *job, void *arg)
     err_clear(&err);
     if (!fs_dir_each(tls_dir, true, clean_entry, &c, &err))
         log_err(&err, "secondary: scanning local timelines");
-    RemoteOpts opts = {.cancel = j->cancel};
+    RemoteOpts opts = {.cancel = j->cancel, .throttle = j->throttle};
     for (size_t i = 0; i < hm->n_timelines && j->ok; i++) {
         const HeatmapTimeline *t = &hm->timelines[i];
         char tl[ID_STR_SIZE], tl_dir[PATH_MAX];
@@ -263,8 +267,12 @@ static void pass_work(WorkerJob *job, void *arg)
 
 static SecondaryScheduler *sched_of(PageserverApp *app)
 {
-    if (app->secondary_sched == NULL)
-        app->secondary_sched = xcalloc(1, sizeof(SecondaryScheduler));
+    if (app->secondary_sched == NULL) {
+        SecondaryScheduler *s = xcalloc(1, sizeof(*s));
+        if (app->cfg.secondary_download_bandwidth > 0)
+            s->throttle = throttle_new(app->cfg.secondary_download_bandwidth, 0);
+        app->secondary_sched = s;
+    }
     return app->secondary_sched;
 }
 
@@ -427,7 +435,13 @@ static void pass_done(void *arg, WorkerOutcome outcome)
         j->ok = false;
     st->running = false;
     st->job = NULL;
-    sched_of(app)->running--;
+    SecondaryScheduler *sched = sched_of(app);
+    sched->running--;
+    if (sched->throttle != NULL) {
+        uint64_t ms = throttle_slept_us(sched->throttle) / 1000;
+        metric_counter_add(app->m.secondary_throttled_ms, ms - sched->reported_ms);
+        sched->reported_ms = ms;
+    }
     if (j->have_fresh) {
         heatmap_free(&st->heatmap);
         st->heatmap = j->fresh;
@@ -489,6 +503,7 @@ static void pass_start(SecondaryState *st)
     PassJob *j = xcalloc(1, sizeof(*j));
     j->st = st;
     j->rs = app->remote;
+    j->throttle = sched_of(app)->throttle;
     j->tsid = slot->tsid;
     str_copy(j->dir, sizeof(j->dir), slot->dir);
     str_copy(j->etag, sizeof(j->etag), st->etag);
@@ -573,6 +588,8 @@ void secondary_slot_free(TenantSlot *slot)
 
 void secondary_scheduler_free(PageserverApp *app)
 {
+    if (app->secondary_sched != NULL)
+        throttle_free(app->secondary_sched->throttle);
     free(app->secondary_sched);
     app->secondary_sched = NULL;
 }

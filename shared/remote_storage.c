@@ -17,6 +17,7 @@
 #include "shared/err.h"
 #include "shared/fsutil.h"
 #include "shared/str.h"
+#include "shared/throttle.h"
 #include "shared/units.h"
 
 #include "shared/remote_storage.h"
@@ -459,6 +460,23 @@ bool remote_put_file_ex(RemoteStorage *rs, const char *key, const char *local_pa
 
 /* ---- reads ---- */
 
+/* A sink that hands each chunk on, then takes its bytes from the call's throttle. */
+typedef struct ThrottledSink {
+    RemoteSink sink;
+    void *ctx;
+    const RemoteOpts *opts;
+} ThrottledSink;
+
+static bool throttled_sink(void *ctx, const void *chunk, size_t len, Err *err)
+{
+    ThrottledSink *t = ctx;
+    if (!t->sink(t->ctx, chunk, len, err))
+        return false;
+    if (!throttle_take(t->opts->throttle, len, t->opts->cancel, t->opts->deadline_ms))
+        return remote_opts_check(t->opts, "get", err);
+    return true;
+}
+
 bool remote_get_stream(RemoteStorage *rs, const char *key, const RemoteGetReq *req, RemoteSink sink,
                        void *ctx, RemoteGetResult *res, const RemoteOpts *opts, Err *err)
 {
@@ -469,6 +487,11 @@ bool remote_get_stream(RemoteStorage *rs, const char *key, const RemoteGetReq *r
     memset(res, 0, sizeof(*res));
     if (!remote_key_validate(key, err) || !remote_opts_check(opts, "get", err))
         return false;
+    if (opts != NULL && opts->throttle != NULL) {
+        ThrottledSink t = {.sink = sink, .ctx = ctx, .opts = opts};
+        return rs->ops->get(rs->impl, key, req != NULL ? req : &WHOLE, throttled_sink, &t, res,
+                            opts, err);
+    }
     return rs->ops->get(rs->impl, key, req != NULL ? req : &WHOLE, sink, ctx, res, opts, err);
 }
 

@@ -43,12 +43,17 @@
 
 typedef struct RemoteStorage RemoteStorage;
 
+struct Throttle;
+
 /* The options of one call. deadline_ms is on the CLOCK_MONOTONIC clock (remote_deadline_after_ms
  * makes one from a timeout), 0 = none. cancel, when not NULL, is polled: once true the call stops
- * at its next chunk or request. */
+ * at its next chunk or request. throttle, when not NULL, paces the bytes reads deliver
+ * (shared/throttle.h): every chunk is taken from it after it reached the sink; a cancel or the
+ * deadline also ends a wait there. */
 typedef struct RemoteOpts {
     int64_t deadline_ms;
     const atomic_bool *cancel;
+    struct Throttle *throttle;
 } RemoteOpts;
 
 /* remote_deadline_after_ms: the deadline_ms timeout_ms from now. */

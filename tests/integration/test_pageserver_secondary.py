@@ -242,3 +242,25 @@ def test_wait_lsn(ps_env):
     error_msg(wait_lsn({tl: "nonsense", "timeout": 10}), 400)
     error_msg(wait_lsn({"not-an-id": last, "timeout": 10}), 400)
     error_msg(wait_lsn({tl: last, "timeout": -1}), 400)
+
+
+def test_secondary_download_bandwidth_limit(ps_env):
+    """--secondary-download-bandwidth paces every byte a warm secondary reads: a download of B
+    bytes at R bytes/s takes at least (B - burst) / R, and the time slept is counted."""
+    ps1 = ps_env.pageserver()
+    tsid = new_id()
+    ps_env.attach(ps1, tsid, 1)
+    tl = bootstrap(ps1, tsid)["timeline_id"]
+    ok_json(heatmap_upload(ps1, tsid))
+    total = sum(m["file_size"] for m in index_layers(ps_env.remote, tsid, tl, 1).values())
+    rate = max(total // 2, 256 << 10)  # about two seconds for the whole download
+    burst = max(rate // 10, 64 << 10)  # the limiter's default burst (shared/throttle.h)
+    ps2 = ps_env.pageserver(extra_args=["--secondary-download-bandwidth", str(rate)])
+    t0 = time.monotonic()
+    ps_env.secondary(ps2, tsid, warm=True)
+    progress = ok_json(download(ps2, tsid, wait_ms=60000), 200)
+    took = time.monotonic() - t0
+    assert progress["bytes_downloaded"] == progress["bytes_total"] == total
+    assert took >= (total - burst) / rate - 0.05, (took, total, rate)
+    assert metric(ps2, "pageserver_secondary_download_throttled_ms_total") > 0
+    assert metric(ps2, "pageserver_secondary_bytes_downloaded_total") == total
