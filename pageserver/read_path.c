@@ -213,6 +213,21 @@ static bool read_page(ReadJob *j, ReadItem *it)
     return get_block(j, &it->err, &block_key, it->page);
 }
 
+/* read_rel_size: Nblocks. A missing FSM or visibility map fork has 0 blocks rather than being an
+ * error: Postgres may create one (smgrcreate) and ask for its size before it extends it, and
+ * Neon's pageserver answers 0 there too. A missing main or init fork is "relation not found". */
+static bool read_rel_size(ReadJob *j, ReadItem *it)
+{
+    if (j->rel.fork != FORK_FSM && j->rel.fork != FORK_VM)
+        return get_existing_rel_size(j, &it->err, &it->nblocks);
+    bool found = false;
+    if (!get_rel_size(j, &it->err, j->rel.rel, j->rel.fork, &it->nblocks, &found))
+        return false;
+    if (!found)
+        it->nblocks = 0;
+    return true;
+}
+
 static bool read_rel_exists(ReadJob *j, ReadItem *it)
 {
     PgdataRelDirEntry *e = NULL;
@@ -434,7 +449,7 @@ static bool read_item(ReadJob *j, ReadItem *it)
             return false;
         return read_page(j, it);
     case READ_OP_REL_SIZE:
-        return get_existing_rel_size(j, &it->err, &it->nblocks);
+        return read_rel_size(j, it);
     case READ_OP_REL_EXISTS:
         return read_rel_exists(j, it);
     case READ_OP_DB_SIZE:

@@ -148,11 +148,22 @@ def test_pagestream_reads_match_source(cluster_factory, source, tmp_path):
                 want.append(("nblocks", n))
             reqs.append(Request(EXISTS, LATEST, lsn, rel=(DEFAULTTABLESPACE_OID, 5, 999999, 0)))
             want.append(("exists", False))
+            # a missing FSM or VM fork has 0 blocks (Postgres asks right after smgrcreate)
+            no_fsm = next((spc, db, rel, 1) for (spc, db, rel, fork) in sorted(sizes)
+                          if fork == 0 and (spc, db, rel, 1) not in sizes)
+            for fork in (1, 2):
+                reqs.append(Request(NBLOCKS, lsn, 0, rel=(DEFAULTTABLESPACE_OID, 5, 999999, fork)))
+                want.append(("nblocks", 0))
+            reqs.append(Request(NBLOCKS, lsn, 0, rel=no_fsm))
+            want.append(("nblocks", 0))
             for req, resp, (what, value) in zip(reqs, c.pipeline(reqs), want):
                 assert not resp.is_error, (req, resp.error)
                 assert getattr(resp, what) == value, (req, resp)
                 if version == 3:  # the request header and fields echoed
                     assert resp.echo == req.encode(3)[1:], (req, resp.echo)
+            # ... but a missing main fork is an error
+            resp = c.call(Request(NBLOCKS, lsn, 0, rel=(DEFAULTTABLESPACE_OID, 5, 999999, 0)))
+            assert resp.is_error and "not found" in resp.error, resp
             # DbSize of every database directory
             for db, size in db_sizes(files).items():
                 resp = c.call(Request(DB_SIZE, lsn, lsn, reqid=7, dbnode=db))
