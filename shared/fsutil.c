@@ -197,6 +197,18 @@ fail_closed:
     return false;
 }
 
+/* fsync_parent: make the entry of a directory just created durable in its parent (without it a
+ * crash can lose the new directory, and every file already fsynced inside it with it). */
+static bool fsync_parent(const char *path, Err *err)
+{
+    char parent[PATH_MAX];
+    if (!fs_dir_of(path, parent, sizeof(parent))) {
+        err_set(err, ERR_INTERNAL, "invalid directory path \"%s\"", path);
+        return false;
+    }
+    return fs_fsync_dir(parent, err);
+}
+
 bool fs_mkdir_p(const char *path, mode_t mode, Err *err)
 {
     char buf[PATH_MAX];
@@ -222,6 +234,8 @@ bool fs_mkdir_p(const char *path, mode_t mode, Err *err)
                             errno_text(saved == EEXIST ? ENOTDIR : saved));
                     return false;
                 }
+            } else if (!fsync_parent(buf, err)) {
+                return false;
             }
             if (!end)
                 *p = '/';

@@ -24,7 +24,8 @@ bool fs_write_atomic(const char *path, const void *data, size_t len, Err *err) M
 bool fs_write_all(int fd, const void *data, size_t len) MUST_CHECK;
 
 bool fs_fsync_dir(const char *dir, Err *err) MUST_CHECK;
-/* fs_mkdir_p: create a directory and its parents (existing ones are fine). */
+/* fs_mkdir_p: create a directory and its parents (existing ones are fine); the parent of every
+ * directory it creates is fsynced, so the new directory survives a crash. */
 bool fs_mkdir_p(const char *path, mode_t mode, Err *err) MUST_CHECK;
 /* fs_remove_tree: remove a file or a directory tree; absent is success. */
 bool fs_remove_tree(const char *path, Err *err) MUST_CHECK;
