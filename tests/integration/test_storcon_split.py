@@ -6,11 +6,14 @@ failure before the commit aborts (1 shard, still working); a controller killed a
 restarted ends with the tenant fully split (killed after the commit) or fully unsplit (before),
 never mixed; bad input is refused with nothing changed."""
 
+import json
+import subprocess
 import threading
 
 import pytest
 import requests
 
+from fixtures.util import binary
 from pageserver_env import Key, PageClient, RemoteDir, initdb_files, key_owner, relation_pages
 from storcon_env import (  # noqa: F401 - fixtures are used by name
     ATTACHED_MODES,
@@ -33,6 +36,11 @@ def split(cl, tenant, count, stripe=None, timeout=SPLIT_TIMEOUT):
     if stripe is not None:
         body["new_stripe_size"] = stripe
     return cl.storcon.put(f"/control/v1/tenant/{tenant}/shard_split", json=body, timeout=timeout)
+
+
+def run_storconctl(cl, *args, timeout=120):
+    return subprocess.run([str(binary("storconctl")), "--api", cl.storcon.url, *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def tenant_with_timeline(cl):
@@ -144,6 +152,22 @@ def test_split_one_into_four(cluster):
     assert sorted(s["shard_number"] for s in body["shards"]) == [0, 1, 2, 3], body
     assert read_all(cl, tenant, tl, 4, stripe) > 500
 
+    # 409 while a timeline of the tenant is being imported (its row tracked by the controller)
+    importing, _ = cl.create_tenant(count=0)
+    itl = new_id()
+    cl.database.query(
+        "INSERT INTO timeline_imports (tenant_id, timeline_id, shard_statuses) "
+        "VALUES (%s, %s, %s::jsonb)", (importing, itl, json.dumps({"0000": {"InProgress": None}})))
+    ok_json(cl.storcon.post("/upcall/v1/timeline_import_status", json={
+        "tenant_shard_id": importing, "timeline_id": itl,
+        "generation": cl.db_generations(importing)[importing],
+        "status": {"InProgress": {"V1": {"jobs": 4, "completed": 1, "import_plan_hash": 1,
+                                         "job_soft_size_limit": 1 << 28}}}}))
+    wait_for(lambda: all(s["is_importing"] for s in cl.describe(importing)["shards"]), 10,
+             "the tenant marked importing")
+    assert "import" in error_msg(split(cl, importing, 2), 409)
+    assert sorted(cl.db_shards(importing)) == [importing]
+
     # a split of a sharded tenant cannot change the stripe size; a repeat count is not larger
     error_msg(split(cl, tenant, 8, stripe=2048), 400)
     error_msg(split(cl, tenant, 4), 400)
@@ -166,8 +190,17 @@ def test_failure_before_commit_aborts(cluster_factory):
     assert read_all(cl, tenant, tl, 0, 2048, every=3) > 100
     assert all(n == 1 for n in notified_counts(cl, tenant))
 
-    # the tenant still splits afterwards
-    assert ok_json(split(cl, tenant, 2))["new_shards"] == shard_tsids(tenant, 2)
+    # the tenant still splits afterwards (with storconctl, which prints the new placement)
+    out = run_storconctl(cl, "tenants", "split", tenant, "2", "--wait")
+    assert out.returncode == 0, out.stderr
+    node = cl.pageservers[0].id
+    for tsid in shard_tsids(tenant, 2):
+        assert any(line.split()[:2] == [tsid, str(node)] for line in out.stdout.splitlines()), \
+            out.stdout
+    usage = run_storconctl(cl, "tenants", "split", tenant, "three")
+    assert usage.returncode == 64, usage
+    refused = run_storconctl(cl, "tenants", "split", tenant, "3")
+    assert refused.returncode == 1 and "400" in refused.stderr, refused
     cl.reconcile_until_idle()
     assert_whole(cl, tenant, 2)
     assert read_all(cl, tenant, tl, 2, 2048, every=3) > 100
@@ -211,3 +244,30 @@ def test_storcon_crash_at_a_step_recovers(cluster_factory, step, split_done):
         for tsid in cl.locations(ps):
             if tsid.startswith(tenant):
                 assert parse_tsid(tsid)[2] == count, (tsid, count)
+
+
+def test_split_rebuilds_secondaries_for_the_children(cluster_factory):
+    cl = cluster_factory(2)
+    tenant, _ = cl.create_tenant(count=0, placement={"Attached": 1})
+    tl = new_id()
+    ok_json(cl.create_timeline(tenant, tl), 201)
+    cl.reconcile_until_idle()
+    [parent] = cl.describe(tenant)["shards"]
+    node, [secondary] = parent["node_attached"], parent["node_secondary"]
+
+    assert ok_json(split(cl, tenant, 2))["new_shards"] == shard_tsids(tenant, 2)
+    cl.reconcile_until_idle()
+    assert_whole(cl, tenant, 2)
+    for s in cl.describe(tenant)["shards"]:
+        assert s["node_attached"] == node and s["node_secondary"] == [secondary], s
+    held = cl.locations(cl.ps(secondary))
+    assert tenant not in held  # the parent's secondary is gone
+    for tsid in shard_tsids(tenant, 2):
+        assert held[tsid]["mode"] == "Secondary", held
+    # the children's secondaries follow their heatmaps (which name the parent's layers)
+    for tsid in shard_tsids(tenant, 2):
+        ok_json(cl.ps(node).post(f"/v1/tenant/{tsid}/heatmap_upload"))
+        progress = ok_json(cl.ps(secondary).post(f"/v1/tenant/{tsid}/secondary/download",
+                                                 params={"wait_ms": 30000}), 200)
+        assert progress["layers_total"] == progress["layers_downloaded"] > 0, progress
+    assert read_all(cl, tenant, tl, 2, 2048, every=3) > 100
