@@ -152,6 +152,13 @@ def test_split_one_into_four(cluster):
     assert sorted(s["shard_number"] for s in body["shards"]) == [0, 1, 2, 3], body
     assert read_all(cl, tenant, tl, 4, stripe) > 500
 
+    # a branch created after the split reaches every child
+    br = new_id()
+    ok_json(cl.create_timeline(tenant, br, ancestor_timeline_id=tl), 201)
+    for tsid, on in cl.attached(tenant).items():
+        assert ok_json(cl.ps(on).get(f"/v1/tenant/{tsid}/timeline/{br}"))["ancestor_timeline_id"] \
+            == tl
+
     # 409 while a timeline of the tenant is being imported (its row tracked by the controller)
     importing, _ = cl.create_tenant(count=0)
     itl = new_id()
@@ -271,3 +278,25 @@ def test_split_rebuilds_secondaries_for_the_children(cluster_factory):
                                                  params={"wait_ms": 30000}), 200)
         assert progress["layers_total"] == progress["layers_downloaded"] > 0, progress
     assert read_all(cl, tenant, tl, 2, 2048, every=3) > 100
+
+
+def test_pageserver_killed_during_its_split_aborts_cleanly(cluster_factory):
+    """The parent's pageserver dies (failpoint exit: _exit, no cleanup, like kill -9) after it
+    attached the children and before it shut the parent down: the controller aborts; once the
+    pageserver is back (re-attach lists the parent only) the tenant is whole and unsplit, with no
+    child left anywhere."""
+    cl = cluster_factory(1)
+    tenant, tl = tenant_with_timeline(cl)
+    ps = cl.pageservers[0]
+    cl.ps_failpoint(ps, "shard-split-before-parent-detach", "exit")
+    r = split(cl, tenant, 2)
+    assert r.status_code in (500, 503), r.text
+    ps.process.wait_exit(30)
+    desc = cl.describe(tenant)
+    assert [s["tenant_shard_id"] for s in desc["shards"]] == [tenant], desc
+    assert sorted(cl.db_shards(tenant)) == [tenant]
+    ps.start()
+    cl.wait_nodes("Active")
+    cl.reconcile_until_idle()
+    assert_whole(cl, tenant, 0)
+    assert read_all(cl, tenant, tl, 0, 2048, every=3) > 100
