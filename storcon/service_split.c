@@ -78,13 +78,16 @@ static json_t *detached_config(const TenantShardId *tsid, uint32_t stripe)
     return j;
 }
 
-/* put_detached: PUT a Detached location_config of tsid on node; false when the node is unknown
- * (nothing started). */
+/* put_detached: PUT a Detached location_config of tsid on node; false when the node is unknown,
+ * or unavailable while available_only (nothing started: the node drops the shard at its next
+ * re-attach, which lists only what the controller has). */
 static bool put_detached(Service *svc, NodeId node, const TenantShardId *tsid, uint32_t stripe,
-                         PageserverDone done, void *arg)
+                         bool available_only, PageserverDone done, void *arg)
 {
     PageserverTarget t;
     char url[SERVICE_URL_SIZE];
+    if (available_only && !node_set_is_available(&svc->nodes, node))
+        return false;
     if (!split_target(svc, node, STORCON_RECONCILE_CALL_TIMEOUT_MS, STORCON_RECONCILE_CALL_ATTEMPTS,
                       &t, url, sizeof(url)))
         return false;
@@ -178,7 +181,7 @@ static void detach_children(Operation *op)
         for (size_t k = 0; k < n; k++) {
             TenantShardId c = {d->tenant, numbers[k], d->new_count};
             d->pending++;
-            if (!put_detached(svc, d->parents[i].node, &c, stripe, on_child_detached, op))
+            if (!put_detached(svc, d->parents[i].node, &c, stripe, true, on_child_detached, op))
                 d->pending--;
         }
     }
@@ -322,6 +325,18 @@ static void step_commit(Operation *op)
         return;
     Err err;
     err_clear(&err);
+    /* a pageserver that re-attached meanwhile bumped its parents' generations: the children were
+     * made in a generation the database no longer has as the latest; give up (retry) */
+    for (size_t i = 0; i < d->n_parents; i++) {
+        const TenantShard *s = shard_map_get(svc->map, &d->parents[i].tsid);
+        if (s == NULL || s->generation != d->parents[i].gen) {
+            err_set(&err, ERR_UNAVAILABLE,
+                    "shard split: the generation of a parent changed during the split (its "
+                    "pageserver re-attached); retry");
+            split_fail(op, &err);
+            return;
+        }
+    }
     if (!db_tenants_split_complete(svc->opts.db, &d->tenant, d->old_count, d->new_count,
                                    on_split_committed, op, &err))
         split_fail(op, &err);
@@ -504,7 +519,9 @@ static void step_detach_secondaries(Operation *op)
             c->tsid = s->tsid;
             c->node = node;
             d->pending++;
-            if (!put_detached(svc, node, &s->tsid, t->stripe_size, on_secondary_detached, c)) {
+            if (!put_detached(svc, node, &s->tsid, t->stripe_size, true, on_secondary_detached,
+                              c)) {
+                (void)tenant_shard_observed_remove(s, node); /* offline: its re-attach drops it */
                 free(c);
                 d->pending--;
             }
@@ -522,7 +539,7 @@ static void step_detach_secondaries(Operation *op)
 /* ---- preconditions ---- */
 
 /* check_attached: every parent is attached on an available node that holds it AttachedSingle in
- * its generation (503 otherwise: retry once the reconciles are done); records them. */
+ * its generation (409 otherwise, the spec's precondition: retry once it is); records them. */
 static bool check_attached(Service *svc, SplitOp *d, const Tenant *t, Err *err)
 {
     d->parents = xcalloc(t->n_shards ? t->n_shards : 1, sizeof(*d->parents));
@@ -536,9 +553,9 @@ static bool check_attached(Service *svc, SplitOp *d, const Tenant *t, Err *err)
         if (node == NODE_ID_NONE || !node_set_is_available(&svc->nodes, node) ||
             !tenant_shard_observed_get(s, node, &o) || !o.known ||
             o.mode != SHARD_LOCATION_ATTACHED_SINGLE || o.generation != s->generation) {
-            err_set(err, ERR_UNAVAILABLE,
-                    "shard %s is not attached on an available node in its generation yet; "
-                    "retry",
+            err_set(err, ERR_CONFLICT,
+                    "shard %s is not attached on an available node in its generation; retry "
+                    "once it is",
                     id);
             return false;
         }
@@ -685,5 +702,5 @@ bool service_split_leftover(Service *svc, NodeId node, const TenantShardId *tsid
     log_info("startup: node %llu holds %s, which the controller does not have (the tenant has "
              "%u shards): detaching it",
              (unsigned long long)node, id, (unsigned)tenant_current_count(t));
-    return put_detached(svc, node, tsid, t->stripe_size, on_leftover_detached, NULL);
+    return put_detached(svc, node, tsid, t->stripe_size, false, on_leftover_detached, NULL);
 }
