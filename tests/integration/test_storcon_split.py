@@ -13,6 +13,7 @@ import threading
 import pytest
 import requests
 
+from fixtures.pagestream import GET_PAGE, LATEST, Request, connect
 from fixtures.util import binary
 from pageserver_env import Key, PageClient, RemoteDir, initdb_files, key_owner, relation_pages
 from storcon_env import (  # noqa: F401 - fixtures are used by name
@@ -300,3 +301,71 @@ def test_pageserver_killed_during_its_split_aborts_cleanly(cluster_factory):
     cl.reconcile_until_idle()
     assert_whole(cl, tenant, 0)
     assert read_all(cl, tenant, tl, 0, 2048, every=3) > 100
+
+
+def test_split_twice_under_a_continuous_reader(cluster_factory):
+    """1 -> 2 -> 8 while a compute-like reader keeps reading pages through the page service
+    (which picks the owning shard by key): never a wrong page, and no error either (on the one
+    node the children are active before the parent goes); the control plane only ever receives
+    whole maps and ends with the 8-shard one."""
+    cl = cluster_factory(1)
+    tenant, tl = tenant_with_timeline(cl)
+    ps = cl.pageservers[0]
+    files = initdb_files(RemoteDir(cl.env.remote_storage), tenant, tl)
+    pages = list(relation_pages(files))[::4]
+    stop = threading.Event()
+    stats = {"read": 0, "wrong": [], "errors": []}
+
+    def reader():
+        conn = None
+        i = 0
+        while not stop.is_set():
+            try:
+                if conn is None:
+                    conn = connect(ps.pg_port, tenant, tl, 2)
+                spc, db, rel, fork, blk, page = pages[i % len(pages)]
+                resp = conn.call(Request(GET_PAGE, LATEST, 0, rel=(spc, db, rel, fork),
+                                         blkno=blk))
+                if resp.is_error:
+                    stats["errors"].append(resp.error)
+                elif resp.data != page:
+                    stats["wrong"].append((spc, db, rel, fork, blk))
+                else:
+                    stats["read"] += 1
+                i += 1
+            except Exception as e:  # noqa: BLE001 - a dropped connection is counted
+                stats["errors"].append(repr(e))
+                if conn is not None:
+                    conn.close()
+                conn = None
+        if conn is not None:
+            conn.close()
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        wait_for(lambda: stats["read"] > 50, 20, "the reader running")
+        assert ok_json(split(cl, tenant, 2))["new_shards"] == shard_tsids(tenant, 2)
+        cl.reconcile_until_idle()
+        before = stats["read"]
+        wait_for(lambda: stats["read"] > before + 50, 20, "reads on the children")
+        assert ok_json(split(cl, tenant, 8))["new_shards"] == shard_tsids(tenant, 8)
+        cl.reconcile_until_idle()
+        before = stats["read"]
+        wait_for(lambda: stats["read"] > before + 50, 20, "reads on the grandchildren")
+    finally:
+        stop.set()
+        t.join(30)
+    assert not stats["wrong"], stats["wrong"][:5]
+    assert not stats["errors"], stats["errors"][:5]
+    assert_whole(cl, tenant, 8)
+    assert read_all(cl, tenant, tl, 8, 2048, every=3) > 100
+
+    def notified():
+        bodies = cl.notifications(tenant)
+        for b in bodies:  # every body a whole map of its count
+            numbers = sorted(s["shard_number"] for s in b["shards"])
+            assert numbers == list(range(len(numbers))) and len(numbers) in (1, 2, 8), b
+        assert [len(b["shards"]) for b in bodies] == [1, 2, 8], bodies
+
+    wait_for(notified, 20, "the 8-shard map notified")
