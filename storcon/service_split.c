@@ -155,11 +155,13 @@ static void on_child_detached(const PageserverResult *res, void *arg)
     }
     if (--d->pending > 0)
         return;
+    restore_parents(operation_host(op), d);
     operation_finish(op, &d->fail_reason, NULL);
 }
 
-/* detach_children: every child on its parent's node (after an abort). Finishes the operation
- * with the abort reason once they answered. */
+/* detach_children: every child on its parent's node (after an abort), then the parents are
+ * restored (so that a parent is never attached again beside its children) and the operation
+ * finishes with the abort reason. */
 static void detach_children(Operation *op)
 {
     Service *svc = operation_host(op);
@@ -185,8 +187,10 @@ static void detach_children(Operation *op)
                 d->pending--;
         }
     }
-    if (--d->pending == 0)
+    if (--d->pending == 0) {
+        restore_parents(svc, d);
         operation_finish(op, &d->fail_reason, NULL);
+    }
 }
 
 static void on_split_aborted(const Err *err, const DbTenantShard *rows, size_t n, void *arg)
@@ -201,11 +205,12 @@ static void on_split_aborted(const Err *err, const DbTenantShard *rows, size_t n
     else
         log_info("shard split of %s into %u shards aborted: %s", d->tenant_str,
                  (unsigned)d->new_count, d->fail_reason.msg);
-    restore_parents(svc, d);
-    if (d->ps_called)
+    if (d->ps_called) {
         detach_children(op);
-    else
-        operation_finish(op, &d->fail_reason, NULL);
+        return;
+    }
+    restore_parents(svc, d);
+    operation_finish(op, &d->fail_reason, NULL);
 }
 
 /* split_fail: the split cannot go on: abort what was begun, then finish with err. */

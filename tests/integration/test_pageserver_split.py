@@ -39,7 +39,8 @@ def layer_objects(remote, prefix):
 
 
 def check_pages(ps, tenant, tl, pages, count, stripe, lsn, numbers=None):
-    """Every page on its owner (when the owner is in numbers) and 404 on one non-owner."""
+    """Every page on its owner (when the owner is in numbers); every 10th also 404 on one
+    non-owner."""
     read = 0
     with PageClient(ps) as client:
         for i, (spc, db, rel, fork, blk, page) in enumerate(pages):
@@ -50,7 +51,7 @@ def check_pages(ps, tenant, tl, pages, count, stripe, lsn, numbers=None):
             assert got == page, (owner, spc, db, rel, fork, blk)
             read += 1
             others = [n for n in (numbers or range(count)) if n != owner]
-            if others:
+            if others and i % 10 == 0:
                 other = others[i % len(others)]
                 r = client.get(tsid_of(tenant, other, count), tl, spc, db, rel, fork, blk, lsn)
                 assert r.status_code == 404, (other, owner, r.status_code)
@@ -113,7 +114,7 @@ def test_split_unsharded_into_four_then_a_child_into_eight(ps_env):
     error_msg(get_location(ps, children[1]), 404)
     assert check_pages(ps, tenant, tl, pages, 8, stripe, lsn, numbers=(1, 5)) > 0
     # the other children are unaffected
-    assert check_pages(ps, tenant, tl, pages, 4, stripe, lsn, numbers=(0, 2, 3)) > 0
+    assert check_pages(ps, tenant, tl, pages[::3], 4, stripe, lsn, numbers=(0, 2, 3)) > 0
 
 
 def test_split_failing_before_the_parent_detach_keeps_the_parent(ps_env):
