@@ -215,6 +215,7 @@ def test_failure_before_commit_aborts(cluster_factory):
 
 
 @pytest.mark.parametrize("step,split_done", [
+    ("split-before-begin", False),
     ("split-before-pageservers", False),
     ("split-before-commit", False),
     ("split-before-apply", True),
