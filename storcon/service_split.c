@@ -250,12 +250,15 @@ static bool step_failpoint(Operation *op, const char *step, const char *failpoin
 
 /* ---- apply (after commit) ---- */
 
-static json_t *children_json(const DbTenantShard *rows, size_t n)
+/* children_json: {"new_shards": [...]}: complete-split checked that all new_count children exist,
+ * so they are the numbers 0 .. new_count - 1, listed in shard order. */
+static json_t *children_json(const SplitOp *d)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) {
+    for (unsigned k = 0; k < d->new_count; k++) {
+        TenantShardId c = {d->tenant, (ShardNumber)k, d->new_count};
         char id[TSID_STR_SIZE];
-        tsid_format(&rows[i].tsid, id);
+        tsid_format(&c, id);
         json_array_append_new(arr, json_string(id));
     }
     json_t *out = json_object();
@@ -319,7 +322,7 @@ static void on_split_committed(const Err *err, const DbTenantShard *rows, size_t
     if (!failpoint_check("split-before-apply", &fp)) /* past the commit: only crashes matter */
         log_warn("shard split: failpoint split-before-apply ignored after the commit (%s)", fp.msg);
     apply_children(svc, d, rows, n);
-    operation_finish(op, NULL, children_json(rows, n));
+    operation_finish(op, NULL, children_json(d));
 }
 
 static void step_commit(Operation *op)
