@@ -512,6 +512,7 @@ static const HttpRoute PAGESERVER_ROUTES[] = {
     {HTTP_GET, TSID_PATH "/secondary/status", AUTH_SCOPE_PAGESERVERAPI,
      http_handle_secondary_status},
     {HTTP_POST, TSID_PATH "/wait_lsn", AUTH_SCOPE_PAGESERVERAPI, http_handle_wait_lsn},
+    {HTTP_PUT, TSID_PATH "/shard_split", AUTH_SCOPE_PAGESERVERAPI, http_handle_shard_split},
 };
 
 const HttpRoute *pageserver_http_routes(size_t *n)

@@ -24,6 +24,7 @@
  *   GET    /v1/utilization;  PUT /v1/deletion_queue/flush?execute=
  *   POST   /v1/tenant/{tsid}/heatmap_upload; POST /v1/tenant/{tsid}/secondary/download?wait_ms=;
  *   GET    /v1/tenant/{tsid}/secondary/status; POST /v1/tenant/{tsid}/wait_lsn (http_secondary.c)
+ *   PUT    /v1/tenant/{tsid}/shard_split              (http_split.c)
  */
 #ifndef PAGESERVER_HTTP_API_H
 #define PAGESERVER_HTTP_API_H
@@ -104,5 +105,8 @@ void http_handle_heatmap_upload(HttpRequest *req, void *app);
 void http_handle_secondary_download(HttpRequest *req, void *app);
 void http_handle_secondary_status(HttpRequest *req, void *app);
 void http_handle_wait_lsn(HttpRequest *req, void *app);
+
+/* Handler of http_split.c: PUT /v1/tenant/{tsid}/shard_split (shard_split.h). */
+void http_handle_shard_split(HttpRequest *req, void *app);
 
 #endif

@@ -75,6 +75,13 @@
 #define STORCON_RECONCILE_CALL_BACKOFF_MS  250
 #define STORCON_RECONCILE_CALL_BACKOFF_MAX 4000
 #define STORCON_RECONCILE_CALL_DEADLINE_MS 90000
+/* Shard split (storcon/service_split.c): how long the split waits for the tenant's running
+ * reconciles, and the pageserver's shard_split call (per attempt; 503 "uploads in flight" and
+ * transport errors are retried: the pageserver's split is idempotent). */
+#define STORCON_SPLIT_SETTLE_TIMEOUT_MS 30000
+#define STORCON_SPLIT_CALL_TIMEOUT_MS   120000
+#define STORCON_SPLIT_CALL_ATTEMPTS     4
+#define STORCON_SPLIT_CALL_BACKOFF_MS   500
 /* Outgoing HTTP (pageservers, control plane): persistent connections per host (calls beyond wait
  * in the client's queue: 128 reconciles spread over a few nodes keep every one busy) and idle
  * connections kept over all hosts, so that a burst (a failover's 20,000 PUTs) reuses them. */

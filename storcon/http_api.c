@@ -285,6 +285,8 @@ const HttpRoute STORCON_HTTP_ROUTES[] = {
     {HTTP_GET, "/control/v1/tenant", AUTH_SCOPE_ADMIN, http_tenants_list},
     {HTTP_GET, "/control/v1/tenant/{tenant_id}", AUTH_SCOPE_SCRUBBER, http_tenants_describe},
     {HTTP_PUT, "/control/v1/tenant/{tenant_id}/policy", AUTH_SCOPE_ADMIN, http_tenants_policy},
+    {HTTP_PUT, "/control/v1/tenant/{tenant_id}/shard_split", AUTH_SCOPE_ADMIN,
+     http_tenants_shard_split},
     {HTTP_GET, "/control/v1/tenant/{tenant_id}/timeline/{timeline_id}/import", AUTH_SCOPE_ADMIN,
      http_tenants_import_describe},
 

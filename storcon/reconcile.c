@@ -645,7 +645,9 @@ static void reconcile_step(Reconcile *rc)
     }
     if (!tenant_shard_may_reconcile(s)) {
         Err err;
-        err_set(&err, ERR_CONFLICT, "scheduling policy Stop");
+        err_set(&err, ERR_CONFLICT, "%s",
+                tenant_shard_is_splitting(s) ? "shard split in progress"
+                                             : "scheduling policy Stop");
         reconcile_fail(rc, "policy", &err);
         return;
     }

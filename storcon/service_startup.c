@@ -5,6 +5,7 @@
  * intents -> schedule -> start heartbeats, the background pass and the reconciles -> ready.
  */
 #include "storcon/service_internal.h"
+#include "storcon/service_split.h"
 
 #include "shared/fsm.h"
 
@@ -265,8 +266,10 @@ static void on_startup_locations(const PageserverResult *res, void *arg)
         for (size_t i = 0; i < res->location_list.n_locations; i++) {
             const PageserverLocation *loc = &res->location_list.locations[i];
             TenantShard *s = shard_map_get(svc->map, &loc->tsid);
-            if (s == NULL)
+            if (s == NULL) {
+                (void)service_split_leftover(svc, n->id, &loc->tsid);
                 continue;
+            }
             if (loc->observed.known)
                 tenant_shard_observed_set(s, n->id, &loc->observed);
             else

@@ -338,19 +338,22 @@ const char *tenant_shard_last_error(const TenantShard *s)
 
 /* ---- scheduling-policy contract ---- */
 
+/* A splitting shard is the split operation's alone (storcon/service_split.c): nothing schedules,
+ * reconciles or optimises it until the split commits or aborts. */
 bool tenant_shard_may_schedule(const TenantShard *s)
 {
-    return s->scheduling == SHARD_SCHEDULING_ACTIVE || s->scheduling == SHARD_SCHEDULING_ESSENTIAL;
+    return !s->splitting && (s->scheduling == SHARD_SCHEDULING_ACTIVE ||
+                             s->scheduling == SHARD_SCHEDULING_ESSENTIAL);
 }
 
 bool tenant_shard_may_reconcile(const TenantShard *s)
 {
-    return s->scheduling != SHARD_SCHEDULING_STOP;
+    return !s->splitting && s->scheduling != SHARD_SCHEDULING_STOP;
 }
 
 bool tenant_shard_may_optimize(const TenantShard *s)
 {
-    return s->scheduling == SHARD_SCHEDULING_ACTIVE;
+    return !s->splitting && s->scheduling == SHARD_SCHEDULING_ACTIVE;
 }
 
 /* ---- dirty ---- */

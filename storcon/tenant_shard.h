@@ -240,7 +240,8 @@ static inline ShardSchedulingPolicy tenant_shard_scheduling(const TenantShard *s
 {
     return (ShardSchedulingPolicy)s->scheduling;
 }
-/* may_schedule: Active, Essential. may_reconcile: everything but Stop. may_optimize: Active. */
+/* may_schedule: Active, Essential. may_reconcile: everything but Stop. may_optimize: Active.
+ * All three are false while the shard is splitting (the split operation owns it). */
 bool tenant_shard_may_schedule(const TenantShard *s);
 bool tenant_shard_may_reconcile(const TenantShard *s);
 bool tenant_shard_may_optimize(const TenantShard *s);

@@ -213,6 +213,8 @@ const CtlCommand CTL_COMMANDS[] = {
      ctl_cmd_tenants_delete},
     {"tenants policy", "TENANT_ID [--placement P] [--scheduling Active|Essential|Pause|Stop]",
      "change a tenant's placement and/or scheduling policy", ctl_cmd_tenants_policy},
+    {"tenants split", "TENANT_ID COUNT [--stripe-size PAGES] [--wait]",
+     "split a tenant into COUNT shards and print the new placement", ctl_cmd_tenants_split},
     {"timelines create",
      "TENANT_ID [TIMELINE_ID] [--ancestor TIMELINE_ID [--ancestor-lsn LSN]] [--pg-version N]",
      "create a timeline on every shard (bootstrap, or a branch with --ancestor)",

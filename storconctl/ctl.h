@@ -132,5 +132,7 @@ int ctl_cmd_timelines_delete(Ctl *ctl, int argc, char **argv);
 int ctl_cmd_timelines_import(Ctl *ctl, int argc, char **argv);
 /* commands_export.c */
 int ctl_cmd_timelines_export(Ctl *ctl, int argc, char **argv);
+/* commands_split.c */
+int ctl_cmd_tenants_split(Ctl *ctl, int argc, char **argv);
 
 #endif

@@ -50,26 +50,14 @@ for t in "$PG_BIN/initdb" "$PG_BIN/pgbench" zstd tar curl; do
   command -v "$t" >/dev/null || die "$t missing"
 done
 
+# shellcheck source=tests/bench/lib_pgbench.sh
+. "$ROOT/tests/bench/lib_pgbench.sh"
+
 WORK=$(mktemp -d /tmp/bench-import.XXXXXX)
 chmod 755 "$WORK" # the postgres user must reach the cluster's and the source's directories
 CLUSTER="$WORK/cluster"
 THROWAWAY_PID=""
 SAMPLER_PID=""
-
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-
-# stop_by_pid PID SIGNAL: signal one process we started and wait for it (SIGKILL after 30 s).
-stop_by_pid() {
-  local pid=$1 sig=$2 i
-  alive "$pid" || return 0
-  kill "-$sig" "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < 300; i++)); do
-    alive "$pid" || return 0
-    sleep 0.1
-  done
-  log "pid $pid ignored SIG$sig; killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?
@@ -88,18 +76,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-now() { date +%s.%N; }
-# secs T0 T1, mib BYTES, rate BYTES SECS (MiB/s), ratio A B: printf helpers.
-secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
-rate() { awk -v b="$1" -v s="$2" 'BEGIN { printf "%.0f", b / 1048576 / s }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-
-clean_shutdown() {
-  [ -f "$1/PG_VERSION" ] && [ ! -f "$1/postmaster.pid" ] &&
-    "$PG_BIN/pg_controldata" "$1" 2>/dev/null | grep -q '^Database cluster state: *shut down$'
-}
-
 # ---- 1. the source ----
 
 if [ -n "$CACHE" ]; then
@@ -109,29 +85,7 @@ else
   SRC="$WORK/src"
 fi
 PGDATA_DIR="$SRC/pgdata"
-if clean_shutdown "$PGDATA_DIR"; then
-  log "reusing $PGDATA_DIR (cached)"
-else
-  rm -rf "$SRC"
-  mkdir -p "$SRC/sock"
-  chown postgres:postgres "$SRC" "$SRC/sock"
-  chmod 755 "$SRC"
-  log "making a pgbench -i -s $SCALE database in $PGDATA_DIR"
-  t0=$(now)
-  runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDATA_DIR" --auth=trust -U postgres -E UTF8 \
-    --locale=C >"$SRC/initdb.log" 2>&1 || die "initdb failed, see $SRC/initdb.log"
-  port=$("$PYTHON" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$SRC/postgres.log" -w -t 60 \
-    -o "-p $port -k $SRC/sock -c listen_addresses= -c max_wal_size=64MB -c min_wal_size=32MB" \
-    start >/dev/null || die "postgres did not start, see $SRC/postgres.log"
-  THROWAWAY_PID=$(head -n 1 "$PGDATA_DIR/postmaster.pid")
-  runuser -u postgres -- "$PG_BIN/pgbench" -i -s "$SCALE" -h "$SRC/sock" -p "$port" postgres \
-    >"$SRC/pgbench.log" 2>&1 || die "pgbench -i failed, see $SRC/pgbench.log"
-  stop_by_pid "$THROWAWAY_PID" INT # fast shutdown: a clean one, with a shutdown checkpoint
-  THROWAWAY_PID=""
-  clean_shutdown "$PGDATA_DIR" || die "$PGDATA_DIR was not shut down cleanly"
-  log "made in $(secs "$t0" "$(now)") s"
-fi
+make_pgbench_pgdata "$SRC" "$SCALE"
 BYTES=$(du -sb "$PGDATA_DIR" | cut -f1)
 WAL_BYTES=$(du -sb "$PGDATA_DIR/pg_wal" | cut -f1)
 
