@@ -63,6 +63,9 @@ typedef enum OperationKind {
     OPERATION_TIMELINE_DELETE,
     OPERATION_NODE_CONFIGURE,
     OPERATION_IMPORT_FINALIZE,
+    OPERATION_NODE_DRAIN,  /* storcon/service_drain.c */
+    OPERATION_NODE_FILL,   /* storcon/service_drain.c */
+    OPERATION_NODE_DELETE, /* storcon/service_drain.c */
     OPERATION_KIND_COUNT
 } OperationKind;
 

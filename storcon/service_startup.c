@@ -59,7 +59,8 @@ static void startup_finish(Service *svc, const Err *err)
     startup_set_step(svc, err == NULL ? STARTUP_READY : STARTUP_FAILED);
     if (err == NULL) {
         svc->ready = true;
-        service_imports_resume(svc); /* finalise complete imports again (at least once) */
+        service_imports_resume(svc);  /* finalise complete imports again (at least once) */
+        service_node_ops_resume(svc); /* drain / delete resume, a fill does not */
     }
     ServiceDoneFn done = svc->start_done;
     svc->start_done = NULL;
