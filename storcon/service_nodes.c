@@ -218,8 +218,12 @@ void service_node_register(Service *svc, const ServiceNodeRegistration *reg, Ser
 json_t *service_node_list(Service *svc)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; i < node_set_count(&svc->nodes); i++)
-        json_array_append_new(arr, node_to_json(node_set_at(&svc->nodes, i)));
+    for (size_t i = 0; i < node_set_count(&svc->nodes); i++) {
+        const Node *n = node_set_at(&svc->nodes, i);
+        json_t *j = node_to_json(n);
+        json_set_new(j, "operation", service_node_op_json(svc, n->id)); /* as in describe */
+        json_array_append_new(arr, j);
+    }
     return arr;
 }
 
