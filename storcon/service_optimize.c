@@ -7,8 +7,11 @@
  *     in that AZ;
  *   - spreading: a shard whose node holds at least two more of its tenant's attached shards than
  *     the node of one of its secondaries moves there;
+ *   - when no secondary is such a better place but another node would be, the secondary moves
+ *     there first (the cut-over follows in a later pass, once the pageserver holds it warm);
  *   - extra secondaries (more than the placement policy wants, e.g. the origin a migration left
- *     behind) are trimmed by the scheduler's own rule (scheduler_schedule_shard).
+ *     behind) are trimmed by the scheduler's own rule (scheduler_schedule_shard), which the
+ *     background pass runs just before.
  *
  * A move is only ever a cut-over to a secondary the pageserver reports as a warm Secondary (a
  * reader never lands on a cold location), and it is an intent change like a drain's
@@ -81,6 +84,49 @@ static NodeId better_location(Service *svc, const TenantShard *s)
     return NODE_ID_NONE;
 }
 
+/* secondary_move: when no secondary of s is a better attached location, a schedulable node that
+ * would be one (inside the preferred AZ when the attached node is not; else holding at least two
+ * fewer of the tenant's attached shards) gets the secondary of the node least worth keeping;
+ * the cut-over follows in a later pass, once it is warm. False when there is nothing to do. */
+static bool secondary_move(Service *svc, const TenantShard *s, NodeId *from, NodeId *to)
+{
+    const Node *att = node_set_get(&svc->nodes, s->intent.attached);
+    if (att == NULL || s->intent.n_secondaries == 0)
+        return false;
+    const char *pref = tenant_shard_preferred_az(s);
+    bool att_home = pref[0] == '\0' || strcmp(pref, att->az) == 0;
+    uint32_t here = service_tenant_attached_on(s->tenant, att->id);
+    NodeId best = NODE_ID_NONE;
+    uint32_t best_count = 0;
+    for (size_t i = 0; i < node_set_count(&svc->nodes); i++) {
+        const Node *n = node_set_at(&svc->nodes, i);
+        if (!node_is_schedulable(n) || tenant_shard_intent_role(s, n->id) != INTENT_ROLE_NONE)
+            continue;
+        bool home = pref[0] == '\0' || strcmp(pref, n->az) == 0;
+        uint32_t count = service_tenant_attached_on(s->tenant, n->id);
+        bool better = (!att_home && home) || (home == att_home && count + 2 <= here);
+        if (better && (best == NODE_ID_NONE || count < best_count)) {
+            best = n->id;
+            best_count = count;
+        }
+    }
+    if (best == NODE_ID_NONE)
+        return false;
+    /* give up the secondary whose node has the most of the tenant's attached shards */
+    NodeId worst = s->intent.secondaries[0];
+    uint32_t worst_count = service_tenant_attached_on(s->tenant, worst);
+    for (unsigned i = 1; i < s->intent.n_secondaries; i++) {
+        uint32_t c = service_tenant_attached_on(s->tenant, s->intent.secondaries[i]);
+        if (c > worst_count) {
+            worst = s->intent.secondaries[i];
+            worst_count = c;
+        }
+    }
+    *from = worst;
+    *to = best;
+    return true;
+}
+
 static bool in_flight(const struct Optimizer *o, const TenantShardId *tsid)
 {
     for (size_t i = 0; i < o->n_moving; i++) {
@@ -115,20 +161,34 @@ size_t service_optimize_pass(Service *svc)
                 tenant_shard_is_reconciling(s) || s->intent.attached == NODE_ID_NONE ||
                 in_flight(o, &s->tsid) || tenant_shard_is_dirty(s, &svc->nodes))
                 continue;
-            NodeId target = better_location(svc, s);
-            if (target == NODE_ID_NONE)
-                continue;
             Err err;
             err_clear(&err);
-            NodeId from = s->intent.attached;
-            if (!service_cutover(svc, s, target, true, &err)) {
-                log_err(&err, "optimiser: a cut-over");
-                continue;
-            }
             char id[TSID_STR_SIZE];
             tsid_format(&s->tsid, id);
-            log_info("optimiser: %s from node %llu to its warm secondary on node %llu", id,
-                     (unsigned long long)from, (unsigned long long)target);
+            NodeId target = better_location(svc, s);
+            NodeId from = s->intent.attached;
+            if (target != NODE_ID_NONE) {
+                if (!service_cutover(svc, s, target, true, &err)) {
+                    log_err(&err, "optimiser: a cut-over");
+                    continue;
+                }
+                log_info("optimiser: %s from node %llu to its warm secondary on node %llu", id,
+                         (unsigned long long)from, (unsigned long long)target);
+            } else if (secondary_move(svc, s, &from, &target)) {
+                (void)scheduler_intent_remove_node(&svc->sched, s, from);
+                if (!scheduler_intent_add_secondary(&svc->sched, s, target, &err)) {
+                    log_err(&err, "optimiser: a secondary move");
+                    if (!scheduler_intent_add_secondary(&svc->sched, s, from, &err))
+                        log_err(&err, "optimiser: restoring a secondary");
+                    continue;
+                }
+                (void)reconciler_spawn(svc->rec, s);
+                log_info("optimiser: %s secondary from node %llu to node %llu (a cut-over "
+                         "there may follow once it is warm)",
+                         id, (unsigned long long)from, (unsigned long long)target);
+            } else {
+                continue;
+            }
             o->moving[o->n_moving++] = s->tsid;
             if (o->m_started != NULL)
                 metric_counter_add(o->m_started, 1);

@@ -340,3 +340,63 @@ def test_delete_cancel_before_tombstone(cluster):
     assert cl.database.query("SELECT lifecycle FROM nodes WHERE node_id = %s",
                              (victim,)) == [("active",)]
     assert ok_json(cl.storcon.get("/debug/v1/tombstone")) == []
+
+
+def test_drain_without_secondaries_warms_a_new_location(cluster):
+    """Shards with no secondary ({"Attached": 0}) first get one on the best other node, then cut
+    over to it once the pageserver holds it."""
+    cl = cluster
+    victim = cl.pageservers[0].id
+    tenant, _ = cl.create_tenant(count=6, placement={"Attached": 0})
+    settle(cl)
+    before, sec = node_shards(cl, victim)
+    assert before and not sec, (before, sec)
+    gens = cl.db_generations(tenant)
+    assert cl.storcon.put(f"/control/v1/node/{victim}/drain").status_code == 202
+    wait_op_end(cl, victim, "PauseForRestart")
+    settle(cl)
+    assert node_shards(cl, victim)[0] == set()
+    after = cl.attached(tenant)
+    for tsid in before:
+        assert after[tsid] not in (None, victim), (tsid, after[tsid])
+        assert cl.db_generations(tenant)[tsid] > gens[tsid]
+        conf = cl.locations(cl.ps(after[tsid]))[tsid]
+        assert conf["mode"] == "AttachedSingle", conf
+
+
+def test_optimiser_spreads_a_crowded_tenant(cluster_factory):
+    """Every shard of a tenant attached on one node (the others were paused when it was
+    created): once the others are Active and hold warm secondaries, the optimiser (after each
+    background pass, here every second) cuts shards over to them until the tenant is spread."""
+    cl = cluster_factory(3, storcon_args=["--background-interval", "1s"])
+    a, b, c = (ps.id for ps in cl.pageservers)
+    for other in (b, c):
+        ok_json(cl.storcon.put(f"/control/v1/node/{other}/config",
+                               json={"node_id": other, "scheduling": "Pause"}))
+    tenant, _ = cl.create_tenant(count=4, placement={"Attached": 1})
+    cl.reconcile_until_idle()
+    assert set(cl.attached(tenant).values()) == {a}
+    recorder = GenerationRecorder(cl.database)
+    recorder.start()
+    try:
+        for other in (b, c):
+            ok_json(cl.storcon.put(f"/control/v1/node/{other}/config",
+                                   json={"node_id": other, "scheduling": "Active"}))
+
+        def spread():
+            per_node = {}
+            for node in cl.attached(tenant).values():
+                per_node[node] = per_node.get(node, 0) + 1
+            counts = [per_node.get(n, 0) for n in (a, b, c)]
+            assert max(counts) - min(counts) <= 1, counts
+            return counts
+
+        wait_for(spread, 45, "the tenant spread by the optimiser", interval=0.5)
+        settle(cl)
+    finally:
+        recorder.stop()
+    recorder.check()
+    assert "storcon_optimizations_total" in cl.storcon.metrics()
+    # every shard still has its one secondary, on another node
+    for s in cl.describe(tenant)["shards"]:
+        assert len(s["node_secondary"]) == 1 and s["node_attached"] not in s["node_secondary"], s
