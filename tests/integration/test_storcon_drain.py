@@ -256,7 +256,7 @@ def test_cancel_half_way_and_preconditions(cluster):
     ok_json(cl.consistency_check())
 
 
-def test_kill9_storcon_mid_drain_resumes(cluster):
+def test_kill9_storcon_mid_drain_resumes_mid_fill_ends(cluster):
     cl = cluster
     victim = cl.pageservers[0].id
     tenant, _ = cl.create_tenant(count=12, placement={"Attached": 1})
@@ -278,6 +278,23 @@ def test_kill9_storcon_mid_drain_resumes(cluster):
         assert node not in (None, victim), (tsid, node)
     rows = cl.database.query("SELECT scheduling_policy FROM nodes WHERE node_id = %s", (victim,))
     assert rows == [("PauseForRestart",)], rows
+
+    # a fill interrupted by a crash is not resumed: the node comes back Active, moved shards stay
+    arm(cl, "node-op-before-move", SLOW_MOVES)
+    assert cl.storcon.put(f"/control/v1/node/{victim}/fill").status_code == 202
+    wait_moved(cl, victim, 1)
+    cl.storcon.kill9()
+    cl.restart_storcon()
+    n = cl.node(victim)
+    assert n["scheduling"] == "Active" and n["operation"] is None, n
+
+    def stored_active():
+        rows = cl.database.query("SELECT scheduling_policy FROM nodes WHERE node_id = %s",
+                                 (victim,))
+        assert rows == [("Active",)], rows
+    wait_for(stored_active, 10, "Active persisted")
+    settle(cl)
+    assert node_shards(cl, victim)[0], "the shards the fill moved stay"
 
 
 def test_delete_node_tombstone(cluster):
