@@ -601,11 +601,11 @@ static void phase_complete(NodeOpRun *r)
     Service *svc = r->svc;
     switch (r->kind) {
     case OPERATION_NODE_DRAIN:
-        store_final_policy(r, r->failed == 0 ? NODE_SCHEDULING_PAUSE_FOR_RESTART
-                                             : NODE_SCHEDULING_ACTIVE);
-        if (r->failed != 0)
+        if (r->failed != 0) /* before the store: its completion may end (free) the run */
             err_set(&r->err, ERR_INTERNAL, "drain of node %llu: %zu shards could not be moved",
                     (unsigned long long)r->node, r->failed);
+        store_final_policy(r, r->failed == 0 ? NODE_SCHEDULING_PAUSE_FOR_RESTART
+                                             : NODE_SCHEDULING_ACTIVE);
         return;
     case OPERATION_NODE_FILL:
         store_final_policy(r, NODE_SCHEDULING_ACTIVE);
@@ -894,12 +894,18 @@ void service_node_op_cancel(Service *svc, NodeId node, OperationKind kind, Servi
         return;
     }
     NodeOpRun *r = svc->node_ops->run;
-    if (r == NULL || r->node != node || r->kind != kind || r->phase == PHASE_TOMBSTONE ||
-        r->cancel_reply != NULL) {
+    const char *why = NULL;
+    if (r == NULL || r->node != node || r->kind != kind)
+        why = "";
+    else if (r->phase == PHASE_TOMBSTONE)
+        why = " (the tombstone is being written)";
+    else if (r->cancel_reply != NULL)
+        why = " (a cancel is already waiting for it to stop)";
+    else if (r->finishing)
+        why = " (it has finished and is storing the node's final policy)";
+    if (why != NULL) {
         err_set(&err, ERR_PRECONDITION_FAILED, "no %s of node %llu to cancel%s", kind_word(kind),
-                (unsigned long long)node,
-                r != NULL && r->phase == PHASE_TOMBSTONE ? " (the tombstone is being written)"
-                                                         : "");
+                (unsigned long long)node, why);
         service_defer_err(svc, cb, arg, &err);
         return;
     }
