@@ -99,6 +99,7 @@ class Reader(threading.Thread):
         self.wrong = []
         self.longest = 0.0
         self.errors = []
+        self.down_at_end = []
 
     def run(self):
         attached, refreshed = {}, 0.0
@@ -130,6 +131,7 @@ class Reader(threading.Thread):
             except Exception as e:  # noqa: BLE001 - reported by check()
                 self.errors.append(repr(e))
                 time.sleep(0.05)
+        self.down_at_end = sorted(down_since)
 
     def stop(self):
         self.stop_ev.set()
@@ -140,6 +142,7 @@ class Reader(threading.Thread):
     def check(self):
         assert not self.wrong, f"wrong pages read: {self.wrong[:5]}"
         assert self.reads > 0
+        assert not self.down_at_end, f"shards unreadable when the reader stopped: {self.down_at_end}"
 
 
 def test_drain_restart_fill_under_reader(cluster):
