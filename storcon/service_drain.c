@@ -19,6 +19,9 @@
  *           secondary behind) -> every secondary on the node moves to another node -> tombstone
  *           (lifecycle deleted, persisted) -> the node is forgotten in memory
  *
+ * A cut-over waits until the target's pageserver reports the secondary (observed Secondary): one
+ * that is not there yet is reconciled first (MOVE_WARMING).
+ *
  * Moves run in parallel, at most NODE_OP_MAX_IN_FLIGHT at a time, driven by a timer
  * (NODE_OP_TICK_MS): each tick checks the moves in flight and starts new ones. A move that does
  * not converge within NODE_OP_MOVE_TIMEOUT_MS is counted as failed and left to the background
@@ -50,6 +53,7 @@ typedef enum MovePhase {
 
 typedef struct Move {
     TenantShardId tsid;
+    NodeId origin; /* attached node when the move started */
     NodeId target;
     MovePhase phase;
     int64_t started_ms;
@@ -300,6 +304,43 @@ static uint32_t fill_fair_share(Service *svc)
 
 /* ---- moves ---- */
 
+/* held_as_secondary: the pageserver on node reports the shard as a Secondary (known state). */
+static bool held_as_secondary(const TenantShard *s, NodeId node)
+{
+    ObservedState o;
+    return tenant_shard_observed_get(s, node, &o) && o.known && o.mode == SHARD_LOCATION_SECONDARY;
+}
+
+/* cut_over_now: the intent attaches s on m->target (a drain and a fill keep the origin as a
+ * secondary, a delete does not and asks the scheduler for a replacement elsewhere). */
+static bool cut_over_now(NodeOpRun *r, TenantShard *s, Move *m, Err *err)
+{
+    Service *svc = r->svc;
+    if (!service_cutover(svc, s, m->target, r->kind != OPERATION_NODE_DELETE, err))
+        return false;
+    m->phase = MOVE_CUTOVER;
+    if (r->kind == OPERATION_NODE_DELETE) {
+        Err e;
+        err_clear(&e);
+        if (!scheduler_schedule_shard(&svc->sched, s, NULL, NULL, &e))
+            log_warn("delete of node %llu: no new secondary for %s yet: %s",
+                     (unsigned long long)r->node, tsid_text(&s->tsid).s, e.msg);
+        (void)reconciler_spawn(svc->rec, s);
+    }
+    return true;
+}
+
+/* begin_cutover: cut over at once when the target's pageserver holds the secondary, else wait
+ * for it first (MOVE_WARMING: a reader never lands on a location that is not there yet). */
+static bool begin_cutover(NodeOpRun *r, TenantShard *s, Move *m, Err *err)
+{
+    if (held_as_secondary(s, m->target))
+        return cut_over_now(r, s, m, err);
+    m->phase = MOVE_WARMING;
+    (void)reconciler_spawn(r->svc->rec, s);
+    return true;
+}
+
 /* start_move: the next move for shard s, or false when s needs none (or none is possible: then
  * it counts as failed). */
 static bool start_move(NodeOpRun *r, TenantShard *s)
@@ -316,26 +357,17 @@ static bool start_move(NodeOpRun *r, TenantShard *s)
     for (size_t i = 0; i < s->tenant->n_shards; i++)
         schedule_context_add_shard(&ctx, s->tenant->shards[i]);
     bool ok = false;
+    m->origin = s->intent.attached;
     if (r->kind == OPERATION_NODE_FILL) {
         m->target = r->node;
-        m->phase = MOVE_CUTOVER;
-        ok = service_cutover(svc, s, r->node, true, &err);
+        ok = begin_cutover(r, s, m, &err);
     } else if (r->phase == PHASE_ATTACHED) {
         NodeId target = scheduler_pick_promotable_secondary(&svc->sched, s, &ctx);
         if (target != NODE_ID_NONE) {
             m->target = target;
-            m->phase = MOVE_CUTOVER;
-            ok = service_cutover(svc, s, target, r->kind == OPERATION_NODE_DRAIN, &err);
-            if (ok && r->kind == OPERATION_NODE_DELETE) {
-                /* the origin left no secondary behind: a replacement elsewhere now */
-                Err e;
-                err_clear(&e);
-                if (!scheduler_schedule_shard(&svc->sched, s, NULL, NULL, &e))
-                    log_warn("delete of node %llu: no new secondary for %s yet: %s",
-                             (unsigned long long)r->node, tsid_text(&s->tsid).s, e.msg);
-                (void)reconciler_spawn(svc->rec, s);
-            }
+            ok = begin_cutover(r, s, m, &err);
         } else {
+            /* no usable secondary: a new one on the best node first */
             target = scheduler_pick_attached(&svc->sched, s, &ctx);
             m->target = target;
             m->phase = MOVE_WARMING;
@@ -392,7 +424,7 @@ static MoveOutcome check_move(NodeOpRun *r, Move *m)
     err_clear(&err);
     switch (m->phase) {
     case MOVE_WARMING: {
-        if (s->intent.attached != r->node)
+        if (s->intent.attached != m->origin)
             return MOVE_DONE; /* moved by someone else (failover, operator) */
         if (tenant_shard_intent_role(s, m->target) == INTENT_ROLE_NONE) {
             /* trimmed by a scheduling pass (the policy wants fewer): add it again */
@@ -401,15 +433,15 @@ static MoveOutcome check_move(NodeOpRun *r, Move *m)
             (void)reconciler_spawn(svc->rec, s);
             return MOVE_PENDING;
         }
-        ObservedState o;
-        if (!tenant_shard_observed_get(s, m->target, &o) || !o.known ||
-            o.mode != SHARD_LOCATION_SECONDARY)
+        if (!held_as_secondary(s, m->target)) {
+            if (!tenant_shard_is_reconciling(s))
+                (void)reconciler_spawn(svc->rec, s);
             return MOVE_PENDING;
-        if (!service_cutover(svc, s, m->target, r->kind == OPERATION_NODE_DRAIN, &err)) {
+        }
+        if (!cut_over_now(r, s, m, &err)) {
             tenant_shard_set_last_error(s, err.msg);
             return MOVE_FAILED;
         }
-        m->phase = MOVE_CUTOVER;
         return MOVE_PENDING;
     }
     case MOVE_CUTOVER:
