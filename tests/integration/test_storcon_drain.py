@@ -209,10 +209,10 @@ def test_drain_restart_fill_under_reader(cluster):
 def test_cancel_half_way_and_preconditions(cluster):
     cl = cluster
     a, b, c = (ps.id for ps in cl.pageservers)
-    tenant, _ = cl.create_tenant(count=12, placement={"Attached": 1})
+    tenant, _ = cl.create_tenant(count=18, placement={"Attached": 1})
     settle(cl)
     before, _ = node_shards(cl, a)
-    assert len(before) >= 3, before
+    assert len(before) >= 5, before  # 2 moved, at most 1 more in flight: some stay
 
     # preconditions: unknown node 404, nothing to cancel 412, config of Draining is 400
     error_msg(cl.storcon.put("/control/v1/node/999/drain"), 404)
