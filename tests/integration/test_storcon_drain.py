@@ -214,6 +214,11 @@ def test_cancel_half_way_and_preconditions(cluster):
     before, _ = node_shards(cl, a)
     assert len(before) >= 5, before  # 2 moved, at most 1 more in flight: some stay
 
+    # storconctl: usage errors are 64, the controller's refusals 1
+    assert run_ctl(cl, "nodes", "drain").returncode == 64
+    assert run_ctl(cl, "nodes", "drain", a, "--wait", "--cancel").returncode == 64
+    res = run_ctl(cl, "nodes", "fill", a, "--cancel")
+    assert res.returncode == 1 and "412" in res.stderr, res.stderr
     # preconditions: unknown node 404, nothing to cancel 412, config of Draining is 400
     error_msg(cl.storcon.put("/control/v1/node/999/drain"), 404)
     error_msg(cl.storcon.delete(f"/control/v1/node/{a}/drain"), 412)
@@ -420,3 +425,31 @@ def test_optimiser_spreads_a_crowded_tenant(cluster_factory):
     # every shard still has its one secondary, on another node
     for s in cl.describe(tenant)["shards"]:
         assert len(s["node_secondary"]) == 1 and s["node_attached"] not in s["node_secondary"], s
+
+
+def test_optimiser_moves_back_to_the_preferred_az(cluster_factory):
+    """A tenant attached outside its preferred AZ (the AZ changed after it was placed) moves back
+    into it, by a cut-over to its secondary there once that one is held."""
+    cl = cluster_factory(2, storcon_args=["--background-interval", "1s"],
+                         availability_zone="az-a")
+    far = cl.add_pageserver(availability_zone="az-b")
+    cl.wait_nodes("Active")
+    tenant, _ = cl.create_tenant(placement={"Attached": 1})
+    settle(cl)
+    [shard] = cl.describe(tenant)["shards"]
+    home = cl.node(shard["node_attached"])["availability_zone_id"]
+    target_az = "az-b" if home == "az-a" else "az-a"
+    assert ok_json(cl.storcon.put("/control/v1/preferred_azs",
+                                  json={"preferred_az_ids": {tenant: target_az}})) == \
+        {"updated": [tenant]}
+
+    def in_preferred_az():
+        [s] = cl.describe(tenant)["shards"]
+        assert cl.node(s["node_attached"])["availability_zone_id"] == target_az, s
+        return s
+
+    s = wait_for(in_preferred_az, 30, f"attached in {target_az}", interval=0.5)
+    settle(cl)
+    assert len(s["node_secondary"]) == 1, s
+    if target_az == "az-b":
+        assert s["node_attached"] == far.id, s
