@@ -363,6 +363,16 @@ static bool start_move(NodeOpRun *r, TenantShard *s)
         ok = begin_cutover(r, s, m, &err);
     } else if (r->phase == PHASE_ATTACHED) {
         NodeId target = scheduler_pick_promotable_secondary(&svc->sched, s, &ctx);
+        if (target != NODE_ID_NONE && !held_as_secondary(s, target)) {
+            /* a secondary its pageserver already holds beats a better-scored one that is not */
+            for (unsigned i = 0; i < s->intent.n_secondaries; i++) {
+                const Node *n = node_set_get(&svc->nodes, s->intent.secondaries[i]);
+                if (n != NULL && node_is_schedulable(n) && held_as_secondary(s, n->id)) {
+                    target = n->id;
+                    break;
+                }
+            }
+        }
         if (target != NODE_ID_NONE) {
             m->target = target;
             ok = begin_cutover(r, s, m, &err);
