@@ -9,14 +9,16 @@
 #define STORCON_DEFAULTS_H
 
 /* ---- flag defaults (text, parsed by the option table) ---- */
-#define STORCON_DEFAULT_LISTEN              "127.0.0.1:1234"
-#define STORCON_DEFAULT_LOG_LEVEL           "info"
-#define STORCON_DEFAULT_DB_POOL_SIZE        "4"
-#define STORCON_DEFAULT_DB_CONNECT_TIMEOUT  "10s"
-#define STORCON_DEFAULT_BACKGROUND_INTERVAL "20s" /* = STORCON_BACKGROUND_INTERVAL_MS */
-#define STORCON_DEFAULT_MAX_SHARDS          "64"
-#define STORCON_MAX_SHARDS                  64    /* the same, for code given 0 */
-#define STORCON_DB_CONNECT_TIMEOUT_MS       10000 /* the same, for code given 0 */
+#define STORCON_DEFAULT_LISTEN             "127.0.0.1:1234"
+#define STORCON_DEFAULT_LOG_LEVEL          "info"
+#define STORCON_DEFAULT_DB_POOL_SIZE       "4"
+#define STORCON_DEFAULT_DB_CONNECT_TIMEOUT "10s"
+#define STORCON_DEFAULT_MAX_SHARDS         "64"
+#define STORCON_MAX_SHARDS                 64    /* the same, for code given 0 */
+#define STORCON_DB_CONNECT_TIMEOUT_MS      10000 /* the same, for code given 0 */
+
+/* the background pass (reconcile, then optimise): the text of STORCON_BACKGROUND_INTERVAL_MS */
+#define STORCON_DEFAULT_BACKGROUND_INTERVAL "20s"
 
 /* ---- flag limits ---- */
 #define STORCON_DB_POOL_SIZE_MIN 1

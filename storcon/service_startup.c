@@ -59,8 +59,9 @@ static void startup_finish(Service *svc, const Err *err)
     startup_set_step(svc, err == NULL ? STARTUP_READY : STARTUP_FAILED);
     if (err == NULL) {
         svc->ready = true;
-        service_imports_resume(svc);  /* finalise complete imports again (at least once) */
-        service_node_ops_resume(svc); /* drain / delete resume, a fill does not */
+        service_imports_resume(svc); /* finalise complete imports again (at least once) */
+        /* drain / delete resume, a fill does not (docs/operations.md, restart rule) */
+        service_node_ops_resume(svc);
     }
     ServiceDoneFn done = svc->start_done;
     svc->start_done = NULL;
