@@ -67,6 +67,9 @@ static const ConfigOption STORCON_OPTIONS[] = {
              "more is answered 400",
      .min = 1,
      .max = 255},
+    OPT(CONFIG_DURATION_MS, background_interval_ms, "background-interval",
+        STORCON_DEFAULT_BACKGROUND_INTERVAL, "DURATION",
+        "period of the background pass: reconcile every dirty shard, then one optimiser pass"),
     OPT(CONFIG_STRING, migrate_to_text, "migrate-to", NULL, "N",
         "apply migrations up or down to schema version N (0 drops everything), print what was "
         "done and exit"),

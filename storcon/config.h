@@ -33,6 +33,7 @@ typedef struct StorconConfig {
     uint64_t http_max_connections;           /* --http-max-connections */
     uint64_t db_connect_timeout_ms;          /* --db-connect-timeout */
     uint64_t max_shards_per_tenant;          /* --max-shards-per-tenant */
+    uint64_t background_interval_ms;         /* --background-interval (reconcile + optimise) */
     char migrate_to_text[24];                /* --migrate-to ("" = not given) */
 
     /* ---- derived by storcon_config_load ---- */

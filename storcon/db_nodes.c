@@ -266,12 +266,25 @@ static void list_done(const DbResult *res, void *arg)
     free(op);
 }
 
-void db_nodes_list(DbPool *pool, DbNodeListFn cb, void *arg)
+static void list_start(DbPool *pool, const char *sql, DbNodeListFn cb, void *arg)
 {
     ListOp *op = xcalloc(1, sizeof(*op));
     op->cb = cb;
     op->arg = arg;
-    db_exec(pool, SQL_NODE_LIST, 0, NULL, list_done, op);
+    db_exec(pool, sql, 0, NULL, list_done, op);
+}
+
+void db_nodes_list(DbPool *pool, DbNodeListFn cb, void *arg)
+{
+    list_start(pool, SQL_NODE_LIST, cb, arg);
+}
+
+static const char SQL_NODE_LIST_TOMBSTONES[] =
+    "SELECT " NODE_COLUMNS " FROM nodes WHERE lifecycle = 'deleted' ORDER BY node_id";
+
+void db_nodes_list_tombstones(DbPool *pool, DbNodeListFn cb, void *arg)
+{
+    list_start(pool, SQL_NODE_LIST_TOMBSTONES, cb, arg);
 }
 
 /* ---- updates ---- */
@@ -333,4 +346,12 @@ static const char SQL_NODE_TOMBSTONE[] =
 void db_nodes_tombstone(DbPool *pool, NodeId node_id, DbNodeDoneFn cb, void *arg)
 {
     update_start(pool, SQL_NODE_TOMBSTONE, node_id, NULL, cb, arg);
+}
+
+static const char SQL_NODE_DELETE_TOMBSTONE[] =
+    "DELETE FROM nodes WHERE node_id = $1 AND lifecycle = 'deleted'";
+
+void db_nodes_delete_tombstone(DbPool *pool, NodeId node_id, DbNodeDoneFn cb, void *arg)
+{
+    update_start(pool, SQL_NODE_DELETE_TOMBSTONE, node_id, NULL, cb, arg);
 }

@@ -74,4 +74,11 @@ bool db_nodes_set_scheduling_policy(DbPool *pool, NodeId node_id, const char *po
  * row has that id. Its shards are not touched: the caller moves them off first. */
 void db_nodes_tombstone(DbPool *pool, NodeId node_id, DbNodeDoneFn cb, void *arg);
 
+/* db_nodes_list_tombstones: every tombstone (lifecycle 'deleted'), by node id. */
+void db_nodes_list_tombstones(DbPool *pool, DbNodeListFn cb, void *arg);
+
+/* db_nodes_delete_tombstone: remove a tombstone's row (the id may register again afterwards);
+ * ERR_NOT_FOUND when there is no tombstone with that id (an active node is never removed). */
+void db_nodes_delete_tombstone(DbPool *pool, NodeId node_id, DbNodeDoneFn cb, void *arg);
+
 #endif

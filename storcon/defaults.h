@@ -17,6 +17,9 @@
 #define STORCON_MAX_SHARDS                 64    /* the same, for code given 0 */
 #define STORCON_DB_CONNECT_TIMEOUT_MS      10000 /* the same, for code given 0 */
 
+/* the background pass (reconcile, then optimise): the text of STORCON_BACKGROUND_INTERVAL_MS */
+#define STORCON_DEFAULT_BACKGROUND_INTERVAL "20s"
+
 /* ---- flag limits ---- */
 #define STORCON_DB_POOL_SIZE_MIN 1
 #define STORCON_DB_POOL_SIZE_MAX 64

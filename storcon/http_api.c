@@ -282,6 +282,12 @@ const HttpRoute STORCON_HTTP_ROUTES[] = {
     {HTTP_GET, "/control/v1/node/{node_id}/shards", AUTH_SCOPE_INFRA, http_nodes_shards},
     {HTTP_PUT, "/control/v1/preferred_azs", AUTH_SCOPE_ADMIN, http_tenants_preferred_azs},
     {HTTP_PUT, "/control/v1/node/{node_id}/config", AUTH_SCOPE_ADMIN, http_nodes_configure},
+    {HTTP_PUT, "/control/v1/node/{node_id}/drain", AUTH_SCOPE_INFRA, http_nodes_drain},
+    {HTTP_DELETE, "/control/v1/node/{node_id}/drain", AUTH_SCOPE_INFRA, http_nodes_drain_cancel},
+    {HTTP_PUT, "/control/v1/node/{node_id}/fill", AUTH_SCOPE_INFRA, http_nodes_fill},
+    {HTTP_DELETE, "/control/v1/node/{node_id}/fill", AUTH_SCOPE_INFRA, http_nodes_fill_cancel},
+    {HTTP_PUT, "/control/v1/node/{node_id}/delete", AUTH_SCOPE_ADMIN, http_nodes_delete},
+    {HTTP_DELETE, "/control/v1/node/{node_id}/delete", AUTH_SCOPE_ADMIN, http_nodes_delete_cancel},
     {HTTP_GET, "/control/v1/tenant", AUTH_SCOPE_ADMIN, http_tenants_list},
     {HTTP_GET, "/control/v1/tenant/{tenant_id}", AUTH_SCOPE_SCRUBBER, http_tenants_describe},
     {HTTP_PUT, "/control/v1/tenant/{tenant_id}/policy", AUTH_SCOPE_ADMIN, http_tenants_policy},
@@ -307,6 +313,8 @@ const HttpRoute STORCON_HTTP_ROUTES[] = {
     {HTTP_POST, "/debug/v1/consistency_check", AUTH_SCOPE_ADMIN, http_debug_consistency_check},
     {HTTP_GET, "/debug/v1/scheduler", AUTH_SCOPE_ADMIN, http_debug_scheduler},
     {HTTP_GET, "/debug/v1/operations", AUTH_SCOPE_ADMIN, http_debug_operations},
+    {HTTP_GET, "/debug/v1/tombstone", AUTH_SCOPE_ADMIN, http_debug_tombstone_list},
+    {HTTP_DELETE, "/debug/v1/tombstone/{node_id}", AUTH_SCOPE_ADMIN, http_debug_tombstone_delete},
 };
 
 const size_t STORCON_HTTP_ROUTES_COUNT =

@@ -109,6 +109,15 @@ void http_nodes_list(HttpRequest *req, void *app);
 void http_nodes_describe(HttpRequest *req, void *app);
 void http_nodes_shards(HttpRequest *req, void *app);
 void http_nodes_configure(HttpRequest *req, void *app);
+/* http_nodes_ops.c: drain, fill, delete (and their cancels), tombstones. */
+void http_nodes_drain(HttpRequest *req, void *app);
+void http_nodes_drain_cancel(HttpRequest *req, void *app);
+void http_nodes_fill(HttpRequest *req, void *app);
+void http_nodes_fill_cancel(HttpRequest *req, void *app);
+void http_nodes_delete(HttpRequest *req, void *app);
+void http_nodes_delete_cancel(HttpRequest *req, void *app);
+void http_debug_tombstone_list(HttpRequest *req, void *app);
+void http_debug_tombstone_delete(HttpRequest *req, void *app);
 
 /* http_upcalls.c: /upcall/v1 (pageservers). */
 void http_upcalls_reattach(HttpRequest *req, void *app);

@@ -137,6 +137,7 @@ static void on_migrated(const SchemaMigrateOutcome *o, void *arg)
         .signer = app->signer,
         .control_plane_url = app->cfg.control_plane_url,
         .max_shards_per_tenant = (unsigned)app->cfg.max_shards_per_tenant,
+        .background_interval_ms = (long)app->cfg.background_interval_ms,
     };
     app->service = service_new(&sopts);
     storcon_app_set_phase(app, STORCON_PHASE_STARTING);

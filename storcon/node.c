@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 
+#include "shared/fsm.h"
 #include "shared/str.h"
 
 #include "storcon/node.h"
@@ -29,6 +30,54 @@ static const char *const NODE_SCHEDULING_NAMES[NODE_SCHEDULING_COUNT] = {
 };
 static const NameTable NODE_SCHEDULING_TABLE = {"node scheduling policy", NODE_SCHEDULING_NAMES,
                                                 NODE_SCHEDULING_COUNT};
+
+/* NODE_SCHEDULING_FSM: how a node's scheduling policy may change. Drain, fill and delete
+ * (service_drain.c) own Draining, Filling and Deleting; the operator's PUT .../config moves
+ * between Active, Pause and PauseForRestart only. Restart rule (service_drain_resume): Draining
+ * and Deleting resume their operation, Filling becomes Active, PauseForRestart stays. */
+static const FsmTransition NODE_SCHEDULING_TRANSITIONS[] = {
+    {NODE_SCHEDULING_ACTIVE, NODE_SCHEDULING_DRAINING, "drain"},
+    {NODE_SCHEDULING_DRAINING, NODE_SCHEDULING_PAUSE_FOR_RESTART, "drained"},
+    {NODE_SCHEDULING_DRAINING, NODE_SCHEDULING_ACTIVE, "drain cancelled / failed"},
+    {NODE_SCHEDULING_ACTIVE, NODE_SCHEDULING_FILLING, "fill"},
+    {NODE_SCHEDULING_PAUSE_FOR_RESTART, NODE_SCHEDULING_FILLING, "fill"},
+    {NODE_SCHEDULING_FILLING, NODE_SCHEDULING_ACTIVE, "filled / cancelled / restart"},
+    {NODE_SCHEDULING_ACTIVE, NODE_SCHEDULING_DELETING, "delete"},
+    {NODE_SCHEDULING_PAUSE, NODE_SCHEDULING_DELETING, "delete"},
+    {NODE_SCHEDULING_PAUSE_FOR_RESTART, NODE_SCHEDULING_DELETING, "delete"},
+    {NODE_SCHEDULING_DELETING, NODE_SCHEDULING_ACTIVE, "delete cancelled / failed"},
+    {NODE_SCHEDULING_ACTIVE, NODE_SCHEDULING_PAUSE, "config"},
+    {NODE_SCHEDULING_PAUSE, NODE_SCHEDULING_ACTIVE, "config"},
+    {NODE_SCHEDULING_PAUSE_FOR_RESTART, NODE_SCHEDULING_ACTIVE, "config"},
+    {NODE_SCHEDULING_PAUSE_FOR_RESTART, NODE_SCHEDULING_PAUSE, "config"},
+    {NODE_SCHEDULING_ACTIVE, NODE_SCHEDULING_PAUSE_FOR_RESTART, "config"},
+    {NODE_SCHEDULING_PAUSE, NODE_SCHEDULING_PAUSE_FOR_RESTART, "config"},
+};
+
+static const int NODE_SCHEDULING_TERMINAL[] = {NODE_SCHEDULING_DELETING}; /* -> tombstone */
+
+const FsmDef NODE_SCHEDULING_FSM = {
+    .name = "node_scheduling",
+    .doc = "docs/operations.md",
+    .state_names = NODE_SCHEDULING_NAMES,
+    .n_states = NODE_SCHEDULING_COUNT,
+    .initial = NODE_SCHEDULING_ACTIVE,
+    .terminal = NODE_SCHEDULING_TERMINAL,
+    .n_terminal = FSM_COUNT(NODE_SCHEDULING_TERMINAL),
+    .transitions = NODE_SCHEDULING_TRANSITIONS,
+    .n_transitions = FSM_COUNT(NODE_SCHEDULING_TRANSITIONS),
+    .log_info = true,
+};
+FSM_REGISTER(NODE_SCHEDULING_FSM)
+
+bool node_set_scheduling(Node *n, NodeSchedulingPolicy to)
+{
+    if (n->scheduling == to)
+        return true;
+    char ctx[32];
+    (void)str_printf(ctx, sizeof(ctx), "node %llu", (unsigned long long)n->id);
+    return fsm_set_state(&NODE_SCHEDULING_FSM, &n->scheduling, to, ctx);
+}
 
 static const char *const NODE_LIFECYCLE_NAMES[NODE_LIFECYCLE_COUNT] = {
     [NODE_LIFECYCLE_ACTIVE] = "active",

@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "shared/err.h"
+#include "shared/fsm.h"
 #include "shared/id.h"
 #include "shared/str.h"
 #include "storcon/placement.h"
@@ -69,6 +70,13 @@ bool node_scheduling_policy_parse(const char *s, NodeSchedulingPolicy *out, Err 
 bool node_scheduling_policy_from_json(const json_t *v, NodeSchedulingPolicy *out,
                                       Err *err) MUST_CHECK;
 json_t *node_scheduling_policy_to_json(NodeSchedulingPolicy p); /* new reference */
+
+/* NODE_SCHEDULING_FSM: the allowed policy changes (shared/fsm.h; table in node.c, diagram in
+ * docs/operations.md). node_set_scheduling: change n->scheduling through it (same policy: no-op,
+ * true); false (logged, unchanged) for a change the table does not allow. */
+extern const FsmDef NODE_SCHEDULING_FSM;
+struct Node;
+bool node_set_scheduling(struct Node *n, NodeSchedulingPolicy to);
 
 /* ---- node lifecycle (persisted; a deleted node is a tombstone that may not register again) ----
  */

@@ -31,6 +31,9 @@ static const char *const KIND_NAMES[OPERATION_KIND_COUNT] = {
     [OPERATION_NODE_CONFIGURE] = "node_configure",
     [OPERATION_IMPORT_FINALIZE] = "import_finalize",
     [OPERATION_TENANT_SHARD_SPLIT] = "tenant_shard_split",
+    [OPERATION_NODE_DRAIN] = "node_drain",
+    [OPERATION_NODE_FILL] = "node_fill",
+    [OPERATION_NODE_DELETE] = "node_delete",
 };
 
 static const char *const STATE_NAMES[OPERATION_STATE_COUNT] = {

@@ -64,6 +64,9 @@ typedef enum OperationKind {
     OPERATION_NODE_CONFIGURE,
     OPERATION_IMPORT_FINALIZE,
     OPERATION_TENANT_SHARD_SPLIT,
+    OPERATION_NODE_DRAIN,  /* storcon/service_drain.c */
+    OPERATION_NODE_FILL,   /* storcon/service_drain.c */
+    OPERATION_NODE_DELETE, /* storcon/service_drain.c */
     OPERATION_KIND_COUNT
 } OperationKind;
 

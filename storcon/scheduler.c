@@ -358,6 +358,20 @@ static int best_promotable_secondary(const Scheduler *sched, const TenantShard *
     return best;
 }
 
+NodeId scheduler_pick_attached(const Scheduler *sched, const TenantShard *shard,
+                               const ScheduleContext *ctx)
+{
+    const Node *n = pick_node(sched, shard, ctx, true);
+    return n != NULL ? n->id : NODE_ID_NONE;
+}
+
+NodeId scheduler_pick_promotable_secondary(const Scheduler *sched, const TenantShard *shard,
+                                           const ScheduleContext *ctx)
+{
+    int i = best_promotable_secondary(sched, shard, ctx);
+    return i >= 0 ? shard->intent.secondaries[i] : NODE_ID_NONE;
+}
+
 /* node_gone: unregistered or deleted: nothing may stay there. */
 static bool node_gone(const Node *n)
 {

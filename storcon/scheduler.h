@@ -114,6 +114,15 @@ bool scheduler_schedule_all(Scheduler *sched, ShardMap *map, ScheduleStats *stat
  * False (out = "") when no node is schedulable. */
 bool scheduler_pick_az(const Scheduler *sched, char out[NODE_AZ_SIZE]);
 
+/* scheduler_pick_attached: the schedulable node, not used by shard yet, that scores best for an
+ * attached location (the order in the file comment; ctx may be NULL); NODE_ID_NONE when none.
+ * scheduler_pick_promotable_secondary: the shard's secondary on a schedulable node that scores
+ * best as attached; NODE_ID_NONE when none. Neither changes anything (drain, fill, optimiser). */
+NodeId scheduler_pick_attached(const Scheduler *sched, const TenantShard *shard,
+                               const ScheduleContext *ctx);
+NodeId scheduler_pick_promotable_secondary(const Scheduler *sched, const TenantShard *shard,
+                                           const ScheduleContext *ctx);
+
 /* ---- explicit intent changes (operator actions, startup rebuild, migrations) ----
  * These ignore scheduling policies and schedulability: the caller decided. Each keeps node
  * counters exact and bumps the shard's sequence when something changed. */

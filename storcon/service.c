@@ -354,6 +354,7 @@ void service_background_cb(evutil_socket_t fd, short what, void *arg)
     if (n > 0)
         log_info("background pass: %zu reconciles started", n);
     service_imports_resume(svc); /* when listing them at startup failed */
+    (void)service_optimize_pass(svc);
     service_update_node_gauges(svc);
 }
 
@@ -459,6 +460,7 @@ Service *service_new(const ServiceOptions *opts)
     loop_defer_item_init(&svc->waiter_kick, waiter_check_cb, svc);
     svc->ops = operations_new(opts->base, svc->defer, svc);
     svc->hb_soon = event_new(opts->base, -1, 0, hb_soon_cb, svc);
+    service_node_ops_init(svc);
     if (opts->metrics != NULL) {
         for (int a = 0; a < NODE_AVAILABILITY_COUNT; a++) {
             char labels[64];
@@ -478,6 +480,7 @@ void service_stop(Service *svc)
     svc->stopping = true;
     heartbeat_stop(svc->hb);
     reconciler_stop(svc->rec);
+    service_node_ops_stop(svc);
     if (svc->bg_timer != NULL) {
         event_free(svc->bg_timer);
         svc->bg_timer = NULL;
@@ -495,6 +498,7 @@ void service_free(Service *svc)
         free(w); /* its operation goes with the registry */
     }
     operations_free(svc->ops);
+    service_node_ops_free(svc);
     db_tenants_inserter_free(svc->inserter); /* queued creates are dropped unanswered at shutdown */
     service_imports_free(svc);
     event_free(svc->hb_soon);

@@ -40,6 +40,7 @@
 #include "shared/str.h"
 #include "storcon/db.h"
 #include "storcon/node.h"
+#include "storcon/operation.h"
 #include "storcon/pageserver_client.h"
 #include "storcon/placement.h"
 
@@ -142,6 +143,29 @@ typedef struct ServiceNodeConfigure {
  * unknown node. result: {} */
 void service_node_configure(Service *svc, const ServiceNodeConfigure *req, ServiceJsonFn cb,
                             void *arg);
+
+/* ---- node operations: drain, fill, graceful delete (service_drain.c; docs/operations.md) ----
+ * kind is OPERATION_NODE_DRAIN, OPERATION_NODE_FILL or OPERATION_NODE_DELETE. One node operation
+ * runs at a time. */
+
+/* service_node_op_start: PUT /control/v1/node/{id}/drain | fill | delete. Checks the
+ * preconditions (404 unknown node; 409 the same operation already runs on it; 412 another node
+ * operation runs, the node is not in a policy / availability the operation starts from, or no
+ * other schedulable node exists), persists the node's new policy, then answers (null) while the
+ * operation goes on in the background. */
+void service_node_op_start(Service *svc, NodeId node, OperationKind kind, ServiceJsonFn cb,
+                           void *arg);
+
+/* service_node_op_cancel: DELETE /control/v1/node/{id}/drain | fill | delete: 412 when that
+ * operation is not running on the node; else answers (null) once it stopped and the node's
+ * policy is back to Active (persisted). Shards already moved stay where they are. */
+void service_node_op_cancel(Service *svc, NodeId node, OperationKind kind, ServiceJsonFn cb,
+                            void *arg);
+
+/* service_tombstone_list: GET /debug/v1/tombstone: NodeDescribe of every deleted node.
+ * service_tombstone_delete: DELETE /debug/v1/tombstone/{id}: forget the tombstone (404 none). */
+void service_tombstone_list(Service *svc, ServiceJsonFn cb, void *arg);
+void service_tombstone_delete(Service *svc, NodeId node, ServiceJsonFn cb, void *arg);
 
 /* ---- upcalls (pageservers) ---- */
 

@@ -97,6 +97,8 @@ struct Service {
     Notifier *import_notifier;       /* PUT <control plane>/import_complete */
     bool imports_loaded;             /* the rows were listed after startup */
     bool imports_listed;             /* that listing answered: every row since is tracked */
+    struct NodeOps *node_ops;        /* drain / fill / delete (service_drain.c) */
+    struct Optimizer *optimizer;     /* service_optimize.c; NULL until its first pass */
 };
 
 /* RegisterOp: node registration, also the first step of a re-attach that carries "register". */
@@ -201,6 +203,34 @@ void service_imports_resume(Service *svc);
 void service_imports_cancel(Service *svc, const TenantId *tenant, const TimelineId *timeline);
 /* service_imports_free: drop the in-memory import state (service_free). */
 void service_imports_free(Service *svc);
+
+/* ---- node operations (service_drain.c) and the optimiser (service_optimize.c) ---- */
+
+/* service_node_ops_init / _free: their state (service_new / service_free); _stop: no new
+ * steps (service_stop). */
+void service_node_ops_init(Service *svc);
+void service_node_ops_stop(Service *svc);
+void service_node_ops_free(Service *svc);
+/* service_node_ops_resume: once ready, the restart rule: a Draining / Deleting node's operation
+ * starts again, a Filling node becomes Active (persisted), PauseForRestart stays. */
+void service_node_ops_resume(Service *svc);
+/* service_node_op_busy: a drain / fill / delete runs (on any node); *node (may be NULL) gets its
+ * node. */
+bool service_node_op_busy(const Service *svc, NodeId *node);
+/* service_node_op_json: the progress of the operation running on node, or null. New reference. */
+json_t *service_node_op_json(const Service *svc, NodeId node);
+/* service_cutover: the intent attaches shard s on target (promoting its secondary there, if any;
+ * the old attached location stays as a secondary when keep_origin and there is room) and a
+ * reconcile carries it out. Never talks to a pageserver itself. */
+bool service_cutover(Service *svc, TenantShard *s, NodeId target, bool keep_origin,
+                     Err *err) MUST_CHECK;
+/* service_tenant_attached_on: how many of the tenant's shards the intent attaches on node. */
+uint32_t service_tenant_attached_on(const Tenant *t, NodeId node);
+/* service_optimize_free: the optimiser's state (service_node_ops_free). */
+void service_optimize_free(Service *svc);
+/* service_optimize_pass: one optimiser pass (after the background reconcile pass). Returns the
+ * optimisations started. */
+size_t service_optimize_pass(Service *svc);
 
 /* ---- tenant operation steps (service_tenants.c), shared with location_config ---- */
 

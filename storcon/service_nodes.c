@@ -218,8 +218,12 @@ void service_node_register(Service *svc, const ServiceNodeRegistration *reg, Ser
 json_t *service_node_list(Service *svc)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; i < node_set_count(&svc->nodes); i++)
-        json_array_append_new(arr, node_to_json(node_set_at(&svc->nodes, i)));
+    for (size_t i = 0; i < node_set_count(&svc->nodes); i++) {
+        const Node *n = node_set_at(&svc->nodes, i);
+        json_t *j = node_to_json(n);
+        json_set_new(j, "operation", service_node_op_json(svc, n->id)); /* as in describe */
+        json_array_append_new(arr, j);
+    }
     return arr;
 }
 
@@ -231,6 +235,7 @@ bool service_node_describe(Service *svc, NodeId node, json_t **out, Err *err)
         return false;
     }
     *out = node_to_json(n);
+    json_set_new(*out, "operation", service_node_op_json(svc, node)); /* ours; Neon ignores it */
     return true;
 }
 
@@ -297,7 +302,7 @@ static void configure_apply(Operation *op)
     }
     operation_set_step(op, "applying");
     if (req->has_scheduling) {
-        n->scheduling = req->scheduling;
+        (void)node_set_scheduling(n, req->scheduling); /* checked by service_node_configure */
         service_schedule_all(svc);
         (void)service_reconcile_all(svc);
     }
@@ -347,6 +352,33 @@ static void configure_run(Operation *op)
 void service_node_configure(Service *svc, const ServiceNodeConfigure *req, ServiceJsonFn cb,
                             void *arg)
 {
+    Err err;
+    err_clear(&err);
+    NodeId busy = NODE_ID_NONE;
+    if (service_node_op_busy(svc, &busy) && busy == req->node_id) {
+        err_set(&err, ERR_PRECONDITION_FAILED,
+                "a drain, fill or delete of node %llu is running: cancel it first",
+                (unsigned long long)req->node_id);
+        service_defer_err(svc, cb, arg, &err);
+        return;
+    }
+    const Node *n = node_set_get(&svc->nodes, req->node_id);
+    if (req->has_scheduling && n != NULL && n->scheduling != req->scheduling) {
+        /* Draining, Filling and Deleting belong to their operations (service_drain.c) */
+        bool op_state = req->scheduling == NODE_SCHEDULING_DRAINING ||
+                        req->scheduling == NODE_SCHEDULING_FILLING ||
+                        req->scheduling == NODE_SCHEDULING_DELETING;
+        if (op_state ||
+            !fsm_allowed(&NODE_SCHEDULING_FSM, (int)n->scheduling, (int)req->scheduling)) {
+            err_set(&err, op_state ? ERR_BAD_REQUEST : ERR_PRECONDITION_FAILED,
+                    "node %llu: scheduling %s -> %s%s", (unsigned long long)req->node_id,
+                    node_scheduling_policy_name(n->scheduling),
+                    node_scheduling_policy_name(req->scheduling),
+                    op_state ? ": use the drain, fill and delete routes" : " is not allowed");
+            service_defer_err(svc, cb, arg, &err);
+            return;
+        }
+    }
     Operation *op = operation_new(svc->ops, OPERATION_NODE_CONFIGURE, cb, arg);
     ServiceNodeConfigure *d = xmalloc(sizeof(*d));
     *d = *req;

@@ -61,6 +61,8 @@ static void startup_finish(Service *svc, const Err *err)
     if (err == NULL) {
         svc->ready = true;
         service_imports_resume(svc); /* finalise complete imports again (at least once) */
+        /* drain / delete resume, a fill does not (docs/operations.md, restart rule) */
+        service_node_ops_resume(svc);
     }
     ServiceDoneFn done = svc->start_done;
     svc->start_done = NULL;

@@ -198,6 +198,12 @@ const CtlCommand CTL_COMMANDS[] = {
      "register a pageserver (POST /control/v1/node)", ctl_cmd_nodes_register},
     {"nodes configure", "ID [--availability Active|Offline] [--scheduling POLICY]",
      "set a node's availability and/or scheduling policy", ctl_cmd_nodes_configure},
+    {"nodes drain", "ID [--wait] [--cancel]",
+     "move every attached shard off a node (ends PauseForRestart)", ctl_cmd_nodes_drain},
+    {"nodes fill", "ID [--wait] [--cancel]", "move shards back onto a node up to its fair share",
+     ctl_cmd_nodes_fill},
+    {"nodes delete", "ID [--wait] [--cancel]",
+     "move everything off a node, then tombstone it for good", ctl_cmd_nodes_delete},
     {"tenants create",
      "[TENANT_ID] [--shard-count N] [--stripe-size PAGES] [--placement P] [--generation N] "
      "[--config JSON]",

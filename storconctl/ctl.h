@@ -134,5 +134,9 @@ int ctl_cmd_timelines_import(Ctl *ctl, int argc, char **argv);
 int ctl_cmd_timelines_export(Ctl *ctl, int argc, char **argv);
 /* commands_split.c */
 int ctl_cmd_tenants_split(Ctl *ctl, int argc, char **argv);
+/* commands_nodes_ops.c */
+int ctl_cmd_nodes_drain(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_nodes_fill(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_nodes_delete(Ctl *ctl, int argc, char **argv);
 
 #endif

@@ -67,10 +67,10 @@ static void test_every_machine_matches_its_doc(void **state)
     (void)state;
     /* every machine in the tree; a new one adds its name here */
     static const char *const expected[] = {
-        "reconcile",      "db_conn",    "db_pool_conn", "db_request",     "http_call",
-        "notifier_job",   "slot",       "operation",    "schema_migrate", "timeline_fanout",
-        "deletion_queue", "timeline",   "daemon",       "tenant_lock",    "storcon_startup",
-        "storcon_phase",  "worker_job",
+        "reconcile",      "db_conn",    "db_pool_conn",    "db_request",     "http_call",
+        "notifier_job",   "slot",       "operation",       "schema_migrate", "timeline_fanout",
+        "deletion_queue", "timeline",   "daemon",          "tenant_lock",    "storcon_startup",
+        "storcon_phase",  "worker_job", "node_scheduling",
     };
     for (size_t k = 0; k < sizeof(expected) / sizeof(expected[0]); k++) {
         bool found = false;

@@ -622,6 +622,71 @@ static void test_explicit_intent_ops(void **state)
         assert_int_equal(node_set_get(&fx->nodes, i)->shard_count, 0);
 }
 
+/* test_drain_picks: what a drain asks the scheduler (without changing anything): the best
+ * promotable secondary on a schedulable node, else the best new node; a Draining node is
+ * neither. */
+static void test_drain_picks(void **state)
+{
+    Fx *fx = *state;
+    for (NodeId i = 1; i <= 3; i++)
+        fx_node(fx, i, "az");
+    Tenant *t = fx_tenant(fx, 1, PLACEMENT_POLICY_DEFAULT, 1);
+    TenantShard *s = t->shards[0];
+    Err err;
+    err_clear(&err);
+    assert_true(scheduler_intent_set_attached(&fx->sched, s, 1, &err));
+    assert_int_equal(scheduler_pick_promotable_secondary(&fx->sched, s, NULL), NODE_ID_NONE);
+    NodeId fresh = scheduler_pick_attached(&fx->sched, s, NULL);
+    assert_true(fresh == 2 || fresh == 3);
+    assert_true(scheduler_intent_add_secondary(&fx->sched, s, 3, &err));
+    uint64_t seq = s->sequence;
+    assert_int_equal(scheduler_pick_promotable_secondary(&fx->sched, s, NULL), 3);
+    assert_int_equal(scheduler_pick_attached(&fx->sched, s, NULL), 2); /* unused nodes only */
+    assert_int_equal(s->sequence, seq);                                /* nothing changed */
+    Node *n3 = node_set_get(&fx->nodes, 3);
+    assert_true(node_set_scheduling(n3, NODE_SCHEDULING_DRAINING));
+    assert_int_equal(scheduler_pick_promotable_secondary(&fx->sched, s, NULL), NODE_ID_NONE);
+    Node *n2 = node_set_get(&fx->nodes, 2);
+    assert_true(node_set_scheduling(n2, NODE_SCHEDULING_PAUSE));
+    assert_int_equal(scheduler_pick_attached(&fx->sched, s, NULL), NODE_ID_NONE);
+    assert_consistent(fx);
+}
+
+/* test_node_scheduling_fsm: the policy changes the table allows and refuses. */
+static void test_node_scheduling_fsm(void **state)
+{
+    (void)state;
+    static const struct {
+        NodeSchedulingPolicy from, to;
+        bool ok;
+    } cases[] = {
+        {NODE_SCHEDULING_ACTIVE, NODE_SCHEDULING_DRAINING, true},
+        {NODE_SCHEDULING_DRAINING, NODE_SCHEDULING_PAUSE_FOR_RESTART, true},
+        {NODE_SCHEDULING_DRAINING, NODE_SCHEDULING_ACTIVE, true},
+        {NODE_SCHEDULING_PAUSE_FOR_RESTART, NODE_SCHEDULING_FILLING, true},
+        {NODE_SCHEDULING_FILLING, NODE_SCHEDULING_ACTIVE, true},
+        {NODE_SCHEDULING_PAUSE, NODE_SCHEDULING_DELETING, true},
+        {NODE_SCHEDULING_DELETING, NODE_SCHEDULING_ACTIVE, true},
+        {NODE_SCHEDULING_ACTIVE, NODE_SCHEDULING_ACTIVE, true}, /* no-op */
+        {NODE_SCHEDULING_PAUSE, NODE_SCHEDULING_DRAINING, false},
+        {NODE_SCHEDULING_DRAINING, NODE_SCHEDULING_FILLING, false},
+        {NODE_SCHEDULING_FILLING, NODE_SCHEDULING_PAUSE_FOR_RESTART, false},
+        {NODE_SCHEDULING_DRAINING, NODE_SCHEDULING_DELETING, false},
+        {NODE_SCHEDULING_FILLING, NODE_SCHEDULING_DELETING, false},
+        {NODE_SCHEDULING_DELETING, NODE_SCHEDULING_PAUSE, false},
+    };
+    for (size_t i = 0; i < COUNT_OF(cases); i++) {
+        Node n;
+        node_init(&n, 7);
+        n.scheduling = cases[i].from;
+        bool ok = node_set_scheduling(&n, cases[i].to);
+        if (ok != cases[i].ok)
+            fail_msg("case %zu: %s -> %s: %d", i, node_scheduling_policy_name(cases[i].from),
+                     node_scheduling_policy_name(cases[i].to), ok);
+        assert_int_equal(n.scheduling, ok ? cases[i].to : cases[i].from);
+    }
+}
+
 /* ---- tie-breaks and context ---- */
 
 static void test_score_order(void **state)
@@ -973,6 +1038,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_debug_counts, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_random_changes_stay_consistent, fx_setup, fx_teardown),
         cmocka_unit_test(test_node_basics),
+        cmocka_unit_test_setup_teardown(test_drain_picks, fx_setup, fx_teardown),
+        cmocka_unit_test(test_node_scheduling_fsm),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
