@@ -370,3 +370,40 @@ def test_split_twice_under_a_continuous_reader(cluster_factory):
         assert [len(b["shards"]) for b in bodies] == [1, 2, 8], bodies
 
     wait_for(notified, 20, "the 8-shard map notified")
+
+
+def test_optimiser_spreads_the_children(cluster_factory):
+    """The children of a split start on their parent's node; the optimiser (after each background
+    pass, here every second) then spreads them across the nodes, cutting over only to warm
+    secondaries: the tenant ends within one shard per node, every child attached exactly once in
+    a generation above the parent's, and every page still reads back on its owner."""
+    cl = cluster_factory(3, storcon_args=["--background-interval", "1s"])
+    tenant, _ = cl.create_tenant(count=0, placement={"Attached": 1})
+    tl = new_id()
+    ok_json(cl.create_timeline(tenant, tl), 201)
+    cl.reconcile_until_idle()
+    [parent] = cl.describe(tenant)["shards"]
+    parent_gen = cl.db_generations(tenant)[tenant]
+
+    assert ok_json(split(cl, tenant, 4, stripe=1))["new_shards"] == shard_tsids(tenant, 4)
+    nodes = [ps.id for ps in cl.pageservers]
+
+    def spread():
+        per_node = {n: 0 for n in nodes}
+        for node in cl.attached(tenant).values():
+            per_node[node] += 1
+        counts = sorted(per_node.values())
+        assert counts[-1] - counts[0] <= 1, per_node
+        return per_node
+
+    per_node = wait_for(spread, 60, "the children spread by the optimiser", interval=0.5)
+    cl.reconcile_until_idle()
+    assert_whole(cl, tenant, 4)
+    assert sum(1 for n in per_node.values() if n > 0) == 3, per_node
+    moved = [s for s in cl.describe(tenant)["shards"]
+             if s["node_attached"] != parent["node_attached"]]
+    assert moved, "no child left the parent's node"
+    gens = cl.db_generations(tenant)
+    for s in moved:
+        assert gens[s["tenant_shard_id"]] > parent_gen, (s, gens)
+    assert read_all(cl, tenant, tl, 4, 1, every=3) > 100
