@@ -285,6 +285,10 @@ const HttpRoute STORCON_HTTP_ROUTES[] = {
     {HTTP_GET, "/control/v1/tenant", AUTH_SCOPE_ADMIN, http_tenants_list},
     {HTTP_GET, "/control/v1/tenant/{tenant_id}", AUTH_SCOPE_SCRUBBER, http_tenants_describe},
     {HTTP_PUT, "/control/v1/tenant/{tenant_id}/policy", AUTH_SCOPE_ADMIN, http_tenants_policy},
+    {HTTP_PUT, "/control/v1/tenant/{tenant_shard_id}/migrate", AUTH_SCOPE_ADMIN,
+     http_migrate_shard},
+    {HTTP_PUT, "/control/v1/tenant/{tenant_shard_id}/migrate_secondary", AUTH_SCOPE_ADMIN,
+     http_migrate_secondary},
     {HTTP_GET, "/control/v1/tenant/{tenant_id}/timeline/{timeline_id}/import", AUTH_SCOPE_ADMIN,
      http_tenants_import_describe},
 

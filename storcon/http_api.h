@@ -99,6 +99,9 @@ void http_tenants_passthrough(HttpRequest *req, void *app);
 void http_tenants_list(HttpRequest *req, void *app);
 void http_tenants_describe(HttpRequest *req, void *app);
 void http_tenants_policy(HttpRequest *req, void *app);
+/* http_migrate.c */
+void http_migrate_shard(HttpRequest *req, void *app);
+void http_migrate_secondary(HttpRequest *req, void *app);
 void http_tenants_import_describe(HttpRequest *req, void *app);
 
 /* http_nodes.c: /control/v1/node routes. */

@@ -30,6 +30,7 @@ static const char *const KIND_NAMES[OPERATION_KIND_COUNT] = {
     [OPERATION_TIMELINE_DELETE] = "timeline_delete",
     [OPERATION_NODE_CONFIGURE] = "node_configure",
     [OPERATION_IMPORT_FINALIZE] = "import_finalize",
+    [OPERATION_SHARD_MIGRATE] = "shard_migrate",
 };
 
 static const char *const STATE_NAMES[OPERATION_STATE_COUNT] = {

@@ -63,6 +63,7 @@ typedef enum OperationKind {
     OPERATION_TIMELINE_DELETE,
     OPERATION_NODE_CONFIGURE,
     OPERATION_IMPORT_FINALIZE,
+    OPERATION_SHARD_MIGRATE, /* migrate, migrate_secondary (service_migrate.c) */
     OPERATION_KIND_COUNT
 } OperationKind;
 

@@ -68,6 +68,17 @@ typedef enum ReconcileState {
     RECONCILE_DONE,            /* terminal: observed matches the intent */
     RECONCILE_FAILED,          /* terminal: a call failed for good; the shard stays dirty
                                 */
+    /* live migration steps (storcon/reconcile_migrate.h) */
+    RECONCILE_MIGRATE_ORIGIN_STALE,     /* origin -> AttachedStale, heatmap flushed */
+    RECONCILE_MIGRATE_ORIGIN_LSNS,      /* record the origin's timeline LSNs */
+    RECONCILE_MIGRATE_DEST_SECONDARY,   /* destination -> Secondary warm */
+    RECONCILE_MIGRATE_WARM_UP,          /* secondary/download on the destination, bounded */
+    RECONCILE_MIGRATE_BUMP_GENERATION,  /* database: generation + 1 for the destination */
+    RECONCILE_MIGRATE_ATTACH_MULTI,     /* destination -> AttachedMulti, new generation */
+    RECONCILE_MIGRATE_WAIT_LSN,         /* wait_lsn on the destination, bounded */
+    RECONCILE_MIGRATE_NOTIFY,           /* compute notification with the new map */
+    RECONCILE_MIGRATE_ORIGIN_SECONDARY, /* origin -> Secondary warm, or Detached */
+    RECONCILE_MIGRATE_CUTOVER,          /* destination -> AttachedSingle */
     RECONCILE_STATE_COUNT
 } ReconcileState;
 
@@ -86,12 +97,25 @@ typedef enum ReconcileActionKind {
     RECONCILE_ACTION_ATTACH,          /* PUT AttachedSingle with the current generation */
     RECONCILE_ACTION_SECONDARY,       /* PUT Secondary warm */
     RECONCILE_ACTION_DETACH,          /* PUT Detached */
+    /* live migration steps, in order (storcon/reconcile_migrate.h) */
+    RECONCILE_ACTION_MIGRATE_ORIGIN_STALE,
+    RECONCILE_ACTION_MIGRATE_ORIGIN_LSNS,
+    RECONCILE_ACTION_MIGRATE_DEST_SECONDARY,
+    RECONCILE_ACTION_MIGRATE_WARM_UP,
+    RECONCILE_ACTION_MIGRATE_BUMP_GENERATION,
+    RECONCILE_ACTION_MIGRATE_ATTACH_MULTI,
+    RECONCILE_ACTION_MIGRATE_WAIT_LSN,
+    RECONCILE_ACTION_MIGRATE_NOTIFY,
+    RECONCILE_ACTION_MIGRATE_ORIGIN_SECONDARY, /* node kept as a secondary: Secondary warm */
+    RECONCILE_ACTION_MIGRATE_ORIGIN_DETACH,    /* node outside the intent: Detached */
+    RECONCILE_ACTION_MIGRATE_CUTOVER,
     RECONCILE_ACTION_COUNT
 } ReconcileActionKind;
 
 typedef struct ReconcileAction {
     ReconcileActionKind kind;
     NodeId node;
+    NodeId peer; /* migration steps: the other end (origin or destination); else NODE_ID_NONE */
 } ReconcileAction;
 
 /* What one reconcile has done so far (input of the planner). */
@@ -106,6 +130,13 @@ typedef struct ReconcileProgress {
     uint8_t n_pushed;
     NodeId refreshed[8]; /* nodes refreshed (a refresh is tried once per node) */
     uint8_t n_refreshed;
+    /* live migration (storcon/reconcile_migrate.h): the steps this reconcile has done that the
+     * observed state does not show */
+    NodeId mig_origin;   /* the origin of the migration in progress; NODE_ID_NONE: none */
+    bool mig_lsns;       /* origin LSNs recorded */
+    bool mig_warmed;     /* destination warm (or its warm-up timed out: a cold cut-over) */
+    bool mig_lsn_waited; /* destination caught up (or the wait timed out) */
+    bool mig_notified;   /* compute notified of the new map */
 } ReconcileProgress;
 
 void reconcile_progress_init(ReconcileProgress *p, const TenantShard *s);
