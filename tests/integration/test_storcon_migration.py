@@ -3,8 +3,11 @@ PUT /control/v1/tenant/{tsid}/migrate under a continuous page reader that follow
 notifications; bad requests change nothing; a controller killed in the middle of a migration
 converges after its restart; migrate_secondary moves the secondary."""
 
+import subprocess
 import threading
 import time
+
+from fixtures.util import binary
 
 from pageserver_env import (
     Key,
@@ -38,6 +41,11 @@ def metric(ps, name) -> float:
 def migrate(cluster, tsid, body, secondary=False):
     route = "migrate_secondary" if secondary else "migrate"
     return cluster.storcon.put(f"/control/v1/tenant/{tsid}/{route}", json=body, timeout=30)
+
+
+def run_ctl(cluster, *args, timeout=120):
+    return subprocess.run([str(binary("storconctl")), "--api", cluster.storcon.url,
+                           *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
 def shard_of(cluster, tenant, tsid) -> dict:
@@ -181,6 +189,9 @@ def test_migrate_bad_requests_change_nothing(cluster):
                  if ps.id != attached and ps.id not in before["shards"][0]["node_secondary"])
 
     assert "not found" in error_msg(migrate(cluster, tsid, {"node_id": 999}), 404)
+    ctl = run_ctl(cluster, "tenants", "migrate", tsid, 999, "--wait")
+    assert ctl.returncode == 1 and "not found" in ctl.stderr, (ctl.returncode, ctl.stderr)
+    assert run_ctl(cluster, "tenants", "migrate", "zz", 1).returncode == 64
     assert "not found" in error_msg(migrate(cluster, shard_tsids(new_id(), 0)[0],
                                             {"node_id": third}), 404)
     error_msg(migrate(cluster, "zz", {"node_id": third}), 400)
@@ -272,7 +283,9 @@ def test_migrate_secondary(cluster):
     attached, [old] = s["node_attached"], s["node_secondary"]
     third = next(ps.id for ps in cluster.pageservers if ps.id not in (attached, old))
     gens = cluster.db_generations(tenant)
-    assert ok_json(migrate(cluster, tsid, {"node_id": third}, secondary=True)) == {}
+    ctl = run_ctl(cluster, "tenants", "migrate-secondary", tsid, third, "--wait")
+    assert ctl.returncode == 0, (ctl.stdout, ctl.stderr)
+    assert f"secondary on node {third}" in ctl.stdout, ctl.stdout
 
     def moved():
         cluster.reconcile_until_idle()
