@@ -220,7 +220,7 @@ void reconcile_set_state(Reconcile *rc, ReconcileState to)
     (void)fsm_set_state(&RECONCILE_FSM, &rc->state, to, tsid);
 }
 
-static void running_add(Reconciler *r, Reconcile *rc)
+void reconcile_running_add(Reconciler *r, Reconcile *rc)
 {
     rc->prev_running = NULL;
     rc->next_running = r->running_list;
@@ -230,7 +230,7 @@ static void running_add(Reconciler *r, Reconcile *rc)
     r->running++;
 }
 
-static void running_remove(Reconciler *r, Reconcile *rc)
+void reconcile_running_remove(Reconciler *r, Reconcile *rc)
 {
     if (rc->prev_running != NULL)
         rc->prev_running->next_running = rc->next_running;
@@ -244,6 +244,7 @@ static void running_remove(Reconciler *r, Reconcile *rc)
 static void kick_cb(void *arg)
 {
     Reconciler *r = arg;
+    reconcile_migrate_resume(r); /* parked migrations first: they were running */
     while (!r->stopped && r->queue_head != NULL && r->running < r->opts.max_concurrent) {
         Reconcile *rc = r->queue_head;
         r->queue_head = rc->next;
@@ -251,7 +252,7 @@ static void kick_cb(void *arg)
             r->queue_tail = NULL;
         r->queued--;
         rc->next = NULL;
-        running_add(r, rc);
+        reconcile_running_add(r, rc);
         rc->sequence = rc->shard->sequence;
         reconcile_progress_init(&rc->progress, rc->shard);
         if (r->m_started != NULL)
@@ -262,7 +263,7 @@ static void kick_cb(void *arg)
     update_pending_gauge(r);
 }
 
-static void kick(Reconciler *r)
+void reconcile_kick(Reconciler *r)
 {
     (void)loop_defer_item(r->defer, &r->kick);
 }
@@ -299,6 +300,7 @@ void reconciler_free(Reconciler *r)
         rc->shard->reconciler = NULL;
         free(rc);
     }
+    reconcile_migrate_free_parked(r);
     while (r->running_list != NULL) {
         Reconcile *rc = r->running_list;
         r->running_list = rc->next_running;
@@ -356,7 +358,7 @@ bool reconciler_spawn(Reconciler *r, TenantShard *shard)
     r->queue_tail = rc;
     r->queued++;
     update_pending_gauge(r);
-    kick(r);
+    reconcile_kick(r);
     return true;
 }
 
@@ -368,7 +370,7 @@ static void reconcile_finish(Reconcile *rc)
     TenantShard *s = rc->shard;
     bool ok = rc->state == RECONCILE_DONE;
     bool newer = rc->again || s->sequence != rc->sequence;
-    running_remove(r, rc);
+    reconcile_running_remove(r, rc);
     s->reconciler = NULL;
     if (ok) {
         if (!newer)
@@ -388,7 +390,7 @@ static void reconcile_finish(Reconcile *rc)
     if (r->opts.hooks.finished != NULL)
         r->opts.hooks.finished(r->opts.hooks.host, s, ok);
     update_pending_gauge(r);
-    kick(r);
+    reconcile_kick(r);
 }
 
 void reconcile_fail(Reconcile *rc, const char *what, const Err *err)

@@ -79,6 +79,7 @@ typedef enum ReconcileState {
     RECONCILE_MIGRATE_NOTIFY,           /* compute notification with the new map */
     RECONCILE_MIGRATE_ORIGIN_SECONDARY, /* origin -> Secondary warm, or Detached */
     RECONCILE_MIGRATE_CUTOVER,          /* destination -> AttachedSingle */
+    RECONCILE_MIGRATE_PARKED,           /* waiting for a migration slot, off the running list */
     RECONCILE_STATE_COUNT
 } ReconcileState;
 
@@ -152,6 +153,14 @@ const char *reconcile_action_name(ReconcileActionKind k);
 
 typedef struct Reconciler Reconciler;
 
+/* The outcome of a compute notification the reconciler waited for. */
+typedef enum ReconcileNotifyResult {
+    RECONCILE_NOTIFY_ACCEPTED, /* the control plane has this map (or needs none) */
+    RECONCILE_NOTIFY_RETRY,    /* not sent yet: superseded by a newer map of the tenant, or
+                                  not ready (a shard's location is being written) */
+    RECONCILE_NOTIFY_FAILED,   /* not sent or refused; the tenant stays pending */
+} ReconcileNotifyResult;
+
 /* Hooks into the owner (the service). */
 typedef struct ReconcilerHooks {
     void *host;
@@ -161,6 +170,12 @@ typedef struct ReconcilerHooks {
     /* notify: the shard's tenant should be notified to compute (the shard's attached location
      * changed or a notification is pending). */
     void (*notify)(void *host, TenantShard *shard);
+    /* notify_wait (may be NULL: notify is used without waiting): the same, then done(arg, r, msg)
+     * once the compute hook has an outcome for this map (a live migration's NOTIFY step waits for
+     * it before the origin stops serving). */
+    void (*notify_wait)(void *host, TenantShard *shard,
+                        void (*done)(void *arg, ReconcileNotifyResult r, const char *msg),
+                        void *arg);
     /* finished: a reconcile of shard ended (ok = DONE). May spawn a new one. */
     void (*finished)(void *host, TenantShard *shard, bool ok);
 } ReconcilerHooks;

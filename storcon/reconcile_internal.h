@@ -36,9 +36,10 @@ struct Reconcile {
      * the warm-up deadline (monotonic ms; 0: not started) */
     PageserverTimelineLsn *mig_lsns;
     size_t mig_n_lsns;
-    int64_t mig_warm_deadline_ms;
-    Generation mig_origin_gen; /* the origin's generation while it is made stale */
-    int64_t mig_started_ms;    /* monotonic ms when the first migration step started; 0: none */
+    int64_t mig_warm_deadline_ms; /* also the deadline of the wait_lsn step */
+    Generation mig_origin_gen;    /* the origin's generation while it is made stale */
+    unsigned mig_notify_tries;    /* NOTIFY: maps superseded so far */
+    int64_t mig_started_ms;       /* monotonic ms when the first migration step started; 0: none */
 };
 
 struct Reconciler {
@@ -55,8 +56,22 @@ struct Reconciler {
     /* live migrations (reconcile_migrate.c) */
     MetricCounter *m_mig_started, *m_mig_done, *m_mig_cold;
     MetricGauge *m_mig_running;
-    size_t migrating; /* reconciles between their first and last migration step */
+    size_t migrating;     /* reconciles between their first and last migration step */
+    size_t max_migrating; /* STORCON_MIGRATE_MAX_CONCURRENT, at most half the slots */
+    Reconcile *parked_head, *parked_tail; /* waiting for a migration slot (not running) */
+    size_t parked;
+    MetricGauge *m_mig_parked;
 };
+
+/* The running list (a parked migration leaves it and comes back). */
+void reconcile_running_add(Reconciler *r, Reconcile *rc);
+void reconcile_running_remove(Reconciler *r, Reconcile *rc);
+/* Drain the queue on a later loop iteration. */
+void reconcile_kick(Reconciler *r);
+/* reconcile_migrate.c: resume parked migrations while migration slots are free (from the kick);
+ * free the parked ones (reconciler_free). */
+void reconcile_migrate_resume(Reconciler *r);
+void reconcile_migrate_free_parked(Reconciler *r);
 
 /* The one place a reconcile changes state (checked against RECONCILE_FSM). */
 void reconcile_set_state(Reconcile *rc, ReconcileState to);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 
 #include "shared/json.h"
@@ -107,6 +108,8 @@ bool reconcile_migrate_plan(const TenantShard *s, const NodeSet *nodes, const Re
 }
 
 /* ---- the steps ---- */
+
+static size_t max_migrating(const Reconciler *r);
 
 static int64_t now_ms(void)
 {
@@ -363,10 +366,26 @@ static void run_attach_multi(Reconcile *rc)
 }
 
 /* 7: compute must not be sent to a destination behind the origin. */
+static void start_wait_lsn(Reconcile *rc);
+
+static void wait_lsn_again(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    start_wait_lsn(arg);
+}
+
 static void on_wait_lsn(const PageserverResult *res, void *arg)
 {
     Reconcile *rc = arg;
     rc->call = NULL;
+    if (!res->ok && res->status != 0 && now_ms() < rc->mig_warm_deadline_ms) {
+        /* a destination still loading the timeline answers 404: ask again until the bound */
+        struct timeval tv = {.tv_sec = 0, .tv_usec = STORCON_MIGRATE_RETRY_MS * 1000};
+        if (event_base_once(rc->owner->opts.base, -1, EV_TIMEOUT, wait_lsn_again, rc, &tv) == 0)
+            return;
+    }
+    rc->mig_warm_deadline_ms = 0;
     if (!res->ok || !res->wait_lsn.reached) {
         char id[TSID_STR_SIZE];
         tsid_str(rc, id);
@@ -384,21 +403,64 @@ static void run_wait_lsn(Reconcile *rc)
         back_to_plan(rc);
         return;
     }
+    rc->mig_warm_deadline_ms = now_ms() + STORCON_MIGRATE_WAIT_LSN_MS;
+    start_wait_lsn(rc);
+}
+
+static void start_wait_lsn(Reconcile *rc)
+{
     PageserverTarget t;
     char url[HOST_MAX + 32];
     if (!target(rc, &t, url, sizeof(url)))
         return;
-    t.timeout_ms = STORCON_MIGRATE_WAIT_LSN_MS + STORCON_RECONCILE_CALL_TIMEOUT_MS;
-    rc->call =
-        pageserver_client_wait_lsn(rc->owner->opts.pc, &t, &rc->shard->tsid, rc->mig_lsns,
-                                   rc->mig_n_lsns, STORCON_MIGRATE_WAIT_LSN_MS, on_wait_lsn, rc);
+    long left = (long)(rc->mig_warm_deadline_ms - now_ms());
+    if (left < 1)
+        left = 1;
+    t.timeout_ms = left + STORCON_RECONCILE_CALL_TIMEOUT_MS;
+    rc->call = pageserver_client_wait_lsn(rc->owner->opts.pc, &t, &rc->shard->tsid, rc->mig_lsns,
+                                          rc->mig_n_lsns, left, on_wait_lsn, rc);
 }
 
-/* 8: the whole tenant's map, with this shard on the destination, to the compute hook. */
+/* 8: the whole tenant's map, with this shard on the destination, to the compute hook; the
+ * origin keeps serving until the control plane has it. A map superseded before it was sent (other
+ * shards of the tenant moving at the same time) or not ready (another shard's location is being
+ * written) is asked for again after STORCON_MIGRATE_RETRY_MS, at most
+ * STORCON_MIGRATE_NOTIFY_TRIES times; a failed notification does not hold the migration (the
+ * tenant stays pending and the background pass retries it). */
+static void run_notify(Reconcile *rc);
+
+static void notify_again(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    run_notify(arg);
+}
+
+static void on_notified(void *arg, ReconcileNotifyResult res, const char *msg)
+{
+    Reconcile *rc = arg;
+    if (res == RECONCILE_NOTIFY_RETRY && ++rc->mig_notify_tries < STORCON_MIGRATE_NOTIFY_TRIES) {
+        struct timeval tv = {.tv_sec = 0, .tv_usec = STORCON_MIGRATE_RETRY_MS * 1000};
+        if (event_base_once(rc->owner->opts.base, -1, EV_TIMEOUT, notify_again, rc, &tv) == 0)
+            return;
+    }
+    if (res != RECONCILE_NOTIFY_ACCEPTED) {
+        char id[TSID_STR_SIZE];
+        tsid_str(rc, id);
+        log_warn("migration %s: compute notification %s: going on", id, msg);
+    }
+    rc->progress.mig_notified = true;
+    back_to_plan(rc);
+}
+
 static void run_notify(Reconcile *rc)
 {
     Reconciler *r = rc->owner;
     tenant_shard_set_pending_notify(rc->shard, true);
+    if (r->opts.hooks.notify_wait != NULL) {
+        r->opts.hooks.notify_wait(r->opts.hooks.host, rc->shard, on_notified, rc);
+        return;
+    }
     if (r->opts.hooks.notify != NULL)
         r->opts.hooks.notify(r->opts.hooks.host, rc->shard);
     rc->progress.mig_notified = true;
@@ -470,6 +532,22 @@ void reconcile_migrate_start(Reconcile *rc)
 {
     Reconciler *r = rc->owner;
     const MigrateStep *st = &STEPS[rc->action.kind - RECONCILE_ACTION_MIGRATE_ORIGIN_STALE];
+    if (rc->progress.mig_origin == NODE_ID_NONE && r->migrating >= max_migrating(r)) {
+        /* lower priority than ordinary reconciles: give the running slot back and wait */
+        reconcile_set_state(rc, RECONCILE_MIGRATE_PARKED);
+        reconcile_running_remove(r, rc);
+        rc->next = NULL;
+        if (r->parked_tail != NULL)
+            r->parked_tail->next = rc;
+        else
+            r->parked_head = rc;
+        r->parked_tail = rc;
+        r->parked++;
+        if (r->m_mig_parked != NULL)
+            metric_gauge_set(r->m_mig_parked, (double)r->parked);
+        reconcile_kick(r);
+        return;
+    }
     if (rc->progress.mig_origin == NODE_ID_NONE) {
         bool origin_step = rc->action.kind == RECONCILE_ACTION_MIGRATE_ORIGIN_STALE ||
                            rc->action.kind == RECONCILE_ACTION_MIGRATE_ORIGIN_LSNS ||
@@ -493,6 +571,44 @@ void reconcile_migrate_start(Reconcile *rc)
     reconcile_set_state(rc, st->state);
     if (reconcile_failpoint_gate(rc, st->failpoint, st->run))
         st->run(rc);
+}
+
+static size_t max_migrating(const Reconciler *r)
+{
+    size_t half = r->opts.max_concurrent / 2;
+    size_t m = STORCON_MIGRATE_MAX_CONCURRENT < half ? STORCON_MIGRATE_MAX_CONCURRENT : half;
+    return m > 0 ? m : 1;
+}
+
+void reconcile_migrate_resume(Reconciler *r)
+{
+    while (!r->stopped && r->parked_head != NULL && r->migrating < max_migrating(r)) {
+        Reconcile *rc = r->parked_head;
+        r->parked_head = rc->next;
+        if (r->parked_head == NULL)
+            r->parked_tail = NULL;
+        r->parked--;
+        rc->next = NULL;
+        reconcile_running_add(r, rc);
+        if (r->m_mig_parked != NULL)
+            metric_gauge_set(r->m_mig_parked, (double)r->parked);
+        reconcile_set_state(rc, RECONCILE_PLAN);
+        /* counted now, so that the next parked one sees the slot taken */
+        reconcile_step(rc);
+    }
+}
+
+void reconcile_migrate_free_parked(Reconciler *r)
+{
+    while (r->parked_head != NULL) {
+        Reconcile *rc = r->parked_head;
+        r->parked_head = rc->next;
+        rc->shard->reconciler = NULL;
+        reconcile_migrate_end(rc, false);
+        free(rc);
+    }
+    r->parked_tail = NULL;
+    r->parked = 0;
 }
 
 void reconcile_migrate_end(Reconcile *rc, bool ok)
@@ -521,4 +637,6 @@ void reconcile_migrate_metrics(Reconciler *r, MetricsRegistry *metrics)
                                     "Live migrations whose destination was not warm in time", NULL);
     r->m_mig_running = metrics_gauge(metrics, "storcon_migrations_running",
                                      "Reconciles in the middle of a live migration", NULL);
+    r->m_mig_parked = metrics_gauge(metrics, "storcon_migrations_parked",
+                                    "Migrations waiting for a migration slot", NULL);
 }

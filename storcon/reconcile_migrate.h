@@ -40,6 +40,10 @@
 #define STORCON_MIGRATE_WARMUP_TIMEOUT_MS 20000 /* warm-up before a cold cut-over (step 4) */
 #define STORCON_MIGRATE_WARMUP_POLL_MS    5000  /* wait_ms of one download call */
 #define STORCON_MIGRATE_WAIT_LSN_MS       10000 /* step 7 */
+/* Migrations in progress at once (at most half of the reconciler's slots); the others park. */
+#define STORCON_MIGRATE_MAX_CONCURRENT 64
+#define STORCON_MIGRATE_NOTIFY_TRIES   50 /* step 8: maps not sent yet, asked again */
+#define STORCON_MIGRATE_RETRY_MS       50 /* steps 7 and 8: the pause before asking again */
 
 /* Failpoints (shared/failpoint.h), one before every step. */
 #define MIGRATE_FAILPOINT_ORIGIN_STALE     "migration-before-origin-stale"
@@ -70,7 +74,9 @@
         MIGRATE_ROWS(RECONCILE_MIGRATE_WAIT_LSN, "caught up, or timed out"),                       \
         MIGRATE_ROWS(RECONCILE_MIGRATE_NOTIFY, "handed to compute hook"),                          \
         MIGRATE_ROWS(RECONCILE_MIGRATE_ORIGIN_SECONDARY, "origin secondary or detached"),          \
-        MIGRATE_ROWS(RECONCILE_MIGRATE_CUTOVER, "destination AttachedSingle"),
+        MIGRATE_ROWS(RECONCILE_MIGRATE_CUTOVER, "destination AttachedSingle"),                     \
+        {RECONCILE_PLAN, RECONCILE_MIGRATE_PARKED, "migration slots busy"},                        \
+        {RECONCILE_MIGRATE_PARKED, RECONCILE_PLAN, "migration slot free"},
 
 #define RECONCILE_MIGRATE_STATE_NAMES                                                              \
     [RECONCILE_MIGRATE_ORIGIN_STALE] = "MigrateOriginStale",                                       \
@@ -81,7 +87,7 @@
     [RECONCILE_MIGRATE_ATTACH_MULTI] = "MigrateAttachMulti",                                       \
     [RECONCILE_MIGRATE_WAIT_LSN] = "MigrateWaitLsn", [RECONCILE_MIGRATE_NOTIFY] = "MigrateNotify", \
     [RECONCILE_MIGRATE_ORIGIN_SECONDARY] = "MigrateOriginSecondary",                               \
-    [RECONCILE_MIGRATE_CUTOVER] = "MigrateCutover",
+    [RECONCILE_MIGRATE_CUTOVER] = "MigrateCutover", [RECONCILE_MIGRATE_PARKED] = "MigrateParked",
 
 #define RECONCILE_MIGRATE_ACTION_NAMES                                                             \
     [RECONCILE_ACTION_MIGRATE_ORIGIN_STALE] = "migrate_origin_stale",                              \

@@ -83,6 +83,7 @@ class Reader(threading.Thread):
         self.ok = self.wrong = self.errors = 0
         self.longest_gap = 0.0
         self.nodes_read = set()
+        self.failures = {}  # (node, status or None) -> count
 
     def run(self):
         clients = {}
@@ -109,6 +110,8 @@ class Reader(threading.Thread):
                 last_ok = now
             else:
                 self.errors += 1
+                key = (self.node, None if r is None else r.status_code)
+                self.failures[key] = self.failures.get(key, 0) + 1
         for c in clients.values():
             c.close()
 
