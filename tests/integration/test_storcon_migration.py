@@ -301,3 +301,38 @@ def test_migrate_secondary(cluster):
 
     wait_for(moved, timeout=MIGRATE_DEADLINE, what="secondary moved", interval=0.3)
     assert cluster.db_generations(tenant) == gens
+
+
+def test_origin_killed_mid_migration_finishes_cold(cluster):
+    tenant, tl = warm_tenant(cluster, count=0)
+    [tsid] = shard_tsids(tenant, 0)
+    s = shard_of(cluster, tenant, tsid)
+    origin, [dest] = s["node_attached"], s["node_secondary"]
+    gen_before = cluster.db_generations(tenant)[tsid]
+    # held after the origin went AttachedStale and the destination warmed up
+    cluster.storcon_failpoint("migration-before-bump-generation", "1*sleep(3000)")
+    assert ok_json(migrate(cluster, tsid, {"node_id": dest})) == {}
+
+    def stale():
+        o = cluster.locations(cluster.ps(origin)).get(tsid)
+        assert o and o["mode"] == "AttachedStale", o
+
+    wait_for(stale, timeout=MIGRATE_DEADLINE, what="origin AttachedStale", interval=0.1)
+    cluster.ps(origin).kill9()
+    ok_json(cluster.storcon.put(f"/control/v1/node/{origin}/config",
+                                json={"node_id": origin, "availability": "Offline"}))
+
+    def attached_once():
+        cluster.reconcile_all()
+        att = cluster.attached_locations(tenant)[tsid]  # the running pageservers only
+        g = cluster.db_generations(tenant)[tsid]
+        assert g > gen_before and att == [(dest, g, "AttachedSingle")], (att, g)
+        s = shard_of(cluster, tenant, tsid)
+        assert s["node_attached"] == dest and not s["is_reconciling"], s
+
+    wait_for(attached_once, timeout=MIGRATE_DEADLINE, what="attached on the destination",
+             interval=0.5)
+    with PageClient(cluster.ps(dest)) as pages:
+        files = initdb_files(RemoteDir(cluster.env.remote_storage), tsid, tl)
+        lsn = timeline_info(cluster.ps(dest), tsid, tl)["last_record_lsn"]
+        assert pages.check_all(tsid, tl, files, lsn) > 100
