@@ -112,6 +112,7 @@ void reconcile_progress_init(ReconcileProgress *p, const TenantShard *s)
     p->fresh_node = NODE_ID_NONE;
     p->push_config = (s->flags & TENANT_SHARD_FORCE_DIRTY) != 0;
     p->mig_origin = NODE_ID_NONE;
+    p->mig_dest = NODE_ID_NONE;
 }
 
 static bool progress_has(const NodeId *list, uint8_t n, NodeId node)

@@ -134,6 +134,7 @@ typedef struct ReconcileProgress {
     /* live migration (storcon/reconcile_migrate.h): the steps this reconcile has done that the
      * observed state does not show */
     NodeId mig_origin;   /* the origin of the migration in progress; NODE_ID_NONE: none */
+    NodeId mig_dest;     /* ... and its destination; the flags below are about this pair */
     bool mig_lsns;       /* origin LSNs recorded */
     bool mig_warmed;     /* destination warm (or its warm-up timed out: a cold cut-over) */
     bool mig_lsn_waited; /* destination caught up (or the wait timed out) */

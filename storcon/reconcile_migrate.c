@@ -29,9 +29,10 @@ static bool observed_known(const TenantShard *s, NodeId node, ObservedState *o)
     return tenant_shard_observed_get(s, node, o) && o->known;
 }
 
-/* pick_origin: the available node other than dest observed attached, the newest generation
- * first; the origin this reconcile already works with wins. */
-static NodeId pick_origin(const TenantShard *s, const NodeSet *nodes, NodeId dest, NodeId hint)
+/* pick_origin: the available node other than dest observed attached in the newest generation
+ * (a node left half-way by an earlier move, AttachedMulti in a newer generation, wins over the
+ * one it was moving from). */
+static NodeId pick_origin(const TenantShard *s, const NodeSet *nodes, NodeId dest)
 {
     NodeId best = NODE_ID_NONE;
     Generation best_gen = GENERATION_NONE;
@@ -43,8 +44,6 @@ static NodeId pick_origin(const TenantShard *s, const NodeSet *nodes, NodeId des
         if (node == dest || !o.known || !shard_location_mode_is_attached(o.mode) ||
             !node_set_is_available(nodes, node))
             continue;
-        if (node == hint)
-            return node;
         if (best == NODE_ID_NONE || (o.generation != GENERATION_NONE &&
                                      (best_gen == GENERATION_NONE || o.generation > best_gen))) {
             best = node;
@@ -52,6 +51,30 @@ static NodeId pick_origin(const TenantShard *s, const NodeSet *nodes, NodeId des
         }
     }
     return best;
+}
+
+static bool origin_step(ReconcileActionKind k)
+{
+    return k == RECONCILE_ACTION_MIGRATE_ORIGIN_STALE ||
+           k == RECONCILE_ACTION_MIGRATE_ORIGIN_LSNS ||
+           k == RECONCILE_ACTION_MIGRATE_ORIGIN_SECONDARY ||
+           k == RECONCILE_ACTION_MIGRATE_ORIGIN_DETACH;
+}
+
+bool reconcile_migrate_track(ReconcileProgress *p, const ReconcileAction *a)
+{
+    NodeId origin = origin_step(a->kind) ? a->node : a->peer;
+    NodeId dest = origin_step(a->kind) ? a->peer : a->node;
+    bool first = p->mig_origin == NODE_ID_NONE;
+    if (!first && (p->mig_origin != origin || p->mig_dest != dest)) {
+        p->mig_lsns = p->mig_origin == origin && p->mig_lsns;
+        p->mig_warmed = p->mig_dest == dest && p->mig_warmed;
+        p->mig_lsn_waited = false;
+        p->mig_notified = false;
+    }
+    p->mig_origin = origin;
+    p->mig_dest = dest;
+    return first;
 }
 
 static bool step(ReconcileAction *out, ReconcileActionKind kind, NodeId node, NodeId peer)
@@ -74,23 +97,25 @@ bool reconcile_migrate_plan(const TenantShard *s, const NodeSet *nodes, const Re
                    s->generation != GENERATION_NONE && od.generation == s->generation;
     if (d_holds && od.mode == SHARD_LOCATION_ATTACHED_SINGLE)
         return false; /* moved (or never moving): leftovers are the ordinary plan's */
-    NodeId o = pick_origin(s, nodes, d, p->mig_origin);
+    NodeId o = pick_origin(s, nodes, d);
     if (o == NODE_ID_NONE) {
         /* the origin has let go: the last step, when this reconcile did the others */
-        if (d_holds && p->mig_origin != NODE_ID_NONE)
+        if (d_holds && p->mig_origin != NODE_ID_NONE && p->mig_dest == d)
             return step(out, RECONCILE_ACTION_MIGRATE_CUTOVER, d, p->mig_origin);
         return false; /* nothing attached elsewhere: a cold attach */
     }
+    /* the flags of the progress are about the pair recorded there (reconcile_migrate_track) */
+    bool same_o = p->mig_origin == o, same_d = p->mig_dest == d;
     ObservedState oo;
     (void)observed_known(s, o, &oo);
     if (oo.mode != SHARD_LOCATION_ATTACHED_STALE)
         return step(out, RECONCILE_ACTION_MIGRATE_ORIGIN_STALE, o, d);
-    if (!p->mig_lsns)
+    if (!(same_o && p->mig_lsns))
         return step(out, RECONCILE_ACTION_MIGRATE_ORIGIN_LSNS, o, d);
     if (!d_holds) {
         if (!has_d || od.mode != SHARD_LOCATION_SECONDARY || !od.secondary_warm)
             return step(out, RECONCILE_ACTION_MIGRATE_DEST_SECONDARY, d, o);
-        if (!p->mig_warmed)
+        if (!(same_d && p->mig_warmed))
             return step(out, RECONCILE_ACTION_MIGRATE_WARM_UP, d, o);
         bool fresh = p->fresh_node == d && p->fresh_generation == s->generation &&
                      s->generation_pageserver == d && s->generation != GENERATION_NONE;
@@ -98,9 +123,9 @@ bool reconcile_migrate_plan(const TenantShard *s, const NodeSet *nodes, const Re
             return step(out, RECONCILE_ACTION_MIGRATE_BUMP_GENERATION, d, o);
         return step(out, RECONCILE_ACTION_MIGRATE_ATTACH_MULTI, d, o);
     }
-    if (!p->mig_lsn_waited)
+    if (!(same_o && same_d && p->mig_lsn_waited))
         return step(out, RECONCILE_ACTION_MIGRATE_WAIT_LSN, d, o);
-    if (!p->mig_notified)
+    if (!(same_o && same_d && p->mig_notified))
         return step(out, RECONCILE_ACTION_MIGRATE_NOTIFY, d, o);
     if (tenant_shard_intent_role(s, o) == INTENT_ROLE_SECONDARY)
         return step(out, RECONCILE_ACTION_MIGRATE_ORIGIN_SECONDARY, o, d);
@@ -548,14 +573,8 @@ void reconcile_migrate_start(Reconcile *rc)
         reconcile_kick(r);
         return;
     }
-    if (rc->progress.mig_origin == NODE_ID_NONE) {
-        bool origin_step = rc->action.kind == RECONCILE_ACTION_MIGRATE_ORIGIN_STALE ||
-                           rc->action.kind == RECONCILE_ACTION_MIGRATE_ORIGIN_LSNS ||
-                           rc->action.kind == RECONCILE_ACTION_MIGRATE_ORIGIN_SECONDARY ||
-                           rc->action.kind == RECONCILE_ACTION_MIGRATE_ORIGIN_DETACH;
-        NodeId origin = origin_step ? rc->action.node : rc->action.peer;
-        NodeId dest = origin_step ? rc->action.peer : rc->action.node;
-        rc->progress.mig_origin = origin;
+    if (reconcile_migrate_track(&rc->progress, &rc->action)) {
+        NodeId origin = rc->progress.mig_origin, dest = rc->progress.mig_dest;
         rc->mig_started_ms = now_ms();
         r->migrating++;
         if (r->m_mig_started != NULL)

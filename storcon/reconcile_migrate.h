@@ -107,6 +107,12 @@
 bool reconcile_migrate_plan(const TenantShard *s, const NodeSet *nodes, const ReconcileProgress *p,
                             ReconcileAction *out);
 
+/* reconcile_migrate_track: the migration step action is about to run: record its (origin,
+ * destination) pair in p; a pair other than the one recorded (the intent moved on, or a newer
+ * origin appeared) clears the flags of the steps done for the old pair. True when p had no
+ * migration yet (this step starts one). Pure. */
+bool reconcile_migrate_track(ReconcileProgress *p, const ReconcileAction *action);
+
 static inline bool reconcile_action_is_migrate(ReconcileActionKind k)
 {
     return k >= RECONCILE_ACTION_MIGRATE_ORIGIN_STALE && k <= RECONCILE_ACTION_MIGRATE_CUTOVER;

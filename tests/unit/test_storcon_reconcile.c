@@ -362,11 +362,8 @@ static size_t run_migration(Fixture *f, ReconcileProgress *p, ReconcileAction *o
         out[n++] = a;
         if (a.kind == RECONCILE_ACTION_NONE)
             return n;
-        if (reconcile_action_is_migrate(a.kind) && p->mig_origin == NODE_ID_NONE)
-            p->mig_origin = a.kind == RECONCILE_ACTION_MIGRATE_ORIGIN_STALE ||
-                                    a.kind == RECONCILE_ACTION_MIGRATE_ORIGIN_LSNS
-                                ? a.node
-                                : a.peer;
+        if (reconcile_action_is_migrate(a.kind))
+            (void)reconcile_migrate_track(p, &a);
         ObservedState o;
         switch (a.kind) {
         case RECONCILE_ACTION_MIGRATE_ORIGIN_STALE:
@@ -494,6 +491,8 @@ static void test_migration_cold_cases(void **state)
     ReconcileProgress p;
     reconcile_progress_init(&p, f.shard);
     p.mig_lsns = true;
+    p.mig_origin = 1;
+    p.mig_dest = 3;
     observe(f.shard, 1, SHARD_LOCATION_ATTACHED_STALE, 5, false);
     ReconcileAction a;
     reconcile_plan(f.shard, &f.nodes, &p, &a);
@@ -508,6 +507,55 @@ static void test_migration_cold_cases(void **state)
     fixture_finish(&f);
 }
 
+/* the intent moves on while a migration is half-way (destination 2 AttachedMulti in the newest
+ * generation): 2 becomes the origin of the move to 3, which is warmed (the flags of the old pair
+ * do not count), and everything ends with 3 the only attached location */
+static void test_migration_intent_moves_on(void **state)
+{
+    (void)state;
+    Err err;
+    err_clear(&err);
+    Fixture f;
+    fixture_init(&f, 1);
+    apply_setup(&f, SETUP_ALL_OK);
+    assert_true(scheduler_intent_set_attached(&f.sched, f.shard, 2, &err));
+    ReconcileProgress p;
+    reconcile_progress_init(&p, f.shard);
+    /* the first move up to its AttachedMulti */
+    observe(f.shard, 1, SHARD_LOCATION_ATTACHED_STALE, 5, false);
+    p.mig_origin = 1;
+    p.mig_dest = 2;
+    p.mig_lsns = p.mig_warmed = true;
+    tenant_shard_set_generation(f.shard, 6, 2);
+    observe(f.shard, 2, SHARD_LOCATION_ATTACHED_MULTI, 6, false);
+    /* now to 3 */
+    assert_true(scheduler_intent_set_attached(&f.sched, f.shard, 3, &err));
+    ReconcileAction got[32];
+    size_t n = run_migration(&f, &p, got, 32);
+    bool warmed_3 = false;
+    for (size_t i = 0; i < n; i++)
+        warmed_3 |= got[i].kind == RECONCILE_ACTION_MIGRATE_WARM_UP && got[i].node == 3;
+    assert_true(warmed_3);
+    assert_int_equal(got[0].kind, RECONCILE_ACTION_MIGRATE_ORIGIN_STALE);
+    assert_int_equal(got[0].node, 2); /* the newest generation is the origin */
+    assert_int_equal(got[n - 2].kind, RECONCILE_ACTION_MIGRATE_CUTOVER);
+    assert_int_equal(f.shard->generation, 7);
+    size_t attached = 0;
+    for (size_t i = 0; i < tenant_shard_observed_count(f.shard); i++) {
+        NodeId node;
+        ObservedState o;
+        tenant_shard_observed_at(f.shard, i, &node, &o);
+        if (o.known && shard_location_mode_is_attached(o.mode)) {
+            attached++;
+            assert_int_equal(node, 3);
+            assert_int_equal(o.mode, SHARD_LOCATION_ATTACHED_SINGLE);
+        }
+    }
+    assert_int_equal(attached, 1);
+    assert_false(tenant_shard_is_dirty(f.shard, &f.nodes));
+    fixture_finish(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_migration_sequence),
         cmocka_unit_test(test_migration_resumes_from_observed),
         cmocka_unit_test(test_migration_cold_cases),
+        cmocka_unit_test(test_migration_intent_moves_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
