@@ -12,8 +12,10 @@
 #include "storcon/http_api.h"
 #include "storcon/service_migrate.h"
 
-/* MigrationConfig: accepted and validated; the reconciler's own bounds apply
- * (storcon/reconcile_migrate.h). */
+/* MigrationConfig: validated; secondary_warmup_timeout bounds the migration's warm-up step
+ * (storcon/reconcile_migrate.h); the others are accepted and have no effect here. */
+#define MIGRATE_WARMUP_MAX_MS (3600 * 1000ull)
+
 typedef struct MigrationConfigBody {
     bool override_scheduler;
     bool prewarm;
@@ -79,6 +81,12 @@ static void migrate(HttpRequest *req, void *app, bool secondary)
             goto fail;
         m.node = body.node_id;
         m.origin = body.origin_node_id;
+        m.warmup_ms = body.config.warmup_ms;
+        if (m.warmup_ms > MIGRATE_WARMUP_MAX_MS) {
+            err_set(&err, ERR_BAD_REQUEST,
+                    "migration_config: field \"secondary_warmup_timeout\": at most 1h");
+            goto fail;
+        }
     }
     if (m.node == NODE_ID_NONE) {
         err_set(&err, ERR_BAD_REQUEST, "node_id: expected a node id");

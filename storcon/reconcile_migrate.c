@@ -255,9 +255,9 @@ static void on_timelines(const PageserverResult *res, void *arg)
     Reconcile *rc = arg;
     rc->call = NULL;
     if (!res->ok || res->status != 200) {
-        Err err = res->ok ? pageserver_client_translate_error(res->status, NULL) : res->err;
+        Err err = res->err;
         if (res->ok)
-            err_set(&err, ERR_UNAVAILABLE, "timeline list: HTTP %d", res->status);
+            err = pageserver_client_translate_error(res->status, NULL);
         reconcile_fail(rc, reconcile_action_name(rc->action.kind), &err);
         return;
     }
@@ -353,9 +353,17 @@ static void start_download(Reconcile *rc)
                                                     on_download, rc);
 }
 
+void reconcile_migrate_set_warmup(TenantShard *shard, long ms)
+{
+    Reconcile *rc = shard->reconciler;
+    if (rc != NULL)
+        rc->mig_warmup_ms = ms;
+}
+
 static void run_warm_up(Reconcile *rc)
 {
-    rc->mig_warm_deadline_ms = now_ms() + STORCON_MIGRATE_WARMUP_TIMEOUT_MS;
+    rc->mig_warm_deadline_ms =
+        now_ms() + (rc->mig_warmup_ms > 0 ? rc->mig_warmup_ms : STORCON_MIGRATE_WARMUP_TIMEOUT_MS);
     start_download(rc);
 }
 

@@ -3,6 +3,7 @@
  */
 #include "storcon/service_migrate.h"
 
+#include "storcon/reconcile_migrate.h"
 #include "storcon/service_internal.h"
 
 /* TenantOp.body carries the request: {"tsid", "node", "origin", "secondary"}. */
@@ -92,6 +93,7 @@ static void migrate_run(Operation *op)
     req.node = (NodeId)json_integer_value(json_object_get(b, "node"));
     req.origin = (NodeId)json_integer_value(json_object_get(b, "origin"));
     req.secondary = json_is_true(json_object_get(b, "secondary"));
+    req.warmup_ms = (uint64_t)json_integer_value(json_object_get(b, "warmup_ms"));
     Err err;
     err_clear(&err);
     TenantShard *s = find_shard(svc, &req.tsid, &err);
@@ -116,6 +118,8 @@ static void migrate_run(Operation *op)
              req.secondary ? "migrate_secondary" : "migrate", id,
              (unsigned long long)s->intent.attached, (unsigned)s->intent.n_secondaries);
     (void)reconciler_spawn(svc->rec, s);
+    if (req.warmup_ms > 0)
+        reconcile_migrate_set_warmup(s, (long)req.warmup_ms);
     service_update_node_gauges(svc);
     operation_finish(op, NULL, json_object());
 }
@@ -127,7 +131,8 @@ void service_shard_migrate(Service *svc, const ServiceShardMigrate *req, Service
         service_tenant_op_new(svc, OPERATION_SHARD_MIGRATE, &req->tsid.tenant_id, cb, arg);
     TenantOp *d = operation_data(op);
     d->tsid = req->tsid;
-    d->body = json_pack("{s:I, s:I, s:b}", "node", (json_int_t)req->node, "origin",
-                        (json_int_t)req->origin, "secondary", req->secondary ? 1 : 0);
+    d->body = json_pack("{s:I, s:I, s:b, s:I}", "node", (json_int_t)req->node, "origin",
+                        (json_int_t)req->origin, "secondary", req->secondary ? 1 : 0, "warmup_ms",
+                        (json_int_t)req->warmup_ms);
     operation_start(op, migrate_run);
 }

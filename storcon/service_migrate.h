@@ -16,9 +16,10 @@
 
 typedef struct ServiceShardMigrate {
     TenantShardId tsid;
-    NodeId node;    /* the destination */
-    NodeId origin;  /* migrate: the expected attached node; NODE_ID_NONE: any */
-    bool secondary; /* migrate_secondary */
+    NodeId node;        /* the destination */
+    NodeId origin;      /* migrate: the expected attached node; NODE_ID_NONE: any */
+    bool secondary;     /* migrate_secondary */
+    uint64_t warmup_ms; /* migration_config.secondary_warmup_timeout; 0: the default */
 } ServiceShardMigrate;
 
 /* service_shard_migrate: 404 unknown shard or node; 412 node not available or not schedulable,

@@ -27,4 +27,4 @@ export STORAGE_BUILD_DIR=${STORAGE_BUILD_DIR:-$ROOT/build}
 }
 cd tests/integration
 PYTHONPATH="$ROOT/tests/integration" exec /usr/bin/python3 -m pytest -q -s -p no:cacheprovider \
-  -p conftest --rootdir "$ROOT/tests/integration" "$ROOT/tests/bench/bench_migration.py" "$@"
+  -c "$ROOT/tests/integration/pytest.ini" -p conftest --rootdir "$ROOT/tests/integration" "$ROOT/tests/bench/bench_migration.py" "$@"

@@ -336,3 +336,43 @@ def test_origin_killed_mid_migration_finishes_cold(cluster):
         files = initdb_files(RemoteDir(cluster.env.remote_storage), tsid, tl)
         lsn = timeline_info(cluster.ps(dest), tsid, tl)["last_record_lsn"]
         assert pages.check_all(tsid, tl, files, lsn) > 100
+
+
+def metric_sc(cluster, name) -> float:
+    text = cluster.storcon.get("/metrics").text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+def test_failed_warmup_moves_cold(cluster):
+    """A destination whose downloads fail (the pageserver's secondary-download failpoint) does
+    not hold the migration: it goes on cold and is counted in storcon_migrations_cold_total."""
+    tenant, _ = cluster.create_tenant(count=0, placement={"Attached": 0})
+    cluster.reconcile_until_idle()
+    tl = new_id()
+    ok_json(cluster.create_timeline(tenant, tl), 201)
+    cluster.reconcile_until_idle()
+    [tsid] = shard_tsids(tenant, 0)
+    origin = shard_of(cluster, tenant, tsid)["node_attached"]
+    dest = next(ps.id for ps in cluster.pageservers if ps.id != origin)
+    gen_before = cluster.db_generations(tenant)[tsid]
+    cluster.ps_failpoint(cluster.ps(dest), "secondary-download", "return(injected)")
+    error_msg(migrate(cluster, tsid, {"node_id": dest, "migration_config": {
+        "secondary_warmup_timeout": "2h"}}), 400)
+    cold_before = metric_sc(cluster, "storcon_migrations_cold_total")
+    assert ok_json(migrate(cluster, tsid, {"node_id": dest, "migration_config": {
+        "secondary_warmup_timeout": "5s"}})) == {}
+
+    def moved():
+        att = cluster.attached_locations(tenant)[tsid]
+        assert att == [(dest, gen_before + 1, "AttachedSingle")], att
+        assert not shard_of(cluster, tenant, tsid)["is_reconciling"]
+
+    wait_for(moved, timeout=MIGRATE_DEADLINE, what="cold cut-over", interval=0.1)
+    assert metric_sc(cluster, "storcon_migrations_cold_total") == cold_before + 1
+    cluster.ps_failpoint(cluster.ps(dest), "secondary-download", "off")
+    # the destination reads what it lacks on demand: every page intact
+    with PageClient(cluster.ps(dest)) as pages:
+        files = initdb_files(RemoteDir(cluster.env.remote_storage), tsid, tl)
+        lsn = timeline_info(cluster.ps(dest), tsid, tl)["last_record_lsn"]
+        assert pages.check_all(tsid, tl, files, lsn) > 100
