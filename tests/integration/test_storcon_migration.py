@@ -242,6 +242,10 @@ def test_controller_killed_mid_migration_converges(cluster):
 
     wait_for(multi, timeout=MIGRATE_DEADLINE, what="destination AttachedMulti", interval=0.2)
     assert cluster.db_generations(tenant)[tsid] == gen_before + 1
+    # the step is visible in the debug dump
+    dump = ok_json(cluster.storcon.get("/debug/v1/tenant"))
+    [row] = [r for r in dump if r["tenant_shard_id"] == tsid]
+    assert row["reconcile_state"] == "MigrateNotify", row
     cluster.storcon.kill9()
     cluster.restart_storcon()
 
