@@ -10,6 +10,8 @@
  *   REFRESH, ATTACH, SECONDARY, DETACH -> PLAN (call finished) | FAILED (call failed)
  *   BUMP_GENERATION -> ATTACH (database issued a generation) | FAILED
  *   NOTIFY -> DONE
+ *   PLAN -> MIGRATE_* (a live migration's steps, storcon/reconcile_migrate.h) -> PLAN | FAILED
+ *   PLAN -> MIGRATE_PARKED (waiting for a migration slot, off the running list) -> PLAN
  *
  * PLAN decides the next action from the shard's live state with reconcile_plan (a pure function of
  * the intent, the observed state, node availability and this reconcile's progress), so an intent
