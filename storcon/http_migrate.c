@@ -20,14 +20,15 @@ typedef struct MigrationConfigBody {
     bool override_scheduler;
     bool prewarm;
     uint64_t warmup_ms;
+    JsonPresence warmup_p;
     uint64_t request_ms;
 } MigrationConfigBody;
 
 static const JsonField MIGRATION_CONFIG_FIELDS[] = {
     JSON_FIELD(MigrationConfigBody, override_scheduler, "override_scheduler", JSON_FIELD_BOOL, 0),
     JSON_FIELD(MigrationConfigBody, prewarm, "prewarm", JSON_FIELD_BOOL, 0),
-    JSON_FIELD(MigrationConfigBody, warmup_ms, "secondary_warmup_timeout", JSON_FIELD_DURATION,
-               JSON_NULLABLE),
+    JSON_FIELD_P(MigrationConfigBody, warmup_ms, warmup_p, "secondary_warmup_timeout",
+                 JSON_FIELD_DURATION, JSON_NULLABLE),
     JSON_FIELD(MigrationConfigBody, request_ms, "secondary_download_request_timeout",
                JSON_FIELD_DURATION, JSON_NULLABLE),
 };
@@ -47,16 +48,6 @@ static const JsonField MIGRATE_FIELDS[] = {
 };
 static const JsonSpec MIGRATE_SPEC = JSON_SPEC("migrate", MIGRATE_FIELDS, JSON_UNKNOWN_REJECT);
 
-typedef struct MigrateSecondaryBody {
-    NodeId node_id;
-} MigrateSecondaryBody;
-
-static const JsonField MIGRATE_SECONDARY_FIELDS[] = {
-    JSON_FIELD(MigrateSecondaryBody, node_id, "node_id", JSON_FIELD_NODE_ID, JSON_REQUIRED),
-};
-static const JsonSpec MIGRATE_SECONDARY_SPEC =
-    JSON_SPEC("migrate_secondary", MIGRATE_SECONDARY_FIELDS, JSON_UNKNOWN_REJECT);
-
 static void migrate(HttpRequest *req, void *app, bool secondary)
 {
     Err err;
@@ -67,22 +58,18 @@ static void migrate(HttpRequest *req, void *app, bool secondary)
     m.secondary = secondary;
     if (!http_api_param_tsid(req, &m.tsid, &err))
         goto fail;
-    if (secondary) {
-        MigrateSecondaryBody body;
-        memset(&body, 0, sizeof(body));
-        if (!http_api_body(req, &MIGRATE_SECONDARY_SPEC, &body, &doc, &err))
-            goto fail;
-        m.node = body.node_id;
-    } else {
-        MigrateBody body;
-        memset(&body, 0, sizeof(body));
-        body.origin_node_id = NODE_ID_NONE;
-        if (!http_api_body(req, &MIGRATE_SPEC, &body, &doc, &err))
-            goto fail;
-        m.node = body.node_id;
+    /* both routes take Neon's TenantShardMigrateRequest; migrate_secondary uses node_id only */
+    MigrateBody body;
+    memset(&body, 0, sizeof(body));
+    body.origin_node_id = NODE_ID_NONE;
+    if (!http_api_body(req, &MIGRATE_SPEC, &body, &doc, &err))
+        goto fail;
+    m.node = body.node_id;
+    if (!secondary) {
         m.origin = body.origin_node_id;
+        m.warmup_set = body.config.warmup_p == JSON_PRESENCE_SET;
         m.warmup_ms = body.config.warmup_ms;
-        if (m.warmup_ms > MIGRATE_WARMUP_MAX_MS) {
+        if (m.warmup_set && m.warmup_ms > MIGRATE_WARMUP_MAX_MS) {
             err_set(&err, ERR_BAD_REQUEST,
                     "migration_config: field \"secondary_warmup_timeout\": at most 1h");
             goto fail;

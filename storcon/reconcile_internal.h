@@ -39,8 +39,9 @@ struct Reconcile {
     int64_t mig_warm_deadline_ms; /* also the deadline of the wait_lsn step */
     Generation mig_origin_gen;    /* the origin's generation while it is made stale */
     unsigned mig_notify_tries;    /* NOTIFY: maps superseded so far */
-    long mig_warmup_ms;           /* WARM_UP bound asked by the operator; 0: the default */
-    int64_t mig_started_ms;       /* monotonic ms when the first migration step started; 0: none */
+    bool mig_warmup_set;          /* the operator gave the WARM_UP bound (ms, 0: no wait) */
+    long mig_warmup_ms;
+    int64_t mig_started_ms; /* monotonic ms when the first migration step started; 0: none */
 };
 
 struct Reconciler {

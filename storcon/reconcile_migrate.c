@@ -356,14 +356,16 @@ static void start_download(Reconcile *rc)
 void reconcile_migrate_set_warmup(TenantShard *shard, long ms)
 {
     Reconcile *rc = shard->reconciler;
-    if (rc != NULL)
+    if (rc != NULL) {
+        rc->mig_warmup_set = true;
         rc->mig_warmup_ms = ms;
+    }
 }
 
 static void run_warm_up(Reconcile *rc)
 {
     rc->mig_warm_deadline_ms =
-        now_ms() + (rc->mig_warmup_ms > 0 ? rc->mig_warmup_ms : STORCON_MIGRATE_WARMUP_TIMEOUT_MS);
+        now_ms() + (rc->mig_warmup_set ? rc->mig_warmup_ms : STORCON_MIGRATE_WARMUP_TIMEOUT_MS);
     start_download(rc);
 }
 

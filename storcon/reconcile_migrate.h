@@ -118,8 +118,9 @@ static inline bool reconcile_action_is_migrate(ReconcileActionKind k)
     return k >= RECONCILE_ACTION_MIGRATE_ORIGIN_STALE && k <= RECONCILE_ACTION_MIGRATE_CUTOVER;
 }
 
-/* reconcile_migrate_set_warmup: the warm-up bound (ms, 0: the default) for the reconcile of
- * shard queued or running now (migration_config.secondary_warmup_timeout of a migrate). */
+/* reconcile_migrate_set_warmup: the warm-up bound (ms; 0: one download call that does not wait)
+ * for the reconcile of shard queued or running now, instead of the default
+ * (migration_config.secondary_warmup_timeout of a migrate). */
 void reconcile_migrate_set_warmup(TenantShard *shard, long ms);
 
 /* ---- used by storcon/reconcile.c ---- */

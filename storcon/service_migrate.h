@@ -19,7 +19,8 @@ typedef struct ServiceShardMigrate {
     NodeId node;        /* the destination */
     NodeId origin;      /* migrate: the expected attached node; NODE_ID_NONE: any */
     bool secondary;     /* migrate_secondary */
-    uint64_t warmup_ms; /* migration_config.secondary_warmup_timeout; 0: the default */
+    bool warmup_set;    /* migration_config.secondary_warmup_timeout given ("0s": no wait) */
+    uint64_t warmup_ms; /* ... its value */
 } ServiceShardMigrate;
 
 /* service_shard_migrate: 404 unknown shard or node; 412 node not available or not schedulable,

@@ -290,6 +290,8 @@ def test_migrate_secondary(cluster):
     attached, [old] = s["node_attached"], s["node_secondary"]
     third = next(ps.id for ps in cluster.pageservers if ps.id not in (attached, old))
     gens = cluster.db_generations(tenant)
+    # the body is Neon's TenantShardMigrateRequest, as for migrate
+    error_msg(migrate(cluster, tsid, {"node_id": third, "nope": 1}, secondary=True), 400)
     ctl = run_ctl(cluster, "tenants", "migrate-secondary", tsid, third, "--wait")
     assert ctl.returncode == 0, (ctl.stdout, ctl.stderr)
     assert f"secondary on node {third}" in ctl.stdout, ctl.stdout
@@ -365,7 +367,8 @@ def test_failed_warmup_moves_cold(cluster):
         "secondary_warmup_timeout": "2h"}}), 400)
     cold_before = metric_sc(cluster, "storcon_migrations_cold_total")
     assert ok_json(migrate(cluster, tsid, {"node_id": dest, "migration_config": {
-        "secondary_warmup_timeout": "5s"}})) == {}
+        "secondary_warmup_timeout": "5s", "secondary_download_request_timeout": "2s",
+        "prewarm": False, "override_scheduler": True}})) == {}
 
     def moved():
         att = cluster.attached_locations(tenant)[tsid]
