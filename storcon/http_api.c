@@ -293,6 +293,10 @@ const HttpRoute STORCON_HTTP_ROUTES[] = {
     {HTTP_PUT, "/control/v1/tenant/{tenant_id}/policy", AUTH_SCOPE_ADMIN, http_tenants_policy},
     {HTTP_PUT, "/control/v1/tenant/{tenant_id}/shard_split", AUTH_SCOPE_ADMIN,
      http_tenants_shard_split},
+    {HTTP_PUT, "/control/v1/tenant/{tenant_shard_id}/migrate", AUTH_SCOPE_ADMIN,
+     http_migrate_shard},
+    {HTTP_PUT, "/control/v1/tenant/{tenant_shard_id}/migrate_secondary", AUTH_SCOPE_ADMIN,
+     http_migrate_secondary},
     {HTTP_GET, "/control/v1/tenant/{tenant_id}/timeline/{timeline_id}/import", AUTH_SCOPE_ADMIN,
      http_tenants_import_describe},
 

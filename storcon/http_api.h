@@ -99,6 +99,9 @@ void http_tenants_passthrough(HttpRequest *req, void *app);
 void http_tenants_list(HttpRequest *req, void *app);
 void http_tenants_describe(HttpRequest *req, void *app);
 void http_tenants_policy(HttpRequest *req, void *app);
+/* http_migrate.c */
+void http_migrate_shard(HttpRequest *req, void *app);
+void http_migrate_secondary(HttpRequest *req, void *app);
 void http_tenants_import_describe(HttpRequest *req, void *app);
 /* http_split.c: PUT /control/v1/tenant/{tenant_id}/shard_split (service_split.h). */
 void http_tenants_shard_split(HttpRequest *req, void *app);

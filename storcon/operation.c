@@ -34,6 +34,7 @@ static const char *const KIND_NAMES[OPERATION_KIND_COUNT] = {
     [OPERATION_NODE_DRAIN] = "node_drain",
     [OPERATION_NODE_FILL] = "node_fill",
     [OPERATION_NODE_DELETE] = "node_delete",
+    [OPERATION_SHARD_MIGRATE] = "shard_migrate",
 };
 
 static const char *const STATE_NAMES[OPERATION_STATE_COUNT] = {

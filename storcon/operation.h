@@ -64,9 +64,10 @@ typedef enum OperationKind {
     OPERATION_NODE_CONFIGURE,
     OPERATION_IMPORT_FINALIZE,
     OPERATION_TENANT_SHARD_SPLIT,
-    OPERATION_NODE_DRAIN,  /* storcon/service_drain.c */
-    OPERATION_NODE_FILL,   /* storcon/service_drain.c */
-    OPERATION_NODE_DELETE, /* storcon/service_drain.c */
+    OPERATION_NODE_DRAIN,    /* storcon/service_drain.c */
+    OPERATION_NODE_FILL,     /* storcon/service_drain.c */
+    OPERATION_NODE_DELETE,   /* storcon/service_drain.c */
+    OPERATION_SHARD_MIGRATE, /* migrate, migrate_secondary (service_migrate.c) */
     OPERATION_KIND_COUNT
 } OperationKind;
 

@@ -29,6 +29,8 @@
 #include "shared/log.h"
 #include "storcon/db_tenants.h"
 #include "storcon/defaults.h"
+#include "storcon/reconcile_internal.h"
+#include "storcon/reconcile_migrate.h"
 
 /* ---- transition table ---- */
 
@@ -52,6 +54,7 @@ static const FsmTransition TRANSITIONS[] = {
     {RECONCILE_DETACH, RECONCILE_PLAN, "detached"},
     {RECONCILE_DETACH, RECONCILE_FAILED, "call failed"},
     {RECONCILE_NOTIFY, RECONCILE_DONE, "handed to compute hook"},
+    RECONCILE_MIGRATE_TRANSITIONS /* storcon/reconcile_migrate.h */
 };
 
 static const char *const STATE_NAMES[RECONCILE_STATE_COUNT] = {
@@ -60,6 +63,7 @@ static const char *const STATE_NAMES[RECONCILE_STATE_COUNT] = {
     [RECONCILE_ATTACH] = "Attach",   [RECONCILE_SECONDARY] = "Secondary",
     [RECONCILE_DETACH] = "Detach",   [RECONCILE_NOTIFY] = "Notify",
     [RECONCILE_DONE] = "Done",       [RECONCILE_FAILED] = "Failed",
+    RECONCILE_MIGRATE_STATE_NAMES /* storcon/reconcile_migrate.h */
 };
 
 static const int TERMINAL[] = {RECONCILE_DONE, RECONCILE_FAILED};
@@ -91,6 +95,7 @@ static const char *const ACTION_NAMES[RECONCILE_ACTION_COUNT] = {
     [RECONCILE_ACTION_ATTACH] = "attach",
     [RECONCILE_ACTION_SECONDARY] = "secondary",
     [RECONCILE_ACTION_DETACH] = "detach",
+    RECONCILE_MIGRATE_ACTION_NAMES /* storcon/reconcile_migrate.h */
 };
 
 const char *reconcile_action_name(ReconcileActionKind k)
@@ -106,6 +111,8 @@ void reconcile_progress_init(ReconcileProgress *p, const TenantShard *s)
     p->fresh_generation = GENERATION_NONE;
     p->fresh_node = NODE_ID_NONE;
     p->push_config = (s->flags & TENANT_SHARD_FORCE_DIRTY) != 0;
+    p->mig_origin = NODE_ID_NONE;
+    p->mig_dest = NODE_ID_NONE;
 }
 
 static bool progress_has(const NodeId *list, uint8_t n, NodeId node)
@@ -129,6 +136,7 @@ void reconcile_plan(const TenantShard *s, const NodeSet *nodes, const ReconcileP
 {
     out->kind = RECONCILE_ACTION_NONE;
     out->node = NODE_ID_NONE;
+    out->peer = NODE_ID_NONE;
     size_t n_obs = tenant_shard_observed_count(s);
 
     for (size_t i = 0; i < n_obs; i++) {
@@ -142,6 +150,9 @@ void reconcile_plan(const TenantShard *s, const NodeSet *nodes, const ReconcileP
             return;
         }
     }
+
+    if (reconcile_migrate_plan(s, nodes, p, out))
+        return;
 
     NodeId a = s->intent.attached;
     if (a != NODE_ID_NONE && node_set_is_available(nodes, a)) {
@@ -195,37 +206,6 @@ void reconcile_plan(const TenantShard *s, const NodeSet *nodes, const ReconcileP
 
 /* ---- the reconciler ---- */
 
-typedef struct Reconcile {
-    Reconciler *owner;
-    TenantShard *shard;
-    ReconcileState state;
-    uint64_t sequence; /* the shard's sequence this reconcile works towards */
-    bool again;        /* spawned again while queued or running */
-    bool attached_changed;
-    ReconcileProgress progress;
-    ReconcileAction action;
-    PageserverCall *call;
-    struct event *delay; /* a failpoint's sleep in progress; NULL: none */
-    void (*after_delay)(struct Reconcile *rc);
-    struct Reconcile *next; /* queue link */
-    struct Reconcile *prev_running, *next_running;
-} Reconcile;
-
-struct Reconciler {
-    ReconcilerOptions opts;
-    LoopDefer *defer;
-    LoopDeferItem kick; /* drains the queue on a later loop iteration */
-    Reconcile *queue_head, *queue_tail;
-    size_t queued;
-    Reconcile *running_list;
-    size_t running;
-    bool stopped;
-    MetricCounter *m_started, *m_succeeded, *m_failed;
-    MetricGauge *m_pending;
-};
-
-static void reconcile_step(Reconcile *rc);
-
 static void update_pending_gauge(Reconciler *r)
 {
     if (r->m_pending != NULL)
@@ -234,14 +214,14 @@ static void update_pending_gauge(Reconciler *r)
 
 /* reconcile_set_state: the one place a reconcile changes state (checked against RECONCILE_FSM; an
  * illegal transition is refused and logged). */
-static void reconcile_set_state(Reconcile *rc, ReconcileState to)
+void reconcile_set_state(Reconcile *rc, ReconcileState to)
 {
     char tsid[TSID_STR_SIZE];
     tsid_format(&rc->shard->tsid, tsid);
     (void)fsm_set_state(&RECONCILE_FSM, &rc->state, to, tsid);
 }
 
-static void running_add(Reconciler *r, Reconcile *rc)
+void reconcile_running_add(Reconciler *r, Reconcile *rc)
 {
     rc->prev_running = NULL;
     rc->next_running = r->running_list;
@@ -251,7 +231,7 @@ static void running_add(Reconciler *r, Reconcile *rc)
     r->running++;
 }
 
-static void running_remove(Reconciler *r, Reconcile *rc)
+void reconcile_running_remove(Reconciler *r, Reconcile *rc)
 {
     if (rc->prev_running != NULL)
         rc->prev_running->next_running = rc->next_running;
@@ -265,6 +245,7 @@ static void running_remove(Reconciler *r, Reconcile *rc)
 static void kick_cb(void *arg)
 {
     Reconciler *r = arg;
+    reconcile_migrate_resume(r); /* parked migrations first: they were running */
     while (!r->stopped && r->queue_head != NULL && r->running < r->opts.max_concurrent) {
         Reconcile *rc = r->queue_head;
         r->queue_head = rc->next;
@@ -272,7 +253,7 @@ static void kick_cb(void *arg)
             r->queue_tail = NULL;
         r->queued--;
         rc->next = NULL;
-        running_add(r, rc);
+        reconcile_running_add(r, rc);
         rc->sequence = rc->shard->sequence;
         reconcile_progress_init(&rc->progress, rc->shard);
         if (r->m_started != NULL)
@@ -283,7 +264,7 @@ static void kick_cb(void *arg)
     update_pending_gauge(r);
 }
 
-static void kick(Reconciler *r)
+void reconcile_kick(Reconciler *r)
 {
     (void)loop_defer_item(r->defer, &r->kick);
 }
@@ -305,6 +286,7 @@ Reconciler *reconciler_new(const ReconcilerOptions *opts)
                                       "Reconciles that ended with an error", NULL);
         r->m_pending = metrics_gauge(opts->metrics, "storcon_reconciles_pending",
                                      "Reconciles queued or running", NULL);
+        reconcile_migrate_metrics(r, opts->metrics);
     }
     return r;
 }
@@ -319,6 +301,7 @@ void reconciler_free(Reconciler *r)
         rc->shard->reconciler = NULL;
         free(rc);
     }
+    reconcile_migrate_free_parked(r);
     while (r->running_list != NULL) {
         Reconcile *rc = r->running_list;
         r->running_list = rc->next_running;
@@ -326,6 +309,7 @@ void reconciler_free(Reconciler *r)
         if (rc->delay != NULL)
             event_free(rc->delay);
         rc->shard->reconciler = NULL;
+        reconcile_migrate_end(rc, false);
         free(rc);
     }
     loop_defer_free(r->defer);
@@ -375,7 +359,7 @@ bool reconciler_spawn(Reconciler *r, TenantShard *shard)
     r->queue_tail = rc;
     r->queued++;
     update_pending_gauge(r);
-    kick(r);
+    reconcile_kick(r);
     return true;
 }
 
@@ -387,7 +371,7 @@ static void reconcile_finish(Reconcile *rc)
     TenantShard *s = rc->shard;
     bool ok = rc->state == RECONCILE_DONE;
     bool newer = rc->again || s->sequence != rc->sequence;
-    running_remove(r, rc);
+    reconcile_running_remove(r, rc);
     s->reconciler = NULL;
     if (ok) {
         if (!newer)
@@ -398,6 +382,7 @@ static void reconcile_finish(Reconcile *rc)
     } else if (r->m_failed != NULL) {
         metric_counter_add(r->m_failed, 1);
     }
+    reconcile_migrate_end(rc, ok);
     free(rc);
     /* the newer reconcile is queued before the owner hears of the end, so that a waiter for "no
      * reconcile running" does not take this moment for a settled shard */
@@ -406,10 +391,10 @@ static void reconcile_finish(Reconcile *rc)
     if (r->opts.hooks.finished != NULL)
         r->opts.hooks.finished(r->opts.hooks.host, s, ok);
     update_pending_gauge(r);
-    kick(r);
+    reconcile_kick(r);
 }
 
-static void reconcile_fail(Reconcile *rc, const char *what, const Err *err)
+void reconcile_fail(Reconcile *rc, const char *what, const Err *err)
 {
     char tsid[TSID_STR_SIZE];
     tsid_format(&rc->shard->tsid, tsid);
@@ -422,8 +407,9 @@ static void reconcile_fail(Reconcile *rc, const char *what, const Err *err)
     reconcile_finish(rc);
 }
 
-/* location_config_json: the LocationConfig the intent wants on a node in mode. New reference. */
-static json_t *location_config_json(const TenantShard *s, ShardLocationMode mode, Generation gen)
+/* reconcile_location_config_json: the LocationConfig the intent wants on a node in mode. New
+ * reference. */
+json_t *reconcile_location_config_json(const TenantShard *s, ShardLocationMode mode, Generation gen)
 {
     json_t *conf = NULL;
     if (mode != SHARD_LOCATION_DETACHED) {
@@ -449,7 +435,7 @@ static json_t *location_config_json(const TenantShard *s, ShardLocationMode mode
     return j;
 }
 
-static bool make_target(Reconcile *rc, NodeId node, PageserverTarget *t, char *buf, size_t size)
+bool reconcile_make_target(Reconcile *rc, NodeId node, PageserverTarget *t, char *buf, size_t size)
 {
     Reconciler *r = rc->owner;
     memset(t, 0, sizeof(*t));
@@ -485,9 +471,9 @@ static void delay_cb(evutil_socket_t fd, short what, void *arg)
     rc->after_delay(rc);
 }
 
-/* failpoint_gate: true: go on now; false: the failpoint failed the reconcile or will call cont
- * after its delay. */
-static bool failpoint_gate(Reconcile *rc, const char *name, void (*cont)(Reconcile *rc))
+/* reconcile_failpoint_gate: true: go on now; false: the failpoint failed the reconcile or will call
+ * cont after its delay. */
+bool reconcile_failpoint_gate(Reconcile *rc, const char *name, void (*cont)(Reconcile *rc))
 {
     Err err;
     err_clear(&err);
@@ -534,7 +520,7 @@ static void on_put(const PageserverResult *res, void *arg)
         tenant_shard_observed_set(s, node, &o);
         mark_pushed(rc, node);
         rc->attached_changed = true;
-        if (!failpoint_gate(rc, "reconcile-after-attach", continue_plan))
+        if (!reconcile_failpoint_gate(rc, "reconcile-after-attach", continue_plan))
             return;
         break;
     case RECONCILE_SECONDARY:
@@ -591,13 +577,13 @@ static void start_put(Reconcile *rc, ShardLocationMode mode, Generation gen)
         reconcile_fail(rc, reconcile_action_name(rc->action.kind), &err);
         return;
     }
-    if (!make_target(rc, node, &t, url, sizeof(url))) {
+    if (!reconcile_make_target(rc, node, &t, url, sizeof(url))) {
         Err err;
         err_set(&err, ERR_NOT_FOUND, "node %llu is not registered", (unsigned long long)node);
         reconcile_fail(rc, reconcile_action_name(rc->action.kind), &err);
         return;
     }
-    json_t *conf = location_config_json(s, mode, gen);
+    json_t *conf = reconcile_location_config_json(s, mode, gen);
     tenant_shard_observed_set_unknown(s, node);
     rc->call = pageserver_client_location_config_put(rc->owner->opts.pc, &t, &s->tsid, conf, 0,
                                                      false, on_put, rc);
@@ -626,12 +612,12 @@ static void on_generation(const Err *err, Generation gen, void *arg)
     rc->progress.fresh_generation = gen;
     rc->progress.fresh_node = rc->action.node;
     reconcile_set_state(rc, RECONCILE_ATTACH);
-    if (failpoint_gate(rc, "reconcile-before-attach", start_fresh_attach))
+    if (reconcile_failpoint_gate(rc, "reconcile-before-attach", start_fresh_attach))
         start_fresh_attach(rc);
 }
 
 /* reconcile_step: PLAN: pick the next action on the live state and start it. */
-static void reconcile_step(Reconcile *rc)
+void reconcile_step(Reconcile *rc)
 {
     Reconciler *r = rc->owner;
     TenantShard *s = rc->shard;
@@ -652,6 +638,10 @@ static void reconcile_step(Reconcile *rc)
         return;
     }
     reconcile_plan(s, r->opts.nodes, &rc->progress, &rc->action);
+    if (reconcile_action_is_migrate(rc->action.kind)) {
+        reconcile_migrate_start(rc);
+        return;
+    }
     PageserverTarget t;
     char url[HOST_MAX + 32];
     switch (rc->action.kind) {
@@ -659,7 +649,7 @@ static void reconcile_step(Reconcile *rc)
         reconcile_set_state(rc, RECONCILE_REFRESH);
         if (rc->progress.n_refreshed < sizeof(rc->progress.refreshed) / sizeof(NodeId))
             rc->progress.refreshed[rc->progress.n_refreshed++] = rc->action.node;
-        if (!make_target(rc, rc->action.node, &t, url, sizeof(url))) {
+        if (!reconcile_make_target(rc, rc->action.node, &t, url, sizeof(url))) {
             (void)tenant_shard_observed_remove(s, rc->action.node);
             reconcile_set_state(rc, RECONCILE_PLAN);
             reconcile_step(rc);

@@ -10,6 +10,8 @@
  *   REFRESH, ATTACH, SECONDARY, DETACH -> PLAN (call finished) | FAILED (call failed)
  *   BUMP_GENERATION -> ATTACH (database issued a generation) | FAILED
  *   NOTIFY -> DONE
+ *   PLAN -> MIGRATE_* (a live migration's steps, storcon/reconcile_migrate.h) -> PLAN | FAILED
+ *   PLAN -> MIGRATE_PARKED (waiting for a migration slot, off the running list) -> PLAN
  *
  * PLAN decides the next action from the shard's live state with reconcile_plan (a pure function of
  * the intent, the observed state, node availability and this reconcile's progress), so an intent
@@ -68,6 +70,18 @@ typedef enum ReconcileState {
     RECONCILE_DONE,            /* terminal: observed matches the intent */
     RECONCILE_FAILED,          /* terminal: a call failed for good; the shard stays dirty
                                 */
+    /* live migration steps (storcon/reconcile_migrate.h) */
+    RECONCILE_MIGRATE_ORIGIN_STALE,     /* origin -> AttachedStale, heatmap flushed */
+    RECONCILE_MIGRATE_ORIGIN_LSNS,      /* record the origin's timeline LSNs */
+    RECONCILE_MIGRATE_DEST_SECONDARY,   /* destination -> Secondary warm */
+    RECONCILE_MIGRATE_WARM_UP,          /* secondary/download on the destination, bounded */
+    RECONCILE_MIGRATE_BUMP_GENERATION,  /* database: generation + 1 for the destination */
+    RECONCILE_MIGRATE_ATTACH_MULTI,     /* destination -> AttachedMulti, new generation */
+    RECONCILE_MIGRATE_WAIT_LSN,         /* wait_lsn on the destination, bounded */
+    RECONCILE_MIGRATE_NOTIFY,           /* compute notification with the new map */
+    RECONCILE_MIGRATE_ORIGIN_SECONDARY, /* origin -> Secondary warm, or Detached */
+    RECONCILE_MIGRATE_CUTOVER,          /* destination -> AttachedSingle */
+    RECONCILE_MIGRATE_PARKED,           /* waiting for a migration slot, off the running list */
     RECONCILE_STATE_COUNT
 } ReconcileState;
 
@@ -86,12 +100,25 @@ typedef enum ReconcileActionKind {
     RECONCILE_ACTION_ATTACH,          /* PUT AttachedSingle with the current generation */
     RECONCILE_ACTION_SECONDARY,       /* PUT Secondary warm */
     RECONCILE_ACTION_DETACH,          /* PUT Detached */
+    /* live migration steps, in order (storcon/reconcile_migrate.h) */
+    RECONCILE_ACTION_MIGRATE_ORIGIN_STALE,
+    RECONCILE_ACTION_MIGRATE_ORIGIN_LSNS,
+    RECONCILE_ACTION_MIGRATE_DEST_SECONDARY,
+    RECONCILE_ACTION_MIGRATE_WARM_UP,
+    RECONCILE_ACTION_MIGRATE_BUMP_GENERATION,
+    RECONCILE_ACTION_MIGRATE_ATTACH_MULTI,
+    RECONCILE_ACTION_MIGRATE_WAIT_LSN,
+    RECONCILE_ACTION_MIGRATE_NOTIFY,
+    RECONCILE_ACTION_MIGRATE_ORIGIN_SECONDARY, /* node kept as a secondary: Secondary warm */
+    RECONCILE_ACTION_MIGRATE_ORIGIN_DETACH,    /* node outside the intent: Detached */
+    RECONCILE_ACTION_MIGRATE_CUTOVER,
     RECONCILE_ACTION_COUNT
 } ReconcileActionKind;
 
 typedef struct ReconcileAction {
     ReconcileActionKind kind;
     NodeId node;
+    NodeId peer; /* migration steps: the other end (origin or destination); else NODE_ID_NONE */
 } ReconcileAction;
 
 /* What one reconcile has done so far (input of the planner). */
@@ -106,6 +133,14 @@ typedef struct ReconcileProgress {
     uint8_t n_pushed;
     NodeId refreshed[8]; /* nodes refreshed (a refresh is tried once per node) */
     uint8_t n_refreshed;
+    /* live migration (storcon/reconcile_migrate.h): the steps this reconcile has done that the
+     * observed state does not show */
+    NodeId mig_origin;   /* the origin of the migration in progress; NODE_ID_NONE: none */
+    NodeId mig_dest;     /* ... and its destination; the flags below are about this pair */
+    bool mig_lsns;       /* origin LSNs recorded */
+    bool mig_warmed;     /* destination warm (or its warm-up timed out: a cold cut-over) */
+    bool mig_lsn_waited; /* destination caught up (or the wait timed out) */
+    bool mig_notified;   /* compute notified of the new map */
 } ReconcileProgress;
 
 void reconcile_progress_init(ReconcileProgress *p, const TenantShard *s);
@@ -121,6 +156,14 @@ const char *reconcile_action_name(ReconcileActionKind k);
 
 typedef struct Reconciler Reconciler;
 
+/* The outcome of a compute notification the reconciler waited for. */
+typedef enum ReconcileNotifyResult {
+    RECONCILE_NOTIFY_ACCEPTED, /* the control plane has this map (or needs none) */
+    RECONCILE_NOTIFY_RETRY,    /* not sent yet: superseded by a newer map of the tenant, or
+                                  not ready (a shard's location is being written) */
+    RECONCILE_NOTIFY_FAILED,   /* not sent or refused; the tenant stays pending */
+} ReconcileNotifyResult;
+
 /* Hooks into the owner (the service). */
 typedef struct ReconcilerHooks {
     void *host;
@@ -130,6 +173,12 @@ typedef struct ReconcilerHooks {
     /* notify: the shard's tenant should be notified to compute (the shard's attached location
      * changed or a notification is pending). */
     void (*notify)(void *host, TenantShard *shard);
+    /* notify_wait (may be NULL: notify is used without waiting): the same, then done(arg, r, msg)
+     * once the compute hook has an outcome for this map (a live migration's NOTIFY step waits for
+     * it before the origin stops serving). */
+    void (*notify_wait)(void *host, TenantShard *shard,
+                        void (*done)(void *arg, ReconcileNotifyResult r, const char *msg),
+                        void *arg);
     /* finished: a reconcile of shard ended (ok = DONE). May spawn a new one. */
     void (*finished)(void *host, TenantShard *shard, bool ok);
 } ReconcilerHooks;

@@ -187,6 +187,8 @@ size_t service_reconcile_all(Service *svc)
 typedef struct NotifyCtx {
     Service *svc;
     TenantId tenant;
+    void (*done)(void *arg, ReconcileNotifyResult r, const char *msg); /* NULL: none */
+    void *done_arg;
 } NotifyCtx;
 
 static void on_notified(const ComputeNotifyResult *res, void *arg)
@@ -206,6 +208,14 @@ static void on_notified(const ComputeNotifyResult *res, void *arg)
         log_warn("compute notification for tenant %s: %s: %s", id,
                  compute_notify_outcome_name(res->outcome), res->err.msg);
     }
+    if (c->done != NULL)
+        c->done(c->done_arg,
+                compute_notify_outcome_ok(res->outcome) ? RECONCILE_NOTIFY_ACCEPTED
+                : res->outcome == COMPUTE_NOTIFY_SUPERSEDED ||
+                        res->outcome == COMPUTE_NOTIFY_NOT_READY
+                    ? RECONCILE_NOTIFY_RETRY
+                    : RECONCILE_NOTIFY_FAILED,
+                compute_notify_outcome_name(res->outcome));
     free(c);
 }
 
@@ -225,8 +235,25 @@ bool service_compute_map(const Tenant *t, ComputeHookTenant *snap)
         NodeId a = s->intent.attached;
         ObservedState o;
         if (a != NODE_ID_NONE && tenant_shard_observed_get(s, a, &o) && o.known &&
-            shard_location_mode_is_attached(o.mode) && o.generation == s->generation)
+            shard_location_mode_is_attached(o.mode) && o.generation == s->generation) {
             snap->attached[s->tsid.number] = a;
+            continue;
+        }
+        /* a shard on its way (a live migration before its destination attached): the node
+         * that still serves it, so that the other shards' moves can be told */
+        if (a == NODE_ID_NONE)
+            continue;
+        Generation best = GENERATION_NONE;
+        for (size_t k = 0; k < tenant_shard_observed_count(s); k++) {
+            NodeId node;
+            tenant_shard_observed_at(s, k, &node, &o);
+            if (o.known && shard_location_mode_is_attached(o.mode) &&
+                o.generation != GENERATION_NONE &&
+                (best == GENERATION_NONE || o.generation > best)) {
+                best = o.generation;
+                snap->attached[s->tsid.number] = node;
+            }
+        }
     }
     return attached_anywhere;
 }
@@ -234,25 +261,42 @@ bool service_compute_map(const Tenant *t, ComputeHookTenant *snap)
 /* notify_tenant: send the tenant's whole map (the compute hook refuses half maps). A tenant
  * attached nowhere by intent (Secondary, Detached) has no compute to tell: whatever was pending
  * is dropped, and the hook forgets the tenant so that its next attachment is sent in full. */
-static void notify_tenant(Service *svc, Tenant *t)
+static void notify_tenant(Service *svc, Tenant *t,
+                          void (*done)(void *arg, ReconcileNotifyResult r, const char *msg),
+                          void *done_arg)
 {
     ComputeHookTenant snap;
     if (!service_compute_map(t, &snap)) {
         for (size_t i = 0; i < t->n_shards; i++)
             tenant_shard_set_pending_notify(t->shards[i], false);
         compute_hook_forget(svc->hook, &t->id);
+        if (done != NULL)
+            done(done_arg, RECONCILE_NOTIFY_ACCEPTED, "attached nowhere");
         return;
     }
     NotifyCtx *c = xcalloc(1, sizeof(*c));
     c->svc = svc;
     c->tenant = t->id;
+    c->done = done;
+    c->done_arg = done_arg;
     compute_hook_notify(svc->hook, &snap, on_notified, c);
 }
 
 static void hook_notify(void *host, TenantShard *shard)
 {
     if (shard->tenant != NULL)
-        notify_tenant(host, shard->tenant);
+        notify_tenant(host, shard->tenant, NULL, NULL);
+}
+
+/* hook_notify_wait: a live migration's NOTIFY step (storcon/reconcile_migrate.c). */
+static void hook_notify_wait(void *host, TenantShard *shard,
+                             void (*done)(void *arg, ReconcileNotifyResult r, const char *msg),
+                             void *arg)
+{
+    if (shard->tenant != NULL)
+        notify_tenant(host, shard->tenant, done, arg);
+    else
+        done(arg, RECONCILE_NOTIFY_ACCEPTED, "no tenant");
 }
 
 /* ---- waiters ---- */
@@ -443,6 +487,7 @@ Service *service_new(const ServiceOptions *opts)
         .hooks = {.host = svc,
                   .target = hook_target,
                   .notify = hook_notify,
+                  .notify_wait = hook_notify_wait,
                   .finished = hook_finished},
     };
     svc->rec = reconciler_new(&ro);

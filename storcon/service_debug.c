@@ -141,6 +141,11 @@ json_t *service_shards_dump_json(Service *svc)
     while ((s = shard_map_iter_next(&it)) != NULL) {
         json_t *e = tenant_shard_to_json(s);
         json_set_new(e, "generation", json_from_generation(s->generation));
+        /* the reconcile's state (the live migration's step), null when none runs */
+        json_set_new(e, "reconcile_state",
+                     s->reconciler != NULL
+                         ? json_string(reconcile_state_name(reconciler_shard_state(s)))
+                         : json_null());
         if (s->tenant != NULL)
             json_set_new(e, "policy", placement_policy_to_json(s->tenant->policy));
         json_array_append_new(arr, e);

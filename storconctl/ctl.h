@@ -130,6 +130,9 @@ int ctl_cmd_timelines_create(Ctl *ctl, int argc, char **argv);
 int ctl_cmd_timelines_delete(Ctl *ctl, int argc, char **argv);
 /* commands_import.c */
 int ctl_cmd_timelines_import(Ctl *ctl, int argc, char **argv);
+/* commands_migrate.c */
+int ctl_cmd_tenants_migrate(Ctl *ctl, int argc, char **argv);
+int ctl_cmd_tenants_migrate_secondary(Ctl *ctl, int argc, char **argv);
 /* commands_export.c */
 int ctl_cmd_timelines_export(Ctl *ctl, int argc, char **argv);
 /* commands_split.c */

@@ -16,6 +16,7 @@
 #include "shared/str.h"
 #include "storcon/node.h"
 #include "storcon/reconcile.h"
+#include "storcon/reconcile_migrate.h"
 #include "storcon/scheduler.h"
 #include "storcon/shard_map.h"
 #include "storcon/tenant_shard.h"
@@ -347,12 +348,226 @@ static void test_config_change_pushes(void **state)
     fixture_finish(&f);
 }
 
+/* ---- live migration (storcon/reconcile_migrate.h) ---- */
+
+/* run_migration: plan and apply each step's effect as the reconciler would, recording the
+ * actions (kind and node) until nothing is left; returns how many. */
+static size_t run_migration(Fixture *f, ReconcileProgress *p, ReconcileAction *out, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        assert_true(n < cap);
+        ReconcileAction a;
+        reconcile_plan(f->shard, &f->nodes, p, &a);
+        out[n++] = a;
+        if (a.kind == RECONCILE_ACTION_NONE)
+            return n;
+        if (reconcile_action_is_migrate(a.kind))
+            (void)reconcile_migrate_track(p, &a);
+        ObservedState o;
+        switch (a.kind) {
+        case RECONCILE_ACTION_MIGRATE_ORIGIN_STALE:
+            assert_true(tenant_shard_observed_get(f->shard, a.node, &o));
+            observe(f->shard, a.node, SHARD_LOCATION_ATTACHED_STALE, o.generation, false);
+            break;
+        case RECONCILE_ACTION_MIGRATE_ORIGIN_LSNS:
+            p->mig_lsns = true;
+            break;
+        case RECONCILE_ACTION_MIGRATE_DEST_SECONDARY:
+        case RECONCILE_ACTION_MIGRATE_ORIGIN_SECONDARY:
+        case RECONCILE_ACTION_SECONDARY:
+            observe(f->shard, a.node, SHARD_LOCATION_SECONDARY, GENERATION_NONE, true);
+            break;
+        case RECONCILE_ACTION_MIGRATE_WARM_UP:
+            p->mig_warmed = true;
+            break;
+        case RECONCILE_ACTION_MIGRATE_BUMP_GENERATION:
+        case RECONCILE_ACTION_BUMP_GENERATION:
+            tenant_shard_set_generation(f->shard, f->shard->generation + 1, a.node);
+            p->fresh_node = a.node;
+            p->fresh_generation = f->shard->generation;
+            break;
+        case RECONCILE_ACTION_MIGRATE_ATTACH_MULTI:
+            observe(f->shard, a.node, SHARD_LOCATION_ATTACHED_MULTI, f->shard->generation, false);
+            break;
+        case RECONCILE_ACTION_MIGRATE_WAIT_LSN:
+            p->mig_lsn_waited = true;
+            break;
+        case RECONCILE_ACTION_MIGRATE_NOTIFY:
+            p->mig_notified = true;
+            break;
+        case RECONCILE_ACTION_MIGRATE_ORIGIN_DETACH:
+        case RECONCILE_ACTION_DETACH:
+            (void)tenant_shard_observed_remove(f->shard, a.node);
+            break;
+        case RECONCILE_ACTION_MIGRATE_CUTOVER:
+        case RECONCILE_ACTION_ATTACH:
+            observe(f->shard, a.node, SHARD_LOCATION_ATTACHED_SINGLE, f->shard->generation, false);
+            break;
+        default:
+            fail_msg("unexpected action %s", reconcile_action_name(a.kind));
+        }
+    }
+}
+
+static void expect_steps(const ReconcileAction *got, size_t n, const ReconcileActionKind *kinds,
+                         const NodeId *nodes, size_t want)
+{
+    for (size_t i = 0; i < n && i < want; i++) {
+        if (got[i].kind != kinds[i] ||
+            (kinds[i] != RECONCILE_ACTION_NONE && got[i].node != nodes[i]))
+            fail_msg("step %zu: got %s on %llu, want %s on %llu", i,
+                     reconcile_action_name(got[i].kind), (unsigned long long)got[i].node,
+                     reconcile_action_name(kinds[i]), (unsigned long long)nodes[i]);
+    }
+    assert_int_equal(n, want);
+}
+
+/* the whole sequence onto the warm secondary; the origin becomes the secondary */
+static void test_migration_sequence(void **state)
+{
+    (void)state;
+    Err err;
+    err_clear(&err);
+    Fixture f;
+    fixture_init(&f, 1);
+    apply_setup(&f, SETUP_ALL_OK); /* node 1 attached gen 5, node 2 warm secondary */
+    assert_true(scheduler_intent_set_attached(&f.sched, f.shard, 2, &err));
+    assert_true(scheduler_intent_add_secondary(&f.sched, f.shard, 1, &err));
+    ReconcileProgress p;
+    reconcile_progress_init(&p, f.shard);
+    ReconcileAction got[16];
+    size_t n = run_migration(&f, &p, got, 16);
+    static const ReconcileActionKind kinds[] = {
+        RECONCILE_ACTION_MIGRATE_ORIGIN_STALE, RECONCILE_ACTION_MIGRATE_ORIGIN_LSNS,
+        RECONCILE_ACTION_MIGRATE_WARM_UP,      RECONCILE_ACTION_MIGRATE_BUMP_GENERATION,
+        RECONCILE_ACTION_MIGRATE_ATTACH_MULTI, RECONCILE_ACTION_MIGRATE_WAIT_LSN,
+        RECONCILE_ACTION_MIGRATE_NOTIFY,       RECONCILE_ACTION_MIGRATE_ORIGIN_SECONDARY,
+        RECONCILE_ACTION_MIGRATE_CUTOVER,      RECONCILE_ACTION_NONE};
+    static const NodeId nodes[] = {1, 1, 2, 2, 2, 2, 2, 1, 2, 0};
+    expect_steps(got, n, kinds, nodes, sizeof(kinds) / sizeof(kinds[0]));
+    assert_int_equal(f.shard->generation, 6); /* exactly one bump */
+    assert_false(tenant_shard_is_dirty(f.shard, &f.nodes));
+    fixture_finish(&f);
+}
+
+/* a reconcile started after a restart in the middle (destination AttachedMulti in the newest
+ * generation, origin stale, the origin no longer in the intent) resumes: no second bump */
+static void test_migration_resumes_from_observed(void **state)
+{
+    (void)state;
+    Err err;
+    err_clear(&err);
+    Fixture f;
+    fixture_init(&f, 0);
+    observe(f.shard, 1, SHARD_LOCATION_ATTACHED_STALE, 5, false);
+    tenant_shard_set_generation(f.shard, 6, 2);
+    observe(f.shard, 2, SHARD_LOCATION_ATTACHED_MULTI, 6, false);
+    assert_true(scheduler_intent_set_attached(&f.sched, f.shard, 2, &err));
+    ReconcileProgress p;
+    reconcile_progress_init(&p, f.shard);
+    ReconcileAction got[16];
+    size_t n = run_migration(&f, &p, got, 16);
+    static const ReconcileActionKind kinds[] = {
+        RECONCILE_ACTION_MIGRATE_ORIGIN_LSNS, RECONCILE_ACTION_MIGRATE_WAIT_LSN,
+        RECONCILE_ACTION_MIGRATE_NOTIFY,      RECONCILE_ACTION_MIGRATE_ORIGIN_DETACH,
+        RECONCILE_ACTION_MIGRATE_CUTOVER,     RECONCILE_ACTION_NONE};
+    static const NodeId nodes[] = {1, 2, 2, 1, 2, 0};
+    expect_steps(got, n, kinds, nodes, sizeof(kinds) / sizeof(kinds[0]));
+    assert_int_equal(f.shard->generation, 6);
+    fixture_finish(&f);
+}
+
+/* a destination with nothing becomes a secondary first; an offline origin means a cold move */
+static void test_migration_cold_cases(void **state)
+{
+    (void)state;
+    Err err;
+    err_clear(&err);
+    Fixture f;
+    fixture_init(&f, 1);
+    apply_setup(&f, SETUP_ALL_OK);
+    assert_true(scheduler_intent_set_attached(&f.sched, f.shard, 3, &err));
+    ReconcileProgress p;
+    reconcile_progress_init(&p, f.shard);
+    p.mig_lsns = true;
+    p.mig_origin = 1;
+    p.mig_dest = 3;
+    observe(f.shard, 1, SHARD_LOCATION_ATTACHED_STALE, 5, false);
+    ReconcileAction a;
+    reconcile_plan(f.shard, &f.nodes, &p, &a);
+    assert_int_equal(a.kind, RECONCILE_ACTION_MIGRATE_DEST_SECONDARY);
+    assert_int_equal(a.node, 3);
+    assert_int_equal(a.peer, 1);
+    /* the origin goes offline: no live step, the ordinary bump and attach */
+    node_set_get(&f.nodes, 1)->availability = NODE_AVAILABILITY_OFFLINE;
+    reconcile_plan(f.shard, &f.nodes, &p, &a);
+    assert_int_equal(a.kind, RECONCILE_ACTION_BUMP_GENERATION);
+    assert_int_equal(a.node, 3);
+    fixture_finish(&f);
+}
+
+/* the intent moves on while a migration is half-way (destination 2 AttachedMulti in the newest
+ * generation): 2 becomes the origin of the move to 3, which is warmed (the flags of the old pair
+ * do not count), and everything ends with 3 the only attached location */
+static void test_migration_intent_moves_on(void **state)
+{
+    (void)state;
+    Err err;
+    err_clear(&err);
+    Fixture f;
+    fixture_init(&f, 1);
+    apply_setup(&f, SETUP_ALL_OK);
+    assert_true(scheduler_intent_set_attached(&f.sched, f.shard, 2, &err));
+    ReconcileProgress p;
+    reconcile_progress_init(&p, f.shard);
+    /* the first move up to its AttachedMulti */
+    observe(f.shard, 1, SHARD_LOCATION_ATTACHED_STALE, 5, false);
+    p.mig_origin = 1;
+    p.mig_dest = 2;
+    p.mig_lsns = p.mig_warmed = true;
+    tenant_shard_set_generation(f.shard, 6, 2);
+    observe(f.shard, 2, SHARD_LOCATION_ATTACHED_MULTI, 6, false);
+    /* now to 3 */
+    assert_true(scheduler_intent_set_attached(&f.sched, f.shard, 3, &err));
+    ReconcileAction got[32];
+    size_t n = run_migration(&f, &p, got, 32);
+    bool warmed_3 = false;
+    for (size_t i = 0; i < n; i++)
+        warmed_3 |= got[i].kind == RECONCILE_ACTION_MIGRATE_WARM_UP && got[i].node == 3;
+    assert_true(warmed_3);
+    assert_int_equal(got[0].kind, RECONCILE_ACTION_MIGRATE_ORIGIN_STALE);
+    assert_int_equal(got[0].node, 2); /* the newest generation is the origin */
+    assert_int_equal(got[n - 2].kind, RECONCILE_ACTION_MIGRATE_CUTOVER);
+    assert_int_equal(f.shard->generation, 7);
+    size_t attached = 0;
+    for (size_t i = 0; i < tenant_shard_observed_count(f.shard); i++) {
+        NodeId node;
+        ObservedState o;
+        tenant_shard_observed_at(f.shard, i, &node, &o);
+        if (o.known && shard_location_mode_is_attached(o.mode)) {
+            attached++;
+            assert_int_equal(node, 3);
+            assert_int_equal(o.mode, SHARD_LOCATION_ATTACHED_SINGLE);
+        }
+    }
+    assert_int_equal(attached, 1);
+    assert_false(tenant_shard_is_dirty(f.shard, &f.nodes));
+    fixture_finish(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_table_shape),          cmocka_unit_test(test_transition_allowed),
-        cmocka_unit_test(test_plan_table),           cmocka_unit_test(test_plan_converges),
+        cmocka_unit_test(test_table_shape),
+        cmocka_unit_test(test_transition_allowed),
+        cmocka_unit_test(test_plan_table),
+        cmocka_unit_test(test_plan_converges),
         cmocka_unit_test(test_config_change_pushes),
+        cmocka_unit_test(test_migration_sequence),
+        cmocka_unit_test(test_migration_resumes_from_observed),
+        cmocka_unit_test(test_migration_cold_cases),
+        cmocka_unit_test(test_migration_intent_moves_on),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
