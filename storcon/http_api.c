@@ -174,6 +174,17 @@ bool http_api_param_node_id(HttpRequest *req, NodeId *out, Err *err)
     return true;
 }
 
+Service *http_api_node_service(HttpRequest *req, void *app, NodeId *node)
+{
+    Err err;
+    err_clear(&err);
+    if (!http_api_param_node_id(req, node, &err)) {
+        http_reply_error(req, &err);
+        return NULL;
+    }
+    return http_api_service(req, app);
+}
+
 /* ---- health, metrics, failpoints ---- */
 
 static void handle_status(HttpRequest *req, void *arg)

@@ -82,6 +82,9 @@ bool http_api_param_tenant_id(HttpRequest *req, TenantId *out, Err *err) MUST_CH
 bool http_api_param_tsid(HttpRequest *req, TenantShardId *out, Err *err) MUST_CHECK;
 bool http_api_param_timeline_id(HttpRequest *req, TimelineId *out, Err *err) MUST_CHECK;
 bool http_api_param_node_id(HttpRequest *req, NodeId *out, Err *err) MUST_CHECK;
+/* http_api_node_service: {node_id} from the path and the service; NULL after replying (400 for
+ * the id, 503 when not ready). */
+Service *http_api_node_service(HttpRequest *req, void *app, NodeId *node) MUST_CHECK;
 
 /* ---- handlers (app is the StorconApp) ---- */
 

@@ -47,16 +47,12 @@ void http_nodes_list(HttpRequest *req, void *app)
 static void node_read(HttpRequest *req, void *app,
                       bool (*read)(Service *, NodeId, json_t **, Err *))
 {
-    Err err;
-    err_clear(&err);
     NodeId node = 0;
-    if (!http_api_param_node_id(req, &node, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    Service *svc = http_api_service(req, app);
+    Service *svc = http_api_node_service(req, app, &node);
     if (svc == NULL)
         return;
+    Err err;
+    err_clear(&err);
     json_t *out = NULL;
     bool ok = read(svc, node, &out, &err);
     http_api_reply_sync(req, ok, out, &err);

@@ -14,14 +14,8 @@
 /* node_op: {node_id} from the path, then start (or cancel) kind. */
 static void node_op(HttpRequest *req, void *app, OperationKind kind, bool cancel)
 {
-    Err err;
-    err_clear(&err);
     NodeId node = 0;
-    if (!http_api_param_node_id(req, &node, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    Service *svc = http_api_service(req, app);
+    Service *svc = http_api_node_service(req, app, &node);
     if (svc == NULL)
         return;
     ApiOp *op = http_api_op_new(req, app, svc, cancel ? 200 : 202);
@@ -72,14 +66,8 @@ void http_debug_tombstone_list(HttpRequest *req, void *app)
 
 void http_debug_tombstone_delete(HttpRequest *req, void *app)
 {
-    Err err;
-    err_clear(&err);
     NodeId node = 0;
-    if (!http_api_param_node_id(req, &node, &err)) {
-        http_reply_error(req, &err);
-        return;
-    }
-    Service *svc = http_api_service(req, app);
+    Service *svc = http_api_node_service(req, app, &node);
     if (svc == NULL)
         return;
     ApiOp *op = http_api_op_new(req, app, svc, 200);

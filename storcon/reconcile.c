@@ -595,15 +595,12 @@ static void start_fresh_attach(Reconcile *rc)
     start_put(rc, SHARD_LOCATION_ATTACHED_SINGLE, rc->progress.fresh_generation);
 }
 
-/* on_generation: the database issued a new generation for the node to attach.
- */
-static void on_generation(const Err *err, Generation gen, void *arg)
+bool reconcile_take_generation(Reconcile *rc, const Err *err, Generation gen)
 {
-    Reconcile *rc = arg;
     TenantShard *s = rc->shard;
     if (err != NULL) {
         reconcile_fail(rc, "generation increment", err);
-        return;
+        return false;
     }
     bool only_ours = s->sequence == rc->sequence;
     tenant_shard_set_generation(s, gen, rc->action.node);
@@ -611,6 +608,16 @@ static void on_generation(const Err *err, Generation gen, void *arg)
         rc->sequence = s->sequence;
     rc->progress.fresh_generation = gen;
     rc->progress.fresh_node = rc->action.node;
+    return true;
+}
+
+/* on_generation: the database issued a new generation for the node to attach.
+ */
+static void on_generation(const Err *err, Generation gen, void *arg)
+{
+    Reconcile *rc = arg;
+    if (!reconcile_take_generation(rc, err, gen))
+        return;
     reconcile_set_state(rc, RECONCILE_ATTACH);
     if (reconcile_failpoint_gate(rc, "reconcile-before-attach", start_fresh_attach))
         start_fresh_attach(rc);

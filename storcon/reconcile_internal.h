@@ -79,6 +79,9 @@ void reconcile_migrate_free_parked(Reconciler *r);
 void reconcile_set_state(Reconcile *rc, ReconcileState to);
 /* Record the error on the shard, go FAILED and finish. */
 void reconcile_fail(Reconcile *rc, const char *what, const Err *err);
+/* reconcile_take_generation: a generation increment's answer for rc->action.node: on success the
+ * shard and the progress take it (true); on error the reconcile fails (false). */
+bool reconcile_take_generation(Reconcile *rc, const Err *err, Generation gen);
 /* PLAN: pick the next action on the live state and start it. */
 void reconcile_step(Reconcile *rc);
 /* The LocationConfig the intent wants on a node in mode. New reference. */

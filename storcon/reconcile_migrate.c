@@ -373,18 +373,8 @@ static void run_warm_up(Reconcile *rc)
 static void on_generation(const Err *err, Generation gen, void *arg)
 {
     Reconcile *rc = arg;
-    TenantShard *s = rc->shard;
-    if (err != NULL) {
-        reconcile_fail(rc, "generation increment", err);
-        return;
-    }
-    bool only_ours = s->sequence == rc->sequence;
-    tenant_shard_set_generation(s, gen, rc->action.node);
-    if (only_ours)
-        rc->sequence = s->sequence;
-    rc->progress.fresh_generation = gen;
-    rc->progress.fresh_node = rc->action.node;
-    back_to_plan(rc);
+    if (reconcile_take_generation(rc, err, gen))
+        back_to_plan(rc);
 }
 
 static void run_bump_generation(Reconcile *rc)
