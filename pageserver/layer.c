@@ -850,19 +850,8 @@ static bool reader_load_value(const LayerReader *r, PageCache *pc, const uint8_t
                               void **value, size_t *len, bool *missing, Err *err)
 {
     uint64_t off = le_get_u64(entry + r->ekey_size);
-    if (pc != NULL) {
-        uint8_t hit[PAGE_CACHE_VALUE_MAX];
-        size_t hit_len = 0;
-        bool ok = missing != NULL ? page_cache_probe(pc, r->owner, off, hit, sizeof(hit), &hit_len)
-                                  : page_cache_get(pc, r->owner, off, hit, sizeof(hit), &hit_len);
-        if (ok) {
-            uint8_t *v = xmalloc(hit_len ? hit_len : 1);
-            memcpy(v, hit, hit_len);
-            *value = v;
-            *len = hit_len;
-            return true;
-        }
-    }
+    if (pc != NULL && page_cache_get_copy(pc, r->owner, off, missing == NULL, value, len))
+        return true;
     if (missing != NULL) {
         *missing = true;
         return true;

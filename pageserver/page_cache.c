@@ -3,6 +3,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -153,7 +154,7 @@ static uint32_t shard_victim(PageCache *pc, Shard *s)
 
 /* lookup: the hit or miss of page_cache_get; a miss is counted when count_miss. */
 static bool lookup(PageCache *pc, uint64_t owner, uint64_t offset, void *buf, size_t cap,
-                   size_t *len, bool count_miss)
+                   void **alloc, size_t *len, bool count_miss)
 {
     if (pc == NULL)
         return false;
@@ -165,6 +166,8 @@ static bool lookup(PageCache *pc, uint64_t owner, uint64_t offset, void *buf, si
     if (i >= 0 && s->slots[i].len <= cap) {
         Slot *e = &s->slots[i];
         e->referenced = true;
+        if (alloc != NULL)
+            buf = *alloc = xmalloc(e->len ? e->len : 1);
         memcpy(buf, s->data + (size_t)i * PAGE_CACHE_VALUE_MAX, e->len);
         *len = e->len;
         hit = true;
@@ -182,13 +185,13 @@ static bool lookup(PageCache *pc, uint64_t owner, uint64_t offset, void *buf, si
 bool page_cache_get(PageCache *pc, uint64_t owner, uint64_t offset, void *buf, size_t cap,
                     size_t *len)
 {
-    return lookup(pc, owner, offset, buf, cap, len, true);
+    return lookup(pc, owner, offset, buf, cap, NULL, len, true);
 }
 
-bool page_cache_probe(PageCache *pc, uint64_t owner, uint64_t offset, void *buf, size_t cap,
-                      size_t *len)
+bool page_cache_get_copy(PageCache *pc, uint64_t owner, uint64_t offset, bool count_miss,
+                         void **value, size_t *len)
 {
-    return lookup(pc, owner, offset, buf, cap, len, false);
+    return lookup(pc, owner, offset, NULL, SIZE_MAX, value, len, count_miss);
 }
 
 void page_cache_put(PageCache *pc, uint64_t owner, uint64_t offset, const void *value, size_t len)

@@ -67,11 +67,12 @@ void page_cache_free(PageCache *pc); /* NULL is fine */
 bool page_cache_get(PageCache *pc, uint64_t owner, uint64_t offset, void *buf, size_t cap,
                     size_t *len);
 
-/* page_cache_probe: page_cache_get that counts a hit but not a miss: for a lookup that, when it
- * misses, is repeated by page_cache_get on another thread (the page service's loop thread first
- * tries what is in memory, then hands the rest to a worker). */
-bool page_cache_probe(PageCache *pc, uint64_t owner, uint64_t offset, void *buf, size_t cap,
-                      size_t *len);
+/* page_cache_get_copy: on a hit, *value is a new buffer (the caller frees) holding the *len
+ * bytes of the value: one copy, made under the shard's lock. Counts a hit, and a miss only when
+ * count_miss: a lookup that, when it misses, is repeated on another thread (the page service's
+ * loop thread first tries what is in memory, then hands the rest to a worker) counts once. */
+bool page_cache_get_copy(PageCache *pc, uint64_t owner, uint64_t offset, bool count_miss,
+                         void **value, size_t *len);
 
 /* page_cache_put: cache a copy of value (len bytes, at most PAGE_CACHE_VALUE_MAX; longer is
  * ignored) for (owner, offset), evicting by CLOCK when the shard is full. Only verified bytes may

@@ -102,7 +102,7 @@ typedef struct ReadItem {
     bool ok; /* false: err says why (this item only, or the whole batch) */
     Err err;
     Lsn effective_lsn;
-    uint8_t page[BLCKSZ];
+    uint8_t page[BLCKSZ]; /* the fields before page and from nblocks on must start zeroed */
     uint32_t nblocks;
     bool exists;
     uint64_t bytes;

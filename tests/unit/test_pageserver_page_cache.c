@@ -87,9 +87,19 @@ static void test_hit_miss(void **state)
     free(big);
     assert_false(page_cache_get(pc, a, 99, got, sizeof(got), &len));
 
+    /* a copy on the heap; a miss not counted when asked not to */
+    void *copy = NULL;
+    assert_true(page_cache_get_copy(pc, b, 16, false, &copy, &len));
+    assert_int_equal(len, 5);
+    assert_memory_equal(copy, "wxyz!", 5);
+    free(copy);
+    copy = NULL;
+    assert_false(page_cache_get_copy(pc, b, 4096, false, &copy, &len));
+    assert_null(copy);
+
     PageCacheStats st;
     page_cache_stats(pc, &st);
-    assert_int_equal(st.hits, 3);
+    assert_int_equal(st.hits, 4);
     assert_int_equal(st.misses, 5);
     assert_int_equal(st.entries, 2);
     assert_int_equal(st.bytes, PAGE_CACHE_VALUE_MAX + 5);
