@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -21,6 +22,7 @@
 #include "shared/str.h"
 
 #include "pageserver/layer.h"
+#include "pageserver/layer_map.h"
 #include "pageserver/page_cache.h"
 
 static char g_dir[256];
@@ -299,6 +301,87 @@ static void test_no_stale_after_replace(void **state)
     page_cache_free(pc);
 }
 
+/* layer_obj_get_in_memory never reads: nothing before the layer's first read; after it, exactly
+ * what was read (cached). A layer object dropped (a detach) and created again over a file
+ * replaced at the same path (a re-attach) answers the new bytes, from disk first. */
+static void get_obj(Layer *l, PageCache *pc, uint32_t blk, bool memory_only, bool want_in_memory,
+                    uint64_t seed)
+{
+    Key k = blk_key(blk);
+    void *v = NULL;
+    size_t len = 0;
+    bool found = false, in_memory = true;
+    Err err = {0};
+    if (memory_only) {
+        assert_true(layer_obj_get_in_memory(l, pc, &k, &v, &len, &found, &in_memory, &err));
+        assert_int_equal(in_memory, want_in_memory);
+        if (!in_memory) {
+            assert_null(v);
+            assert_false(found);
+            return;
+        }
+    } else {
+        assert_true(layer_obj_get(l, NULL, pc, &k, &v, &len, &found, NULL, NULL, &err));
+    }
+    assert_true(found);
+    uint8_t want[PAGE_CACHE_VALUE_MAX];
+    fill(want, seed, blk);
+    assert_int_equal(len, sizeof(want));
+    assert_memory_equal(v, want, sizeof(want));
+    free(v);
+}
+
+static uint64_t file_size(const char *path)
+{
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    return (uint64_t)st.st_size;
+}
+
+static void test_layer_obj_in_memory_and_reattach(void **state)
+{
+    KeyRange range = {blk_key(0), blk_key(1000000)};
+    LayerDesc d = layer_desc_image(&range, 0x1000);
+    IndexLayer meta;
+    memset(&meta, 0, sizeof(meta));
+    layer_name_format(&d, meta.name);
+    meta.generation = 3;
+    char path[512];
+    assert_true(str_printf(path, sizeof(path), "%s/%s-00000003", g_dir, meta.name));
+    TenantId t;
+    TimelineId tl;
+    memset(&t, 0x11, sizeof(t));
+    memset(&tl, 0x22, sizeof(tl));
+    PageCache *pc = page_cache_new(1u << 20, NULL);
+    Err err = {0};
+
+    write_layer(path, 10, 1);
+    meta.file_size = file_size(path);
+    Layer *l = NULL;
+    assert_true(layer_obj_new(&meta, &t, &tl, g_dir, true, &l, &err));
+    get_obj(l, pc, 4, true, false, 1); /* no reader yet */
+    get_obj(l, pc, 4, false, true, 1); /* read: opens, caches */
+    get_obj(l, pc, 4, true, true, 1);  /* now in memory */
+    get_obj(l, pc, 5, true, false, 1); /* index block known, value not cached */
+    /* without a cache nothing is in memory */
+    Key k = blk_key(4);
+    void *v = NULL;
+    size_t len = 0;
+    bool found = false, in_memory = true;
+    assert_true(layer_obj_get_in_memory(l, NULL, &k, &v, &len, &found, &in_memory, &err));
+    assert_false(in_memory);
+    layer_obj_unref(l);
+
+    write_layer(path, 10, 2);
+    assert_int_equal(file_size(path), meta.file_size);
+    assert_true(layer_obj_new(&meta, &t, &tl, g_dir, true, &l, &err));
+    get_obj(l, pc, 4, true, false, 2);
+    get_obj(l, pc, 4, false, true, 2);
+    get_obj(l, pc, 4, true, true, 2);
+    layer_obj_unref(l);
+    page_cache_free(pc);
+}
+
 /* ---- two threads on one cache ---- */
 
 typedef struct Hammer {
@@ -363,6 +446,7 @@ int main(void)
         cmocka_unit_test(test_eviction_by_size),
         cmocka_unit_test(test_reader_hits_skip_reads),
         cmocka_unit_test(test_no_stale_after_replace),
+        cmocka_unit_test(test_layer_obj_in_memory_and_reattach),
         cmocka_unit_test(test_two_threads),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
