@@ -95,4 +95,13 @@ void pageserver_metrics_register(PageserverApp *app)
         metrics_counter(r, "pageserver_timelines_created_total", "Timelines created", NULL);
     m->upcall_retries = metrics_counter(r, "pageserver_upcall_retries_total",
                                         "Failed control plane upcall attempts", NULL);
+    m->page_cache_hits = metrics_counter(
+        r, "pageserver_page_cache_hits_total",
+        "Layer value reads answered from the page cache (--page-cache-bytes)", NULL);
+    m->page_cache_misses = metrics_counter(r, "pageserver_page_cache_misses_total",
+                                           "Layer value reads the page cache did not hold", NULL);
+    m->page_cache_evictions = metrics_counter(r, "pageserver_page_cache_evictions_total",
+                                              "Values evicted from the full page cache", NULL);
+    m->page_cache_bytes =
+        metrics_gauge(r, "pageserver_page_cache_bytes", "Bytes of values in the page cache", NULL);
 }

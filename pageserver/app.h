@@ -34,6 +34,7 @@ struct TenantManager;
 struct DeletionQueue;
 struct StorconClient;
 struct PageService;
+struct PageCache;
 
 /* PageserverMetrics: the series the domain modules update (looked up once at startup; the
  * registry owns them). */
@@ -65,6 +66,10 @@ typedef struct PageserverMetrics {
     MetricCounter *getpage_errors;
     MetricCounter *timelines_created;
     MetricCounter *upcall_retries;
+    MetricCounter *page_cache_hits;
+    MetricCounter *page_cache_misses;
+    MetricCounter *page_cache_evictions;
+    MetricGauge *page_cache_bytes;
 } PageserverMetrics;
 
 typedef struct PageserverApp {
@@ -88,6 +93,7 @@ typedef struct PageserverApp {
     struct SecondaryScheduler *secondary_sched; /* queue of warm secondaries' passes */
     struct StorconClient *storcon;    /* re-attach and validate upcalls (storcon_client.h) */
     struct PageService *page_service; /* --listen-pg (page_service.h) */
+    struct PageCache *page_cache;     /* --page-cache-bytes (page_cache.h; NULL: off); any thread */
     PageserverMetrics m;
     bool stopping; /* SIGTERM seen: start no new background work */
 } PageserverApp;

@@ -94,6 +94,11 @@ static const ConfigOption PAGESERVER_OPTIONS[] = {
               "bytes per second all warm secondary downloads together may read (0: no "
               "limit)",
               0, 0, false),
+    PS_OPT_EX(CONFIG_U64, page_cache_bytes, "page-cache-bytes",
+              PAGESERVER_DEFAULT_PAGE_CACHE_BYTES_STR, "BYTES",
+              "memory for decoded layer values (pages) read before, so reads of them skip the "
+              "disk read, checksum and decompression (0: no cache)",
+              0, 0, false),
     PS_OPT_EX(CONFIG_U64, http_max_connections, "http-max-connections", "1000", "N",
               "open API connections at once; more are answered 503 and closed", 1,
               HTTP_MAX_CONNECTIONS_LIMIT, false),

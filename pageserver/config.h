@@ -52,6 +52,7 @@ typedef struct PageserverConfig {
     uint64_t import_checkpoint_jobs;         /* import.c: jobs per index upload + progress */
     uint64_t wait_lsn_timeout_ms;            /* read_path.h: bounded wait for a future LSN */
     uint64_t secondary_download_bandwidth;   /* secondary.c: bytes/s of all passes, 0: no limit */
+    uint64_t page_cache_bytes;               /* page_cache.h: decoded values kept, 0: off */
     char control_plane_token_file[PATH_MAX]; /* bearer token (generations_api) for upcalls */
     char initdb_user[PAGESERVER_INITDB_USER_MAX];
 

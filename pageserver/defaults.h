@@ -69,6 +69,10 @@
 #define PAGE_SERVICE_DEFAULT_HANDSHAKE       "10s"
 #define PAGE_SERVICE_DEFAULT_IDLE            "10m"
 
+/* Page cache (page_cache.h): bytes of decoded layer values kept in memory (64 MiB: 8192 pages,
+ * Neon's default page cache size). */
+#define PAGESERVER_DEFAULT_PAGE_CACHE_BYTES_STR "67108864"
+
 /* HTTP API. */
 #define PAGESERVER_HTTP_MAX_BODY_BYTES (16u * 1024 * 1024)
 /* How long in-flight requests may run after SIGTERM before they are answered 503. */

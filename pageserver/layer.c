@@ -35,6 +35,7 @@
 #include "shared/str.h"
 
 #include "pageserver/layer.h"
+#include "pageserver/page_cache.h"
 
 /* ---- format constants (docs/layer-format.md) ---- */
 
@@ -593,6 +594,7 @@ struct LayerReader {
      * lookup in that block; published with a compare-and-swap, so concurrent readers need no
      * lock. Bounded by the index size (about 0.4% of the layer for 8 KiB pages). */
     _Atomic(uint8_t *) *block_cache;
+    uint64_t owner; /* page_cache_owner_new: this open reader's key in the page cache */
 };
 
 /* corrupt: the error of every integrity failure: ERR_INTERNAL naming the layer. */
@@ -742,6 +744,7 @@ bool layer_reader_open(LayerReadFn read, void *ctx, uint64_t file_size, const ch
     r->read = read;
     r->ctx = ctx;
     r->label = xstrdup(label ? label : "layer");
+    r->owner = page_cache_owner_new();
     uint8_t ft[FOOTER_SIZE];
     if (file_size < HEADER_SIZE + FOOTER_SIZE + TOP_HEADER_SIZE) {
         corrupt(r, err, "file too small (%llu bytes) to be a layer (truncated?)",
@@ -839,11 +842,20 @@ static bool reader_cached_block(const LayerReader *r, size_t i, const uint8_t **
 }
 
 /* reader_load_value: read and verify the blob an index entry points to, and decode it into a new
- * buffer (*value, caller frees). */
-static bool reader_load_value(const LayerReader *r, const uint8_t *entry, void **value, size_t *len,
-                              Err *err)
+ * buffer (*value, caller frees). With a cache: a value cached for this reader and blob offset is
+ * copied from there (no read, no checksum, no decompression); a value read is put there after
+ * its checksum and decompression succeeded. missing != NULL: memory only: a value not cached is
+ * not read; *missing says so (and the call succeeds with *value NULL). */
+static bool reader_load_value(const LayerReader *r, PageCache *pc, const uint8_t *entry,
+                              void **value, size_t *len, bool *missing, Err *err)
 {
     uint64_t off = le_get_u64(entry + r->ekey_size);
+    if (pc != NULL && page_cache_get_copy(pc, r->owner, off, missing == NULL, value, len))
+        return true;
+    if (missing != NULL) {
+        *missing = true;
+        return true;
+    }
     uint32_t blen = le_get_u32(entry + r->ekey_size + 8);
     if (off < r->data_offset || off > r->index_offset || blen < BLOB_HEADER_SIZE ||
         blen > r->index_offset - off ||
@@ -886,6 +898,7 @@ static bool reader_load_value(const LayerReader *r, const uint8_t *entry, void *
         memcpy(raw, payload, raw_len);
     }
     free(blob);
+    page_cache_put(pc, r->owner, off, raw, raw_len);
     *value = raw;
     *len = raw_len;
     return true;
@@ -899,6 +912,31 @@ fail:
 /* layer_reader_get: top index (memory) -> one index block -> one blob. */
 bool layer_reader_get(const LayerReader *r, const Key *key, void **value, size_t *len, bool *found,
                       Err *err)
+{
+    return layer_reader_get_cached(r, NULL, key, value, len, found, err);
+}
+
+static bool reader_get(const LayerReader *r, PageCache *pc, const Key *key, void **value,
+                       size_t *len, bool *found, bool *missing, Err *err);
+
+bool layer_reader_get_cached(const LayerReader *r, PageCache *pc, const Key *key, void **value,
+                             size_t *len, bool *found, Err *err)
+{
+    return reader_get(r, pc, key, value, len, found, NULL, err);
+}
+
+bool layer_reader_get_in_memory(const LayerReader *r, PageCache *pc, const Key *key, void **value,
+                                size_t *len, bool *found, bool *in_memory, Err *err)
+{
+    bool missing = false;
+    bool ok = reader_get(r, pc, key, value, len, found, &missing, err);
+    *in_memory = !missing;
+    return ok;
+}
+
+/* reader_get: layer_reader_get_cached; missing != NULL: memory only (reader_load_value). */
+static bool reader_get(const LayerReader *r, PageCache *pc, const Key *key, void **value,
+                       size_t *len, bool *found, bool *missing, Err *err)
 {
     *value = NULL;
     *len = 0;
@@ -920,6 +958,11 @@ bool layer_reader_get(const LayerReader *r, const Key *key, void **value, size_t
         return true; /* before the first key, or no entries */
     const uint8_t *block;
     size_t n;
+    if (missing != NULL &&
+        atomic_load_explicit(&r->block_cache[lo - 1], memory_order_acquire) == NULL) {
+        *missing = true; /* the index block was never read */
+        return true;
+    }
     if (!reader_cached_block(r, lo - 1, &block, &n, err))
         return false;
     const uint8_t *entries = block + BLOCK_HEADER_SIZE;
@@ -941,8 +984,8 @@ bool layer_reader_get(const LayerReader *r, const Key *key, void **value, size_t
     }
     bool ok = true;
     if (hit != NULL) {
-        ok = reader_load_value(r, hit, value, len, err);
-        *found = ok;
+        ok = reader_load_value(r, pc, hit, value, len, missing, err);
+        *found = ok && *value != NULL;
     }
     return ok;
 }
@@ -967,7 +1010,7 @@ bool layer_reader_iter(const LayerReader *r, LayerVisitFn visit, void *arg, Err 
             const uint8_t *e = block + BLOCK_HEADER_SIZE + j * r->entry_size;
             void *value;
             size_t len;
-            if (!reader_load_value(r, e, &value, &len, err)) {
+            if (!reader_load_value(r, NULL, e, &value, &len, NULL, err)) {
                 free(block);
                 return false;
             }

@@ -14,7 +14,8 @@
  * "<keystart>-<keyend>__<lsnstart 16 hex>-<lsnend 16 hex>", uppercase hex, key end and LSN end
  * exclusive. The generation suffix of remote objects is not part of the layer name.
  *
- * All of this blocks on disk or network I/O and burns CPU in zstd: call it from worker threads.
+ * All of this blocks on disk or network I/O and burns CPU in zstd: call it from worker threads
+ * (except layer_reader_get_in_memory).
  */
 #ifndef PAGESERVER_LAYER_H
 #define PAGESERVER_LAYER_H
@@ -137,6 +138,23 @@ void layer_reader_info(const LayerReader *r, LayerInfo *out);
  * ERR_INTERNAL ("checksum mismatch" with the layer and offset) and never returns the data. */
 bool layer_reader_get(const LayerReader *r, const Key *key, void **value, size_t *len, bool *found,
                       Err *err) MUST_CHECK;
+
+struct PageCache;
+/* layer_reader_get_cached: layer_reader_get through a page cache (page_cache.h; NULL: none): a
+ * value this reader read and verified before is copied from the cache (no read, checksum or
+ * decompression); a value read from the file is cached once verified. The cache key is this
+ * reader's own owner number and the value's offset: another reader (another file, or the same
+ * file opened again) never sees its entries. */
+bool layer_reader_get_cached(const LayerReader *r, struct PageCache *pc, const Key *key,
+                             void **value, size_t *len, bool *found, Err *err) MUST_CHECK;
+
+/* layer_reader_get_in_memory: layer_reader_get_cached without any read: when the lookup needs an
+ * index block not read before or a value the cache does not hold, *in_memory is false and nothing
+ * is returned (success, *found false). Otherwise *in_memory is true and the result is
+ * layer_reader_get_cached's. No blocking I/O and no decompression: callable from an event loop. */
+bool layer_reader_get_in_memory(const LayerReader *r, struct PageCache *pc, const Key *key,
+                                void **value, size_t *len, bool *found, bool *in_memory,
+                                Err *err) MUST_CHECK;
 
 /* LayerVisitFn: called once per entry in key order; value is valid only during the call.
  * Returning false stops the iteration, which then fails with the callback's err. */

@@ -142,8 +142,8 @@ static bool evict_damaged(Layer *l, RemoteStorage *rs, const LayerReader *bad, c
     return true;
 }
 
-bool layer_obj_get(Layer *l, RemoteStorage *rs, const Key *key, void **value, size_t *len,
-                   bool *found, uint64_t *downloaded, uint64_t *refetched, Err *err)
+bool layer_obj_get(Layer *l, RemoteStorage *rs, struct PageCache *pc, const Key *key, void **value,
+                   size_t *len, bool *found, uint64_t *downloaded, uint64_t *refetched, Err *err)
 {
     atomic_store(&l->access_time_s, (long long)time(NULL));
     for (int attempt = 0;; attempt++) {
@@ -163,7 +163,7 @@ bool layer_obj_get(Layer *l, RemoteStorage *rs, const Key *key, void **value, si
         if (!ok)
             return false;
         /* The reader is immutable and thread-safe, and it lives until the last unref. */
-        if (layer_reader_get(r, key, value, len, found, err))
+        if (layer_reader_get_cached(r, pc, key, value, len, found, err))
             return true;
         if (attempt > 0)
             return false;
@@ -176,6 +176,25 @@ bool layer_obj_get(Layer *l, RemoteStorage *rs, const Key *key, void **value, si
             (*refetched)++;
         err_clear(err);
     }
+}
+
+bool layer_obj_get_in_memory(Layer *l, struct PageCache *pc, const Key *key, void **value,
+                             size_t *len, bool *found, bool *in_memory, Err *err)
+{
+    *value = NULL;
+    *len = 0;
+    *found = false;
+    *in_memory = false;
+    if (pc == NULL)
+        return true;
+    pthread_mutex_lock(&l->mu);
+    LayerReader *r = l->resident ? l->reader : NULL;
+    pthread_mutex_unlock(&l->mu);
+    if (r == NULL)
+        return true;
+    atomic_store(&l->access_time_s, (long long)time(NULL));
+    /* the reader lives until the last unref, even when a concurrent read retires it */
+    return layer_reader_get_in_memory(r, pc, key, value, len, found, in_memory, err);
 }
 
 Layer *layer_map_find_image(Layer *const *layers, size_t n, const Key *key, Lsn lsn)

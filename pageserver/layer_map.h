@@ -77,9 +77,19 @@ IndexLayer layer_obj_to_index(const Layer *l);
  * *found false. A local read that fails (checksum mismatch, damaged file) evicts the local copy
  * and downloads the intact remote one again, then retries once (at most LAYER_REFETCH_MAX
  * evictions per layer; *refetched counts them, may be NULL). Corruption that remains ->
- * ERR_INTERNAL with the reader's checksum message. */
-bool layer_obj_get(Layer *l, RemoteStorage *rs, const Key *key, void **value, size_t *len,
-                   bool *found, uint64_t *downloaded, uint64_t *refetched, Err *err) MUST_CHECK;
+ * ERR_INTERNAL with the reader's checksum message. pc: the page cache the value goes through
+ * (layer_reader_get_cached; NULL: none); a reader of a re-downloaded copy is a new reader, so
+ * nothing cached from the evicted copy is returned. */
+bool layer_obj_get(Layer *l, RemoteStorage *rs, struct PageCache *pc, const Key *key, void **value,
+                   size_t *len, bool *found, uint64_t *downloaded, uint64_t *refetched,
+                   Err *err) MUST_CHECK;
+
+/* layer_obj_get_in_memory: layer_obj_get from memory only (layer_reader_get_in_memory): when
+ * the layer's reader is not open yet, or the lookup needs an index block or a value that is not in
+ * memory, *in_memory is false and nothing else is returned. Never downloads, reads a file or
+ * decompresses: safe on the loop thread (it takes the layer's mutex only to fetch the reader). */
+bool layer_obj_get_in_memory(Layer *l, struct PageCache *pc, const Key *key, void **value,
+                             size_t *len, bool *found, bool *in_memory, Err *err) MUST_CHECK;
 
 /* layer_map_find_image: among layers[0..n), the image layer holding key with the highest LSN
  * <= lsn; NULL when none. Ties (same LSN, overlapping ranges) pick the first in the array. */

@@ -56,6 +56,7 @@
 #include "pageserver/deletion_queue.h"
 #include "pageserver/http_api.h"
 #include "pageserver/node_metadata.h"
+#include "pageserver/page_cache.h"
 #include "pageserver/page_service.h"
 #include "pageserver/secondary.h"
 #include "pageserver/storcon_client.h"
@@ -344,6 +345,11 @@ int main(int argc, char **argv)
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
     app.base = daemon_base(app.daemon);
     app.defer = loop_defer_new(app.base);
+    PageCacheMetrics pcm = {.hits = app.m.page_cache_hits,
+                            .misses = app.m.page_cache_misses,
+                            .evictions = app.m.page_cache_evictions,
+                            .bytes = app.m.page_cache_bytes};
+    app.page_cache = page_cache_new(cfg->page_cache_bytes, &pcm);
     if (!worker_pool_new_config(app.base, &cfg->workers, &app.workers, &err) ||
         !http_client_new(app.base, &app.http_client, &err))
         daemon_die(PROGRAM, EXIT_CODE_INTERNAL, &err);
@@ -384,6 +390,7 @@ int main(int argc, char **argv)
     page_service_free(app.page_service); /* after the drain: its reads have completed */
     app.page_service = NULL;
     tenant_manager_free(app.tenants);
+    page_cache_free(app.page_cache); /* after the workers: nothing reads through it any more */
     deletion_queue_free(app.deletion);
     secondary_scheduler_free(&app);
     storcon_client_free(app.storcon);

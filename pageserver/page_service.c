@@ -28,6 +28,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -410,7 +411,10 @@ static void dispatch(PgConn *c)
                 break;
             n++;
         }
-        PsBatch *b = xcalloc(1, sizeof(*b) + n * sizeof(ReadItem));
+        /* not calloc: 32 items are about 280 KiB, mostly page buffers the read fills; only the
+         * other fields are zeroed */
+        PsBatch *b = xmalloc(sizeof(*b) + n * sizeof(ReadItem));
+        memset(b, 0, sizeof(*b));
         b->conn = c;
         b->n = n;
         b->unflushed = n;
@@ -419,6 +423,8 @@ static void dispatch(PgConn *c)
             PsReq *r = q_at(c, c->q_dispatched + i);
             const PagestreamRequest *q = &r->req;
             ReadItem *it = &b->items[i];
+            memset(it, 0, offsetof(ReadItem, page));
+            memset(&it->nblocks, 0, sizeof(*it) - offsetof(ReadItem, nblocks));
             it->op = read_op_of(q->tag);
             it->rel = q->rel;
             if (q->tag == PAGESTREAM_DB_SIZE)

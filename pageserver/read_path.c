@@ -72,6 +72,14 @@ struct ReadCtx {
     /* job-wide result (refused before the worker, or the worker job itself failed) */
     bool ok;
     Err err;
+    /* READ_BATCH on the loop thread (read_on_loop): memory_only makes chain_get look at nothing
+     * but memory (an item that needs more sets not_in_memory and goes to the worker); items
+     * [0, n_done) were answered on the loop; the "getpage" failpoint of items [0, fp_done) was
+     * already evaluated there */
+    bool memory_only;
+    bool not_in_memory;
+    size_t n_done;
+    size_t fp_done;
     uint64_t downloaded;
     uint64_t refetched; /* damaged local layer copies downloaded again */
     TimelineSizes sizes;
@@ -87,8 +95,19 @@ static bool chain_get(ReadJob *j, Err *err, const Key *key, void **value, size_t
         Layer *l = layer_map_find_image(lv->layers, lv->n, key, lsn);
         if (l == NULL)
             continue;
-        return layer_obj_get(l, j->app->remote, key, value, len, found, &j->downloaded,
-                             &j->refetched, err);
+        if (j->memory_only) {
+            bool in_memory = false;
+            if (!layer_obj_get_in_memory(l, j->app->page_cache, key, value, len, found, &in_memory,
+                                         err))
+                return false;
+            if (in_memory)
+                return true;
+            j->not_in_memory = true; /* fails the item's read on the loop; the worker redoes it */
+            err_set(err, ERR_INTERNAL, "not in memory");
+            return false;
+        }
+        return layer_obj_get(l, j->app->remote, j->app->page_cache, key, value, len, found,
+                             &j->downloaded, &j->refetched, err);
     }
     return true;
 }
@@ -445,6 +464,8 @@ static bool read_item(ReadJob *j, ReadItem *it)
     j->rel = it->rel;
     switch (it->op) {
     case READ_OP_PAGE:
+        if (it < j->items + j->fp_done) /* evaluated on the loop (read_on_loop) */
+            return read_page(j, it);
         if (!failpoint_check("getpage", &it->err))
             return false;
         return read_page(j, it);
@@ -474,11 +495,51 @@ static void read_work(WorkerJob *job, void *arg)
         j->ok = read_own(j);
         return;
     }
-    for (size_t i = 0; i < j->n_items; i++) {
+    for (size_t i = j->n_done; i < j->n_items; i++) {
         ReadItem *it = &j->items[i];
         if (it->ok) /* not refused by read_prepare */
             it->ok = read_item(j, it);
     }
+}
+
+/* read_on_loop: answer the batch's items from memory on the loop thread, in order, as far as
+ * everything they need is there: the layers' open readers, their verified index blocks and the
+ * page cache (no file read, download or decompression: chain_get in memory_only). Stops at the
+ * first item that needs more (or whose "getpage" failpoint sleeps); the worker does the rest.
+ * true when every item was answered. Safe on the loop: the job holds references on the layers
+ * (take_chain), readers and index blocks are immutable once published (layer.h), the page cache
+ * is thread-safe. Only pages, relation sizes and relation existence are read here. */
+static bool read_on_loop(ReadJob *j)
+{
+    if (j->kind != READ_BATCH || j->app->page_cache == NULL)
+        return false;
+    j->memory_only = true;
+    for (; j->n_done < j->n_items; j->n_done++) {
+        ReadItem *it = &j->items[j->n_done];
+        if (!it->ok) /* refused by read_prepare */
+            continue;
+        if (it->op != READ_OP_PAGE && it->op != READ_OP_REL_SIZE && it->op != READ_OP_REL_EXISTS)
+            break;
+        if (it->op == READ_OP_PAGE && j->fp_done <= j->n_done) {
+            long ms = failpoint_delay_ms("getpage", &it->err);
+            if (ms > 0)
+                break; /* the worker evaluates it again and sleeps there */
+            j->fp_done = j->n_done + 1;
+            if (ms < 0) {
+                it->ok = false;
+                continue;
+            }
+        }
+        bool ok = read_item(j, it);
+        if (j->not_in_memory) {
+            j->not_in_memory = false;
+            err_clear(&it->err);
+            break;
+        }
+        it->ok = ok;
+    }
+    j->memory_only = false;
+    return j->n_done == j->n_items;
 }
 
 /* read_answer: the job's one callback, then free it. */
@@ -513,11 +574,9 @@ static void read_answer(void *arg)
         slot_job_end(slot);
 }
 
-static void read_done(void *arg, WorkerOutcome outcome)
+/* read_finish: the metrics of a finished job, then its answer. */
+static void read_finish(ReadJob *j)
 {
-    ReadJob *j = arg;
-    if (!worker_outcome_err(outcome, "read", &j->err))
-        j->ok = false;
     struct timespec end;
     clock_gettime(CLOCK_MONOTONIC, &end);
     double secs =
@@ -535,6 +594,21 @@ static void read_done(void *arg, WorkerOutcome outcome)
         metric_counter_add(j->app->m.layer_bytes_downloaded, j->downloaded);
     }
     read_answer(j);
+}
+
+static void read_done(void *arg, WorkerOutcome outcome)
+{
+    ReadJob *j = arg;
+    if (!worker_outcome_err(outcome, "read", &j->err))
+        j->ok = false;
+    read_finish(j);
+}
+
+/* read_done_on_loop: a batch read_on_loop answered entirely (deferred: never from inside
+ * read_path_batch). */
+static void read_done_on_loop(void *arg)
+{
+    read_finish(arg);
 }
 
 /* take_chain: references on the layers of tl's ancestor chain, each level bounded by the
@@ -738,6 +812,10 @@ static void read_start(ReadJob *j, TenantManager *mgr, const TenantShardId *tsid
         return;
     }
     slot_job_begin(j->slot);
+    if (read_on_loop(j)) {
+        pageserver_defer(j->app, read_done_on_loop, j);
+        return;
+    }
     /* the size walk of a whole timeline is background work: it must not hold the threads that
      * page reads keep for themselves */
     WorkerJobSpec spec = {.cls = WORKER_CLASS_LATENCY, .deadline_ms = PAGESERVER_READ_DEADLINE_MS};

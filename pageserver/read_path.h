@@ -34,10 +34,12 @@
  * exist at that LSN.
  *
  * The lookups run on a worker (layers not yet local are downloaded first) with references on the
- * layers of the whole ancestor chain; a corrupt block fails with 500 and the checksum message,
- * never with data. Before the worker: 503 not ready, the slot's readability errors
- * (slot_check_readable), 404 unknown timeline, 500 broken timeline. Conventions: app.h (one
- * callback, never from inside the call).
+ * layers of the whole ancestor chain; the leading page, relation size and existence reads of a
+ * batch whose data is all in memory (open layer readers, verified index blocks, the page cache,
+ * page_cache.h) are answered on the loop thread without a worker (docs/pageserver.md, Page cache);
+ * a corrupt block fails with 500 and the checksum message, never with data. Before the worker: 503
+ * not ready, the slot's readability errors (slot_check_readable), 404 unknown timeline, 500 broken
+ * timeline. Conventions: app.h (one callback, never from inside the call).
  */
 #ifndef PAGESERVER_READ_PATH_H
 #define PAGESERVER_READ_PATH_H
@@ -102,7 +104,7 @@ typedef struct ReadItem {
     bool ok; /* false: err says why (this item only, or the whole batch) */
     Err err;
     Lsn effective_lsn;
-    uint8_t page[BLCKSZ];
+    uint8_t page[BLCKSZ]; /* the fields before page and from nblocks on must start zeroed */
     uint32_t nblocks;
     bool exists;
     uint64_t bytes;

@@ -206,6 +206,32 @@ def test_pagestream_reads_match_source(cluster_factory, source, tmp_path):
         for ps_id in conns:
             drain(ps_id)
         assert total > 2000, total
+
+        # The same pages again: now from the page cache (docs/pageserver.md, Page cache), the
+        # warm batches answered on the loop thread; the bytes are the same.
+        before = {ps.id: (metric_values(ps, "pageserver_page_cache_hits_total")[""],
+                          metric_values(ps, "pageserver_page_cache_misses_total")[""])
+                  for ps in nodes.values()}
+        again = {ps_id: 0 for ps_id in conns}
+        for f in relation_files(files):
+            for i in range(len(f.data) // BLCKSZ):
+                blk = f.segno * RELSEG_BLOCKS + i
+                owner = key_owner(Key.rel_block(f.spc, f.db, f.rel, f.fork, blk), 4, STRIPE)
+                ps_id = shards[owner][1].id
+                batches[ps_id].append(Request(GET_PAGE, lsn, 0, reqid=total,
+                                              rel=(f.spc, f.db, f.rel, f.fork), blkno=blk))
+                expected[ps_id].append(f.data[i * BLCKSZ:(i + 1) * BLCKSZ])
+                again[ps_id] += 1
+                if len(batches[ps_id]) == 1000:
+                    drain(ps_id)
+        for ps_id in conns:
+            drain(ps_id)
+        for ps in nodes.values():
+            hits0, misses0 = before[ps.id]
+            hits = metric_values(ps, "pageserver_page_cache_hits_total")[""] - hits0
+            misses = metric_values(ps, "pageserver_page_cache_misses_total")[""] - misses0
+            assert hits >= again[ps.id] and misses == 0, (ps.id, again[ps.id], hits, misses)
+            assert metric_values(ps, "pageserver_page_cache_bytes")[""] >= again[ps.id] * BLCKSZ
         # pipelined requests were read in batches: fewer worker round trips than requests
         for ps in nodes.values():
             m = metric_values(ps, "pageserver_page_service_batch_size")

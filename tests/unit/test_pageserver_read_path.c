@@ -178,13 +178,13 @@ static void test_read_and_corruption(void **state)
     void *v = NULL;
     size_t len = 0;
     bool found = false;
-    assert_true(layer_obj_get(l, NULL, &k2, &v, &len, &found, NULL, NULL, &err));
+    assert_true(layer_obj_get(l, NULL, NULL, &k2, &v, &len, &found, NULL, NULL, &err));
     assert_true(found);
     assert_int_equal(len, BLCKSZ);
     assert_memory_equal(v, page, BLCKSZ);
     free(v);
     Key absent = key_rel_block(1663, 5, 1259, 0, 2);
-    assert_true(layer_obj_get(l, NULL, &absent, &v, &len, &found, NULL, NULL, &err));
+    assert_true(layer_obj_get(l, NULL, NULL, &absent, &v, &len, &found, NULL, NULL, &err));
     assert_false(found);
 
     /* flip bytes inside the first value blob (it starts right after the 16-byte header) */
@@ -196,7 +196,7 @@ static void test_read_and_corruption(void **state)
     fclose(f);
     err_clear(&err);
     v = NULL;
-    assert_false(layer_obj_get(l, NULL, &k1, &v, &len, &found, NULL, NULL, &err));
+    assert_false(layer_obj_get(l, NULL, NULL, &k1, &v, &len, &found, NULL, NULL, &err));
     assert_null(v);
     assert_int_equal(err.code, ERR_INTERNAL);
     assert_non_null(strstr(err.msg, "checksum"));
@@ -257,7 +257,7 @@ static void test_damaged_local_copy_is_fetched_again(void **state)
     size_t len = 0;
     bool found = false;
     uint64_t downloaded = 0, refetched = 0;
-    assert_true(layer_obj_get(l, rs, &k1, &v, &len, &found, &downloaded, &refetched, &err));
+    assert_true(layer_obj_get(l, rs, NULL, &k1, &v, &len, &found, &downloaded, &refetched, &err));
     assert_true(found);
     assert_memory_equal(v, page, BLCKSZ);
     free(v);
@@ -272,7 +272,7 @@ static void test_damaged_local_copy_is_fetched_again(void **state)
     for (int i = 0; i < LAYER_REFETCH_MAX + 2; i++) {
         v = NULL;
         err_clear(&err);
-        assert_false(layer_obj_get(l, rs, &k1, &v, &len, &found, NULL, &refetched, &err));
+        assert_false(layer_obj_get(l, rs, NULL, &k1, &v, &len, &found, NULL, &refetched, &err));
         assert_null(v);
         assert_non_null(strstr(err.msg, "checksum"));
     }
