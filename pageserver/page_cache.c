@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/hash.h"
 #include "shared/str.h"
 
 /* Slot: one cached value; `next` chains the slots of a hash bucket (index + 1, 0 = end). */
@@ -43,16 +44,10 @@ uint64_t page_cache_owner_new(void)
     return atomic_fetch_add(&next_owner, 1);
 }
 
-/* hash: a 64-bit mix of the key (splitmix64's finaliser). */
+/* hash: a 64-bit mix of the key. */
 static uint64_t hash_key(uint64_t owner, uint64_t offset)
 {
-    uint64_t x = owner * 0x9E3779B97F4A7C15ull ^ offset;
-    x ^= x >> 30;
-    x *= 0xBF58476D1CE4E5B9ull;
-    x ^= x >> 27;
-    x *= 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    return x;
+    return hash_mix64(owner * HASH_GOLDEN64 ^ offset);
 }
 
 PageCache *page_cache_new(uint64_t capacity_bytes, const PageCacheMetrics *metrics)

@@ -56,6 +56,7 @@
 #include <pthread.h>
 
 #include "shared/defer.h"
+#include "shared/hash.h"
 #include "shared/http_framing.h"
 #include "shared/id.h"
 #include "shared/log.h"
@@ -341,10 +342,7 @@ static bool routes_same_shape(const CompiledRoute *a, const CompiledRoute *b)
 
 static uint64_t splitmix64(uint64_t *state)
 {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return hash_mix64(*state += HASH_GOLDEN64);
 }
 
 static bool request_id_valid(const char *s)

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "shared/hash.h"
 #include "shared/str.h"
 
 #include "storcon/shard_map.h"
@@ -31,17 +32,6 @@ struct ShardMap {
 
 #define TABLE_MIN_CAP 64
 
-/* mix64: the murmur3 64-bit finaliser. */
-static uint64_t mix64(uint64_t h)
-{
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53ull;
-    h ^= h >> 33;
-    return h;
-}
-
 /* tenant_hash: tenant ids are random, but ids from tests and tools may not be; every byte counts
  * through two rounds of mixing (a plain xor of the halves would cancel out related halves). */
 static uint64_t tenant_hash(const TenantId *id)
@@ -50,7 +40,7 @@ static uint64_t tenant_hash(const TenantId *id)
     uint64_t b;
     memcpy(&a, id->b, 8);
     memcpy(&b, id->b + 8, 8);
-    return mix64(a + mix64(b ^ 0x9e3779b97f4a7c15ull));
+    return hash_mix64(a + hash_mix64(b ^ HASH_GOLDEN64));
 }
 
 ShardMap *shard_map_new(void)
