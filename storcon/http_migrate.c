@@ -13,12 +13,15 @@
 #include "storcon/service_migrate.h"
 
 /* MigrationConfig: validated; secondary_warmup_timeout bounds the migration's warm-up step
- * (storcon/reconcile_migrate.h); the others are accepted and have no effect here. */
+ * (storcon/reconcile_migrate.h); prewarm (default true, as in Neon) false moves a shard whose
+ * destination holds no secondary at once, without waiting for a warm-up; override_scheduler and
+ * secondary_download_request_timeout are accepted and have no effect here. */
 #define MIGRATE_WARMUP_MAX_MS (3600 * 1000ull)
 
 typedef struct MigrationConfigBody {
     bool override_scheduler;
     bool prewarm;
+    JsonPresence prewarm_p;
     uint64_t warmup_ms;
     JsonPresence warmup_p;
     uint64_t request_ms;
@@ -26,7 +29,7 @@ typedef struct MigrationConfigBody {
 
 static const JsonField MIGRATION_CONFIG_FIELDS[] = {
     JSON_FIELD(MigrationConfigBody, override_scheduler, "override_scheduler", JSON_FIELD_BOOL, 0),
-    JSON_FIELD(MigrationConfigBody, prewarm, "prewarm", JSON_FIELD_BOOL, 0),
+    JSON_FIELD_P(MigrationConfigBody, prewarm, prewarm_p, "prewarm", JSON_FIELD_BOOL, 0),
     JSON_FIELD_P(MigrationConfigBody, warmup_ms, warmup_p, "secondary_warmup_timeout",
                  JSON_FIELD_DURATION, JSON_NULLABLE),
     JSON_FIELD(MigrationConfigBody, request_ms, "secondary_download_request_timeout",
@@ -67,6 +70,7 @@ static void migrate(HttpRequest *req, void *app, bool secondary)
     m.node = body.node_id;
     if (!secondary) {
         m.origin = body.origin_node_id;
+        m.prewarm = body.config.prewarm_p != JSON_PRESENCE_SET || body.config.prewarm;
         m.warmup_set = body.config.warmup_p == JSON_PRESENCE_SET;
         m.warmup_ms = body.config.warmup_ms;
         if (m.warmup_set && m.warmup_ms > MIGRATE_WARMUP_MAX_MS) {

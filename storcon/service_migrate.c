@@ -93,6 +93,7 @@ static void migrate_run(Operation *op)
     req.node = (NodeId)json_integer_value(json_object_get(b, "node"));
     req.origin = (NodeId)json_integer_value(json_object_get(b, "origin"));
     req.secondary = json_is_true(json_object_get(b, "secondary"));
+    req.prewarm = json_is_true(json_object_get(b, "prewarm"));
     req.warmup_set = json_is_integer(json_object_get(b, "warmup_ms"));
     req.warmup_ms = (uint64_t)json_integer_value(json_object_get(b, "warmup_ms"));
     Err err;
@@ -107,6 +108,7 @@ static void migrate_run(Operation *op)
         operation_finish(op, &err, NULL);
         return;
     }
+    bool dest_was_secondary = tenant_shard_intent_role(s, req.node) == INTENT_ROLE_SECONDARY;
     bool ok = req.secondary ? migrate_secondary(svc, s, &req, &err)
                             : migrate_attached(svc, s, &req, &err);
     if (!ok) {
@@ -121,6 +123,8 @@ static void migrate_run(Operation *op)
     (void)reconciler_spawn(svc->rec, s);
     if (req.warmup_set)
         reconcile_migrate_set_warmup(s, (long)req.warmup_ms);
+    else if (!req.secondary && !req.prewarm && !dest_was_secondary)
+        reconcile_migrate_set_warmup(s, 0); /* no prewarm: one download request, no wait */
     service_update_node_gauges(svc);
     operation_finish(op, NULL, json_object());
 }
@@ -132,8 +136,9 @@ void service_shard_migrate(Service *svc, const ServiceShardMigrate *req, Service
         service_tenant_op_new(svc, OPERATION_SHARD_MIGRATE, &req->tsid.tenant_id, cb, arg);
     TenantOp *d = operation_data(op);
     d->tsid = req->tsid;
-    d->body = json_pack("{s:I, s:I, s:b}", "node", (json_int_t)req->node, "origin",
-                        (json_int_t)req->origin, "secondary", req->secondary ? 1 : 0);
+    d->body = json_pack("{s:I, s:I, s:b, s:b}", "node", (json_int_t)req->node, "origin",
+                        (json_int_t)req->origin, "secondary", req->secondary ? 1 : 0, "prewarm",
+                        req->prewarm ? 1 : 0);
     if (req->warmup_set)
         json_object_set_new(d->body, "warmup_ms", json_integer((json_int_t)req->warmup_ms));
     operation_start(op, migrate_run);

@@ -19,6 +19,8 @@ typedef struct ServiceShardMigrate {
     NodeId node;        /* the destination */
     NodeId origin;      /* migrate: the expected attached node; NODE_ID_NONE: any */
     bool secondary;     /* migrate_secondary */
+    bool prewarm;       /* migration_config.prewarm (default true); false: a destination
+                         * without a secondary is attached at once, without a warm-up wait */
     bool warmup_set;    /* migration_config.secondary_warmup_timeout given ("0s": no wait) */
     uint64_t warmup_ms; /* ... its value */
 } ServiceShardMigrate;

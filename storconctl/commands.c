@@ -221,7 +221,8 @@ const CtlCommand CTL_COMMANDS[] = {
      "change a tenant's placement and/or scheduling policy", ctl_cmd_tenants_policy},
     {"tenants split", "TENANT_ID COUNT [--stripe-size PAGES] [--wait]",
      "split a tenant into COUNT shards and print the new placement", ctl_cmd_tenants_split},
-    {"tenants migrate", "TENANT_SHARD_ID NODE_ID [--origin NODE_ID] [--wait [--timeout S]]",
+    {"tenants migrate",
+     "TENANT_SHARD_ID NODE_ID [--origin NODE_ID] [--prewarm] [--wait [--timeout S]]",
      "move a shard's attached location to a node (live onto a warm secondary); --wait follows "
      "it to the cut-over",
      ctl_cmd_tenants_migrate},

@@ -127,13 +127,14 @@ static int migrate(Ctl *ctl, int argc, char **argv, bool secondary)
     const CtlCommand *self =
         ctl_command_find(secondary ? "tenants migrate-secondary" : "tenants migrate");
     const char *origin_s = NULL, *timeout_str = NULL;
-    bool wait = false;
+    bool wait = false, prewarm = false;
     const CtlOpt opts[] = {{"wait", NULL, &wait},
                            {"timeout", &timeout_str, NULL},
-                           {"origin", &origin_s, NULL}}; /* migrate only */
+                           {"origin", &origin_s, NULL}, /* migrate only */
+                           {"prewarm", NULL, &prewarm}};
     char *pos[2];
     int n_pos = 0, code = 0;
-    if (!ctl_parse_args(ctl, self, argc, argv, opts, secondary ? 2 : 3, pos, 2, &n_pos, &code))
+    if (!ctl_parse_args(ctl, self, argc, argv, opts, secondary ? 2 : 4, pos, 2, &n_pos, &code))
         return code;
     if (n_pos != 2)
         return ctl_usage_error(self, "expected TENANT_SHARD_ID NODE_ID");
@@ -151,6 +152,8 @@ static int migrate(Ctl *ctl, int argc, char **argv, bool secondary)
     json_t *body = json_pack("{s:I}", "node_id", (json_int_t)node);
     if (origin_s != NULL)
         json_object_set_new(body, "origin_node_id", json_integer((json_int_t)origin));
+    if (!secondary) /* as Neon's CLI: prewarm only when asked */
+        json_object_set_new(body, "migration_config", json_pack("{s:b}", "prewarm", prewarm));
     char tsid_s[TSID_STR_SIZE], path[MIGRATE_PATH_SIZE];
     tsid_format(&tsid, tsid_s);
     snprintf(path, sizeof(path), "/control/v1/tenant/%s/%s", tsid_s,

@@ -383,3 +383,33 @@ def test_failed_warmup_moves_cold(cluster):
         files = initdb_files(RemoteDir(cluster.env.remote_storage), tsid, tl)
         lsn = timeline_info(cluster.ps(dest), tsid, tl)["last_record_lsn"]
         assert pages.check_all(tsid, tl, files, lsn) > 100
+
+
+def test_prewarm_or_not_onto_a_node_without_a_secondary(cluster):
+    """migration_config.prewarm (Neon's default true; storconctl sends it only with --prewarm):
+    with it, a destination that holds no secondary is warmed before the cut-over (its secondary
+    download completes, nothing counted cold); without it, the shard is attached there at once and
+    reads what it lacks on demand. Either way: one generation bump, every page intact."""
+    tenant, _ = cluster.create_tenant(count=0, placement={"Attached": 0})
+    cluster.reconcile_until_idle()
+    tl = new_id()
+    ok_json(cluster.create_timeline(tenant, tl), 201)
+    cluster.reconcile_until_idle()
+    [tsid] = shard_tsids(tenant, 0)
+    files = initdb_files(RemoteDir(cluster.env.remote_storage), tsid, tl)
+    for prewarm in (True, False):
+        origin = shard_of(cluster, tenant, tsid)["node_attached"]
+        dest = next(ps.id for ps in cluster.pageservers if ps.id != origin)
+        gen_before = cluster.db_generations(tenant)[tsid]
+        cold_before = metric_sc(cluster, "storcon_migrations_cold_total")
+        args = ["tenants", "migrate", tsid, dest, "--wait"] + (["--prewarm"] if prewarm else [])
+        ctl = run_ctl(cluster, *args)
+        assert ctl.returncode == 0, (ctl.stdout, ctl.stderr)
+        cluster.reconcile_until_idle()
+        att = cluster.attached_locations(tenant)[tsid]
+        assert att == [(dest, gen_before + 1, "AttachedSingle")], (prewarm, att)
+        if prewarm:
+            assert metric_sc(cluster, "storcon_migrations_cold_total") == cold_before
+        with PageClient(cluster.ps(dest)) as pages:
+            lsn = timeline_info(cluster.ps(dest), tsid, tl)["last_record_lsn"]
+            assert pages.check_all(tsid, tl, files, lsn) > 100, prewarm
