@@ -50,15 +50,21 @@ static bool ctl_lazy_client(Ctl *ctl, Err *err)
 
 void ctl_http(Ctl *ctl, const char *method, const char *path, const json_t *body, CtlResponse *out)
 {
+    char *url = str_dup_printf("%s%s", ctl->api, path);
+    ctl_http_url(ctl, method, url, body, out);
+    free(url);
+}
+
+void ctl_http_url(Ctl *ctl, const char *method, const char *url, const json_t *body,
+                  CtlResponse *out)
+{
     memset(out, 0, sizeof(*out));
     if (!ctl_lazy_client(ctl, &out->err))
         return;
-    char *url = str_dup_printf("%s%s", ctl->api, path);
     CallState st = {.done = false, .out = out};
     HttpRetryPolicy once = {.max_attempts = 1};
     (void)http_client_start_json(ctl->client, method, url, body, ctl->token, CTL_HTTP_TIMEOUT_MS,
                                  once, call_done, &st);
-    free(url);
     while (!st.done) {
         int r = event_base_loop(ctl->base, EVLOOP_ONCE);
         if (r != 0 && !st.done) {

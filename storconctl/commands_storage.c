@@ -341,7 +341,42 @@ int ctl_cmd_tenants_create(Ctl *ctl, int argc, char **argv)
 }
 
 /* print_describe: one TenantDescribe as a header and a shard table. */
-static void print_describe(const json_t *t)
+/* secondary_warmth: how much of its heatmap a secondary location holds, from its pageserver's
+ * GET /v1/tenant/{tsid}/secondary/status (SecondaryProgress): "<downloaded>/<total> layers";
+ * "?" when the node is unknown or its pageserver does not answer (down, or a token it refuses). */
+static void secondary_warmth(Ctl *ctl, const json_t *nodes, const json_t *node_id, const char *tsid,
+                             char *out, size_t cap)
+{
+    str_copy(out, cap, "?");
+    size_t i;
+    const json_t *n, *found = NULL;
+    json_array_foreach(nodes, i, n)
+    {
+        if (json_equal(json_object_get(n, "id"), node_id))
+            found = n;
+    }
+    const char *addr = json_string_value(json_object_get(found, "listen_http_addr"));
+    json_int_t port = json_integer_value(json_object_get(found, "listen_http_port"));
+    if (addr == NULL || port <= 0)
+        return;
+    char *url =
+        str_dup_printf("http://%s:%lld/v1/tenant/%s/secondary/status", addr, (long long)port, tsid);
+    CtlResponse resp;
+    ctl_http_url(ctl, "GET", url, NULL, &resp);
+    free(url);
+    json_t *p = ctl_response_ok(&resp) ? json_loadb(resp.body, resp.body_len, 0, NULL) : NULL;
+    const json_t *done = json_object_get(p, "layers_downloaded");
+    const json_t *total = json_object_get(p, "layers_total");
+    if (json_is_integer(done) && json_is_integer(total))
+        snprintf(out, cap, "%lld/%lld layers", (long long)json_integer_value(done),
+                 (long long)json_integer_value(total));
+    json_decref(p);
+    ctl_response_finish(&resp);
+}
+
+/* print_describe: the shard table; each secondary with its warmth, read from its pageserver (the
+ * storage controller does not track download progress). */
+static void print_describe(Ctl *ctl, const json_t *t)
 {
     char stripe[32];
     num_text(json_object_get(t, "stripe_size"), stripe, sizeof(stripe));
@@ -349,37 +384,45 @@ static void print_describe(const json_t *t)
     printf("tenant %s  stripe_size %s  policy %s\n", str_or(t, "tenant_id", "?"), stripe,
            policy != NULL ? policy : "-");
     free(policy);
-    printf("%-40s %-8s %-12s %-11s %-10s %s\n", "SHARD", "ATTACHED", "SECONDARIES", "RECONCILING",
-           "SCHEDULING", "LAST ERROR");
+    json_t *nodes = NULL;
+    CtlResponse resp;
+    ctl_http(ctl, "GET", "/control/v1/node", NULL, &resp);
+    if (ctl_response_ok(&resp))
+        nodes = json_loadb(resp.body, resp.body_len, 0, NULL);
+    ctl_response_finish(&resp);
+    printf("%-40s %-8s %-24s %-11s %-10s %s\n", "SHARD", "ATTACHED", "SECONDARIES (WARMTH)",
+           "RECONCILING", "SCHEDULING", "LAST ERROR");
     size_t i;
     json_t *s;
     json_array_foreach(json_object_get(t, "shards"), i, s)
     {
         char att[32];
         num_text(json_object_get(s, "node_attached"), att, sizeof(att));
-        char sec[128] = "";
+        const char *tsid = str_or(s, "tenant_shard_id", "?");
+        char sec[256] = "";
         size_t k;
         json_t *n;
         json_array_foreach(json_object_get(s, "node_secondary"), k, n)
         {
-            char one[32];
+            char one[32], warmth[48];
             num_text(n, one, sizeof(one));
+            secondary_warmth(ctl, nodes, n, tsid, warmth, sizeof(warmth));
             size_t len = strlen(sec);
-            snprintf(sec + len, sizeof(sec) - len, "%s%s", len ? "," : "", one);
+            snprintf(sec + len, sizeof(sec) - len, "%s%s (%s)", len ? ", " : "", one, warmth);
         }
         const char *err = str_or(s, "last_error", "");
-        printf("%-40s %-8s %-12s %-11s %-10s %s\n", str_or(s, "tenant_shard_id", "?"), att,
-               sec[0] ? sec : "-",
+        printf("%-40s %-8s %-24s %-11s %-10s %s\n", tsid, att, sec[0] ? sec : "-",
                json_is_true(json_object_get(s, "is_reconciling")) ? "yes" : "no",
                str_or(s, "scheduling_policy", "?"), err[0] ? err : "-");
     }
+    json_decref(nodes);
 }
 
 /* tenant_get_command: the whole of a command that takes one tenant id, GETs
  * <path_prefix><id><path_suffix> and prints the answer with print (or as JSON with --json). */
 static int tenant_get_command(Ctl *ctl, const char *name, int argc, char **argv,
                               const char *path_prefix, const char *path_suffix,
-                              void (*print)(const json_t *, const char *))
+                              void (*print)(Ctl *, const json_t *, const char *))
 {
     const CtlCommand *self = ctl_command_find(name);
     char *pos[1];
@@ -396,15 +439,15 @@ static int tenant_get_command(Ctl *ctl, const char *name, int argc, char **argv,
         print_json_doc(out);
         return CTL_EXIT_OK;
     }
-    print(out, pos[0]);
+    print(ctl, out, pos[0]);
     json_decref(out);
     return CTL_EXIT_OK;
 }
 
-static void print_describe_doc(const json_t *out, const char *tenant)
+static void print_describe_doc(Ctl *ctl, const json_t *out, const char *tenant)
 {
     (void)tenant;
-    print_describe(out);
+    print_describe(ctl, out);
 }
 
 int ctl_cmd_tenants_describe(Ctl *ctl, int argc, char **argv)
@@ -474,8 +517,9 @@ int ctl_cmd_tenants_list(Ctl *ctl, int argc, char **argv)
 }
 
 /* print_locate: the table of where each shard of a tenant is attached. */
-static void print_locate(const json_t *out, const char *tenant)
+static void print_locate(Ctl *ctl, const json_t *out, const char *tenant)
 {
+    (void)ctl;
     json_t *params = json_object_get(out, "shard_params");
     char count[32], stripe[32];
     num_text(json_object_get(params, "count"), count, sizeof(count));

@@ -100,6 +100,9 @@ typedef struct CtlResponse {
 /* ctl_http: one call to <api><path> with the token, run to completion on the private loop. body
  * may be NULL. Always fills *out (free it with ctl_response_finish). */
 void ctl_http(Ctl *ctl, const char *method, const char *path, const json_t *body, CtlResponse *out);
+/* ctl_http_url: the same to a whole URL (a pageserver's, for what only it knows). */
+void ctl_http_url(Ctl *ctl, const char *method, const char *url, const json_t *body,
+                  CtlResponse *out);
 void ctl_response_finish(CtlResponse *resp);
 bool ctl_response_ok(const CtlResponse *resp); /* 2xx */
 

@@ -3,6 +3,7 @@ PUT /control/v1/tenant/{tsid}/migrate under a continuous page reader that follow
 notifications; bad requests change nothing; a controller killed in the middle of a migration
 converges after its restart; migrate_secondary moves the secondary."""
 
+import re
 import subprocess
 import threading
 import time
@@ -141,6 +142,12 @@ def test_live_migration_to_the_warm_secondary(cluster):
     downloaded = metric(ps_dest, "pageserver_layers_downloaded_total")
     gen_before = cluster.db_generations(tenant)[tsid]
     other_gen = cluster.db_generations(tenant)[other]
+    # storconctl's describe shows each secondary's warmth, read from its pageserver
+    ctl = run_ctl(cluster, "tenants", "describe", tenant)
+    assert ctl.returncode == 0, ctl.stderr
+    row = next(line for line in ctl.stdout.splitlines() if line.startswith(tsid))
+    warm = re.search(rf"\b{dest} \((\d+)/(\d+) layers\)", row)
+    assert warm and warm.group(1) == warm.group(2) != "0", row
 
     reader = Reader(cluster, tenant, tsid, tl, lsn, pages, origin)
     reader.start()
