@@ -3,11 +3,13 @@ PUT /control/v1/tenant/{tsid}/migrate under a continuous page reader that follow
 notifications; bad requests change nothing; a controller killed in the middle of a migration
 converges after its restart; migrate_secondary moves the secondary."""
 
+import json
 import re
 import subprocess
 import threading
 import time
 
+import pytest
 from fixtures.util import binary
 
 from pageserver_env import (
@@ -420,3 +422,66 @@ def test_prewarm_or_not_onto_a_node_without_a_secondary(cluster):
         with PageClient(cluster.ps(dest)) as pages:
             lsn = timeline_info(cluster.ps(dest), tsid, tl)["last_record_lsn"]
             assert pages.check_all(tsid, tl, files, lsn) > 100, prewarm
+
+
+# (victim, step): the pageserver killed with kill -9 while the migration is held before that step
+# (its storcon failpoint), then started again. Origin: before and after the generation bump and
+# at the cut-over; destination: while becoming a secondary, while AttachedMulti, and at the end.
+KILL_CASES = [
+    ("origin", "warm-up"),
+    ("origin", "wait-lsn"),
+    ("origin", "origin-secondary"),
+    ("dest", "warm-up"),
+    ("dest", "bump-generation"),
+    ("dest", "notify"),
+    ("dest", "cutover"),
+]
+
+
+@pytest.mark.parametrize("victim,step", KILL_CASES, ids=[f"{v}-{s}" for v, s in KILL_CASES])
+def test_pageserver_killed_at_a_step_converges(cluster, victim, step):
+    """A migration held before a step while the origin or the destination is killed with kill -9
+    and restarted: the shard ends attached exactly once, AttachedSingle, in the newest generation
+    the database issued; every layer the newest index names is still in remote storage; every
+    page reads back on the attached node."""
+    tenant, tl = warm_tenant(cluster, count=0)
+    [tsid] = shard_tsids(tenant, 0)
+    s = shard_of(cluster, tenant, tsid)
+    origin, [dest] = s["node_attached"], s["node_secondary"]
+    gen_before = cluster.db_generations(tenant)[tsid]
+    cluster.storcon_failpoint(f"migration-before-{step}", "1*sleep(3000)")
+    assert ok_json(migrate(cluster, tsid, {"node_id": dest})) == {}
+    state = "Migrate" + "".join(w.capitalize() for w in step.split("-"))
+
+    def held():  # the state is entered, its failpoint holds the step
+        dump = ok_json(cluster.storcon.get("/debug/v1/tenant"))
+        [row] = [r for r in dump if r["tenant_shard_id"] == tsid]
+        assert row["reconcile_state"] == state, row
+
+    wait_for(held, timeout=MIGRATE_DEADLINE, what=f"migration before {step}", interval=0.05)
+    ps = cluster.ps(origin if victim == "origin" else dest)
+    ps.kill9()
+    ps.start()
+
+    def converged():
+        cluster.reconcile_all()
+        g = cluster.db_generations(tenant)[tsid]
+        att = cluster.attached_locations(tenant)[tsid]
+        assert g > gen_before and len(att) == 1, (att, g)
+        node, gen, mode = att[0]
+        assert gen == g and mode == "AttachedSingle", (att, g)
+        s = shard_of(cluster, tenant, tsid)
+        assert s["node_attached"] == node and not s["is_reconciling"], s
+        return node
+
+    node = wait_for(converged, timeout=MIGRATE_DEADLINE, what="attached once", interval=0.5)
+    remote = RemoteDir(cluster.env.remote_storage)
+    newest = max(g for g in remote.index_keys(tsid, tl) if g is not None)
+    index = json.loads(remote.read(remote.index_keys(tsid, tl)[newest]))
+    for name, meta in index["layer_metadata"].items():
+        key = f"tenants/{tsid}/timelines/{tl}/{name}-{meta['generation']:08x}"
+        assert remote.exists(key), key
+    with PageClient(cluster.ps(node)) as pages:
+        files = initdb_files(remote, tsid, tl)
+        lsn = timeline_info(cluster.ps(node), tsid, tl)["last_record_lsn"]
+        assert pages.check_all(tsid, tl, files, lsn) > 100
