@@ -3,6 +3,7 @@
 #
 #   tests/bench/bench_migration.sh            # N = 8 and 64
 #   BENCH_MIGRATION_COUNTS=8 tests/bench/bench_migration.sh
+#   tests/bench/bench_migration.sh -k pgbench   # only the imported pgbench tenant (BENCH_MIGRATION_SCALE, default 20)
 #
 # For each N, a throwaway cluster of the integration fixtures (storcon, 3 pageservers, Postgres,
 # the fake control plane; all stopped by pid afterwards):
@@ -15,8 +16,13 @@
 #      hold nothing of it (the destination becomes a secondary and downloads everything during the
 #      migration's warm-up: a cold move).
 # Prints the time to settle, per shard, the longest gap between two successful reads, failed
-# reads, layers downloaded from remote storage during the moves, and the warm/cold ratio. Nothing
-# is asserted on time (a wrong page fails the run). Not run in CI.
+# reads, layers downloaded from remote storage during the moves, and the warm/cold ratio.
+# Then (test_bench_migration_pgbench) an unsharded {"Attached": 1} tenant holding an imported
+# `pgbench -i -s $BENCH_MIGRATION_SCALE` database (default 20), its secondary warmed: one migrate
+# onto the warm secondary under the reader, then the same-run baseline, a migrate onto the third
+# node which holds nothing of it; for each the time from the migrate call to the cut-over, the
+# longest read window and the bytes read from remote storage (on-demand and secondary downloads).
+# Nothing is asserted on time (a wrong page fails the run). Not run in CI.
 set -euo pipefail
 cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../.."
 ROOT=$(pwd)
