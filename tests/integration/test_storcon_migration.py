@@ -425,17 +425,11 @@ def test_prewarm_or_not_onto_a_node_without_a_secondary(cluster):
 
 
 # (victim, step): the pageserver killed with kill -9 while the migration is held before that step
-# (its storcon failpoint), then started again. Origin: before and after the generation bump and
-# at the cut-over; destination: while becoming a secondary, while AttachedMulti, and at the end.
-KILL_CASES = [
-    ("origin", "warm-up"),
-    ("origin", "wait-lsn"),
-    ("origin", "origin-secondary"),
-    ("dest", "warm-up"),
-    ("dest", "bump-generation"),
-    ("dest", "notify"),
-    ("dest", "cutover"),
-]
+# (its storcon failpoint), then started again; every step, for the origin and the destination
+# (dest-secondary is skipped by a migration onto the shard's warm secondary, as here).
+MIGRATION_STEPS = ["origin-stale", "origin-lsns", "warm-up", "bump-generation", "attach-multi",
+                   "wait-lsn", "notify", "origin-secondary", "cutover"]
+KILL_CASES = [(victim, step) for victim in ("origin", "dest") for step in MIGRATION_STEPS]
 
 
 @pytest.mark.parametrize("victim,step", KILL_CASES, ids=[f"{v}-{s}" for v, s in KILL_CASES])
