@@ -73,6 +73,27 @@ def warm_tenant(cluster, count):
     return tenant, tl
 
 
+def pages_intact(cluster, node, tsid, tl) -> int:
+    """Every initdb page of the timeline read back on node's page service, compared with the
+    source; returns how many were read."""
+    with PageClient(cluster.ps(node)) as pages:
+        files = initdb_files(RemoteDir(cluster.env.remote_storage), tsid, tl)
+        lsn = timeline_info(cluster.ps(node), tsid, tl)["last_record_lsn"]
+        return pages.check_all(tsid, tl, files, lsn)
+
+
+def cold_tenant(cluster):
+    """An unsharded tenant {"Attached": 0} (no secondary anywhere) with a bootstrapped timeline:
+    (tenant, tsid, timeline)."""
+    tenant, _ = cluster.create_tenant(count=0, placement={"Attached": 0})
+    cluster.reconcile_until_idle()
+    tl = new_id()
+    ok_json(cluster.create_timeline(tenant, tl), 201)
+    cluster.reconcile_until_idle()
+    [tsid] = shard_tsids(tenant, 0)
+    return tenant, tsid, tl
+
+
 class Reader(threading.Thread):
     """Reads shard `number`'s pages in a loop from the node the compute was last told (the
     newest notify-attach body; `first` before any), comparing each with the source page."""
@@ -266,10 +287,7 @@ def test_controller_killed_mid_migration_converges(cluster):
 
     wait_for(converged, timeout=MIGRATE_DEADLINE, what="converged after restart", interval=0.5)
     assert cluster.db_generations(tenant)[tsid] == gen_before + 1
-    with PageClient(cluster.ps(dest)) as pages:
-        files = initdb_files(RemoteDir(cluster.env.remote_storage), tsid, tl)
-        lsn = timeline_info(cluster.ps(dest), tsid, tl)["last_record_lsn"]
-        assert pages.check_all(tsid, tl, files, lsn) > 100
+    assert pages_intact(cluster, dest, tsid, tl) > 100
 
     # a step that fails (failpoint "return") leaves the shard dirty; the next reconcile resumes
     # from what the pageservers hold and ends attached once, one generation further
@@ -347,10 +365,7 @@ def test_origin_killed_mid_migration_finishes_cold(cluster):
 
     wait_for(attached_once, timeout=MIGRATE_DEADLINE, what="attached on the destination",
              interval=0.5)
-    with PageClient(cluster.ps(dest)) as pages:
-        files = initdb_files(RemoteDir(cluster.env.remote_storage), tsid, tl)
-        lsn = timeline_info(cluster.ps(dest), tsid, tl)["last_record_lsn"]
-        assert pages.check_all(tsid, tl, files, lsn) > 100
+    assert pages_intact(cluster, dest, tsid, tl) > 100
 
 
 def metric_sc(cluster, name) -> float:
@@ -362,12 +377,7 @@ def metric_sc(cluster, name) -> float:
 def test_failed_warmup_moves_cold(cluster):
     """A destination whose downloads fail (the pageserver's secondary-download failpoint) does
     not hold the migration: it goes on cold and is counted in storcon_migrations_cold_total."""
-    tenant, _ = cluster.create_tenant(count=0, placement={"Attached": 0})
-    cluster.reconcile_until_idle()
-    tl = new_id()
-    ok_json(cluster.create_timeline(tenant, tl), 201)
-    cluster.reconcile_until_idle()
-    [tsid] = shard_tsids(tenant, 0)
+    tenant, tsid, tl = cold_tenant(cluster)
     origin = shard_of(cluster, tenant, tsid)["node_attached"]
     dest = next(ps.id for ps in cluster.pageservers if ps.id != origin)
     gen_before = cluster.db_generations(tenant)[tsid]
@@ -388,10 +398,7 @@ def test_failed_warmup_moves_cold(cluster):
     assert metric_sc(cluster, "storcon_migrations_cold_total") == cold_before + 1
     cluster.ps_failpoint(cluster.ps(dest), "secondary-download", "off")
     # the destination reads what it lacks on demand: every page intact
-    with PageClient(cluster.ps(dest)) as pages:
-        files = initdb_files(RemoteDir(cluster.env.remote_storage), tsid, tl)
-        lsn = timeline_info(cluster.ps(dest), tsid, tl)["last_record_lsn"]
-        assert pages.check_all(tsid, tl, files, lsn) > 100
+    assert pages_intact(cluster, dest, tsid, tl) > 100
 
 
 def test_prewarm_or_not_onto_a_node_without_a_secondary(cluster):
@@ -399,13 +406,7 @@ def test_prewarm_or_not_onto_a_node_without_a_secondary(cluster):
     with it, a destination that holds no secondary is warmed before the cut-over (its secondary
     download completes, nothing counted cold); without it, the shard is attached there at once and
     reads what it lacks on demand. Either way: one generation bump, every page intact."""
-    tenant, _ = cluster.create_tenant(count=0, placement={"Attached": 0})
-    cluster.reconcile_until_idle()
-    tl = new_id()
-    ok_json(cluster.create_timeline(tenant, tl), 201)
-    cluster.reconcile_until_idle()
-    [tsid] = shard_tsids(tenant, 0)
-    files = initdb_files(RemoteDir(cluster.env.remote_storage), tsid, tl)
+    tenant, tsid, tl = cold_tenant(cluster)
     for prewarm in (True, False):
         origin = shard_of(cluster, tenant, tsid)["node_attached"]
         dest = next(ps.id for ps in cluster.pageservers if ps.id != origin)
@@ -419,9 +420,7 @@ def test_prewarm_or_not_onto_a_node_without_a_secondary(cluster):
         assert att == [(dest, gen_before + 1, "AttachedSingle")], (prewarm, att)
         if prewarm:
             assert metric_sc(cluster, "storcon_migrations_cold_total") == cold_before
-        with PageClient(cluster.ps(dest)) as pages:
-            lsn = timeline_info(cluster.ps(dest), tsid, tl)["last_record_lsn"]
-            assert pages.check_all(tsid, tl, files, lsn) > 100, prewarm
+        assert pages_intact(cluster, dest, tsid, tl) > 100, prewarm
 
 
 # (victim, step): the pageserver killed with kill -9 while the migration is held before that step
@@ -475,7 +474,4 @@ def test_pageserver_killed_at_a_step_converges(cluster, victim, step):
     for name, meta in index["layer_metadata"].items():
         key = f"tenants/{tsid}/timelines/{tl}/{name}-{meta['generation']:08x}"
         assert remote.exists(key), key
-    with PageClient(cluster.ps(node)) as pages:
-        files = initdb_files(remote, tsid, tl)
-        lsn = timeline_info(cluster.ps(node), tsid, tl)["last_record_lsn"]
-        assert pages.check_all(tsid, tl, files, lsn) > 100
+    assert pages_intact(cluster, node, tsid, tl) > 100
