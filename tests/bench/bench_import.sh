@@ -92,8 +92,9 @@ WAL_BYTES=$(du -sb "$PGDATA_DIR/pg_wal" | cut -f1)
 # ---- 2. the baseline ----
 
 tar -cf - -C "$SRC" pgdata | cat >/dev/null # warm the page cache (tar skips reads into /dev/null)
+TIMEFORMAT='%U %S'
 t0=$(now)
-tar -cf - -C "$SRC" pgdata | zstd -1 -T2 -q >/dev/null
+BASE_CPU=$({ time tar -cf - -C "$SRC" pgdata | zstd -1 -T2 -q >/dev/null; } 2>&1 | awk '{ printf "%.2f", $1 + $2 }')
 BASE_SECS=$(secs "$t0" "$(now)")
 BASE_RATE=$(rate "$BYTES" "$BASE_SECS")
 
@@ -124,6 +125,17 @@ status_kib() {
   fi
   echo "$out"
 }
+# cpu_all: user + system CPU seconds used so far by all the pageservers (from /proc/PID/stat).
+cpu_all() {
+  local pid ticks=0 f
+  for pid in "${PS_PIDS[@]}"; do
+    if [ -r "/proc/$pid/stat" ]; then
+      read -r -a f <"/proc/$pid/stat"
+      ticks=$((ticks + f[13] + f[14]))
+    fi
+  done
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
+}
 hwm_all() {
   local pid out=""
   for pid in "${PS_PIDS[@]}"; do out+="$(mib "$(($(status_kib "$pid" VmHWM) * 1024))") "; done
@@ -143,13 +155,14 @@ sampler() {
 
 RESULTS=()
 bench_one() {
-  local shards=$1 out tenant tl t0 t1 code failed=0 hwm0 hwm1 peak per info lsn
+  local shards=$1 out tenant tl t0 t1 code failed=0 hwm0 hwm1 peak per info lsn cpu0 cpu
   out=$(ctl --json tenants create --shard-count "$shards") || die "creating a $shards-shard tenant failed"
   tenant=$(printf '%s' "$out" | "$PYTHON" -c 'import json,sys; print(json.load(sys.stdin)["shards"][0]["shard_id"][:32])')
   tl=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
   hwm0=$(hwm_all)
   sampler "$WORK/rss-$shards" &
   SAMPLER_PID=$!
+  cpu0=$(cpu_all)
   t0=$(now)
   ctl timelines import "$tenant" --pgdata "$PGDATA_DIR" --timeline "$tl" >"$WORK/import-$shards.log" 2>&1 || {
     cat "$WORK/import-$shards.log" >&2
@@ -166,6 +179,7 @@ bench_one() {
     sleep 0.1
   done
   t1=$(now)
+  cpu=$(awk -v a="$cpu0" -v b="$(cpu_all)" 'BEGIN { printf "%.2f", b - a }')
   stop_by_pid "$SAMPLER_PID" TERM
   SAMPLER_PID=""
   if [ -f "$WORK/view" ]; then
@@ -185,9 +199,11 @@ bench_one() {
   RESULTS+=("$(printf 'import %d shard%s: %s MiB in %s s = %s MiB/s  ratio %s  peak RSS %s MiB' \
     "$shards" "$([ "$shards" = 1 ] || echo s)" "$(mib "$BYTES")" "$s" "$rt" \
     "$(ratio "$rt" "$BASE_RATE")" "$peak")")
+  RESULTS+=("    CPU of the pageservers: $cpu s (baseline $BASE_CPU s): CPU ratio $(ratio "$BASE_CPU" "$cpu")")
   RESULTS+=("    tenant $tenant timeline $tl: last_record_lsn/state $lsn")
   RESULTS+=("    sampled VmRSS peak per pageserver pid (MiB): ${per% }")
   RESULTS+=("    VmHWM per pageserver (MiB, process lifetime): before ${hwm0// /\/}  after ${hwm1// /\/}")
+  log "${RESULTS[-5]}"
   log "${RESULTS[-4]}"
 }
 
@@ -198,7 +214,7 @@ cat <<EOF
 
 bench_import: pgbench -i -s $SCALE data directory $PGDATA_DIR: $(mib "$BYTES") MiB ($(mib "$WAL_BYTES") MiB of it pg_wal)
 pageservers: 3, --import-parallelism $PARALLELISM --import-job-size $JOB_SIZE (other flags default); $(nproc) cores
-baseline tar|zstd -1 -T2: $(mib "$BYTES") MiB in $BASE_SECS s = $BASE_RATE MiB/s
+baseline tar|zstd -1 -T2: $(mib "$BYTES") MiB in $BASE_SECS s = $BASE_RATE MiB/s, $BASE_CPU s of CPU
 $(printf '%s\n' "${RESULTS[@]}")
 imports timed from storconctl's create to the import route's 404 (finalised), polled every 0.1 s;
 peak RSS = the largest VmRSS sample (every 0.1 s) of one pageserver during that import; VmHWM covers
