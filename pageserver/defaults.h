@@ -32,9 +32,11 @@
 #define PAGESERVER_DEFAULT_IMPORT_PARALLELISM_STR     "2"
 #define PAGESERVER_IMPORT_STATUS_MAX_BYTES            4096u
 #define PAGESERVER_IMPORT_RETRY_MS                    1000u
-/* a status upcall answered 404 (no row at storcon yet) is asked again this many times, one
- * PAGESERVER_IMPORT_RETRY_MS apart (10 minutes), then the import fails */
-#define PAGESERVER_IMPORT_STATUS_UNKNOWN_MAX 600u
+/* a status upcall answered 404 (no row at storcon yet) is asked again this many times, first
+ * after PAGESERVER_IMPORT_STATUS_FIRST_RETRY_MS, doubling up to PAGESERVER_IMPORT_RETRY_MS apart
+ * (about 10 minutes in all), then the import fails */
+#define PAGESERVER_IMPORT_STATUS_UNKNOWN_MAX    600u
+#define PAGESERVER_IMPORT_STATUS_FIRST_RETRY_MS 20u
 
 /* Remote storage: default "file://<workdir>/" PAGESERVER_REMOTE_STORAGE_DIR. */
 #define PAGESERVER_REMOTE_STORAGE_DIR "remote_storage"

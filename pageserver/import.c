@@ -805,11 +805,18 @@ static void on_status(void *arg, const Err *err, const json_t *answer)
          * quick asks before the row exists; a delete of the row comes with a timeline delete that
          * cancels this task. Ask again, for a while: a create never completed at storcon leaves
          * no row, and the import then fails like any other without a status. */
-        if (t->status_unknown++ % 30 == 0)
+        /* The row usually appears within milliseconds (the other shards' creates): ask again
+         * soon, then back off to PAGESERVER_IMPORT_RETRY_MS. */
+        unsigned n = t->status_unknown++;
+        uint64_t ms = n < 6 ? (uint64_t)PAGESERVER_IMPORT_STATUS_FIRST_RETRY_MS << n
+                            : PAGESERVER_IMPORT_RETRY_MS;
+        if (ms > PAGESERVER_IMPORT_RETRY_MS)
+            ms = PAGESERVER_IMPORT_RETRY_MS;
+        if (n == 6 || (n > 6 && n % 30 == 0))
             log_info("import: storcon has no record of this import yet (%s); asking again every "
                      "%u ms",
                      err->msg, PAGESERVER_IMPORT_RETRY_MS);
-        import_retry_after(t, PAGESERVER_IMPORT_RETRY_MS);
+        import_retry_after(t, ms);
         return;
     }
     if (err != NULL) {

@@ -830,11 +830,21 @@ static bool plan_add_fork(PgdataPlan *plan, const char *dir, uint32_t spc, uint3
             err_set(err, ERR_BAD_REQUEST, "%s/%u%s: relation has too many blocks", dir, rel, sfx);
             return false;
         }
-        if (nblocks > 0) {
-            uint32_t local = local_block_count(plan, spc, db, rel, fork, (uint32_t)start, nblocks);
-            if (!plan_add(plan, TASK_REL_BLOCKS, key_rel_block(spc, db, rel, fork, (uint32_t)start),
-                          nblocks, local, err))
+        /* a segment larger than a job is cut into pieces at multiples of the job size, so one
+         * large relation spreads over several jobs that run in parallel */
+        uint64_t piece = plan->params.job_soft_size_limit / BLCKSZ;
+        if (piece == 0)
+            piece = 1;
+        for (uint64_t b = start; b < start + nblocks;) {
+            uint64_t e = (b / piece + 1) * piece;
+            if (e > start + nblocks)
+                e = start + nblocks;
+            uint32_t local =
+                local_block_count(plan, spc, db, rel, fork, (uint32_t)b, (uint32_t)(e - b));
+            if (!plan_add(plan, TASK_REL_BLOCKS, key_rel_block(spc, db, rel, fork, (uint32_t)b),
+                          (uint32_t)(e - b), local, err))
                 return false;
+            b = e;
         }
         total = start + nblocks;
         if (nblocks < RELSEG_BLOCKS)

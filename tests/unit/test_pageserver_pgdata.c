@@ -1014,10 +1014,25 @@ static void test_plan_determinism_and_jobs(void **state)
             assert_true(key_eq(&info.range.end, &KEY_MAX));
         assert_true(key_cmp(&info.range.start, &info.range.end) < 0);
         assert_true(info.n_tasks > 0);
+        /* a hard limit: relation segments larger than a job are cut into job-sized pieces */
+        assert_true(info.size_bytes <= 64 * 1024);
         sum += info.size_bytes;
     }
     assert_int_equal(sum, pgdata_plan_total_size(f));
     assert_int_equal(sum, pgdata_plan_total_size(e));
+    /* the same for a shard: its jobs hold at most the limit of its own pages, and together as
+     * many as one job-size-unlimited plan of that shard */
+    PgdataPlan *g = make_plan(src, 1, 4, 1, 64 * 1024);
+    PgdataPlan *g1 = make_plan(src, 1, 4, 1, UINT64_MAX / 2);
+    uint64_t gsum = 0;
+    for (size_t j = 0; j < pgdata_plan_job_count(g); j++) {
+        assert_true(pgdata_plan_job(g, j).size_bytes <= 64 * 1024);
+        gsum += pgdata_plan_job(g, j).size_bytes;
+    }
+    assert_int_equal(gsum, pgdata_plan_total_size(g1));
+    assert_int_equal(pgdata_plan_job_count(g1), 1);
+    pgdata_plan_free(g);
+    pgdata_plan_free(g1);
     Collector many = {0};
     run_plan(f, &many);
     assert_int_equal(many.n, g_unsharded.n);
