@@ -50,28 +50,9 @@ done
 # shellcheck source=tests/bench/lib_pgbench.sh
 . "$ROOT/tests/bench/lib_pgbench.sh"
 
-WORK=$(mktemp -d /tmp/bench-split.XXXXXX)
-chmod 755 "$WORK" # the postgres user must reach the cluster's and the source's directories
-CLUSTER="$WORK/cluster"
-THROWAWAY_PID=""
+bench_workdir split "${BENCH_SPLIT_KEEP:-0}"
 READER_PID=""
-
-cleanup() {
-  local rc=$?
-  if [ -n "$READER_PID" ]; then stop_by_pid "$READER_PID" TERM; fi
-  if [ -n "$THROWAWAY_PID" ]; then stop_by_pid "$THROWAWAY_PID" INT; fi
-  if [ -f "$CLUSTER/pids" ]; then
-    DEMO_DIR="$CLUSTER" bash scripts/demo.sh stop >"$WORK/stop.log" 2>&1 || cat "$WORK/stop.log" >&2
-  fi
-  if [ "${BENCH_SPLIT_KEEP:-0}" = 1 ]; then
-    log "kept $WORK"
-  else
-    rm -rf "$WORK"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_stop_extra() { if [ -n "$READER_PID" ]; then stop_by_pid "$READER_PID" TERM; fi; }
 
 mono() { "$PYTHON" -c 'import time; print(time.monotonic())'; }
 json_get() { "$PYTHON" -c "import json,sys; d=json.load(sys.stdin); print($1)"; }

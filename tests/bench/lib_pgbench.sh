@@ -1,8 +1,38 @@
 # lib_pgbench.sh: sourced by the benchmarks that need a pgbench data directory and a few shell
 # helpers (bench_import.sh, bench_split.sh). Needs PG_BIN, PYTHON, log and die from the sourcing
-# script, and its THROWAWAY_PID variable (stopped by its cleanup on an early exit).
+# script; bench_workdir sets up its work directory and its cleanup.
 
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+
+# bench_workdir NAME KEEP: WORK (a new /tmp/bench-NAME.XXXXXX the postgres user can reach, for
+# the cluster's and the source's directories) and CLUSTER (WORK/cluster, for scripts/demo.sh),
+# and the traps: on exit, bench_cleanup stops what the script started (its own bench_stop_extra
+# hook if it defines one, the throwaway Postgres, the cluster by its pids file) and removes WORK
+# unless KEEP is 1.
+bench_workdir() {
+  WORK=$(mktemp -d "/tmp/bench-$1.XXXXXX")
+  chmod 755 "$WORK"
+  CLUSTER="$WORK/cluster"
+  BENCH_KEEP=$2
+  THROWAWAY_PID=""
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+bench_cleanup() {
+  local rc=$?
+  if declare -F bench_stop_extra >/dev/null; then bench_stop_extra; fi
+  if [ -n "$THROWAWAY_PID" ]; then stop_by_pid "$THROWAWAY_PID" INT; fi
+  if [ -f "$CLUSTER/pids" ]; then
+    DEMO_DIR="$CLUSTER" bash scripts/demo.sh stop >"$WORK/stop.log" 2>&1 || cat "$WORK/stop.log" >&2
+  fi
+  if [ "$BENCH_KEEP" = 1 ]; then
+    log "kept $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
 
 # stop_by_pid PID SIGNAL: signal one process we started and wait for it (SIGKILL after 30 s).
 stop_by_pid() {
