@@ -311,8 +311,8 @@ static void remove_layers(const BootstrapParams *p, const IndexLayer *layers, si
 }
 
 bool bootstrap_job_to_layer(const PgdataPlan *plan, size_t job_index, const char *dir,
-                            Generation gen, ShardIndex writer, IndexLayer *out,
-                            uint64_t *logical_size, Err *err)
+                            Generation gen, ShardIndex writer, const LayerWriterOptions *opts,
+                            IndexLayer *out, uint64_t *logical_size, Err *err)
 {
     PgdataJobInfo job = pgdata_plan_job(plan, job_index);
     LayerDesc desc = layer_desc_image(&job.range, pgdata_plan_base_lsn(plan));
@@ -324,7 +324,7 @@ bool bootstrap_job_to_layer(const PgdataPlan *plan, size_t job_index, const char
         return false;
     }
     SinkCtx sink = {0};
-    if (!layer_writer_new(path, &desc, NULL, &sink.w, err))
+    if (!layer_writer_new(path, &desc, opts, &sink.w, err))
         return false;
     if (!pgdata_job_execute(plan, job_index, layer_sink, &sink, err)) {
         layer_writer_abort(sink.w);
@@ -358,7 +358,7 @@ static bool convert(const BootstrapParams *p, const char *pgdata, BootstrapResul
     out->layers = xcalloc(n_jobs ? n_jobs : 1, sizeof(*out->layers));
     ShardIndex writer = tsid_shard_index(&p->tsid);
     for (size_t i = 0; i < n_jobs; i++) {
-        if (!bootstrap_job_to_layer(plan, i, p->timeline_dir, p->gen, writer,
+        if (!bootstrap_job_to_layer(plan, i, p->timeline_dir, p->gen, writer, &p->layer_opts,
                                     &out->layers[out->n_layers], &out->logical_size, err))
             goto cleanup;
         out->n_layers++;

@@ -40,6 +40,7 @@
 
 #include "pageserver/defaults.h"
 #include "pageserver/index_part.h"
+#include "pageserver/layer.h"
 #include "pageserver/pgdata.h"
 
 typedef struct BootstrapParams {
@@ -53,7 +54,8 @@ typedef struct BootstrapParams {
     Generation gen;
     bool has_existing_initdb;
     TimelineId existing_initdb;
-    char timeline_dir[PATH_MAX]; /* created if missing */
+    char timeline_dir[PATH_MAX];   /* created if missing */
+    LayerWriterOptions layer_opts; /* from the tenant's image_compression */
 } BootstrapParams;
 
 typedef struct BootstrapResult {
@@ -72,11 +74,12 @@ void bootstrap_result_finish(BootstrapResult *r);
 
 /* bootstrap_job_to_layer: the conversion shared by bootstrap and import: job job_index of plan as
  * one image layer at the plan's base LSN, written durably as <dir>/<layer name>-<gen> (dir must
- * exist); *out describes it (written by shard writer), *logical_size grows by the relation sizes
- * the job holds. On failure no file is left behind. */
+ * exist) with the writer options opts (the tenant's image_compression); *out describes it (written
+ * by shard writer), *logical_size grows by the relation sizes the job holds. On failure no file is
+ * left behind. */
 bool bootstrap_job_to_layer(const PgdataPlan *plan, size_t job_index, const char *dir,
-                            Generation gen, ShardIndex writer, IndexLayer *out,
-                            uint64_t *logical_size, Err *err) MUST_CHECK;
+                            Generation gen, ShardIndex writer, const LayerWriterOptions *opts,
+                            IndexLayer *out, uint64_t *logical_size, Err *err) MUST_CHECK;
 
 /* bootstrap_run_initdb: run initdb into pgdata (which must not exist; its parent must). As
  * root, as `user`. Exposed for tests. */

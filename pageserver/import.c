@@ -334,6 +334,7 @@ typedef struct ImportJob {
     TenantShardId tsid;
     Generation gen;
     char dir[PATH_MAX];
+    LayerWriterOptions layer_opts;
     size_t job_index;
     /* outputs */
     bool ok;
@@ -534,8 +535,8 @@ static void import_work(WorkerJob *job, void *arg)
     case IMPORT_JOBS:
         j->ok = failpoint_check("import-before-job", &j->err) &&
                 bootstrap_job_to_layer(t->plan, j->job_index, j->dir, j->gen,
-                                       tsid_shard_index(&j->tsid), &j->layer, &j->logical_size,
-                                       &j->err);
+                                       tsid_shard_index(&j->tsid), &j->layer_opts, &j->layer,
+                                       &j->logical_size, &j->err);
         break;
     default:
         err_set(&j->err, ERR_INTERNAL, "import: no work in step %s", IMPORT_STEP_NAMES[t->step]);
@@ -845,6 +846,8 @@ static void start_job(ImportTask *t, size_t job_index)
     j->tsid = t->slot->tsid;
     j->gen = slot_generation(t->slot);
     str_copy(j->dir, sizeof(j->dir), t->tl->dir);
+    j->layer_opts =
+        layer_writer_options(tenant_config_image_compression(&t->slot->config.tenant_conf));
     j->job_index = job_index;
     t->running++;
     slot_job_begin(t->slot);

@@ -241,7 +241,7 @@ struct LayerWriter {
     char *tmp;
     int fd;
     LayerDesc desc;
-    int zstd_level;
+    int zstd_level; /* 0: values stored raw */
     uint32_t block_size;
     size_t ekey_size;
     size_t entry_size;
@@ -296,6 +296,16 @@ static bool writer_emit(LayerWriter *w, const void *data, size_t len, Err *err)
     return true;
 }
 
+LayerWriterOptions layer_writer_options(ImageCompression c)
+{
+    LayerWriterOptions o = {0};
+    if (c.algo == IMAGE_COMPRESSION_DISABLED)
+        o.uncompressed = true;
+    else
+        o.zstd_level = c.has_level && c.level != 0 ? c.level : ZSTD_CLEVEL_DEFAULT;
+    return o;
+}
+
 bool layer_writer_new(const char *path, const LayerDesc *desc, const LayerWriterOptions *opts,
                       LayerWriter **out, Err *err)
 {
@@ -335,13 +345,13 @@ bool layer_writer_new(const char *path, const LayerDesc *desc, const LayerWriter
     w->tmp = tmp;
     w->fd = fd;
     w->desc = *desc;
-    w->zstd_level = o.zstd_level;
+    w->zstd_level = o.uncompressed ? 0 : o.zstd_level;
     w->block_size = o.index_block_size;
     w->ekey_size = ekey_len(desc->kind);
     w->entry_size = w->ekey_size + ENTRY_TAIL_SIZE;
     w->buf = xmalloc(WRITE_BUF_SIZE);
-    w->cctx = ZSTD_createCCtx();
-    if (w->cctx == NULL) {
+    w->cctx = w->zstd_level != 0 ? ZSTD_createCCtx() : NULL;
+    if (w->zstd_level != 0 && w->cctx == NULL) {
         err_set(err, ERR_INTERNAL, "cannot create a zstd context");
         layer_writer_abort(w);
         return false;
@@ -391,7 +401,7 @@ bool layer_writer_add(LayerWriter *w, const Key *key, const void *value, size_t 
     const void *payload = value;
     size_t payload_len = len;
     uint8_t flags = 0;
-    if (len > 0) {
+    if (len > 0 && w->zstd_level != 0) {
         size_t bound = ZSTD_compressBound(len);
         if (bound > w->zcap) {
             w->zbuf = xrealloc(w->zbuf, bound);

@@ -28,6 +28,7 @@
 #include "shared/id.h"
 #include "shared/key.h"
 #include "shared/remote_storage.h"
+#include "shared/tenant_config.h"
 
 /* The on-disk format version this build writes and the only one it reads. */
 #define LAYER_FORMAT_VERSION 1
@@ -85,7 +86,13 @@ bool layer_name_parse(const char *s, LayerDesc *out, Err *err) MUST_CHECK;
 typedef struct LayerWriterOptions {
     int zstd_level;            /* 0 = default (1: pages compress nearly as well, much faster) */
     uint32_t index_block_size; /* 0 = LAYER_INDEX_BLOCK_SIZE_DEFAULT; 64 .. 1 MiB */
+    bool uncompressed;         /* every value stored raw (image_compression "disabled") */
 } LayerWriterOptions;
+
+/* layer_writer_options: the options a tenant's image_compression asks for: "disabled" stores
+ * values raw, "zstd" is zstd's own default level (3), "zstd(N)" level N (0 meaning that default
+ * too, as zstd reads it). */
+LayerWriterOptions layer_writer_options(ImageCompression c);
 
 typedef struct LayerWriter LayerWriter;
 

@@ -836,6 +836,8 @@ void timeline_create(TenantManager *mgr, const TenantShardId *tsid, const Timeli
     bp->has_existing_initdb = p->has_existing_initdb;
     bp->existing_initdb = p->existing_initdb;
     str_copy(bp->timeline_dir, sizeof(bp->timeline_dir), tl->dir);
+    bp->layer_opts =
+        layer_writer_options(tenant_config_image_compression(&slot->config.tenant_conf));
     slot_job_begin(slot);
     WorkerJobSpec spec = {.cls = WORKER_CLASS_BULK,
                           .deadline_ms = PAGESERVER_BOOTSTRAP_DEADLINE_MS};

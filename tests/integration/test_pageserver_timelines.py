@@ -267,6 +267,34 @@ def test_bootstrap_four_shards_on_two_pageservers(ps_env, stripe, every):
 # ---- branches ----
 
 
+def test_image_compression_of_the_tenant_config_shapes_the_layers(shared_ps_env, boot):
+    """The tenant's image_compression decides how its layers store values: "disabled" raw (the
+    layer objects outweigh the relation pages they hold), zstd at the level asked for; every
+    page reads back the same whichever it is."""
+    penv, ps = shared_ps_env, boot.ps
+    raw = len(boot.pages) * BLCKSZ
+
+    def layer_bytes(tenant, tl):
+        keys = layer_objects(penv.remote, f"tenants/{tenant}/timelines/{tl}/")
+        assert keys, (tenant, tl)
+        return sum(penv.remote.size(k) for k in keys)
+
+    default = layer_bytes(boot.tenant, boot.tl)
+    sizes = {}
+    for conf in ("disabled", "zstd(-5)"):
+        tenant = new_id()
+        penv.attach(ps, tenant, 1, tenant_conf={"image_compression": conf})
+        info = bootstrap(ps, tenant, pg_version=15)
+        sizes[conf] = layer_bytes(tenant, info["timeline_id"])
+        pages = PageClient(ps)
+        for k in sample_pages(boot, every=7):
+            got = pages.page(tenant, info["timeline_id"], *k, info["last_record_lsn"])
+            assert got == boot.pages[k], (conf, k)
+        pages.close()
+    assert sizes["disabled"] > raw > default, (sizes, raw, default)
+    assert default < sizes["zstd(-5)"] < sizes["disabled"], (sizes, default)
+
+
 def test_branch_reads_fall_through_to_ancestor(shared_ps_env, boot):
     ps, tenant, tl = boot.ps, boot.tenant, boot.tl
     lsn = timeline_info(ps, tenant, tl)["last_record_lsn"]

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <zstd.h>
 
 #include "shared/crc32c.h"
 #include "shared/err.h"
@@ -127,14 +128,14 @@ static size_t test_value(size_t i, uint8_t *buf)
 
 /* write_layer: n entries at entry_blk(i) with test_value(i) (or only incompressible pages when
  * random_only), into path. */
-static LayerInfo write_layer(const char *path, size_t n, uint32_t block_size, bool random_only)
+static LayerInfo write_layer_opts(const char *path, size_t n, const LayerWriterOptions *opts,
+                                  bool random_only)
 {
     KeyRange range = test_range();
     LayerDesc desc = layer_desc_image(&range, 0x16960E8);
-    LayerWriterOptions opts = {.index_block_size = block_size};
     LayerWriter *w;
     Err err = {0};
-    if (!layer_writer_new(path, &desc, &opts, &w, &err))
+    if (!layer_writer_new(path, &desc, opts, &w, &err))
         fail_msg("writer_new: %s", err.msg);
     uint8_t *buf = xmalloc(BLCKSZ);
     for (size_t i = 0; i < n; i++) {
@@ -150,6 +151,12 @@ static LayerInfo write_layer(const char *path, size_t n, uint32_t block_size, bo
     assert_int_equal(info.entry_count, n);
     assert_int_equal(info.desc.kind, LAYER_KIND_IMAGE);
     return info;
+}
+
+static LayerInfo write_layer(const char *path, size_t n, uint32_t block_size, bool random_only)
+{
+    LayerWriterOptions opts = {.index_block_size = block_size};
+    return write_layer_opts(path, n, &opts, random_only);
 }
 
 /* ---- read sources for the tests: counting wrapper, in-memory file ---- */
@@ -321,6 +328,64 @@ static void test_round_trip_small_blocks(void **state)
 }
 
 /* Overhead per entry beyond the value bytes, measured on incompressible pages (stored raw). */
+/* The tenant's image_compression decides how values are stored: "disabled" raw (the file holds
+ * every value byte), zstd at the level asked for (a faster level, a larger file); all read back
+ * the same. */
+static void test_image_compression_options(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *conf;
+        bool uncompressed;
+        int level;
+    } MAP[] = {{"disabled", true, 0},
+               {"zstd", false, ZSTD_CLEVEL_DEFAULT},
+               {"zstd(0)", false, ZSTD_CLEVEL_DEFAULT},
+               {"zstd(1)", false, 1},
+               {"zstd(-5)", false, -5},
+               {"zstd(19)", false, 19}};
+    for (size_t i = 0; i < sizeof(MAP) / sizeof(MAP[0]); i++) {
+        ImageCompression c;
+        Err err = {0};
+        assert_true(tenant_config_image_compression_parse(MAP[i].conf, &c, &err));
+        LayerWriterOptions o = layer_writer_options(c);
+        assert_int_equal(o.uncompressed, MAP[i].uncompressed);
+        if (!MAP[i].uncompressed)
+            assert_int_equal(o.zstd_level, MAP[i].level);
+    }
+
+    const size_t n = 400;
+    uint8_t *buf = xmalloc(BLCKSZ);
+    uint64_t raw = 0;
+    for (size_t i = 0; i < n; i++)
+        raw += test_value(i, buf);
+    free(buf);
+    static const char *const CONFS[] = {"disabled", "zstd(-5)", "zstd(1)"};
+    uint64_t size[3];
+    for (size_t i = 0; i < 3; i++) {
+        ImageCompression c;
+        assert_true(tenant_config_image_compression_parse(CONFS[i], &c, NULL));
+        LayerWriterOptions o = layer_writer_options(c);
+        char path[512], name[64];
+        assert_true(str_printf(name, sizeof(name), "compression-%zu", i));
+        path_in_dir(path, sizeof(path), name);
+        size[i] = write_layer_opts(path, n, &o, false).file_size;
+        LayerReader *r;
+        Err err = {0};
+        if (!layer_reader_open_file(path, &r, &err))
+            fail_msg("open: %s", err.msg);
+        for (size_t k = 0; k < n; k++)
+            assert_value(r, k);
+        layer_reader_free(r);
+    }
+    printf("%zu values, %llu bytes raw: layer files disabled %llu, zstd(-5) %llu, zstd(1) %llu\n",
+           n, (unsigned long long)raw, (unsigned long long)size[0], (unsigned long long)size[1],
+           (unsigned long long)size[2]);
+    assert_true(size[0] > raw);     /* every value stored raw */
+    assert_true(size[1] < raw / 2); /* zeros and repeats compress even at the fastest levels */
+    assert_true(size[2] <= size[1]);
+}
+
 static void test_overhead_per_entry(void **state)
 {
     char path[512];
@@ -889,13 +954,21 @@ static void test_names_malformed(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names_round_trip),   cmocka_unit_test(test_names_malformed),
-        cmocka_unit_test(test_round_trip_empty),   cmocka_unit_test(test_round_trip_one),
-        cmocka_unit_test(test_round_trip_10000),   cmocka_unit_test(test_round_trip_small_blocks),
-        cmocka_unit_test(test_overhead_per_entry), cmocka_unit_test(test_read_counts),
-        cmocka_unit_test(test_remote_source),      cmocka_unit_test(test_concurrent_readers),
-        cmocka_unit_test(test_corrupt_value_blob), cmocka_unit_test(test_corrupt_index_block),
-        cmocka_unit_test(test_corrupt_open),       cmocka_unit_test(test_writer_misuse),
+        cmocka_unit_test(test_names_round_trip),
+        cmocka_unit_test(test_names_malformed),
+        cmocka_unit_test(test_round_trip_empty),
+        cmocka_unit_test(test_round_trip_one),
+        cmocka_unit_test(test_round_trip_10000),
+        cmocka_unit_test(test_round_trip_small_blocks),
+        cmocka_unit_test(test_overhead_per_entry),
+        cmocka_unit_test(test_read_counts),
+        cmocka_unit_test(test_remote_source),
+        cmocka_unit_test(test_concurrent_readers),
+        cmocka_unit_test(test_corrupt_value_blob),
+        cmocka_unit_test(test_corrupt_index_block),
+        cmocka_unit_test(test_corrupt_open),
+        cmocka_unit_test(test_writer_misuse),
+        cmocka_unit_test(test_image_compression_options),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
