@@ -1,9 +1,9 @@
 /*
  * http_framing.h: a strict scanner of the HTTP/1.x request stream of one connection, run on the
  * raw bytes before libevent's evhttp parses them (see http_server.c). It follows message
- * boundaries exactly as evhttp 2.1 does (a body only for POST, PUT and PATCH; Content-Length or
- * chunked) and rejects, with a status and a message, everything evhttp would answer with its own
- * HTML error page or could not bound:
+ * boundaries exactly as evhttp 2.1 does (a body for every method but HEAD and TRACE, GET
+ * included; Content-Length or chunked) and rejects, with a status and a message, everything evhttp
+ * would answer with its own HTML error page or could not bound:
  *
  *   400  malformed request line, header line, Content-Length ("+5", "-1", "abc", "1, 2", two of
  *        them), Transfer-Encoding other than chunked, both Content-Length and Transfer-Encoding,
@@ -46,7 +46,7 @@ typedef struct HttpFraming {
     StrBuf line;       /* the current line, without its end */
     size_t head_bytes; /* bytes of the current head (or trailer) so far */
     unsigned lines;    /* lines of the current head so far */
-    bool body_method;  /* POST, PUT, PATCH: evhttp reads a body */
+    bool body_method;  /* not HEAD or TRACE: evhttp reads a body */
     bool has_length, chunked, expect_bad;
     bool last_framing_header; /* the previous header was Content-Length or Transfer-Encoding */
     uint64_t remaining;       /* bytes left in the body or chunk */
