@@ -62,6 +62,8 @@
  * per-connection bound is in bytes too (4 x 256 KiB), not only in requests */
 #define PAGE_SERVICE_MAX_SLRU_IN_FLIGHT      4
 #define PAGE_SERVICE_OUTPUT_HIGH_WATER       (1u << 20)
+#define PAGE_SERVICE_MAX_SINGLE_WRITE        (256u * 1024)
+#define PAGE_SERVICE_MAX_SINGLE_READ         (64u * 1024)
 #define PAGE_SERVICE_COPY_CHUNK              (256u * 1024)
 #define PAGE_SERVICE_MAX_MESSAGE             (64u * 1024)
 #define PAGE_SERVICE_LISTEN_BACKLOG          1024

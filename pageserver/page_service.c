@@ -1007,6 +1007,8 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     metric_counter_add(ps->m.accepted, 1);
     bufferevent_setcb(bev, on_read, on_write, on_event, c);
     bufferevent_setwatermark(bev, EV_WRITE, PAGE_SERVICE_OUTPUT_HIGH_WATER / 2, 0);
+    bufferevent_set_max_single_write(bev, PAGE_SERVICE_MAX_SINGLE_WRITE);
+    bufferevent_set_max_single_read(bev, PAGE_SERVICE_MAX_SINGLE_READ);
     set_timeouts(c, ps->cfg.handshake_timeout_ms);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
