@@ -35,6 +35,8 @@ typedef struct PageServiceConfig {
     uint64_t max_connections;      /* more are refused with SQLSTATE 53300 */
     uint64_t handshake_timeout_ms; /* from accept until the command is received */
     uint64_t idle_timeout_ms;      /* no request, or no write progress, for this long: closed */
+    size_t
+        threads; /* connection threads; 0: online CPUs, at most PAGE_SERVICE_DEFAULT_THREADS_MAX */
     /* the basebackup builder; NULL: `basebackup` answers "basebackup is not available" */
     BasebackupBuildFn basebackup_build;
 } PageServiceConfig;
