@@ -12,15 +12,23 @@
  *
  * PAGESTREAM: every CopyData is one request. process_input decodes requests into the connection's
  * ring `q` while fewer than PAGE_SERVICE_MAX_IN_FLIGHT are unanswered and the output buffer is
- * below its high-water mark (otherwise reading stops: backpressure); requests refused without a
- * read (LSN 0, request_lsn < not_modified_since, a page of a shard not on this node, unknown
- * tenant) are answered at once. dispatch() then groups consecutive requests for the same tenant
- * shard into batches of up to PAGE_SERVICE_MAX_BATCH, one read_path_batch (one worker round
- * trip) each. flush() writes the answered requests at the head of the ring, in order.
+ * below its high-water mark (otherwise reading stops: backpressure); requests refused by their
+ * LSNs alone (LSN 0, request_lsn < not_modified_since) are answered at once. dispatch() then
+ * groups consecutive requests into batches of up to PAGE_SERVICE_MAX_BATCH, routed on the
+ * daemon's loop (a page of a shard not on this node, an unknown tenant: refused there) and read
+ * with one read_path_batch (at most one worker round trip) per run of one shard. flush() writes
+ * the answered requests at the head of the ring, in order.
  *
  * A connection that is closed while reads or a basebackup build are in flight is unlinked and
  * its socket freed at once; the struct waits for those completions (`ops`) and is freed by the
  * last one.
+ *
+ * Threads (docs/page-service.md, Threads): on_accept (the daemon's loop) hands the socket to a
+ * PsThread through its mailbox (conn_open); everything above then runs on that thread. The
+ * tenant map is only touched on the daemon's loop: a batch goes there (batch_read: routing and
+ * read_path_batch per run of one shard) and back (batch_answered); a basebackup likewise
+ * (basebackup_start, basebackup_answered). Whichever side holds a batch, or a connection's bb_*
+ * fields during a basebackup's trip, is the only one touching them.
  */
 #include "pageserver/page_service.h"
 
