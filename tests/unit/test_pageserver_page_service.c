@@ -444,11 +444,11 @@ static void *stream_main(void *arg)
     strbuf_reset(&b);
     while (reader_next(&r, &m) && m.type != 'W') /* until CopyBothResponse */
         ;
-    int sent = 0;
-    while (c->until_closed || c->answered + c->wrong < c->n_requests) {
-        while (sent < c->n_requests && sent - (c->answered + c->wrong) < c->depth) {
+    int sent = 0, got = 0; /* request k is stream_request(k % n_requests) */
+    while (c->until_closed || got < c->n_requests) {
+        while ((c->until_closed || sent < c->n_requests) && sent - got < c->depth) {
             PagestreamRequest req;
-            stream_request(&req, sent++);
+            stream_request(&req, sent++ % c->n_requests);
             pagestream_put_request(&b, PAGESTREAM_V3, &req);
         }
         if (b.len > 0 && send(fd, b.data, b.len, MSG_NOSIGNAL) != (ssize_t)b.len)
@@ -456,17 +456,15 @@ static void *stream_main(void *arg)
         strbuf_reset(&b);
         if (!reader_next(&r, &m) || m.type != 'd')
             break;
-        int i = c->answered + c->wrong;
+        int i = got++ % c->n_requests;
         PagestreamResponse resp;
         Err err = {0};
         if (pagestream_response_decode(PAGESTREAM_V3, m.payload, m.len, &resp, &err) &&
             resp.tag == PAGESTREAM_RESP_ERROR && resp.req.reqid == (uint64_t)i + 1 &&
             strstr(resp.message, stream_expected(i)) != NULL)
-            c->answered++;
+            __atomic_fetch_add(&c->answered, 1, __ATOMIC_SEQ_CST);
         else
             c->wrong++;
-        if (sent == c->n_requests && c->until_closed)
-            sent = 0; /* again from the start until the server closes */
     }
     if (c->until_closed) { /* the rest until the server closes (EOF or reset; not a timeout) */
         struct timeval tv = {10, 0};
