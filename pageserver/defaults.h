@@ -69,6 +69,9 @@
 /* connection threads (--page-service-threads): the default is the online CPUs, at most this */
 #define PAGE_SERVICE_DEFAULT_THREADS_MAX 4
 #define PAGE_SERVICE_MAX_THREADS         64
+/* answers (pages, SLRU segments) of at least this many bytes go to the output by reference to the
+ * read batch, not copied */
+#define PAGE_SERVICE_REFERENCE_MIN 4096
 /* free read batches (about 280 KiB each) a page service thread keeps for reuse */
 #define PAGE_SERVICE_BATCH_POOL              16
 #define PAGE_SERVICE_COPY_CHUNK              (256u * 1024)

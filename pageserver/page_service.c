@@ -93,7 +93,8 @@ typedef struct PsBatch {
     TenantId tenant;           /* copies of the connection's, for the main loop */
     TimelineId timeline;
     size_t n;
-    size_t unflushed;     /* requests of this batch not written yet */
+    size_t refs; /* requests of this batch not written yet, and answers an output buffer still
+                  * references (write_response) */
     size_t reads_pending; /* main loop: read_path_batch calls not completed yet */
     Lsn not_modified_since[PAGE_SERVICE_MAX_BATCH];
     ReadItem items[];
@@ -276,7 +277,7 @@ static PsBatch *batch_new(PsThread *t)
 
 static void batch_unref(PsBatch *b)
 {
-    if (--b->unflushed > 0)
+    if (--b->refs > 0)
         return;
     for (size_t i = 0; i < b->n; i++)
         read_item_finish(&b->items[i]);
@@ -288,6 +289,13 @@ static void batch_unref(PsBatch *b)
     b->next_free = t->free_batches;
     t->free_batches = b;
     t->n_free_batches++;
+}
+
+/* on_bulk_sent: the output buffer let go of an answer's bytes (sent, or the connection's buffer
+ * freed: on its thread, or by page_service_free after the threads ended). */
+static void on_bulk_sent(const void *data, size_t len, void *arg)
+{
+    batch_unref(arg);
 }
 
 /* write_response: the answer of r (done) as one CopyData. */
@@ -333,8 +341,16 @@ static void write_response(PgConn *c, PsReq *r)
     pgwire_msg_header(hdr, 'd', n + bulk_len);
     struct evbuffer *out = conn_out(c);
     evbuffer_add(out, hdr, PGWIRE_HEADER_SIZE + n);
-    if (bulk_len)
+    if (it != NULL && bulk_len >= PAGE_SERVICE_REFERENCE_MIN) {
+        /* a page or segment: referenced, not copied; the batch stays until it is sent */
+        r->batch->refs++;
+        if (evbuffer_add_reference(out, bulk, bulk_len, on_bulk_sent, r->batch) != 0) {
+            r->batch->refs--; /* not added: cleanup never runs */
+            evbuffer_add(out, bulk, bulk_len);
+        }
+    } else if (bulk_len) {
         evbuffer_add(out, bulk, bulk_len);
+    }
     metric_counter_add(c->ps->m.bytes_out, PGWIRE_HEADER_SIZE + n + bulk_len);
     metric_histogram_observe(c->ps->m.latency, secs_since(&r->start));
 }
@@ -539,7 +555,7 @@ static void dispatch(PgConn *c)
         b->tenant = c->tenant;
         b->timeline = c->timeline;
         b->n = n;
-        b->unflushed = n;
+        b->refs = n;
         for (size_t i = 0; i < n; i++) {
             PsReq *r = q_at(c, c->q_dispatched + i);
             const PagestreamRequest *q = &r->req;
@@ -1354,14 +1370,16 @@ static void threads_free(PageService *ps)
             basebackup_finish(c);
             conn_free(c);
         }
+        loop_mailbox_free(t->mailbox);
+        /* frees the closed connections' buffers (their finalizers were left to the loop), which
+         * lets go of the answers they referenced: their batches go to the pool */
+        if (t->base != NULL)
+            event_base_free(t->base);
         while (t->free_batches != NULL) {
             PsBatch *b = t->free_batches;
             t->free_batches = b->next_free;
             free(b);
         }
-        loop_mailbox_free(t->mailbox);
-        if (t->base != NULL)
-            event_base_free(t->base);
     }
     free(ps->threads);
     ps->threads = NULL;
