@@ -11,8 +11,9 @@
  * connections spread over the threads, each answered completely and in order (requests refused on
  * the connection's thread, by the routing on the main loop, and by the read path, mixed);
  * --pg-max-connections counted across the threads; stop and free with connections streaming and
- * reads in flight. */
+ * reads in flight; a connection closed while its basebackup is being built. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -46,6 +47,7 @@ typedef struct Stub {
     PageserverApp *app;
     int calls;
     bool fail;
+    bool hold; /* the test completes the build itself (stub_complete) */
     Lsn lsn;
     bool gzip;
     TenantShardId tsid;
@@ -85,7 +87,8 @@ static void stub_build(struct TenantManager *mgr, const TenantShardId *tsid, con
     }
     g_stub.done = done;
     g_stub.arg = arg;
-    pageserver_defer(g_stub.app, stub_complete, NULL); /* never from inside the call */
+    if (!g_stub.hold)
+        pageserver_defer(g_stub.app, stub_complete, NULL); /* never from inside the call */
 }
 
 /* ---- the client thread ---- */
@@ -639,6 +642,49 @@ static void test_stop_with_reads_in_flight(void **state)
     env_stop(&e); /* joins the threads; ASan: nothing leaked or freed twice */
 }
 
+/* open_fds: the descriptors this process has open. */
+static int open_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+/* A connection closed (by the stop) while its basebackup is being built on the main loop: its
+ * thread frees the socket at once, the struct and the temporary file when the build's answer
+ * comes back. */
+static void test_close_during_basebackup(void **state)
+{
+    Env e;
+    env_start_threads(state, &e, stub_build, 2, 10);
+    PageserverApp *app = &e.f->app;
+    g_stub.hold = true;
+    int fds_before = open_fds();
+    int fd = connect_raw(page_service_port(e.ps));
+    loop_run_for(app->base, 20);
+    assert_int_equal(startup_answer(fd), 'R');
+    char q[256];
+    str_printf(q, sizeof(q), "basebackup %s %s", e.tenant, e.tl);
+    StrBuf b = STRBUF_INIT;
+    pgwire_put_query(&b, q);
+    send_all(fd, b.data, b.len);
+    strbuf_finish(&b);
+    for (long waited = 0; g_stub.calls == 0 && waited < 10000; waited += 5)
+        loop_run_for(app->base, 5);
+    assert_int_equal(g_stub.calls, 1); /* the build is running, the temporary file open */
+    /* a building connection does not read (a client's close is seen after the build): the stop
+     * closes it, on its thread */
+    page_service_stop(e.ps);
+    wait_gauge(app, "pageserver_page_service_connections", 0);
+    close(fd);
+    stub_complete(NULL); /* the build ends into the closed connection */
+    loop_run_for(app->base, 50);
+    /* the socket and the temporary file closed, and the listener (by the stop) */
+    assert_int_equal(open_fds(), fds_before - 1);
+    env_stop(&e); /* ASan: the connection freed once */
+}
+
 static int setup(void **state)
 {
     int rc = fixture_setup(state);
@@ -667,6 +713,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_max_connections_across_threads, setup,
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_stop_with_reads_in_flight, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_close_during_basebackup, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
