@@ -106,6 +106,10 @@ static const ConfigOption PAGESERVER_OPTIONS[] = {
               PAGE_SERVICE_DEFAULT_MAX_CONNECTIONS, "N",
               "open page service connections at once; more are refused (SQLSTATE 53300)", 1,
               1000000, false),
+    PS_OPT_EX(CONFIG_U64, pg_threads, "page-service-threads", "0", "N",
+              "page service threads, each an event loop serving its share of the connections (0: "
+              "the online CPUs, at most 4)",
+              0, PAGE_SERVICE_MAX_THREADS, false),
     CONFIG_OPT(CONFIG_DURATION_MS, PageserverConfig, pg_handshake_timeout_ms,
                "pg-handshake-timeout", PAGE_SERVICE_DEFAULT_HANDSHAKE, "DURATION",
                "page service: time from connect to the command (startup, password, query)"),

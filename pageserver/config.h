@@ -44,6 +44,7 @@ typedef struct PageserverConfig {
     uint64_t worker_max_bulk;         /* 0: half of threads - latency_reserved, >= 1 */
     uint64_t http_max_connections;
     uint64_t pg_max_connections;             /* page service connections at once */
+    uint64_t pg_threads;                     /* page service threads; 0: online CPUs, <= 4 */
     uint64_t pg_handshake_timeout_ms;        /* page service: accept to command */
     uint64_t pg_idle_timeout_ms;             /* page service: no request / no write progress */
     uint64_t import_poll_ms;                 /* import.c: status/pgdata poll period */

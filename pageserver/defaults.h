@@ -62,8 +62,20 @@
 #define PAGE_SERVICE_MAX_BATCHES_IN_FLIGHT 2
 /* GetSlruSegment requests decoded and not yet answered: each answer is up to 256 KiB, so the
  * per-connection bound is in bytes too (4 x 256 KiB), not only in requests */
-#define PAGE_SERVICE_MAX_SLRU_IN_FLIGHT      4
-#define PAGE_SERVICE_OUTPUT_HIGH_WATER       (1u << 20)
+#define PAGE_SERVICE_MAX_SLRU_IN_FLIGHT 4
+#define PAGE_SERVICE_OUTPUT_HIGH_WATER  (1u << 20)
+/* bytes one writev / readv of a connection's socket may move (libevent's default, 16 KiB, is two
+ * pages: a syscall, a TCP segment and a wakeup of the client for every other page) */
+#define PAGE_SERVICE_MAX_SINGLE_WRITE (256u * 1024)
+#define PAGE_SERVICE_MAX_SINGLE_READ  (64u * 1024)
+/* connection threads (--page-service-threads): the default is the online CPUs, at most this */
+#define PAGE_SERVICE_DEFAULT_THREADS_MAX 4
+#define PAGE_SERVICE_MAX_THREADS         64
+/* answers (pages, SLRU segments) of at least this many bytes go to the output by reference to the
+ * read batch, not copied */
+#define PAGE_SERVICE_REFERENCE_MIN 4096
+/* free read batches (about 280 KiB each) a page service thread keeps for reuse */
+#define PAGE_SERVICE_BATCH_POOL              16
 #define PAGE_SERVICE_COPY_CHUNK              (256u * 1024)
 #define PAGE_SERVICE_MAX_MESSAGE             (64u * 1024)
 #define PAGE_SERVICE_LISTEN_BACKLOG          1024

@@ -256,6 +256,7 @@ static void start_page_service(PageserverApp *app)
     PageServiceConfig pc = {
         .listen = app->cfg.listen_pg,
         .max_connections = app->cfg.pg_max_connections,
+        .threads = (size_t)app->cfg.pg_threads,
         .handshake_timeout_ms = app->cfg.pg_handshake_timeout_ms,
         .idle_timeout_ms = app->cfg.pg_idle_timeout_ms,
         .basebackup_build = basebackup_build,

@@ -12,15 +12,23 @@
  *
  * PAGESTREAM: every CopyData is one request. process_input decodes requests into the connection's
  * ring `q` while fewer than PAGE_SERVICE_MAX_IN_FLIGHT are unanswered and the output buffer is
- * below its high-water mark (otherwise reading stops: backpressure); requests refused without a
- * read (LSN 0, request_lsn < not_modified_since, a page of a shard not on this node, unknown
- * tenant) are answered at once. dispatch() then groups consecutive requests for the same tenant
- * shard into batches of up to PAGE_SERVICE_MAX_BATCH, one read_path_batch (one worker round
- * trip) each. flush() writes the answered requests at the head of the ring, in order.
+ * below its high-water mark (otherwise reading stops: backpressure); requests refused by their
+ * LSNs alone (LSN 0, request_lsn < not_modified_since) are answered at once. dispatch() then
+ * groups consecutive requests into batches of up to PAGE_SERVICE_MAX_BATCH, routed on the
+ * daemon's loop (a page of a shard not on this node, an unknown tenant: refused there) and read
+ * with one read_path_batch (at most one worker round trip) per run of one shard. flush() writes
+ * the answered requests at the head of the ring, in order.
  *
  * A connection that is closed while reads or a basebackup build are in flight is unlinked and
  * its socket freed at once; the struct waits for those completions (`ops`) and is freed by the
  * last one.
+ *
+ * Threads (docs/page-service.md, Threads): on_accept (the daemon's loop) hands the socket to a
+ * PsThread through its mailbox (conn_open); everything above then runs on that thread. The
+ * tenant map is only touched on the daemon's loop: a batch goes there (batch_read: routing and
+ * read_path_batch per run of one shard) and back (batch_answered); a basebackup likewise
+ * (basebackup_start, basebackup_answered). Whichever side holds a batch, or a connection's bb_*
+ * fields during a basebackup's trip, is the only one touching them.
  */
 #include "pageserver/page_service.h"
 
@@ -28,6 +36,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +57,7 @@
 #include "shared/auth.h"
 #include "shared/key.h"
 #include "shared/log.h"
+#include "shared/loop_mailbox.h"
 #include "shared/metrics.h"
 #include "shared/pgwire.h"
 #include "shared/str.h"
@@ -67,14 +78,25 @@ typedef enum PgConnState {
 } PgConnState;
 
 typedef struct PgConn PgConn;
+typedef struct PsThread PsThread;
 
-/* PsBatch: one read_path_batch; freed when every request of it has been written out (or the
- * connection closed and the read completed). */
+/* PsBatch: up to PAGE_SERVICE_MAX_BATCH consecutive requests of a connection, routed and read on
+ * the main loop (one read_path_batch per run of requests for the same shard), then answered on
+ * the connection's thread; freed when every request of it has been written out (or the
+ * connection closed and the reads completed). Between the posts, the side that holds the batch
+ * is the only one touching it. */
 typedef struct PsBatch {
-    PgConn *conn;
+    PgConn *conn; /* the connection's thread only */
+    PsThread *t;
+    struct PsBatch *next_free; /* on t's pool of free batches */
+    LoopMailboxItem mb;        /* to the main loop, then back to t */
+    TenantId tenant;           /* copies of the connection's, for the main loop */
+    TimelineId timeline;
     size_t n;
-    size_t unflushed; /* requests of this batch not written yet */
-    bool completed;
+    size_t refs; /* requests of this batch not written yet, and answers an output buffer still
+                  * references (write_response) */
+    size_t reads_pending; /* main loop: read_path_batch calls not completed yet */
+    Lsn not_modified_since[PAGE_SERVICE_MAX_BATCH];
     ReadItem items[];
 } PsBatch;
 
@@ -83,21 +105,23 @@ typedef struct PsReq {
     PagestreamRequest req;
     struct timespec start;
     bool done;
-    TenantShardId target; /* the shard that answers it */
-    PsBatch *batch;       /* dispatched: its item is batch->items[idx] */
+    PsBatch *batch; /* dispatched: its item is batch->items[idx] */
     size_t idx;
     Err *err; /* refused before any read (done without a batch); heap */
 } PsReq;
 
 struct PgConn {
     PageService *ps;
+    PsThread *t; /* the thread the connection lives on */
     PgConn *prev, *next;
+    evutil_socket_t fd;      /* accepted on the main loop, opened on t (conn_open) */
+    LoopMailboxItem mb;      /* conn_open, then the basebackup's trips to the main loop and back */
     struct bufferevent *bev; /* NULL once closed */
     PgConnState state;
     bool auth_ok;
     AuthClaims claims;
     bool close_after_flush; /* an error was queued: close when the output is written */
-    bool zombie;            /* closed, on ps->zombies until its operations complete */
+    bool zombie;            /* closed, on t->zombies until its operations complete */
     unsigned ops;           /* read batches and basebackup builds in flight */
     char peer[64];
     StrBuf wbuf;             /* messages being built, appended to the output by conn_send */
@@ -109,7 +133,13 @@ struct PgConn {
     PsReq *q; /* PAGE_SERVICE_MAX_IN_FLIGHT entries, allocated by the pagestream command */
     size_t q_head, q_len, q_dispatched; /* ring; [head, head+dispatched) dispatched */
     bool input_done; /* CopyDone or Terminate seen: answer what is queued, then close */
-    /* basebackup */
+    /* basebackup: the arguments the main loop starts it with, and what it answers (bb_failed:
+     * refused before the build, with bb_sqlstate, or the build failed; bb_err says why) */
+    Lsn bb_lsn;
+    bool bb_gzip;
+    bool bb_failed;
+    const char *bb_sqlstate;
+    Err bb_err;
     TenantShardId bb_tsid;
     int bb_fd;
     struct evbuffer_file_segment *bb_seg;
@@ -129,15 +159,33 @@ typedef struct PsMetrics {
     MetricCounter *basebackups;
 } PsMetrics;
 
+/* PsThread: one page service thread: its own event loop, and the connections on it. */
+struct PsThread {
+    PageService *ps;
+    struct event_base *base;
+    LoopMailbox *mailbox; /* connections to open, read batches answered, stop, exit */
+    pthread_t thread;
+    bool started;
+    bool stopping;   /* this thread: page_service_stop reached it */
+    PgConn *conns;   /* open connections (doubly linked); this thread only */
+    PgConn *zombies; /* closed connections waiting for their reads or build (same links) */
+    size_t n_conns;  /* atomic: opened and not closed, read by on_accept to pick a thread */
+    LoopMailboxItem stop_item, exit_item;
+    PsBatch *free_batches; /* batch_new's pool, this thread only */
+    size_t n_free_batches;
+};
+
 struct PageService {
     PageserverApp *app;
     PageServiceConfig cfg;
     struct evconnlistener *listener;
     uint16_t port;
-    PgConn *conns; /* open connections (doubly linked) */
-    size_t n_conns;
-    PgConn *zombies; /* closed connections waiting for their reads or build (same links) */
-    bool stopping;
+    LoopMailbox *mailbox; /* the main loop's: read batches and basebackups to start */
+    PsThread *threads;
+    size_t n_threads;
+    size_t next_thread; /* main loop: where on_accept's search for the least busy starts */
+    size_t n_conns;     /* atomic: accepted and not closed, all threads */
+    bool stopping;      /* main loop */
     PsMetrics m;
 };
 
@@ -210,13 +258,44 @@ static PsReq *q_at(PgConn *c, size_t i)
     return &c->q[(c->q_head + i) % PAGE_SERVICE_MAX_IN_FLIGHT];
 }
 
+/* batch_new: a batch of PAGE_SERVICE_MAX_BATCH items from the thread's pool, or a new one (not
+ * zeroed: 32 items are about 280 KiB, mostly page buffers the read fills; a fresh allocation
+ * that size is an mmap, page faults and a munmap every batch, hence the pool). */
+static PsBatch *batch_new(PsThread *t)
+{
+    PsBatch *b = t->free_batches;
+    if (b != NULL) {
+        t->free_batches = b->next_free;
+        t->n_free_batches--;
+    } else {
+        b = xmalloc(sizeof(*b) + PAGE_SERVICE_MAX_BATCH * sizeof(ReadItem));
+    }
+    memset(b, 0, sizeof(*b));
+    b->t = t;
+    return b;
+}
+
 static void batch_unref(PsBatch *b)
 {
-    if (--b->unflushed > 0)
+    if (--b->refs > 0)
         return;
     for (size_t i = 0; i < b->n; i++)
         read_item_finish(&b->items[i]);
-    free(b);
+    PsThread *t = b->t;
+    if (t->n_free_batches >= PAGE_SERVICE_BATCH_POOL) {
+        free(b);
+        return;
+    }
+    b->next_free = t->free_batches;
+    t->free_batches = b;
+    t->n_free_batches++;
+}
+
+/* on_bulk_sent: the output buffer let go of an answer's bytes (sent, or the connection's buffer
+ * freed: on its thread, or by page_service_free after the threads ended). */
+static void on_bulk_sent(const void *data, size_t len, void *arg)
+{
+    batch_unref(arg);
 }
 
 /* write_response: the answer of r (done) as one CopyData. */
@@ -262,8 +341,16 @@ static void write_response(PgConn *c, PsReq *r)
     pgwire_msg_header(hdr, 'd', n + bulk_len);
     struct evbuffer *out = conn_out(c);
     evbuffer_add(out, hdr, PGWIRE_HEADER_SIZE + n);
-    if (bulk_len)
+    if (it != NULL && bulk_len >= PAGE_SERVICE_REFERENCE_MIN) {
+        /* a page or segment: referenced, not copied; the batch stays until it is sent */
+        r->batch->refs++;
+        if (evbuffer_add_reference(out, bulk, bulk_len, on_bulk_sent, r->batch) != 0) {
+            r->batch->refs--; /* not added: cleanup never runs */
+            evbuffer_add(out, bulk, bulk_len);
+        }
+    } else if (bulk_len) {
         evbuffer_add(out, bulk, bulk_len);
+    }
     metric_counter_add(c->ps->m.bytes_out, PGWIRE_HEADER_SIZE + n + bulk_len);
     metric_histogram_observe(c->ps->m.latency, secs_since(&r->start));
 }
@@ -295,7 +382,7 @@ static void conn_free(PgConn *c)
         if (c->prev)
             c->prev->next = c->next;
         else
-            c->ps->zombies = c->next;
+            c->t->zombies = c->next;
         if (c->next)
             c->next->prev = c->prev;
     }
@@ -317,11 +404,11 @@ static void conn_release(PgConn *c)
     conn_free(c);
 }
 
-static void on_batch_read(const Err *err, ReadItem *items, size_t n, void *arg)
+/* batch_answered: on the connection's thread, the batch's reads are done. */
+static void batch_answered(void *arg)
 {
     PsBatch *b = arg;
     PgConn *c = b->conn;
-    b->completed = true;
     for (size_t i = 0; i < c->q_dispatched; i++) {
         PsReq *r = q_at(c, i);
         if (r->batch == b)
@@ -345,9 +432,8 @@ static void refuse(PsReq *r, const Err *err)
     r->done = true;
 }
 
-/* route: the shard that answers r (a GetPage: the owner of its key; the rest: shard 0), or
- * refuse it. */
-static void route(PgConn *c, PsReq *r)
+/* check_request: the checks of r that need no tenant: refused at once when it fails them. */
+static void check_request(PsReq *r)
 {
     Err err = {0};
     const PagestreamRequest *q = &r->req;
@@ -365,16 +451,71 @@ static void route(PgConn *c, PsReq *r)
         refuse(r, &err);
         return;
     }
-    Key key = q->tag == PAGESTREAM_GET_PAGE
-                  ? key_rel_block(q->rel.spc, q->rel.db, q->rel.rel, q->rel.fork, q->blkno)
-                  : key_dbdir(); /* any shard-0 key */
     if (q->tag == PAGESTREAM_GET_PAGE && q->blkno == KEY_F6_SIZE) {
         err_set(&err, ERR_BAD_REQUEST, "invalid block number %u", q->blkno);
         refuse(r, &err);
+    }
+}
+
+/* route_item: main loop: the shard that answers it (a GetPage: the owner of its key; the rest:
+ * shard 0), or false with the item failed. */
+static bool route_item(PageService *ps, const TenantId *tenant, ReadItem *it, TenantShardId *target)
+{
+    Key key = it->op == READ_OP_PAGE
+                  ? key_rel_block(it->rel.spc, it->rel.db, it->rel.rel, it->rel.fork, it->blkno)
+                  : key_dbdir(); /* any shard-0 key */
+    if (tenant_manager_shard_for_key(ps->app->tenants, tenant, &key, target, &it->err))
+        return true;
+    it->ok = false;
+    return false;
+}
+
+/* on_run_read: main loop: one read_path_batch of the batch completed; after the last, the batch
+ * goes back to its connection's thread. */
+static void on_run_read(const Err *err, ReadItem *items, size_t n, void *arg)
+{
+    PsBatch *b = arg;
+    if (--b->reads_pending == 0)
+        loop_mailbox_post(b->t->mailbox, &b->mb, batch_answered, b);
+}
+
+/* batch_read: main loop: route every request of the batch, then read each run of consecutive
+ * requests for the same shard with one read_path_batch (requests refused by the routing are
+ * answered with their error and split the runs). */
+static void batch_read(void *arg)
+{
+    PsBatch *b = arg;
+    PageService *ps = b->t->ps;
+    TenantShardId target[PAGE_SERVICE_MAX_BATCH];
+    bool routed[PAGE_SERVICE_MAX_BATCH];
+    size_t runs = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        routed[i] = route_item(ps, &b->tenant, &b->items[i], &target[i]);
+        if (routed[i] && (i == 0 || !routed[i - 1] || !tsid_eq(&target[i], &target[i - 1])))
+            runs++;
+    }
+    if (runs == 0) {
+        loop_mailbox_post(b->t->mailbox, &b->mb, batch_answered, b);
         return;
     }
-    if (!tenant_manager_shard_for_key(c->ps->app->tenants, &c->tenant, &key, &r->target, &err))
-        refuse(r, &err);
+    b->reads_pending = runs; /* before the first call: a completion never comes from inside */
+    for (size_t i = 0; i < b->n;) {
+        if (!routed[i]) {
+            i++;
+            continue;
+        }
+        size_t n = 1;
+        Lsn wait_lsn = b->not_modified_since[i];
+        while (i + n < b->n && routed[i + n] && tsid_eq(&target[i + n], &target[i])) {
+            if (b->not_modified_since[i + n] > wait_lsn)
+                wait_lsn = b->not_modified_since[i + n];
+            n++;
+        }
+        metric_histogram_observe(ps->m.batch_size, (double)n);
+        read_path_batch(ps->app->tenants, &target[i], &b->timeline, wait_lsn, &b->items[i], n,
+                        on_run_read, b);
+        i += n;
+    }
 }
 
 static ReadOp read_op_of(PagestreamTag tag)
@@ -389,11 +530,12 @@ static ReadOp read_op_of(PagestreamTag tag)
     return OPS[tag];
 }
 
-/* dispatch: batch the undispatched requests: consecutive ones for the same shard share one
- * read_path_batch (at most PAGE_SERVICE_MAX_BATCH each). While PAGE_SERVICE_MAX_BATCHES_IN_FLIGHT
- * batches of the connection are being read, new requests wait and join the next batch: under
- * load the batches grow (one worker round trip serves many requests), idle they are sent at once.
- */
+/* dispatch: batch the undispatched requests not refused yet (at most PAGE_SERVICE_MAX_BATCH
+ * each) and send each batch to the main loop (batch_read: consecutive requests for the same shard
+ * share one read_path_batch). While PAGE_SERVICE_MAX_BATCHES_IN_FLIGHT batches of the connection
+ * are being read, new requests wait and join the next batch: under load the batches grow (one
+ * trip to the main loop and at most one worker round trip serve many requests), idle they are
+ * sent at once. */
 static void dispatch(PgConn *c)
 {
     while (c->q_dispatched < c->q_len) {
@@ -405,20 +547,15 @@ static void dispatch(PgConn *c)
             continue;
         }
         size_t n = 1;
-        while (c->q_dispatched + n < c->q_len && n < PAGE_SERVICE_MAX_BATCH) {
-            PsReq *r = q_at(c, c->q_dispatched + n);
-            if (r->done || !tsid_eq(&r->target, &first->target))
-                break;
+        while (c->q_dispatched + n < c->q_len && n < PAGE_SERVICE_MAX_BATCH &&
+               !q_at(c, c->q_dispatched + n)->done)
             n++;
-        }
-        /* not calloc: 32 items are about 280 KiB, mostly page buffers the read fills; only the
-         * other fields are zeroed */
-        PsBatch *b = xmalloc(sizeof(*b) + n * sizeof(ReadItem));
-        memset(b, 0, sizeof(*b));
+        PsBatch *b = batch_new(c->t);
         b->conn = c;
+        b->tenant = c->tenant;
+        b->timeline = c->timeline;
         b->n = n;
-        b->unflushed = n;
-        Lsn wait_lsn = LSN_INVALID;
+        b->refs = n;
         for (size_t i = 0; i < n; i++) {
             PsReq *r = q_at(c, c->q_dispatched + i);
             const PagestreamRequest *q = &r->req;
@@ -433,16 +570,13 @@ static void dispatch(PgConn *c)
             it->slru_kind = q->slru_kind;
             it->segno = q->segno;
             it->lsn = q->request_lsn;
-            if (q->not_modified_since > wait_lsn)
-                wait_lsn = q->not_modified_since;
+            b->not_modified_since[i] = q->not_modified_since;
             r->batch = b;
             r->idx = i;
         }
         c->q_dispatched += n;
         c->ops++;
-        metric_histogram_observe(c->ps->m.batch_size, (double)n);
-        read_path_batch(c->ps->app->tenants, &first->target, &c->timeline, wait_lsn, b->items, n,
-                        on_batch_read, b);
+        loop_mailbox_post(c->ps->mailbox, &b->mb, batch_read, b);
     }
 }
 
@@ -461,7 +595,7 @@ static void on_copy_data(PgConn *c, const PgwireMsg *m)
     c->q_len++;
     if (r->req.tag == PAGESTREAM_GET_SLRU_SEGMENT)
         c->slru_in_flight++;
-    route(c, r);
+    check_request(r);
 }
 
 /* ---- basebackup ---- */
@@ -478,7 +612,9 @@ static void basebackup_finish(PgConn *c)
     c->bb_fd = -1;
 }
 
-static void on_basebackup_built(const Err *err, Lsn lsn, void *arg)
+/* basebackup_answered: on the connection's thread, the main loop refused the basebackup
+ * (bb_sqlstate), or built it (bb_failed: the build failed). */
+static void basebackup_answered(void *arg)
 {
     PgConn *c = arg;
     if (c->bev == NULL) {
@@ -487,6 +623,15 @@ static void on_basebackup_built(const Err *err, Lsn lsn, void *arg)
         return;
     }
     c->ops--;
+    if (c->bb_failed && c->bb_sqlstate != NULL) { /* refused before the build */
+        basebackup_finish(c);
+        c->state = PGC_READY;
+        send_error(c, c->bb_sqlstate, c->bb_err.msg, true);
+        process_input(c);
+        return;
+    }
+    const Err *err = c->bb_failed ? &c->bb_err : NULL;
+    Lsn lsn = c->bb_lsn;
     struct stat st;
     Err e = {0};
     if (err == NULL && fstat(c->bb_fd, &st) != 0)
@@ -595,6 +740,63 @@ static void cmd_pagestream_v3(PgConn *c, char **argv, size_t argc)
     run_pagestream(c, PAGESTREAM_V3, argv);
 }
 
+/* on_basebackup_built: main loop: the build's completion, sent to the connection's thread. */
+static void on_basebackup_built(const Err *err, Lsn lsn, void *arg)
+{
+    PgConn *c = arg;
+    c->bb_lsn = lsn;
+    if (err != NULL) {
+        c->bb_failed = true;
+        c->bb_err = *err;
+    }
+    loop_mailbox_post(c->t->mailbox, &c->mb, basebackup_answered, c);
+}
+
+/* basebackup_refuse: main loop: answer the basebackup command with an error. */
+static void basebackup_refuse(PgConn *c, const char *sqlstate)
+{
+    c->bb_failed = true;
+    c->bb_sqlstate = sqlstate;
+    loop_mailbox_post(c->t->mailbox, &c->mb, basebackup_answered, c);
+}
+
+/* basebackup_start: main loop: find shard 0 of the tenant, make the temporary file and start the
+ * build. Until the answer is back on the connection's thread, only this side touches the bb_*
+ * fields and the connection's tenant and timeline are not written. */
+static void basebackup_start(void *arg)
+{
+    PgConn *c = arg;
+    PageService *ps = c->ps;
+    Key shard0_key = key_dbdir();
+    if (!tenant_manager_shard_for_key(ps->app->tenants, &c->tenant, &shard0_key, &c->bb_tsid,
+                                      &c->bb_err)) {
+        basebackup_refuse(c, PGWIRE_SQLSTATE_UNDEFINED_OBJECT);
+        return;
+    }
+    if (ps->cfg.basebackup_build == NULL) {
+        err_set(&c->bb_err, ERR_INTERNAL, "basebackup is not available");
+        basebackup_refuse(c, PGWIRE_SQLSTATE_FEATURE_UNSUPPORTED);
+        return;
+    }
+    char path[PATH_MAX];
+    if (!str_printf(path, sizeof(path), "%s/%s/basebackup.XXXXXX", ps->app->cfg.workdir,
+                    PAGESERVER_TMP_DIR)) {
+        err_set(&c->bb_err, ERR_INTERNAL, "temporary file path too long");
+        basebackup_refuse(c, PGWIRE_SQLSTATE_INTERNAL);
+        return;
+    }
+    c->bb_fd = mkostemp(path, O_CLOEXEC);
+    if (c->bb_fd < 0) {
+        err_set(&c->bb_err, ERR_INTERNAL, "cannot create a temporary file: %s", strerror(errno));
+        basebackup_refuse(c, PGWIRE_SQLSTATE_INTERNAL);
+        return;
+    }
+    unlink(path); /* the descriptor is all we need; nothing is left behind on a crash */
+    metric_counter_add(ps->m.basebackups, 1);
+    ps->cfg.basebackup_build(ps->app->tenants, &c->bb_tsid, &c->timeline, c->bb_lsn, c->bb_gzip,
+                             c->bb_fd, on_basebackup_built, c);
+}
+
 /* cmd_basebackup: basebackup <tenant> <timeline> [<lsn>|latest] [--gzip] on shard 0. */
 static void cmd_basebackup(PgConn *c, char **argv, size_t argc)
 {
@@ -621,35 +823,15 @@ static void cmd_basebackup(PgConn *c, char **argv, size_t argc)
             return;
         }
     }
-    Key shard0_key = key_dbdir();
-    if (!tenant_manager_shard_for_key(c->ps->app->tenants, &c->tenant, &shard0_key, &c->bb_tsid,
-                                      &err)) {
-        send_error(c, PGWIRE_SQLSTATE_UNDEFINED_OBJECT, err.msg, true);
-        return;
-    }
-    if (c->ps->cfg.basebackup_build == NULL) {
-        send_error(c, PGWIRE_SQLSTATE_FEATURE_UNSUPPORTED, "basebackup is not available", true);
-        return;
-    }
-    char path[PATH_MAX];
-    if (!str_printf(path, sizeof(path), "%s/%s/basebackup.XXXXXX", c->ps->app->cfg.workdir,
-                    PAGESERVER_TMP_DIR)) {
-        send_error(c, PGWIRE_SQLSTATE_INTERNAL, "temporary file path too long", true);
-        return;
-    }
-    c->bb_fd = mkostemp(path, O_CLOEXEC);
-    if (c->bb_fd < 0) {
-        err_set(&err, ERR_INTERNAL, "cannot create a temporary file: %s", strerror(errno));
-        send_error(c, PGWIRE_SQLSTATE_INTERNAL, err.msg, true);
-        return;
-    }
-    unlink(path); /* the descriptor is all we need; nothing is left behind on a crash */
-    metric_counter_add(c->ps->m.basebackups, 1);
+    c->bb_lsn = lsn;
+    c->bb_gzip = gzip;
+    c->bb_failed = false;
+    c->bb_sqlstate = NULL;
+    err_clear(&c->bb_err);
     c->state = PGC_BASEBACKUP;
     bufferevent_disable(c->bev, EV_READ);
     c->ops++;
-    c->ps->cfg.basebackup_build(c->ps->app->tenants, &c->bb_tsid, &c->timeline, lsn, gzip, c->bb_fd,
-                                on_basebackup_built, c);
+    loop_mailbox_post(c->ps->mailbox, &c->mb, basebackup_start, c);
 }
 
 /* The commands of a simple query: the first word picks the row. */
@@ -909,18 +1091,25 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- connections ---- */
 
+/* conn_counted_out: a connection accepted by on_accept is gone (closed, or never opened). */
+static void conn_counted_out(PageService *ps, PsThread *t)
+{
+    __atomic_fetch_sub(&ps->n_conns, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_sub(&t->n_conns, 1, __ATOMIC_RELAXED);
+    metric_gauge_add(ps->m.connections, -1);
+}
+
 static void conn_unlink(PgConn *c)
 {
-    PageService *ps = c->ps;
+    PsThread *t = c->t;
     if (c->prev)
         c->prev->next = c->next;
     else
-        ps->conns = c->next;
+        t->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    ps->n_conns--;
-    metric_gauge_set(ps->m.connections, (double)ps->n_conns);
+    conn_counted_out(c->ps, t);
 }
 
 /* conn_close: free the socket now; the struct once no operation is in flight. */
@@ -941,10 +1130,10 @@ static void conn_close(PgConn *c, const char *why)
         return;
     }
     c->zombie = true;
-    c->next = c->ps->zombies;
+    c->next = c->t->zombies;
     if (c->next)
         c->next->prev = c;
-    c->ps->zombies = c;
+    c->t->zombies = c;
 }
 
 /* send_fatal_now: a FATAL ErrorResponse written straight to the socket, best effort and without
@@ -965,25 +1154,68 @@ static void refuse_connection(PageService *ps, evutil_socket_t fd)
     metric_counter_add(ps->m.refused, 1);
 }
 
+/* conn_open: on the connection's thread: its bufferevent, on that thread's loop. */
+static void conn_open(void *arg)
+{
+    PgConn *c = arg;
+    PsThread *t = c->t;
+    PageService *ps = c->ps;
+    struct bufferevent *bev =
+        t->stopping ? NULL
+                    : bufferevent_socket_new(t->base, c->fd,
+                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (bev == NULL) {
+        evutil_closesocket(c->fd);
+        conn_counted_out(ps, t);
+        free(c);
+        return;
+    }
+    int one = 1;
+    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    c->bev = bev;
+    c->next = t->conns;
+    if (t->conns)
+        t->conns->prev = c;
+    t->conns = c;
+    bufferevent_setcb(bev, on_read, on_write, on_event, c);
+    bufferevent_setwatermark(bev, EV_WRITE, PAGE_SERVICE_OUTPUT_HIGH_WATER / 2, 0);
+    bufferevent_set_max_single_write(bev, PAGE_SERVICE_MAX_SINGLE_WRITE);
+    bufferevent_set_max_single_read(bev, PAGE_SERVICE_MAX_SINGLE_READ);
+    set_timeouts(c, ps->cfg.handshake_timeout_ms);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* pick_thread: the thread with the fewest connections, ties going round. */
+static PsThread *pick_thread(PageService *ps)
+{
+    PsThread *best = NULL;
+    size_t best_n = SIZE_MAX;
+    for (size_t k = 0; k < ps->n_threads; k++) {
+        PsThread *t = &ps->threads[(ps->next_thread + k) % ps->n_threads];
+        size_t n = __atomic_load_n(&t->n_conns, __ATOMIC_RELAXED);
+        if (n < best_n) {
+            best = t;
+            best_n = n;
+        }
+    }
+    ps->next_thread = (ps->next_thread + 1) % ps->n_threads;
+    return best;
+}
+
+/* on_accept: main loop: count the connection in (or refuse it) and hand it to a thread. */
 static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int socklen, void *arg)
 {
     PageService *ps = arg;
-    if (ps->stopping || ps->n_conns >= ps->cfg.max_connections) {
+    if (ps->stopping ||
+        __atomic_load_n(&ps->n_conns, __ATOMIC_RELAXED) >= ps->cfg.max_connections) {
         refuse_connection(ps, fd);
         return;
     }
-    struct bufferevent *bev =
-        bufferevent_socket_new(ps->app->base, fd, BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
-    if (bev == NULL) {
-        evutil_closesocket(fd);
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     PgConn *c = xcalloc(1, sizeof(*c));
     c->ps = ps;
-    c->bev = bev;
+    c->t = pick_thread(ps);
+    c->fd = fd;
     c->bb_fd = -1;
     c->state = PGC_STARTUP;
     char host[INET6_ADDRSTRLEN] = "?";
@@ -998,17 +1230,11 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         port = ntohs(in6->sin6_port);
     }
     str_printf(c->peer, sizeof(c->peer), "%s:%u", host, (unsigned)port);
-    c->next = ps->conns;
-    if (ps->conns)
-        ps->conns->prev = c;
-    ps->conns = c;
-    ps->n_conns++;
-    metric_gauge_set(ps->m.connections, (double)ps->n_conns);
+    __atomic_fetch_add(&ps->n_conns, 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&c->t->n_conns, 1, __ATOMIC_RELAXED);
+    metric_gauge_add(ps->m.connections, 1);
     metric_counter_add(ps->m.accepted, 1);
-    bufferevent_setcb(bev, on_read, on_write, on_event, c);
-    bufferevent_setwatermark(bev, EV_WRITE, PAGE_SERVICE_OUTPUT_HIGH_WATER / 2, 0);
-    set_timeouts(c, ps->cfg.handshake_timeout_ms);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    loop_mailbox_post(c->t->mailbox, &c->mb, conn_open, c);
 }
 
 static void on_listener_error(struct evconnlistener *lev, void *arg)
@@ -1053,6 +1279,126 @@ static void register_metrics(PageService *ps)
                                         "basebackup commands started", NULL);
 }
 
+/* ---- threads ---- */
+
+static void thread_stop(void *arg)
+{
+    PsThread *t = arg;
+    t->stopping = true;
+    while (t->conns != NULL) {
+        PgConn *c = t->conns;
+        /* only between messages: nothing else may be half written */
+        if (c->state != PGC_STARTUP && c->state != PGC_PASSWORD &&
+            evbuffer_get_length(conn_out(c)) == 0)
+            send_fatal_now(bufferevent_getfd(c->bev), PGWIRE_SQLSTATE_ADMIN_SHUTDOWN,
+                           "terminating connection: the pageserver is shutting down");
+        conn_close(c, NULL);
+    }
+}
+
+static void thread_exit(void *arg)
+{
+    PsThread *t = arg;
+    event_base_loopbreak(t->base);
+}
+
+static void *thread_main(void *arg)
+{
+    PsThread *t = arg;
+    event_base_loop(t->base, 0); /* the mailbox's event keeps it running until thread_exit */
+    return NULL;
+}
+
+/* threads_start: make the threads' loops and mailboxes and start them (signals stay with the
+ * main thread: blocked in the page service threads). */
+static bool threads_start(PageService *ps, size_t n, Err *err)
+{
+    ps->threads = xcalloc(n, sizeof(*ps->threads));
+    ps->n_threads = n;
+    for (size_t i = 0; i < n; i++) {
+        PsThread *t = &ps->threads[i];
+        t->ps = ps;
+        t->base = event_base_new();
+        if (t->base == NULL) {
+            err_set(err, ERR_INTERNAL, "page service: cannot make an event loop");
+            return false;
+        }
+        if (!loop_mailbox_new(t->base, &t->mailbox, err))
+            return false;
+    }
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++) {
+        PsThread *t = &ps->threads[i];
+        int rc = pthread_create(&t->thread, NULL, thread_main, t);
+        if (rc != 0) {
+            err_set(err, ERR_INTERNAL, "page service: cannot start a thread: %s", strerror(rc));
+            ok = false;
+        }
+        t->started = rc == 0;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ok;
+}
+
+/* threads_free: main loop: end the threads (after what their mailboxes hold), join them, then
+ * free what they leave: connections whose reads never completed (a read parked for its LSN is
+ * dropped at shutdown). */
+static void threads_free(PageService *ps)
+{
+    for (size_t i = 0; i < ps->n_threads; i++) {
+        PsThread *t = &ps->threads[i];
+        if (t->started)
+            loop_mailbox_post(t->mailbox, &t->exit_item, thread_exit, t);
+    }
+    for (size_t i = 0; i < ps->n_threads; i++) {
+        PsThread *t = &ps->threads[i];
+        if (t->started)
+            pthread_join(t->thread, NULL);
+        t->started = false;
+    }
+    /* the threads are gone: what is left is this thread's alone */
+    for (size_t i = 0; i < ps->n_threads; i++) {
+        PsThread *t = &ps->threads[i];
+        if (t->mailbox != NULL)
+            loop_mailbox_run(t->mailbox); /* e.g. a connection to open: closed, as stopping */
+        thread_stop(t);
+        while (t->zombies != NULL) {
+            PgConn *c = t->zombies;
+            basebackup_finish(c);
+            conn_free(c);
+        }
+        loop_mailbox_free(t->mailbox);
+        /* frees the closed connections' buffers (their finalizers were left to the loop), which
+         * lets go of the answers they referenced: their batches go to the pool */
+        if (t->base != NULL)
+            event_base_free(t->base);
+        while (t->free_batches != NULL) {
+            PsBatch *b = t->free_batches;
+            t->free_batches = b->next_free;
+            free(b);
+        }
+    }
+    free(ps->threads);
+    ps->threads = NULL;
+    ps->n_threads = 0;
+}
+
+/* page_service_threads: cfg's thread count, 0 resolved (online CPUs, at most
+ * PAGE_SERVICE_DEFAULT_THREADS_MAX). */
+static size_t page_service_threads(const PageServiceConfig *cfg)
+{
+    if (cfg->threads > 0)
+        return cfg->threads;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cpus < 1)
+        cpus = 1;
+    return cpus < PAGE_SERVICE_DEFAULT_THREADS_MAX ? (size_t)cpus
+                                                   : (size_t)PAGE_SERVICE_DEFAULT_THREADS_MAX;
+}
+
 bool page_service_start(PageserverApp *app, const PageServiceConfig *cfg, PageService **out,
                         Err *err)
 {
@@ -1089,6 +1435,11 @@ bool page_service_start(PageserverApp *app, const PageServiceConfig *cfg, PageSe
         ps->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                   : ((struct sockaddr_in *)&ss)->sin_port);
     register_metrics(ps);
+    if (!loop_mailbox_new(app->base, &ps->mailbox, err) ||
+        !threads_start(ps, page_service_threads(cfg), err)) {
+        page_service_free(ps);
+        return false;
+    }
     *out = ps;
     return true;
 }
@@ -1107,14 +1458,10 @@ void page_service_stop(PageService *ps)
         evconnlistener_free(ps->listener);
         ps->listener = NULL;
     }
-    while (ps->conns != NULL) {
-        PgConn *c = ps->conns;
-        /* only between messages: nothing else may be half written */
-        if (c->state != PGC_STARTUP && c->state != PGC_PASSWORD &&
-            evbuffer_get_length(conn_out(c)) == 0)
-            send_fatal_now(bufferevent_getfd(c->bev), PGWIRE_SQLSTATE_ADMIN_SHUTDOWN,
-                           "terminating connection: the pageserver is shutting down");
-        conn_close(c, NULL);
+    for (size_t i = 0; i < ps->n_threads; i++) {
+        PsThread *t = &ps->threads[i];
+        if (t->started)
+            loop_mailbox_post(t->mailbox, &t->stop_item, thread_stop, t);
     }
 }
 
@@ -1123,11 +1470,9 @@ void page_service_free(PageService *ps)
     if (ps == NULL)
         return;
     page_service_stop(ps);
-    /* reads that never completed (a read parked for its LSN is dropped at shutdown) */
-    while (ps->zombies != NULL) {
-        PgConn *c = ps->zombies;
-        basebackup_finish(c);
-        conn_free(c);
-    }
+    threads_free(ps);
+    /* batches and basebackups still queued for the main loop belonged to connections freed
+     * above */
+    loop_mailbox_free(ps->mailbox);
     free(ps);
 }

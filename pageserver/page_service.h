@@ -3,10 +3,14 @@
  * protocol on --listen-pg, serving `pagestream_v2|pagestream_v3 <tenant> <timeline>` (pipelined,
  * batched page reads over shared/pgwire.h and pageserver/read_path.h) and `basebackup`.
  *
- * One libevent bufferevent per connection, all on the daemon's loop; reads run on the worker
- * pool through read_path_batch, so a slow client or a slow read never blocks another connection.
- * Flow control per connection: at most PAGE_SERVICE_MAX_IN_FLIGHT requests decoded and not yet
- * answered, and no reading while the output buffer is above PAGE_SERVICE_OUTPUT_HIGH_WATER.
+ * One libevent bufferevent per connection, on one of a small pool of page service threads (each
+ * its own event loop; docs/page-service.md, Threads); the listener is on the daemon's loop, which
+ * hands each accepted socket to a thread. The tenant map stays the daemon loop's: read batches and
+ * basebackups are routed and started there (reads run through read_path_batch, from memory or on
+ * the worker pool) and answered back on the connection's thread, so a slow client or a slow read
+ * never blocks another connection. Flow control per connection: at most
+ * PAGE_SERVICE_MAX_IN_FLIGHT requests decoded and not yet answered, and no reading while the
+ * output buffer is above PAGE_SERVICE_OUTPUT_HIGH_WATER.
  */
 #ifndef PAGESERVER_PAGE_SERVICE_H
 #define PAGESERVER_PAGE_SERVICE_H
@@ -35,22 +39,26 @@ typedef struct PageServiceConfig {
     uint64_t max_connections;      /* more are refused with SQLSTATE 53300 */
     uint64_t handshake_timeout_ms; /* from accept until the command is received */
     uint64_t idle_timeout_ms;      /* no request, or no write progress, for this long: closed */
+    size_t
+        threads; /* connection threads; 0: online CPUs, at most PAGE_SERVICE_DEFAULT_THREADS_MAX */
     /* the basebackup builder; NULL: `basebackup` answers "basebackup is not available" */
     BasebackupBuildFn basebackup_build;
 } PageServiceConfig;
 
 typedef struct PageService PageService;
 
-/* page_service_start: bind and listen; the caller frees with page_service_free. err: 500 when the
- * address cannot be bound. */
+/* page_service_start: bind and listen (on app's loop), start the threads; the caller frees with
+ * page_service_free. err: 500 when the address cannot be bound or a thread cannot be started. */
 bool page_service_start(struct PageserverApp *app, const PageServiceConfig *cfg, PageService **out,
                         Err *err) MUST_CHECK;
 /* page_service_port: the port bound. */
 uint16_t page_service_port(const PageService *ps);
-/* page_service_stop: stop accepting and close every connection (SIGTERM); reads in flight
- * complete into closed connections, which are then freed. */
+/* page_service_stop: stop accepting and have every thread close its connections (SIGTERM; done
+ * by the threads soon after the call); reads in flight complete into closed connections, which
+ * are then freed. */
 void page_service_stop(PageService *ps);
-/* page_service_free: stop, then free everything; call after the worker pool drained. */
+/* page_service_free: stop, join the threads, then free everything; call on app's loop thread
+ * after the worker pool drained. */
 void page_service_free(PageService *ps);
 
 #endif

@@ -93,5 +93,5 @@ log "tenant $TENANT timeline $TIMELINE at $LSN on $ADDR; relation $REL"
   --lsn "$LSN" --seconds 1 >/dev/null || die "the warm-up pass failed"
 "$BIN/bench_pagestream" --addr "$ADDR" --tenant "$TENANT" --timeline "$TIMELINE" --rel "$REL" \
   --lsn "$LSN" --seconds "$SECONDS_PER_CASE"
-echo "pageserver: default flags (--worker-threads 4); $(nproc) cores shared by the bench, the"
-echo "baseline server and the pageserver"
+echo "pageserver: default flags (--worker-threads 4, --page-service-threads 0: the online CPUs up to"
+echo "4); $(nproc) cores shared by the bench, the baseline server and the pageserver"

@@ -3,7 +3,8 @@
 A small pgbench PGDATA (pgbench -i -s 1) is imported through storcon into a 4-shard tenant spread
 over two pageservers; then, over pagestream v2 and v3: Exists, Nblocks, DbSize and GetSlruSegment
 equal what the source directory says; every relation page of the source equals GetPage from the
-owning shard's pageserver, with 1,000 requests in flight on one connection answered in order; a
+owning shard's pageserver, with 1,000 requests in flight on one connection answered in order,
+and again over 6 connections per node at once spread over the page service threads; a
 page of a shard not held on that node is an error response and the connection stays usable; each
 per-request error case. With auth on, a token for the tenant is served and another tenant's is
 refused. Abuse: 500 idle connections, a client that stops reading mid-stream while others are
@@ -14,6 +15,7 @@ leaks.
 import os
 import socket
 import struct
+import threading
 import time
 
 import pytest
@@ -127,7 +129,7 @@ def db_sizes(files: dict) -> dict:
 @pytest.mark.test_timeout(420)
 def test_pagestream_reads_match_source(cluster_factory, source, tmp_path):
     pgdata, _ = source
-    cl = cluster_factory(2, extra_args=IMPORT_ARGS)
+    cl = cluster_factory(2, extra_args=IMPORT_ARGS + ["--page-service-threads", "3"])
     tenant, tl, shards, lsn = import_tenant(cl, pgdata, tmp_path)
     assert sorted(shards) == [0, 1, 2, 3], shards
     nodes = {ps.id: ps for _, ps in shards.values()}
@@ -232,6 +234,42 @@ def test_pagestream_reads_match_source(cluster_factory, source, tmp_path):
             misses = metric_values(ps, "pageserver_page_cache_misses_total")[""] - misses0
             assert hits >= again[ps.id] and misses == 0, (ps.id, again[ps.id], hits, misses)
             assert metric_values(ps, "pageserver_page_cache_bytes")[""] >= again[ps.id] * BLCKSZ
+        # The same pages over 6 connections per node at once, spread over the page service
+        # threads (--page-service-threads 3): each answered completely, in order, the same bytes.
+        work = {ps_id: [] for ps_id in conns}
+        for f in relation_files(files):
+            for i in range(len(f.data) // BLCKSZ):
+                blk = f.segno * RELSEG_BLOCKS + i
+                owner = key_owner(Key.rel_block(f.spc, f.db, f.rel, f.fork, blk), 4, STRIPE)
+                work[shards[owner][1].id].append(
+                    (Request(GET_PAGE, lsn, 0, reqid=len(work[shards[owner][1].id]),
+                             rel=(f.spc, f.db, f.rel, f.fork), blkno=blk),
+                     f.data[i * BLCKSZ:(i + 1) * BLCKSZ]))
+        failures = []
+
+        def reader(ps, items):
+            try:
+                with connect(ps.pg_port, tenant, tl, 3) as c:
+                    for k in range(0, len(items), 500):
+                        chunk = items[k:k + 500]
+                        answers = c.pipeline([req for req, _ in chunk])
+                        assert len(answers) == len(chunk)
+                        for (req, page), resp in zip(chunk, answers):
+                            assert not resp.is_error, (req, resp.error)
+                            assert resp.echo == req.encode(3)[1:], "answered out of order"
+                            assert resp.data == page, req
+            except Exception as e:  # noqa: BLE001 - reported by the test thread
+                failures.append(repr(e))
+
+        readers = [threading.Thread(target=reader, args=(ps, work[ps.id][k::6]))
+                   for ps in nodes.values() for k in range(6)]
+        for t in readers:
+            t.start()
+        for t in readers:
+            t.join(120)
+        assert not any(t.is_alive() for t in readers), "a reader hangs"
+        assert not failures, failures[:3]
+
         # pipelined requests were read in batches: fewer worker round trips than requests
         for ps in nodes.values():
             m = metric_values(ps, "pageserver_page_service_batch_size")

@@ -7,7 +7,13 @@
  * ReadyForQuery, also for a client that reads slowly; a failed build is an ErrorResponse and the
  * connection stays usable; no builder answers "basebackup is not available"; the arguments reach
  * the builder (LSN, --gzip); a tenant without shard 0 here, a malformed LSN, SSLRequest, and a
- * malformed message (08P01, closed). */
+ * malformed message (08P01, closed). The connection threads: many pipelining pagestream
+ * connections spread over the threads, each answered completely and in order (requests refused on
+ * the connection's thread, by the routing on the main loop, and by the read path, mixed);
+ * --pg-max-connections counted across the threads; stop and free with connections streaming and
+ * reads in flight; a connection closed while its basebackup is being built. */
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -24,6 +30,8 @@
 #include <cmocka.h>
 #include <netinet/in.h>
 
+#include "shared/key.h"
+#include "shared/metrics.h"
 #include "shared/pgwire.h"
 
 #include "pageserver/page_service.h"
@@ -39,6 +47,7 @@ typedef struct Stub {
     PageserverApp *app;
     int calls;
     bool fail;
+    bool hold; /* the test completes the build itself (stub_complete) */
     Lsn lsn;
     bool gzip;
     TenantShardId tsid;
@@ -78,7 +87,8 @@ static void stub_build(struct TenantManager *mgr, const TenantShardId *tsid, con
     }
     g_stub.done = done;
     g_stub.arg = arg;
-    pageserver_defer(g_stub.app, stub_complete, NULL); /* never from inside the call */
+    if (!g_stub.hold)
+        pageserver_defer(g_stub.app, stub_complete, NULL); /* never from inside the call */
 }
 
 /* ---- the client thread ---- */
@@ -231,7 +241,8 @@ typedef struct Env {
     char tl[ID_STR_SIZE];
 } Env;
 
-static void env_start(void **state, Env *e, BasebackupBuildFn build)
+static void env_start_threads(void **state, Env *e, BasebackupBuildFn build, size_t threads,
+                              uint64_t max_connections)
 {
     e->f = *state;
     PageserverApp *app = &e->f->app;
@@ -247,14 +258,20 @@ static void env_start(void **state, Env *e, BasebackupBuildFn build)
     TimelineId tl;
     memset(&tl, 0x5a, sizeof(tl));
     timeline_id_format(&tl, e->tl);
-    PageServiceConfig cfg = {.max_connections = 10,
+    PageServiceConfig cfg = {.max_connections = max_connections,
                              .handshake_timeout_ms = 10000,
                              .idle_timeout_ms = 10000,
+                             .threads = threads,
                              .basebackup_build = build};
     str_copy(cfg.listen.host, sizeof(cfg.listen.host), "127.0.0.1");
     Err err = {0};
     if (!page_service_start(app, &cfg, &e->ps, &err))
         fail_msg("page_service_start: %s", err.msg);
+}
+
+static void env_start(void **state, Env *e, BasebackupBuildFn build)
+{
+    env_start_threads(state, e, build, 0, 10);
 }
 
 static void env_stop(Env *e)
@@ -368,6 +385,306 @@ static void test_protocol_violation_closes(void **state)
     env_stop(&e);
 }
 
+/* ---- pagestream over the connection threads ---- */
+
+#define STRIPE 8 /* active_slot's stripe in env_start */
+
+typedef struct StreamClient {
+    uint16_t port;
+    const char *tenant, *tl;
+    int n_requests;    /* GetPage v3, reqid 1..n */
+    int depth;         /* requests in flight */
+    bool until_closed; /* the server is stopped meanwhile: read until it closes */
+    /* results */
+    int answered; /* responses in order with the expected answer */
+    int wrong;
+    bool closed;
+    int done;
+} StreamClient;
+
+static void stream_request(PagestreamRequest *q, int i)
+{
+    memset(q, 0, sizeof(*q));
+    q->tag = PAGESTREAM_GET_PAGE;
+    q->reqid = (uint64_t)i + 1;
+    q->request_lsn = i % 7 == 3 ? LSN_INVALID : 0x1000000; /* refused on the thread */
+    q->rel = (RelTag){.spc = 1663, .db = 5, .rel = 16384 + (uint32_t)(i % 3), .fork = 0};
+    q->blkno = (uint32_t)(i % 64);
+}
+
+/* stream_expected: what request i is answered (every answer is an error: the tenant has no
+ * timeline): refused on the connection's thread, by the routing (a block of shard 1, not here),
+ * or by the read path (shard 0's block: the timeline is not found). */
+static const char *stream_expected(int i)
+{
+    PagestreamRequest q;
+    stream_request(&q, i);
+    if (q.request_lsn == LSN_INVALID)
+        return "invalid request LSN 0";
+    Key k = key_rel_block(q.rel.spc, q.rel.db, q.rel.rel, q.rel.fork, q.blkno);
+    return key_to_shard_number(2, STRIPE, &k) == 0 ? "not found" : "belongs to shard number 1";
+}
+
+static void *stream_main(void *arg)
+{
+    StreamClient *c = arg;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(c->port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    Reader r = {.fd = fd};
+    pgwire_parser_init(&r.p, false, 1u << 20);
+    StrBuf b = STRBUF_INIT;
+    PgwireMsg m;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        goto out;
+    const char *names[] = {"user"};
+    const char *values[] = {"test"};
+    pgwire_put_startup(&b, 1, names, values);
+    char q[256];
+    str_printf(q, sizeof(q), "pagestream_v3 %s %s", c->tenant, c->tl);
+    pgwire_put_query(&b, q);
+    send_all(fd, b.data, b.len);
+    strbuf_reset(&b);
+    while (reader_next(&r, &m) && m.type != 'W') /* until CopyBothResponse */
+        ;
+    int sent = 0, got = 0; /* request k is stream_request(k % n_requests) */
+    while (c->until_closed || got < c->n_requests) {
+        while ((c->until_closed || sent < c->n_requests) && sent - got < c->depth) {
+            PagestreamRequest req;
+            stream_request(&req, sent++ % c->n_requests);
+            pagestream_put_request(&b, PAGESTREAM_V3, &req);
+        }
+        if (b.len > 0 && send(fd, b.data, b.len, MSG_NOSIGNAL) != (ssize_t)b.len)
+            break;
+        strbuf_reset(&b);
+        if (!reader_next(&r, &m) || m.type != 'd')
+            break;
+        int i = got++ % c->n_requests;
+        PagestreamResponse resp;
+        Err err = {0};
+        if (pagestream_response_decode(PAGESTREAM_V3, m.payload, m.len, &resp, &err) &&
+            resp.tag == PAGESTREAM_RESP_ERROR && resp.req.reqid == (uint64_t)i + 1 &&
+            strstr(resp.message, stream_expected(i)) != NULL)
+            __atomic_fetch_add(&c->answered, 1, __ATOMIC_SEQ_CST);
+        else
+            c->wrong++;
+    }
+    if (c->until_closed) { /* the rest until the server closes (EOF or reset; not a timeout) */
+        struct timeval tv = {10, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        char buf[16384];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+            ;
+        c->closed = n == 0 || errno == ECONNRESET;
+    }
+out:
+    strbuf_finish(&b);
+    pgwire_parser_finish(&r.p);
+    close(fd);
+    __atomic_store_n(&c->done, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* clients_run: start n stream clients; run the loop until they are done or for_ms passed (then
+ * return with them running; clients_join waits). */
+static void clients_start(StreamClient *cs, pthread_t *ts, int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_int_equal(pthread_create(&ts[i], NULL, stream_main, &cs[i]), 0);
+}
+
+static void clients_join(PageserverApp *app, StreamClient *cs, pthread_t *ts, int n)
+{
+    for (int i = 0; i < n; i++) {
+        for (long waited = 0; !__atomic_load_n(&cs[i].done, __ATOMIC_SEQ_CST) && waited < 30000;
+             waited += 5)
+            loop_run_for(app->base, 5);
+        assert_true(__atomic_load_n(&cs[i].done, __ATOMIC_SEQ_CST));
+        pthread_join(ts[i], NULL);
+    }
+}
+
+static double gauge(PageserverApp *app, const char *name)
+{
+    return metric_gauge_get(metrics_gauge(app->metrics, name, "", NULL));
+}
+
+static uint64_t counter(PageserverApp *app, const char *name)
+{
+    return metric_counter_get(metrics_counter(app->metrics, name, "", NULL));
+}
+
+/* wait_gauge: run the loop until the gauge is v (the threads update it on their own). */
+static void wait_gauge(PageserverApp *app, const char *name, double v)
+{
+    for (long waited = 0; gauge(app, name) != v && waited < 10000; waited += 5)
+        loop_run_for(app->base, 5);
+    assert_true(gauge(app, name) == v);
+}
+
+#define N_STREAMS 12
+
+static void test_pagestream_connections_over_threads(void **state)
+{
+    Env e;
+    env_start_threads(state, &e, NULL, 3, 100);
+    PageserverApp *app = &e.f->app;
+    StreamClient cs[N_STREAMS];
+    pthread_t ts[N_STREAMS];
+    for (int i = 0; i < N_STREAMS; i++)
+        cs[i] = (StreamClient){.port = page_service_port(e.ps),
+                               .tenant = e.tenant,
+                               .tl = e.tl,
+                               .n_requests = 700,
+                               .depth = i % 2 ? 64 : 1};
+    clients_start(cs, ts, N_STREAMS);
+    clients_join(app, cs, ts, N_STREAMS);
+    for (int i = 0; i < N_STREAMS; i++) {
+        assert_int_equal(cs[i].wrong, 0);
+        assert_int_equal(cs[i].answered, 700);
+    }
+    assert_int_equal(counter(app, "pageserver_page_service_connections_accepted_total"), N_STREAMS);
+    wait_gauge(app, "pageserver_page_service_connections", 0); /* every close counted out */
+    env_stop(&e);
+}
+
+/* connect_raw: a connected socket (the page service accepts it when the loop runs). */
+static int connect_raw(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* startup_answer: send a startup packet, return the first message type answered (0: none). */
+static char startup_answer(int fd)
+{
+    StrBuf b = STRBUF_INIT;
+    const char *names[] = {"user"};
+    const char *values[] = {"test"};
+    pgwire_put_startup(&b, 1, names, values);
+    send_all(fd, b.data, b.len);
+    strbuf_finish(&b);
+    char type = 0;
+    return recv(fd, &type, 1, 0) == 1 ? type : 0;
+}
+
+static void test_max_connections_across_threads(void **state)
+{
+    Env e;
+    env_start_threads(state, &e, NULL, 3, 4);
+    PageserverApp *app = &e.f->app;
+    uint16_t port = page_service_port(e.ps);
+    int fds[4];
+    for (int i = 0; i < 4; i++)
+        fds[i] = connect_raw(port);
+    loop_run_for(app->base, 50); /* accepted, spread over the threads */
+    wait_gauge(app, "pageserver_page_service_connections", 4);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(startup_answer(fds[i]), 'R'); /* AuthenticationOk from its thread */
+    int extra = connect_raw(port);
+    loop_run_for(app->base, 50);
+    char buf[256];
+    ssize_t n = recv(extra, buf, sizeof(buf) - 1, 0);
+    assert_true(n > 0 && buf[0] == 'E');
+    buf[n] = '\0';
+    assert_non_null(memmem(buf, (size_t)n, "53300", 5));
+    assert_int_equal(recv(extra, buf, sizeof(buf), 0), 0); /* then closed */
+    close(extra);
+    assert_int_equal(counter(app, "pageserver_page_service_connections_refused_total"), 1);
+    close(fds[1]); /* its thread sees the EOF and counts it out */
+    wait_gauge(app, "pageserver_page_service_connections", 3);
+    fds[1] = connect_raw(port);
+    loop_run_for(app->base, 50);
+    assert_int_equal(startup_answer(fds[1]), 'R');
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    wait_gauge(app, "pageserver_page_service_connections", 0);
+    env_stop(&e);
+}
+
+static void test_stop_with_reads_in_flight(void **state)
+{
+    Env e;
+    env_start_threads(state, &e, NULL, 2, 100);
+    PageserverApp *app = &e.f->app;
+    StreamClient cs[6];
+    pthread_t ts[6];
+    for (int i = 0; i < 6; i++)
+        cs[i] = (StreamClient){.port = page_service_port(e.ps),
+                               .tenant = e.tenant,
+                               .tl = e.tl,
+                               .n_requests = 256,
+                               .depth = 200,
+                               .until_closed = true};
+    clients_start(cs, ts, 6);
+    for (long waited = 0; waited < 10000; waited += 5) { /* every client is streaming */
+        int streaming = 0;
+        for (int i = 0; i < 6; i++)
+            streaming += __atomic_load_n(&cs[i].answered, __ATOMIC_SEQ_CST) > 100;
+        if (streaming == 6)
+            break;
+        loop_run_for(app->base, 5);
+    }
+    page_service_stop(e.ps); /* batches on the main loop, in the threads' mailboxes, in flight */
+    clients_join(app, cs, ts, 6); /* the loop runs: reads complete into closed connections */
+    for (int i = 0; i < 6; i++) {
+        assert_true(cs[i].closed);
+        assert_true(cs[i].answered > 100);
+        assert_int_equal(cs[i].wrong, 0);
+    }
+    wait_gauge(app, "pageserver_page_service_connections", 0);
+    env_stop(&e); /* joins the threads; ASan: nothing leaked or freed twice */
+}
+
+/* open_fds: the descriptors this process has open. */
+static int open_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++)
+        n += fcntl(fd, F_GETFD) != -1;
+    return n;
+}
+
+/* A connection closed (by the stop) while its basebackup is being built on the main loop: its
+ * thread frees the socket at once, the struct and the temporary file when the build's answer
+ * comes back. */
+static void test_close_during_basebackup(void **state)
+{
+    Env e;
+    env_start_threads(state, &e, stub_build, 2, 10);
+    PageserverApp *app = &e.f->app;
+    g_stub.hold = true;
+    int fds_before = open_fds();
+    int fd = connect_raw(page_service_port(e.ps));
+    loop_run_for(app->base, 20);
+    assert_int_equal(startup_answer(fd), 'R');
+    char q[256];
+    str_printf(q, sizeof(q), "basebackup %s %s", e.tenant, e.tl);
+    StrBuf b = STRBUF_INIT;
+    pgwire_put_query(&b, q);
+    send_all(fd, b.data, b.len);
+    strbuf_finish(&b);
+    for (long waited = 0; g_stub.calls == 0 && waited < 10000; waited += 5)
+        loop_run_for(app->base, 5);
+    assert_int_equal(g_stub.calls, 1); /* the build is running, the temporary file open */
+    /* a building connection does not read (a client's close is seen after the build): the stop
+     * closes it, on its thread */
+    page_service_stop(e.ps);
+    wait_gauge(app, "pageserver_page_service_connections", 0);
+    close(fd);
+    stub_complete(NULL); /* the build ends into the closed connection */
+    loop_run_for(app->base, 50);
+    /* the socket and the temporary file closed, and the listener (by the stop) */
+    assert_int_equal(open_fds(), fds_before - 1);
+    env_stop(&e); /* ASan: the connection freed once */
+}
+
 static int setup(void **state)
 {
     int rc = fixture_setup(state);
@@ -391,6 +708,12 @@ int main(void)
                                         fixture_teardown),
         cmocka_unit_test_setup_teardown(test_basebackup_not_available, setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_protocol_violation_closes, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_pagestream_connections_over_threads, setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_max_connections_across_threads, setup,
+                                        fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_stop_with_reads_in_flight, setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_close_during_basebackup, setup, fixture_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
