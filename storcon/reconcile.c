@@ -675,6 +675,14 @@ void reconcile_step(Reconcile *rc)
         return;
     case RECONCILE_ACTION_ATTACH:
         reconcile_set_state(rc, RECONCILE_ATTACH);
+        if (rc->progress.fresh_node == rc->action.node &&
+            rc->progress.fresh_generation == s->generation) {
+            /* the generation the tenant's insert issued (reconcile_progress_init): like one
+             * issued by a bump, it passes the failpoint between the issue and the attach */
+            if (reconcile_failpoint_gate(rc, "reconcile-before-attach", start_fresh_attach))
+                start_fresh_attach(rc);
+            return;
+        }
         start_put(rc, SHARD_LOCATION_ATTACHED_SINGLE, s->generation);
         return;
     case RECONCILE_ACTION_SECONDARY:
