@@ -209,6 +209,30 @@ static bool fsync_parent(const char *path, Err *err)
     return fs_fsync_dir(parent, err);
 }
 
+/* mkdir_one: mkdir, an existing directory being fine; *created says whether it is new. */
+static bool mkdir_one(const char *path, mode_t mode, bool *created, Err *err)
+{
+    *created = false;
+    if (mkdir(path, mode) == 0) {
+        *created = true;
+        return true;
+    }
+    int saved = errno;
+    struct stat st;
+    if (saved != EEXIST || stat(path, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        err_set(err, ERR_INTERNAL, "cannot create directory %s: %s", path,
+                errno_text(saved == EEXIST ? ENOTDIR : saved));
+        return false;
+    }
+    return true;
+}
+
+bool fs_mkdir(const char *path, mode_t mode, Err *err)
+{
+    bool created;
+    return mkdir_one(path, mode, &created, err);
+}
+
 bool fs_mkdir_p(const char *path, mode_t mode, Err *err)
 {
     char buf[PATH_MAX];
@@ -226,17 +250,9 @@ bool fs_mkdir_p(const char *path, mode_t mode, Err *err)
             continue;
         if (p[-1] != '/') { /* skip the empty components of "a//b" */
             *p = '\0';
-            if (mkdir(buf, mode) != 0) {
-                int saved = errno;
-                struct stat st;
-                if (saved != EEXIST || stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-                    err_set(err, ERR_INTERNAL, "cannot create directory %s: %s", buf,
-                            errno_text(saved == EEXIST ? ENOTDIR : saved));
-                    return false;
-                }
-            } else if (!fsync_parent(buf, err)) {
+            bool created = false;
+            if (!mkdir_one(buf, mode, &created, err) || (created && !fsync_parent(buf, err)))
                 return false;
-            }
             if (!end)
                 *p = '/';
         }
