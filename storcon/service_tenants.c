@@ -161,13 +161,18 @@ static void on_tenant_inserted(const Err *err, const DbTenantShard *rows, size_t
         }
         /* A shard this insert created in the generation it issued to the node picked for it:
          * attached there in the intent (kept by the scheduler while the node is available) and
-         * attached by its first reconcile without a second commit. */
-        if (created && d->reserved != NULL && s->generation_pageserver != NODE_ID_NONE &&
+         * attached by its first reconcile without a second commit. A node no longer schedulable
+         * (gone, Offline, draining since the pick) is left to the scheduling below, and the
+         * reconcile bumps as usual. */
+        const Node *picked = s->generation_pageserver != NODE_ID_NONE
+                                 ? node_set_get(&svc->nodes, s->generation_pageserver)
+                                 : NULL;
+        if (created && d->reserved != NULL && picked != NULL && node_is_schedulable(picked) &&
             s->generation != GENERATION_NONE) {
             if (scheduler_intent_set_attached(&svc->sched, s, s->generation_pageserver, &e))
                 s->flags |= TENANT_SHARD_GENERATION_UNUSED;
             else
-                err_clear(&e); /* the node went away: scheduled below, the reconcile bumps */
+                err_clear(&e);
         }
     }
     Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
