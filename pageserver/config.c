@@ -73,6 +73,11 @@ static const ConfigOption PAGESERVER_OPTIONS[] = {
     PS_OPT_EX(CONFIG_U64, worker_max_bulk, "worker-max-bulk", "0", "N",
               "BULK jobs (initdb) running at once (0: half the threads not reserved, at least 1)",
               0, PAGESERVER_MAX_WORKER_THREADS, false),
+    PS_OPT_EX(CONFIG_U64, worker_sync_threads, "worker-sync-threads",
+              PAGESERVER_DEFAULT_WORKER_SYNC_THREADS_STR, "N",
+              "more threads, only for location config writes (fsync-bound, run many at once so "
+              "that the filesystem commits them together; 0: they run as IO jobs)",
+              0, PAGESERVER_MAX_WORKER_THREADS, false),
     CONFIG_OPT(CONFIG_DURATION_MS, PageserverConfig, wait_lsn_timeout_ms, "wait-lsn-timeout",
                "300s", "DURATION",
                "how long a read at an LSN beyond last_record_lsn waits for it (then 408)"),
@@ -204,6 +209,7 @@ bool pageserver_config_finish(PageserverConfig *cfg, int *exit_code, Err *err)
         .latency_reserved = (int)cfg->worker_latency_reserved,
         .max_io = (int)cfg->worker_max_io,
         .max_bulk = (int)cfg->worker_max_bulk,
+        .sync_threads = (int)cfg->worker_sync_threads,
     };
     if (!worker_pool_config_resolve(&workers, &cfg->workers, err)) {
         err_prefix(err, "--worker-*: ");

@@ -42,6 +42,7 @@ typedef struct PageserverConfig {
     uint64_t worker_latency_reserved; /* 0: the worker pool's default (threads / 4, >= 1) */
     uint64_t worker_max_io;           /* 0: threads - latency_reserved */
     uint64_t worker_max_bulk;         /* 0: half of threads - latency_reserved, >= 1 */
+    uint64_t worker_sync_threads;     /* threads for location config writes only (0: IO jobs) */
     uint64_t http_max_connections;
     uint64_t pg_max_connections;             /* page service connections at once */
     uint64_t pg_threads;                     /* page service threads; 0: online CPUs, <= 4 */

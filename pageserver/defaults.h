@@ -14,6 +14,9 @@
 #define PAGESERVER_DEFAULT_LOG_LEVEL          "info"
 #define PAGESERVER_DEFAULT_WORKER_THREADS_STR "4"
 #define PAGESERVER_MAX_WORKER_THREADS         256
+/* location config writes at once (WORKER_CLASS_SYNC): enough for a burst of creates to share
+ * journal commits; the threads sleep in fsync, they cost no CPU */
+#define PAGESERVER_DEFAULT_WORKER_SYNC_THREADS_STR "8"
 /* Worker pool job deadlines: how long a job whose caller waits for it may wait for a free worker
  * before the caller gets 503 (retry). Uploads, the deletion queue, attach, location config writes,
  * local removals and timeline deletions have none: they are retried, or a spurious failure would

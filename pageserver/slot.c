@@ -329,8 +329,12 @@ static void persist_work(WorkerJob *job, void *arg)
     PersistJob *j = arg;
     char tl_dir[PATH_MAX];
     str_printf(tl_dir, sizeof(tl_dir), "%s/%s", j->dir, PAGESERVER_TIMELINES_DIR);
+    /* Three fsyncs for a new shard: the tenants directory (the shard's directory), the file, the
+     * shard's directory (the file's rename and the timelines directory, created just before the
+     * write into the same directory, at once). */
     j->ok = failpoint_check("location-config-persist", &j->err) &&
-            fs_mkdir_p(tl_dir, PAGESERVER_DIR_MODE, &j->err) &&
+            fs_mkdir_p(j->dir, PAGESERVER_DIR_MODE, &j->err) &&
+            fs_mkdir(tl_dir, PAGESERVER_DIR_MODE, &j->err) &&
             fs_write_atomic(j->path, j->text, strlen(j->text), &j->err) &&
             failpoint_check("tenant-file-written", &j->err); /* as a failed final fsync */
     /* fs_write_atomic can fail after its rename (the directory fsync): a new file must not stay
@@ -370,7 +374,9 @@ static void slot_write_file(TenantSlot *slot, const char *name, char *text, bool
     j->text = text;
     j->then = then;
     slot->inflight++;
-    WorkerJobSpec spec = {.cls = WORKER_CLASS_IO}; /* no deadline: see PAGESERVER_*_DEADLINE_MS */
+    /* SYNC: on the pool's sync threads, many at once (group commit in the filesystem's journal),
+     * never behind uploads or attaches; no deadline: see PAGESERVER_*_DEADLINE_MS */
+    WorkerJobSpec spec = {.cls = WORKER_CLASS_SYNC};
     worker_pool_start(slot->mgr->app->workers, &spec, persist_work, persist_done, j);
 }
 

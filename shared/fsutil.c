@@ -209,6 +209,35 @@ static bool fsync_parent(const char *path, Err *err)
     return fs_fsync_dir(parent, err);
 }
 
+/* mkdir_one: mkdir, an existing directory being fine; *created says whether it is new. 0, or the
+ * errno of the failure (ENOTDIR: something else exists there). */
+static int mkdir_one(const char *path, mode_t mode, bool *created)
+{
+    *created = false;
+    if (mkdir(path, mode) == 0) {
+        *created = true;
+        return 0;
+    }
+    int saved = errno;
+    struct stat st;
+    if (saved != EEXIST)
+        return saved;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
+}
+
+static bool mkdir_failed(const char *path, int e, Err *err)
+{
+    err_set(err, ERR_INTERNAL, "cannot create directory %s: %s", path, errno_text(e));
+    return false;
+}
+
+bool fs_mkdir(const char *path, mode_t mode, Err *err)
+{
+    bool created;
+    int e = mkdir_one(path, mode, &created);
+    return e == 0 || mkdir_failed(path, e, err);
+}
+
 bool fs_mkdir_p(const char *path, mode_t mode, Err *err)
 {
     char buf[PATH_MAX];
@@ -219,6 +248,13 @@ bool fs_mkdir_p(const char *path, mode_t mode, Err *err)
     size_t len = strlen(buf);
     while (len > 1 && buf[len - 1] == '/')
         buf[--len] = '\0';
+    /* the usual case, the parent exists: one mkdir */
+    bool created = false;
+    int e = mkdir_one(buf, mode, &created);
+    if (e == 0)
+        return !created || fsync_parent(buf, err);
+    if (e != ENOENT)
+        return mkdir_failed(buf, e, err);
     /* create each prefix ending before a '/', then the whole path */
     for (char *p = buf + 1;; p++) {
         bool end = *p == '\0';
@@ -226,17 +262,11 @@ bool fs_mkdir_p(const char *path, mode_t mode, Err *err)
             continue;
         if (p[-1] != '/') { /* skip the empty components of "a//b" */
             *p = '\0';
-            if (mkdir(buf, mode) != 0) {
-                int saved = errno;
-                struct stat st;
-                if (saved != EEXIST || stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) {
-                    err_set(err, ERR_INTERNAL, "cannot create directory %s: %s", buf,
-                            errno_text(saved == EEXIST ? ENOTDIR : saved));
-                    return false;
-                }
-            } else if (!fsync_parent(buf, err)) {
+            e = mkdir_one(buf, mode, &created);
+            if (e != 0)
+                return mkdir_failed(buf, e, err);
+            if (created && !fsync_parent(buf, err))
                 return false;
-            }
             if (!end)
                 *p = '/';
         }

@@ -3,13 +3,13 @@
  *
  * Jobs wait in one FIFO queue per class (mutex + condition variable). A free worker takes the
  * first job of the first class, in LATENCY, IO, BULK order, whose limit allows one more (see
- * worker_pool.h), skips the work when the job's deadline has passed, moves the job to the
- * completion queue and, when that queue was empty, writes to an eventfd; the loop watches the
- * eventfd with a persistent event, drains it and runs the done functions on the loop thread in
- * completion order. A worker that finishes a job wakes the others while jobs wait, since a class
- * that was at its limit may have room now. Worker threads block every asynchronous signal, so
- * SIGTERM, SIGHUP and friends are delivered to the main (loop) thread where the daemons handle
- * them as events.
+ * worker_pool.h); a sync worker takes only SYNC jobs, which no other worker takes, skips the work
+ * when the job's deadline has passed, moves the job to the completion queue and, when that queue
+ * was empty, writes to an eventfd; the loop watches the eventfd with a persistent event, drains it
+ * and runs the done functions on the loop thread in completion order. A worker that finishes a job
+ * wakes the others while jobs wait, since a class that was at its limit may have room now. Worker
+ * threads block every asynchronous signal, so SIGTERM, SIGHUP and friends are delivered to the main
+ * (loop) thread where the daemons handle them as events.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -73,6 +73,12 @@ struct WorkerJob {
     struct WorkerJob *prev, *next;
 };
 
+/* WorkerThread: what one thread may take. */
+typedef struct WorkerThread {
+    struct WorkerPool *pool;
+    bool sync; /* SYNC jobs only */
+} WorkerThread;
+
 typedef struct JobQueue {
     WorkerJob *head;
     WorkerJob *tail;
@@ -91,7 +97,9 @@ struct WorkerPool {
     int limit[WORKER_CLASS_COUNT];
     int background_max; /* IO + BULK together */
     pthread_t *threads;
+    WorkerThread *thread_args; /* one per thread */
     int nthreads;
+    int n_sync; /* of which sync threads (the last ones) */
     int efd;
     struct event *ev;
     atomic_size_t pending;
@@ -180,12 +188,15 @@ static bool todo_empty(const WorkerPool *pool)
     return true;
 }
 
-/* pool_pick: under mu: the next job a free worker may start, or NULL. */
-static WorkerJob *pool_pick(WorkerPool *pool)
+/* pool_pick: under mu: the next job a free worker (a sync one: sync) may start, or NULL. */
+static WorkerJob *pool_pick(WorkerPool *pool, bool sync)
 {
+    if (sync)
+        return queue_pop(&pool->todo[WORKER_CLASS_SYNC]);
     size_t background = pool->running[WORKER_CLASS_IO] + pool->running[WORKER_CLASS_BULK];
     for (int c = 0; c < WORKER_CLASS_COUNT; c++) {
-        if (pool->todo[c].head == NULL || pool->running[c] >= (size_t)pool->limit[c])
+        if (c == WORKER_CLASS_SYNC || pool->todo[c].head == NULL ||
+            pool->running[c] >= (size_t)pool->limit[c])
             continue;
         if (c != WORKER_CLASS_LATENCY && background >= (size_t)pool->background_max)
             continue;
@@ -197,10 +208,11 @@ static WorkerJob *pool_pick(WorkerPool *pool)
 /* worker_main: take jobs until the pool stops (worker_pool_free has emptied the queues by then). */
 static void *worker_main(void *arg)
 {
-    WorkerPool *pool = arg;
+    const WorkerThread *self = arg;
+    WorkerPool *pool = self->pool;
     pthread_mutex_lock(&pool->mu);
     for (;;) {
-        WorkerJob *job = pool_pick(pool);
+        WorkerJob *job = pool_pick(pool, self->sync);
         if (job == NULL) {
             if (pool->stopping && todo_empty(pool))
                 break;
@@ -282,6 +294,11 @@ bool worker_pool_config_resolve(const WorkerPoolConfig *in, WorkerPoolConfig *ou
         out->max_io = background;
     if (out->max_bulk == 0)
         out->max_bulk = background / 2 > 1 ? background / 2 : 1;
+    if (out->sync_threads < 0 || out->sync_threads > WORKER_POOL_MAX_THREADS) {
+        err_set(err, ERR_BAD_REQUEST, "worker pool: %d sync threads (want 0..%d)",
+                out->sync_threads, WORKER_POOL_MAX_THREADS);
+        return false;
+    }
     bool reserved_ok = out->latency_reserved >= 0 &&
                        (out->latency_reserved < t || (t == 1 && out->latency_reserved == 0));
     if (!reserved_ok || out->max_io < 1 || out->max_bulk < 1 || out->max_io > t ||
@@ -308,6 +325,8 @@ bool worker_pool_new_config(struct event_base *base, const WorkerPoolConfig *cfg
     pool->limit[WORKER_CLASS_LATENCY] = threads;
     pool->limit[WORKER_CLASS_IO] = cfg.max_io;
     pool->limit[WORKER_CLASS_BULK] = cfg.max_bulk;
+    pool->limit[WORKER_CLASS_SYNC] = cfg.sync_threads;
+    pool->n_sync = cfg.sync_threads;
     pool->background_max = threads - cfg.latency_reserved; /* >= 1, see the resolve */
     atomic_init(&pool->pending, 0);
     atomic_init(&pool->shutting_down, false);
@@ -333,14 +352,20 @@ bool worker_pool_new_config(struct event_base *base, const WorkerPoolConfig *cfg
     sigdelset(&all, SIGFPE);
     sigdelset(&all, SIGILL);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    pool->threads = xcalloc((size_t)threads, sizeof(pthread_t));
+    int total = threads + cfg.sync_threads;
+    pool->threads = xcalloc((size_t)total, sizeof(pthread_t));
+    pool->thread_args = xcalloc((size_t)total, sizeof(WorkerThread));
     int rc = 0;
-    for (; pool->nthreads < threads; pool->nthreads++) {
-        rc = pthread_create(&pool->threads[pool->nthreads], NULL, worker_main, pool);
+    for (; pool->nthreads < total; pool->nthreads++) {
+        WorkerThread *ta = &pool->thread_args[pool->nthreads];
+        ta->pool = pool;
+        ta->sync = pool->nthreads >= threads;
+        rc = pthread_create(&pool->threads[pool->nthreads], NULL, worker_main, ta);
         if (rc != 0)
             break;
         char name[16];
-        snprintf(name, sizeof(name), "worker-%d", pool->nthreads); /* short; fits */
+        snprintf(name, sizeof(name), "%s-%d", ta->sync ? "sync" : "worker",
+                 ta->sync ? pool->nthreads - threads : pool->nthreads); /* short; fits */
         pthread_setname_np(pool->threads[pool->nthreads], name);
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -359,6 +384,7 @@ fail:
     for (int i = 0; i < pool->nthreads; i++)
         pthread_join(pool->threads[i], NULL);
     free(pool->threads);
+    free(pool->thread_args);
     if (pool->ev)
         event_free(pool->ev);
     if (pool->efd >= 0)
@@ -377,6 +403,8 @@ WorkerJob *worker_pool_start(WorkerPool *pool, const WorkerJobSpec *spec, Worker
     WorkerJob *job = xcalloc(1, sizeof(*job));
     job->pool = pool;
     job->cls = (unsigned)spec->cls < WORKER_CLASS_COUNT ? spec->cls : WORKER_CLASS_IO;
+    if (job->cls == WORKER_CLASS_SYNC && pool->n_sync == 0)
+        job->cls = WORKER_CLASS_IO; /* no sync threads: the general ones run it */
     job->work = work;
     job->done = done;
     job->arg = arg;
@@ -490,6 +518,7 @@ void worker_pool_free(WorkerPool *pool)
     event_free(pool->ev);
     close(pool->efd);
     free(pool->threads);
+    free(pool->thread_args);
     pthread_cond_destroy(&pool->cv);
     pthread_mutex_destroy(&pool->mu);
     free(pool);

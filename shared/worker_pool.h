@@ -7,9 +7,15 @@
  * slow jobs cannot delay page reads:
  *   LATENCY  page reads: picked first; may use every thread;
  *   IO       layer uploads and downloads, heatmaps;
- *   BULK     initdb, imports, splits.
+ *   BULK     initdb, imports, splits;
+ *   SYNC     small durable writes a caller waits for (a location config: write, fsync, rename,
+ *            fsync the directory): run by threads of their own (sync_threads), never by the
+ *            others, so they neither wait behind uploads nor hold a thread other work needs. Such
+ *            a job spends its time waiting in fsync; running many at once lets the filesystem
+ *            commit their journal updates together (group commit) instead of one after another.
  * IO and BULK jobs together never occupy more than threads - latency_reserved threads, so a
  * LATENCY job waits at most for one job to end when every thread is busy with LATENCY work.
+ * With sync_threads 0, SYNC jobs run as IO jobs.
  *
  * A job may have a deadline: if it passed before a worker took the job, the work is not run
  * (outcome WORKER_DEADLINE_EXPIRED). A queued job can be cancelled (WORKER_CANCELLED, not run);
@@ -36,6 +42,7 @@ typedef enum WorkerClass {
     WORKER_CLASS_LATENCY, /* page reads */
     WORKER_CLASS_IO,      /* uploads, downloads, heatmaps */
     WORKER_CLASS_BULK,    /* initdb, import, split */
+    WORKER_CLASS_SYNC,    /* durable metadata writes, on their own threads */
     WORKER_CLASS_COUNT
 } WorkerClass;
 
@@ -58,6 +65,7 @@ typedef struct WorkerPoolConfig {
     int latency_reserved;
     int max_io;
     int max_bulk;
+    int sync_threads; /* 0..256 more threads, for SYNC jobs only (0: SYNC jobs run as IO) */
 } WorkerPoolConfig;
 
 typedef struct WorkerJobSpec {

@@ -290,6 +290,7 @@ static bool json_arg_ok(const char *json, const char *what, Err *err)
 typedef struct InsertItem {
     DbTenantCreate c; /* the strings point into the copies below */
     char *placement, *config, *scheduling, *az;
+    NodeId *pageservers; /* NULL or one per shard */
     DbTenantCreateFn cb;
     void *arg;
     bool alone; /* a batch holding it failed on a bad row: it runs in a batch of its own */
@@ -316,21 +317,22 @@ struct DbTenantInserter {
     DbTenantInserterStats stats;
 };
 
-/* Every tenant of the batch ($1: a JSON array of {t, c, s, g, p, pp, cf, sp, az}) that has no row
- * yet gets all its shards; a tenant with rows keeps them, untouched. The answer holds, per
- * tenant, the inserted rows (created) or the existing ones, each with whether it matches the
- * request (placement and config compared as jsonb). A concurrent insert of one of the tenants
- * makes ON CONFLICT fail the serializable transaction (40001), which the pool runs again.
- * The OFFSET 0 subqueries keep the planner from turning the per-tenant lookups into a join with a
- * scan of the whole table (it cannot know how few tenants the JSON holds): each tenant costs one
- * primary-key probe whatever the table's size. */
+/* Every tenant of the batch ($1: a JSON array of {t, c, s, g, p, pn, pp, cf, sp, az}; pn, when not
+ * null, holds shard n's generation_pageserver at index n) that has no row yet gets all its shards;
+ * a tenant with rows keeps them, untouched. The answer holds, per tenant, the inserted rows
+ * (created) or the existing ones, each with whether it matches the request (placement and config
+ * compared as jsonb). A concurrent insert of one of the tenants makes ON CONFLICT fail the
+ * serializable transaction (40001), which the pool runs again. The OFFSET 0 subqueries keep the
+ * planner from turning the per-tenant lookups into a join with a scan of the whole table (it cannot
+ * know how few tenants the JSON holds): each tenant costs one primary-key probe whatever the
+ * table's size. */
 static const char SQL_TENANT_INSERT_BATCH[] =
     "WITH r AS (SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(t text, c integer, s integer, "
-    "g integer, p bigint, pp text, cf text, sp text, az text)), "
+    "g integer, p bigint, pn jsonb, pp text, cf text, sp text, az text)), "
     "ins AS (INSERT INTO tenant_shards (tenant_id, shard_number, shard_count, shard_stripe_size, "
     "generation, generation_pageserver, placement_policy, splitting, config, scheduling_policy, "
     "preferred_az_id) "
-    "SELECT r.t, n, r.c, r.s, r.g, r.p, r.pp, 0, r.cf, r.sp, r.az "
+    "SELECT r.t, n, r.c, r.s, r.g, COALESCE((r.pn ->> n)::bigint, r.p), r.pp, 0, r.cf, r.sp, r.az "
     "FROM r CROSS JOIN LATERAL generate_series(0, greatest(r.c, 1) - 1) AS n "
     "WHERE NOT EXISTS (SELECT 1 FROM tenant_shards x WHERE x.tenant_id = r.t OFFSET 0) "
     "ON CONFLICT DO NOTHING RETURNING " SHARD_COLUMNS ") "
@@ -347,6 +349,7 @@ static void item_free(InsertItem *it)
     free(it->config);
     free(it->scheduling);
     free(it->az);
+    free(it->pageservers);
     free(it);
 }
 
@@ -361,7 +364,13 @@ static json_t *item_json(const InsertItem *it)
     char tenant[ID_STR_SIZE];
     tenant_id_format(&it->c.tenant_id, tenant);
     const DbTenantCreate *c = &it->c;
-    return json_pack("{s:s, s:I, s:I, s:o, s:o, s:s, s:s, s:s, s:o}", "t", tenant, "c",
+    json_t *pn = json_null();
+    if (it->pageservers != NULL) {
+        pn = json_array();
+        for (size_t i = 0; i < (c->shard_count > 0 ? c->shard_count : 1u); i++)
+            json_array_append_new(pn, json_integer((json_int_t)it->pageservers[i]));
+    }
+    return json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:s, s:s, s:s, s:o}", "t", tenant, "c",
                      (json_int_t)c->shard_count, "s", (json_int_t)c->stripe_size, "g",
                      c->generation != GENERATION_NONE ? json_integer((json_int_t)c->generation)
                                                       : json_null(),
@@ -369,7 +378,7 @@ static json_t *item_json(const InsertItem *it)
                      c->generation_pageserver != DB_NODE_ID_NONE
                          ? json_integer((json_int_t)c->generation_pageserver)
                          : json_null(),
-                     "pp", it->placement, "cf", it->config, "sp", it->scheduling, "az",
+                     "pn", pn, "pp", it->placement, "cf", it->config, "sp", it->scheduling, "az",
                      it->az != NULL ? json_string(it->az) : json_null());
 }
 
@@ -639,10 +648,23 @@ bool db_tenants_insert(DbTenantInserter *ins, const DbTenantCreate *c, DbTenantC
                 "generation_pageserver needs a generation and an id <= %" PRId64, INT64_MAX);
         return false;
     }
+    size_t n_shards = c->shard_count > 0 ? c->shard_count : 1u;
+    for (size_t i = 0; c->shard_pageservers != NULL && i < n_shards; i++) {
+        if (c->shard_pageservers[i] > (NodeId)INT64_MAX || c->generation == GENERATION_NONE) {
+            err_set(err, ERR_BAD_REQUEST, "shard_pageservers need a generation and ids <= %" PRId64,
+                    INT64_MAX);
+            return false;
+        }
+    }
     if (!json_arg_ok(c->placement_policy, "placement_policy", err))
         return false;
     InsertItem *it = xcalloc(1, sizeof(*it));
+    if (c->shard_pageservers != NULL) {
+        it->pageservers = xcalloc(n_shards, sizeof(NodeId));
+        memcpy(it->pageservers, c->shard_pageservers, n_shards * sizeof(NodeId));
+    }
     it->c = *c;
+    it->c.shard_pageservers = it->pageservers;
     it->placement = xstrdup(c->placement_policy);
     it->config = xstrdup(c->config != NULL ? c->config : "{}");
     it->scheduling = xstrdup(c->scheduling_policy != NULL ? c->scheduling_policy : "\"Active\"");

@@ -59,6 +59,10 @@ typedef struct DbTenantCreate {
     const char *config;            /* JSON text; NULL = "{}" */
     const char *scheduling_policy; /* JSON text; NULL = "\"Active\"" */
     const char *preferred_az_id;   /* NULL: none */
+    /* NULL, or one node per shard (shard_count, 1 when unsharded): shard n's generation_pageserver
+     * instead of generation_pageserver (needs a generation). A create names the nodes it picked,
+     * so that its insert issues each shard's first generation and no second commit is needed. */
+    const NodeId *shard_pageservers;
 } DbTenantCreate;
 
 /* DbShardGeneration: one shard's latest generation (validate). */

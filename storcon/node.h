@@ -116,8 +116,10 @@ typedef struct Node {
     uint64_t utilization_score; /* from GET /v1/utilization; lower = emptier */
     int64_t last_heartbeat_ms;  /* monotonic ms of the last good heartbeat; 0 = never */
     /* maintained by the scheduler only (intent reference counts) */
-    uint32_t shard_count;    /* locations in intents: attached + secondary */
-    uint32_t attached_count; /* of which attached */
+    uint32_t shard_count;       /* locations in intents: attached + secondary */
+    uint32_t attached_count;    /* of which attached */
+    uint32_t attached_reserved; /* attached locations picked for tenants being created, not yet
+                                   in an intent (scheduler_reserve_new_tenant) */
 } Node;
 
 /* node_init: a fresh node `id` with empty addresses: Offline (until a heartbeat succeeds, spec

@@ -105,11 +105,15 @@ const char *reconcile_action_name(ReconcileActionKind k)
     return ACTION_NAMES[k];
 }
 
-void reconcile_progress_init(ReconcileProgress *p, const TenantShard *s)
+void reconcile_progress_init(ReconcileProgress *p, TenantShard *s)
 {
     memset(p, 0, sizeof(*p));
     p->fresh_generation = GENERATION_NONE;
     p->fresh_node = NODE_ID_NONE;
+    if (tenant_shard_take_unused_generation(s)) {
+        p->fresh_generation = s->generation;
+        p->fresh_node = s->generation_pageserver;
+    }
     p->push_config = (s->flags & TENANT_SHARD_FORCE_DIRTY) != 0;
     p->mig_origin = NODE_ID_NONE;
     p->mig_dest = NODE_ID_NONE;
@@ -671,6 +675,14 @@ void reconcile_step(Reconcile *rc)
         return;
     case RECONCILE_ACTION_ATTACH:
         reconcile_set_state(rc, RECONCILE_ATTACH);
+        if (rc->progress.fresh_node == rc->action.node &&
+            rc->progress.fresh_generation == s->generation) {
+            /* the generation the tenant's insert issued (reconcile_progress_init): like one
+             * issued by a bump, it passes the failpoint between the issue and the attach */
+            if (reconcile_failpoint_gate(rc, "reconcile-before-attach", start_fresh_attach))
+                start_fresh_attach(rc);
+            return;
+        }
         start_put(rc, SHARD_LOCATION_ATTACHED_SINGLE, s->generation);
         return;
     case RECONCILE_ACTION_SECONDARY:

@@ -143,7 +143,10 @@ typedef struct ReconcileProgress {
     bool mig_notified;   /* compute notified of the new map */
 } ReconcileProgress;
 
-void reconcile_progress_init(ReconcileProgress *p, const TenantShard *s);
+/* reconcile_progress_init: the progress of a reconcile starting on s. A generation s's insert
+ * issued and nobody used yet (tenant_shard_take_unused_generation) is taken as if this reconcile
+ * had just bumped it: it attaches on that node without a bump; every later reconcile bumps. */
+void reconcile_progress_init(ReconcileProgress *p, TenantShard *s);
 
 /* reconcile_plan: the next action for shard s given node availability (nodes) and progress. Nodes
  * that are not available are never called (their observed state is not acted upon). */

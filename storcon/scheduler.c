@@ -3,7 +3,9 @@
  * per-tenant affinity contexts, and the consistency check of those counts.
  *
  * All intent writes go through the raw_* helpers at the top, which are the only places that
- * touch Node.shard_count / Node.attached_count.
+ * touch Node.shard_count / Node.attached_count. Node.attached_reserved (the attached locations
+ * picked for tenants whose rows are being inserted) is touched only by
+ * scheduler_reserve_new_tenant / scheduler_release_reserved.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -282,20 +284,21 @@ static int score_cmp(const Score *a, const Score *b)
     return 0;
 }
 
-/* preferred_az_key: 0 when the node is in the preferred AZ or there is no preference. */
-static unsigned preferred_az_key(const TenantShard *s, const Node *n)
+/* preferred_az_key: 0 when the node is in the preferred AZ (pref) or there is no preference. */
+static unsigned preferred_az_key(const char *pref, const Node *n)
 {
-    const char *pref = tenant_shard_preferred_az(s);
     return (pref[0] != '\0' && strcmp(pref, n->az) != 0) ? 1u : 0u;
 }
 
-static void score_attached(const TenantShard *s, const Node *n, const ScheduleContext *ctx,
-                           Score *out)
+/* score_attached: the node as an attached location for a shard of a tenant preferring AZ pref. The
+ * load counts the attached locations reserved for tenants being created, so that the creates of
+ * one moment spread like the shards of one tenant. */
+static void score_attached(const char *pref, const Node *n, const ScheduleContext *ctx, Score *out)
 {
-    out->az = preferred_az_key(s, n);
+    out->az = preferred_az_key(pref, n);
     out->affinity = ctx != NULL ? schedule_context_locations(ctx, n->id) : 0;
     out->utilization = n->utilization_score;
-    out->load = n->attached_count;
+    out->load = n->attached_count + n->attached_reserved;
     out->id = n->id;
 }
 
@@ -307,26 +310,31 @@ static void score_secondary(const Scheduler *sched, const TenantShard *s, const 
     if (att != NULL)
         out->az = strcmp(att->az, n->az) == 0 ? 1u : 0u;
     else
-        out->az = preferred_az_key(s, n);
+        out->az = preferred_az_key(tenant_shard_preferred_az(s), n);
     out->affinity = ctx != NULL ? schedule_context_locations(ctx, n->id) : 0;
     out->utilization = n->utilization_score;
     out->load = n->shard_count;
     out->id = n->id;
 }
 
-/* pick_node: the best schedulable node the shard does not use yet, or NULL. */
-static Node *pick_node(const Scheduler *sched, const TenantShard *s, const ScheduleContext *ctx,
-                       bool attached)
+/* pick_node: the best schedulable node the shard does not use yet, or NULL. s NULL: a shard not
+ * created yet (no intent, no secondary scoring), of a tenant preferring AZ pref; otherwise pref is
+ * ignored and the shard's tenant's preference counts. */
+static Node *pick_node(const Scheduler *sched, const TenantShard *s, const char *pref,
+                       const ScheduleContext *ctx, bool attached)
 {
     Node *best = NULL;
     Score best_score = {0};
+    if (s != NULL)
+        pref = tenant_shard_preferred_az(s);
     for (size_t i = 0; i < node_set_count(sched->nodes); i++) {
         Node *n = node_set_at(sched->nodes, i);
-        if (!node_is_schedulable(n) || tenant_shard_intent_role(s, n->id) != INTENT_ROLE_NONE)
+        if (!node_is_schedulable(n) ||
+            (s != NULL && tenant_shard_intent_role(s, n->id) != INTENT_ROLE_NONE))
             continue;
         Score sc;
-        if (attached)
-            score_attached(s, n, ctx, &sc);
+        if (attached || s == NULL)
+            score_attached(pref, n, ctx, &sc);
         else
             score_secondary(sched, s, n, ctx, &sc);
         if (best == NULL || score_cmp(&sc, &best_score) < 0) {
@@ -349,7 +357,7 @@ static int best_promotable_secondary(const Scheduler *sched, const TenantShard *
         if (n == NULL || !node_is_schedulable(n))
             continue;
         Score sc;
-        score_attached(s, n, ctx, &sc);
+        score_attached(tenant_shard_preferred_az(s), n, ctx, &sc);
         if (best < 0 || score_cmp(&sc, &best_score) < 0) {
             best = (int)i;
             best_score = sc;
@@ -361,8 +369,39 @@ static int best_promotable_secondary(const Scheduler *sched, const TenantShard *
 NodeId scheduler_pick_attached(const Scheduler *sched, const TenantShard *shard,
                                const ScheduleContext *ctx)
 {
-    const Node *n = pick_node(sched, shard, ctx, true);
+    const Node *n = pick_node(sched, shard, NULL, ctx, true);
     return n != NULL ? n->id : NODE_ID_NONE;
+}
+
+bool scheduler_reserve_new_tenant(Scheduler *sched, const char *preferred_az, size_t n_shards,
+                                  NodeId *out)
+{
+    ScheduleContext ctx;
+    schedule_context_init(&ctx);
+    size_t i = 0;
+    for (; i < n_shards; i++) {
+        Node *n = pick_node(sched, NULL, preferred_az != NULL ? preferred_az : "", &ctx, true);
+        if (n == NULL)
+            break;
+        ShardIntent in = {.attached = n->id};
+        ctx_apply_intent(&ctx, &in, +1);
+        n->attached_reserved++;
+        out[i] = n->id;
+    }
+    schedule_context_finish(&ctx);
+    if (i == n_shards)
+        return true;
+    scheduler_release_reserved(sched, out, i);
+    return false;
+}
+
+void scheduler_release_reserved(Scheduler *sched, const NodeId *nodes, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        Node *node = node_set_get(sched->nodes, nodes[i]);
+        if (node != NULL && node->attached_reserved > 0)
+            node->attached_reserved--;
+    }
 }
 
 NodeId scheduler_pick_promotable_secondary(const Scheduler *sched, const TenantShard *shard,
@@ -417,7 +456,7 @@ static bool fill_secondaries(Scheduler *sched, TenantShard *s, const ScheduleCon
                              unsigned want)
 {
     while (s->intent.n_secondaries < want) {
-        Node *n = pick_node(sched, s, ctx, false);
+        Node *n = pick_node(sched, s, NULL, ctx, false);
         if (n == NULL)
             return false;
         raw_add_secondary(sched, s, n->id);
@@ -437,7 +476,7 @@ static bool ensure_attached(Scheduler *sched, TenantShard *s, const ScheduleCont
         raw_promote_secondary_at(sched, s, (unsigned)sec);
         return true;
     }
-    Node *n = pick_node(sched, s, ctx, true);
+    Node *n = pick_node(sched, s, NULL, ctx, true);
     if (n == NULL)
         return false;
     raw_drop_attached(sched, s);

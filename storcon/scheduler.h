@@ -123,6 +123,18 @@ NodeId scheduler_pick_attached(const Scheduler *sched, const TenantShard *shard,
 NodeId scheduler_pick_promotable_secondary(const Scheduler *sched, const TenantShard *shard,
                                            const ScheduleContext *ctx);
 
+/* scheduler_reserve_new_tenant: the attached nodes of the n_shards shards of a tenant whose rows
+ * are not inserted yet (preferred_az NULL or "": none), into out[0..n_shards): picked in shard
+ * order with one context, by the order of scheduler_pick_attached, so that the shards spread. Each
+ * pick is reserved (counted as attached load by later picks, Node.attached_reserved) until
+ * scheduler_release_reserved: the creates of one loop pass spread over the nodes instead of all
+ * taking the least loaded one. False (nothing reserved) when a shard finds no schedulable node. */
+bool scheduler_reserve_new_tenant(Scheduler *sched, const char *preferred_az, size_t n_shards,
+                                  NodeId *out) MUST_CHECK;
+/* scheduler_release_reserved: end the reservations of nodes[0..n) (nodes since removed are
+ * skipped). */
+void scheduler_release_reserved(Scheduler *sched, const NodeId *nodes, size_t n);
+
 /* ---- explicit intent changes (operator actions, startup rebuild, migrations) ----
  * These ignore scheduling policies and schedulability: the caller decided. Each keeps node
  * counters exact and bumps the shard's sequence when something changed. */

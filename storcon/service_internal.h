@@ -126,6 +126,9 @@ typedef struct TenantOp {
     PlacementPolicy saved_policy; /* delete: put back when it fails */
     TenantShardId tsid;           /* location_config */
     bool location_reply;          /* create answers in the location_config form */
+    NodeId *reserved;             /* create: the attached nodes picked before the insert, one per
+                                     shard, reserved until the rows are loaded; NULL: none */
+    size_t n_reserved;
 } TenantOp;
 
 /* ---- shared helpers ---- */

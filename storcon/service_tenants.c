@@ -49,6 +49,7 @@ json_t *service_location_json(const Tenant *t)
 static void tenant_op_free(void *p)
 {
     TenantOp *d = p;
+    free(d->reserved); /* released by on_tenant_inserted, or by a stopping service's shutdown */
     json_decref(d->body);
     free(d->config_text);
     free(d);
@@ -142,6 +143,8 @@ static void on_tenant_inserted(const Err *err, const DbTenantShard *rows, size_t
     Operation *op = arg;
     Service *svc = operation_host(op);
     TenantOp *d = operation_data(op);
+    scheduler_release_reserved(&svc->sched, d->reserved, d->n_reserved);
+    d->n_reserved = 0;
     if (err != NULL) {
         operation_finish(op, err, NULL);
         return;
@@ -151,9 +154,25 @@ static void on_tenant_inserted(const Err *err, const DbTenantShard *rows, size_t
     for (size_t i = 0; i < n; i++) {
         if (shard_map_get(svc->map, &rows[i].tsid) != NULL)
             continue;
-        if (!service_load_shard_row(svc, &rows[i], NULL, &e)) {
+        TenantShard *s = NULL;
+        if (!service_load_shard_row(svc, &rows[i], &s, &e)) {
             operation_finish(op, &e, NULL);
             return;
+        }
+        /* A shard this insert created in the generation it issued to the node picked for it:
+         * attached there in the intent (kept by the scheduler while the node is available) and
+         * attached by its first reconcile without a second commit. A node no longer schedulable
+         * (gone, Offline, draining since the pick) is left to the scheduling below, and the
+         * reconcile bumps as usual. */
+        const Node *picked = s->generation_pageserver != NODE_ID_NONE
+                                 ? node_set_get(&svc->nodes, s->generation_pageserver)
+                                 : NULL;
+        if (created && d->reserved != NULL && picked != NULL && node_is_schedulable(picked) &&
+            s->generation != GENERATION_NONE) {
+            if (scheduler_intent_set_attached(&svc->sched, s, s->generation_pageserver, &e))
+                s->flags |= TENANT_SHARD_GENERATION_UNUSED;
+            else
+                err_clear(&e);
         }
     }
     Tenant *t = shard_map_tenant_get(svc->map, &d->tenant);
@@ -241,11 +260,32 @@ void service_tenant_create_step(Operation *op)
         .config = conf,
         .scheduling_policy = sched,
     };
+    /* A new attached tenant (no generation asked for, scheduled normally): its attached nodes are
+     * picked now and its insert issues each shard's first generation to its node, so that the
+     * reconciles attach without a generation commit of their own. */
+    size_t n_shards = req->shard_count > 0 ? req->shard_count : 1u;
+    bool schedulable = !req->has_scheduling || req->scheduling == SHARD_SCHEDULING_ACTIVE ||
+                       req->scheduling == SHARD_SCHEDULING_ESSENTIAL;
+    if (!req->has_generation && !d->location_reply && schedulable &&
+        placement_policy_wants_attached(req->placement) && d->reserved == NULL) {
+        d->reserved = xcalloc(n_shards, sizeof(NodeId));
+        if (scheduler_reserve_new_tenant(&svc->sched, NULL, n_shards, d->reserved)) {
+            d->n_reserved = n_shards;
+            c.generation = 1;
+            c.shard_pageservers = d->reserved;
+        } else {
+            free(d->reserved);
+            d->reserved = NULL;
+        }
+    }
     operation_set_step(op, "storing the shards");
     bool ok = db_tenants_insert(svc->inserter, &c, on_tenant_inserted, op, &err);
     free(conf);
-    if (!ok)
+    if (!ok) {
+        scheduler_release_reserved(&svc->sched, d->reserved, d->n_reserved);
+        d->n_reserved = 0;
         operation_finish(op, &err, NULL);
+    }
 }
 
 static void create_run(Operation *op)

@@ -294,7 +294,16 @@ void tenant_shard_set_generation(TenantShard *s, Generation gen, NodeId node)
 {
     s->generation = gen;
     s->generation_pageserver = node;
+    s->flags &= (uint8_t)~TENANT_SHARD_GENERATION_UNUSED;
     s->sequence++;
+}
+
+bool tenant_shard_take_unused_generation(TenantShard *s)
+{
+    bool unused = (s->flags & TENANT_SHARD_GENERATION_UNUSED) != 0 &&
+                  s->generation != GENERATION_NONE && s->generation_pageserver != NODE_ID_NONE;
+    s->flags &= (uint8_t)~TENANT_SHARD_GENERATION_UNUSED;
+    return unused;
 }
 
 void tenant_shard_set_pending_notify(TenantShard *s, bool pending)

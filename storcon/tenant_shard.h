@@ -69,6 +69,9 @@ struct Tenant; /* storcon/tenant.h */
 #define TENANT_SHARD_PENDING_NOTIFY 0x01u /* a compute notification must still be sent */
 #define TENANT_SHARD_FORCE_DIRTY    0x02u /* reconcile even if observed matches the intent */
 #define TENANT_SHARD_IMPORTING      0x04u /* a timeline import runs (describe "is_importing") */
+/* The generation was issued to generation_pageserver by the insert that created the shard (tenant
+ * create) and no reconcile has used it yet: the first one attaches there without a bump. */
+#define TENANT_SHARD_GENERATION_UNUSED 0x08u
 
 /* Where the shard should be. secondaries[0..n_secondaries) are distinct and never equal to
  * attached. */
@@ -202,6 +205,10 @@ bool tenant_shard_observed_from_json(const json_t *config, ObservedState *out, E
 /* tenant_shard_set_generation: record a generation the database just issued to node (or
  * NODE_ID_NONE). Bumps the sequence. */
 void tenant_shard_set_generation(TenantShard *s, Generation gen, NodeId node);
+/* tenant_shard_take_unused_generation: true, once, when the shard's generation was issued by its
+ * insert and is still unused (TENANT_SHARD_GENERATION_UNUSED, cleared here and by every
+ * tenant_shard_set_generation). */
+bool tenant_shard_take_unused_generation(TenantShard *s);
 
 static inline bool tenant_shard_pending_notify(const TenantShard *s)
 {

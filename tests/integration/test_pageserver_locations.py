@@ -28,6 +28,7 @@ from pageserver_env import (  # noqa: F401 - fixtures are used by name
     tenant_detail,
     timeline_info,
     tsid_of,
+    wait_ready,
     wait_tenant_active,
 )
 
@@ -464,3 +465,38 @@ def test_tenant_config_strict_fields(ps_env):
     assert "gc_period" not in o and o["compaction_threshold"] == 4 and \
         o["max_lsn_wal_lag"] == 1000, o
     assert wait_tenant_active(ps, tenant)["generation"] == 1
+
+
+def test_concurrent_new_locations_persist_together_fail_alone_survive_kill9(ps_env):
+    """Location config writes run on the pageserver's sync threads, many at once (docs/
+    pageserver.md "Threads"): a burst of new shards is answered only once each config is durable,
+    a write that fails fails only its own shard (the others of the burst attach), and a kill -9
+    right after the answers loses none of them (development mode: the persisted configs are
+    loaded as they are at the restart)."""
+    ps = ps_env.pageserver(control_plane_api=None)
+    tsids = [new_id() for _ in range(24)]
+    confs = {t: location_conf("AttachedSingle", ps_env.storcon.issue(t, 3)) for t in tsids}
+    # exactly one of the concurrent writes fails, before anything of it is written
+    ok_json(ps.put("/v1/failpoints",
+                   json=[{"name": "location-config-persist", "actions": "1*return(disk full)"}]))
+    with ThreadPoolExecutor(len(tsids)) as pool:
+        results = dict(zip(tsids, pool.map(lambda t: put_location(ps, t, confs[t]), tsids)))
+    failed = [t for t, r in results.items() if r.status_code != 200]
+    assert len(failed) == 1, {t: (r.status_code, r.text) for t, r in results.items()}
+    assert "disk full" in results[failed[0]].text, results[failed[0]].text
+    done = [t for t in tsids if t not in failed]
+    for t in done:
+        assert wait_tenant_active(ps, t)["generation"] == 3
+        stored = json.loads((ps.workdir / "tenants" / t / "config").read_text())
+        assert stored == confs[t], (t, stored)
+        assert (ps.workdir / "tenants" / t / "timelines").is_dir()
+    # the failed one is retried by its caller and succeeds
+    assert ok_json(put_location(ps, failed[0], confs[failed[0]]))
+    assert wait_tenant_active(ps, failed[0])["generation"] == 3
+
+    ps.kill9()
+    ps.start()
+    wait_ready(ps)
+    assert all_locations(ps) == confs
+    for t in tsids:
+        assert wait_tenant_active(ps, t)["generation"] == 3

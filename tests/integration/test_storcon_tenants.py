@@ -9,13 +9,17 @@
 - locate and the paged tenant list; a failed notification stays pending and is retried, a 423
   does not block other tenants; a slow timeline delete answers 409 after 25 s, then 200;
 - tenant delete waits for a running timeline create (per-tenant locks);
-- concurrent creates share transactions (group commit) yet each gets its own outcome.
+- concurrent creates share transactions (group commit) yet each gets its own outcome;
+- a create's insert issues its shards' first generations (no generation UPDATE per create), its
+  answer survives a kill -9 of storcon, and a crash between the insert and the attach is
+  recovered with a bump.
 """
 
 import threading
 import time
 
 import pytest
+import requests
 
 from storcon_env import (  # noqa: F401 - fixtures are used by name
     TIMELINE_TIMEOUT,
@@ -634,3 +638,98 @@ def test_concurrent_creates_share_transactions_each_with_its_own_outcome(cluster
     assert results[-1].status_code == 201, results[-1].text
     assert sorted(cluster.db_shards(existing)) == sorted(shard_tsids(existing, 2))
     assert cluster.consistency_check().status_code == 200
+
+
+def _count_generation_updates(cl):
+    """A trigger recording every UPDATE of tenant_shards.generation (a bump) into
+    test_generation_updates, to count the second commits a create makes."""
+    cl.database.query("CREATE TABLE IF NOT EXISTS test_generation_updates (tenant_id text, "
+                      "shard_number integer, old integer, new integer)")
+    cl.database.query(
+        "CREATE OR REPLACE FUNCTION test_record_generation() RETURNS trigger AS $$ BEGIN "
+        "INSERT INTO test_generation_updates VALUES (NEW.tenant_id, NEW.shard_number, "
+        "OLD.generation, NEW.generation); RETURN NEW; END $$ LANGUAGE plpgsql")
+    cl.database.query(
+        "CREATE OR REPLACE TRIGGER test_generation_updates AFTER UPDATE OF generation ON "
+        "tenant_shards FOR EACH ROW EXECUTE FUNCTION test_record_generation()")
+
+
+def _generation_updates(cl, tenant: str) -> list:
+    return cl.database.query("SELECT shard_number, old, new FROM test_generation_updates "
+                             "WHERE tenant_id = %s ORDER BY shard_number, new", (tenant,))
+
+
+def _assert_attached_in_db_generation(cl, tenant: str, count: int):
+    """Every shard attached on exactly one pageserver, in the generation the database issued to
+    that node."""
+    rows = cl.db_shards(tenant)
+    assert sorted(rows) == sorted(shard_tsids(tenant, count)), rows
+    locs = cl.attached_locations(tenant)
+    for tsid, row in rows.items():
+        assert locs.get(tsid) == [(row["generation_pageserver"], row["generation"],
+                                   "AttachedSingle")], (tsid, row, locs.get(tsid))
+
+
+@pytest.mark.test_timeout(240)
+def test_create_issues_first_generation_in_its_insert_and_survives_kill9(cluster):
+    """A create picks its shards' nodes before the insert, which issues each shard's first
+    generation to its node (docs/storcon.md "Tenant create: group commit"): no generation UPDATE
+    (second commit) per create, concurrent creates spread over the nodes, and every acknowledged
+    create survives a kill -9 of storcon. A crash between the insert and the attach
+    (reconcile-before-attach) leaves a tenant whose issued generation is never reused: the
+    restarted controller bumps it and attaches."""
+    _count_generation_updates(cluster)
+    tenants = [(new_id(), count) for count in (0, 4) for _ in range(6)]
+    results = [None] * len(tenants)
+    start = threading.Barrier(len(tenants))
+
+    def create(i):
+        start.wait()
+        tenant, count = tenants[i]
+        results[i] = cluster.storcon.post("/v1/tenant", json={
+            "new_tenant_id": tenant, "shard_parameters": {"count": count}}, timeout=60)
+
+    threads = [threading.Thread(target=create, args=(i,)) for i in range(len(tenants))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    used = set()
+    for (tenant, count), r in zip(tenants, results):
+        body = ok_json(r, 201)
+        assert sorted(s["shard_id"] for s in body["shards"]) == sorted(shard_tsids(tenant, count))
+        assert all(s["generation"] == 1 for s in body["shards"]), body
+        # answered after the attach: the pageservers hold generation 1 of the answer's node
+        _assert_attached_in_db_generation(cluster, tenant, count)
+        assert {s["shard_id"]: s["node_id"] for s in body["shards"]} == \
+            {t: row["generation_pageserver"] for t, row in cluster.db_shards(tenant).items()}
+        assert _generation_updates(cluster, tenant) == [], "a create bumped a generation"
+        used |= {s["node_id"] for s in body["shards"]}
+    assert used == {ps.id for ps in cluster.pageservers}, f"creates not spread: {used}"
+
+    # kill -9 after the answers: everything acknowledged is still there, in generation 1
+    cluster.storcon.kill9()
+    cluster.restart_storcon()
+    cluster.reconcile_until_idle()
+    for tenant, count in tenants:
+        assert cluster.db_generations(tenant) == {t: 1 for t in shard_tsids(tenant, count)}
+        _assert_attached_in_db_generation(cluster, tenant, count)
+    ok_json(cluster.consistency_check())
+
+    # a crash after the insert committed, before the attach PUT
+    cluster.storcon_failpoint("reconcile-before-attach", "exit")
+    crashed = new_id()
+    with pytest.raises(requests.RequestException):  # the controller dies inside the request
+        cluster.storcon.post("/v1/tenant", json={"new_tenant_id": crashed,
+                                                 "shard_parameters": {"count": 2}}, timeout=30)
+    cluster.storcon.process.wait_exit(30)
+    rows = cluster.db_shards(crashed)
+    assert all(row["generation"] == 1 for row in rows.values()), rows
+    assert cluster.tenant_locations(crashed) == {}, "attached before the failpoint"
+    cluster.restart_storcon()
+    cluster.reconcile_until_idle()
+    # issued once to a node that never used it, never handed out again: bumped, then attached
+    assert cluster.db_generations(crashed) == {t: 2 for t in shard_tsids(crashed, 2)}
+    _assert_attached_in_db_generation(cluster, crashed, 2)
+    assert [(old, new) for _, old, new in _generation_updates(cluster, crashed)] == [(1, 2)] * 2
+    ok_json(cluster.consistency_check())

@@ -187,6 +187,19 @@ static void test_mkdir_p(void **state)
     assert_non_null(strstr(err.msg, "a/file"));
     err_clear(&err);
     assert_false(fs_mkdir_p("", 0755, &err));
+
+    /* fs_mkdir: one level, an existing directory is fine, a missing parent or a file is not */
+    err_clear(&err);
+    assert_true(fs_mkdir(in_dir("a/one"), 0755, &err));
+    assert_true(fs_mkdir(in_dir("a/one"), 0755, &err));
+    struct stat st;
+    assert_int_equal(stat(in_dir("a/one"), &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_false(fs_mkdir(in_dir("missing/one"), 0755, &err));
+    assert_int_equal(err.code, ERR_INTERNAL);
+    err_clear(&err);
+    assert_false(fs_mkdir(in_dir("a/file"), 0755, &err));
+    assert_non_null(strstr(err.msg, "a/file"));
 }
 
 static void test_remove_tree(void **state)

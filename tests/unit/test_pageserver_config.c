@@ -169,7 +169,7 @@ static void test_control_plane_api_normalize(void **state)
 
 /* ---- the option table through config_load ---- */
 
-#define MAX_ARGS 16
+#define MAX_ARGS 24
 
 typedef struct LoadCase {
     const char *args[MAX_ARGS]; /* after argv[0]; NULL-terminated */
@@ -308,6 +308,7 @@ static void test_config_load_defaults(void **state)
     assert_int_equal(cfg.workers.latency_reserved, 1);
     assert_int_equal(cfg.workers.max_io, 3);
     assert_int_equal(cfg.workers.max_bulk, 1);
+    assert_int_equal(cfg.workers.sync_threads, 8); /* location config writes */
 }
 
 static void test_config_load_flags(void **state)
@@ -331,6 +332,7 @@ static void test_config_load_flags(void **state)
                                        "--worker-max-bulk",
                                        "3",
                                        "--worker-latency-reserved=2",
+                                       "--worker-sync-threads=0",
                                        NULL};
     PageserverConfig cfg;
     Err err = {0};
@@ -349,6 +351,7 @@ static void test_config_load_flags(void **state)
     assert_int_equal(cfg.workers.latency_reserved, 2);
     assert_int_equal(cfg.workers.max_io, 7);
     assert_int_equal(cfg.workers.max_bulk, 3);
+    assert_int_equal(cfg.workers.sync_threads, 0);
 }
 
 static void test_config_relative_workdir(void **state)

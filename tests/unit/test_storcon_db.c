@@ -810,6 +810,75 @@ static void test_tenant_insert(void **state)
     assert_int_equal(increment(f, &u, 0, 0, 7), 1);
 }
 
+/* A create that picked its nodes: each shard's first generation issued to its own node in the
+ * insert; in a batch with a bad row it is delivered alone, unharmed; a repeat with other nodes is
+ * an identical repeat (the nodes are not part of the request's identity) and changes nothing. */
+static void test_tenant_insert_shard_pageservers(void **state)
+{
+    Fixture *f = fixture_or_skip(state);
+    TenantId t, bad_t, u;
+    tenant_id_generate(&t);
+    tenant_id_generate(&bad_t);
+    tenant_id_generate(&u);
+    char id[ID_STR_SIZE];
+    tenant_id_format(&t, id);
+    static const NodeId nodes[4] = {1, 2, 3, 1};
+    DbTenantCreate create = make_create(&t, 4);
+    create.generation = 1;
+    create.shard_pageservers = nodes;
+    DbTenantCreate bad = make_create(&bad_t, 1);
+    bad.config = "{not json";
+    static const NodeId unode[1] = {2};
+    DbTenantCreate unsharded = make_create(&u, 0);
+    unsharded.generation = 1;
+    unsharded.shard_pageservers = unode;
+    Capture c = {0}, cb = {0}, cu = {0};
+    Err err;
+    /* one loop pass: one batch, which the bad row rolls back and splits */
+    assert_true(db_tenants_insert(f->ins, &create, on_create, &c, &err));
+    assert_true(db_tenants_insert(f->ins, &bad, on_create, &cb, &err));
+    assert_true(db_tenants_insert(f->ins, &unsharded, on_create, &cu, &err));
+    pump(f, &c.calls, 1);
+    pump(f, &cb.calls, 1);
+    pump(f, &cu.calls, 1);
+    expect_err(&cb, ERR_INTERNAL, NULL);
+    expect_ok(&c);
+    assert_true(c.flag);
+    assert_int_equal(c.n, 4);
+    for (unsigned i = 0; i < 4; i++) {
+        assert_int_equal(c.shards[i].tsid.number, i);
+        assert_int_equal(c.shards[i].generation, 1);
+        assert_true(c.shards[i].node == nodes[i]);
+    }
+    expect_ok(&cu);
+    assert_int_equal(cu.n, 1);
+    assert_int_equal(cu.shards[0].generation, 1);
+    assert_true(cu.shards[0].node == 2);
+    assert_int_equal(sql_int("SELECT count(*) FROM tenant_shards WHERE tenant_id = $1 AND "
+                             "generation = 1 AND generation_pageserver IS NOT NULL",
+                             1, id, NULL, NULL),
+                     4);
+
+    /* a repeat that picked other nodes: identical, nothing rewritten */
+    static const NodeId other[4] = {3, 3, 3, 3};
+    DbTenantCreate again = create;
+    again.shard_pageservers = other;
+    assert_true(db_tenants_insert(f->ins, &again, on_create, &c, &err));
+    pump(f, &c.calls, 2);
+    expect_ok(&c);
+    assert_false(c.flag);
+    for (unsigned i = 0; i < 4; i++)
+        assert_true(c.shards[i].node == nodes[i]);
+
+    /* nodes without a generation are refused before anything is queued */
+    DbTenantCreate no_gen = make_create(&bad_t, 4);
+    no_gen.generation = GENERATION_NONE;
+    no_gen.shard_pageservers = nodes;
+    err_clear(&err);
+    assert_false(db_tenants_insert(f->ins, &no_gen, on_create, &cb, &err));
+    assert_int_equal(err.code, ERR_BAD_REQUEST);
+}
+
 static void test_tenant_insert_invalid(void **state)
 {
     Fixture *f = fixture_or_skip(state);
@@ -1956,6 +2025,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_node_invalid_arguments, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_insert, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_insert_invalid, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_insert_shard_pageservers, test_setup,
+                                        test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_insert_batched, test_setup, test_teardown),
         cmocka_unit_test(test_tenant_insert_batch_db_failure),
         cmocka_unit_test_setup_teardown(test_tenant_load, test_setup, test_teardown),

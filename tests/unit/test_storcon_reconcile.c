@@ -267,6 +267,45 @@ static void test_plan_table(void **state)
 
 /* test_plan_converges: applying each planned action's effect as the reconciler would reaches
  * "nothing to do" within a few steps, from every starting point. */
+/* A generation the shard's insert issued to its attached node (tenant create): the first reconcile
+ * attaches without a bump, exactly once; later reconciles, and any other node, bump. */
+static void test_plan_unused_generation(void **state)
+{
+    (void)state;
+    Fixture f;
+    fixture_init(&f, 0);
+    tenant_shard_set_generation(f.shard, 1, 1);
+    f.shard->flags |= TENANT_SHARD_GENERATION_UNUSED;
+    ReconcileProgress p;
+    ReconcileAction a;
+    reconcile_progress_init(&p, f.shard);
+    assert_false(f.shard->flags & TENANT_SHARD_GENERATION_UNUSED); /* taken */
+    reconcile_plan(f.shard, &f.nodes, &p, &a);
+    assert_int_equal(a.kind, RECONCILE_ACTION_ATTACH);
+    assert_int_equal(a.node, 1);
+    /* the attach failed: the next reconcile bumps */
+    reconcile_progress_init(&p, f.shard);
+    reconcile_plan(f.shard, &f.nodes, &p, &a);
+    assert_int_equal(a.kind, RECONCILE_ACTION_BUMP_GENERATION);
+
+    /* issued to node 1, but the intent moved to node 2 before the first reconcile: bump */
+    tenant_shard_set_generation(f.shard, 1, 1);
+    f.shard->flags |= TENANT_SHARD_GENERATION_UNUSED;
+    Err err;
+    err_clear(&err);
+    assert_true(scheduler_intent_set_attached(&f.sched, f.shard, 2, &err));
+    reconcile_progress_init(&p, f.shard);
+    reconcile_plan(f.shard, &f.nodes, &p, &a);
+    assert_int_equal(a.kind, RECONCILE_ACTION_BUMP_GENERATION);
+    assert_int_equal(a.node, 2);
+
+    /* a newer generation (a re-attach bumped it) clears the mark */
+    f.shard->flags |= TENANT_SHARD_GENERATION_UNUSED;
+    tenant_shard_set_generation(f.shard, 2, 2);
+    assert_false(tenant_shard_take_unused_generation(f.shard));
+    fixture_finish(&f);
+}
+
 static void test_plan_converges(void **state)
 {
     (void)state;
@@ -562,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_table_shape),
         cmocka_unit_test(test_transition_allowed),
         cmocka_unit_test(test_plan_table),
+        cmocka_unit_test(test_plan_unused_generation),
         cmocka_unit_test(test_plan_converges),
         cmocka_unit_test(test_config_change_pushes),
         cmocka_unit_test(test_migration_sequence),

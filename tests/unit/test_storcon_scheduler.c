@@ -367,6 +367,62 @@ static void test_no_schedulable_nodes(void **state)
     assert_int_equal(n->attached_count, 2);
 }
 
+/* scheduler_reserve_new_tenant: a tenant not created yet spreads its shards like
+ * scheduler_schedule_tenant would, the reservations steer the next create elsewhere until they are
+ * released, and the picks stay where the real scheduling puts them once the intents are set. */
+static void test_reserve_new_tenant(void **state)
+{
+    Fx *fx = *state;
+    Node *n1 = fx_node(fx, 1, "az-a");
+    Node *n2 = fx_node(fx, 2, "az-a");
+    Node *n3 = fx_node(fx, 3, "az-b");
+    NodeId four[4], one[1], again[1];
+    assert_true(scheduler_reserve_new_tenant(&fx->sched, NULL, 4, four));
+    /* spread: 2 on one node, one on each other, in node order */
+    assert_int_equal(four[0], 1);
+    assert_int_equal(four[1], 2);
+    assert_int_equal(four[2], 3);
+    assert_int_equal(four[3], 1);
+    assert_int_equal(n1->attached_reserved, 2);
+    assert_int_equal(n2->attached_reserved + n3->attached_reserved, 2);
+    /* a concurrent create goes to the least loaded node, counting the reservations */
+    assert_true(scheduler_reserve_new_tenant(&fx->sched, NULL, 1, one));
+    assert_int_equal(one[0], 2);
+    /* a preferred AZ wins over the load */
+    assert_true(scheduler_reserve_new_tenant(&fx->sched, "az-b", 1, again));
+    assert_int_equal(again[0], 3);
+    scheduler_release_reserved(&fx->sched, again, 1);
+    scheduler_release_reserved(&fx->sched, one, 1);
+    scheduler_release_reserved(&fx->sched, four, 4);
+    assert_int_equal(n1->attached_reserved + n2->attached_reserved + n3->attached_reserved, 0);
+    /* releasing more than was reserved (or a node since removed) changes nothing */
+    NodeId gone[2] = {1, 99};
+    scheduler_release_reserved(&fx->sched, gone, 2);
+    assert_int_equal(n1->attached_reserved, 0);
+
+    /* the picked nodes set as intents are kept by the real scheduling (counted as attached, no
+     * longer reserved) */
+    Tenant *t = fx_tenant(fx, 1, PLACEMENT_POLICY_DEFAULT, 4);
+    assert_true(scheduler_reserve_new_tenant(&fx->sched, NULL, 4, four));
+    scheduler_release_reserved(&fx->sched, four, 4);
+    Err err;
+    err_clear(&err);
+    for (size_t i = 0; i < 4; i++)
+        assert_true(scheduler_intent_set_attached(&fx->sched, t->shards[i], four[i], &err));
+    schedule_tenant_ok(fx, t);
+    for (size_t i = 0; i < 4; i++)
+        assert_int_equal(t->shards[i]->intent.attached, four[i]);
+    assert_int_equal(n1->attached_count + n2->attached_count + n3->attached_count, 4);
+    assert_consistent(fx);
+
+    /* no schedulable node for every shard: false, nothing reserved */
+    n1->availability = NODE_AVAILABILITY_OFFLINE;
+    n2->availability = NODE_AVAILABILITY_OFFLINE;
+    n3->availability = NODE_AVAILABILITY_OFFLINE;
+    assert_false(scheduler_reserve_new_tenant(&fx->sched, NULL, 2, four));
+    assert_int_equal(n1->attached_reserved + n2->attached_reserved + n3->attached_reserved, 0);
+}
+
 /* ---- failover ---- */
 
 static void test_offline_node_promotes_secondary(void **state)
@@ -1027,6 +1083,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_secondaries_other_az, fx_setup, fx_teardown),
         cmocka_unit_test(test_excluded_nodes),
         cmocka_unit_test_setup_teardown(test_no_schedulable_nodes, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_reserve_new_tenant, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_offline_node_promotes_secondary, fx_setup,
                                         fx_teardown),
         cmocka_unit_test_setup_teardown(test_stability, fx_setup, fx_teardown),

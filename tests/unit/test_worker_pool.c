@@ -479,6 +479,65 @@ static void test_bulk_flood_does_not_delay_latency(void **state)
     gate_destroy();
 }
 
+/* SYNC jobs run on their own threads, all of them at once (the concurrency that lets the
+ * filesystem commit their fsyncs together), while every general thread is stuck with IO and
+ * LATENCY work; a stuck SYNC job does not take a general thread either. Without sync threads they
+ * run as IO jobs. */
+static void test_sync_jobs_have_their_own_threads(void **state)
+{
+    (void)state;
+    gate_init();
+    g_done = 0;
+    struct event_base *base = event_base_new();
+    WorkerPool *pool;
+    Err err;
+    WorkerPoolConfig cfg = {.threads = 2, .sync_threads = 3};
+    assert_true(worker_pool_new_config(base, &cfg, &pool, &err));
+    CJob busy[4];
+    memset(busy, 0, sizeof(busy));
+    for (int i = 0; i < 2; i++) {
+        busy[i].gated = true;
+        start(pool, WORKER_CLASS_IO, 0, &busy[i]);
+    }
+    wait_running(pool, WORKER_CLASS_IO, 1); /* 2 threads, 1 reserved for LATENCY */
+    for (int i = 2; i < 4; i++) {
+        busy[i].gated = true;
+        start(pool, WORKER_CLASS_LATENCY, 0, &busy[i]);
+    }
+    wait_running(pool, WORKER_CLASS_LATENCY, 1);
+    CJob stuck[3];
+    memset(stuck, 0, sizeof(stuck));
+    for (int i = 0; i < 3; i++) {
+        stuck[i].gated = true;
+        start(pool, WORKER_CLASS_SYNC, 0, &stuck[i]);
+    }
+    wait_running(pool, WORKER_CLASS_SYNC, 3); /* all at once, none on a general thread */
+    assert_int_equal(worker_pool_running(pool, WORKER_CLASS_IO), 1);
+    assert_int_equal(worker_pool_running(pool, WORKER_CLASS_LATENCY), 1);
+    CJob more[5];
+    memset(more, 0, sizeof(more));
+    for (int i = 0; i < 5; i++)
+        start(pool, WORKER_CLASS_SYNC, 0, &more[i]);
+    assert_int_equal(worker_pool_queued(pool, WORKER_CLASS_SYNC), 5); /* every sync thread busy */
+    gate_open();
+    run_until_done(base, 4 + 3 + 5);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(more[i].outcome, WORKER_RAN);
+    worker_pool_free(pool);
+
+    /* no sync threads: a SYNC job is an IO job */
+    g_done = 0;
+    assert_true(pool_new(base, 2, &pool, &err));
+    CJob one;
+    memset(&one, 0, sizeof(one));
+    start(pool, WORKER_CLASS_SYNC, 0, &one);
+    run_until_done(base, 1);
+    assert_int_equal(one.outcome, WORKER_RAN);
+    worker_pool_free(pool);
+    event_base_free(base);
+    gate_destroy();
+}
+
 /* A queued job cancelled never runs (done says so, later, not inside the cancel); a running one
  * is told and stops. */
 static void test_cancel(void **state)
@@ -589,9 +648,9 @@ static void test_bad_limits(void **state)
     (void)state;
     struct event_base *base = event_base_new();
     static const WorkerPoolConfig bad[] = {
-        {.threads = 4, .latency_reserved = 4},
-        {.threads = 4, .max_io = 5},
-        {.threads = 2, .latency_reserved = -1},
+        {.threads = 4, .latency_reserved = 4},  {.threads = 4, .max_io = 5},
+        {.threads = 2, .latency_reserved = -1}, {.threads = 2, .sync_threads = -1},
+        {.threads = 2, .sync_threads = 257},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         WorkerPool *pool = (WorkerPool *)&pool;
@@ -613,6 +672,7 @@ int main(void)
         cmocka_unit_test(test_free_from_done_callback),
         cmocka_unit_test(test_bad_thread_count),
         cmocka_unit_test(test_bulk_flood_does_not_delay_latency),
+        cmocka_unit_test(test_sync_jobs_have_their_own_threads),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_shutdown_cancels_queued),
