@@ -292,8 +292,8 @@ bool worker_pool_config_resolve(const WorkerPoolConfig *in, WorkerPoolConfig *ou
     int background = t - out->latency_reserved;
     if (out->max_io == 0)
         out->max_io = background;
-    if (out->max_bulk == 0)
-        out->max_bulk = background / 2 > 1 ? background / 2 : 1;
+    if (out->max_bulk == 0) /* all background threads but one: IO never waits behind BULK */
+        out->max_bulk = background > 2 ? background - 1 : 1;
     if (out->sync_threads < 0 || out->sync_threads > WORKER_POOL_MAX_THREADS) {
         err_set(err, ERR_BAD_REQUEST, "worker pool: %d sync threads (want 0..%d)",
                 out->sync_threads, WORKER_POOL_MAX_THREADS);

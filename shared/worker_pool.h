@@ -59,7 +59,8 @@ typedef void (*WorkerJobDoneFn)(void *arg, WorkerOutcome outcome);
 
 /* WorkerPoolConfig: zero fields take the defaults computed from threads: latency_reserved
  * threads / 4 (at least 1 with two threads or more), IO up to threads - latency_reserved, BULK up
- * to half of that (at least 1). LATENCY may always use every thread. */
+ * to one less than that (at least 1), so IO always has a thread BULK cannot take. LATENCY may
+ * always use every thread. */
 typedef struct WorkerPoolConfig {
     int threads; /* 1..256 */
     int latency_reserved;

@@ -303,11 +303,12 @@ static void test_config_load_defaults(void **state)
     assert_string_equal(cfg.public_key, "");
     assert_int_equal(cfg.log_level_value, LOG_INFO);
     assert_int_equal(cfg.worker_threads, 4);
-    /* the pool's defaults for 4 threads: 1 reserved for reads, IO 3, BULK 1 */
+    /* the pool's defaults for 4 threads: 1 reserved for reads, IO 3, BULK 2 (an import's two
+     * jobs at once) */
     assert_int_equal(cfg.workers.threads, 4);
     assert_int_equal(cfg.workers.latency_reserved, 1);
     assert_int_equal(cfg.workers.max_io, 3);
-    assert_int_equal(cfg.workers.max_bulk, 1);
+    assert_int_equal(cfg.workers.max_bulk, 2);
     assert_int_equal(cfg.workers.sync_threads, 8); /* location config writes */
 }
 
