@@ -43,15 +43,9 @@ die() {
   exit 1
 }
 
-for b in storcon pageserver storconctl; do
-  [ -x "$BIN/$b" ] || die "$BIN/$b missing: build first (SKIP_DEPS=1 bash scripts/build.sh)"
-done
-for t in "$PG_BIN/initdb" "$PG_BIN/pgbench" zstd tar curl; do
-  command -v "$t" >/dev/null || die "$t missing"
-done
-
 # shellcheck source=tests/bench/lib_pgbench.sh
 . "$ROOT/tests/bench/lib_pgbench.sh"
+bench_require "$PG_BIN/initdb" "$PG_BIN/pgbench" zstd tar curl
 
 bench_workdir import "${BENCH_IMPORT_KEEP:-0}"
 SAMPLER_PID=""

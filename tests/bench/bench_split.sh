@@ -40,15 +40,9 @@ die() {
   exit 1
 }
 
-for b in storcon pageserver storconctl; do
-  [ -x "$BIN/$b" ] || die "$BIN/$b missing: build first (SKIP_DEPS=1 bash scripts/build.sh)"
-done
-for t in "$PG_BIN/initdb" "$PG_BIN/pgbench" curl; do
-  command -v "$t" >/dev/null || die "$t missing"
-done
-
 # shellcheck source=tests/bench/lib_pgbench.sh
 . "$ROOT/tests/bench/lib_pgbench.sh"
+bench_require "$PG_BIN/initdb" "$PG_BIN/pgbench" curl
 
 bench_workdir split "${BENCH_SPLIT_KEEP:-0}"
 READER_PID=""

@@ -1,8 +1,20 @@
 # lib_pgbench.sh: sourced by the benchmarks that need a pgbench data directory and a few shell
-# helpers (bench_import.sh, bench_split.sh). Needs PG_BIN, PYTHON, log and die from the sourcing
+# helpers (bench_import.sh, bench_split.sh). Needs BIN, PG_BIN, PYTHON, log and die from the sourcing
 # script; bench_workdir sets up its work directory and its cleanup.
 
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
+
+# bench_require TOOL...: the daemons in $BIN (storcon, pageserver, storconctl) and every TOOL
+# (a command on the PATH or a path), else die.
+bench_require() {
+  local b t
+  for b in storcon pageserver storconctl; do
+    [ -x "$BIN/$b" ] || die "$BIN/$b missing: build first (SKIP_DEPS=1 bash scripts/build.sh)"
+  done
+  for t in "$@"; do
+    command -v "$t" >/dev/null || die "$t missing"
+  done
+}
 
 # bench_workdir NAME KEEP: WORK (a new /tmp/bench-NAME.XXXXXX the postgres user can reach, for
 # the cluster's and the source's directories) and CLUSTER (WORK/cluster, for scripts/demo.sh),

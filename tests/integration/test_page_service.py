@@ -194,19 +194,32 @@ def test_pagestream_reads_match_source(cluster_factory, source, tmp_path):
                 assert resp.data == page, req
             batches[ps_id], expected[ps_id] = [], []
 
+        # (node, rel, block, page) of every relation page, at the node holding its owner shard
+        owned = []
         for f in relation_files(files):
             for i in range(len(f.data) // BLCKSZ):
                 blk = f.segno * RELSEG_BLOCKS + i
                 owner = key_owner(Key.rel_block(f.spc, f.db, f.rel, f.fork, blk), 4, STRIPE)
-                ps_id = shards[owner][1].id
-                batches[ps_id].append(Request(GET_PAGE, lsn, 0, reqid=total,
-                                              rel=(f.spc, f.db, f.rel, f.fork), blkno=blk))
-                expected[ps_id].append(f.data[i * BLCKSZ:(i + 1) * BLCKSZ])
+                owned.append((shards[owner][1].id, (f.spc, f.db, f.rel, f.fork), blk,
+                              f.data[i * BLCKSZ:(i + 1) * BLCKSZ]))
+
+        def read_all():
+            """Every owned page through its node's connection, 1,000 in flight at most;
+            returns how many were asked of each node."""
+            nonlocal total
+            asked = {ps_id: 0 for ps_id in conns}
+            for ps_id, rel, blk, page in owned:
+                batches[ps_id].append(Request(GET_PAGE, lsn, 0, reqid=total, rel=rel, blkno=blk))
+                expected[ps_id].append(page)
                 total += 1
+                asked[ps_id] += 1
                 if len(batches[ps_id]) == 1000:
                     drain(ps_id)
-        for ps_id in conns:
-            drain(ps_id)
+            for ps_id in conns:
+                drain(ps_id)
+            return asked
+
+        read_all()
         assert total > 2000, total
 
         # The same pages again: now from the page cache (docs/pageserver.md, Page cache), the
@@ -214,20 +227,7 @@ def test_pagestream_reads_match_source(cluster_factory, source, tmp_path):
         before = {ps.id: (metric_values(ps, "pageserver_page_cache_hits_total")[""],
                           metric_values(ps, "pageserver_page_cache_misses_total")[""])
                   for ps in nodes.values()}
-        again = {ps_id: 0 for ps_id in conns}
-        for f in relation_files(files):
-            for i in range(len(f.data) // BLCKSZ):
-                blk = f.segno * RELSEG_BLOCKS + i
-                owner = key_owner(Key.rel_block(f.spc, f.db, f.rel, f.fork, blk), 4, STRIPE)
-                ps_id = shards[owner][1].id
-                batches[ps_id].append(Request(GET_PAGE, lsn, 0, reqid=total,
-                                              rel=(f.spc, f.db, f.rel, f.fork), blkno=blk))
-                expected[ps_id].append(f.data[i * BLCKSZ:(i + 1) * BLCKSZ])
-                again[ps_id] += 1
-                if len(batches[ps_id]) == 1000:
-                    drain(ps_id)
-        for ps_id in conns:
-            drain(ps_id)
+        again = read_all()
         for ps in nodes.values():
             hits0, misses0 = before[ps.id]
             hits = metric_values(ps, "pageserver_page_cache_hits_total")[""] - hits0
@@ -237,14 +237,9 @@ def test_pagestream_reads_match_source(cluster_factory, source, tmp_path):
         # The same pages over 6 connections per node at once, spread over the page service
         # threads (--page-service-threads 3): each answered completely, in order, the same bytes.
         work = {ps_id: [] for ps_id in conns}
-        for f in relation_files(files):
-            for i in range(len(f.data) // BLCKSZ):
-                blk = f.segno * RELSEG_BLOCKS + i
-                owner = key_owner(Key.rel_block(f.spc, f.db, f.rel, f.fork, blk), 4, STRIPE)
-                work[shards[owner][1].id].append(
-                    (Request(GET_PAGE, lsn, 0, reqid=len(work[shards[owner][1].id]),
-                             rel=(f.spc, f.db, f.rel, f.fork), blkno=blk),
-                     f.data[i * BLCKSZ:(i + 1) * BLCKSZ]))
+        for ps_id, rel, blk, page in owned:
+            work[ps_id].append((Request(GET_PAGE, lsn, 0, reqid=len(work[ps_id]), rel=rel,
+                                        blkno=blk), page))
         failures = []
 
         def reader(ps, items):

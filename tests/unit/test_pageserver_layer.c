@@ -25,6 +25,7 @@
 #include "shared/str.h"
 
 #include "pageserver/layer.h"
+#include "tests/unit/tmpdir_util.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -44,17 +45,12 @@ static char g_dir[256];
 
 static int group_setup(void **state)
 {
-    Err err = {0};
-    if (!str_printf(g_dir, sizeof(g_dir), "/tmp/test_pageserver_layer.%ld", (long)getpid()) ||
-        !fs_mkdir_p(g_dir, 0755, &err))
-        return -1;
-    return 0;
+    return tmpdir_make(g_dir, sizeof(g_dir), "test_pageserver_layer");
 }
 
 static int group_teardown(void **state)
 {
-    Err err = {0};
-    return fs_remove_tree(g_dir, &err) ? 0 : -1;
+    return tmpdir_remove(g_dir);
 }
 
 static void path_in_dir(char *out, size_t cap, const char *name)

@@ -24,22 +24,18 @@
 #include "pageserver/layer.h"
 #include "pageserver/layer_map.h"
 #include "pageserver/page_cache.h"
+#include "tests/unit/tmpdir_util.h"
 
 static char g_dir[256];
 
 static int group_setup(void **state)
 {
-    Err err = {0};
-    if (!str_printf(g_dir, sizeof(g_dir), "/tmp/test_pageserver_page_cache.%ld", (long)getpid()) ||
-        !fs_mkdir_p(g_dir, 0755, &err))
-        return -1;
-    return 0;
+    return tmpdir_make(g_dir, sizeof(g_dir), "test_pageserver_page_cache");
 }
 
 static int group_teardown(void **state)
 {
-    Err err = {0};
-    return fs_remove_tree(g_dir, &err) ? 0 : -1;
+    return tmpdir_remove(g_dir);
 }
 
 /* fill: the deterministic value of (seed, i) into buf[PAGE_CACHE_VALUE_MAX]. */
