@@ -20,13 +20,24 @@ struct ComputeHook {
     DbRequest *writing; /* the record write in flight */
     NotifierStoreDoneFn write_done;
     void *write_done_arg;
+    void (*drop_arg)(void *arg); /* the options' */
 };
 
 /* HookWaiter: a caller's callback, called from the notifier's. */
 typedef struct HookWaiter {
     ComputeHookDone done;
     void *arg;
+    void (*drop_arg)(void *arg); /* the options': releases arg when done never runs */
 } HookWaiter;
+
+/* hook_drop_waiter: the notifier's drop_arg: a waiter whose callback will never run. */
+static void hook_drop_waiter(void *p)
+{
+    HookWaiter *w = p;
+    if (w->drop_arg != NULL)
+        w->drop_arg(w->arg);
+    free(w);
+}
 
 const char *compute_notify_outcome_name(ComputeNotifyOutcome o)
 {
@@ -177,7 +188,7 @@ ComputeHook *compute_hook_new(struct event_base *base, HttpClient *http, Metrics
         .method = "PUT",
         .bearer_token = opts->bearer_token,
         .render = render_cb,
-        .drop_arg = free,
+        .drop_arg = hook_drop_waiter,
         .metric_prefix = "compute_notifications",
         .timeout_ms = opts->timeout_ms,
         .max_attempts = opts->max_attempts,
@@ -188,6 +199,7 @@ ComputeHook *compute_hook_new(struct event_base *base, HttpClient *http, Metrics
         .max_inflight = opts->max_inflight,
     };
     hook->db = opts->db;
+    hook->drop_arg = opts->drop_arg;
     if (opts->db != NULL)
         no.store = (NotifierStore){.write = db_store_write, .cancel = db_store_cancel, .ctx = hook};
     hook->n = notifier_new(base, http, metrics, &no);
@@ -220,6 +232,7 @@ void compute_hook_notify(ComputeHook *hook, const ComputeHookTenant *snapshot, C
         w = xmalloc(sizeof(*w));
         w->done = done;
         w->arg = arg;
+        w->drop_arg = hook->drop_arg;
     }
     char tid[ID_STR_SIZE], label[NOTIFIER_LABEL_MAX];
     tenant_id_format(&snapshot->tenant_id, tid);

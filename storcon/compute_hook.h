@@ -122,14 +122,17 @@ typedef struct ComputeHookOptions {
     DbPool *db;          /* borrowed: accepted hashes kept in compute_notifications; NULL: not */
     NotifierStore store; /* without db: another store (tests); write NULL = memory only */
     int max_inflight;    /* requests in flight over all tenants */
+    /* compute_hook_free calls it with the arg of every done callback that will never run (so
+     * the caller's context is not leaked); NULL: nothing to release */
+    void (*drop_arg)(void *arg);
 } ComputeHookOptions;
 
 /* compute_hook_new: http and metrics (NULL = no metrics) are borrowed and must outlive the hook.
  * Never NULL; the caller frees with compute_hook_free. */
 ComputeHook *compute_hook_new(struct event_base *base, HttpClient *http, MetricsRegistry *metrics,
                               const ComputeHookOptions *opts);
-/* compute_hook_free: stop every request and timer; callbacks not yet run never run. Not from
- * inside a ComputeHookDone callback. NULL ok. */
+/* compute_hook_free: stop every request and timer; callbacks not yet run never run (their args
+ * go to the options' drop_arg). Not from inside a ComputeHookDone callback. NULL ok. */
 void compute_hook_free(ComputeHook *hook);
 
 bool compute_hook_enabled(const ComputeHook *hook);

@@ -470,6 +470,7 @@ Service *service_new(const ServiceOptions *opts)
         .control_plane_url = svc->cp_url,
         .bearer_token = svc->cp_token,
         .db = opts->db,
+        .drop_arg = free, /* a NotifyCtx whose notification a stop cut short */
     };
     svc->hook = compute_hook_new(opts->base, svc->http, opts->metrics, &ho);
     service_imports_init(svc);

@@ -744,6 +744,42 @@ static void test_transport_errors_retried_then_pending(void **state)
     assert_true(compute_hook_is_pending(f->hook, &s.tenant_id));
 }
 
+/* A hook freed while a notification still waits (here: its retries against a closed port, with a
+ * long backoff): its callback never runs, and its arg goes to the options' drop_arg, once. */
+static int g_dropped;
+static void drop_outcome(void *arg)
+{
+    Outcome *o = arg;
+    o->calls += 100; /* marks it as dropped, not answered */
+    g_dropped++;
+}
+
+static void test_free_drops_the_args_of_callbacks_that_never_run(void **state)
+{
+    Fixture *f = *state;
+    char url[64];
+    assert_true(str_printf(url, sizeof(url), "http://127.0.0.1:%d", closed_port()));
+    ComputeHookOptions opts = TEST_OPTS;
+    opts.control_plane_url = url;
+    opts.max_attempts = 50;
+    opts.backoff_base_ms = 60000;
+    opts.backoff_max_ms = 60000;
+    opts.drop_arg = drop_outcome;
+    hook_new_with(f, opts);
+    NodeId n[] = {9};
+    ComputeHookTenant s = snap(T2, 0, 2048, NULL, n, 1);
+    Outcome o = {0};
+    notify(f, &s, &o);
+    run_for(f, 50); /* the first attempt fails; the retry waits a minute */
+    assert_int_equal(o.calls, 0);
+    assert_true(compute_hook_is_pending(f->hook, &s.tenant_id));
+    g_dropped = 0;
+    compute_hook_free(f->hook);
+    f->hook = NULL;
+    assert_int_equal(g_dropped, 1);
+    assert_int_equal(o.calls, 100); /* dropped, never answered */
+}
+
 static void test_disabled(void **state)
 {
     Fixture *f = *state;
@@ -1272,6 +1308,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_transport_errors_retried_then_pending, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_disabled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_drops_the_args_of_callbacks_that_never_run, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_newer_map_supersedes_queued, setup, teardown),
         cmocka_unit_test_setup_teardown(test_newer_map_supersedes_retry_wait, setup, teardown),
         cmocka_unit_test_setup_teardown(test_forget_cancels, setup, teardown),
