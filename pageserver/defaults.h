@@ -78,7 +78,10 @@
  * read batch, not copied */
 #define PAGE_SERVICE_REFERENCE_MIN 4096
 /* free read batches (about 280 KiB each) a page service thread keeps for reuse */
-#define PAGE_SERVICE_BATCH_POOL              16
+#define PAGE_SERVICE_BATCH_POOL 16
+/* how often a page service thread drops its connections' stale read views (their layer
+ * references) */
+#define PAGE_SERVICE_VIEW_SWEEP_MS           1000
 #define PAGE_SERVICE_COPY_CHUNK              (256u * 1024)
 #define PAGE_SERVICE_MAX_MESSAGE             (64u * 1024)
 #define PAGE_SERVICE_LISTEN_BACKLOG          1024

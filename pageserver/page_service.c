@@ -25,10 +25,15 @@
  *
  * Threads (docs/page-service.md, Threads): on_accept (the daemon's loop) hands the socket to a
  * PsThread through its mailbox (conn_open); everything above then runs on that thread. The
- * tenant map is only touched on the daemon's loop: a batch goes there (batch_read: routing and
- * read_path_batch per run of one shard) and back (batch_answered); a basebackup likewise
- * (basebackup_start, basebackup_answered). Whichever side holds a batch, or a connection's bb_*
- * fields during a basebackup's trip, is the only one touching them.
+ * tenant map is only touched on the daemon's loop. A batch is first offered to the connection's
+ * ReadView (read_on_thread: the copy of what routing and reading the timeline needs, read_path.h),
+ * which answers it on the connection's thread when it is current and every page is in memory;
+ * otherwise the batch goes to the daemon's loop (batch_read: routing and read_path_batch per run
+ * of one shard, and a new view when the connection has none) and back (batch_answered); a
+ * basebackup always goes there (basebackup_start, basebackup_answered). Whichever side holds a
+ * batch, or a connection's bb_* fields during a basebackup's trip, is the only one touching them.
+ * Each thread drops its connections' stale views every PAGE_SERVICE_VIEW_SWEEP_MS, so that an
+ * idle connection does not keep the layers of a detached tenant referenced.
  */
 #include "pageserver/page_service.h"
 
@@ -96,6 +101,8 @@ typedef struct PsBatch {
     size_t refs; /* requests of this batch not written yet, and answers an output buffer still
                   * references (write_response) */
     size_t reads_pending; /* main loop: read_path_batch calls not completed yet */
+    bool want_view;       /* the connection has no current ReadView: the main loop builds one */
+    ReadView *view;       /* built by the main loop for the connection (read_view_build) */
     Lsn not_modified_since[PAGE_SERVICE_MAX_BATCH];
     ReadItem items[];
 } PsBatch;
@@ -130,7 +137,8 @@ struct PgConn {
     PagestreamVersion version;
     TenantId tenant;
     TimelineId timeline;
-    PsReq *q; /* PAGE_SERVICE_MAX_IN_FLIGHT entries, allocated by the pagestream command */
+    PsReq *q;       /* PAGE_SERVICE_MAX_IN_FLIGHT entries, allocated by the pagestream command */
+    ReadView *view; /* this thread reads batches with it while it is current (read_path.h) */
     size_t q_head, q_len, q_dispatched; /* ring; [head, head+dispatched) dispatched */
     bool input_done; /* CopyDone or Terminate seen: answer what is queued, then close */
     /* basebackup: the arguments the main loop starts it with, and what it answers (bb_failed:
@@ -151,6 +159,8 @@ typedef struct PsMetrics {
     MetricCounter *errors;
     MetricHistogram *latency;
     MetricHistogram *batch_size;
+    MetricCounter *batches_on_thread; /* answered with the connection's ReadView */
+    MetricCounter *batches_on_loop;   /* sent to the daemon's loop */
     MetricCounter *bytes_out;
     MetricGauge *connections;
     MetricCounter *accepted;
@@ -171,6 +181,7 @@ struct PsThread {
     PgConn *zombies; /* closed connections waiting for their reads or build (same links) */
     size_t n_conns;  /* atomic: opened and not closed, read by on_accept to pick a thread */
     LoopMailboxItem stop_item, exit_item;
+    struct event *sweep;   /* drops stale read views (view_sweep) */
     PsBatch *free_batches; /* batch_new's pool, this thread only */
     size_t n_free_batches;
 };
@@ -281,6 +292,8 @@ static void batch_unref(PsBatch *b)
         return;
     for (size_t i = 0; i < b->n; i++)
         read_item_finish(&b->items[i]);
+    read_view_free(b->view); /* the connection closed before it took it */
+    b->view = NULL;
     PsThread *t = b->t;
     if (t->n_free_batches >= PAGE_SERVICE_BATCH_POOL) {
         free(b);
@@ -393,6 +406,7 @@ static void conn_free(PgConn *c)
             batch_unref(r->batch);
     }
     free(c->q);
+    read_view_free(c->view);
     strbuf_finish(&c->wbuf);
     free(c);
 }
@@ -409,6 +423,11 @@ static void batch_answered(void *arg)
 {
     PsBatch *b = arg;
     PgConn *c = b->conn;
+    if (b->view != NULL && c->bev != NULL) {
+        read_view_free(c->view);
+        c->view = b->view;
+        b->view = NULL;
+    }
     for (size_t i = 0; i < c->q_dispatched; i++) {
         PsReq *r = q_at(c, i);
         if (r->batch == b)
@@ -486,6 +505,8 @@ static void batch_read(void *arg)
 {
     PsBatch *b = arg;
     PageService *ps = b->t->ps;
+    if (b->want_view)
+        b->view = read_view_build(ps->app->tenants, &b->tenant, &b->timeline);
     TenantShardId target[PAGE_SERVICE_MAX_BATCH];
     bool routed[PAGE_SERVICE_MAX_BATCH];
     size_t runs = 0;
@@ -528,6 +549,28 @@ static ReadOp read_op_of(PagestreamTag tag)
         [PAGESTREAM_GET_SLRU_SEGMENT] = READ_OP_SLRU_SEGMENT,
     };
     return OPS[tag];
+}
+
+/* read_on_thread: answer b on the connection's own thread with its ReadView when that can
+ * (read_view_batch); a view found stale is dropped, so the batch's trip to the main loop brings a
+ * new one. */
+static bool read_on_thread(PgConn *c, PsBatch *b)
+{
+    if (c->view != NULL && !read_view_current(c->view)) {
+        read_view_free(c->view);
+        c->view = NULL;
+    }
+    if (c->view == NULL)
+        return false;
+    Lsn wait_lsn = LSN_INVALID;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->not_modified_since[i] > wait_lsn)
+            wait_lsn = b->not_modified_since[i];
+    if (!read_view_batch(c->view, wait_lsn, b->items, b->n))
+        return false;
+    metric_histogram_observe(c->ps->m.batch_size, (double)b->n);
+    metric_counter_add(c->ps->m.batches_on_thread, 1);
+    return true;
 }
 
 /* dispatch: batch the undispatched requests not refused yet (at most PAGE_SERVICE_MAX_BATCH
@@ -574,6 +617,14 @@ static void dispatch(PgConn *c)
             r->batch = b;
             r->idx = i;
         }
+        if (read_on_thread(c, b)) {
+            for (size_t i = 0; i < n; i++)
+                q_at(c, c->q_dispatched + i)->done = true;
+            c->q_dispatched += n;
+            continue;
+        }
+        b->want_view = c->view == NULL;
+        metric_counter_add(c->ps->m.batches_on_loop, 1);
         c->q_dispatched += n;
         c->ops++;
         loop_mailbox_post(c->ps->mailbox, &b->mb, batch_read, b);
@@ -1262,6 +1313,16 @@ static void register_metrics(PageService *ps)
     ps->m.batch_size = metrics_histogram(
         r, "pageserver_page_service_batch_size", "Requests per read batch (one worker round trip)",
         NULL, BATCH_BUCKETS, sizeof(BATCH_BUCKETS) / sizeof(BATCH_BUCKETS[0]));
+    ps->m.batches_on_thread =
+        metrics_counter(r, "pageserver_page_service_batches_total",
+                        "Read batches, by where they were read: on the connection's own thread "
+                        "from memory (thread) or through the daemon's loop (loop)",
+                        "path=\"thread\"");
+    ps->m.batches_on_loop = metrics_counter(r, "pageserver_page_service_batches_total",
+                                            "Read batches, by where they were read: on the "
+                                            "connection's own thread from memory (thread) or "
+                                            "through the daemon's loop (loop)",
+                                            "path=\"loop\"");
     ps->m.bytes_out = metrics_counter(r, "pageserver_page_service_bytes_out_total",
                                       "Bytes queued to page service clients", NULL);
     ps->m.connections = metrics_gauge(r, "pageserver_page_service_connections",
@@ -1302,6 +1363,19 @@ static void thread_exit(void *arg)
     event_base_loopbreak(t->base);
 }
 
+/* view_sweep: drop the read views that went stale (a connection between batches holds its view
+ * and, through it, layer references). */
+static void view_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    PsThread *t = arg;
+    for (PgConn *c = t->conns; c != NULL; c = c->next) {
+        if (c->view != NULL && !read_view_current(c->view)) {
+            read_view_free(c->view);
+            c->view = NULL;
+        }
+    }
+}
+
 static void *thread_main(void *arg)
 {
     PsThread *t = arg;
@@ -1325,6 +1399,13 @@ static bool threads_start(PageService *ps, size_t n, Err *err)
         }
         if (!loop_mailbox_new(t->base, &t->mailbox, err))
             return false;
+        t->sweep = event_new(t->base, -1, EV_PERSIST, view_sweep, t);
+        struct timeval tv = {.tv_sec = PAGE_SERVICE_VIEW_SWEEP_MS / 1000,
+                             .tv_usec = (PAGE_SERVICE_VIEW_SWEEP_MS % 1000) * 1000};
+        if (t->sweep == NULL || event_add(t->sweep, &tv) != 0) {
+            err_set(err, ERR_INTERNAL, "page service: cannot make a timer");
+            return false;
+        }
     }
     sigset_t all, old;
     sigfillset(&all);
@@ -1371,6 +1452,8 @@ static void threads_free(PageService *ps)
             conn_free(c);
         }
         loop_mailbox_free(t->mailbox);
+        if (t->sweep != NULL)
+            event_free(t->sweep);
         /* frees the closed connections' buffers (their finalizers were left to the loop), which
          * lets go of the answers they referenced: their batches go to the pool */
         if (t->base != NULL)

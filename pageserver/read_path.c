@@ -507,7 +507,7 @@ static void read_work(WorkerJob *job, void *arg)
  * page cache (no file read, download or decompression: chain_get in memory_only). Stops at the
  * first item that needs more (or whose "getpage" failpoint sleeps); the worker does the rest.
  * true when every item was answered. Safe on the loop: the job holds references on the layers
- * (take_chain), readers and index blocks are immutable once published (layer.h), the page cache
+ * (chain_take), readers and index blocks are immutable once published (layer.h), the page cache
  * is thread-safe. Only pages, relation sizes and relation existence are read here. */
 static bool read_on_loop(ReadJob *j)
 {
@@ -542,6 +542,44 @@ static bool read_on_loop(ReadJob *j)
     return j->n_done == j->n_items;
 }
 
+/* chain_take: references on the layers of tl's ancestor chain, each level bounded by the
+ * ancestor LSN it is read at; chain_release drops them (any thread: layer references are
+ * atomic). */
+static ChainLevel *chain_take(const Timeline *tl, size_t *n_levels)
+{
+    size_t depth = 0;
+    for (const Timeline *t = tl; t != NULL; t = t->has_ancestor ? t->ancestor : NULL)
+        depth++;
+    ChainLevel *levels = xcalloc(depth, sizeof(*levels));
+    size_t n = 0;
+    const Timeline *t = tl;
+    Lsn cap = UINT64_MAX;
+    while (t != NULL) {
+        ChainLevel *lv = &levels[n++];
+        lv->cap = cap;
+        lv->layers = xcalloc(t->n_layers ? t->n_layers : 1, sizeof(Layer *));
+        for (size_t i = 0; i < t->n_layers; i++)
+            lv->layers[lv->n++] = layer_obj_ref(t->layers[i]);
+        if (!t->has_ancestor)
+            break;
+        if (t->ancestor_lsn < cap)
+            cap = t->ancestor_lsn;
+        t = t->ancestor;
+    }
+    *n_levels = n;
+    return levels;
+}
+
+static void chain_release(ChainLevel *levels, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (size_t k = 0; k < levels[i].n; k++)
+            layer_obj_unref(levels[i].layers[k]);
+        free(levels[i].layers);
+    }
+    free(levels);
+}
+
 /* read_answer: the job's one callback, then free it. */
 static void read_answer(void *arg)
 {
@@ -562,32 +600,34 @@ static void read_answer(void *arg)
         j->cb.batch(err, j->items, j->n_items, j->arg);
     }
     free(j->rels);
-    for (size_t i = 0; i < j->n_levels; i++) {
-        for (size_t k = 0; k < j->levels[i].n; k++)
-            layer_obj_unref(j->levels[i].layers[k]);
-        free(j->levels[i].layers);
-    }
-    free(j->levels);
+    chain_release(j->levels, j->n_levels);
     TenantSlot *slot = j->slot;
     free(j);
     if (slot != NULL)
         slot_job_end(slot);
 }
 
-/* read_finish: the metrics of a finished job, then its answer. */
-static void read_finish(ReadJob *j)
+/* observe_pages: the getpage metrics of a batch that started at start (any thread). */
+static void observe_pages(PageserverApp *app, const struct timespec *start, const ReadItem *items,
+                          size_t n, bool batch_ok)
 {
     struct timespec end;
     clock_gettime(CLOCK_MONOTONIC, &end);
     double secs =
-        (double)(end.tv_sec - j->start.tv_sec) + (double)(end.tv_nsec - j->start.tv_nsec) / 1e9;
-    for (size_t i = 0; i < j->n_items; i++) {
-        if (j->items[i].op != READ_OP_PAGE)
+        (double)(end.tv_sec - start->tv_sec) + (double)(end.tv_nsec - start->tv_nsec) / 1e9;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].op != READ_OP_PAGE)
             continue;
-        metric_histogram_observe(j->app->m.getpage_seconds, secs);
-        if (!j->ok || !j->items[i].ok)
-            metric_counter_add(j->app->m.getpage_errors, 1);
+        metric_histogram_observe(app->m.getpage_seconds, secs);
+        if (!batch_ok || !items[i].ok)
+            metric_counter_add(app->m.getpage_errors, 1);
     }
+}
+
+/* read_finish: the metrics of a finished job, then its answer. */
+static void read_finish(ReadJob *j)
+{
+    observe_pages(j->app, &j->start, j->items, j->n_items, j->ok);
     metric_counter_add(j->app->m.layer_refetches, j->refetched);
     if (j->downloaded > 0) {
         metric_counter_add(j->app->m.layers_downloaded, 1);
@@ -611,54 +651,44 @@ static void read_done_on_loop(void *arg)
     read_finish(arg);
 }
 
-/* take_chain: references on the layers of tl's ancestor chain, each level bounded by the
- * ancestor LSN it is read at. */
-static void take_chain(ReadJob *j, const Timeline *tl)
+/* ReadTarget: what the checks of an item need of its shard and timeline (copies: a ReadView
+ * holds them for other threads). */
+typedef struct ReadTarget {
+    ShardIdentity shard;
+    char tsid_str[TSID_STR_SIZE];
+    Lsn last_record_lsn;
+    Lsn min_readable; /* max(gc_cutoff_lsn, initdb_lsn) */
+} ReadTarget;
+
+static void target_of(const TenantSlot *slot, const Timeline *tl, ReadTarget *out)
 {
-    size_t depth = 0;
-    for (const Timeline *t = tl; t != NULL; t = t->has_ancestor ? t->ancestor : NULL)
-        depth++;
-    j->levels = xcalloc(depth, sizeof(*j->levels));
-    const Timeline *t = tl;
-    Lsn cap = UINT64_MAX;
-    while (t != NULL) {
-        ChainLevel *lv = &j->levels[j->n_levels++];
-        lv->cap = cap;
-        lv->layers = xcalloc(t->n_layers ? t->n_layers : 1, sizeof(Layer *));
-        for (size_t i = 0; i < t->n_layers; i++)
-            lv->layers[lv->n++] = layer_obj_ref(t->layers[i]);
-        if (!t->has_ancestor)
-            break;
-        if (t->ancestor_lsn < cap)
-            cap = t->ancestor_lsn;
-        t = t->ancestor;
-    }
+    out->shard = slot->shard;
+    memcpy(out->tsid_str, slot->tsid_str, sizeof(out->tsid_str));
+    out->last_record_lsn = tl->last_record_lsn;
+    out->min_readable = tl->gc_cutoff_lsn > tl->initdb_lsn ? tl->gc_cutoff_lsn : tl->initdb_lsn;
 }
 
 /* prepare_item: the checks of one item that need no layer: page ownership, the effective LSN
  * (min(lsn, last_record_lsn)) and the GC cutoff. false + it->err otherwise. */
-static bool prepare_item(const TenantSlot *slot, const Timeline *tl, ReadItem *it)
+static bool prepare_item(const ReadTarget *t, ReadItem *it)
 {
     if (it->op == READ_OP_PAGE) {
         Key block = key_rel_block(it->rel.spc, it->rel.db, it->rel.rel, it->rel.fork, it->blkno);
-        if (!shard_identity_is_key_local(&slot->shard, &block)) {
+        if (!shard_identity_is_key_local(&t->shard, &block)) {
             char key[KEY_STR_SIZE];
             key_format(&block, key);
-            ShardNumber owner =
-                key_to_shard_number(slot->shard.count, slot->shard.stripe_size, &block);
+            ShardNumber owner = key_to_shard_number(t->shard.count, t->shard.stripe_size, &block);
             err_set(&it->err, ERR_NOT_FOUND,
                     "key %s is not owned by shard %s (it belongs to shard number %u)", key,
-                    slot->tsid_str, (unsigned)owner);
+                    t->tsid_str, (unsigned)owner);
             return false;
         }
     }
-    Lsn lsn =
-        it->lsn != LSN_INVALID && it->lsn < tl->last_record_lsn ? it->lsn : tl->last_record_lsn;
-    Lsn min_readable = tl->gc_cutoff_lsn > tl->initdb_lsn ? tl->gc_cutoff_lsn : tl->initdb_lsn;
-    if (lsn < min_readable) {
+    Lsn lsn = it->lsn != LSN_INVALID && it->lsn < t->last_record_lsn ? it->lsn : t->last_record_lsn;
+    if (lsn < t->min_readable) {
         char a[LSN_STR_SIZE], b[LSN_STR_SIZE];
         lsn_format(lsn, a);
-        lsn_format(min_readable, b);
+        lsn_format(t->min_readable, b);
         err_set(&it->err, ERR_BAD_REQUEST, "lsn %s is below the timeline's min_readable_lsn %s", a,
                 b);
         return false;
@@ -675,7 +705,7 @@ static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *ts
     TenantSlot *slot = NULL;
     if (j->kind == READ_TIMELINE_SIZES) {
         j->lsn = j->timeline->last_record_lsn;
-        take_chain(j, j->timeline);
+        j->levels = chain_take(j->timeline, &j->n_levels);
         j->slot = j->timeline->slot;
         j->timeline = NULL;
         return true;
@@ -693,12 +723,14 @@ static bool read_prepare(ReadJob *j, TenantManager *mgr, const TenantShardId *ts
         err_set(&j->err, ERR_INTERNAL, "timeline %s is broken: %s", id, tl->broken_reason);
         return false;
     }
+    ReadTarget target;
+    target_of(slot, tl, &target);
     for (size_t i = 0; i < j->n_items; i++) {
         ReadItem *it = &j->items[i];
         err_clear(&it->err);
-        it->ok = prepare_item(slot, tl, it);
+        it->ok = prepare_item(&target, it);
     }
-    take_chain(j, tl);
+    j->levels = chain_take(tl, &j->n_levels);
     j->slot = slot;
     return true;
 }
@@ -974,4 +1006,130 @@ void read_path_run(TenantManager *mgr, const TenantShardId *tsid, const Timeline
     j->work = work;
     j->cb.run = done;
     own_read(j, mgr, tsid, tl, lsn);
+}
+
+/* ---- read views: the page service's reads on its own threads ---- */
+
+/* ViewShard: one attached shard of the view's tenant, as tenant_manager_shard_for_key sees it;
+ * readable when the timeline is served there (then target and levels are set). */
+typedef struct ViewShard {
+    ShardIdentity shard;
+    bool readable;
+    ReadTarget target;
+    ChainLevel *levels; /* references */
+    size_t n_levels;
+} ViewShard;
+
+struct ReadView {
+    PageserverApp *app;
+    const TenantManager *mgr; /* read_epoch only: the one field other threads read */
+    uint64_t epoch;           /* mgr->read_epoch when the view was built */
+    size_t n;
+    ViewShard shards[];
+};
+
+ReadView *read_view_build(TenantManager *mgr, const TenantId *tenant, const TimelineId *tl_id)
+{
+    if (!mgr->ready || mgr->stopping || mgr->app->page_cache == NULL)
+        return NULL;
+    const TenantShards *e = tenant_manager_tenant_shards(mgr, tenant);
+    if (e == NULL || e->n == 0)
+        return NULL;
+    ReadView *v = xcalloc(1, sizeof(*v) + e->n * sizeof(ViewShard));
+    v->app = mgr->app;
+    v->mgr = mgr;
+    v->epoch = atomic_load_explicit(&mgr->read_epoch, memory_order_acquire);
+    bool any = false;
+    for (size_t i = 0; i < e->n; i++) {
+        TenantSlot *slot = e->slots[i];
+        if (slot->state != SLOT_ACTIVE) /* as tenant_manager_shard_for_key */
+            continue;
+        ViewShard *vs = &v->shards[v->n++];
+        vs->shard = slot->shard;
+        Err err = {0};
+        const Timeline *tl = slot_find_timeline(slot, tl_id);
+        if (!slot_check_readable(slot, &err) || tl == NULL || !timeline_is_served(tl) ||
+            tl->state == TIMELINE_STOPPING || tl->state == TIMELINE_BROKEN)
+            continue; /* read_prepare's refusals: such reads take the main loop's path */
+        vs->readable = true;
+        target_of(slot, tl, &vs->target);
+        vs->levels = chain_take(tl, &vs->n_levels);
+        any = true;
+    }
+    if (!any) {
+        read_view_free(v);
+        return NULL;
+    }
+    return v;
+}
+
+void read_view_free(ReadView *v)
+{
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < v->n; i++)
+        chain_release(v->shards[i].levels, v->shards[i].n_levels);
+    free(v);
+}
+
+bool read_view_current(const ReadView *v)
+{
+    return v->epoch == atomic_load_explicit(&v->mgr->read_epoch, memory_order_acquire);
+}
+
+/* view_route: the shard tenant_manager_shard_for_key picks for key (the attached shard with the
+ * most shards that owns it), when it is readable in the view. */
+static const ViewShard *view_route(const ReadView *v, const Key *key)
+{
+    const ViewShard *best = NULL;
+    for (size_t i = 0; i < v->n; i++) {
+        const ViewShard *s = &v->shards[i];
+        if (key_to_shard_number(s->shard.count, s->shard.stripe_size, key) == s->shard.number &&
+            (best == NULL || s->shard.count > best->shard.count))
+            best = s;
+    }
+    return best != NULL && best->readable ? best : NULL;
+}
+
+bool read_view_batch(const ReadView *v, Lsn wait_lsn, ReadItem *items, size_t n)
+{
+    if (failpoint_any_armed()) /* the main loop's path evaluates them */
+        return false;
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    ReadJob j;
+    memset(&j, 0, sizeof(j));
+    j.kind = READ_BATCH;
+    j.app = v->app;
+    j.items = items;
+    j.n_items = n;
+    j.fp_done = n; /* nothing armed: read_item need not evaluate "getpage" */
+    j.memory_only = true;
+    const ViewShard *cur = NULL;
+    for (size_t i = 0; i < n; i++) {
+        ReadItem *it = &items[i];
+        if (it->op != READ_OP_PAGE && it->op != READ_OP_REL_SIZE && it->op != READ_OP_REL_EXISTS)
+            return false;
+        Key key = it->op == READ_OP_PAGE
+                      ? key_rel_block(it->rel.spc, it->rel.db, it->rel.rel, it->rel.fork, it->blkno)
+                      : key_dbdir(); /* any shard-0 key */
+        const ViewShard *s = view_route(v, &key);
+        /* an LSN the view's copy of last_record_lsn does not cover may need a wait, or a
+         * last_record_lsn that moved on since: the main loop's path knows */
+        if (s == NULL || it->lsn == LSN_INVALID || it->lsn > s->target.last_record_lsn ||
+            wait_lsn > s->target.last_record_lsn)
+            return false;
+        if (s != cur) {
+            cur = s;
+            j.levels = s->levels;
+            j.n_levels = s->n_levels;
+            j.size_cached = false;
+        }
+        err_clear(&it->err);
+        if (!prepare_item(&s->target, it) || !read_item(&j, it) || j.not_in_memory)
+            return false; /* errors and reads from disk: the main loop's path */
+        it->ok = true;
+    }
+    observe_pages(v->app, &start, items, n, true);
+    return true;
 }

@@ -124,6 +124,32 @@ typedef void (*ReadBatchFn)(const Err *err, ReadItem *items, size_t n, void *arg
 void read_path_batch(struct TenantManager *mgr, const TenantShardId *tsid, const TimelineId *tl,
                      Lsn wait_lsn, ReadItem *items, size_t n, ReadBatchFn cb, void *arg);
 
+/* ---- read views (the page service's threads) ----
+ *
+ * A ReadView is what reading one timeline of one tenant needs, copied on the main loop: the
+ * tenant's attached shards here (for routing), and for each that serves the timeline the item
+ * checks' inputs (shard identity, last_record_lsn, min_readable_lsn) and references on the layers
+ * of its ancestor chain. A page service thread answers a batch with it on its own thread, from
+ * memory only, without a trip to the main loop: while the view is current (no slot state, shard
+ * identity or timeline state changed since it was built: TenantManager.read_epoch), nothing is
+ * armed (failpoints), and every item is a page, relation size or existence read at an LSN the
+ * view's last_record_lsn covers that succeeds from memory. Anything else (an error to report, a
+ * wait, a read from disk, a stale view) returns false and the caller sends the batch the usual
+ * way (read_path_batch), which then answers it exactly as before. Layer contents are immutable
+ * and the layers are referenced, so the only effect of a view built just before a change is that
+ * a read racing with that change is answered as if it came just before it. */
+typedef struct ReadView ReadView;
+/* read_view_build: main loop: NULL when no attached shard of tenant here serves tl. */
+ReadView *read_view_build(struct TenantManager *mgr, const TenantId *tenant, const TimelineId *tl);
+/* read_view_current: any thread: nothing the view copied has changed since. */
+bool read_view_current(const ReadView *v);
+/* read_view_batch: any thread: answer all n items from memory (true: every item ok, as
+ * read_path_batch would have answered it), or false (the items' outputs are then meaningless and
+ * the caller reads them with read_path_batch). wait_lsn as read_path_batch's. */
+bool read_view_batch(const ReadView *v, Lsn wait_lsn, ReadItem *items, size_t n);
+/* read_view_free: any thread; NULL ok. */
+void read_view_free(ReadView *v);
+
 /* read_item_finish: free what a read left in the item (an SLRU segment). */
 void read_item_finish(ReadItem *it);
 

@@ -179,6 +179,7 @@ bool slot_set_state(TenantSlot *slot, SlotState to)
         return true;
     if (!fsm_set_state(&SLOT_FSM, &slot->state, to, slot->tsid_str))
         return false;
+    tenant_manager_reads_changed(slot->mgr);
     gauge_slot_state(slot->mgr, from, -1);
     gauge_slot_state(slot->mgr, to, 1);
     /* background work that belongs to a state starts and stops with it */
@@ -307,6 +308,7 @@ void slot_apply_config(TenantSlot *slot, const LocationConfig *cfg)
         !shard_identity_new(cfg->shard_number, cfg->shard_count, cfg->shard_stripe_size, &id, &err))
         id = shard_identity_unsharded();
     slot->shard = id;
+    tenant_manager_reads_changed(slot->mgr);
     heatmap_slot_refresh(slot);   /* mode, heatmap_period */
     secondary_slot_refresh(slot); /* secondary_conf.warm */
 }

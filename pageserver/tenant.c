@@ -50,6 +50,11 @@ TenantManager *tenant_manager_new(PageserverApp *app)
     return mgr;
 }
 
+void tenant_manager_reads_changed(TenantManager *mgr)
+{
+    atomic_fetch_add_explicit(&mgr->read_epoch, 1, memory_order_release);
+}
+
 TenantSlot *tenant_manager_find(const TenantManager *mgr, const TenantShardId *tsid)
 {
     for (TenantSlot *s = mgr->by_tsid[hash_tsid(tsid) & (mgr->n_buckets - 1)]; s != NULL;

@@ -19,6 +19,7 @@
 #ifndef PAGESERVER_TENANT_H
 #define PAGESERVER_TENANT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -68,11 +69,18 @@ typedef struct TenantManager {
      * <dir>/PAGESERVER_TENANT_IGNORED_FILE, not loaded at startup until load or detach */
     TenantShardId *ignored;
     size_t n_ignored, cap_ignored;
+    /* read_epoch: bumped (main loop) whenever a slot's state or shard identity, or a timeline's
+     * state changes: what a ReadView (read_path.h) copied is current while the epoch it was built
+     * at is still the manager's; read by the page service threads */
+    _Atomic uint64_t read_epoch;
 } TenantManager;
 
 /* ---- manager ---- */
 
 TenantManager *tenant_manager_new(struct PageserverApp *app);
+/* tenant_manager_reads_changed: main loop: what the read path routes and checks by changed
+ * (read_epoch above); every ReadView built before is stale from now on. */
+void tenant_manager_reads_changed(TenantManager *mgr);
 /* tenant_manager_load_local: read every <workdir>/tenants/<tsid>/config (blocking: at startup,
  * before the loop). Unreadable configs are logged and treated as absent. */
 bool tenant_manager_load_local(TenantManager *mgr, Err *err) MUST_CHECK;

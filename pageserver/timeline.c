@@ -89,7 +89,12 @@ const char *timeline_state_name(TimelineState s)
 
 bool timeline_set_state(Timeline *tl, TimelineState to)
 {
-    return tl->state == to || fsm_set_state(&TIMELINE_FSM, &tl->state, to, tl->id_str);
+    if (tl->state == to)
+        return true;
+    if (!fsm_set_state(&TIMELINE_FSM, &tl->state, to, tl->id_str))
+        return false;
+    tenant_manager_reads_changed(tl->slot->mgr);
+    return true;
 }
 
 static void on_uq_timer(evutil_socket_t fd, short what, void *arg);

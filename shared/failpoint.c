@@ -454,6 +454,11 @@ bool failpoint_check(const char *name, Err *err)
     return true;
 }
 
+bool failpoint_any_armed(void)
+{
+    return atomic_load_explicit(&g_armed, memory_order_relaxed) != 0;
+}
+
 long failpoint_delay_ms(const char *name, Err *err)
 {
     long ms = 0;

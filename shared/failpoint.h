@@ -33,4 +33,8 @@ bool failpoint_check(const char *name, Err *err) MUST_CHECK;
  * reported through *err and a result of -1. */
 long failpoint_delay_ms(const char *name, Err *err);
 
+/* failpoint_any_armed: some point is armed (any thread; one relaxed atomic load). Code that takes
+ * a shortcut around its points (the page service's reads on its own threads) checks this. */
+bool failpoint_any_armed(void);
+
 #endif

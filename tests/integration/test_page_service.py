@@ -39,6 +39,7 @@ from pageserver_env import (  # noqa: F401 - fixtures are used by name
     DEFAULTTABLESPACE_OID,
     Key,
     bootstrap,
+    delete_timeline,
     import_base_lsn,
     key_owner,
     make_location,
@@ -508,3 +509,68 @@ def test_page_service_abuse(boot):
         assert ps.stop() == 0
     finally:
         busy.close()
+
+
+def batches(ps, path: str) -> float:
+    """pageserver_page_service_batches_total{path=...}."""
+    prefix = f'pageserver_page_service_batches_total{{path="{path}"}} '
+    for line in ps.get("/metrics").text.splitlines():
+        if line.startswith(prefix):
+            return float(line[len(prefix):])
+    raise AssertionError(f"no {prefix!r} series")
+
+
+@pytest.mark.test_timeout(180)
+def test_reads_on_connection_thread_follow_changes(module_ps_env):
+    """Once a connection has a read view, warm pages are answered on its own thread (the
+    "thread" batch counter), identical to the daemon loop's answer; an armed failpoint, a
+    timeline deleted and the slot turned Secondary are seen by the very next request on the
+    same connection (the view goes stale, the request takes the loop's path)."""
+    ps = module_ps_env.pageserver()
+    tenant = new_id()
+    module_ps_env.attach(ps, tenant, 1)
+    kept = bootstrap(ps, tenant, pg_version=15)
+    doomed = bootstrap(ps, tenant, pg_version=15)
+
+    def lsn_of(info):
+        hi, lo = info["last_record_lsn"].split("/")
+        return (int(hi, 16) << 32) | int(lo, 16)
+
+    with connect(ps.pg_port, tenant, kept["timeline_id"], 2, timeout=20) as c, \
+            connect(ps.pg_port, tenant, doomed["timeline_id"], 2, timeout=20) as d:
+        req = Request(GET_PAGE, lsn_of(kept), 0, rel=PG_CLASS, blkno=0)
+        first = c.call(req)  # through the loop: reads the page, brings the view
+        assert not first.is_error and len(first.data) == BLCKSZ
+        on_thread, on_loop = batches(ps, "thread"), batches(ps, "loop")
+        for _ in range(20):
+            r = c.call(req)
+            assert not r.is_error and r.data == first.data
+        assert batches(ps, "thread") - on_thread == 20
+        assert batches(ps, "loop") == on_loop
+        # a pipelined run: in order, each page the loop's answer
+        reqs = [Request(GET_PAGE, lsn_of(kept), 0, rel=PG_CLASS, blkno=b) for b in range(4)] * 8
+        pages = c.pipeline(reqs)
+        assert [p.data for p in pages[:4]] * 8 == [p.data for p in pages]
+        assert pages[0].data == first.data
+
+        # an armed failpoint: the loop's path evaluates it
+        ok_json(ps.put("/v1/failpoints", json=[{"name": "getpage", "actions": "return(armed)"}]))
+        r = c.call(req)
+        assert r.is_error and "armed" in r.error, r
+        ok_json(ps.put("/v1/failpoints", json=[{"name": "getpage", "actions": "off"}]))
+        assert c.call(req).data == first.data
+
+        # a deleted timeline: refused on the next request of a connection that read it
+        dreq = Request(GET_PAGE, lsn_of(doomed), 0, rel=PG_CLASS, blkno=0)
+        assert not d.call(dreq).is_error
+        assert not d.call(dreq).is_error  # on the thread now
+        assert delete_timeline(ps, tenant, doomed["timeline_id"]).status_code in (200, 202)
+        r = d.call(dreq)
+        assert r.is_error and "not found" in r.error, r
+
+        # the slot turned Secondary: no reads any more, on the same connection
+        on_thread = batches(ps, "thread")
+        module_ps_env.secondary(ps, tenant)
+        r = c.call(req)
+        assert r.is_error, r
+        assert batches(ps, "thread") == on_thread
