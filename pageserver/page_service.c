@@ -1419,6 +1419,11 @@ static bool threads_start(PageService *ps, size_t n, Err *err)
             ok = false;
         }
         t->started = rc == 0;
+        if (t->started) {
+            char name[16]; /* the kernel's limit, with the NUL */
+            str_printf(name, sizeof(name), "pagesvc-%zu", i);
+            pthread_setname_np(t->thread, name);
+        }
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return ok;
