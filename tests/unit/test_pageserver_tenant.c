@@ -2,8 +2,10 @@
  * TenantShardId and by tenant id, growth and removal), tenant_manager_shard_for_key, and the
  * read path's asynchronous calls (page, relation size, relation exists, database size) on a
  * timeline bootstrapped from a real initdb (skipped when PostgreSQL 15's initdb is absent). The
- * read results are checked against the files of the initdb archive the bootstrap uploaded. */
+ * read results are checked against the files of the initdb archive the bootstrap uploaded. Read
+ * views (read_path.h): read on another thread, what they decline, when they go stale. */
 #include <dirent.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +20,7 @@
 #include <event2/event.h>
 
 #include "shared/err.h"
+#include "shared/failpoint.h"
 #include "shared/fsutil.h"
 #include "shared/id.h"
 #include "shared/key.h"
@@ -30,6 +33,7 @@
 #include "pageserver/app.h"
 #include "pageserver/bootstrap.h"
 #include "pageserver/layer.h"
+#include "pageserver/page_cache.h"
 #include "pageserver/read_path.h"
 #include "pageserver/remote_layout.h"
 #include "pageserver/slot.h"
@@ -440,11 +444,145 @@ static void test_read_path_bootstrapped(void **state)
     assert_int_equal(tenant_manager_find(mgr, &tsid)->inflight, 0);
 }
 
+/* ---- read views ---- */
+
+typedef struct ViewCall {
+    const ReadView *v;
+    Lsn wait_lsn;
+    ReadItem *items;
+    size_t n;
+    bool ok;
+} ViewCall;
+
+static void *view_thread(void *arg)
+{
+    ViewCall *c = arg;
+    c->ok = read_view_batch(c->v, c->wait_lsn, c->items, c->n);
+    return NULL;
+}
+
+/* view_read: read_view_batch on another thread (as a page service thread calls it). */
+static bool view_read(const ReadView *v, Lsn wait_lsn, ReadItem *items, size_t n)
+{
+    ViewCall c = {v, wait_lsn, items, n, false};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, view_thread, &c), 0);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    return c.ok;
+}
+
+static void page_item(ReadItem *it, const RelTag *rel, uint32_t blkno, Lsn lsn)
+{
+    memset(it, 0, sizeof(*it));
+    it->op = READ_OP_PAGE;
+    it->rel = *rel;
+    it->blkno = blkno;
+    it->lsn = lsn;
+}
+
+/* A view answers warm pages, sizes and existence on another thread exactly as the read path
+ * does; it declines (false) whatever the loop's path must answer: an LSN past its
+ * last_record_lsn or a wait for one, an error, another operation, an armed failpoint; and it goes
+ * stale when a timeline's or the slot's state changes. */
+static void test_read_view(void **state)
+{
+    Fixture *f = *state;
+    PageserverApp *app = &f->app;
+    TenantManager *mgr = app->tenants;
+    TenantShardId tsid;
+    TimelineId tl_id;
+    char pgdata[512];
+    if (!bootstrapped_timeline(f, &tsid, &tl_id, pgdata, sizeof(pgdata))) {
+        skip();
+        return;
+    }
+    app->page_cache = page_cache_new(16u << 20, NULL);
+    TenantSlot *slot = tenant_manager_find(mgr, &tsid);
+    Timeline *tl = slot_find_timeline(slot, &tl_id);
+    Lsn lsn = tl->last_record_lsn;
+    RelTag pg_class = {DEFAULTTABLESPACE_OID, POSTGRES_DB_OID, PG_CLASS_RELNODE, FORK_MAIN};
+
+    /* the loop's path, which also warms the cache */
+    Answer a = {0};
+    read_path_rel_size(mgr, &tsid, &tl_id, &pg_class, lsn, on_rel_size, &a);
+    wait_answer(app, &a);
+    assert_false(a.failed);
+    uint32_t last = a.nblocks - 1;
+    Answer p = {0};
+    read_path_get_page(mgr, &tsid, &tl_id, &pg_class, last, lsn, on_page, &p);
+    wait_answer(app, &p);
+    assert_false(p.failed);
+
+    ReadView *v = read_view_build(mgr, &tsid.tenant_id, &tl_id);
+    assert_non_null(v);
+    assert_true(read_view_current(v));
+    ReadItem items[3];
+    page_item(&items[0], &pg_class, last, lsn);
+    page_item(&items[1], &pg_class, last, lsn - 1 > tl->initdb_lsn ? lsn - 1 : lsn);
+    memset(&items[2], 0, sizeof(items[2]));
+    items[2].op = READ_OP_REL_SIZE;
+    items[2].rel = pg_class;
+    items[2].lsn = lsn;
+    assert_true(view_read(v, LSN_INVALID, items, 3));
+    assert_true(items[0].ok && items[1].ok && items[2].ok);
+    assert_memory_equal(items[0].page, p.page, BLCKSZ);
+    assert_memory_equal(items[1].page, p.page, BLCKSZ);
+    assert_int_equal(items[2].nblocks, a.nblocks);
+
+    /* declined: past last_record_lsn, a wait beyond it, no LSN, past the end (an error), a
+     * database size, an armed failpoint */
+    page_item(&items[0], &pg_class, last, lsn + 8);
+    assert_false(view_read(v, LSN_INVALID, items, 1));
+    page_item(&items[0], &pg_class, last, lsn);
+    assert_false(view_read(v, lsn + 8, items, 1));
+    page_item(&items[0], &pg_class, last, LSN_INVALID);
+    assert_false(view_read(v, LSN_INVALID, items, 1));
+    page_item(&items[0], &pg_class, last + 1, lsn);
+    assert_false(view_read(v, LSN_INVALID, items, 1));
+    memset(&items[0], 0, sizeof(items[0]));
+    items[0].op = READ_OP_DB_SIZE;
+    items[0].rel = (RelTag){.spc = DEFAULTTABLESPACE_OID, .db = POSTGRES_DB_OID};
+    items[0].lsn = lsn;
+    assert_false(view_read(v, LSN_INVALID, items, 1));
+    Err err = {0};
+    assert_true(failpoint_set("getpage", "return", &err));
+    page_item(&items[0], &pg_class, last, lsn);
+    assert_false(view_read(v, LSN_INVALID, items, 1));
+    failpoint_reset_all();
+    assert_true(view_read(v, LSN_INVALID, items, 1));
+
+    /* the slot's config applied again (its shard identity set anew): stale; rebuilt: current */
+    LocationConfig cfg;
+    location_config_init(&cfg);
+    cfg.mode = LOCATION_MODE_ATTACHED_SINGLE;
+    cfg.generation = 1;
+    slot_apply_config(slot, &cfg);
+    location_config_finish(&cfg);
+    assert_false(read_view_current(v));
+    read_view_free(v);
+    v = read_view_build(mgr, &tsid.tenant_id, &tl_id);
+    assert_non_null(v);
+    assert_true(read_view_current(v));
+    /* a timeline state change: stale, and nothing to read here any more */
+    assert_true(timeline_set_state(tl, TIMELINE_BROKEN));
+    assert_false(read_view_current(v));
+    read_view_free(v);
+    assert_null(read_view_build(mgr, &tsid.tenant_id, &tl_id));
+    /* a slot state change moves the epoch as well */
+    uint64_t epoch = atomic_load(&mgr->read_epoch);
+    assert_true(slot_set_state(slot, SLOT_STOPPING));
+    assert_true(atomic_load(&mgr->read_epoch) != epoch);
+
+    page_cache_free(app->page_cache);
+    app->page_cache = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_hash_lookup, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_shard_for_key, fixture_setup, fixture_teardown),
+        cmocka_unit_test_setup_teardown(test_read_view, fixture_setup, fixture_teardown),
         cmocka_unit_test_setup_teardown(test_read_path_bootstrapped, fixture_setup,
                                         fixture_teardown),
     };
