@@ -93,5 +93,12 @@ log "tenant $TENANT timeline $TIMELINE at $LSN on $ADDR; relation $REL"
   --lsn "$LSN" --seconds 1 >/dev/null || die "the warm-up pass failed"
 "$BIN/bench_pagestream" --addr "$ADDR" --tenant "$TENANT" --timeline "$TIMELINE" --rel "$REL" \
   --lsn "$LSN" --seconds "$SECONDS_PER_CASE"
+# where the pageserver read the batches: on the connection threads (read views) or on its loop
+PS_HTTP=$(awk -v pg="pg=$ADDR" '$1 ~ /^pageserver/ && $4 == pg { print $3 }' "$CLUSTER/pids")
+if [ -n "$PS_HTTP" ]; then
+  curl -fsS --max-time 10 "$PS_HTTP/metrics" |
+    awk '/^pageserver_page_service_batches_total/ { sub(/.*path="/, ""); sub(/"}/, ""); b[$1] = $2 }
+         END { printf "pageserver read batches: %d on the connection threads, %d through its loop\n", b["thread"], b["loop"] }'
+fi
 echo "pageserver: default flags (--worker-threads 4, --page-service-threads 0: the online CPUs up to"
 echo "4); $(nproc) cores shared by the bench, the baseline server and the pageserver"
