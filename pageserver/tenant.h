@@ -26,6 +26,7 @@
 #include <jansson.h>
 
 #include "shared/err.h"
+#include "shared/fsync_group.h"
 #include "shared/id.h"
 #include "shared/key.h"
 
@@ -68,6 +69,9 @@ typedef struct TenantManager {
      * <dir>/PAGESERVER_TENANT_IGNORED_FILE, not loaded at startup until load or detach */
     TenantShardId *ignored;
     size_t n_ignored, cap_ignored;
+    /* the fsyncs of <workdir>/tenants/ that make new shard directories durable, coalesced over
+     * the location config writes running at once (slot.c persist_work) */
+    FsyncGroup tenants_dir_sync;
 } TenantManager;
 
 /* ---- manager ---- */
