@@ -18,6 +18,7 @@
 #include "shared/failpoint.h"
 #include "shared/fsm.h"
 #include "shared/fsutil.h"
+#include "shared/fsync_group.h"
 #include "shared/json.h"
 #include "shared/log.h"
 #include "shared/metrics.h"
@@ -103,6 +104,7 @@ struct SlotChange {
     struct event *timer;
     int64_t deadline_ms;
     bool waiting_flush;
+    struct AttachJob *attach; /* UPSERT: the attach its config write began (slot_persist) */
 };
 
 static int64_t now_ms(void)
@@ -113,6 +115,11 @@ static int64_t now_ms(void)
 }
 
 static void slot_continue_change(TenantSlot *slot);
+
+typedef struct AttachJob AttachJob;
+static AttachJob *attach_job_new(TenantSlot *slot, Generation gen);
+static void attach_begin(AttachJob *j);
+static void attach_job_free(AttachJob *j);
 
 /* ---- lifecycle ---- */
 
@@ -153,6 +160,8 @@ static void change_free(SlotChange *c)
 {
     if (c->timer != NULL)
         event_free(c->timer);
+    if (c->attach != NULL)
+        attach_job_free(c->attach);
     location_config_finish(&c->cfg);
     free(c);
 }
@@ -317,28 +326,35 @@ void slot_apply_config(TenantSlot *slot, const LocationConfig *cfg)
 
 typedef struct PersistJob {
     TenantSlot *slot;
+    FsyncGroup *parent_sync; /* the tenants directory's, for a new shard directory */
     char dir[PATH_MAX];
     char path[PATH_MAX];
     char *text;
     bool new_file; /* the file did not exist before: a failed write removes what it left */
     bool ok;
     Err err;
+    AttachJob *attach; /* begun once the write succeeded, or NULL (slot_persist) */
     void (*then)(TenantSlot *slot, bool ok, const Err *err);
 } PersistJob;
 
 static void persist_work(WorkerJob *job, void *arg)
 {
     PersistJob *j = arg;
-    char tl_dir[PATH_MAX];
-    str_printf(tl_dir, sizeof(tl_dir), "%s/%s", j->dir, PAGESERVER_TIMELINES_DIR);
-    /* Three fsyncs for a new shard: the tenants directory (the shard's directory), the file, the
-     * shard's directory (the file's rename and the timelines directory, created just before the
-     * write into the same directory, at once). */
+    /* For a new shard: its directory, made durable by an fsync of the tenants directory shared
+     * with the other new shards of the moment (FsyncGroup), then the file: its fsync, and the
+     * shard directory's for the rename. The timelines directory is not created here: the first
+     * timeline directory made in it (bootstrap, import, a layer download, a secondary's
+     * download, a split's links: all fs_mkdir_p) creates it, and everything that reads it takes
+     * a missing one as empty. A shard that never gets a timeline (most of a burst of creates)
+     * costs one inode allocation less, the most expensive part of a new shard here. */
+    bool created = false;
     j->ok = failpoint_check("location-config-persist", &j->err) &&
-            fs_mkdir_p(j->dir, PAGESERVER_DIR_MODE, &j->err) &&
-            fs_mkdir(tl_dir, PAGESERVER_DIR_MODE, &j->err) &&
+            fs_mkdir(j->dir, PAGESERVER_DIR_MODE, &created, &j->err) &&
+            (!created || fsync_group_sync(j->parent_sync, &j->err)) &&
             fs_write_atomic(j->path, j->text, strlen(j->text), &j->err) &&
             failpoint_check("tenant-file-written", &j->err); /* as a failed final fsync */
+    if (j->ok && j->attach != NULL)
+        attach_begin(j->attach);
     /* fs_write_atomic can fail after its rename (the directory fsync): a new file must not stay
      * behind, half durable, to be found at the next start (an ignore marker would hide the
      * tenant whose ignore was refused). Best effort: the write's error is what is reported. */
@@ -354,6 +370,10 @@ static void persist_done(void *arg, WorkerOutcome outcome)
         j->ok = false;
     TenantSlot *slot = j->slot;
     free(j->text);
+    if (j->attach != NULL && j->ok && slot->change != NULL)
+        slot->change->attach = j->attach; /* slot_start_attach takes it */
+    else if (j->attach != NULL)
+        attach_job_free(j->attach);
     void (*then)(TenantSlot *, bool, const Err *) = j->then;
     bool ok = j->ok;
     Err err = j->err;
@@ -364,16 +384,20 @@ static void persist_done(void *arg, WorkerOutcome outcome)
 
 /* slot_write_file: write text (taken over) as <dir>/<name> (temp name, fsync, rename, fsync dir)
  * on a worker, then call then on the loop. new_file: name does not exist yet, and a failed write
- * removes it again. */
+ * removes it again. attach (taken over, or NULL): begun on the same worker after the write, and
+ * handed to the slot's change (SlotChange.attach). */
 static void slot_write_file(TenantSlot *slot, const char *name, char *text, bool new_file,
+                            AttachJob *attach,
                             void (*then)(TenantSlot *slot, bool ok, const Err *err))
 {
     PersistJob *j = xcalloc(1, sizeof(*j));
     j->new_file = new_file;
     j->slot = slot;
+    j->parent_sync = &slot->mgr->tenants_dir_sync;
     str_copy(j->dir, sizeof(j->dir), slot->dir);
     str_printf(j->path, sizeof(j->path), "%s/%s", slot->dir, name);
     j->text = text;
+    j->attach = attach;
     j->then = then;
     slot->inflight++;
     /* SYNC: on the pool's sync threads, many at once (group commit in the filesystem's journal),
@@ -382,14 +406,19 @@ static void slot_write_file(TenantSlot *slot, const char *name, char *text, bool
     worker_pool_start(slot->mgr->app->workers, &spec, persist_work, persist_done, j);
 }
 
-/* slot_persist: write cfg as <dir>/config. */
-static void slot_persist(TenantSlot *slot, const LocationConfig *cfg,
+/* slot_persist: write cfg as <dir>/config. attach: an attached cfg is attached next (then is
+ * after_persist), and the same worker job begins that attach once the config is durable
+ * (attach_begin: the remote listing, and for a shard without timelines, such as every new one,
+ * the whole attach): one thread handoff and back less per location_config. */
+static void slot_persist(TenantSlot *slot, const LocationConfig *cfg, bool attach,
                          void (*then)(TenantSlot *slot, bool ok, const Err *err))
 {
     json_t *json = location_config_to_json(cfg);
     char *text = json_dumps_compact(json);
     json_decref(json);
-    slot_write_file(slot, PAGESERVER_TENANT_CONFIG_FILE, text, false, then);
+    AttachJob *a =
+        attach && location_config_is_attached(cfg) ? attach_job_new(slot, cfg->generation) : NULL;
+    slot_write_file(slot, PAGESERVER_TENANT_CONFIG_FILE, text, false, a, then);
 }
 
 typedef struct AttachTimeline {
@@ -399,18 +428,22 @@ typedef struct AttachTimeline {
     bool *resident;
 } AttachTimeline;
 
-typedef struct AttachJob {
+struct AttachJob {
     TenantSlot *slot;
     uint64_t incarnation;
     TenantShardId tsid;
     Generation gen;
     char dir[PATH_MAX];
     RemoteStorage *rs;
+    struct GenList *lists; /* the remote listing: index generations per timeline */
+    size_t n_lists, cap_lists;
+    bool listed; /* attach_list ran */
+    bool loaded; /* attach_load ran too: the attach only waits for attach_done */
     AttachTimeline *tls;
     size_t n_tls;
     bool ok;
     Err err;
-} AttachJob;
+};
 
 typedef struct GenList {
     TimelineId id;
@@ -492,20 +525,17 @@ static bool attach_drop_unknown_timeline(const char *path, const char *name, voi
     return true;
 }
 
-static void attach_work(WorkerJob *job, void *arg)
+/* attach_list: list the shard's remote timelines and the index generations of each. */
+static void attach_list(AttachJob *j)
 {
-    AttachJob *j = arg;
-    GenList *lists = NULL;
-    size_t n_lists = 0, cap_lists = 0;
     RemoteListing listing = {0};
     char prefix[REMOTE_KEY_SIZE];
     remote_layout_timelines_prefix(&j->tsid, prefix);
+    j->listed = true;
     j->ok = failpoint_check("attach-before-load", &j->err) &&
             remote_list(j->rs, prefix, &listing, &j->err);
-    if (!j->ok)
-        goto done;
     size_t plen = strlen(prefix);
-    for (size_t i = 0; i < listing.n; i++) {
+    for (size_t i = 0; j->ok && i < listing.n; i++) {
         const char *rest = listing.items[i].key + plen;
         char idhex[ID_STR_SIZE];
         const char *slash = strchr(rest, '/');
@@ -520,20 +550,29 @@ static void attach_work(WorkerJob *job, void *arg)
             !str_has_prefix(slash + 1, REMOTE_LAYOUT_INDEX_NAME) ||
             !remote_layout_parse_index_key(slash + 1, &g, &ignore))
             continue;
-        GenList *gl = genlist_get(&lists, &n_lists, &cap_lists, &id);
+        GenList *gl = genlist_get(&j->lists, &j->n_lists, &j->cap_lists, &id);
         if (gl->n == gl->cap) {
             gl->cap = gl->cap ? gl->cap * 2 : 4;
             gl->gens = xrealloc(gl->gens, gl->cap * sizeof(Generation));
         }
         gl->gens[gl->n++] = g;
     }
-    j->tls = xcalloc(n_lists ? n_lists : 1, sizeof(*j->tls));
-    for (size_t i = 0; i < n_lists && j->ok; i++) {
+    remote_listing_free(&listing);
+}
+
+/* attach_load: after attach_list: download each timeline's index, keep the local layer files it
+ * names, remove local leftovers. */
+static void attach_load(AttachJob *j)
+{
+    j->loaded = true;
+    j->tls = xcalloc(j->n_lists ? j->n_lists : 1, sizeof(*j->tls));
+    for (size_t i = 0; i < j->n_lists && j->ok; i++) {
+        const GenList *gl = &j->lists[i];
         Generation picked = GENERATION_NONE;
         bool found = false;
-        remote_layout_pick_index_generation(lists[i].gens, lists[i].n, j->gen, &picked, &found);
+        remote_layout_pick_index_generation(gl->gens, gl->n, j->gen, &picked, &found);
         char tl_str[ID_STR_SIZE];
-        timeline_id_format(&lists[i].id, tl_str);
+        timeline_id_format(&gl->id, tl_str);
         if (!found) {
             log_warn("attach %s: timeline %s has only indexes of newer generations than %" PRId64
                      "; skipped",
@@ -541,7 +580,7 @@ static void attach_work(WorkerJob *job, void *arg)
             continue;
         }
         char key[REMOTE_KEY_SIZE];
-        remote_layout_index_key(&j->tsid, &lists[i].id, picked, key);
+        remote_layout_index_key(&j->tsid, &gl->id, picked, key);
         char *text = NULL;
         size_t len = 0;
         IndexPart *index = NULL;
@@ -556,7 +595,7 @@ static void attach_work(WorkerJob *job, void *arg)
         }
         free(text);
         AttachTimeline *t = &j->tls[j->n_tls++];
-        t->id = lists[i].id;
+        t->id = gl->id;
         t->index = index;
         t->picked = picked;
         char tl_dir[PATH_MAX];
@@ -571,15 +610,34 @@ static void attach_work(WorkerJob *job, void *arg)
         if (!fs_dir_each(tls_dir, true, attach_drop_unknown_timeline, j, &err))
             log_err(&err, "attach: scanning local timeline directories");
     }
-done:
-    for (size_t i = 0; i < n_lists; i++)
-        free(lists[i].gens);
-    free(lists);
-    remote_listing_free(&listing);
+}
+
+/* attach_begin: on the config write's worker, right after the write: the listing, and when it
+ * shows no timeline (nothing to download: a new shard) the rest, which then costs no more than
+ * a directory scan. A shard with timelines is loaded by an IO job (slot_start_attach): index
+ * downloads do not hold the sync threads that location config writes wait for. */
+static void attach_begin(AttachJob *j)
+{
+    attach_list(j);
+    if (j->ok && j->n_lists == 0)
+        attach_load(j);
+}
+
+static void attach_work(WorkerJob *job, void *arg)
+{
+    (void)job;
+    AttachJob *j = arg;
+    if (!j->listed)
+        attach_list(j);
+    if (j->ok && !j->loaded)
+        attach_load(j);
 }
 
 static void attach_job_free(AttachJob *j)
 {
+    for (size_t i = 0; i < j->n_lists; i++)
+        free(j->lists[i].gens);
+    free(j->lists);
     for (size_t i = 0; i < j->n_tls; i++) {
         index_part_free(j->tls[i].index);
         free(j->tls[i].resident);
@@ -677,20 +735,43 @@ static void attach_done(void *arg, WorkerOutcome outcome)
     slot_continue_change(slot);
 }
 
+static AttachJob *attach_job_new(TenantSlot *slot, Generation gen)
+{
+    AttachJob *j = xcalloc(1, sizeof(*j));
+    j->slot = slot;
+    j->tsid = slot->tsid;
+    j->gen = gen;
+    j->rs = slot->mgr->app->remote;
+    str_copy(j->dir, sizeof(j->dir), slot->dir);
+    return j;
+}
+
+/* slot_start_attach: the attach the change's config write began (SlotChange.attach) when it is
+ * for this generation, else a new one. One whose work is all done completes here, before this
+ * returns (the change may be finished and freed by then); the rest goes to an IO job. */
 void slot_start_attach(TenantSlot *slot)
 {
     if (!slot_set_state(slot, SLOT_ATTACHING))
         return;
     slot->incarnation++;
     slot->broken_reason[0] = '\0';
-    AttachJob *j = xcalloc(1, sizeof(*j));
-    j->slot = slot;
+    AttachJob *j = NULL;
+    if (slot->change != NULL && slot->change->attach != NULL) {
+        j = slot->change->attach;
+        slot->change->attach = NULL;
+        if (j->gen != slot_generation(slot)) {
+            attach_job_free(j);
+            j = NULL;
+        }
+    }
+    if (j == NULL)
+        j = attach_job_new(slot, slot_generation(slot));
     j->incarnation = slot->incarnation;
-    j->tsid = slot->tsid;
-    j->gen = slot_generation(slot);
-    j->rs = slot->mgr->app->remote;
-    str_copy(j->dir, sizeof(j->dir), slot->dir);
     slot->inflight++;
+    if (j->loaded) {
+        attach_done(j, WORKER_RAN);
+        return;
+    }
     WorkerJobSpec spec = {.cls = WORKER_CLASS_IO}; /* no deadline: see PAGESERVER_*_DEADLINE_MS */
     worker_pool_start(slot->mgr->app->workers, &spec, attach_work, attach_done, j);
 }
@@ -879,7 +960,7 @@ static void slot_continue_change(TenantSlot *slot)
         } else if (c->kind == CHANGE_UPSERT) {
             if (!slot_set_state(slot, SLOT_PERSISTING))
                 return;
-            slot_persist(slot, &c->cfg, after_persist);
+            slot_persist(slot, &c->cfg, true, after_persist);
         } else {
             if (!slot_set_state(slot, SLOT_REMOVING))
                 return;
@@ -920,11 +1001,12 @@ static void after_persist(TenantSlot *slot, bool ok, const Err *err)
         return;
     }
     if (location_config_is_attached(&slot->config)) {
-        slot_start_attach(slot);
+        /* before the attach: one its config write already did ends right away, with c */
         if (c->lazy)
             change_answer(c, NULL);
         else
             change_arm_timer(c, PAGESERVER_ATTACH_WAIT_MS);
+        slot_start_attach(slot);
     } else {
         (void)slot_set_state(slot, SLOT_SECONDARY);
         slot_continue_change(slot);
@@ -994,7 +1076,7 @@ void slot_change_upsert(TenantSlot *slot, const LocationConfig *cfg, long flush_
     c->lazy = lazy;
     if (slot->state == SLOT_INIT) {
         if (slot_set_state(slot, SLOT_PERSISTING))
-            slot_persist(slot, &c->cfg, after_persist);
+            slot_persist(slot, &c->cfg, true, after_persist);
     } else {
         slot_begin_stop(slot);
     }
@@ -1006,7 +1088,7 @@ void slot_change_swap(TenantSlot *slot, const LocationConfig *cfg, long flush_ms
     SlotChange *c = change_new(slot, CHANGE_SWAP, cb, arg);
     location_config_copy(&c->cfg, cfg);
     c->flush_ms = flush_ms;
-    slot_persist(slot, &c->cfg, after_swap_persist);
+    slot_persist(slot, &c->cfg, false, after_swap_persist);
 }
 
 void slot_change_remove(TenantSlot *slot, bool delete, PageserverJsonFn cb, void *arg)
@@ -1037,7 +1119,8 @@ static void after_ignore_marker(TenantSlot *slot, bool ok, const Err *err)
 void slot_change_ignore(TenantSlot *slot, PageserverJsonFn cb, void *arg)
 {
     (void)change_new(slot, CHANGE_IGNORE, cb, arg);
-    slot_write_file(slot, PAGESERVER_TENANT_IGNORED_FILE, xstrdup(""), true, after_ignore_marker);
+    slot_write_file(slot, PAGESERVER_TENANT_IGNORED_FILE, xstrdup(""), true, NULL,
+                    after_ignore_marker);
 }
 
 typedef struct LocalDirRemoval {

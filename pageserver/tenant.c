@@ -47,6 +47,9 @@ TenantManager *tenant_manager_new(PageserverApp *app)
     mgr->n_buckets = TENANT_MANAGER_MIN_BUCKETS;
     mgr->by_tsid = xcalloc(mgr->n_buckets, sizeof(*mgr->by_tsid));
     mgr->by_tenant = xcalloc(mgr->n_buckets, sizeof(*mgr->by_tenant));
+    char dir[PATH_MAX];
+    str_printf(dir, sizeof(dir), "%s/%s", app->cfg.workdir, PAGESERVER_TENANTS_DIR);
+    fsync_group_init(&mgr->tenants_dir_sync, dir, NULL, NULL);
     return mgr;
 }
 
@@ -203,6 +206,7 @@ void tenant_manager_free(TenantManager *mgr)
     free(mgr->slots);
     free(mgr->by_tsid);
     free(mgr->by_tenant);
+    fsync_group_destroy(&mgr->tenants_dir_sync);
     free(mgr->pending);
     free(mgr->ignored);
     free(mgr);

@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include "shared/err.h"
+#include "shared/fsync_group.h"
 #include "shared/id.h"
 #include "shared/key.h"
 
@@ -73,6 +74,9 @@ typedef struct TenantManager {
      * state changes: what a ReadView (read_path.h) copied is current while the epoch it was built
      * at is still the manager's; read by the page service threads */
     _Atomic uint64_t read_epoch;
+    /* the fsyncs of <workdir>/tenants/ that make new shard directories durable, coalesced over
+     * the location config writes running at once (slot.c persist_work) */
+    FsyncGroup tenants_dir_sync;
 } TenantManager;
 
 /* ---- manager ---- */

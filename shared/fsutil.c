@@ -231,10 +231,12 @@ static bool mkdir_failed(const char *path, int e, Err *err)
     return false;
 }
 
-bool fs_mkdir(const char *path, mode_t mode, Err *err)
+bool fs_mkdir(const char *path, mode_t mode, bool *created, Err *err)
 {
-    bool created;
-    int e = mkdir_one(path, mode, &created);
+    bool made;
+    int e = mkdir_one(path, mode, &made);
+    if (created != NULL)
+        *created = made;
     return e == 0 || mkdir_failed(path, e, err);
 }
 

@@ -27,10 +27,11 @@ bool fs_fsync_dir(const char *dir, Err *err) MUST_CHECK;
 /* fs_mkdir_p: create a directory and its parents (existing ones are fine); the parent of every
  * directory it creates is fsynced, so the new directory survives a crash. */
 bool fs_mkdir_p(const char *path, mode_t mode, Err *err) MUST_CHECK;
-/* fs_mkdir: create one directory (an existing one is fine; its parent must exist). Its entry is
- * NOT made durable: the caller fsyncs the parent afterwards, e.g. through an fs_write_atomic into
- * that same parent, which then makes both entries durable with one fsync. */
-bool fs_mkdir(const char *path, mode_t mode, Err *err) MUST_CHECK;
+/* fs_mkdir: create one directory (an existing one is fine; its parent must exist); *created
+ * (may be NULL) says whether it is new. Its entry is NOT made durable: the caller fsyncs the
+ * parent when it was created, e.g. through an FsyncGroup (shared/fsync_group.h) shared with the
+ * other threads creating entries in that parent. */
+bool fs_mkdir(const char *path, mode_t mode, bool *created, Err *err) MUST_CHECK;
 /* fs_remove_tree: remove a file or a directory tree; absent is success. */
 bool fs_remove_tree(const char *path, Err *err) MUST_CHECK;
 bool fs_exists(const char *path);

@@ -88,7 +88,12 @@ typedef struct JobQueue {
 struct WorkerPool {
     struct event_base *base;
     pthread_mutex_t mu;
+    /* Idle general threads wait on cv, idle sync threads on sync_cv: a job wakes only threads
+     * that may take it (one shared variable woke all twelve default threads per job, most of them
+     * to find nothing and sleep again: that was a fifth of a pageserver's CPU during a burst of
+     * location configs). */
     pthread_cond_t cv;
+    pthread_cond_t sync_cv;
     JobQueue todo[WORKER_CLASS_COUNT];  /* under mu */
     JobQueue done;                      /* under mu */
     size_t running[WORKER_CLASS_COUNT]; /* under mu */
@@ -179,6 +184,16 @@ static void pool_complete(WorkerPool *pool, WorkerJob *job, WorkerOutcome outcom
         pool_notify(pool); /* the loop takes completions under mu, so one wakeup suffices */
 }
 
+/* general_todo_empty: under mu: no job for the general threads queued. */
+static bool general_todo_empty(const WorkerPool *pool)
+{
+    for (int c = 0; c < WORKER_CLASS_COUNT; c++) {
+        if (c != WORKER_CLASS_SYNC && pool->todo[c].head != NULL)
+            return false;
+    }
+    return true;
+}
+
 static bool todo_empty(const WorkerPool *pool)
 {
     for (int c = 0; c < WORKER_CLASS_COUNT; c++) {
@@ -216,7 +231,7 @@ static void *worker_main(void *arg)
         if (job == NULL) {
             if (pool->stopping && todo_empty(pool))
                 break;
-            pthread_cond_wait(&pool->cv, &pool->mu);
+            pthread_cond_wait(self->sync ? &pool->sync_cv : &pool->cv, &pool->mu);
             continue;
         }
         (void)fsm_set_state(&JOB_FSM, &job->where, JOB_RUNNING, NULL);
@@ -230,8 +245,11 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&pool->mu);
         pool->running[job->cls]--;
         pool_complete(pool, job, outcome);
-        if (!todo_empty(pool))
-            pthread_cond_broadcast(&pool->cv); /* a class at its limit may have room now */
+        /* A class at its limit may have room now: for the general threads. A sync job that waits
+         * has no idle sync thread to wake (it would have been woken when it was queued): this
+         * thread, one of them, takes it next. */
+        if (!general_todo_empty(pool))
+            pthread_cond_broadcast(&pool->cv);
     }
     pthread_mutex_unlock(&pool->mu);
     return NULL;
@@ -332,6 +350,7 @@ bool worker_pool_new_config(struct event_base *base, const WorkerPoolConfig *cfg
     atomic_init(&pool->shutting_down, false);
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cv, NULL);
+    pthread_cond_init(&pool->sync_cv, NULL);
     pool->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (pool->efd < 0) {
         err_set(err, ERR_INTERNAL, "worker pool: eventfd: %s", strerror(errno));
@@ -380,6 +399,7 @@ fail:
     pthread_mutex_lock(&pool->mu);
     pool->stopping = true;
     pthread_cond_broadcast(&pool->cv);
+    pthread_cond_broadcast(&pool->sync_cv);
     pthread_mutex_unlock(&pool->mu);
     for (int i = 0; i < pool->nthreads; i++)
         pthread_join(pool->threads[i], NULL);
@@ -390,6 +410,7 @@ fail:
     if (pool->efd >= 0)
         close(pool->efd);
     pthread_cond_destroy(&pool->cv);
+    pthread_cond_destroy(&pool->sync_cv);
     pthread_mutex_destroy(&pool->mu);
     free(pool);
     return false;
@@ -414,7 +435,10 @@ WorkerJob *worker_pool_start(WorkerPool *pool, const WorkerJobSpec *spec, Worker
     pthread_mutex_lock(&pool->mu);
     job->where = JOB_QUEUED;
     queue_push(&pool->todo[job->cls], job);
-    pthread_cond_broadcast(&pool->cv); /* the waiting worker may not be one that can take it */
+    /* one waiting thread of the kind that takes the job: any general thread may take any
+     * general job (the limits are the pool's, not a thread's), so if the one woken finds its
+     * class at the limit, no other could take it either; a completion wakes them again */
+    pthread_cond_signal(job->cls == WORKER_CLASS_SYNC ? &pool->sync_cv : &pool->cv);
     pthread_mutex_unlock(&pool->mu);
     return job;
 }
@@ -500,6 +524,7 @@ void worker_pool_free(WorkerPool *pool)
     atomic_store(&pool->shutting_down, true);
     cancel_queued(pool);
     pthread_cond_broadcast(&pool->cv);
+    pthread_cond_broadcast(&pool->sync_cv);
     pthread_mutex_unlock(&pool->mu);
     for (int i = 0; i < pool->nthreads; i++)
         pthread_join(pool->threads[i], NULL);
@@ -520,6 +545,7 @@ void worker_pool_free(WorkerPool *pool)
     free(pool->threads);
     free(pool->thread_args);
     pthread_cond_destroy(&pool->cv);
+    pthread_cond_destroy(&pool->sync_cv);
     pthread_mutex_destroy(&pool->mu);
     free(pool);
 }

@@ -19,12 +19,15 @@
  *     wait costs.
  *
  * Prints each case's rate, mean latency and the ratio against the baseline with the same number
- * of clients, measured in the same run. Asserts nothing about time; exits non-zero only when the
- * setup fails or a create is answered with anything but 201.
+ * of clients, measured in the same run, and the CPU time per operation (from /proc/<pid>/stat at
+ * the case's start and end) of the pageservers together, storcon, and Postgres (the postmaster,
+ * its live children and the ones it reaped). Asserts nothing about time; exits non-zero only when
+ * the setup fails or a create is answered with anything but 201.
  *
  * Usage: bench_tenant_create [seconds-per-case]   (from the build: build/bin/bench_tenant_create)
  * BENCH_KEEP=1 keeps the temporary directory (the daemons' logs) and prints where it is.
  */
+#include <dirent.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
@@ -33,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <libpq-fe.h>
@@ -224,6 +228,66 @@ static void start_cluster(void)
     curl_easy_cleanup(c);
 }
 
+/* ---- CPU per operation ---- */
+
+/* proc_cpu_ticks: utime + stime of pid (with children: + cutime + cstime, the reaped ones), and
+ * its parent; 0 when it is gone. */
+static unsigned long long proc_cpu_ticks(pid_t pid, bool children, pid_t *ppid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* after the command name (which may hold spaces): state ppid ... field 14 utime */
+    const char *p = strrchr(buf, ')');
+    unsigned long long v[4] = {0};
+    int parent = 0;
+    if (p == NULL ||
+        sscanf(p + 1, " %*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu %llu %llu", &parent,
+               &v[0], &v[1], &v[2], &v[3]) != 5)
+        return 0;
+    if (ppid != NULL)
+        *ppid = parent;
+    return v[0] + v[1] + (children ? v[2] + v[3] : 0);
+}
+
+typedef struct CpuSample {
+    unsigned long long pageservers, storcon, postgres; /* clock ticks */
+} CpuSample;
+
+/* cpu_sample: the pageservers, storcon, and Postgres: the postmaster with its reaped children
+ * (backends that ended) and its live children (backends, walwriter, checkpointer...). */
+static CpuSample cpu_sample(void)
+{
+    CpuSample s = {0};
+    for (size_t i = 0; i < BENCH_PAGESERVERS; i++)
+        s.pageservers += proc_cpu_ticks(B.pageservers[i], false, NULL);
+    s.storcon = proc_cpu_ticks(B.storcon, false, NULL);
+    pid_t pm = pg_cluster_postmaster_pid(&B.pg);
+    if (pm <= 0)
+        return s;
+    s.postgres = proc_cpu_ticks(pm, true, NULL);
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    while (d != NULL && (de = readdir(d)) != NULL) {
+        char *end = NULL;
+        long pid = strtol(de->d_name, &end, 10);
+        pid_t parent = 0;
+        if (*end != '\0' || pid <= 0)
+            continue;
+        unsigned long long t = proc_cpu_ticks((pid_t)pid, false, &parent);
+        if (parent == pm)
+            s.postgres += t;
+    }
+    if (d != NULL)
+        closedir(d);
+    return s;
+}
+
 /* ---- the load ---- */
 
 typedef enum Kind { KIND_BASELINE, KIND_CREATE, KIND_CREATE_DETACHED } Kind;
@@ -239,6 +303,7 @@ typedef struct Case {
     atomic_llong latency_us; /* sum over done */
     char first_error[512];
     pthread_mutex_t lock;
+    CpuSample cpu; /* used during the case */
 } Case;
 
 static double now_us(void)
@@ -332,6 +397,7 @@ static double run_case(Case *k)
     atomic_store(&k->latency_us, 0);
     k->first_error[0] = '\0';
     pthread_mutex_init(&k->lock, NULL);
+    CpuSample c0 = cpu_sample();
     double t0 = pg_cluster_now_s();
     for (int i = 0; i < k->clients; i++)
         pthread_create(&th[i], NULL, k->kind == KIND_BASELINE ? baseline_client : create_client, k);
@@ -340,8 +406,22 @@ static double run_case(Case *k)
     for (int i = 0; i < k->clients; i++)
         pthread_join(th[i], NULL);
     double elapsed = pg_cluster_now_s() - t0;
+    CpuSample c1 = cpu_sample();
+    k->cpu = (CpuSample){.pageservers = c1.pageservers - c0.pageservers,
+                         .storcon = c1.storcon - c0.storcon,
+                         .postgres = c1.postgres - c0.postgres};
     pthread_mutex_destroy(&k->lock);
     return (double)atomic_load(&k->done) / elapsed;
+}
+
+/* print_cpu: the case's CPU per completed operation, in microseconds, of the pageservers
+ * together, storcon and Postgres (ends the line). */
+static void print_cpu(const Case *k)
+{
+    long done = atomic_load(&k->done);
+    double per = done > 0 ? 1e6 / (double)sysconf(_SC_CLK_TCK) / (double)done : 0.0;
+    printf(" %8.0f %8.0f %8.0f\n", (double)k->cpu.pageservers * per, (double)k->cpu.storcon * per,
+           (double)k->cpu.postgres * per);
 }
 
 int main(int argc, char **argv)
@@ -374,8 +454,10 @@ int main(int argc, char **argv)
 
     printf("bench_tenant_create: %.1f s per case, %d pageservers, Postgres with fsync on\n",
            seconds, BENCH_PAGESERVERS);
-    printf("%-34s %8s %7s %10s %9s %7s\n", "case", "clients", "shards", "per second", "mean ms",
-           "ratio");
+    printf("CPU per operation in microseconds: ps = the pageservers together, sc = storcon, pg = "
+           "Postgres\n");
+    printf("%-34s %8s %7s %10s %9s %7s %8s %8s %8s\n", "case", "clients", "shards", "per second",
+           "mean ms", "ratio", "ps us", "sc us", "pg us");
     static const int clients[] = {1, 16};
     double baseline[2];
     int failures = 0;
@@ -383,9 +465,10 @@ int main(int argc, char **argv)
         Case k = {.kind = KIND_BASELINE, .clients = clients[c], .seconds = seconds};
         baseline[c] = run_case(&k);
         long done = atomic_load(&k.done);
-        printf("%-34s %8d %7s %10.0f %9.3f %7s\n", "baseline: INSERT one row + commit", clients[c],
+        printf("%-34s %8d %7s %10.0f %9.3f %7s", "baseline: INSERT one row + commit", clients[c],
                "-", baseline[c],
                done > 0 ? (double)atomic_load(&k.latency_us) / (double)done / 1e3 : 0.0, "1.00");
+        print_cpu(&k);
         if (atomic_load(&k.failed) > 0) {
             printf("  %ld failed: %s\n", atomic_load(&k.failed), k.first_error);
             failures++;
@@ -406,10 +489,11 @@ int main(int argc, char **argv)
                           .seconds = seconds};
                 double rate = run_case(&k);
                 long done = atomic_load(&k.done);
-                printf("%-34s %8d %7d %10.0f %9.3f %7.2f\n", kinds[v].name, clients[c],
+                printf("%-34s %8d %7d %10.0f %9.3f %7.2f", kinds[v].name, clients[c],
                        shards[s] > 0 ? shards[s] : 1, rate,
                        done > 0 ? (double)atomic_load(&k.latency_us) / (double)done / 1e3 : 0.0,
                        baseline[c] > 0 ? rate / baseline[c] : 0.0);
+                print_cpu(&k);
                 if (atomic_load(&k.failed) > 0) {
                     printf("  %ld failed: %s\n", atomic_load(&k.failed), k.first_error);
                     failures++;

@@ -289,23 +289,25 @@ def arm_failpoint(ps, name, actions):
 
 def test_concurrent_upsert_to_busy_slot_is_409(ps_env):
     """While a slot is being changed (held by a failpoint on the worker) another upsert gets 409
-    and reads get 503; the first change completes and the refused one left no trace."""
+    and reads are refused; the first change completes and the refused one left no trace."""
     ps = ps_env.pageserver()
     tenant = new_id()
     conf1 = location_conf("AttachedSingle", ps_env.storcon.issue(tenant, 1))
 
+    # A new shard's attach begins in its config write's job (pageserver.md "Attach"): held
+    # there, the slot is still Persisting, not attached here yet.
     arm_failpoint(ps, "attach-before-load", "1*sleep(1500)")
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(put_location, ps, tenant, conf1)
         time.sleep(0.5)
         msg = error_msg(put_location(ps, tenant, location_conf("AttachedSingle", 2)), 409)
-        # Status is either refused (503) or says "attaching, maybe writing: keep off".
+        # Status is refused (404 not attached yet, 503) or says "attaching, maybe writing".
         r = tenant_detail(ps, tenant)
-        if r.status_code != 503:
+        if r.status_code not in (404, 503):
             d = ok_json(r)
             assert d["state"]["slug"] in ("Attaching", "Activating") and \
                 d["attachment_status"] == {"slug": "maybe"}, d
-        error_msg(ps.get(f"/v1/tenant/{tenant}/timeline"), 503)  # data reads: 503
+        error_msg(ps.get(f"/v1/tenant/{tenant}/timeline"), (404, 503))  # data reads refused
         assert first.running(), "the held attach finished early: the 409 proves nothing"
         ok_json(first.result())
     assert msg
@@ -489,7 +491,8 @@ def test_concurrent_new_locations_persist_together_fail_alone_survive_kill9(ps_e
         assert wait_tenant_active(ps, t)["generation"] == 3
         stored = json.loads((ps.workdir / "tenants" / t / "config").read_text())
         assert stored == confs[t], (t, stored)
-        assert (ps.workdir / "tenants" / t / "timelines").is_dir()
+        # timelines/ is made with the first timeline, not by the location config
+        assert not (ps.workdir / "tenants" / t / "timelines").exists()
     # the failed one is retried by its caller and succeeds
     assert ok_json(put_location(ps, failed[0], confs[failed[0]]))
     assert wait_tenant_active(ps, failed[0])["generation"] == 3
@@ -500,3 +503,61 @@ def test_concurrent_new_locations_persist_together_fail_alone_survive_kill9(ps_e
     assert all_locations(ps) == confs
     for t in tsids:
         assert wait_tenant_active(ps, t)["generation"] == 3
+
+
+def test_new_shard_has_no_timelines_dir_until_its_first_timeline(ps_env):
+    """A new shard's location config writes only <tsid>/config; timelines/ comes with the first
+    timeline directory (pageserver.md "Work directory"). Everything that reads it takes a missing
+    one as empty: a warm secondary's download, a restart (re-attach and attach), an attached ->
+    secondary -> attached round, a detach; and a bootstrap creates it."""
+    ps1, ps2 = ps_env.pageserver(), ps_env.pageserver()
+    empty, grows = new_id(), new_id()
+
+    def tl_dir(ps, t):
+        return ps.workdir / "tenants" / t / "timelines"
+
+    for t in (empty, grows):
+        ps_env.attach(ps1, t, 1)
+        assert wait_tenant_active(ps1, t)["timelines"] == []
+        assert (ps1.workdir / "tenants" / t / "config").is_file()
+        assert not tl_dir(ps1, t).exists()
+
+    # a warm secondary of the empty tenant: its heatmap lists no timeline, the download has
+    # nothing to do and scans no directory that is not there
+    ok_json(ps1.post(f"/v1/tenant/{empty}/heatmap_upload"))
+    ps_env.secondary(ps2, empty, warm=True)
+    progress = ok_json(ps2.post(f"/v1/tenant/{empty}/secondary/download",
+                                params={"wait_ms": 30000}), 200)
+    assert progress["layers_total"] == progress["layers_downloaded"] == 0, progress
+    assert not tl_dir(ps2, empty).exists()
+
+    # a restart attaches both again from their local configs and the re-attach answer
+    assert ps1.stop() == 0
+    ps1.start()
+    wait_ready(ps1)
+    for t in (empty, grows):
+        assert wait_tenant_active(ps1, t)["timelines"] == []
+        assert not tl_dir(ps1, t).exists()
+
+    # attached -> secondary -> attached in a higher generation: the slot is loaded again
+    ps_env.secondary(ps1, empty, warm=True)
+    ps_env.attach(ps1, empty, 2)
+    assert wait_tenant_active(ps1, empty)["generation"] == 2
+    assert not tl_dir(ps1, empty).exists()
+
+    # the first timeline creates the directory, durable with it
+    tl = bootstrap(ps1, grows)["timeline_id"]
+    assert (tl_dir(ps1, grows) / tl).is_dir()
+    assert wait_tenant_active(ps1, grows)["timelines"] == [tl]
+
+    # detaching a shard without the directory removes the rest
+    for ps, t in ((ps1, empty), (ps2, empty), (ps1, grows)):
+        ps_env.storcon.set_intent(ps.id, t, None)
+        ok_json(put_location(ps, t, location_conf("Detached")))
+        assert not (ps.workdir / "tenants" / t).exists()
+
+    # nothing stumbled over the missing directory (a scan that failed is only logged)
+    for ps in (ps1, ps2):
+        errors = [line for line in ps.process.log_text().splitlines()
+                  if " ERROR " in line and "timelines" in line]
+        assert errors == [], errors

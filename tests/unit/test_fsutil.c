@@ -190,15 +190,19 @@ static void test_mkdir_p(void **state)
 
     /* fs_mkdir: one level, an existing directory is fine, a missing parent or a file is not */
     err_clear(&err);
-    assert_true(fs_mkdir(in_dir("a/one"), 0755, &err));
-    assert_true(fs_mkdir(in_dir("a/one"), 0755, &err));
+    bool created = false;
+    assert_true(fs_mkdir(in_dir("a/one"), 0755, &created, &err));
+    assert_true(created);
+    assert_true(fs_mkdir(in_dir("a/one"), 0755, &created, &err));
+    assert_false(created);
+    assert_true(fs_mkdir(in_dir("a/two"), 0755, NULL, &err));
     struct stat st;
     assert_int_equal(stat(in_dir("a/one"), &st), 0);
     assert_true(S_ISDIR(st.st_mode));
-    assert_false(fs_mkdir(in_dir("missing/one"), 0755, &err));
+    assert_false(fs_mkdir(in_dir("missing/one"), 0755, NULL, &err));
     assert_int_equal(err.code, ERR_INTERNAL);
     err_clear(&err);
-    assert_false(fs_mkdir(in_dir("a/file"), 0755, &err));
+    assert_false(fs_mkdir(in_dir("a/file"), 0755, NULL, &err));
     assert_non_null(strstr(err.msg, "a/file"));
 }
 
