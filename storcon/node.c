@@ -224,13 +224,24 @@ bool node_is_schedulable(const Node *n)
            (n->scheduling == NODE_SCHEDULING_ACTIVE || n->scheduling == NODE_SCHEDULING_FILLING);
 }
 
-NodeAvailability node_record_heartbeat(Node *n, uint64_t utilization_score, int64_t now_ms)
+NodeAvailability node_record_heartbeat(Node *n, uint64_t utilization_score,
+                                       uint64_t max_shard_count, int64_t now_ms)
 {
     NodeAvailability before = n->availability;
     n->availability = NODE_AVAILABILITY_ACTIVE;
     n->utilization_score = utilization_score;
+    n->max_shard_count = max_shard_count;
     n->last_heartbeat_ms = now_ms;
     return before;
+}
+
+uint64_t node_utilization_score(const Node *n)
+{
+    if (n->max_shard_count == 0)
+        return n->utilization_score;
+    uint64_t known = (uint64_t)n->shard_count + n->attached_reserved;
+    uint64_t shard_score = known * 1000000u / n->max_shard_count;
+    return shard_score > n->utilization_score ? shard_score : n->utilization_score;
 }
 
 bool node_heartbeat_overdue(const Node *n, int64_t now_ms, int64_t timeout_ms)

@@ -114,6 +114,7 @@ typedef struct Node {
     /* heartbeat state (memory only) */
     NodeAvailability availability;
     uint64_t utilization_score; /* from GET /v1/utilization; lower = emptier */
+    uint64_t max_shard_count;   /* from the same answer; 0 = not reported */
     int64_t last_heartbeat_ms;  /* monotonic ms of the last good heartbeat; 0 = never */
     /* maintained by the scheduler only (intent reference counts) */
     uint32_t shard_count;       /* locations in intents: attached + secondary */
@@ -143,10 +144,18 @@ bool node_is_available(const Node *n);
 /* node_is_schedulable: may receive new shard locations (see the file comment). */
 bool node_is_schedulable(const Node *n);
 
-/* node_record_heartbeat: a good heartbeat at now_ms with this utilization score: the node becomes
- * Active (from Offline or WarmingUp). Returns the availability it had before, so that the caller
- * can react to a node coming back. */
-NodeAvailability node_record_heartbeat(Node *n, uint64_t utilization_score, int64_t now_ms);
+/* node_record_heartbeat: a good heartbeat at now_ms with this utilization score and the node's
+ * max_shard_count (0 when it reports none): the node becomes Active (from Offline or WarmingUp).
+ * Returns the availability it had before, so that the caller can react to a node coming back. */
+NodeAvailability node_record_heartbeat(Node *n, uint64_t utilization_score,
+                                       uint64_t max_shard_count, int64_t now_ms);
+
+/* node_utilization_score: the score the scheduler ranks the node by: the last heartbeat's score,
+ * raised to the shard-count score (locations in intents and reserved ones, per max_shard_count,
+ * 1,000,000 = full) when the scheduler knows of more shards there than that heartbeat counted.
+ * Heartbeats come every few seconds; without this, every create between two of them would go to
+ * the node that was emptiest at the last one. */
+uint64_t node_utilization_score(const Node *n);
 
 /* node_heartbeat_overdue: no good heartbeat in the timeout_ms before now_ms (a node that never
  * answered is overdue). The heartbeat loop marks such a node Offline. */

@@ -297,7 +297,7 @@ static void score_attached(const char *pref, const Node *n, const ScheduleContex
 {
     out->az = preferred_az_key(pref, n);
     out->affinity = ctx != NULL ? schedule_context_locations(ctx, n->id) : 0;
-    out->utilization = n->utilization_score;
+    out->utilization = node_utilization_score(n);
     out->load = n->attached_count + n->attached_reserved;
     out->id = n->id;
 }
@@ -312,7 +312,7 @@ static void score_secondary(const Scheduler *sched, const TenantShard *s, const 
     else
         out->az = preferred_az_key(tenant_shard_preferred_az(s), n);
     out->affinity = ctx != NULL ? schedule_context_locations(ctx, n->id) : 0;
-    out->utilization = n->utilization_score;
+    out->utilization = node_utilization_score(n);
     out->load = n->shard_count;
     out->id = n->id;
 }

@@ -263,7 +263,7 @@ static void on_startup_locations(const PageserverResult *res, void *arg)
     Service *svc = c->svc;
     Node *n = node_set_get(&svc->nodes, c->node);
     if (n != NULL && res->ok) {
-        (void)node_record_heartbeat(n, 0, service_now_ms());
+        (void)node_record_heartbeat(n, 0, 0, service_now_ms());
         size_t known = 0;
         for (size_t i = 0; i < res->location_list.n_locations; i++) {
             const PageserverLocation *loc = &res->location_list.locations[i];

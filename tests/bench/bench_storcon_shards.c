@@ -107,7 +107,7 @@ int main(int argc, char **argv)
         if (!node_set_registration(&n, "10.0.0.1", (uint16_t)(9000 + id), "10.0.0.1",
                                    (uint16_t)(6400 + id), 0, az, &err))
             die("node registration", &err);
-        (void)node_record_heartbeat(&n, 0, 1);
+        (void)node_record_heartbeat(&n, 0, 0, 1);
         if (!node_set_add(&nodes, &n, NULL, &err))
             die("node add", &err);
     }

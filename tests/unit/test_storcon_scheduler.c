@@ -63,7 +63,7 @@ static Node *fx_node(Fx *fx, NodeId id, const char *az)
     if (!node_set_registration(&n, "127.0.0.1", (uint16_t)(9000 + id), "127.0.0.1",
                                (uint16_t)(6000 + id), 0, az, &err))
         fail_msg("registration: %s", err.msg);
-    (void)node_record_heartbeat(&n, 0, 1000);
+    (void)node_record_heartbeat(&n, 0, 0, 1000);
     Node *out = NULL;
     if (!node_set_add(&fx->nodes, &n, &out, &err))
         fail_msg("node_set_add: %s", err.msg);
@@ -359,7 +359,7 @@ static void test_no_schedulable_nodes(void **state)
     assert_int_equal(stats.changed, 0);
 
     /* the node comes back: everything schedules */
-    (void)node_record_heartbeat(n, 0, 2000);
+    (void)node_record_heartbeat(n, 0, 0, 2000);
     memset(&stats, 0, sizeof(stats));
     assert_true(scheduler_schedule_all(&fx->sched, fx->map, &stats, &err));
     assert_int_equal(stats.changed, 2);
@@ -797,6 +797,32 @@ static void test_score_order(void **state)
     n2->shard_count = 0;
 }
 
+/* Between two heartbeats the scheduler counts what it placed itself: a burst of creates spreads
+ * instead of all going to the node that was emptiest at the last heartbeat. */
+static void test_utilization_counts_scheduled_shards(void **state)
+{
+    Fx *fx = *state;
+    Node *n[3];
+    static const uint64_t reported[3] = {400, 800, 0}; /* 1, 2 and 0 shards of 2500 */
+    for (NodeId i = 1; i <= 3; i++) {
+        n[i - 1] = fx_node(fx, i, "az");
+        (void)node_record_heartbeat(n[i - 1], reported[i - 1], 2500, 2000);
+    }
+    assert_int_equal(node_utilization_score(n[0]), 400);
+    assert_int_equal(node_utilization_score(n[2]), 0);
+    for (uint32_t k = 0; k < 30; k++)
+        schedule_tenant_ok(fx, fx_tenant(fx, k, PLACEMENT_POLICY_DEFAULT, 1));
+    for (size_t i = 0; i < 3; i++) {
+        assert_in_range(n[i]->attached_count, 9, 11);
+        /* the score follows the scheduler's own count, never below the heartbeat's */
+        uint64_t own = (uint64_t)n[i]->shard_count * 1000000u / 2500u;
+        assert_int_equal(node_utilization_score(n[i]), own > reported[i] ? own : reported[i]);
+    }
+    /* a node that reports no max_shard_count is ranked by its reported score alone */
+    (void)node_record_heartbeat(n[2], 7, 0, 3000);
+    assert_int_equal(node_utilization_score(n[2]), 7);
+}
+
 static void test_pick_az(void **state)
 {
     Fx *fx = *state;
@@ -1021,7 +1047,7 @@ static void test_node_basics(void **state)
 
     /* heartbeats */
     assert_true(node_heartbeat_overdue(&a, 100000, 30000)); /* never answered */
-    assert_int_equal(node_record_heartbeat(&a, 77, 100000), NODE_AVAILABILITY_OFFLINE);
+    assert_int_equal(node_record_heartbeat(&a, 77, 0, 100000), NODE_AVAILABILITY_OFFLINE);
     assert_int_equal(a.availability, NODE_AVAILABILITY_ACTIVE);
     assert_int_equal(a.utilization_score, 77);
     assert_true(node_is_schedulable(&a));
@@ -1030,7 +1056,7 @@ static void test_node_basics(void **state)
     a.availability = NODE_AVAILABILITY_WARMING_UP;
     assert_true(node_is_available(&a));
     assert_false(node_is_schedulable(&a));
-    assert_int_equal(node_record_heartbeat(&a, 1, 130000), NODE_AVAILABILITY_WARMING_UP);
+    assert_int_equal(node_record_heartbeat(&a, 1, 0, 130000), NODE_AVAILABILITY_WARMING_UP);
 
     json_t *j = node_to_json(&a);
     assert_int_equal(json_integer_value(json_object_get(j, "id")), 5);
@@ -1092,6 +1118,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_explicit_intent_ops, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_score_order, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_pick_az, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_utilization_counts_scheduled_shards, fx_setup,
+                                        fx_teardown),
         cmocka_unit_test_setup_teardown(test_debug_counts, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_random_changes_stay_consistent, fx_setup, fx_teardown),
         cmocka_unit_test(test_node_basics),
