@@ -262,6 +262,17 @@ static const FsmDef DB_CONN_FSM = {
 };
 FSM_REGISTER(DB_CONN_FSM)
 
+/* Statements one connection keeps prepared: more than storcon has, so that every statement of the
+ * pool is parsed and planned once per session. */
+#define DB_CONN_PREPARED_MAX 96
+#define DB_STMT_NAME_SIZE    40
+
+typedef struct PreparedStmt {
+    char *sql; /* the text (NULL: free entry) */
+    size_t len;
+    bool ready; /* the server confirmed the prepare */
+} PreparedStmt;
+
 struct DbConn {
     struct event_base *base;
     char *url;
@@ -292,9 +303,20 @@ struct DbConn {
     /* a pipeline (conn_send_pipeline): n_pipe queries sent at once, one result slot each */
     PGresult **pipe_results;
     int n_pipe;
-    int pipe_done;              /* queries whose results are complete */
+    int *pipe_cmds;             /* per command sent: its query's slot, or -1 - k: the prepare of
+                                   prepared[k] */
+    int n_cmds;
+    int pipe_done;              /* commands whose results are complete */
+    bool pipe_single;           /* a conn_send query sent as a pipeline (behind its prepare):
+                                   delivered as a single query's result */
     PGresult **delivering_pipe; /* the pipeline's results during its callback */
     int n_delivering_pipe;
+
+    /* statements prepared on this session (db_conn_prepare_statements): the server parses and
+     * plans a statement once per connection instead of at every execution */
+    bool prepare;
+    unsigned prepared_epoch; /* part of the names: a reset never reuses a name the server has */
+    PreparedStmt prepared[DB_CONN_PREPARED_MAX];
 
     int in_callback;
     bool free_pending;
@@ -304,6 +326,71 @@ struct DbConn {
 };
 
 static void conn_io_cb(evutil_socket_t fd, short what, void *arg);
+
+/* ---- prepared statements ---- */
+
+/* prepared_forget: drop every entry (the session ended, or its statements may be stale). The
+ * epoch moves on, so names made after this never collide with statements the server still has. */
+static void prepared_forget(DbConn *c)
+{
+    for (size_t k = 0; k < DB_CONN_PREPARED_MAX; k++) {
+        free(c->prepared[k].sql);
+        c->prepared[k] = (PreparedStmt){0};
+    }
+    c->prepared_epoch++;
+}
+
+static void prepared_name(const DbConn *c, size_t k, char out[DB_STMT_NAME_SIZE])
+{
+    snprintf(out, DB_STMT_NAME_SIZE, "storcon_%u_%zu", c->prepared_epoch, k);
+}
+
+/* prepared_find: the entry holding this statement's text (sent or confirmed), or -1. */
+static int prepared_find(const DbConn *c, const char *sql, size_t len)
+{
+    for (size_t k = 0; k < DB_CONN_PREPARED_MAX; k++) {
+        const PreparedStmt *p = &c->prepared[k];
+        if (p->sql != NULL && p->len == len && memcmp(p->sql, sql, len) == 0)
+            return (int)k;
+    }
+    return -1;
+}
+
+/* prepared_claim: a free entry for sql, marked as sent but not yet confirmed; -1 when full (the
+ * statement then runs unnamed, as before). */
+static int prepared_claim(DbConn *c, const char *sql, size_t len)
+{
+    for (size_t k = 0; k < DB_CONN_PREPARED_MAX; k++) {
+        PreparedStmt *p = &c->prepared[k];
+        if (p->sql == NULL) {
+            p->sql = xstrdup(sql);
+            p->len = len;
+            p->ready = false;
+            return (int)k;
+        }
+    }
+    return -1;
+}
+
+static bool prepared_has_room(const DbConn *c)
+{
+    for (size_t k = 0; k < DB_CONN_PREPARED_MAX; k++)
+        if (c->prepared[k].sql == NULL)
+            return true;
+    return false;
+}
+
+/* prepared_outcome: the result of the prepare of entry k arrived (ok: the server has it). */
+static void prepared_outcome(DbConn *c, int k, bool ok)
+{
+    PreparedStmt *p = &c->prepared[k];
+    if (ok) {
+        p->ready = true;
+    } else {
+        free(p->sql);
+        *p = (PreparedStmt){0};
+    }
+}
 
 /* conn_watch: make the socket event wait for `what`. While connecting (force) the event is
  * re-created every time, because libpq may have closed the socket and opened another one that
@@ -341,7 +428,11 @@ static void conn_pipe_clear(DbConn *c)
     free(c->pipe_results);
     c->pipe_results = NULL;
     c->n_pipe = 0;
+    free(c->pipe_cmds);
+    c->pipe_cmds = NULL;
+    c->n_cmds = 0;
     c->pipe_done = 0;
+    c->pipe_single = false;
 }
 
 static void conn_close(DbConn *c)
@@ -362,6 +453,7 @@ static void conn_close(DbConn *c)
         c->result = NULL;
     }
     conn_pipe_clear(c);
+    prepared_forget(c); /* a new session has none */
     if (c->state != DB_CONN_DISCONNECTED)
         conn_set_state(c, DB_CONN_DISCONNECTED);
     c->connect_cb = NULL;
@@ -621,7 +713,22 @@ static void conn_query_finish(DbConn *c, const Err *lost)
     } else if (c->n_pipe == 0) {
         r = c->result;
         c->result = NULL;
+    } else if (c->pipe_single) {
+        r = c->pipe_results[0];
+        c->pipe_results[0] = NULL;
     }
+    if (c->failed && strcmp(c->sqlstate, "0A000") == 0)
+        prepared_forget(c); /* e.g. "cached plan must not change result type" after DDL */
+    if (c->failed && strcmp(c->sqlstate, "26000") == 0 && c->prepare) {
+        /* the session lost a statement it had prepared: a pooler that hands each transaction
+         * another server session; such sessions cannot keep statements */
+        log_warn("database: a prepared statement vanished from the session (a transaction "
+                 "pooler?): this connection runs its statements unnamed from now on");
+        prepared_forget(c);
+        c->prepare = false;
+    }
+    if (c->pipe_single)
+        conn_pipe_clear(c);
     if (c->state == DB_CONN_QUERY) {
         conn_set_state(c, DB_CONN_IDLE);
         conn_watch(c, EV_READ, false);
@@ -634,7 +741,7 @@ static void conn_query_finish(DbConn *c, const Err *lost)
     int n_pipe = c->n_pipe;
     c->pipe_results = NULL;
     c->n_pipe = 0;
-    c->pipe_done = 0;
+    conn_pipe_clear(c);
     if (res.ok && n_pipe > 0) {
         res.results = pipe;
         res.n_results = (size_t)n_pipe;
@@ -698,7 +805,7 @@ static void conn_query_io(DbConn *c, short what)
     }
     while (c->n_pipe > 0 && !PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
-        if (r == NULL) { /* the end of one query's results */
+        if (r == NULL) { /* the end of one command's results */
             c->pipe_done++;
             continue;
         }
@@ -708,18 +815,24 @@ static void conn_query_io(DbConn *c, short what)
             conn_query_finish(c, NULL);
             return;
         }
-        if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED || c->pipe_done >= c->n_pipe) {
+        int cmd = c->pipe_done < c->n_cmds ? c->pipe_cmds[c->pipe_done] : c->n_pipe;
+        if (cmd < 0) /* a prepare: the server has the statement only when it says so */
+            prepared_outcome(c, -1 - cmd, PQresultStatus(r) == PGRES_COMMAND_OK);
+        if (PQresultStatus(r) == PGRES_PIPELINE_ABORTED || cmd >= c->n_pipe) {
             PQclear(r); /* skipped after an earlier error, which is what is reported */
             continue;
         }
         PGresult *prev = c->result;
         c->result = NULL;
         conn_collect(c, r); /* an error is recorded; a good result lands in c->result */
-        if (c->result != NULL) {
-            if (c->pipe_results[c->pipe_done] != NULL)
-                PQclear(c->pipe_results[c->pipe_done]);
-            c->pipe_results[c->pipe_done] = c->result;
+        if (c->result != NULL && cmd >= 0) {
+            if (c->pipe_results[cmd] != NULL)
+                PQclear(c->pipe_results[cmd]);
+            c->pipe_results[cmd] = c->result;
+            c->result = NULL;
         }
+        if (c->result != NULL)
+            PQclear(c->result); /* a prepare's own result */
         c->result = prev;
     }
     while (c->n_pipe == 0 && !PQisBusy(c->pg)) {
@@ -785,15 +898,36 @@ static void conn_query_started(DbConn *c, DbDoneFn cb, void *arg, int flushed)
     conn_watch(c, flushed == 1 ? (short)(EV_READ | EV_WRITE) : EV_READ, false);
 }
 
+static bool conn_send_commands(DbConn *c, int n, const char *const *sqls, const int *nparams,
+                               const char *const *const *params, bool single, DbDoneFn cb,
+                               void *arg, Err *err);
+
 /* conn_send: start one query; false when it could not be sent (nothing reached the server in a
- * form it would execute). */
+ * form it would execute). On a connection that prepares statements, a statement it has prepared
+ * runs by name; one it has not goes out behind its prepare, in one round trip. */
 static bool conn_send(DbConn *c, const char *sql, int nparams, const char *const *params,
                       bool script, DbDoneFn cb, void *arg, Err *err)
 {
     if (!conn_ready_for_query(c, err))
         return false;
-    int sent = script ? PQsendQuery(c->pg, sql)
-                      : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    int prepared = -1;
+    if (c->prepare && !script) {
+        prepared = prepared_find(c, sql, strlen(sql));
+        if (prepared < 0 && prepared_has_room(c))
+            return conn_send_commands(c, 1, &sql, &nparams, &params, true, cb, arg, err);
+        if (prepared >= 0 && !c->prepared[prepared].ready)
+            prepared = -1; /* not confirmed (cannot happen between queries): run it unnamed */
+    }
+    int sent;
+    if (script) {
+        sent = PQsendQuery(c->pg, sql);
+    } else if (prepared >= 0) {
+        char name[DB_STMT_NAME_SIZE];
+        prepared_name(c, (size_t)prepared, name);
+        sent = PQsendQueryPrepared(c->pg, name, nparams, params, NULL, NULL, 0);
+    } else {
+        sent = PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    }
     int flushed = sent ? PQflush(c->pg) : -1;
     if (!sent || flushed < 0) {
         bool broken = PQstatus(c->pg) == CONNECTION_BAD || flushed < 0;
@@ -821,21 +955,58 @@ bool db_conn_script(DbConn *c, const char *sql, DbDoneFn cb, void *arg, Err *err
     return conn_send(c, sql, 0, NULL, true, cb, arg, err);
 }
 
-/* conn_send_pipeline: send n parameterised queries at once in libpq's pipeline mode, followed by
- * a sync, and collect them as one query: the callback gets n results (one per query) when every
- * one succeeded, else the first error (the server skipped the rest). false when nothing could be
- * sent (as conn_send). */
-static bool conn_send_pipeline(DbConn *c, int n, const char *const *sqls, const int *nparams,
-                               const char *const *const *params, DbDoneFn cb, void *arg, Err *err)
+void db_conn_prepare_statements(DbConn *c, bool on)
+{
+    c->prepare = on;
+}
+
+/* send_query: one query of a pipeline, by name when the connection has it prepared or claims an
+ * entry for it now (then its prepare goes first); cmds records what each command sent is. */
+static bool send_query(DbConn *c, int i, const char *sql, int nparams, const char *const *params,
+                       int *cmds, int *n_cmds)
+{
+    int k = -1;
+    bool sent = true;
+    char name[DB_STMT_NAME_SIZE];
+    if (c->prepare) {
+        size_t len = strlen(sql);
+        k = prepared_find(c, sql, len);
+        if (k < 0 && (k = prepared_claim(c, sql, len)) >= 0) {
+            prepared_name(c, (size_t)k, name);
+            sent = PQsendPrepare(c->pg, name, sql, nparams, NULL) == 1;
+            cmds[(*n_cmds)++] = -1 - k;
+        }
+    }
+    if (k >= 0) {
+        prepared_name(c, (size_t)k, name);
+        sent = sent && PQsendQueryPrepared(c->pg, name, nparams, params, NULL, NULL, 0) == 1;
+    } else {
+        sent = PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0) == 1;
+    }
+    cmds[(*n_cmds)++] = i;
+    return sent;
+}
+
+/* conn_send_commands: send n parameterised queries at once in libpq's pipeline mode (with the
+ * prepares of statements the session does not have yet), followed by a sync, and collect them as
+ * one query: the callback gets n results (one per query) when every one succeeded, else the
+ * first error (the server skipped the rest); single: n is 1 and the result is delivered as a
+ * single query's. false when nothing could be sent (as conn_send). */
+static bool conn_send_commands(DbConn *c, int n, const char *const *sqls, const int *nparams,
+                               const char *const *const *params, bool single, DbDoneFn cb,
+                               void *arg, Err *err)
 {
     if (!conn_ready_for_query(c, err))
         return false;
+    int *cmds = xcalloc(2 * (size_t)n + 1, sizeof(*cmds));
+    int n_cmds = 0;
     bool sent = PQenterPipelineMode(c->pg) == 1;
     for (int i = 0; sent && i < n; i++)
-        sent = PQsendQueryParams(c->pg, sqls[i], nparams[i], NULL, params[i], NULL, NULL, 0) == 1;
+        sent = send_query(c, i, sqls[i], nparams[i], params[i], cmds, &n_cmds);
     sent = sent && PQpipelineSync(c->pg) == 1;
     int flushed = sent ? PQflush(c->pg) : -1;
     if (!sent || flushed < 0) {
+        free(cmds);
         err_from_conn(err, c->pg, "cannot send pipeline");
         conn_count_error(c);
         /* whatever reached the server is unknown: never reuse this connection */
@@ -844,9 +1015,19 @@ static bool conn_send_pipeline(DbConn *c, int n, const char *const *sqls, const 
     }
     c->pipe_results = xcalloc((size_t)n, sizeof(*c->pipe_results));
     c->n_pipe = n;
+    c->pipe_cmds = cmds;
+    c->n_cmds = n_cmds;
     c->pipe_done = 0;
+    c->pipe_single = single;
     conn_query_started(c, cb, arg, flushed);
     return true;
+}
+
+/* conn_send_pipeline: conn_send_commands delivering n results. */
+static bool conn_send_pipeline(DbConn *c, int n, const char *const *sqls, const int *nparams,
+                               const char *const *const *params, DbDoneFn cb, void *arg, Err *err)
+{
+    return conn_send_commands(c, n, sqls, nparams, params, false, cb, arg, err);
 }
 
 /* conn_take_pipe_result: inside a pipeline's callback, take ownership of query i's result. */
@@ -1715,6 +1896,7 @@ DbPool *db_pool_new(struct event_base *base, const DbPoolConfig *cfg)
         pc->pool = pool;
         pc->index = i;
         pc->conn = db_conn_new(base, pool->url, cfg->metrics);
+        db_conn_prepare_statements(pc->conn, true);
         db_conn_on_lost(pc->conn, pool_conn_lost, pc);
         pc->backoff = evtimer_new(base, pool_conn_backoff_cb, pc);
         pc->backoff_ms = STORCON_DB_RECONNECT_BACKOFF_MIN_MS;

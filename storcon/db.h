@@ -2,7 +2,8 @@
  * db.h: asynchronous Postgres access for the storage controller (libpq, on the event loop).
  *
  * Nothing here blocks the loop: connections are made with PQconnectStartParams/PQconnectPoll and
- * queries sent with PQsendQueryParams (PQsendQuery only for multi-statement migration scripts),
+ * queries sent with PQsendQueryParams or, prepared once per session, PQsendQueryPrepared
+ * (PQsendQuery only for multi-statement migration scripts),
  * with results collected by PQconsumeInput/PQisBusy/PQgetResult when an event on PQsocket fires.
  * (libpq resolves host names inside PQconnectPoll; use numeric hosts or "localhost" to keep that
  * fast.)
@@ -111,6 +112,15 @@ bool db_conn_is_idle(const DbConn *conn);
  * (no callback) when it cannot be sent: not idle, or the connection broke (then it is closed). */
 bool db_conn_query(DbConn *conn, const char *sql, int nparams, const char *const *params,
                    DbDoneFn cb, void *arg, Err *err) MUST_CHECK;
+/* db_conn_prepare_statements: on = keep the statements this connection runs prepared on its
+ * session (named, at most 96 of them; the rest run unnamed): the first
+ * execution of a text goes out behind its prepare in the same round trip, later ones run by name,
+ * so the server parses and plans each statement once per session. Entries are forgotten when the
+ * connection closes or a statement fails with SQLSTATE 0A000 (a cached plan whose result type a
+ * schema change altered). A statement missing from the session (SQLSTATE 26000: a pooler that
+ * gives each transaction another server session) fails once and turns preparing off for the
+ * connection. The pool's connections prepare; the migration runner's does not. */
+void db_conn_prepare_statements(DbConn *conn, bool on);
 /* db_conn_script: send a multi-statement script with the simple query protocol. ONLY for the
  * embedded migration files (a parameterised statement cannot hold several statements); never for
  * anything built at run time. The result is the last statement's, or the first error. */

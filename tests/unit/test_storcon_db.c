@@ -1990,6 +1990,141 @@ static void test_compute_notifications(void **state)
     assert_int_equal(sql_int("SELECT count(*) FROM compute_notifications", 0, NULL, NULL, NULL), 1);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* prepared statements (db_conn_prepare_statements, on in every pool connection)              */
+/* ------------------------------------------------------------------------------------------ */
+
+typedef struct Ran {
+    int calls;
+    bool ok;
+    char sqlstate[6];
+    size_t n_results;
+    int fields;
+    char value[2][64]; /* row 0, column 0 of the first two statements */
+} Ran;
+
+static void on_ran(const DbResult *res, void *arg)
+{
+    Ran *r = arg;
+    r->calls++;
+    r->ok = res->ok;
+    str_copy(r->sqlstate, sizeof(r->sqlstate), res->sqlstate);
+    r->n_results = res->ok ? res->n_results : 0;
+    r->fields = res->ok && res->n_results > 0 ? PQnfields(res->results[0]) : 0;
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = res->ok ? db_result_value(res, i, 0, 0) : NULL;
+        str_copy(r->value[i], sizeof(r->value[i]), v != NULL ? v : "");
+    }
+}
+
+static Ran run_exec(Fixture *f, const char *sql, const char *param)
+{
+    Ran r = {0};
+    const char *params[1] = {param};
+    (void)db_exec(f->pool, sql, param != NULL ? 1 : 0, params, on_ran, &r);
+    pump(f, &r.calls, 1);
+    return r;
+}
+
+/* prepared_count: statements with this text prepared on the pool's (one) session. */
+static int64_t prepared_count(Fixture *f, const char *sql)
+{
+    Ran r = run_exec(f, "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1", sql);
+    assert_true(r.ok);
+    return strtoll(r.value[0], NULL, 10);
+}
+
+static void test_prepared_statements(void **state)
+{
+    (void)state;
+    if (!PG.available)
+        SKIP_MISSING_DEP("no usable Postgres 15 (binaries in " PG_BIN ")");
+    Fixture *f = fixture_new(PG.url, 1, 20000, 0); /* one session: what it prepared is visible */
+    static const char ADD[] = "SELECT $1::int + 1";
+    Ran r = run_exec(f, ADD, "41");
+    assert_true(r.ok);
+    assert_string_equal(r.value[0], "42");
+    assert_int_equal(prepared_count(f, ADD), 1);
+    r = run_exec(f, ADD, "1"); /* by name now, same answer shape */
+    assert_true(r.ok);
+    assert_int_equal(r.n_results, 1);
+    assert_string_equal(r.value[0], "2");
+    assert_int_equal(prepared_count(f, ADD), 1);
+
+    /* a statement the server refuses is not kept: the second run gets the same error, not
+     * "prepared statement does not exist" */
+    static const char BAD[] = "SELECT no_such_column FROM pg_class";
+    for (int i = 0; i < 2; i++) {
+        r = run_exec(f, BAD, NULL);
+        assert_false(r.ok);
+        assert_string_equal(r.sqlstate, "42703");
+    }
+    assert_int_equal(prepared_count(f, BAD), 0);
+
+    /* a pipelined transaction prepares a statement once even when it runs twice in it */
+    static const char TWICE[] = "SELECT $1::int * 2";
+    const char *p3[1] = {"3"}, *p5[1] = {"5"};
+    DbStatement two[2] = {{.sql = TWICE, .nparams = 1, .params = p3},
+                          {.sql = TWICE, .nparams = 1, .params = p5}};
+    Ran t = {0};
+    (void)db_txn_first(f->pool, two, 2, on_ran, &t);
+    pump(f, &t.calls, 1);
+    assert_true(t.ok);
+    assert_int_equal(t.n_results, 2);
+    assert_string_equal(t.value[0], "6");
+    assert_string_equal(t.value[1], "10");
+    assert_int_equal(prepared_count(f, TWICE), 1);
+
+    /* a prepare the server skipped (an earlier statement failed) is forgotten: the statement
+     * runs next time */
+    static const char LATER[] = "SELECT $1::int * 3";
+    DbStatement failing[2] = {{.sql = "SELECT 1 / 0", .nparams = 0, .params = NULL},
+                              {.sql = LATER, .nparams = 1, .params = p3}};
+    t = (Ran){0};
+    (void)db_txn_first(f->pool, failing, 2, on_ran, &t);
+    pump(f, &t.calls, 1);
+    assert_false(t.ok);
+    assert_string_equal(t.sqlstate, "22012");
+    assert_int_equal(prepared_count(f, LATER), 0);
+    r = run_exec(f, LATER, "3");
+    assert_true(r.ok);
+    assert_string_equal(r.value[0], "9");
+
+    /* a schema change that alters a prepared statement's result type fails it once (0A000);
+     * the connection then forgets its statements and the next run prepares it afresh */
+    assert_true(run_exec(f, "DROP TABLE IF EXISTS prepared_probe", NULL).ok);
+    assert_true(run_exec(f, "CREATE TABLE prepared_probe (a int)", NULL).ok);
+    assert_true(run_exec(f, "INSERT INTO prepared_probe VALUES (7)", NULL).ok);
+    static const char STAR[] = "SELECT * FROM prepared_probe";
+    r = run_exec(f, STAR, NULL);
+    assert_true(r.ok);
+    assert_int_equal(r.fields, 1);
+    assert_true(run_exec(f, "ALTER TABLE prepared_probe ADD COLUMN b int", NULL).ok);
+    r = run_exec(f, STAR, NULL);
+    assert_false(r.ok);
+    assert_string_equal(r.sqlstate, "0A000");
+    r = run_exec(f, STAR, NULL);
+    assert_true(r.ok);
+    assert_int_equal(r.fields, 2);
+    assert_string_equal(r.value[0], "7");
+    assert_true(run_exec(f, "DROP TABLE prepared_probe", NULL).ok);
+
+    /* a session that loses its statements (as behind a transaction pooler) fails one statement
+     * (26000), then runs everything unnamed */
+    assert_true(run_exec(f, ADD, "0").ok); /* prepared again under a new name (the 0A000 forgot
+                                              every one; the old ones stay until reconnect) */
+    assert_int_equal(prepared_count(f, ADD), 2);
+    assert_true(run_exec(f, "DEALLOCATE ALL", NULL).ok);
+    r = run_exec(f, ADD, "1");
+    assert_false(r.ok);
+    assert_string_equal(r.sqlstate, "26000");
+    r = run_exec(f, ADD, "2");
+    assert_true(r.ok);
+    assert_string_equal(r.value[0], "3");
+    assert_int_equal(prepared_count(f, ADD), 0);
+    fixture_free(f);
+}
+
 static void test_unavailable(void **state)
 {
     if (!PG.available)
@@ -2038,6 +2173,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_generation_missing_and_detach, test_setup,
                                         test_teardown),
         cmocka_unit_test_setup_teardown(test_reattach, test_setup, test_teardown),
+        cmocka_unit_test(test_prepared_statements),
         cmocka_unit_test_setup_teardown(test_generations_lookup, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_updates, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_tenant_delete, test_setup, test_teardown),
