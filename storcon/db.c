@@ -303,8 +303,8 @@ struct DbConn {
     /* a pipeline (conn_send_pipeline): n_pipe queries sent at once, one result slot each */
     PGresult **pipe_results;
     int n_pipe;
-    int *pipe_cmds;             /* per command sent: its query's slot, or -1 - k: the prepare of
-                                   prepared[k] */
+    int *pipe_cmds; /* per command sent: its query's slot, or -1 - k: the prepare of
+                       prepared[k] */
     int n_cmds;
     int pipe_done;              /* commands whose results are complete */
     bool pipe_single;           /* a conn_send query sent as a pipeline (behind its prepare):

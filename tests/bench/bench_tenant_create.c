@@ -26,8 +26,8 @@
  *
  * Usage: bench_tenant_create [seconds-per-case]   (from the build: build/bin/bench_tenant_create)
  * BENCH_KEEP=1 keeps the temporary directory (the daemons' logs) and prints where it is.
- * BENCH_ONLY=<kind>:<clients>:<shards> (kind create or detached, e.g. create:16:1) runs the baselines
- * and that one case, for profiling it.
+ * BENCH_ONLY=<kind>:<clients>:<shards> (kind create or detached, e.g. create:16:1) runs the
+ * baselines and that one case, for profiling it.
  */
 #include <dirent.h>
 #include <inttypes.h>
@@ -487,8 +487,8 @@ int main(int argc, char **argv)
         for (size_t s = 0; s < 2; s++) {
             for (size_t c = 0; c < 2; c++) {
                 char name[48];
-                snprintf(name, sizeof(name), "%s:%d:%d", v == 0 ? "create" : "detached",
-                         clients[c], shards[s] > 0 ? shards[s] : 1);
+                snprintf(name, sizeof(name), "%s:%d:%d", v == 0 ? "create" : "detached", clients[c],
+                         shards[s] > 0 ? shards[s] : 1);
                 if (only != NULL && only[0] != '\0' && strcmp(only, name) != 0)
                     continue;
                 Case k = {.kind = kinds[v].kind,
