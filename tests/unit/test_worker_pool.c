@@ -433,16 +433,66 @@ static void wait_running(WorkerPool *pool, WorkerClass cls, size_t n)
     assert_int_equal(worker_pool_running(pool, cls), n);
 }
 
+/* wait_job_running: until the (gated) job's work function started. */
+static void wait_job_running(const CJob *j)
+{
+    struct timespec ts = {0, 1000000};
+    for (int spins = 0; !atomic_load(&j->ran) && spins < 10000; spins++)
+        nanosleep(&ts, NULL);
+    assert_true(atomic_load(&j->ran));
+}
+
+/* GateFx: what the tests of gated jobs share: the gate (closed), g_done 0, a loop and a pool of
+ * config threads (the test may free and replace it; teardown frees whatever is there). */
+typedef struct GateFx {
+    struct event_base *base;
+    WorkerPool *pool;
+} GateFx;
+
+static int gate_fx_setup(void **state, WorkerPoolConfig cfg)
+{
+    gate_init();
+    g_done = 0;
+    GateFx *fx = calloc(1, sizeof(*fx));
+    fx->base = event_base_new();
+    Err err;
+    if (fx->base == NULL || !worker_pool_new_config(fx->base, &cfg, &fx->pool, &err))
+        return -1;
+    *state = fx;
+    return 0;
+}
+
+static int gate_fx_one_thread(void **state)
+{
+    return gate_fx_setup(state, (WorkerPoolConfig){.threads = 1});
+}
+
+static int gate_fx_four_threads(void **state)
+{
+    return gate_fx_setup(state, (WorkerPoolConfig){.threads = 4});
+}
+
+static int gate_fx_sync_threads(void **state)
+{
+    return gate_fx_setup(state, (WorkerPoolConfig){.threads = 2, .sync_threads = 3});
+}
+
+static int gate_fx_teardown(void **state)
+{
+    GateFx *fx = *state;
+    worker_pool_free(fx->pool);
+    event_base_free(fx->base);
+    free(fx);
+    gate_destroy();
+    return 0;
+}
+
 /* A flood of BULK and IO jobs, all stuck, does not keep a LATENCY job from running at once. */
 static void test_bulk_flood_does_not_delay_latency(void **state)
 {
-    (void)state;
-    gate_init();
-    g_done = 0;
-    struct event_base *base = event_base_new();
-    WorkerPool *pool;
-    Err err;
-    assert_true(pool_new(base, 4, &pool, &err));
+    GateFx *fx = *state;
+    struct event_base *base = fx->base;
+    WorkerPool *pool = fx->pool;
     enum { FLOOD = 40 };
     CJob *flood = calloc(FLOOD, sizeof(CJob));
     for (int i = 0; i < FLOOD / 2; i++) {
@@ -473,10 +523,7 @@ static void test_bulk_flood_does_not_delay_latency(void **state)
     run_until_done(base, 5 + FLOOD);
     for (int i = 0; i < FLOOD; i++)
         assert_int_equal(flood[i].outcome, WORKER_RAN);
-    worker_pool_free(pool);
     free(flood);
-    event_base_free(base);
-    gate_destroy();
 }
 
 /* SYNC jobs run on their own threads, all of them at once (the concurrency that lets the
@@ -485,14 +532,9 @@ static void test_bulk_flood_does_not_delay_latency(void **state)
  * run as IO jobs. */
 static void test_sync_jobs_have_their_own_threads(void **state)
 {
-    (void)state;
-    gate_init();
-    g_done = 0;
-    struct event_base *base = event_base_new();
-    WorkerPool *pool;
-    Err err;
-    WorkerPoolConfig cfg = {.threads = 2, .sync_threads = 3};
-    assert_true(worker_pool_new_config(base, &cfg, &pool, &err));
+    GateFx *fx = *state;
+    struct event_base *base = fx->base;
+    WorkerPool *pool = fx->pool;
     CJob busy[4];
     memset(busy, 0, sizeof(busy));
     for (int i = 0; i < 2; i++) {
@@ -524,61 +566,45 @@ static void test_sync_jobs_have_their_own_threads(void **state)
     for (int i = 0; i < 5; i++)
         assert_int_equal(more[i].outcome, WORKER_RAN);
     worker_pool_free(pool);
+    fx->pool = NULL;
 
     /* no sync threads: a SYNC job is an IO job */
     g_done = 0;
-    assert_true(pool_new(base, 2, &pool, &err));
+    Err err;
+    assert_true(pool_new(base, 2, &fx->pool, &err));
     CJob one;
     memset(&one, 0, sizeof(one));
-    start(pool, WORKER_CLASS_SYNC, 0, &one);
+    start(fx->pool, WORKER_CLASS_SYNC, 0, &one);
     run_until_done(base, 1);
     assert_int_equal(one.outcome, WORKER_RAN);
-    worker_pool_free(pool);
-    event_base_free(base);
-    gate_destroy();
 }
 
 /* A queued job cancelled never runs (done says so, later, not inside the cancel); a running one
  * is told and stops. */
 static void test_cancel(void **state)
 {
-    (void)state;
-    gate_init();
-    g_done = 0;
-    struct event_base *base = event_base_new();
-    WorkerPool *pool;
-    Err err;
-    assert_true(pool_new(base, 1, &pool, &err));
+    GateFx *fx = *state;
+    WorkerPool *pool = fx->pool;
     CJob running = {.gated = true}, queued = {0};
     start(pool, WORKER_CLASS_IO, 0, &running);
     start(pool, WORKER_CLASS_IO, 0, &queued);
-    struct timespec ts = {0, 1000000};
-    for (int spins = 0; !atomic_load(&running.ran) && spins < 10000; spins++)
-        nanosleep(&ts, NULL);
+    wait_job_running(&running);
     worker_job_cancel(pool, queued.handle);
     assert_int_equal(queued.done_runs, 0);
     worker_job_cancel(pool, running.handle);
-    run_until_done(base, 2);
+    run_until_done(fx->base, 2);
     assert_false(atomic_load(&queued.ran));
     assert_int_equal(queued.outcome, WORKER_CANCELLED);
     assert_true(atomic_load(&running.saw_cancel));
     assert_int_equal(running.outcome, WORKER_RAN);
     assert_string_equal(worker_outcome_name(WORKER_CANCELLED), "cancelled");
-    worker_pool_free(pool);
-    event_base_free(base);
-    gate_destroy();
 }
 
 /* A job whose deadline passed while it waited is not run; one in time is. */
 static void test_deadline(void **state)
 {
-    (void)state;
-    gate_init();
-    g_done = 0;
-    struct event_base *base = event_base_new();
-    WorkerPool *pool;
-    Err err;
-    assert_true(pool_new(base, 1, &pool, &err));
+    GateFx *fx = *state;
+    WorkerPool *pool = fx->pool;
     CJob blocker = {.gated = true}, late = {0}, in_time = {0};
     start(pool, WORKER_CLASS_IO, 0, &blocker);
     start(pool, WORKER_CLASS_IO, 30, &late);
@@ -586,36 +612,27 @@ static void test_deadline(void **state)
     struct timespec ts = {0, 80 * 1000000};
     nanosleep(&ts, NULL);
     gate_open();
-    run_until_done(base, 3);
+    run_until_done(fx->base, 3);
     assert_false(atomic_load(&late.ran));
     assert_int_equal(late.outcome, WORKER_DEADLINE_EXPIRED);
     assert_true(atomic_load(&in_time.ran));
     assert_int_equal(in_time.outcome, WORKER_RAN);
-    worker_pool_free(pool);
-    event_base_free(base);
-    gate_destroy();
 }
 
 /* Shutdown cancels queued jobs (done still runs, told so) and stops the running one. */
 static void test_shutdown_cancels_queued(void **state)
 {
-    (void)state;
-    gate_init();
-    g_done = 0;
-    struct event_base *base = event_base_new();
-    WorkerPool *pool;
-    Err err;
-    assert_true(pool_new(base, 1, &pool, &err));
+    GateFx *fx = *state;
+    WorkerPool *pool = fx->pool;
     CJob running = {.gated = true}, queued[6];
     memset(queued, 0, sizeof(queued));
     start(pool, WORKER_CLASS_BULK, 0, &running);
-    struct timespec ts = {0, 1000000};
-    for (int spins = 0; !atomic_load(&running.ran) && spins < 10000; spins++)
-        nanosleep(&ts, NULL);
+    wait_job_running(&running);
     for (int i = 0; i < 6; i++)
         start(pool, (WorkerClass)(i % WORKER_CLASS_COUNT), 0, &queued[i]);
     assert_int_equal(worker_pool_pending(pool), 7);
     worker_pool_free(pool); /* the loop never runs: free delivers everything itself */
+    fx->pool = NULL;
     assert_int_equal(g_done, 7);
     assert_true(atomic_load(&running.saw_cancel));
     assert_int_equal(running.outcome, WORKER_RAN);
@@ -624,8 +641,6 @@ static void test_shutdown_cancels_queued(void **state)
         assert_int_equal(queued[i].done_runs, 1);
         assert_int_equal(queued[i].outcome, WORKER_CANCELLED);
     }
-    event_base_free(base);
-    gate_destroy();
 }
 
 static void test_outcome_err(void **state)
@@ -671,11 +686,14 @@ int main(void)
         cmocka_unit_test(test_free_drains_pending_jobs),
         cmocka_unit_test(test_free_from_done_callback),
         cmocka_unit_test(test_bad_thread_count),
-        cmocka_unit_test(test_bulk_flood_does_not_delay_latency),
-        cmocka_unit_test(test_sync_jobs_have_their_own_threads),
-        cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_deadline),
-        cmocka_unit_test(test_shutdown_cancels_queued),
+        cmocka_unit_test_setup_teardown(test_bulk_flood_does_not_delay_latency,
+                                        gate_fx_four_threads, gate_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_sync_jobs_have_their_own_threads, gate_fx_sync_threads,
+                                        gate_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_cancel, gate_fx_one_thread, gate_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_deadline, gate_fx_one_thread, gate_fx_teardown),
+        cmocka_unit_test_setup_teardown(test_shutdown_cancels_queued, gate_fx_one_thread,
+                                        gate_fx_teardown),
         cmocka_unit_test(test_bad_limits),
         cmocka_unit_test(test_outcome_err),
     };
