@@ -501,20 +501,24 @@ static void continue_plan(Reconcile *rc)
     reconcile_step(rc);
 }
 
-/* on_put: a location_config PUT finished; record the written config on success.
- */
+bool reconcile_put_answered(Reconcile *rc, const PageserverResult *res)
+{
+    rc->call = NULL;
+    if (!res->ok && (res->status < 200 || res->status > 299)) {
+        reconcile_fail(rc, reconcile_action_name(rc->action.kind), &res->err);
+        return false;
+    }
+    return true;
+}
+
+/* on_put: a location_config PUT finished; record the written config on success. */
 static void on_put(const PageserverResult *res, void *arg)
 {
     Reconcile *rc = arg;
-    rc->call = NULL;
+    if (!reconcile_put_answered(rc, res))
+        return;
     TenantShard *s = rc->shard;
     NodeId node = rc->action.node;
-    /* The answer's body is not used: any 2xx means the config was written (a pageserver answers a
-     * Detached PUT with a bare {}, which the client reports as an undecodable body). */
-    if (!res->ok && (res->status < 200 || res->status > 299)) {
-        reconcile_fail(rc, reconcile_action_name(rc->action.kind), &res->err);
-        return;
-    }
     ObservedState o = {.known = true, .generation = GENERATION_NONE};
     switch (rc->state) {
     case RECONCILE_ATTACH:

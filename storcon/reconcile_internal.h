@@ -87,6 +87,10 @@ void reconcile_step(Reconcile *rc);
 /* The LocationConfig the intent wants on a node in mode. New reference. */
 json_t *reconcile_location_config_json(const TenantShard *s, ShardLocationMode mode,
                                        Generation gen);
+/* reconcile_put_answered: the location_config PUT of rc's action answered: the call is over;
+ * false when the reconcile failed on it (anything but 2xx: the body is not used, a pageserver
+ * answers a Detached PUT with a bare {}, which the client reports as an undecodable body). */
+bool reconcile_put_answered(Reconcile *rc, const PageserverResult *res);
 /* A target for node with the reconciler's timeouts and retries; false: node unknown. */
 bool reconcile_make_target(Reconcile *rc, NodeId node, PageserverTarget *t, char *buf, size_t size);
 /* A failpoint on the loop: true: go on now; false: the failpoint failed the reconcile, or will

@@ -179,13 +179,10 @@ static bool target(Reconcile *rc, PageserverTarget *t, char *buf, size_t size)
 static void on_put(const PageserverResult *res, void *arg)
 {
     Reconcile *rc = arg;
-    rc->call = NULL;
+    if (!reconcile_put_answered(rc, res))
+        return;
     TenantShard *s = rc->shard;
     NodeId node = rc->action.node;
-    if (!res->ok && (res->status < 200 || res->status > 299)) {
-        reconcile_fail(rc, reconcile_action_name(rc->action.kind), &res->err);
-        return;
-    }
     ObservedState o = {.known = true, .generation = GENERATION_NONE};
     switch (rc->action.kind) {
     case RECONCILE_ACTION_MIGRATE_ORIGIN_STALE:
