@@ -300,11 +300,12 @@ struct DbConn {
     double started;
     PGresult *delivering; /* the result handed to query_cb; conn_take_result steals it */
 
-    /* a pipeline (conn_send_pipeline): n_pipe queries sent at once, one result slot each */
+    /* a pipeline (conn_send_commands): n_pipe queries sent at once, one result slot each; per
+     * command sent (n_cmds), pipe_cmds holds its query's slot, or -1 - k for the prepare of
+     * prepared[k] */
     PGresult **pipe_results;
     int n_pipe;
-    int *pipe_cmds; /* per command sent: its query's slot, or -1 - k: the prepare of
-                       prepared[k] */
+    int *pipe_cmds;
     int n_cmds;
     int pipe_done;              /* commands whose results are complete */
     bool pipe_single;           /* a conn_send query sent as a pipeline (behind its prepare):
