@@ -35,7 +35,8 @@ void service_hb_result(void *host, NodeId node, const PageserverUtilization *uti
         return;
     int64_t now = service_now_ms();
     if (util != NULL) {
-        NodeAvailability before = node_record_heartbeat(n, util->utilization_score, util->max_shard_count, now);
+        NodeAvailability before =
+            node_record_heartbeat(n, util->utilization_score, util->max_shard_count, now);
         if (before != NODE_AVAILABILITY_ACTIVE) {
             log_info("node %llu is active (was %s)", (unsigned long long)node,
                      node_availability_name(before));

@@ -435,6 +435,15 @@ int main(int argc, char **argv)
         if (end == argv[1] || seconds <= 0 || seconds > 600)
             die("bad seconds-per-case: ", argv[1]);
     }
+    const char *only = getenv("BENCH_ONLY");
+    if (only != NULL && only[0] != '\0') {
+        char kind[16];
+        int cl = 0, sh = 0;
+        if (sscanf(only, "%15[a-z]:%d:%d", kind, &cl, &sh) != 3 ||
+            (strcmp(kind, "create") != 0 && strcmp(kind, "detached") != 0) ||
+            (cl != 1 && cl != 16) || (sh != 1 && sh != 4))
+            die("BENCH_ONLY: want create|detached:1|16:1|4, not ", only);
+    }
     if (!pg_cluster_available())
         die("Postgres 15 binaries not found in ", PG_BIN);
     char self[PATH_MAX];
@@ -482,7 +491,6 @@ int main(int argc, char **argv)
     } kinds[] = {{KIND_CREATE, "create: POST /v1/tenant"},
                  {KIND_CREATE_DETACHED, "create-detached: rows only"}};
     static const int shards[] = {0, 4};
-    const char *only = getenv("BENCH_ONLY");
     for (size_t v = 0; v < 2; v++) {
         for (size_t s = 0; s < 2; s++) {
             for (size_t c = 0; c < 2; c++) {

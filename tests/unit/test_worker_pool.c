@@ -456,8 +456,13 @@ static int gate_fx_setup(void **state, WorkerPoolConfig cfg)
     GateFx *fx = calloc(1, sizeof(*fx));
     fx->base = event_base_new();
     Err err;
-    if (fx->base == NULL || !worker_pool_new_config(fx->base, &cfg, &fx->pool, &err))
+    if (fx->base == NULL || !worker_pool_new_config(fx->base, &cfg, &fx->pool, &err)) {
+        if (fx->base != NULL)
+            event_base_free(fx->base);
+        free(fx);
+        gate_destroy();
         return -1;
+    }
     *state = fx;
     return 0;
 }
